@@ -1,0 +1,68 @@
+//! `pier-proxy`: the client-facing node. Standalone by default (embedded
+//! store in `--data`); with `--store ADDR` it serves a remote store node.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use pier_proxy::ProxyConfig;
+use pier_store::node;
+use pier_store::FlushMode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pier-proxy",
+    version,
+    about = "Pier proxy: RocketMQ 5 gRPC protocol over a Pier store"
+)]
+struct Args {
+    /// TOML config file (see README); flags and environment override it.
+    #[arg(long, env = "PIER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve clients on [default: 0.0.0.0:8081].
+    #[arg(long, env = "PIER_LISTEN")]
+    listen: Option<String>,
+    /// Data directory of the embedded store (standalone mode) [default: ./pier-data].
+    #[arg(long, env = "PIER_DATA")]
+    data: Option<PathBuf>,
+    /// Address of a `pier-store` node (cluster mode).
+    #[arg(long, env = "PIER_STORE")]
+    store: Option<String>,
+    /// Embedded store flush mode: `sync` or `async`.
+    #[arg(long, env = "PIER_FLUSH")]
+    flush: Option<FlushMode>,
+    /// Key authenticating receipt handles; the same on every proxy of a fleet.
+    #[arg(long, env = "PIER_RECEIPT_SECRET", hide_env_values = true)]
+    receipt_secret: Option<String>,
+    /// Create unknown topics and groups on first use (development).
+    #[arg(long, env = "PIER_AUTO_CREATE")]
+    auto_create: Option<bool>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    node::init_logging();
+    let args = Args::parse();
+    let mut cfg: ProxyConfig = node::load_config(args.config.as_deref())?;
+    if let Some(v) = args.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = args.data {
+        cfg.data = v;
+    }
+    if let Some(v) = args.store {
+        cfg.store = Some(v);
+    }
+    if let Some(v) = args.flush {
+        cfg.flush = v;
+    }
+    if let Some(v) = args.receipt_secret {
+        cfg.receipt_secret = v;
+    }
+    if let Some(v) = args.auto_create {
+        cfg.auto_create = v;
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    pier_proxy::server::serve(cfg, listener, node::shutdown_signal()).await
+}

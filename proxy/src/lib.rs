@@ -1,0 +1,26 @@
+//! Pier's proxy: serves `apache.rocketmq.v2` to the official RocketMQ 5
+//! clients and `pier.admin.v1` to operators, over a store reached through
+//! [`pier_store::StoreApi`]. It keeps no durable state, so any number of
+//! proxies can serve the same store and a client can move between them.
+//!
+//! - [`service`]: the MessagingService handlers;
+//! - [`validate`]: input rules and their codes;
+//! - [`status`]: the one mapping of failures to protocol codes;
+//! - [`receipt`]: authenticated, self-describing receipt handles;
+//! - [`session`]: Telemetry sessions and settings;
+//! - [`renew`]: background renewal of push consumers' receipts;
+//! - [`convert`]: client messages <-> stored messages;
+//! - [`server`]: putting it together and stopping gracefully.
+
+pub mod config;
+pub mod context;
+pub mod convert;
+pub mod receipt;
+pub mod renew;
+pub mod server;
+pub mod service;
+pub mod session;
+pub mod status;
+pub mod validate;
+
+pub use config::ProxyConfig;

@@ -1,0 +1,137 @@
+//! Auto-renewal of push consumers' receipts (protocol.md §4.9.2): a receive
+//! with `auto_renew` gets an invisibility chosen here, and a background task
+//! keeps extending it until the message is acked or nacked, the client goes
+//! away, or the renewal limit is reached. The delivery attempt does not
+//! change, so the first receipt handle stays valid throughout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use pier_proto::store::{ChangeInvisibleRequest, DeliveryRef};
+use pier_store::{StoreApi, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Renew when a delivery has less than this left.
+const RENEW_AHEAD_MS: i64 = 10_000;
+const SCAN_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    client_id: String,
+    delivery: DeliveryRef,
+    visible_at_ms: i64,
+    until_ms: i64,
+}
+
+pub struct Renewer {
+    /// Keyed by receipt handle, as acks and nacks name them.
+    entries: DashMap<String, Entry>,
+    invisible_ms: u64,
+    max_ms: i64,
+}
+
+impl Renewer {
+    pub fn new(invisible_ms: u64, max_ms: u64) -> Arc<Renewer> {
+        Arc::new(Renewer {
+            entries: DashMap::new(),
+            invisible_ms,
+            max_ms: max_ms as i64,
+        })
+    }
+
+    /// The invisibility given to auto-renewed deliveries.
+    pub fn invisible_ms(&self) -> u64 {
+        self.invisible_ms
+    }
+
+    pub fn track(
+        &self,
+        handle: String,
+        client_id: &str,
+        delivery: DeliveryRef,
+        visible_at_ms: i64,
+    ) {
+        self.entries.insert(
+            handle,
+            Entry {
+                client_id: client_id.to_owned(),
+                delivery,
+                visible_at_ms,
+                until_ms: pier_store::now_ms() + self.max_ms,
+            },
+        );
+    }
+
+    pub fn forget(&self, handle: &str) {
+        self.entries.remove(handle);
+    }
+
+    pub fn forget_client(&self, client_id: &str) {
+        self.entries.retain(|_, e| e.client_id != client_id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Runs the renewal loop until `stop` turns true.
+    pub fn spawn(
+        self: &Arc<Self>,
+        store: Arc<dyn StoreApi>,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SCAN_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => this.renew_due(&*store).await,
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    }
+
+    async fn renew_due(&self, store: &dyn StoreApi) {
+        let now = pier_store::now_ms();
+        let due: Vec<(String, Entry)> = self
+            .entries
+            .iter()
+            .filter(|e| e.visible_at_ms - now < RENEW_AHEAD_MS)
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        for (handle, e) in due {
+            if now >= e.until_ms {
+                self.entries.remove(&handle);
+                continue;
+            }
+            let res = store
+                .change_invisible(ChangeInvisibleRequest {
+                    delivery: Some(e.delivery.clone()),
+                    invisible_ms: self.invisible_ms,
+                    expected_visible_at_ms: e.visible_at_ms,
+                })
+                .await;
+            match res {
+                Ok(r) => {
+                    if let Some(mut cur) = self.entries.get_mut(&handle) {
+                        cur.visible_at_ms = r.visible_at_ms;
+                    }
+                }
+                // Acked, nacked or redelivered elsewhere: nothing to renew.
+                Err(StoreError::StaleDelivery(_))
+                | Err(StoreError::TopicNotFound(_))
+                | Err(StoreError::GroupNotFound(_)) => {
+                    self.entries.remove(&handle);
+                }
+                Err(err) => tracing::warn!(error = %err, "renewing a receipt failed; will retry"),
+            }
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Input checks of the client protocol (protocol.md §4.3, §4.7): each
+//! failure carries its specific code and says what is wrong.
+
+use pier_proto::rocketmq::{Code, Message, Resource};
+
+use crate::status::Rejection;
+
+/// Limits that apply to every message.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_size: usize,
+    pub max_delay_ms: u64,
+}
+
+pub const MAX_USER_PROPERTIES: usize = 128;
+pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+pub const MAX_MESSAGE_GROUP_BYTES: usize = 64;
+pub const MAX_TOPIC_LEN: usize = 127;
+pub const MAX_GROUP_LEN: usize = 120;
+
+/// Property keys RocketMQ reserves for itself (protocol.md §9.1).
+const RESERVED_KEYS: &[&str] = &[
+    "TRACE_ON",
+    "MSG_REGION",
+    "KEYS",
+    "TAGS",
+    "WAIT",
+    "DELAY",
+    "RETRY_TOPIC",
+    "REAL_TOPIC",
+    "REAL_QID",
+    "TRAN_MSG",
+    "PGROUP",
+    "MIN_OFFSET",
+    "MAX_OFFSET",
+    "BUYER_ID",
+    "ORIGIN_MESSAGE_ID",
+    "TRANSFER_FLAG",
+    "CORRECTION_FLAG",
+    "MQ2_FLAG",
+    "RECONSUME_TIME",
+    "UNIQ_KEY",
+    "MAX_RECONSUME_TIMES",
+    "CONSUME_START_TIME",
+    "POP_CK",
+    "POP_CK_OFFSET",
+    "1ST_POP_TIME",
+    "TRAN_PREPARED_QUEUE_OFFSET",
+    "DUP_INFO",
+    "EXTEND_UNIQ_INFO",
+    "INSTANCE_ID",
+    "CORRELATION_ID",
+    "REPLY_TO_CLIENT",
+    "TTL",
+    "ARRIVE_TIME",
+    "PUSH_REPLY_TIME",
+    "CLUSTER",
+    "MSG_TYPE",
+    "INNER_MULTI_QUEUE_OFFSET",
+    "TIMER_DELAY_MS",
+    "TIMER_DELAY_SEC",
+    "TIMER_DELIVER_MS",
+    "TIMER_ENQUEUE_MS",
+    "TIMER_DEQUEUE_MS",
+    "TIMER_ROLL_TIMES",
+    "TIMER_OUT_MS",
+    "TIMER_DEL_UNIQKEY",
+    "TIMER_DELAY_LEVEL",
+    "__BORNHOST",
+    "BORN_TIMESTAMP",
+    "DLQ_ORIGIN_TOPIC",
+    "DLQ_ORIGIN_MESSAGE_ID",
+    "__CRC32#",
+];
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn name_ok(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+}
+
+/// The store-side name of a resource: the namespace (from the Resource, else
+/// the `x-mq-namespace` header) joined to the name with '%', as RocketMQ does.
+pub fn full_name(r: &Resource, header_ns: &str) -> String {
+    let ns = if r.resource_namespace.is_empty() {
+        header_ns
+    } else {
+        &r.resource_namespace
+    };
+    if ns.is_empty() {
+        r.name.clone()
+    } else {
+        format!("{ns}%{}", r.name)
+    }
+}
+
+pub fn topic(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection> {
+    let r = r.ok_or_else(|| Rejection::new(Code::IllegalTopic, "topic is required"))?;
+    let name = r.name.as_str();
+    if name.is_empty() {
+        return Err(Rejection::new(Code::IllegalTopic, "topic name is empty"));
+    }
+    if name.len() > MAX_TOPIC_LEN {
+        return Err(Rejection::new(
+            Code::IllegalTopic,
+            format!(
+                "topic name is {} characters long; the limit is {MAX_TOPIC_LEN}",
+                name.len()
+            ),
+        ));
+    }
+    if !name_ok(name) || !name_ok(&r.resource_namespace) {
+        return Err(Rejection::new(
+            Code::IllegalTopic,
+            format!("topic name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"),
+        ));
+    }
+    Ok(full_name(r, header_ns))
+}
+
+pub fn group(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection> {
+    let r =
+        r.ok_or_else(|| Rejection::new(Code::IllegalConsumerGroup, "consumer group is required"))?;
+    let name = r.name.as_str();
+    if name.is_empty() {
+        return Err(Rejection::new(
+            Code::IllegalConsumerGroup,
+            "consumer group name is empty",
+        ));
+    }
+    if name.len() > MAX_GROUP_LEN {
+        return Err(Rejection::new(
+            Code::IllegalConsumerGroup,
+            format!(
+                "consumer group name is {} characters long; the limit is {MAX_GROUP_LEN}",
+                name.len()
+            ),
+        ));
+    }
+    if !name_ok(name) || !name_ok(&r.resource_namespace) {
+        return Err(Rejection::new(
+            Code::IllegalConsumerGroup,
+            format!("consumer group name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"),
+        ));
+    }
+    Ok(full_name(r, header_ns))
+}
+
+/// Checks one message of a SendMessage request.
+pub fn message(m: &Message, limits: &Limits, now_ms: i64) -> Result<(), Rejection> {
+    let sp = m
+        .system_properties
+        .as_ref()
+        .ok_or_else(|| Rejection::new(Code::MessageCorrupted, "system_properties are missing"))?;
+    if sp.message_id.trim().is_empty() {
+        return Err(Rejection::new(
+            Code::IllegalMessageId,
+            "message_id is empty",
+        ));
+    }
+    if m.body.is_empty() {
+        return Err(Rejection::new(
+            Code::MessageBodyEmpty,
+            "message body is empty",
+        ));
+    }
+    if m.body.len() > limits.max_body_size {
+        return Err(Rejection::new(
+            Code::MessageBodyTooLarge,
+            format!(
+                "message body is {} bytes; the limit is {} bytes",
+                m.body.len(),
+                limits.max_body_size
+            ),
+        ));
+    }
+    let mut props_bytes = 0usize;
+    if let Some(tag) = &sp.tag {
+        if tag.trim().is_empty() {
+            return Err(Rejection::new(Code::IllegalMessageTag, "tag is blank"));
+        }
+        if tag.contains('|') {
+            return Err(Rejection::new(
+                Code::IllegalMessageTag,
+                format!("tag {tag:?} contains '|'"),
+            ));
+        }
+        if has_control(tag) {
+            return Err(Rejection::new(
+                Code::IllegalMessageTag,
+                "tag contains control characters",
+            ));
+        }
+        props_bytes += tag.len();
+    }
+    for key in &sp.keys {
+        if key.trim().is_empty() {
+            return Err(Rejection::new(
+                Code::IllegalMessageKey,
+                "a message key is blank",
+            ));
+        }
+        if has_control(key) {
+            return Err(Rejection::new(
+                Code::IllegalMessageKey,
+                format!("message key {key:?} contains control characters"),
+            ));
+        }
+        props_bytes += key.len();
+    }
+    if let Some(g) = &sp.message_group {
+        if g.trim().is_empty() {
+            return Err(Rejection::new(
+                Code::IllegalMessageGroup,
+                "message group is blank",
+            ));
+        }
+        if g.len() >= MAX_MESSAGE_GROUP_BYTES {
+            return Err(Rejection::new(
+                Code::IllegalMessageGroup,
+                format!(
+                    "message group is {} bytes; it must be shorter than {MAX_MESSAGE_GROUP_BYTES}",
+                    g.len()
+                ),
+            ));
+        }
+        if has_control(g) {
+            return Err(Rejection::new(
+                Code::IllegalMessageGroup,
+                "message group contains control characters",
+            ));
+        }
+    }
+    if m.user_properties.len() > MAX_USER_PROPERTIES {
+        return Err(Rejection::new(
+            Code::MessagePropertiesTooLarge,
+            format!(
+                "message has {} user properties; the limit is {MAX_USER_PROPERTIES}",
+                m.user_properties.len()
+            ),
+        ));
+    }
+    for (k, v) in &m.user_properties {
+        if k.trim().is_empty() {
+            return Err(Rejection::new(
+                Code::IllegalMessagePropertyKey,
+                "a user property key is blank",
+            ));
+        }
+        if RESERVED_KEYS.contains(&k.as_str()) {
+            return Err(Rejection::new(
+                Code::IllegalMessagePropertyKey,
+                format!("user property key {k:?} is reserved by RocketMQ"),
+            ));
+        }
+        if has_control(k) || has_control(v) {
+            return Err(Rejection::new(
+                Code::IllegalMessagePropertyKey,
+                format!("user property {k:?} contains control characters"),
+            ));
+        }
+        props_bytes += k.len() + v.len();
+    }
+    if props_bytes > MAX_PROPERTIES_BYTES {
+        return Err(Rejection::new(
+            Code::MessagePropertiesTooLarge,
+            format!("properties, tag and keys take {props_bytes} bytes; the limit is {MAX_PROPERTIES_BYTES}"),
+        ));
+    }
+    if let Some(t) = &sp.delivery_timestamp {
+        let at_ms = t.seconds.saturating_mul(1000) + i64::from(t.nanos) / 1_000_000;
+        if at_ms - now_ms > limits.max_delay_ms as i64 {
+            return Err(Rejection::new(
+                Code::IllegalDeliveryTime,
+                format!(
+                    "delivery time is {} s ahead; the limit is {} s",
+                    (at_ms - now_ms) / 1000,
+                    limits.max_delay_ms / 1000
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pier_proto::rocketmq::SystemProperties;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_size: 16,
+            max_delay_ms: 1000,
+        }
+    }
+
+    fn good() -> Message {
+        Message {
+            topic: Some(Resource {
+                name: "t".into(),
+                ..Default::default()
+            }),
+            body: b"hi".to_vec(),
+            system_properties: Some(SystemProperties {
+                message_id: "id".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn code(m: &Message) -> Code {
+        message(m, &limits(), 0)
+            .map(|_| Code::Ok)
+            .unwrap_or_else(|r| r.code)
+    }
+
+    #[test]
+    fn each_rule_has_its_code() {
+        assert_eq!(code(&good()), Code::Ok);
+        let mut m = good();
+        m.body = vec![0; 17];
+        assert_eq!(code(&m), Code::MessageBodyTooLarge);
+        let mut m = good();
+        m.body.clear();
+        assert_eq!(code(&m), Code::MessageBodyEmpty);
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().message_id.clear();
+        assert_eq!(code(&m), Code::IllegalMessageId);
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().tag = Some("a|b".into());
+        assert_eq!(code(&m), Code::IllegalMessageTag);
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().keys = vec![" ".into()];
+        assert_eq!(code(&m), Code::IllegalMessageKey);
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().message_group = Some("g".repeat(64));
+        assert_eq!(code(&m), Code::IllegalMessageGroup);
+        let mut m = good();
+        m.user_properties.insert("UNIQ_KEY".into(), "x".into());
+        assert_eq!(code(&m), Code::IllegalMessagePropertyKey);
+        let mut m = good();
+        m.user_properties
+            .insert("k".into(), "x".repeat(MAX_PROPERTIES_BYTES));
+        assert_eq!(code(&m), Code::MessagePropertiesTooLarge);
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().delivery_timestamp = Some(prost_types::Timestamp {
+            seconds: 5,
+            nanos: 0,
+        });
+        assert_eq!(code(&m), Code::IllegalDeliveryTime);
+    }
+
+    #[test]
+    fn names() {
+        let r = |n: &str| Resource {
+            name: n.into(),
+            resource_namespace: String::new(),
+        };
+        assert_eq!(topic(Some(&r("ok_-1")), "").unwrap(), "ok_-1");
+        assert_eq!(topic(Some(&r("ok")), "ns").unwrap(), "ns%ok");
+        assert_eq!(
+            topic(Some(&r("bad name")), "").unwrap_err().code,
+            Code::IllegalTopic
+        );
+        assert_eq!(
+            topic(Some(&r(&"x".repeat(128))), "").unwrap_err().code,
+            Code::IllegalTopic
+        );
+        assert_eq!(
+            group(Some(&r("")), "").unwrap_err().code,
+            Code::IllegalConsumerGroup
+        );
+        assert_eq!(
+            group(None, "").unwrap_err().code,
+            Code::IllegalConsumerGroup
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! A thin wrapper over `pier.admin.v1.AdminService`: topics and consumer
+//! groups. Failures are plain gRPC statuses ([`Error::Rpc`]): `NOT_FOUND`,
+//! `ALREADY_EXISTS` (a create with different settings), `INVALID_ARGUMENT`, ...
+
+use std::time::Duration;
+
+use pier_proto::admin::admin_service_client::AdminServiceClient;
+use pier_proto::admin::{
+    ConsumerGroup, CreateGroupRequest, CreateTopicRequest, DeleteGroupRequest, DeleteTopicRequest,
+    DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, DescribeTopicResponse,
+    ListGroupsRequest, ListTopicsRequest, Topic, TopicType,
+};
+
+use crate::connect::{deadline, request, Connection, HeaderChannel};
+use crate::error::{Error, Result};
+
+/// The outcome of an idempotent create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created<T> {
+    /// The object as the server stores it (defaults filled in).
+    pub value: T,
+    /// False when an identical object already existed.
+    pub created: bool,
+}
+
+/// Lower-case name of a topic type (`normal`, `fifo`, ...), `unspecified`
+/// or `type-<n>` for values this crate does not know.
+pub fn topic_type_name(t: i32) -> String {
+    match TopicType::try_from(t) {
+        Ok(t) => t
+            .as_str_name()
+            .trim_start_matches("TOPIC_TYPE_")
+            .to_ascii_lowercase(),
+        Err(_) => format!("type-{t}"),
+    }
+}
+
+/// Admin client over a [`Connection`].
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: AdminServiceClient<HeaderChannel>,
+    timeout: Duration,
+}
+
+fn require_name(what: &str, name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        Err(Error::invalid(format!("the {what} name is empty")))
+    } else {
+        Ok(())
+    }
+}
+
+impl Admin {
+    /// An admin client sharing `conn`'s channel.
+    pub fn new(conn: &Connection) -> Admin {
+        Admin {
+            client: conn.admin_client(),
+            timeout: conn.request_timeout(),
+        }
+    }
+
+    /// Creates a topic; `queues == 0` asks for the server default.
+    /// Creating an identical existing topic succeeds with `created: false`.
+    pub async fn create_topic(
+        &mut self,
+        name: &str,
+        kind: TopicType,
+        queues: u32,
+    ) -> Result<Created<Topic>> {
+        require_name("topic", name)?;
+        let req = CreateTopicRequest {
+            topic: Some(Topic {
+                name: name.to_owned(),
+                r#type: kind as i32,
+                queues,
+                created_at_ms: 0,
+            }),
+        };
+        let t = self.timeout;
+        let resp = deadline(t, async {
+            Ok(self
+                .client
+                .create_topic(request(req, t))
+                .await?
+                .into_inner())
+        })
+        .await?;
+        let value = resp
+            .topic
+            .ok_or_else(|| Error::Protocol("CreateTopic answered without a topic".into()))?;
+        Ok(Created {
+            value,
+            created: resp.created,
+        })
+    }
+
+    /// All topics.
+    pub async fn list_topics(&mut self) -> Result<Vec<Topic>> {
+        let t = self.timeout;
+        let resp = deadline(t, async {
+            Ok(self
+                .client
+                .list_topics(request(ListTopicsRequest {}, t))
+                .await?
+                .into_inner())
+        })
+        .await?;
+        Ok(resp.topics)
+    }
+
+    /// A topic and the offsets of its queues.
+    pub async fn describe_topic(&mut self, name: &str) -> Result<DescribeTopicResponse> {
+        require_name("topic", name)?;
+        let req = DescribeTopicRequest {
+            name: name.to_owned(),
+        };
+        let t = self.timeout;
+        deadline(t, async {
+            Ok(self
+                .client
+                .describe_topic(request(req, t))
+                .await?
+                .into_inner())
+        })
+        .await
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&mut self, name: &str) -> Result<()> {
+        require_name("topic", name)?;
+        let req = DeleteTopicRequest {
+            name: name.to_owned(),
+        };
+        let t = self.timeout;
+        deadline(t, async {
+            self.client.delete_topic(request(req, t)).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Creates a consumer group (`max_attempts == 0` and no retry policy ask
+    /// for the server defaults). Creating an identical existing group
+    /// succeeds with `created: false`.
+    pub async fn create_group(&mut self, group: ConsumerGroup) -> Result<Created<ConsumerGroup>> {
+        require_name("group", &group.name)?;
+        let req = CreateGroupRequest { group: Some(group) };
+        let t = self.timeout;
+        let resp = deadline(t, async {
+            Ok(self
+                .client
+                .create_group(request(req, t))
+                .await?
+                .into_inner())
+        })
+        .await?;
+        let value = resp
+            .group
+            .ok_or_else(|| Error::Protocol("CreateGroup answered without a group".into()))?;
+        Ok(Created {
+            value,
+            created: resp.created,
+        })
+    }
+
+    /// All consumer groups.
+    pub async fn list_groups(&mut self) -> Result<Vec<ConsumerGroup>> {
+        let t = self.timeout;
+        let resp = deadline(t, async {
+            Ok(self
+                .client
+                .list_groups(request(ListGroupsRequest {}, t))
+                .await?
+                .into_inner())
+        })
+        .await?;
+        Ok(resp.groups)
+    }
+
+    /// A group's settings, its backlog per topic and its dead-letter count.
+    pub async fn describe_group(&mut self, name: &str) -> Result<DescribeGroupResponse> {
+        require_name("group", name)?;
+        let req = DescribeGroupRequest {
+            name: name.to_owned(),
+        };
+        let t = self.timeout;
+        deadline(t, async {
+            Ok(self
+                .client
+                .describe_group(request(req, t))
+                .await?
+                .into_inner())
+        })
+        .await
+    }
+
+    /// Deletes a consumer group.
+    pub async fn delete_group(&mut self, name: &str) -> Result<()> {
+        require_name("group", name)?;
+        let req = DeleteGroupRequest {
+            name: name.to_owned(),
+        };
+        let t = self.timeout;
+        deadline(t, async {
+            self.client.delete_group(request(req, t)).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_type_names() {
+        assert_eq!(topic_type_name(TopicType::Normal as i32), "normal");
+        assert_eq!(topic_type_name(TopicType::Fifo as i32), "fifo");
+        assert_eq!(topic_type_name(TopicType::Delay as i32), "delay");
+        assert_eq!(
+            topic_type_name(TopicType::Transaction as i32),
+            "transaction"
+        );
+        assert_eq!(topic_type_name(0), "unspecified");
+        assert_eq!(topic_type_name(99), "type-99");
+    }
+}

@@ -1,0 +1,248 @@
+//! The crate's error type.
+//!
+//! Two kinds of server-side failure exist:
+//!
+//! - the RocketMQ protocol answers with gRPC OK and puts its outcome in the
+//!   body `Status` ([`Error::Status`], with the raw RocketMQ code kept so codes
+//!   newer than this crate's proto are reported, never a panic);
+//! - the admin API (and the transport itself) fails with a gRPC status
+//!   ([`Error::Rpc`]).
+
+use pier_proto::rocketmq::{Code, Status};
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to Pier.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with a non-OK RocketMQ body `Status`.
+    #[error("{}", describe(message, name))]
+    Status {
+        /// Raw `apache.rocketmq.v2.Code` value (kept even when unknown).
+        code: i32,
+        /// The code's proto name (`TOPIC_NOT_FOUND`), or `CODE_<n>` when this
+        /// crate does not know the value.
+        name: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The call failed with a gRPC status (admin errors, deadlines, a broken
+    /// connection).
+    #[error("{}", describe(message, grpc_code_name(*code)))]
+    Rpc {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+    /// The connection to the server could not be established.
+    #[error("cannot connect to {endpoint}: {}", chain(source))]
+    Transport {
+        /// The endpoint that was dialled.
+        endpoint: String,
+        /// What the transport reported.
+        source: tonic::transport::Error,
+    },
+    /// A caller-supplied value is not acceptable (detected before any call).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The server's answer does not follow the protocol.
+    #[error("unexpected response from the server: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// Builds the error for a non-OK body `Status`.
+    pub fn from_status(status: &Status) -> Error {
+        Error::Status {
+            code: status.code,
+            name: code_name(status.code),
+            message: status.message.clone(),
+        }
+    }
+
+    /// The RocketMQ code of an [`Error::Status`], when this crate knows it.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Status { code, .. } => Code::try_from(*code).ok(),
+            _ => None,
+        }
+    }
+
+    /// The gRPC code of an [`Error::Rpc`].
+    pub fn grpc_code(&self) -> Option<tonic::Code> {
+        match self {
+            Error::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::InvalidArgument(message.into())
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        Error::Rpc {
+            code: s.code(),
+            message: s.message().to_owned(),
+        }
+    }
+}
+
+/// Checks a body `Status`: OK passes, anything else becomes
+/// [`Error::Status`], and a missing status is a [`Error::Protocol`] error.
+pub fn check(status: Option<&Status>) -> Result<()> {
+    match status {
+        None => Err(Error::Protocol("the response carries no status".into())),
+        Some(s) if s.code == Code::Ok as i32 => Ok(()),
+        Some(s) => Err(Error::from_status(s)),
+    }
+}
+
+/// Proto name of a RocketMQ code, or `CODE_<n>` for a value this crate does
+/// not know.
+pub fn code_name(code: i32) -> String {
+    match Code::try_from(code) {
+        Ok(c) => c.as_str_name().to_owned(),
+        Err(_) => format!("CODE_{code}"),
+    }
+}
+
+/// Canonical (upper snake case) name of a gRPC status code.
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// `message (NAME)`, or just `NAME` when the message is empty.
+fn describe(message: &str, name: &str) -> String {
+    let message = message.trim();
+    if message.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{message} ({name})")
+    }
+}
+
+/// An error and its sources on one line, skipping repeated texts.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: i32, message: &str) -> Status {
+        Status {
+            code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn ok_status_passes() {
+        assert!(check(Some(&status(Code::Ok as i32, "OK"))).is_ok());
+    }
+
+    #[test]
+    fn missing_status_is_a_protocol_error() {
+        assert!(matches!(check(None), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn known_code_keeps_code_and_name() {
+        let e = check(Some(&status(
+            Code::TopicNotFound as i32,
+            "topic orders does not exist",
+        )))
+        .unwrap_err();
+        match &e {
+            Error::Status {
+                code,
+                name,
+                message,
+            } => {
+                assert_eq!(*code, 40402);
+                assert_eq!(name, "TOPIC_NOT_FOUND");
+                assert_eq!(message, "topic orders does not exist");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(e.code(), Some(Code::TopicNotFound));
+        assert_eq!(
+            e.to_string(),
+            "topic orders does not exist (TOPIC_NOT_FOUND)"
+        );
+    }
+
+    #[test]
+    fn unknown_code_does_not_panic() {
+        let e = Error::from_status(&status(47123, "from the future"));
+        assert_eq!(e.code(), None);
+        match &e {
+            Error::Status { code, name, .. } => {
+                assert_eq!(*code, 47123);
+                assert_eq!(name, "CODE_47123");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(e.to_string(), "from the future (CODE_47123)");
+    }
+
+    #[test]
+    fn empty_message_shows_the_name() {
+        let e = Error::from_status(&status(Code::MessageBodyEmpty as i32, "  "));
+        assert_eq!(e.to_string(), "MESSAGE_BODY_EMPTY");
+    }
+
+    #[test]
+    fn grpc_status_maps_to_rpc() {
+        let e = Error::from(tonic::Status::not_found("topic orders does not exist"));
+        assert_eq!(e.grpc_code(), Some(tonic::Code::NotFound));
+        assert_eq!(e.to_string(), "topic orders does not exist (NOT_FOUND)");
+        let e = Error::from(tonic::Status::already_exists(""));
+        assert_eq!(e.to_string(), "ALREADY_EXISTS");
+    }
+
+    #[test]
+    fn code_names() {
+        assert_eq!(code_name(40401), "MESSAGE_NOT_FOUND");
+        assert_eq!(code_name(-1), "CODE_-1");
+        assert_eq!(
+            grpc_code_name(tonic::Code::FailedPrecondition),
+            "FAILED_PRECONDITION"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! `pier-store`: a store node serving `pier.store.v1` to proxies (cluster
+//! mode) and `pier.admin.v1` to operators.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use pier_proto::admin::admin_service_server::AdminServiceServer;
+use pier_proto::store::store_server::StoreServer;
+use pier_store::node::{self, StoreNodeConfig};
+use pier_store::remote::MAX_GRPC_MESSAGE;
+use pier_store::server::{AdminEndpoint, StoreEndpoint};
+use pier_store::{FlushMode, Store, StoreApi, StoreOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "pier-store", version, about = "Pier store node")]
+struct Args {
+    /// TOML config file; flags and environment override it.
+    #[arg(long, env = "PIER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve on.
+    #[arg(long, env = "PIER_LISTEN")]
+    listen: Option<String>,
+    /// Data directory.
+    #[arg(long, env = "PIER_DATA")]
+    data: Option<PathBuf>,
+    /// `sync` (fsync before acknowledging a send) or `async`.
+    #[arg(long, env = "PIER_FLUSH")]
+    flush: Option<FlushMode>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    node::init_logging();
+    let args = Args::parse();
+    let mut cfg: StoreNodeConfig = node::load_config(args.config.as_deref())?;
+    if let Some(v) = args.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = args.data {
+        cfg.data = v;
+    }
+    if let Some(v) = args.flush {
+        cfg.flush = v;
+    }
+
+    let store = Arc::new(Store::open(&cfg.data, StoreOptions { flush: cfg.flush })?);
+    let api: Arc<dyn StoreApi> = store.clone();
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<StoreServer<StoreEndpoint>>().await;
+    let reflection =
+        node::reflection(&["pier.store.v1.Store", "pier.admin.v1.AdminService"]).build_v1()?;
+    let reflection_alpha =
+        node::reflection(&["pier.store.v1.Store", "pier.admin.v1.AdminService"]).build_v1alpha()?;
+
+    tracing::info!(%addr, data = %cfg.data.display(), "pier-store listening");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(
+            StoreServer::new(StoreEndpoint(api.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(AdminServiceServer::new(AdminEndpoint(api)))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+            let store = store.clone();
+            async move {
+                node::shutdown_signal().await;
+                store.drain();
+            }
+        })
+        .await?;
+    store.shutdown();
+    Ok(())
+}

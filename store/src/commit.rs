@@ -1,0 +1,172 @@
+//! Group commit: one thread owns every append to the message logs.
+//!
+//! Senders hand their encoded messages to this thread and wait. The thread
+//! takes everything that queued up while the previous write was syncing,
+//! assigns offsets, writes it as one RocksDB `WriteBatch` with one WAL sync,
+//! and only then publishes the new offsets to readers and answers the
+//! senders. So a send is answered only once durable, many concurrent sends
+//! share one fsync, and readers never see an offset that could vanish in a
+//! crash. Being the only writer of the logs also makes offset assignment
+//! lock-free.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use tokio::sync::oneshot;
+
+use crate::catalog::TopicEntry;
+use crate::error::{Result, StoreError};
+use crate::keys::{self, CF_LOG};
+
+/// Largest number of bytes merged into one batch; bounds the latency a huge
+/// burst adds to the senders at its front.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// fsync the WAL before answering (durable across power loss).
+    #[default]
+    Sync,
+    /// Answer once written to the WAL in the page cache (survives a process
+    /// crash, not a machine crash).
+    Async,
+}
+
+impl std::str::FromStr for FlushMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(FlushMode::Sync),
+            "async" => Ok(FlushMode::Async),
+            _ => Err(format!("flush mode must be sync or async, not {s:?}")),
+        }
+    }
+}
+
+/// Messages of one topic to append, each with its queue already chosen.
+pub(crate) struct AppendJob {
+    pub topic: Arc<TopicEntry>,
+    pub items: Vec<(u32, Vec<u8>)>,
+    pub reply: oneshot::Sender<Result<Vec<(u32, u64)>>>,
+}
+
+pub(crate) struct Committer {
+    tx: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Committer {
+    pub fn start(db: Arc<DB>, flush: FlushMode) -> Committer {
+        let (tx, rx) = mpsc::channel::<AppendJob>();
+        let thread = std::thread::Builder::new()
+            .name("pier-commit".into())
+            .spawn(move || run(db, flush, rx))
+            .expect("spawn commit thread");
+        Committer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    pub async fn append(
+        &self,
+        topic: Arc<TopicEntry>,
+        items: Vec<(u32, Vec<u8>)>,
+    ) -> Result<Vec<(u32, u64)>> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.lock().clone().ok_or(StoreError::ShuttingDown)?;
+        tx.send(AppendJob {
+            topic,
+            items,
+            reply,
+        })
+        .map_err(|_| StoreError::ShuttingDown)?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Lets queued jobs finish, then stops the thread.
+    pub fn shutdown(&self) {
+        self.tx.lock().take();
+        let thread = self.thread.lock().take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(db: Arc<DB>, flush: FlushMode, rx: mpsc::Receiver<AppendJob>) {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(flush == FlushMode::Sync);
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut bytes: usize = jobs[0].items.iter().map(|(_, v)| v.len()).sum();
+        while bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.items.iter().map(|(_, v)| v.len()).sum::<usize>();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&db, &opts, jobs);
+    }
+}
+
+fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
+    let Some(log) = db.cf_handle(CF_LOG) else {
+        return;
+    };
+    let mut batch = WriteBatch::default();
+    // Next offset per (topic id, queue), starting from what is committed.
+    let mut next: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let mut offsets = Vec::with_capacity(job.items.len());
+        for (queue, value) in &job.items {
+            let ql = &job.topic.queues[*queue as usize];
+            let n = next
+                .entry((job.topic.id, *queue))
+                .or_insert_with(|| ql.committed());
+            batch.put_cf(&log, keys::log_key(job.topic.id, *queue, *n), value);
+            offsets.push((*queue, *n));
+            *n += 1;
+        }
+        results.push(offsets);
+    }
+    match db.write_opt(batch, opts) {
+        Ok(()) => {
+            for job in &jobs {
+                for (queue, _) in &job.items {
+                    if let Some(n) = next.get(&(job.topic.id, *queue)) {
+                        job.topic.queues[*queue as usize]
+                            .committed
+                            .store(*n, Ordering::Release);
+                    }
+                }
+                job.topic.notify.notify_waiters();
+            }
+            for (job, offsets) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(offsets));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed");
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Storage(e.to_string())));
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Key layouts of the column families. Every integer is big-endian so that
+//! RocksDB's byte order is numeric order and range scans follow offsets.
+//!
+//! - `log`:   topic_id u32 | queue u32 | offset u64          -> StoredMessage
+//! - `pop`:   b'c' | group_id u32 | topic_id u32 | queue u32   -> cursor u64
+//!   `pop`:   b'i' | group_id u32 | topic_id u32 | queue u32 | offset u64
+//!   -> attempt u32 | visible_at_ms i64 (an in-flight delivery)
+//! - `meta`:  b't' | name -> Topic,  b'g' | name -> ConsumerGroup
+
+pub const CF_LOG: &str = "log";
+pub const CF_POP: &str = "pop";
+pub const CF_META: &str = "meta";
+
+pub fn log_key(topic_id: u32, queue: u32, offset: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&topic_id.to_be_bytes());
+    k[4..8].copy_from_slice(&queue.to_be_bytes());
+    k[8..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+pub fn log_offset(key: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = key.get(8..16)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+pub fn log_topic_prefix(topic_id: u32) -> [u8; 4] {
+    topic_id.to_be_bytes()
+}
+
+pub fn cursor_key(group_id: u32, topic_id: u32, queue: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = b'c';
+    k[1..5].copy_from_slice(&group_id.to_be_bytes());
+    k[5..9].copy_from_slice(&topic_id.to_be_bytes());
+    k[9..13].copy_from_slice(&queue.to_be_bytes());
+    k
+}
+
+pub fn inflight_key(group_id: u32, topic_id: u32, queue: u32, offset: u64) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[0] = b'i';
+    k[1..5].copy_from_slice(&group_id.to_be_bytes());
+    k[5..9].copy_from_slice(&topic_id.to_be_bytes());
+    k[9..13].copy_from_slice(&queue.to_be_bytes());
+    k[13..21].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// Prefix of every cursor or in-flight key of one (group, topic).
+pub fn pop_prefix(tag: u8, group_id: u32, topic_id: u32) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = tag;
+    k[1..5].copy_from_slice(&group_id.to_be_bytes());
+    k[5..9].copy_from_slice(&topic_id.to_be_bytes());
+    k
+}
+
+pub fn encode_inflight(attempt: u32, visible_at_ms: i64) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&attempt.to_be_bytes());
+    v[4..].copy_from_slice(&visible_at_ms.to_be_bytes());
+    v
+}
+
+pub fn decode_inflight(v: &[u8]) -> Option<(u32, i64)> {
+    let a: [u8; 4] = v.get(..4)?.try_into().ok()?;
+    let d: [u8; 8] = v.get(4..12)?.try_into().ok()?;
+    Some((u32::from_be_bytes(a), i64::from_be_bytes(d)))
+}
+
+/// Parses `queue | offset` from the tail of an in-flight key.
+pub fn inflight_position(key: &[u8]) -> Option<(u32, u64)> {
+    let q: [u8; 4] = key.get(9..13)?.try_into().ok()?;
+    let o: [u8; 8] = key.get(13..21)?.try_into().ok()?;
+    Some((u32::from_be_bytes(q), u64::from_be_bytes(o)))
+}
+
+pub fn cursor_queue(key: &[u8]) -> Option<u32> {
+    let q: [u8; 4] = key.get(9..13)?.try_into().ok()?;
+    Some(u32::from_be_bytes(q))
+}
+
+pub fn meta_topic_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 1);
+    k.push(b't');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn meta_group_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 1);
+    k.push(b'g');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_by_offset() {
+        let a = log_key(1, 2, 255);
+        let b = log_key(1, 2, 256);
+        assert!(a < b);
+        assert_eq!(log_offset(&b), Some(256));
+    }
+
+    #[test]
+    fn inflight_round_trip() {
+        let k = inflight_key(7, 9, 3, 42);
+        assert_eq!(inflight_position(&k), Some((3, 42)));
+        assert!(k.starts_with(&pop_prefix(b'i', 7, 9)));
+        let v = encode_inflight(5, -3);
+        assert_eq!(decode_inflight(&v), Some((5, -3)));
+    }
+}

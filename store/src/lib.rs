@@ -1,0 +1,34 @@
+//! Pier's store: every durable byte of a Pier deployment.
+//!
+//! - [`catalog`]: topics and consumer groups;
+//! - [`commit`]: the group-commit thread that appends to queue logs;
+//! - [`pop`]: per-group consumption state (cursors, in-flight deliveries);
+//! - [`store`]: [`Store`], the RocksDB-backed [`StoreApi`];
+//! - [`remote`] / [`server`]: the same API over `pier.store.v1` gRPC;
+//! - [`node`]: what a node binary needs: config files, logging, signals.
+
+pub mod api;
+pub mod catalog;
+pub mod commit;
+pub mod error;
+pub mod filter;
+pub mod keys;
+pub mod node;
+pub mod pop;
+pub mod remote;
+pub mod server;
+pub mod store;
+
+pub use api::StoreApi;
+pub use commit::FlushMode;
+pub use error::{Result, StoreError};
+pub use remote::RemoteStore;
+pub use store::{Store, StoreOptions};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,89 @@
+//! What a Pier node binary needs around its services: TOML config files,
+//! logging from `RUST_LOG`, and the shutdown signal. Shared by `pier-store`
+//! and `pier-proxy`.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::commit::FlushMode;
+
+/// Settings of a `pier-store` node. Every field has a working default.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreNodeConfig {
+    pub listen: String,
+    pub data: PathBuf,
+    pub flush: FlushMode,
+}
+
+impl Default for StoreNodeConfig {
+    fn default() -> Self {
+        StoreNodeConfig {
+            listen: "0.0.0.0:8091".into(),
+            data: PathBuf::from("./pier-store-data"),
+            flush: FlushMode::Sync,
+        }
+    }
+}
+
+/// Reads a TOML config file, or the defaults when no file is given.
+pub fn load_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
+    match path {
+        None => Ok(T::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", p.display()))
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Server reflection (for grpcurl `list` / `describe`) listing exactly the
+/// services a node serves, plus health and reflection itself.
+pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pier_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    for s in services {
+        b = b.with_service_name(*s);
+    }
+    b
+}

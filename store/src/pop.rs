@@ -1,0 +1,200 @@
+//! Pop consumption state of one consumer group on one topic.
+//!
+//! Per queue, a cursor: every offset below it has been handed out to this
+//! group (or skipped by the filter). Every delivered message that is not
+//! acked yet is in flight, with its delivery attempt and the time it becomes
+//! visible again. Acked messages are in neither set, so the state is bounded
+//! by what is in flight, not by what was ever consumed.
+//!
+//! The in-memory copy is authoritative while the process runs; every change
+//! is written to the `pop` column family (WAL, no fsync: losing the last
+//! changes in a machine crash only makes messages visible again, which
+//! at-least-once delivery allows).
+
+use std::collections::{BTreeSet, HashMap};
+
+use rocksdb::{IteratorMode, WriteBatch, DB};
+
+use crate::error::Result;
+use crate::keys::{self, CF_POP};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflight {
+    pub attempt: u32,
+    pub visible_at_ms: i64,
+    /// Set while the message is being moved to the dead-letter queue, so no
+    /// second pop picks it up meanwhile.
+    pub moving: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct SubState {
+    pub cursors: Vec<u64>,
+    pub inflight: HashMap<(u32, u64), Inflight>,
+    /// (visible_at_ms, queue, offset) of every in-flight message not being
+    /// moved, earliest first.
+    pub by_deadline: BTreeSet<(i64, u32, u64)>,
+    /// Queue the next scan for new messages starts at (round robin).
+    pub next_queue: usize,
+}
+
+impl SubState {
+    pub fn load(db: &DB, group_id: u32, topic_id: u32, queues: usize) -> Result<SubState> {
+        let pop = db.cf_handle(CF_POP).expect("cf opened");
+        let mut st = SubState {
+            cursors: vec![0; queues],
+            ..SubState::default()
+        };
+        let prefix = keys::pop_prefix(b'c', group_id, topic_id);
+        for item in db.iterator_cf(
+            &pop,
+            IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let (Some(q), Ok(b)) = (keys::cursor_queue(&k), <[u8; 8]>::try_from(&v[..])) {
+                if let Some(c) = st.cursors.get_mut(q as usize) {
+                    *c = u64::from_be_bytes(b);
+                }
+            }
+        }
+        let prefix = keys::pop_prefix(b'i', group_id, topic_id);
+        for item in db.iterator_cf(
+            &pop,
+            IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let (Some((q, o)), Some((attempt, vis))) =
+                (keys::inflight_position(&k), keys::decode_inflight(&v))
+            {
+                st.insert(q, o, attempt, vis);
+            }
+        }
+        Ok(st)
+    }
+
+    pub fn ensure_queues(&mut self, queues: usize) {
+        if self.cursors.len() < queues {
+            self.cursors.resize(queues, 0);
+        }
+    }
+
+    pub fn insert(&mut self, queue: u32, offset: u64, attempt: u32, visible_at_ms: i64) {
+        if let Some(old) = self.inflight.insert(
+            (queue, offset),
+            Inflight {
+                attempt,
+                visible_at_ms,
+                moving: false,
+            },
+        ) {
+            self.by_deadline.remove(&(old.visible_at_ms, queue, offset));
+        }
+        self.by_deadline.insert((visible_at_ms, queue, offset));
+    }
+
+    pub fn remove(&mut self, queue: u32, offset: u64) -> Option<Inflight> {
+        let old = self.inflight.remove(&(queue, offset))?;
+        self.by_deadline.remove(&(old.visible_at_ms, queue, offset));
+        Some(old)
+    }
+
+    /// Marks an entry as being moved to the DLQ: it leaves the deadline index.
+    pub fn mark_moving(&mut self, queue: u32, offset: u64) {
+        if let Some(e) = self.inflight.get_mut(&(queue, offset)) {
+            self.by_deadline.remove(&(e.visible_at_ms, queue, offset));
+            e.moving = true;
+        }
+    }
+
+    /// Earliest time an in-flight message becomes visible again.
+    pub fn next_visible_at(&self) -> Option<i64> {
+        self.by_deadline.first().map(|(t, _, _)| *t)
+    }
+
+    pub fn put_inflight(
+        batch: &mut WriteBatch,
+        db: &DB,
+        ids: (u32, u32),
+        queue: u32,
+        offset: u64,
+        attempt: u32,
+        vis: i64,
+    ) {
+        let pop = db.cf_handle(CF_POP).expect("cf opened");
+        batch.put_cf(
+            &pop,
+            keys::inflight_key(ids.0, ids.1, queue, offset),
+            keys::encode_inflight(attempt, vis),
+        );
+    }
+
+    pub fn delete_inflight(
+        batch: &mut WriteBatch,
+        db: &DB,
+        ids: (u32, u32),
+        queue: u32,
+        offset: u64,
+    ) {
+        let pop = db.cf_handle(CF_POP).expect("cf opened");
+        batch.delete_cf(&pop, keys::inflight_key(ids.0, ids.1, queue, offset));
+    }
+
+    pub fn put_cursor(batch: &mut WriteBatch, db: &DB, ids: (u32, u32), queue: u32, cursor: u64) {
+        let pop = db.cf_handle(CF_POP).expect("cf opened");
+        batch.put_cf(
+            &pop,
+            keys::cursor_key(ids.0, ids.1, queue),
+            cursor.to_be_bytes(),
+        );
+    }
+}
+
+/// Removes all consumption state of a group on a topic (or every topic).
+pub fn delete_state(db: &DB, group_id: u32, topic_id: Option<u32>) -> Result<()> {
+    let pop = db.cf_handle(CF_POP).expect("cf opened");
+    let mut batch = WriteBatch::default();
+    for tag in [b'c', b'i'] {
+        let (lo, hi) = match topic_id {
+            Some(t) => (
+                keys::pop_prefix(tag, group_id, t),
+                keys::pop_prefix(tag, group_id, t + 1),
+            ),
+            None => (
+                keys::pop_prefix(tag, group_id, 0),
+                keys::pop_prefix(tag, group_id + 1, 0),
+            ),
+        };
+        batch.delete_range_cf(&pop, lo, hi);
+    }
+    db.write(batch)?;
+    Ok(())
+}
+
+/// Topic ids a group has consumption state for.
+pub fn topics_of_group(db: &DB, group_id: u32) -> Result<Vec<u32>> {
+    let pop = db.cf_handle(CF_POP).expect("cf opened");
+    let prefix = &keys::pop_prefix(b'c', group_id, 0)[..5];
+    let mut out: Vec<u32> = Vec::new();
+    for item in db.iterator_cf(
+        &pop,
+        IteratorMode::From(prefix, rocksdb::Direction::Forward),
+    ) {
+        let (k, _) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if let Some(b) = k.get(5..9).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+            let t = u32::from_be_bytes(b);
+            if out.last() != Some(&t) {
+                out.push(t);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,102 @@
+//! [`RemoteStore`]: the [`StoreApi`] of a store node reached over
+//! `pier.store.v1` gRPC (cluster mode).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pier_proto::admin::admin_service_client::AdminServiceClient;
+use pier_proto::store::store_client::StoreClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::api::StoreApi;
+use crate::error::{Result, StoreError};
+use crate::server::ERROR_KIND_HEADER;
+
+/// Largest message either side accepts: a 4 MiB body plus properties, with
+/// room for batches.
+pub const MAX_GRPC_MESSAGE: usize = 64 << 20;
+
+#[derive(Clone)]
+pub struct RemoteStore {
+    store: StoreClient<Channel>,
+    admin: AdminServiceClient<Channel>,
+}
+
+impl RemoteStore {
+    /// Connects lazily: the proxy starts even while the store is still
+    /// starting, and calls fail with `Unavailable` until it answers.
+    pub fn connect(addr: &str) -> Result<RemoteStore> {
+        let uri = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|e| StoreError::InvalidArgument(format!("bad store address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .connect_lazy();
+        Ok(RemoteStore {
+            store: StoreClient::new(channel.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+            admin: AdminServiceClient::new(channel),
+        })
+    }
+}
+
+fn from_status(s: tonic::Status) -> StoreError {
+    match s
+        .metadata()
+        .get(ERROR_KIND_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(kind) => {
+            let detail = s
+                .metadata()
+                .get("pier-store-detail")
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| s.message().to_owned(), str::to_owned);
+            StoreError::from_kind(kind, detail)
+        }
+        None => StoreError::Unavailable(format!("{}: {}", s.code(), s.message())),
+    }
+}
+
+macro_rules! forward {
+    ($($client:ident.$name:ident: $req:ty => $resp:ty;)*) => {
+        #[async_trait]
+        impl StoreApi for RemoteStore {
+            $(
+                async fn $name(&self, req: $req) -> Result<$resp> {
+                    let mut c = self.$client.clone();
+                    c.$name(req).await.map(|r| r.into_inner()).map_err(from_status)
+                }
+            )*
+        }
+    };
+}
+
+use pier_proto::admin as a;
+use pier_proto::store as s;
+
+forward!(
+    store.append: s::AppendRequest => s::AppendResponse;
+    store.pop: s::PopRequest => s::PopResponse;
+    store.ack: s::AckRequest => s::AckResponse;
+    store.change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
+    store.forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
+    store.get_topic: s::GetTopicRequest => s::GetTopicResponse;
+    store.get_group: s::GetGroupRequest => s::GetGroupResponse;
+    admin.create_topic: a::CreateTopicRequest => a::CreateTopicResponse;
+    admin.update_topic: a::UpdateTopicRequest => a::UpdateTopicResponse;
+    admin.delete_topic: a::DeleteTopicRequest => a::DeleteTopicResponse;
+    admin.list_topics: a::ListTopicsRequest => a::ListTopicsResponse;
+    admin.describe_topic: a::DescribeTopicRequest => a::DescribeTopicResponse;
+    admin.create_group: a::CreateGroupRequest => a::CreateGroupResponse;
+    admin.update_group: a::UpdateGroupRequest => a::UpdateGroupResponse;
+    admin.delete_group: a::DeleteGroupRequest => a::DeleteGroupResponse;
+    admin.list_groups: a::ListGroupsRequest => a::ListGroupsResponse;
+    admin.describe_group: a::DescribeGroupRequest => a::DescribeGroupResponse;
+);

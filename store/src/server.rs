@@ -1,0 +1,87 @@
+//! gRPC endpoints over any [`StoreApi`]: `pier.store.v1.Store` (served by
+//! store nodes to proxies) and `pier.admin.v1.AdminService` (served by store
+//! nodes and, over their own store handle, by every proxy).
+
+use std::sync::Arc;
+
+use pier_proto::admin::admin_service_server::AdminService;
+use pier_proto::store::store_server;
+use tonic::{Request, Response, Status};
+
+use crate::api::StoreApi;
+use crate::error::StoreError;
+
+/// Metadata key naming the `StoreError` variant of a failed call.
+pub const ERROR_KIND_HEADER: &str = "pier-store-error";
+
+/// Maps a store error to a gRPC status (the code for plain gRPC callers such
+/// as grpcurl; the metadata for Pier proxies, which rebuild the exact error).
+pub fn to_status(e: StoreError) -> Status {
+    use tonic::Code;
+    let code = match &e {
+        StoreError::TopicNotFound(_) | StoreError::GroupNotFound(_) => Code::NotFound,
+        StoreError::AlreadyExists(_) => Code::AlreadyExists,
+        StoreError::InvalidArgument(_)
+        | StoreError::TypeConflict(_)
+        | StoreError::IllegalFilter(_) => Code::InvalidArgument,
+        StoreError::StaleDelivery(_) => Code::FailedPrecondition,
+        StoreError::Unsupported(_) => Code::Unimplemented,
+        StoreError::ShuttingDown | StoreError::Unavailable(_) => Code::Unavailable,
+        StoreError::Storage(_) => Code::Internal,
+    };
+    let mut status = Status::new(code, e.to_string());
+    if let Ok(v) = e.kind().parse() {
+        status.metadata_mut().insert(ERROR_KIND_HEADER, v);
+    }
+    if let Ok(v) = e.detail().parse() {
+        status.metadata_mut().insert("pier-store-detail", v);
+    }
+    status
+}
+
+/// Serves a [`StoreApi`] over gRPC.
+#[derive(Clone)]
+pub struct StoreEndpoint(pub Arc<dyn StoreApi>);
+
+/// Serves `pier.admin.v1` over a [`StoreApi`].
+#[derive(Clone)]
+pub struct AdminEndpoint(pub Arc<dyn StoreApi>);
+
+macro_rules! serve {
+    ($ty:ty, $trait:path, $($name:ident: $req:ty => $resp:ty;)*) => {
+        #[tonic::async_trait]
+        impl $trait for $ty {
+            $(
+                async fn $name(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                    self.0.$name(request.into_inner()).await.map(Response::new).map_err(to_status)
+                }
+            )*
+        }
+    };
+}
+
+use pier_proto::admin as a;
+use pier_proto::store as s;
+
+serve!(StoreEndpoint, store_server::Store,
+    append: s::AppendRequest => s::AppendResponse;
+    pop: s::PopRequest => s::PopResponse;
+    ack: s::AckRequest => s::AckResponse;
+    change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
+    forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
+    get_topic: s::GetTopicRequest => s::GetTopicResponse;
+    get_group: s::GetGroupRequest => s::GetGroupResponse;
+);
+
+serve!(AdminEndpoint, AdminService,
+    create_topic: a::CreateTopicRequest => a::CreateTopicResponse;
+    update_topic: a::UpdateTopicRequest => a::UpdateTopicResponse;
+    delete_topic: a::DeleteTopicRequest => a::DeleteTopicResponse;
+    list_topics: a::ListTopicsRequest => a::ListTopicsResponse;
+    describe_topic: a::DescribeTopicRequest => a::DescribeTopicResponse;
+    create_group: a::CreateGroupRequest => a::CreateGroupResponse;
+    update_group: a::UpdateGroupRequest => a::UpdateGroupResponse;
+    delete_group: a::DeleteGroupRequest => a::DeleteGroupResponse;
+    list_groups: a::ListGroupsRequest => a::ListGroupsResponse;
+    describe_group: a::DescribeGroupRequest => a::DescribeGroupResponse;
+);

@@ -1,0 +1,752 @@
+//! `Store`: the in-process implementation of [`StoreApi`] over RocksDB.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use pier_proto::admin::*;
+use pier_proto::store::*;
+use prost::Message;
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, WriteBatch, DB};
+
+use crate::api::StoreApi;
+use crate::catalog::{self, Catalog, GroupEntry, TopicEntry};
+use crate::commit::{Committer, FlushMode};
+use crate::error::{Result, StoreError};
+use crate::filter::TagFilter;
+use crate::keys::{self, CF_LOG, CF_META, CF_POP};
+use crate::now_ms;
+use crate::pop::{self, SubState};
+
+/// Most messages one pop returns.
+pub const MAX_POP_BATCH: usize = 1024;
+/// Most log entries one pop scans past (filtered out) before answering, so a
+/// selective filter over a long backlog cannot stall one call.
+const MAX_SCAN_PER_POP: usize = 8192;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub flush: FlushMode,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            flush: FlushMode::Sync,
+        }
+    }
+}
+
+struct Subscription {
+    ids: (u32, u32),
+    state: Mutex<SubState>,
+}
+
+/// The group, topic and consumption state a delivery reference names.
+struct Located<'a> {
+    d: &'a DeliveryRef,
+    group: Arc<GroupEntry>,
+    topic: Arc<TopicEntry>,
+    sub: Arc<Subscription>,
+}
+
+/// A message leaving for the dead-letter queue, found during a pop.
+struct DlqMove {
+    queue: u32,
+    offset: u64,
+    attempt: u32,
+    message: StoredMessage,
+}
+
+pub struct Store {
+    db: Arc<DB>,
+    catalog: Catalog,
+    committer_tx: Committer,
+    subs: Mutex<HashMap<(u32, u32), Arc<Subscription>>>,
+    round_robin: AtomicUsize,
+    shutting_down: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Store {
+    /// Opens (or creates) a store in `dir`.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(2);
+        let cfs =
+            [CF_LOG, CF_POP, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
+        let catalog = Catalog::load(&db)?;
+        let committer = Committer::start(db.clone(), opts.flush);
+        tracing::info!(dir = %dir.display(), topics = catalog.topics().len(), groups = catalog.groups().len(), flush = ?opts.flush, "store opened");
+        Ok(Store {
+            db,
+            catalog,
+            committer_tx: committer,
+            subs: Mutex::new(HashMap::new()),
+            round_robin: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// First step of a graceful stop: long polls answer "no message" at
+    /// once, so the servers in front can finish their in-flight calls.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        for t in self.catalog.topics() {
+            t.notify.notify_waiters();
+        }
+    }
+
+    /// Lets queued appends finish and flushes the WAL. Calls after this fail
+    /// with `ShuttingDown`.
+    pub fn shutdown(&self) {
+        self.drain();
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.committer_tx.shutdown();
+        if let Err(e) = self.db.flush_wal(true) {
+            tracing::warn!(error = %e, "flushing the WAL at shutdown failed");
+        }
+        tracing::info!("store shut down");
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            Err(StoreError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn subscription(&self, group: &GroupEntry, topic: &TopicEntry) -> Result<Arc<Subscription>> {
+        let key = (group.id, topic.id);
+        if let Some(s) = self.subs.lock().get(&key) {
+            return Ok(s.clone());
+        }
+        // Loading outside the map lock; a racing loader's copy is dropped.
+        let state = SubState::load(&self.db, group.id, topic.id, topic.queues.len())?;
+        let mut subs = self.subs.lock();
+        Ok(subs
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Subscription {
+                    ids: key,
+                    state: Mutex::new(state),
+                })
+            })
+            .clone())
+    }
+
+    fn read_message(
+        &self,
+        topic: &TopicEntry,
+        queue: u32,
+        offset: u64,
+    ) -> Result<Option<StoredMessage>> {
+        let log = self.db.cf_handle(CF_LOG).expect("cf opened");
+        match self
+            .db
+            .get_pinned_cf(&log, keys::log_key(topic.id, queue, offset))?
+        {
+            Some(v) => Ok(Some(decode_message(&v, topic, queue, offset)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One non-waiting pop attempt, under the subscription's lock.
+    fn try_pop(
+        &self,
+        sub: &Subscription,
+        group: &GroupEntry,
+        topic: &TopicEntry,
+        filter: &TagFilter,
+        max: usize,
+        invisible_ms: u64,
+    ) -> Result<(Vec<PoppedMessage>, Vec<DlqMove>, Option<i64>)> {
+        let mut st = sub.state.lock();
+        st.ensure_queues(topic.queues.len());
+        let now = now_ms();
+        let visible_at = now.saturating_add(invisible_ms.min(i64::MAX as u64) as i64);
+        let mut batch = WriteBatch::default();
+        let mut out = Vec::new();
+        let mut dlq = Vec::new();
+
+        // Redeliveries first: they have waited longest.
+        while out.len() < max {
+            let Some(&(t, q, o)) = st.by_deadline.first() else {
+                break;
+            };
+            if t > now {
+                break;
+            }
+            let Some(e) = st.inflight.get(&(q, o)).copied() else {
+                st.by_deadline.pop_first();
+                continue;
+            };
+            match self.read_message(topic, q, o)? {
+                None => {
+                    // Removed by retention or topic deletion: nothing to redeliver.
+                    st.remove(q, o);
+                    SubState::delete_inflight(&mut batch, &self.db, sub.ids, q, o);
+                }
+                Some(message) if e.attempt >= group.group.max_attempts => {
+                    st.mark_moving(q, o);
+                    dlq.push(DlqMove {
+                        queue: q,
+                        offset: o,
+                        attempt: e.attempt,
+                        message,
+                    });
+                }
+                Some(message) => {
+                    let attempt = e.attempt + 1;
+                    st.insert(q, o, attempt, visible_at);
+                    SubState::put_inflight(
+                        &mut batch, &self.db, sub.ids, q, o, attempt, visible_at,
+                    );
+                    out.push(PoppedMessage {
+                        message: Some(message),
+                        attempt,
+                        visible_at_ms: visible_at,
+                    });
+                }
+            }
+        }
+
+        // Then new messages, queue by queue, starting where the last pop
+        // left off so every queue gets its turn.
+        let log = self.db.cf_handle(CF_LOG).expect("cf opened");
+        let nq = topic.queues.len();
+        let mut budget = MAX_SCAN_PER_POP;
+        let start = st.next_queue;
+        for i in 0..nq {
+            if out.len() >= max || budget == 0 {
+                break;
+            }
+            let q = (start + i) % nq;
+            let ql = &topic.queues[q];
+            let committed = ql.committed();
+            let mut cursor = st.cursors[q].max(ql.min_offset.load(Ordering::Acquire));
+            if cursor >= committed {
+                continue;
+            }
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(keys::log_key(topic.id, q as u32, committed).to_vec());
+            let from = keys::log_key(topic.id, q as u32, cursor);
+            let mut exhausted = true;
+            for item in self.db.iterator_cf_opt(
+                &log,
+                ro,
+                IteratorMode::From(&from, rocksdb::Direction::Forward),
+            ) {
+                let (k, v) = item?;
+                let Some(off) = keys::log_offset(&k) else {
+                    continue;
+                };
+                cursor = off + 1;
+                budget -= 1;
+                let message = decode_message(&v, topic, q as u32, off)?;
+                if filter.matches(message.tag.as_deref()) {
+                    st.insert(q as u32, off, 1, visible_at);
+                    SubState::put_inflight(
+                        &mut batch, &self.db, sub.ids, q as u32, off, 1, visible_at,
+                    );
+                    out.push(PoppedMessage {
+                        message: Some(message),
+                        attempt: 1,
+                        visible_at_ms: visible_at,
+                    });
+                }
+                if out.len() >= max || budget == 0 {
+                    exhausted = false;
+                    break;
+                }
+            }
+            if exhausted {
+                cursor = committed;
+            }
+            st.cursors[q] = cursor;
+            SubState::put_cursor(&mut batch, &self.db, sub.ids, q as u32, cursor);
+        }
+        if nq > 0 {
+            st.next_queue = (start + 1) % nq;
+        }
+        if !batch.is_empty() {
+            self.db.write(batch)?;
+        }
+        Ok((out, dlq, st.next_visible_at()))
+    }
+
+    fn dlq_topic(&self, group: &str) -> Result<Arc<TopicEntry>> {
+        let name = format!("%DLQ%{group}");
+        if let Ok(t) = self.catalog.topic(&name) {
+            return Ok(t);
+        }
+        let topic = catalog::normalize_topic(Topic {
+            name,
+            r#type: TopicType::Normal as i32,
+            queues: 1,
+            created_at_ms: 0,
+        })?;
+        match self.catalog.create_topic(&self.db, topic.clone()) {
+            Ok((t, _)) => Ok(t),
+            Err(StoreError::AlreadyExists(_)) => self.catalog.topic(&topic.name),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends a message to the group's DLQ (durably), then ends its delivery.
+    async fn move_to_dlq(&self, group: &GroupEntry, sub: &Subscription, mv: DlqMove) -> Result<()> {
+        let dlq = self.dlq_topic(&group.group.name)?;
+        let mut m = mv.message;
+        m.dlq_origin_topic = std::mem::take(&mut m.topic);
+        m.dlq_origin_message_id = m.message_id.clone();
+        m.kind = MessageKind::Normal as i32;
+        m.stored_at_ms = now_ms();
+        m.queue = 0;
+        m.offset = 0;
+        let value = m.encode_to_vec();
+        self.committer_tx.append(dlq, vec![(0, value)]).await?;
+        let mut st = sub.state.lock();
+        if st
+            .inflight
+            .get(&(mv.queue, mv.offset))
+            .is_some_and(|e| e.attempt == mv.attempt)
+        {
+            st.remove(mv.queue, mv.offset);
+            let mut batch = WriteBatch::default();
+            SubState::delete_inflight(&mut batch, &self.db, sub.ids, mv.queue, mv.offset);
+            self.db.write(batch)?;
+        }
+        tracing::debug!(group = %group.group.name, queue = mv.queue, offset = mv.offset, attempts = mv.attempt, "moved to the dead-letter queue");
+        Ok(())
+    }
+
+    /// Resolves what a delivery reference names (its currency is checked
+    /// by the caller, under the subscription's lock).
+    fn lookup<'a>(&self, d: &'a Option<DeliveryRef>) -> Result<Located<'a>> {
+        let d = d
+            .as_ref()
+            .ok_or_else(|| StoreError::InvalidArgument("delivery reference missing".into()))?;
+        let group = self.catalog.group(&d.group)?;
+        let topic = self.catalog.topic(&d.topic)?;
+        let sub = self.subscription(&group, &topic)?;
+        Ok(Located {
+            d,
+            group,
+            topic,
+            sub,
+        })
+    }
+
+    fn stale(d: &DeliveryRef) -> StoreError {
+        StoreError::StaleDelivery(format!(
+            "delivery {} of {}/{}@{} is not in flight for group {}: it was acked, moved to the DLQ, or delivered again since",
+            d.attempt, d.topic, d.queue, d.offset, d.group
+        ))
+    }
+
+    fn backlog(&self, group: &GroupEntry, topic: &TopicEntry) -> Result<TopicBacklog> {
+        let sub = self.subscription(group, topic)?;
+        let st = sub.state.lock();
+        let now = now_ms();
+        let mut ready: u64 = 0;
+        for (q, ql) in topic.queues.iter().enumerate() {
+            let cursor = st.cursors.get(q).copied().unwrap_or(0);
+            ready += ql
+                .committed()
+                .saturating_sub(cursor.max(ql.min_offset.load(Ordering::Acquire)));
+        }
+        let expired = st
+            .by_deadline
+            .iter()
+            .take_while(|(t, _, _)| *t <= now)
+            .count() as u64;
+        Ok(TopicBacklog {
+            topic: topic.topic.name.clone(),
+            ready: ready + expired,
+            inflight: st.inflight.len() as u64 - expired,
+        })
+    }
+
+    fn drop_subscriptions(&self, pred: impl Fn(&(u32, u32)) -> bool) {
+        self.subs.lock().retain(|k, _| !pred(k));
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn decode_message(v: &[u8], topic: &TopicEntry, queue: u32, offset: u64) -> Result<StoredMessage> {
+    let mut m = StoredMessage::decode(v)?;
+    m.topic = topic.topic.name.clone();
+    m.queue = queue;
+    m.offset = offset;
+    Ok(m)
+}
+
+/// Which message kinds a topic of each type accepts.
+fn kind_allowed(topic: TopicType, kind: MessageKind) -> bool {
+    matches!(
+        (topic, kind),
+        (TopicType::Normal, MessageKind::Normal)
+            | (TopicType::Fifo, MessageKind::Fifo)
+            | (TopicType::Delay, MessageKind::Delay)
+            | (TopicType::Transaction, MessageKind::Transaction)
+    )
+}
+
+fn kind_name(k: MessageKind) -> &'static str {
+    match k {
+        MessageKind::Normal => "NORMAL",
+        MessageKind::Fifo => "FIFO",
+        MessageKind::Delay => "DELAY",
+        MessageKind::Transaction => "TRANSACTION",
+        MessageKind::Unspecified => "UNSPECIFIED",
+    }
+}
+
+#[async_trait]
+impl StoreApi for Store {
+    async fn append(&self, req: AppendRequest) -> Result<AppendResponse> {
+        self.check_running()?;
+        let topic = self.catalog.topic(&req.topic)?;
+        if req.messages.is_empty() {
+            return Err(StoreError::InvalidArgument("no message to append".into()));
+        }
+        let ttype = topic.topic_type();
+        let nq = topic.queues.len() as u32;
+        let now = now_ms();
+        let mut items = Vec::with_capacity(req.messages.len());
+        for mut m in req.messages {
+            let kind = MessageKind::try_from(m.kind).unwrap_or(MessageKind::Unspecified);
+            let kind = if kind == MessageKind::Unspecified {
+                MessageKind::Normal
+            } else {
+                kind
+            };
+            if !kind_allowed(ttype, kind) {
+                return Err(StoreError::TypeConflict(format!(
+                    "topic {} is of type {} and does not accept {} messages",
+                    topic.topic.name,
+                    catalog::type_name(topic.topic.r#type),
+                    kind_name(kind)
+                )));
+            }
+            if matches!(kind, MessageKind::Delay | MessageKind::Transaction) {
+                return Err(StoreError::Unsupported(format!(
+                    "{} messages are not supported by this Pier version yet",
+                    kind_name(kind)
+                )));
+            }
+            let queue = if m.queue < nq {
+                m.queue
+            } else {
+                (self.round_robin.fetch_add(1, Ordering::Relaxed) % nq as usize) as u32
+            };
+            m.kind = kind as i32;
+            m.topic.clear();
+            m.queue = 0;
+            m.offset = 0;
+            m.stored_at_ms = now;
+            items.push((queue, m.encode_to_vec()));
+        }
+        let offsets = self.committer_tx.append(topic, items).await?;
+        Ok(AppendResponse {
+            results: offsets
+                .into_iter()
+                .map(|(queue, offset)| AppendResult { queue, offset })
+                .collect(),
+        })
+    }
+
+    async fn pop(&self, req: PopRequest) -> Result<PopResponse> {
+        self.check_running()?;
+        let group = self.catalog.group(&req.group)?;
+        let filter = TagFilter::parse(req.filter.as_ref())?;
+        let max = (req.max_messages as usize).clamp(1, MAX_POP_BATCH);
+        let deadline = Instant::now() + Duration::from_millis(req.poll_ms);
+        loop {
+            let topic = self.catalog.topic(&req.topic)?;
+            let notified = topic.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.draining.load(Ordering::Acquire) {
+                return Ok(PopResponse::default());
+            }
+            let sub = self.subscription(&group, &topic)?;
+            let (messages, dlq, next_visible) =
+                self.try_pop(&sub, &group, &topic, &filter, max, req.invisible_ms)?;
+            for mv in dlq {
+                let (q, o, attempt) = (mv.queue, mv.offset, mv.attempt);
+                if let Err(e) = self.move_to_dlq(&group, &sub, mv).await {
+                    // Leave it in flight, visible, so a later pop retries the move.
+                    sub.state.lock().insert(q, o, attempt, now_ms());
+                    return Err(e);
+                }
+            }
+            if !messages.is_empty() || self.draining.load(Ordering::Acquire) {
+                return Ok(PopResponse { messages });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(PopResponse::default());
+            }
+            let mut wake = deadline;
+            if let Some(v) = next_visible {
+                let in_ms = (v - now_ms()).max(0) as u64 + 1;
+                wake = wake.min(now + Duration::from_millis(in_ms));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    async fn ack(&self, req: AckRequest) -> Result<AckResponse> {
+        self.check_running()?;
+        let Located { d, sub, .. } = self.lookup(&req.delivery)?;
+        let mut st = sub.state.lock();
+        match st.inflight.get(&(d.queue, d.offset)) {
+            Some(e) if e.attempt == d.attempt && !e.moving => {
+                st.remove(d.queue, d.offset);
+                let mut batch = WriteBatch::default();
+                SubState::delete_inflight(&mut batch, &self.db, sub.ids, d.queue, d.offset);
+                self.db.write(batch)?;
+                Ok(AckResponse {})
+            }
+            _ => Err(Self::stale(d)),
+        }
+    }
+
+    async fn change_invisible(
+        &self,
+        req: ChangeInvisibleRequest,
+    ) -> Result<ChangeInvisibleResponse> {
+        self.check_running()?;
+        let Located { d, sub, .. } = self.lookup(&req.delivery)?;
+        let mut st = sub.state.lock();
+        match st.inflight.get(&(d.queue, d.offset)) {
+            Some(e)
+                if e.attempt == d.attempt
+                    && !e.moving
+                    && (req.expected_visible_at_ms == 0
+                        || req.expected_visible_at_ms == e.visible_at_ms) =>
+            {
+                let visible_at =
+                    now_ms().saturating_add(req.invisible_ms.min(i64::MAX as u64) as i64);
+                st.insert(d.queue, d.offset, d.attempt, visible_at);
+                let mut batch = WriteBatch::default();
+                SubState::put_inflight(
+                    &mut batch, &self.db, sub.ids, d.queue, d.offset, d.attempt, visible_at,
+                );
+                self.db.write(batch)?;
+                drop(st);
+                if req.invisible_ms == 0 {
+                    // Visible at once: let a waiting consumer have it.
+                    if let Ok(t) = self.catalog.topic(&d.topic) {
+                        t.notify.notify_waiters();
+                    }
+                }
+                Ok(ChangeInvisibleResponse {
+                    visible_at_ms: visible_at,
+                })
+            }
+            _ => Err(Self::stale(d)),
+        }
+    }
+
+    async fn forward_to_dlq(&self, req: ForwardToDlqRequest) -> Result<ForwardToDlqResponse> {
+        self.check_running()?;
+        let Located {
+            d,
+            group,
+            topic,
+            sub,
+        } = self.lookup(&req.delivery)?;
+        {
+            let mut st = sub.state.lock();
+            match st.inflight.get(&(d.queue, d.offset)) {
+                Some(e) if e.attempt == d.attempt && !e.moving => st.mark_moving(d.queue, d.offset),
+                _ => return Err(Self::stale(d)),
+            }
+        }
+        let Some(message) = self.read_message(&topic, d.queue, d.offset)? else {
+            let mut st = sub.state.lock();
+            st.remove(d.queue, d.offset);
+            return Err(Self::stale(d));
+        };
+        self.move_to_dlq(
+            &group,
+            &sub,
+            DlqMove {
+                queue: d.queue,
+                offset: d.offset,
+                attempt: d.attempt,
+                message,
+            },
+        )
+        .await?;
+        Ok(ForwardToDlqResponse {})
+    }
+
+    async fn get_topic(&self, req: GetTopicRequest) -> Result<GetTopicResponse> {
+        Ok(GetTopicResponse {
+            topic: Some(self.catalog.topic(&req.name)?.topic.clone()),
+        })
+    }
+
+    async fn get_group(&self, req: GetGroupRequest) -> Result<GetGroupResponse> {
+        Ok(GetGroupResponse {
+            group: Some(self.catalog.group(&req.name)?.group.clone()),
+        })
+    }
+
+    async fn create_topic(&self, req: CreateTopicRequest) -> Result<CreateTopicResponse> {
+        self.check_running()?;
+        let topic = catalog::normalize_topic(req.topic.unwrap_or_default())?;
+        let (entry, created) = self.catalog.create_topic(&self.db, topic)?;
+        if created {
+            tracing::info!(topic = %entry.topic.name, r#type = catalog::type_name(entry.topic.r#type), queues = entry.topic.queues, "topic created");
+        }
+        Ok(CreateTopicResponse {
+            topic: Some(entry.topic.clone()),
+            created,
+        })
+    }
+
+    async fn update_topic(&self, req: UpdateTopicRequest) -> Result<UpdateTopicResponse> {
+        self.check_running()?;
+        let topic = catalog::normalize_topic(req.topic.unwrap_or_default())?;
+        let entry = self.catalog.update_topic(&self.db, topic)?;
+        Ok(UpdateTopicResponse {
+            topic: Some(entry.topic.clone()),
+        })
+    }
+
+    async fn delete_topic(&self, req: DeleteTopicRequest) -> Result<DeleteTopicResponse> {
+        self.check_running()?;
+        let old = self.catalog.delete_topic(&self.db, &req.name)?;
+        self.drop_subscriptions(|(_, t)| *t == old.id);
+        for g in self.catalog.groups() {
+            pop::delete_state(&self.db, g.id, Some(old.id))?;
+        }
+        tracing::info!(topic = %req.name, "topic deleted");
+        Ok(DeleteTopicResponse {})
+    }
+
+    async fn list_topics(&self, _req: ListTopicsRequest) -> Result<ListTopicsResponse> {
+        Ok(ListTopicsResponse {
+            topics: self
+                .catalog
+                .topics()
+                .iter()
+                .map(|t| t.topic.clone())
+                .collect(),
+        })
+    }
+
+    async fn describe_topic(&self, req: DescribeTopicRequest) -> Result<DescribeTopicResponse> {
+        let t = self.catalog.topic(&req.name)?;
+        Ok(DescribeTopicResponse {
+            topic: Some(t.topic.clone()),
+            queues: t
+                .queues
+                .iter()
+                .enumerate()
+                .map(|(q, ql)| QueueStats {
+                    queue: q as u32,
+                    min_offset: ql.min_offset.load(Ordering::Acquire),
+                    max_offset: ql.committed(),
+                })
+                .collect(),
+        })
+    }
+
+    async fn create_group(&self, req: CreateGroupRequest) -> Result<CreateGroupResponse> {
+        self.check_running()?;
+        let group = catalog::normalize_group(req.group.unwrap_or_default())?;
+        let (entry, created) = self.catalog.create_group(&self.db, group)?;
+        if created {
+            tracing::info!(group = %entry.group.name, fifo = entry.group.fifo, max_attempts = entry.group.max_attempts, "consumer group created");
+        }
+        Ok(CreateGroupResponse {
+            group: Some(entry.group.clone()),
+            created,
+        })
+    }
+
+    async fn update_group(&self, req: UpdateGroupRequest) -> Result<UpdateGroupResponse> {
+        self.check_running()?;
+        let group = catalog::normalize_group(req.group.unwrap_or_default())?;
+        let entry = self.catalog.update_group(&self.db, group)?;
+        Ok(UpdateGroupResponse {
+            group: Some(entry.group.clone()),
+        })
+    }
+
+    async fn delete_group(&self, req: DeleteGroupRequest) -> Result<DeleteGroupResponse> {
+        self.check_running()?;
+        let old = self.catalog.delete_group(&self.db, &req.name)?;
+        self.drop_subscriptions(|(g, _)| *g == old.id);
+        pop::delete_state(&self.db, old.id, None)?;
+        tracing::info!(group = %req.name, "consumer group deleted");
+        Ok(DeleteGroupResponse {})
+    }
+
+    async fn list_groups(&self, _req: ListGroupsRequest) -> Result<ListGroupsResponse> {
+        Ok(ListGroupsResponse {
+            groups: self
+                .catalog
+                .groups()
+                .iter()
+                .map(|g| g.group.clone())
+                .collect(),
+        })
+    }
+
+    async fn describe_group(&self, req: DescribeGroupRequest) -> Result<DescribeGroupResponse> {
+        let group = self.catalog.group(&req.name)?;
+        let mut topic_ids = pop::topics_of_group(&self.db, group.id)?;
+        for (g, t) in self.subs.lock().keys() {
+            if *g == group.id && !topic_ids.contains(t) {
+                topic_ids.push(*t);
+            }
+        }
+        let mut backlog = Vec::new();
+        for id in topic_ids {
+            if let Some(topic) = self.catalog.topic_by_id(id) {
+                backlog.push(self.backlog(&group, &topic)?);
+            }
+        }
+        backlog.sort_by(|a, b| a.topic.cmp(&b.topic));
+        let dlq = match self.catalog.topic(&format!("%DLQ%{}", group.group.name)) {
+            Ok(t) => t
+                .queues
+                .iter()
+                .map(|q| q.committed() - q.min_offset.load(Ordering::Acquire).min(q.committed()))
+                .sum(),
+            Err(_) => 0,
+        };
+        Ok(DescribeGroupResponse {
+            group: Some(group.group.clone()),
+            backlog,
+            dlq,
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! Every validation rule answers with its code in the body status, and no
+//! malformed input crashes or hangs the server.
+
+use std::time::Duration;
+
+use pier_proto::rocketmq::*;
+use pier_tests::*;
+
+async fn send_code(c: &Raw, m: Message) -> Code {
+    let r = c.send(m).await;
+    assert_eq!(r.entries.len(), 1, "one entry per message even on error");
+    Code::try_from(r.entries[0].status.as_ref().unwrap().code).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("t", 2).await;
+    c.create_group("g", 17).await;
+
+    let sp = |f: &dyn Fn(&mut SystemProperties)| {
+        let mut m = message("t", "x");
+        f(m.system_properties.as_mut().unwrap());
+        m
+    };
+    assert_eq!(send_code(&c, message("t", "ok")).await, Code::Ok);
+    assert_eq!(
+        send_code(&c, message("no_such_topic", "x")).await,
+        Code::TopicNotFound
+    );
+    assert_eq!(
+        send_code(&c, message("bad topic!", "x")).await,
+        Code::IllegalTopic
+    );
+    assert_eq!(
+        send_code(&c, message(&"x".repeat(128), "x")).await,
+        Code::IllegalTopic
+    );
+    assert_eq!(
+        send_code(&c, sp(&|s| s.message_id.clear())).await,
+        Code::IllegalMessageId
+    );
+    assert_eq!(
+        send_code(&c, sp(&|s| s.tag = Some("a|b".into()))).await,
+        Code::IllegalMessageTag
+    );
+    assert_eq!(
+        send_code(&c, sp(&|s| s.tag = Some("  ".into()))).await,
+        Code::IllegalMessageTag
+    );
+    assert_eq!(
+        send_code(&c, sp(&|s| s.keys = vec!["".into()])).await,
+        Code::IllegalMessageKey
+    );
+    assert_eq!(
+        send_code(&c, sp(&|s| s.keys = vec!["a\u{1}".into()])).await,
+        Code::IllegalMessageKey
+    );
+    assert_eq!(
+        send_code(&c, sp(&|s| s.message_group = Some("g".repeat(64)))).await,
+        Code::IllegalMessageGroup
+    );
+    // A FIFO message on a NORMAL topic conflicts with the topic's type.
+    assert_eq!(
+        send_code(
+            &c,
+            sp(&|s| {
+                s.message_type = MessageType::Fifo as i32;
+                s.message_group = Some("grp".into());
+            })
+        )
+        .await,
+        Code::MessagePropertyConflictWithType
+    );
+    assert_eq!(
+        send_code(
+            &c,
+            sp(&|s| {
+                s.delivery_timestamp = Some(prost_types::Timestamp {
+                    seconds: 4_000_000_000,
+                    nanos: 0,
+                })
+            })
+        )
+        .await,
+        Code::IllegalDeliveryTime
+    );
+    let mut m = message("t", "x");
+    m.user_properties.insert("UNIQ_KEY".into(), "v".into());
+    assert_eq!(send_code(&c, m).await, Code::IllegalMessagePropertyKey);
+    let mut m = message("t", "x");
+    for i in 0..129 {
+        m.user_properties.insert(format!("k{i}"), "v".into());
+    }
+    assert_eq!(send_code(&c, m).await, Code::MessagePropertiesTooLarge);
+    let mut m = message("t", "x");
+    m.user_properties
+        .insert("big".into(), "v".repeat(17 * 1024));
+    assert_eq!(send_code(&c, m).await, Code::MessagePropertiesTooLarge);
+    let mut m = message("t", "");
+    m.body.clear();
+    assert_eq!(send_code(&c, m).await, Code::MessageBodyEmpty);
+
+    // 4 MiB body plus properties is accepted; one byte more is too large.
+    let mut m = message("t", "");
+    m.body = vec![b'a'; 4 * 1024 * 1024];
+    m.user_properties.insert("p".into(), "v".repeat(8 * 1024));
+    assert_eq!(send_code(&c, m).await, Code::Ok);
+    let mut m = message("t", "");
+    m.body = vec![b'a'; 4 * 1024 * 1024 + 1];
+    assert_eq!(send_code(&c, m).await, Code::MessageBodyTooLarge);
+
+    // Batch rules: empty, mixed topics.
+    let r = c
+        .messaging()
+        .send_message(c.req(SendMessageRequest { messages: vec![] }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::MessageCorrupted as i32);
+    let r = c
+        .messaging()
+        .send_message(c.req(SendMessageRequest {
+            messages: vec![message("t", "a"), message("u", "b")],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::MessageCorrupted as i32);
+
+    // Missing client id.
+    let r = c
+        .messaging()
+        .send_message(tonic::Request::new(SendMessageRequest {
+            messages: vec![message("t", "a")],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::ClientIdRequired as i32);
+
+    // Route: unknown topic (with a hint), no endpoints.
+    let r = c
+        .messaging()
+        .query_route(c.req(QueryRouteRequest {
+            topic: Some(resource("missing")),
+            endpoints: Some(c.endpoints()),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let st = r.status.unwrap();
+    assert_eq!(st.code, Code::TopicNotFound as i32);
+    assert!(st.message.contains("pier topic create"), "{}", st.message);
+    let r = c
+        .messaging()
+        .query_route(c.req(QueryRouteRequest {
+            topic: Some(resource("t")),
+            endpoints: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::IllegalAccessPoint as i32);
+
+    // Receive: unknown group, bad invisible time, SQL filter.
+    let (code, _) = c.receive("nogroup", "t", 1, 30_000, 0).await;
+    assert_eq!(code, Code::ConsumerGroupNotFound);
+    let (code, _) = c.receive("g", "t", 1, 13 * 3600 * 1000, 0).await;
+    assert_eq!(code, Code::IllegalInvisibleTime);
+    let mut req = ReceiveMessageRequest {
+        group: Some(resource("g")),
+        message_queue: Some(c.queue("t")),
+        filter_expression: Some(FilterExpression {
+            r#type: FilterType::Sql as i32,
+            expression: "a > 1".into(),
+        }),
+        batch_size: 1,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+        auto_renew: false,
+        long_polling_timeout: None,
+        attempt_id: None,
+    };
+    assert_eq!(
+        c.receive_raw(req.clone()).await.0,
+        Code::IllegalFilterExpression
+    );
+    req.filter_expression = None;
+    req.invisible_duration = None;
+    assert_eq!(c.receive_raw(req).await.0, Code::IllegalInvisibleTime);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_receipt_handles() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("t", 1).await;
+    c.create_group("g", 17).await;
+    c.create_group("other", 17).await;
+    c.send(message("t", "m")).await;
+    let (_, msgs) = c.receive("g", "t", 1, 30_000, 1_000).await;
+    let good = handle(&msgs[0]);
+
+    assert_eq!(
+        c.ack("g", "t", "garbage!!").await,
+        Code::InvalidReceiptHandle
+    );
+    assert_eq!(c.ack("g", "t", "").await, Code::InvalidReceiptHandle);
+    assert_eq!(
+        c.ack("g", "t", &good[..good.len() / 2]).await,
+        Code::InvalidReceiptHandle
+    );
+    let mut forged = good.clone().into_bytes();
+    let i = forged.len() - 3;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        c.ack("g", "t", std::str::from_utf8(&forged).unwrap()).await,
+        Code::InvalidReceiptHandle
+    );
+    // A handle of group g used for group "other".
+    assert_eq!(c.ack("other", "t", &good).await, Code::InvalidReceiptHandle);
+
+    // ChangeInvisibleDuration always returns a usable handle, also on error.
+    let r = c
+        .messaging()
+        .change_invisible_duration(c.req(ChangeInvisibleDurationRequest {
+            group: Some(resource("g")),
+            topic: Some(resource("t")),
+            receipt_handle: "garbage".into(),
+            invisible_duration: Some(prost_types::Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
+            message_id: String::new(),
+            lite_topic: None,
+            suspend: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::InvalidReceiptHandle as i32);
+    assert_eq!(r.receipt_handle, "garbage");
+    let r = c
+        .messaging()
+        .change_invisible_duration(c.req(ChangeInvisibleDurationRequest {
+            group: Some(resource("g")),
+            topic: Some(resource("t")),
+            receipt_handle: good.clone(),
+            invisible_duration: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+            message_id: String::new(),
+            lite_topic: None,
+            suspend: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::Ok as i32);
+    assert!(!r.receipt_handle.is_empty());
+
+    // The genuine handle still works after all that, exactly once.
+    assert_eq!(c.ack("g", "t", &r.receipt_handle).await, Code::Ok);
+    assert_eq!(c.ack("g", "t", &good).await, Code::InvalidReceiptHandle);
+
+    // And the server still answers promptly.
+    let t0 = std::time::Instant::now();
+    let r = c
+        .messaging()
+        .heartbeat(c.req(HeartbeatRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::Ok as i32);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}

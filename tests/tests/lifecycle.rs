@@ -1,0 +1,87 @@
+//! Auto-renewed receipts (push consumers) and graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use pier_proto::rocketmq::*;
+use pier_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_renew_keeps_a_delivery_invisible_and_its_first_handle_valid() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("proxy.toml");
+    // A 2 s invisibility that the proxy must keep renewing.
+    std::fs::write(&config, "auto_renew_invisible_ms = 2000\n").unwrap();
+    let store_dir = data.path().join("store");
+    let proxy = Node::start(
+        "pier-proxy",
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            store_dir.to_str().unwrap(),
+        ],
+    );
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("renew", 1).await;
+    c.create_group("push", 17).await;
+    c.send(message("renew", "slow-work")).await;
+
+    let req = ReceiveMessageRequest {
+        group: Some(resource("push")),
+        message_queue: Some(c.queue("renew")),
+        filter_expression: None,
+        batch_size: 0, // Node push sends 0 when the batch size is unset.
+        invisible_duration: None,
+        auto_renew: true,
+        long_polling_timeout: Some(prost_types::Duration {
+            seconds: 2,
+            nanos: 0,
+        }),
+        attempt_id: Some("a1".into()),
+    };
+    let (code, msgs) = c.receive_raw(req).await;
+    assert_eq!(code, Code::Ok);
+    assert_eq!(msgs.len(), 1);
+    let first = handle(&msgs[0]);
+
+    // Three invisibility periods later the message is still not visible to
+    // the group: the proxy renewed it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (code, none) = c.receive("push", "renew", 1, 30_000, 0).await;
+    assert_eq!(
+        code,
+        Code::MessageNotFound,
+        "auto-renewed message was redelivered: {none:?}"
+    );
+    // And the handle of the first delivery still acks it.
+    assert_eq!(c.ack("push", "renew", &first).await, Code::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_long_polls_and_exits_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let mut proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("quiet", 1).await;
+    c.create_group("waiter", 17).await;
+    let c2 = c.clone();
+    let poll = tokio::spawn(async move {
+        let t0 = Instant::now();
+        let r = c2.receive("waiter", "quiet", 1, 30_000, 15_000).await;
+        (r, t0.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = tokio::task::spawn_blocking(move || proxy.stop())
+        .await
+        .unwrap();
+    let ((code, msgs), waited) = poll.await.unwrap();
+    assert_eq!(code, Code::MessageNotFound);
+    assert!(msgs.is_empty());
+    assert!(
+        waited < Duration::from_secs(5),
+        "long poll held shutdown for {waited:?}"
+    );
+    assert!(stopped, "proxy exited with an error");
+}
