@@ -16,6 +16,8 @@ pub struct ProxyConfig {
     pub store: Option<String>,
     /// Flush mode of the embedded store.
     pub flush: FlushMode,
+    /// Hours the embedded store keeps a message (0: forever).
+    pub retention_hours: u64,
     /// Key that authenticates receipt handles. Every proxy of a fleet must
     /// share it, so any proxy accepts a handle another one issued.
     pub receipt_secret: String,
@@ -42,6 +44,7 @@ impl Default for ProxyConfig {
             data: PathBuf::from("./pier-data"),
             store: None,
             flush: FlushMode::Sync,
+            retention_hours: 72,
             receipt_secret: "pier-development-receipt-secret".into(),
             auto_create: false,
             max_body_size: 4 * 1024 * 1024,

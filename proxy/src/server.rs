@@ -32,7 +32,13 @@ pub async fn serve(
     let (embedded, store): (Option<Arc<Store>>, Arc<dyn StoreApi>) = match &cfg.store {
         Some(remote) => (None, Arc::new(RemoteStore::connect(remote)?)),
         None => {
-            let s = Arc::new(Store::open(&cfg.data, StoreOptions { flush: cfg.flush })?);
+            let s = Arc::new(Store::open(
+                &cfg.data,
+                StoreOptions {
+                    flush: cfg.flush,
+                    retention_ms: cfg.retention_hours * 3600 * 1000,
+                },
+            )?);
             (Some(s.clone()), s)
         }
     };

@@ -936,6 +936,9 @@ impl MessagingService for Messaging {
                 }
             }
             if this.inner.sessions.close(&client_id, Some(stream_id)) {
+                // The client went away: stop renewing its deliveries, so they
+                // become visible to the rest of the group.
+                this.inner.renewer.forget_client(&client_id);
                 tracing::debug!(client = %client_id, "telemetry session closed");
             }
         });

@@ -3,6 +3,7 @@
 //! - [`catalog`]: topics and consumer groups;
 //! - [`commit`]: the group-commit thread that appends to queue logs;
 //! - [`pop`]: per-group consumption state (cursors, in-flight deliveries);
+//! - [`retention`]: deleting expired messages, advancing low watermarks;
 //! - [`store`]: [`Store`], the RocksDB-backed [`StoreApi`];
 //! - [`remote`] / [`server`]: the same API over `pier.store.v1` gRPC;
 //! - [`node`]: what a node binary needs: config files, logging, signals.
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod node;
 pub mod pop;
 pub mod remote;
+pub mod retention;
 pub mod server;
 pub mod store;
 

@@ -15,6 +15,8 @@ pub struct StoreNodeConfig {
     pub listen: String,
     pub data: PathBuf,
     pub flush: FlushMode,
+    /// Hours a message is kept (0 keeps messages forever).
+    pub retention_hours: u64,
 }
 
 impl Default for StoreNodeConfig {
@@ -23,6 +25,7 @@ impl Default for StoreNodeConfig {
             listen: "0.0.0.0:8091".into(),
             data: PathBuf::from("./pier-store-data"),
             flush: FlushMode::Sync,
+            retention_hours: 72,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::filter::TagFilter;
 use crate::keys::{self, CF_LOG, CF_META, CF_POP};
 use crate::now_ms;
 use crate::pop::{self, SubState};
+use crate::retention::Retention;
 
 /// Most messages one pop returns.
 pub const MAX_POP_BATCH: usize = 1024;
@@ -31,12 +32,18 @@ const MAX_SCAN_PER_POP: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub flush: FlushMode,
+    /// Messages older than this are deleted (0 keeps them forever).
+    pub retention_ms: u64,
 }
+
+/// Default retention: 3 days, as RocketMQ's `fileReservedTime`.
+pub const DEFAULT_RETENTION_MS: u64 = 72 * 3600 * 1000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             flush: FlushMode::Sync,
+            retention_ms: DEFAULT_RETENTION_MS,
         }
     }
 }
@@ -64,8 +71,9 @@ struct DlqMove {
 
 pub struct Store {
     db: Arc<DB>,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     committer_tx: Committer,
+    retention: Retention,
     subs: Mutex<HashMap<(u32, u32), Arc<Subscription>>>,
     round_robin: AtomicUsize,
     shutting_down: AtomicBool,
@@ -84,13 +92,20 @@ impl Store {
         let cfs =
             [CF_LOG, CF_POP, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
-        let catalog = Catalog::load(&db)?;
+        let catalog = Arc::new(Catalog::load(&db)?);
         let committer = Committer::start(db.clone(), opts.flush);
+        let retention = Retention::start(
+            db.clone(),
+            catalog.clone(),
+            opts.retention_ms,
+            Duration::from_secs(60),
+        );
         tracing::info!(dir = %dir.display(), topics = catalog.topics().len(), groups = catalog.groups().len(), flush = ?opts.flush, "store opened");
         Ok(Store {
             db,
             catalog,
             committer_tx: committer,
+            retention,
             subs: Mutex::new(HashMap::new()),
             round_robin: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
@@ -114,11 +129,18 @@ impl Store {
         if self.shutting_down.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.retention.shutdown();
         self.committer_tx.shutdown();
         if let Err(e) = self.db.flush_wal(true) {
             tracing::warn!(error = %e, "flushing the WAL at shutdown failed");
         }
         tracing::info!("store shut down");
+    }
+
+    /// Runs one retention sweep now (the background thread runs one every
+    /// minute); returns how many messages were deleted.
+    pub fn sweep_retention(&self, retention_ms: u64) -> Result<u64> {
+        crate::retention::sweep(&self.db, &self.catalog, retention_ms, now_ms())
     }
 
     fn check_running(&self) -> Result<()> {

@@ -44,7 +44,13 @@ async fn main() -> anyhow::Result<()> {
         cfg.flush = v;
     }
 
-    let store = Arc::new(Store::open(&cfg.data, StoreOptions { flush: cfg.flush })?);
+    let store = Arc::new(Store::open(
+        &cfg.data,
+        StoreOptions {
+            flush: cfg.flush,
+            retention_ms: cfg.retention_hours * 3600 * 1000,
+        },
+    )?);
     let api: Arc<dyn StoreApi> = store.clone();
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
