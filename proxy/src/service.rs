@@ -297,19 +297,22 @@ impl Inner {
             }
         }
         let mut offsets = offsets.into_iter();
+        let receipts = &self.receipts;
         let entries: Vec<SendResultEntry> = outcomes
             .iter()
             .zip(ids)
-            .map(|(o, message_id)| SendResultEntry {
-                status: Some(entry_status(o, ctx)),
-                message_id,
-                transaction_id: String::new(),
-                offset: if o.is_ok() {
-                    offsets.next().map_or(0, |r| r.offset as i64)
-                } else {
-                    0
-                },
-                recall_handle: String::new(),
+            .map(|(o, message_id)| {
+                let stored = if o.is_ok() { offsets.next() } else { None };
+                SendResultEntry {
+                    status: Some(entry_status(o, ctx)),
+                    message_id,
+                    transaction_id: String::new(),
+                    offset: stored.as_ref().map_or(0, |r| r.offset as i64),
+                    recall_handle: stored
+                        .filter(|r| !r.timer.is_empty())
+                        .map(|r| receipts.issue_recall(&topic, &r.timer))
+                        .unwrap_or_default(),
+                }
             })
             .collect();
         let statuses: Vec<Status> = entries.iter().filter_map(|e| e.status.clone()).collect();
@@ -596,6 +599,33 @@ impl Inner {
             .forward_to_dlq(st::ForwardToDlqRequest { delivery: Some(d) })
             .await?;
         Ok(())
+    }
+
+    async fn recall(
+        &self,
+        ctx: &ClientContext,
+        req: RecallMessageRequest,
+    ) -> Result<String, Rejection> {
+        require_client(ctx)?;
+        let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        if req.recall_handle.trim().is_empty() {
+            return Err(Rejection::new(Code::BadRequest, "recall_handle is empty"));
+        }
+        let (handle_topic, timer) = self
+            .receipts
+            .open_recall(&req.recall_handle)
+            .map_err(|e| Rejection::new(Code::BadRequest, format!("recall handle: {e}")))?;
+        if handle_topic != topic {
+            return Err(Rejection::new(
+                Code::BadRequest,
+                format!("recall handle belongs to topic {handle_topic}, not {topic}"),
+            ));
+        }
+        let r = self
+            .store
+            .recall(st::RecallRequest { topic, timer })
+            .await?;
+        Ok(r.message_id)
     }
 
     /// The server's half of the settings exchange (protocol.md §4.5, §8):
@@ -986,20 +1016,17 @@ impl MessagingService for Messaging {
     ) -> RpcResult<RecallMessageResponse> {
         let ctx = ClientContext::from_metadata(request.metadata());
         let req = request.into_inner();
-        let rej = match require_client(&ctx) {
-            Err(r) => r,
-            Ok(_) => Rejection::new(
-                Code::BadRequest,
-                format!(
-                    "recall handle {:?} names no pending delay message",
-                    req.recall_handle
-                ),
-            ),
+        let resp = match self.inner.recall(&ctx, req).await {
+            Ok(message_id) => RecallMessageResponse {
+                status: Some(ok()),
+                message_id,
+            },
+            Err(rej) => RecallMessageResponse {
+                status: Some(rej.to_status(&ctx)),
+                message_id: String::new(),
+            },
         };
-        Ok(Response::new(RecallMessageResponse {
-            status: Some(rej.to_status(&ctx)),
-            message_id: String::new(),
-        }))
+        Ok(Response::new(resp))
     }
 
     async fn sync_lite_subscription(

@@ -63,6 +63,7 @@ impl From<StoreError> for Rejection {
             StoreError::TypeConflict(_) => Code::MessagePropertyConflictWithType,
             StoreError::IllegalFilter(_) => Code::IllegalFilterExpression,
             StoreError::StaleDelivery(_) => Code::InvalidReceiptHandle,
+            StoreError::NotFound(_) => Code::NotFound,
             StoreError::Unsupported(_) => Code::NotImplemented,
             StoreError::Unavailable(_) => Code::ProxyTimeout,
             StoreError::ShuttingDown | StoreError::Storage(_) => Code::InternalServerError,

@@ -20,6 +20,8 @@ pub trait StoreApi: Send + Sync + 'static {
         req: ChangeInvisibleRequest,
     ) -> Result<ChangeInvisibleResponse>;
     async fn forward_to_dlq(&self, req: ForwardToDlqRequest) -> Result<ForwardToDlqResponse>;
+    /// Cancels a delay message that has not fallen due yet.
+    async fn recall(&self, req: RecallRequest) -> Result<RecallResponse>;
     async fn get_topic(&self, req: GetTopicRequest) -> Result<GetTopicResponse>;
     async fn get_group(&self, req: GetGroupRequest) -> Result<GetGroupResponse>;
 

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::catalog::TopicEntry;
 use crate::error::{Result, StoreError};
-use crate::keys::{self, CF_LOG};
+use crate::keys::{self, CF_LOG, CF_TIMER};
 
 /// Largest number of bytes merged into one batch; bounds the latency a huge
 /// burst adds to the senders at its front.
@@ -49,11 +49,62 @@ impl std::str::FromStr for FlushMode {
     }
 }
 
-/// Messages of one topic to append, each with its queue already chosen.
+/// What one job writes, atomically with the rest of its batch.
+#[derive(Default)]
+pub(crate) struct Writes {
+    /// Messages to append, each with its queue already chosen.
+    pub items: Vec<(u32, Vec<u8>)>,
+    /// Delay timers to schedule (key, value in the `timer` column family).
+    pub timer_puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Timers that fired: removed in the same batch that appends their
+    /// messages, so a timer is never both pending and delivered.
+    pub timer_deletes: Vec<Vec<u8>>,
+}
+
+/// (queue, offset) of each appended message, in order.
+pub(crate) type Placed = Vec<(u32, u64)>;
+
 pub(crate) struct AppendJob {
     pub topic: Arc<TopicEntry>,
-    pub items: Vec<(u32, Vec<u8>)>,
-    pub reply: oneshot::Sender<Result<Vec<(u32, u64)>>>,
+    pub writes: Writes,
+    pub reply: oneshot::Sender<Result<Placed>>,
+}
+
+/// A way to submit writes to the commit thread, also from plain threads.
+#[derive(Clone)]
+pub(crate) struct CommitHandle {
+    tx: mpsc::Sender<AppendJob>,
+}
+
+impl CommitHandle {
+    fn submit(
+        &self,
+        topic: Arc<TopicEntry>,
+        writes: Writes,
+    ) -> Result<oneshot::Receiver<Result<Placed>>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(AppendJob {
+                topic,
+                writes,
+                reply,
+            })
+            .map_err(|_| StoreError::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    /// Submits several jobs at once (they share one sync) and waits for all;
+    /// for callers outside the async runtime.
+    pub fn write_all_blocking(&self, jobs: Vec<(Arc<TopicEntry>, Writes)>) -> Result<()> {
+        let mut waits = Vec::with_capacity(jobs.len());
+        for (topic, writes) in jobs {
+            waits.push(self.submit(topic, writes)?);
+        }
+        for w in waits {
+            w.blocking_recv().map_err(|_| StoreError::ShuttingDown)??;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct Committer {
@@ -74,19 +125,28 @@ impl Committer {
         }
     }
 
+    pub fn handle(&self) -> Result<CommitHandle> {
+        let tx = self.tx.lock().clone().ok_or(StoreError::ShuttingDown)?;
+        Ok(CommitHandle { tx })
+    }
+
     pub async fn append(
         &self,
         topic: Arc<TopicEntry>,
         items: Vec<(u32, Vec<u8>)>,
     ) -> Result<Vec<(u32, u64)>> {
-        let (reply, rx) = oneshot::channel();
-        let tx = self.tx.lock().clone().ok_or(StoreError::ShuttingDown)?;
-        tx.send(AppendJob {
+        self.write(
             topic,
-            items,
-            reply,
-        })
-        .map_err(|_| StoreError::ShuttingDown)?;
+            Writes {
+                items,
+                ..Writes::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn write(&self, topic: Arc<TopicEntry>, writes: Writes) -> Result<Vec<(u32, u64)>> {
+        let rx = self.handle()?.submit(topic, writes)?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -111,11 +171,11 @@ fn run(db: Arc<DB>, flush: FlushMode, rx: mpsc::Receiver<AppendJob>) {
     opts.set_sync(flush == FlushMode::Sync);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
-        let mut bytes: usize = jobs[0].items.iter().map(|(_, v)| v.len()).sum();
+        let mut bytes: usize = jobs[0].writes.items.iter().map(|(_, v)| v.len()).sum();
         while bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(job) => {
-                    bytes += job.items.iter().map(|(_, v)| v.len()).sum::<usize>();
+                    bytes += job.writes.items.iter().map(|(_, v)| v.len()).sum::<usize>();
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -126,7 +186,7 @@ fn run(db: Arc<DB>, flush: FlushMode, rx: mpsc::Receiver<AppendJob>) {
 }
 
 fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
-    let Some(log) = db.cf_handle(CF_LOG) else {
+    let (Some(log), Some(timer)) = (db.cf_handle(CF_LOG), db.cf_handle(CF_TIMER)) else {
         return;
     };
     let mut batch = WriteBatch::default();
@@ -134,8 +194,14 @@ fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
     let mut next: HashMap<(u32, u32), u64> = HashMap::new();
     let mut results = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        let mut offsets = Vec::with_capacity(job.items.len());
-        for (queue, value) in &job.items {
+        for (k, v) in &job.writes.timer_puts {
+            batch.put_cf(&timer, k, v);
+        }
+        for k in &job.writes.timer_deletes {
+            batch.delete_cf(&timer, k);
+        }
+        let mut offsets = Vec::with_capacity(job.writes.items.len());
+        for (queue, value) in &job.writes.items {
             let ql = &job.topic.queues[*queue as usize];
             let n = next
                 .entry((job.topic.id, *queue))
@@ -149,7 +215,7 @@ fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
     match db.write_opt(batch, opts) {
         Ok(()) => {
             for job in &jobs {
-                for (queue, _) in &job.items {
+                for (queue, _) in &job.writes.items {
                     if let Some(n) = next.get(&(job.topic.id, *queue)) {
                         job.topic.queues[*queue as usize]
                             .committed

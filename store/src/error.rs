@@ -23,6 +23,8 @@ pub enum StoreError {
     #[error("{0}")]
     StaleDelivery(String),
     #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
     Unsupported(String),
     #[error("the store is shutting down")]
     ShuttingDown,
@@ -43,6 +45,7 @@ impl StoreError {
             StoreError::TypeConflict(_) => "type-conflict",
             StoreError::IllegalFilter(_) => "illegal-filter",
             StoreError::StaleDelivery(_) => "stale-delivery",
+            StoreError::NotFound(_) => "not-found",
             StoreError::Unsupported(_) => "unsupported",
             StoreError::ShuttingDown => "shutting-down",
             StoreError::Storage(_) => "storage",
@@ -60,6 +63,7 @@ impl StoreError {
             "type-conflict" => StoreError::TypeConflict(message),
             "illegal-filter" => StoreError::IllegalFilter(message),
             "stale-delivery" => StoreError::StaleDelivery(message),
+            "not-found" => StoreError::NotFound(message),
             "unsupported" => StoreError::Unsupported(message),
             "shutting-down" => StoreError::ShuttingDown,
             "storage" => StoreError::Storage(message),
@@ -77,6 +81,7 @@ impl StoreError {
             | StoreError::TypeConflict(s)
             | StoreError::IllegalFilter(s)
             | StoreError::StaleDelivery(s)
+            | StoreError::NotFound(s)
             | StoreError::Unsupported(s)
             | StoreError::Storage(s)
             | StoreError::Unavailable(s) => s.clone(),

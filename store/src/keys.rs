@@ -6,10 +6,33 @@
 //!   `pop`:   b'i' | group_id u32 | topic_id u32 | queue u32 | offset u64
 //!   -> attempt u32 | visible_at_ms i64 (an in-flight delivery)
 //! - `meta`:  b't' | name -> Topic,  b'g' | name -> ConsumerGroup
+//! - `timer`: due_ms u64 | topic_id u32 | seq u64 -> queue u32 | StoredMessage
+//!   (a delay message waiting for its time; ordered by due time)
 
 pub const CF_LOG: &str = "log";
 pub const CF_POP: &str = "pop";
 pub const CF_META: &str = "meta";
+pub const CF_TIMER: &str = "timer";
+
+pub const TIMER_KEY_LEN: usize = 20;
+
+pub fn timer_key(due_ms: u64, topic_id: u32, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TIMER_KEY_LEN);
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    k.extend_from_slice(&topic_id.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// (due_ms, topic_id) of a timer key.
+pub fn timer_parts(key: &[u8]) -> Option<(u64, u32)> {
+    if key.len() != TIMER_KEY_LEN {
+        return None;
+    }
+    let due: [u8; 8] = key[..8].try_into().ok()?;
+    let topic: [u8; 4] = key[8..12].try_into().ok()?;
+    Some((u64::from_be_bytes(due), u32::from_be_bytes(topic)))
+}
 
 pub fn log_key(topic_id: u32, queue: u32, offset: u64) -> [u8; 16] {
     let mut k = [0u8; 16];

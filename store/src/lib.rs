@@ -3,6 +3,7 @@
 //! - [`catalog`]: topics and consumer groups;
 //! - [`commit`]: the group-commit thread that appends to queue logs;
 //! - [`pop`]: per-group consumption state (cursors, in-flight deliveries);
+//! - [`timer`]: delay messages waiting for their time;
 //! - [`retention`]: deleting expired messages, advancing low watermarks;
 //! - [`store`]: [`Store`], the RocksDB-backed [`StoreApi`];
 //! - [`remote`] / [`server`]: the same API over `pier.store.v1` gRPC;
@@ -20,6 +21,7 @@ pub mod remote;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod timer;
 
 pub use api::StoreApi;
 pub use commit::FlushMode;

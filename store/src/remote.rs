@@ -87,6 +87,7 @@ forward!(
     store.ack: s::AckRequest => s::AckResponse;
     store.change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     store.forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
+    store.recall: s::RecallRequest => s::RecallResponse;
     store.get_topic: s::GetTopicRequest => s::GetTopicResponse;
     store.get_group: s::GetGroupRequest => s::GetGroupResponse;
     admin.create_topic: a::CreateTopicRequest => a::CreateTopicResponse;

@@ -19,7 +19,9 @@ pub const ERROR_KIND_HEADER: &str = "pier-store-error";
 pub fn to_status(e: StoreError) -> Status {
     use tonic::Code;
     let code = match &e {
-        StoreError::TopicNotFound(_) | StoreError::GroupNotFound(_) => Code::NotFound,
+        StoreError::TopicNotFound(_) | StoreError::GroupNotFound(_) | StoreError::NotFound(_) => {
+            Code::NotFound
+        }
         StoreError::AlreadyExists(_) => Code::AlreadyExists,
         StoreError::InvalidArgument(_)
         | StoreError::TypeConflict(_)
@@ -69,6 +71,7 @@ serve!(StoreEndpoint, store_server::Store,
     ack: s::AckRequest => s::AckResponse;
     change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
+    recall: s::RecallRequest => s::RecallResponse;
     get_topic: s::GetTopicRequest => s::GetTopicResponse;
     get_group: s::GetGroupRequest => s::GetGroupResponse;
 );

@@ -15,13 +15,14 @@ use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, WriteB
 
 use crate::api::StoreApi;
 use crate::catalog::{self, Catalog, GroupEntry, TopicEntry};
-use crate::commit::{Committer, FlushMode};
+use crate::commit::{Committer, FlushMode, Writes};
 use crate::error::{Result, StoreError};
 use crate::filter::TagFilter;
-use crate::keys::{self, CF_LOG, CF_META, CF_POP};
+use crate::keys::{self, CF_LOG, CF_META, CF_POP, CF_TIMER};
 use crate::now_ms;
 use crate::pop::{self, SubState};
 use crate::retention::Retention;
+use crate::timer::Timers;
 
 /// Most messages one pop returns.
 pub const MAX_POP_BATCH: usize = 1024;
@@ -73,6 +74,7 @@ pub struct Store {
     db: Arc<DB>,
     catalog: Arc<Catalog>,
     committer_tx: Committer,
+    timers: Timers,
     retention: Retention,
     subs: Mutex<HashMap<(u32, u32), Arc<Subscription>>>,
     round_robin: AtomicUsize,
@@ -89,11 +91,12 @@ impl Store {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.increase_parallelism(2);
-        let cfs =
-            [CF_LOG, CF_POP, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let cfs = [CF_LOG, CF_POP, CF_META, CF_TIMER]
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
         let catalog = Arc::new(Catalog::load(&db)?);
         let committer = Committer::start(db.clone(), opts.flush);
+        let timers = Timers::start(db.clone(), catalog.clone(), committer.handle()?);
         let retention = Retention::start(
             db.clone(),
             catalog.clone(),
@@ -105,6 +108,7 @@ impl Store {
             db,
             catalog,
             committer_tx: committer,
+            timers,
             retention,
             subs: Mutex::new(HashMap::new()),
             round_robin: AtomicUsize::new(0),
@@ -130,6 +134,8 @@ impl Store {
             return;
         }
         self.retention.shutdown();
+        // The timer thread submits to the commit thread: stop it first.
+        self.timers.shutdown();
         self.committer_tx.shutdown();
         if let Err(e) = self.db.flush_wal(true) {
             tracing::warn!(error = %e, "flushing the WAL at shutdown failed");
@@ -453,7 +459,11 @@ impl StoreApi for Store {
         let ttype = topic.topic_type();
         let nq = topic.queues.len() as u32;
         let now = now_ms();
-        let mut items = Vec::with_capacity(req.messages.len());
+        let mut writes = Writes::default();
+        // Where each input message went: Ok(index into appended items) or
+        // Err(index into scheduled timers), to answer in input order.
+        let mut placed: Vec<(u32, std::result::Result<usize, Vec<u8>>)> =
+            Vec::with_capacity(req.messages.len());
         for mut m in req.messages {
             let kind = MessageKind::try_from(m.kind).unwrap_or(MessageKind::Unspecified);
             let kind = if kind == MessageKind::Unspecified {
@@ -469,7 +479,7 @@ impl StoreApi for Store {
                     kind_name(kind)
                 )));
             }
-            if matches!(kind, MessageKind::Delay | MessageKind::Transaction) {
+            if kind == MessageKind::Transaction {
                 return Err(StoreError::Unsupported(format!(
                     "{} messages are not supported by this Pier version yet",
                     kind_name(kind)
@@ -485,13 +495,41 @@ impl StoreApi for Store {
             m.queue = 0;
             m.offset = 0;
             m.stored_at_ms = now;
-            items.push((queue, m.encode_to_vec()));
+            if kind == MessageKind::Delay && m.deliver_at_ms > now {
+                let key = self.timers.next_key(m.deliver_at_ms as u64, topic.id);
+                let mut value = queue.to_be_bytes().to_vec();
+                m.encode(&mut value)
+                    .map_err(|e| StoreError::Storage(e.to_string()))?;
+                writes.timer_puts.push((key.clone(), value));
+                placed.push((queue, Err(key)));
+            } else {
+                placed.push((queue, Ok(writes.items.len())));
+                writes.items.push((queue, m.encode_to_vec()));
+            }
         }
-        let offsets = self.committer_tx.append(topic, items).await?;
+        let scheduled = !writes.timer_puts.is_empty();
+        let offsets = self.committer_tx.write(topic, writes).await?;
+        if scheduled {
+            self.timers.added();
+        }
         Ok(AppendResponse {
-            results: offsets
+            results: placed
                 .into_iter()
-                .map(|(queue, offset)| AppendResult { queue, offset })
+                .map(|(queue, p)| match p {
+                    Ok(i) => {
+                        let (queue, offset) = offsets.get(i).copied().unwrap_or((queue, 0));
+                        AppendResult {
+                            queue,
+                            offset,
+                            timer: Vec::new(),
+                        }
+                    }
+                    Err(timer) => AppendResult {
+                        queue,
+                        offset: 0,
+                        timer,
+                    },
+                })
                 .collect(),
         })
     }
@@ -625,6 +663,13 @@ impl StoreApi for Store {
         )
         .await?;
         Ok(ForwardToDlqResponse {})
+    }
+
+    async fn recall(&self, req: RecallRequest) -> Result<RecallResponse> {
+        self.check_running()?;
+        let topic = self.catalog.topic(&req.topic)?;
+        let message_id = self.timers.recall(&self.db, topic.id, &req.timer)?;
+        Ok(RecallResponse { message_id })
     }
 
     async fn get_topic(&self, req: GetTopicRequest) -> Result<GetTopicResponse> {

@@ -359,6 +359,7 @@ async fn concurrent_sends_all_land_with_distinct_offsets() {
             .await
             .unwrap()
             .results[0]
+                .clone()
         }));
     }
     let mut positions = std::collections::HashSet::new();
@@ -407,4 +408,133 @@ async fn retention_deletes_expired_messages_and_cursors_follow() {
         .unwrap();
     assert_eq!(d.backlog[0].inflight, 1, "{d:?}");
     assert_eq!(d.backlog[0].ready, 0, "{d:?}");
+}
+
+async fn delay_topic(store: &Store, name: &str) {
+    store
+        .create_topic(CreateTopicRequest {
+            topic: Some(Topic {
+                name: name.into(),
+                r#type: TopicType::Delay as i32,
+                queues: 2,
+                created_at_ms: 0,
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+fn delayed(id: &str, at_ms: i64) -> StoredMessage {
+    StoredMessage {
+        kind: MessageKind::Delay as i32,
+        deliver_at_ms: at_ms,
+        ..msg(id, None)
+    }
+}
+
+#[tokio::test]
+async fn delay_message_is_hidden_until_due_then_delivered_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&store, "t", "g", 17).await;
+    delay_topic(&store, "d").await;
+    let due = pier_store::now_ms() + 400;
+    let r = store
+        .append(AppendRequest {
+            topic: "d".into(),
+            messages: vec![delayed("later", due)],
+        })
+        .await
+        .unwrap();
+    assert!(
+        !r.results[0].timer.is_empty(),
+        "a scheduled message gets a timer"
+    );
+    assert!(
+        pop(&store, "d", "g", 1, 10_000, 0).await.is_empty(),
+        "hidden before its time"
+    );
+    let got = pop(&store, "d", "g", 1, 10_000, 3_000).await;
+    let late = pier_store::now_ms() - due;
+    assert_eq!(got.len(), 1);
+    assert_eq!(body(&got[0]), "later");
+    assert_eq!(got[0].message.as_ref().unwrap().deliver_at_ms, due);
+    assert!(
+        (0..200).contains(&late),
+        "delivered {late} ms after its time"
+    );
+}
+
+#[tokio::test]
+async fn recall_cancels_a_pending_delay_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&store, "t", "g", 17).await;
+    delay_topic(&store, "d").await;
+    let r = store
+        .append(AppendRequest {
+            topic: "d".into(),
+            messages: vec![delayed("cancel-me", pier_store::now_ms() + 300)],
+        })
+        .await
+        .unwrap();
+    let timer = r.results[0].timer.clone();
+    let id = store
+        .recall(RecallRequest {
+            topic: "d".into(),
+            timer: timer.clone(),
+        })
+        .await
+        .unwrap()
+        .message_id;
+    assert_eq!(id, "cancel-me");
+    let again = store
+        .recall(RecallRequest {
+            topic: "d".into(),
+            timer,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::NotFound(_)), "{again:?}");
+    assert!(
+        pop(&store, "d", "g", 1, 10_000, 800).await.is_empty(),
+        "a recalled message is never delivered"
+    );
+    let bogus = store
+        .recall(RecallRequest {
+            topic: "d".into(),
+            timer: b"nonsense".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(bogus, StoreError::NotFound(_)));
+}
+
+#[tokio::test]
+async fn timers_survive_restart_and_overdue_ones_fire_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        setup(&store, "t", "g", 17).await;
+        delay_topic(&store, "d").await;
+        let now = pier_store::now_ms();
+        store
+            .append(AppendRequest {
+                topic: "d".into(),
+                messages: vec![
+                    delayed("overdue", now + 200),
+                    delayed("future", now + 1_500),
+                ],
+            })
+            .await
+            .unwrap();
+        store.shutdown();
+    }
+    // Down past the first timer's time.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let store = open(dir.path());
+    let first = pop(&store, "d", "g", 2, 10_000, 1_000).await;
+    assert_eq!(first.iter().map(body).collect::<Vec<_>>(), vec!["overdue"]);
+    let second = pop(&store, "d", "g", 2, 10_000, 3_000).await;
+    assert_eq!(second.iter().map(body).collect::<Vec<_>>(), vec!["future"]);
 }

@@ -247,11 +247,16 @@ impl Raw {
     }
 
     pub async fn create_topic(&self, name: &str, queues: u32) {
+        self.create_typed_topic(name, TopicType::Normal, queues)
+            .await;
+    }
+
+    pub async fn create_typed_topic(&self, name: &str, kind: TopicType, queues: u32) {
         self.admin()
             .create_topic(CreateTopicRequest {
                 topic: Some(Topic {
                     name: name.into(),
-                    r#type: TopicType::Normal as i32,
+                    r#type: kind as i32,
                     queues,
                     created_at_ms: 0,
                 }),
