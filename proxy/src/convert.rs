@@ -90,6 +90,11 @@ pub fn to_stored(m: rmq::Message, kind: MessageKind) -> StoredMessage {
         trace_context: sp.trace_context.unwrap_or_default(),
         dlq_origin_topic: String::new(),
         dlq_origin_message_id: String::new(),
+        txn_check_after_ms: sp
+            .orphaned_transaction_recovery_duration
+            .as_ref()
+            .and_then(duration_ms)
+            .unwrap_or(0),
     }
 }
 

@@ -56,6 +56,7 @@ pub async fn serve(
         drain_rx,
     );
 
+    let relay_task = tokio::spawn(messaging.clone().relay_transaction_checks());
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<MessagingServiceServer<Messaging>>()
@@ -105,6 +106,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
         .await?;
     let _ = renew_task.await;
+    let _ = relay_task.await;
     if let Some(s) = embedded {
         s.shutdown();
     }

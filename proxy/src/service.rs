@@ -7,7 +7,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use pier_proto::rocketmq::messaging_service_server::MessagingService;
 use pier_proto::rocketmq::*;
 use pier_proto::store::{self as st, DeliveryRef};
@@ -306,7 +306,10 @@ impl Inner {
                 SendResultEntry {
                     status: Some(entry_status(o, ctx)),
                     message_id,
-                    transaction_id: String::new(),
+                    transaction_id: stored
+                        .as_ref()
+                        .map(|r| r.transaction_id.clone())
+                        .unwrap_or_default(),
                     offset: stored.as_ref().map_or(0, |r| r.offset as i64),
                     recall_handle: stored
                         .filter(|r| !r.timer.is_empty())
@@ -599,6 +602,73 @@ impl Inner {
             .forward_to_dlq(st::ForwardToDlqRequest { delivery: Some(d) })
             .await?;
         Ok(())
+    }
+
+    async fn end_transaction(
+        &self,
+        ctx: &ClientContext,
+        req: EndTransactionRequest,
+    ) -> Result<(), Rejection> {
+        require_client(ctx)?;
+        let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        if req.transaction_id.trim().is_empty() {
+            return Err(Rejection::new(
+                Code::InvalidTransactionId,
+                "transaction_id is empty",
+            ));
+        }
+        // UNSPECIFIED is what Python and Rust checkers send for UNKNOWN: the
+        // transaction stays pending and will be checked again.
+        let resolution = match TransactionResolution::try_from(req.resolution) {
+            Ok(TransactionResolution::Commit) => st::Resolution::Commit,
+            Ok(TransactionResolution::Rollback) => st::Resolution::Rollback,
+            _ => st::Resolution::Unknown,
+        };
+        match self
+            .store
+            .end_transaction(st::EndTransactionRequest {
+                topic,
+                transaction_id: req.transaction_id,
+                resolution: resolution as i32,
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound(m)) => Err(Rejection::new(Code::InvalidTransactionId, m)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn relay_check(&self, check: st::TransactionCheck) {
+        let Some((session, topic)) = self.sessions.producer_of(&check.topic) else {
+            tracing::debug!(topic = %check.topic, "no producer of this topic on this proxy for a transaction check");
+            return;
+        };
+        let Some(message) = check.message else { return };
+        let message = convert::to_delivered(
+            message,
+            Delivery {
+                topic: &topic,
+                receipt_handle: String::new(),
+                attempt: 1,
+                invisible_ms: 0,
+                store_host: &self.store_host,
+            },
+        );
+        let cmd = TelemetryCommand {
+            status: Some(ok()),
+            command: Some(
+                telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                    RecoverOrphanedTransactionCommand {
+                        message: Some(message),
+                        transaction_id: check.transaction_id,
+                    },
+                ),
+            ),
+        };
+        if session.sender.send(Ok(cmd)).await.is_err() {
+            tracing::debug!("producer stream closed before a transaction check");
+        }
     }
 
     async fn recall(
@@ -913,19 +983,12 @@ impl MessagingService for Messaging {
         request: Request<EndTransactionRequest>,
     ) -> RpcResult<EndTransactionResponse> {
         let ctx = ClientContext::from_metadata(request.metadata());
-        let req = request.into_inner();
-        let rej = match require_client(&ctx) {
-            Err(r) => r,
-            Ok(_) if req.transaction_id.trim().is_empty() => {
-                Rejection::new(Code::InvalidTransactionId, "transaction_id is empty")
-            }
-            Ok(_) => Rejection::new(
-                Code::InvalidTransactionId,
-                format!("no pending transaction has id {:?}", req.transaction_id),
-            ),
+        let status = match self.inner.end_transaction(&ctx, request.into_inner()).await {
+            Ok(()) => ok(),
+            Err(rej) => rej.to_status(&ctx),
         };
         Ok(Response::new(EndTransactionResponse {
-            status: Some(rej.to_status(&ctx)),
+            status: Some(status),
         }))
     }
 
@@ -942,7 +1005,10 @@ impl MessagingService for Messaging {
             ));
         };
         let (tx, rx) = mpsc::channel(16);
-        let stream_id = self.inner.sessions.open(&client_id, tx.clone());
+        let stream_id = self
+            .inner
+            .sessions
+            .open(&client_id, &ctx.namespace, tx.clone());
         let mut inbound = request.into_inner();
         let this = self.clone();
         // Answer at once (the response headers go out now: Rust 5.0.0 blocks
@@ -972,7 +1038,13 @@ impl MessagingService for Messaging {
                 tracing::debug!(client = %client_id, "telemetry session closed");
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // The stream ends when the proxy drains, so a graceful stop does not
+        // wait for clients that keep their Telemetry open forever.
+        let mut draining = self.inner.draining.clone();
+        let stream = ReceiverStream::new(rx).take_until(async move {
+            let _ = draining.wait_for(|d| *d).await;
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn notify_client_termination(
@@ -1040,6 +1112,40 @@ impl MessagingService for Messaging {
 }
 
 impl Messaging {
+    /// Relays the store's transaction checks to a live producer of the topic
+    /// connected to this proxy, until the proxy drains. Every proxy gets
+    /// every check, so a producer is reached through whichever proxy holds
+    /// its Telemetry stream.
+    pub async fn relay_transaction_checks(self) {
+        let mut draining = self.inner.draining.clone();
+        loop {
+            if *draining.borrow() {
+                return;
+            }
+            match self.inner.store.watch_transaction_checks().await {
+                Ok(mut checks) => loop {
+                    let next = tokio::select! {
+                        c = checks.next() => c,
+                        _ = draining.wait_for(|d| *d) => return,
+                    };
+                    match next {
+                        Some(Ok(check)) => self.inner.relay_check(check).await,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "transaction check stream broke");
+                            break;
+                        }
+                        None => break,
+                    }
+                },
+                Err(e) => tracing::debug!(error = %e, "cannot watch transaction checks yet"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = draining.wait_for(|d| *d) => return,
+            }
+        }
+    }
+
     async fn on_telemetry(
         &self,
         ctx: &ClientContext,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use pier_proto::rocketmq::{ClientType, Settings, TelemetryCommand};
+use pier_proto::rocketmq::{ClientType, Resource, Settings, TelemetryCommand};
 use tokio::sync::mpsc;
 
 pub type CommandSender = mpsc::Sender<Result<TelemetryCommand, tonic::Status>>;
@@ -20,6 +20,8 @@ pub struct Session {
     pub settings: Option<Settings>,
     pub sender: CommandSender,
     pub last_seen_ms: i64,
+    /// The `x-mq-namespace` header of the stream, for Resources without one.
+    pub namespace: String,
 }
 
 #[derive(Default)]
@@ -33,7 +35,7 @@ impl Sessions {
         Arc::new(Sessions::default())
     }
 
-    pub fn open(&self, client_id: &str, sender: CommandSender) -> u64 {
+    pub fn open(&self, client_id: &str, namespace: &str, sender: CommandSender) -> u64 {
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
         self.by_client.insert(
             client_id.to_owned(),
@@ -43,6 +45,7 @@ impl Sessions {
                 settings: None,
                 sender,
                 last_seen_ms: pier_store::now_ms(),
+                namespace: namespace.to_owned(),
             },
         );
         stream_id
@@ -85,6 +88,25 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.by_client.is_empty()
+    }
+
+    /// A live producer that declared `topic` (a store-side full name), and
+    /// the topic Resource as it declared it (to echo it back).
+    pub fn producer_of(&self, topic: &str) -> Option<(Session, Resource)> {
+        use pier_proto::rocketmq::settings::PubSub;
+        self.by_client.iter().find_map(|s| {
+            if s.client_type != ClientType::Producer {
+                return None;
+            }
+            let Some(PubSub::Publishing(p)) = s.settings.as_ref().and_then(|x| x.pub_sub.as_ref())
+            else {
+                return None;
+            };
+            p.topics
+                .iter()
+                .find(|r| crate::validate::full_name(r, &s.namespace) == topic)
+                .map(|r| (s.clone(), r.clone()))
+        })
     }
 
     pub fn get(&self, client_id: &str) -> Option<Session> {

@@ -1,11 +1,17 @@
 //! The one interface a proxy uses to reach the store, whether the store runs
 //! in the same process (`Store`) or on another node (`RemoteStore`).
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
+use futures_core::Stream;
 use pier_proto::admin::*;
 use pier_proto::store::*;
 
 use crate::error::Result;
+
+/// Transaction checks as they are issued.
+pub type CheckStream = Pin<Box<dyn Stream<Item = Result<TransactionCheck>> + Send>>;
 
 #[async_trait]
 pub trait StoreApi: Send + Sync + 'static {
@@ -22,6 +28,10 @@ pub trait StoreApi: Send + Sync + 'static {
     async fn forward_to_dlq(&self, req: ForwardToDlqRequest) -> Result<ForwardToDlqResponse>;
     /// Cancels a delay message that has not fallen due yet.
     async fn recall(&self, req: RecallRequest) -> Result<RecallResponse>;
+    /// Commits, rolls back, or (UNKNOWN) leaves pending a half message.
+    async fn end_transaction(&self, req: EndTransactionRequest) -> Result<EndTransactionResponse>;
+    /// Checks of unresolved transactions, from now on.
+    async fn watch_transaction_checks(&self) -> Result<CheckStream>;
     async fn get_topic(&self, req: GetTopicRequest) -> Result<GetTopicResponse>;
     async fn get_group(&self, req: GetGroupRequest) -> Result<GetGroupResponse>;
 

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::catalog::TopicEntry;
 use crate::error::{Result, StoreError};
-use crate::keys::{self, CF_LOG, CF_TIMER};
+use crate::keys::{self, CF_LOG};
 
 /// Largest number of bytes merged into one batch; bounds the latency a huge
 /// burst adds to the senders at its front.
@@ -49,16 +49,21 @@ impl std::str::FromStr for FlushMode {
     }
 }
 
+/// A record put in a column family: (column family, key, value).
+pub type Put = (&'static str, Vec<u8>, Vec<u8>);
+
 /// What one job writes, atomically with the rest of its batch.
 #[derive(Default)]
 pub(crate) struct Writes {
     /// Messages to append, each with its queue already chosen.
     pub items: Vec<(u32, Vec<u8>)>,
-    /// Delay timers to schedule (key, value in the `timer` column family).
-    pub timer_puts: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Timers that fired: removed in the same batch that appends their
-    /// messages, so a timer is never both pending and delivered.
-    pub timer_deletes: Vec<Vec<u8>>,
+    /// Other records written with them (column family, key, value): delay
+    /// timers, half messages of transactions.
+    pub puts: Vec<Put>,
+    /// Records removed with them: a fired timer or a committed half message
+    /// leaves in the same batch that appends its message, so it is never
+    /// both pending and delivered.
+    pub deletes: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// (queue, offset) of each appended message, in order.
@@ -186,7 +191,7 @@ fn run(db: Arc<DB>, flush: FlushMode, rx: mpsc::Receiver<AppendJob>) {
 }
 
 fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
-    let (Some(log), Some(timer)) = (db.cf_handle(CF_LOG), db.cf_handle(CF_TIMER)) else {
+    let Some(log) = db.cf_handle(CF_LOG) else {
         return;
     };
     let mut batch = WriteBatch::default();
@@ -194,11 +199,15 @@ fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
     let mut next: HashMap<(u32, u32), u64> = HashMap::new();
     let mut results = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        for (k, v) in &job.writes.timer_puts {
-            batch.put_cf(&timer, k, v);
+        for (cf, k, v) in &job.writes.puts {
+            if let Some(cf) = db.cf_handle(cf) {
+                batch.put_cf(&cf, k, v);
+            }
         }
-        for k in &job.writes.timer_deletes {
-            batch.delete_cf(&timer, k);
+        for (cf, k) in &job.writes.deletes {
+            if let Some(cf) = db.cf_handle(cf) {
+                batch.delete_cf(&cf, k);
+            }
         }
         let mut offsets = Vec::with_capacity(job.writes.items.len());
         for (queue, value) in &job.writes.items {

@@ -4,6 +4,7 @@
 //! - [`commit`]: the group-commit thread that appends to queue logs;
 //! - [`pop`]: per-group consumption state (cursors, in-flight deliveries);
 //! - [`timer`]: delay messages waiting for their time;
+//! - [`txn`]: half messages of transactions and their checks;
 //! - [`retention`]: deleting expired messages, advancing low watermarks;
 //! - [`store`]: [`Store`], the RocksDB-backed [`StoreApi`];
 //! - [`remote`] / [`server`]: the same API over `pier.store.v1` gRPC;
@@ -22,6 +23,7 @@ pub mod retention;
 pub mod server;
 pub mod store;
 pub mod timer;
+pub mod txn;
 
 pub use api::StoreApi;
 pub use commit::FlushMode;

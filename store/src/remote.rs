@@ -8,7 +8,7 @@ use pier_proto::admin::admin_service_client::AdminServiceClient;
 use pier_proto::store::store_client::StoreClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::api::StoreApi;
+use crate::api::{CheckStream, StoreApi};
 use crate::error::{Result, StoreError};
 use crate::server::ERROR_KIND_HEADER;
 
@@ -65,9 +65,10 @@ fn from_status(s: tonic::Status) -> StoreError {
 }
 
 macro_rules! forward {
-    ($($client:ident.$name:ident: $req:ty => $resp:ty;)*) => {
+    ({ $($extra:item)* } $($client:ident.$name:ident: $req:ty => $resp:ty;)*) => {
         #[async_trait]
         impl StoreApi for RemoteStore {
+            $($extra)*
             $(
                 async fn $name(&self, req: $req) -> Result<$resp> {
                     let mut c = self.$client.clone();
@@ -82,12 +83,25 @@ use pier_proto::admin as a;
 use pier_proto::store as s;
 
 forward!(
+    {
+        async fn watch_transaction_checks(&self) -> Result<CheckStream> {
+            use futures::StreamExt;
+            let mut c = self.store.clone();
+            let stream = c
+                .watch_transaction_checks(s::WatchTransactionChecksRequest {})
+                .await
+                .map_err(from_status)?
+                .into_inner();
+            Ok(Box::pin(stream.map(|r| r.map_err(from_status))))
+        }
+    }
     store.append: s::AppendRequest => s::AppendResponse;
     store.pop: s::PopRequest => s::PopResponse;
     store.ack: s::AckRequest => s::AckResponse;
     store.change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     store.forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
     store.recall: s::RecallRequest => s::RecallResponse;
+    store.end_transaction: s::EndTransactionRequest => s::EndTransactionResponse;
     store.get_topic: s::GetTopicRequest => s::GetTopicResponse;
     store.get_group: s::GetGroupRequest => s::GetGroupResponse;
     admin.create_topic: a::CreateTopicRequest => a::CreateTopicResponse;

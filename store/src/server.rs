@@ -41,6 +41,12 @@ pub fn to_status(e: StoreError) -> Status {
     status
 }
 
+// tonic's stream item type fixes the error type to `Status`.
+#[allow(clippy::result_large_err)]
+fn to_status_result<T>(r: crate::Result<T>) -> Result<T, Status> {
+    r.map_err(to_status)
+}
+
 /// Serves a [`StoreApi`] over gRPC.
 #[derive(Clone)]
 pub struct StoreEndpoint(pub Arc<dyn StoreApi>);
@@ -50,9 +56,10 @@ pub struct StoreEndpoint(pub Arc<dyn StoreApi>);
 pub struct AdminEndpoint(pub Arc<dyn StoreApi>);
 
 macro_rules! serve {
-    ($ty:ty, $trait:path, $($name:ident: $req:ty => $resp:ty;)*) => {
+    ($ty:ty, $trait:path, { $($extra:item)* } $($name:ident: $req:ty => $resp:ty;)*) => {
         #[tonic::async_trait]
         impl $trait for $ty {
+            $($extra)*
             $(
                 async fn $name(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
                     self.0.$name(request.into_inner()).await.map(Response::new).map_err(to_status)
@@ -65,18 +72,32 @@ macro_rules! serve {
 use pier_proto::admin as a;
 use pier_proto::store as s;
 
-serve!(StoreEndpoint, store_server::Store,
+serve!(StoreEndpoint, store_server::Store, {
+    type WatchTransactionChecksStream = std::pin::Pin<
+        Box<dyn futures_core::Stream<Item = Result<s::TransactionCheck, Status>> + Send>,
+    >;
+
+    async fn watch_transaction_checks(
+        &self,
+        _request: Request<s::WatchTransactionChecksRequest>,
+    ) -> Result<Response<Self::WatchTransactionChecksStream>, Status> {
+        use futures::StreamExt;
+        let stream = self.0.watch_transaction_checks().await.map_err(to_status)?;
+        Ok(Response::new(Box::pin(stream.map(to_status_result))))
+    }
+}
     append: s::AppendRequest => s::AppendResponse;
     pop: s::PopRequest => s::PopResponse;
     ack: s::AckRequest => s::AckResponse;
     change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
     recall: s::RecallRequest => s::RecallResponse;
+    end_transaction: s::EndTransactionRequest => s::EndTransactionResponse;
     get_topic: s::GetTopicRequest => s::GetTopicResponse;
     get_group: s::GetGroupRequest => s::GetGroupResponse;
 );
 
-serve!(AdminEndpoint, AdminService,
+serve!(AdminEndpoint, AdminService, {}
     create_topic: a::CreateTopicRequest => a::CreateTopicResponse;
     update_topic: a::UpdateTopicRequest => a::UpdateTopicResponse;
     delete_topic: a::DeleteTopicRequest => a::DeleteTopicResponse;

@@ -13,6 +13,7 @@ use pier_proto::store::*;
 use prost::Message;
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, WriteBatch, DB};
 
+use crate::api::CheckStream;
 use crate::api::StoreApi;
 use crate::catalog::{self, Catalog, GroupEntry, TopicEntry};
 use crate::commit::{Committer, FlushMode, Writes};
@@ -23,6 +24,7 @@ use crate::now_ms;
 use crate::pop::{self, SubState};
 use crate::retention::Retention;
 use crate::timer::Timers;
+use crate::txn::{self, Checker};
 
 /// Most messages one pop returns.
 pub const MAX_POP_BATCH: usize = 1024;
@@ -75,7 +77,9 @@ pub struct Store {
     catalog: Arc<Catalog>,
     committer_tx: Committer,
     timers: Timers,
+    txn: Checker,
     retention: Retention,
+    drain_signal: tokio::sync::watch::Sender<bool>,
     subs: Mutex<HashMap<(u32, u32), Arc<Subscription>>>,
     round_robin: AtomicUsize,
     shutting_down: AtomicBool,
@@ -91,12 +95,13 @@ impl Store {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.increase_parallelism(2);
-        let cfs = [CF_LOG, CF_POP, CF_META, CF_TIMER]
+        let cfs = [CF_LOG, CF_POP, CF_META, CF_TIMER, txn::CF_TXN]
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
         let catalog = Arc::new(Catalog::load(&db)?);
         let committer = Committer::start(db.clone(), opts.flush);
         let timers = Timers::start(db.clone(), catalog.clone(), committer.handle()?);
+        let txn = Checker::start(db.clone(), catalog.clone());
         let retention = Retention::start(
             db.clone(),
             catalog.clone(),
@@ -109,7 +114,9 @@ impl Store {
             catalog,
             committer_tx: committer,
             timers,
+            txn,
             retention,
+            drain_signal: tokio::sync::watch::channel(false).0,
             subs: Mutex::new(HashMap::new()),
             round_robin: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
@@ -121,6 +128,7 @@ impl Store {
     /// once, so the servers in front can finish their in-flight calls.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        self.drain_signal.send_replace(true);
         for t in self.catalog.topics() {
             t.notify.notify_waiters();
         }
@@ -136,6 +144,7 @@ impl Store {
         self.retention.shutdown();
         // The timer thread submits to the commit thread: stop it first.
         self.timers.shutdown();
+        self.txn.shutdown();
         self.committer_tx.shutdown();
         if let Err(e) = self.db.flush_wal(true) {
             tracing::warn!(error = %e, "flushing the WAL at shutdown failed");
@@ -427,6 +436,20 @@ fn decode_message(v: &[u8], topic: &TopicEntry, queue: u32, offset: u64) -> Resu
     Ok(m)
 }
 
+/// Where an appended message went.
+enum Placement {
+    /// Into the log: index into the appended items.
+    Log(usize),
+    /// Scheduled: the timer key.
+    Timer(Vec<u8>),
+    /// Held as a half message: the transaction id.
+    Half(String),
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    hex::encode_upper(b)
+}
+
 /// Which message kinds a topic of each type accepts.
 fn kind_allowed(topic: TopicType, kind: MessageKind) -> bool {
     matches!(
@@ -462,8 +485,7 @@ impl StoreApi for Store {
         let mut writes = Writes::default();
         // Where each input message went: Ok(index into appended items) or
         // Err(index into scheduled timers), to answer in input order.
-        let mut placed: Vec<(u32, std::result::Result<usize, Vec<u8>>)> =
-            Vec::with_capacity(req.messages.len());
+        let mut placed: Vec<(u32, Placement)> = Vec::with_capacity(req.messages.len());
         for mut m in req.messages {
             let kind = MessageKind::try_from(m.kind).unwrap_or(MessageKind::Unspecified);
             let kind = if kind == MessageKind::Unspecified {
@@ -476,12 +498,6 @@ impl StoreApi for Store {
                     "topic {} is of type {} and does not accept {} messages",
                     topic.topic.name,
                     catalog::type_name(topic.topic.r#type),
-                    kind_name(kind)
-                )));
-            }
-            if kind == MessageKind::Transaction {
-                return Err(StoreError::Unsupported(format!(
-                    "{} messages are not supported by this Pier version yet",
                     kind_name(kind)
                 )));
             }
@@ -500,14 +516,19 @@ impl StoreApi for Store {
                 let mut value = queue.to_be_bytes().to_vec();
                 m.encode(&mut value)
                     .map_err(|e| StoreError::Storage(e.to_string()))?;
-                writes.timer_puts.push((key.clone(), value));
-                placed.push((queue, Err(key)));
+                writes.puts.push((CF_TIMER, key.clone(), value));
+                placed.push((queue, Placement::Timer(key)));
+            } else if kind == MessageKind::Transaction {
+                m.topic = topic.topic.name.clone();
+                let (id, puts) = txn::prepare(queue, m, now);
+                writes.puts.extend(puts);
+                placed.push((queue, Placement::Half(hex_upper(&id))));
             } else {
-                placed.push((queue, Ok(writes.items.len())));
+                placed.push((queue, Placement::Log(writes.items.len())));
                 writes.items.push((queue, m.encode_to_vec()));
             }
         }
-        let scheduled = !writes.timer_puts.is_empty();
+        let scheduled = placed.iter().any(|(_, p)| matches!(p, Placement::Timer(_)));
         let offsets = self.committer_tx.write(topic, writes).await?;
         if scheduled {
             self.timers.added();
@@ -516,18 +537,23 @@ impl StoreApi for Store {
             results: placed
                 .into_iter()
                 .map(|(queue, p)| match p {
-                    Ok(i) => {
+                    Placement::Log(i) => {
                         let (queue, offset) = offsets.get(i).copied().unwrap_or((queue, 0));
                         AppendResult {
                             queue,
                             offset,
-                            timer: Vec::new(),
+                            ..Default::default()
                         }
                     }
-                    Err(timer) => AppendResult {
+                    Placement::Timer(timer) => AppendResult {
                         queue,
-                        offset: 0,
                         timer,
+                        ..Default::default()
+                    },
+                    Placement::Half(transaction_id) => AppendResult {
+                        queue,
+                        transaction_id,
+                        ..Default::default()
                     },
                 })
                 .collect(),
@@ -670,6 +696,56 @@ impl StoreApi for Store {
         let topic = self.catalog.topic(&req.topic)?;
         let message_id = self.timers.recall(&self.db, topic.id, &req.timer)?;
         Ok(RecallResponse { message_id })
+    }
+
+    async fn end_transaction(&self, req: EndTransactionRequest) -> Result<EndTransactionResponse> {
+        self.check_running()?;
+        let topic = self.catalog.topic(&req.topic)?;
+        let id = txn::parse_id(&req.transaction_id)
+            .ok_or_else(|| txn::check_error(&req.transaction_id))?;
+        let _guard = self.txn.lock.lock().await;
+        let half =
+            txn::load(&self.db, &id)?.ok_or_else(|| txn::check_error(&req.transaction_id))?;
+        let mut m = half.message.clone().unwrap_or_default();
+        if m.topic != topic.topic.name {
+            return Err(txn::check_error(&req.transaction_id));
+        }
+        let message_id = m.message_id.clone();
+        match Resolution::try_from(req.resolution).unwrap_or(Resolution::Unknown) {
+            Resolution::Commit => {
+                m.topic.clear();
+                let queue = if (half.queue as usize) < topic.queues.len() {
+                    half.queue
+                } else {
+                    0
+                };
+                let writes = Writes {
+                    items: vec![(queue, m.encode_to_vec())],
+                    puts: Vec::new(),
+                    deletes: vec![
+                        (txn::CF_TXN, txn::half_key(&id)),
+                        (txn::CF_TXN, txn::due_key(half.next_check_at_ms, &id)),
+                    ],
+                };
+                self.committer_tx.write(topic, writes).await?;
+            }
+            Resolution::Rollback => txn::discard(&self.db, &id, &half)?,
+            Resolution::Unknown => {}
+        }
+        Ok(EndTransactionResponse { message_id })
+    }
+
+    async fn watch_transaction_checks(&self) -> Result<CheckStream> {
+        use futures::StreamExt;
+        self.check_running()?;
+        let mut drain = self.drain_signal.subscribe();
+        // A lagging watcher skips checks; they are repeated later anyway.
+        let checks = tokio_stream::wrappers::BroadcastStream::new(self.txn.checks.subscribe())
+            .filter_map(|c| futures::future::ready(c.ok().map(Ok)))
+            .take_until(async move {
+                let _ = drain.wait_for(|d| *d).await;
+            });
+        Ok(Box::pin(checks))
     }
 
     async fn get_topic(&self, req: GetTopicRequest) -> Result<GetTopicResponse> {

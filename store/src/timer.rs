@@ -169,7 +169,7 @@ fn fire_due(
         let w = jobs.entry(topic_id).or_default();
         w.items
             .push((queue, v.get(4..).unwrap_or_default().to_vec()));
-        w.timer_deletes.push(k.to_vec());
+        w.deletes.push((CF_TIMER, k.to_vec()));
     }
     let mut batch_jobs = Vec::with_capacity(jobs.len());
     for (topic_id, mut w) in jobs {
@@ -184,7 +184,7 @@ fn fire_due(
                 batch_jobs.push((topic, w));
             }
             // The topic was deleted: its timers go with it.
-            None => orphans.extend(w.timer_deletes),
+            None => orphans.extend(w.deletes.into_iter().map(|(_, k)| k)),
         }
     }
     if !orphans.is_empty() {

@@ -385,6 +385,60 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// Opens a producer's Telemetry stream declaring `topic`, waits for the
+    /// Settings reply, and returns the stream of commands the server pushes
+    /// (with the sender that keeps the stream open).
+    pub async fn producer_stream(
+        &self,
+        topic: &str,
+    ) -> (
+        tokio::sync::mpsc::Sender<TelemetryCommand>,
+        tonic::Streaming<TelemetryCommand>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tx.send(TelemetryCommand {
+            status: None,
+            command: Some(telemetry_command::Command::Settings(Settings {
+                client_type: Some(ClientType::Producer as i32),
+                pub_sub: Some(settings::PubSub::Publishing(Publishing {
+                    topics: vec![resource(topic)],
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })),
+        })
+        .await
+        .expect("queue settings");
+        let mut req = self.req(tokio_stream::wrappers::ReceiverStream::new(rx));
+        req.set_timeout(Duration::from_secs(120));
+        let mut inbound = self
+            .messaging()
+            .telemetry(req)
+            .await
+            .expect("telemetry")
+            .into_inner();
+        let reply = tokio::time::timeout(Duration::from_secs(5), inbound.message())
+            .await
+            .expect("settings reply in time")
+            .expect("telemetry stream")
+            .expect("a settings reply");
+        assert_eq!(reply.status.expect("status").code, Code::Ok as i32);
+        let Some(telemetry_command::Command::Settings(s)) = reply.command else {
+            panic!("expected settings, got {:?}", reply.command);
+        };
+        let Some(settings::PubSub::Publishing(p)) = s.pub_sub else {
+            panic!("producer settings carry publishing");
+        };
+        assert!(p.max_body_size > 0, "clients need max_body_size > 0");
+        assert!(matches!(
+            s.backoff_policy.and_then(|b| b.strategy),
+            Some(retry_policy::Strategy::ExponentialBackoff(_))
+        ));
+        (tx, inbound)
+    }
+}
+
 pub fn handle(m: &Message) -> String {
     m.system_properties
         .as_ref()

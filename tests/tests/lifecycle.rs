@@ -66,6 +66,8 @@ async fn sigterm_ends_long_polls_and_exits_cleanly() {
     let c = Raw::connect(&proxy.endpoint()).await;
     c.create_topic("quiet", 1).await;
     c.create_group("waiter", 17).await;
+    // An open Telemetry stream (every client keeps one) must not hold the stop.
+    let (_keep, mut telemetry) = c.producer_stream("quiet").await;
     let c2 = c.clone();
     let poll = tokio::spawn(async move {
         let t0 = Instant::now();
@@ -84,4 +86,9 @@ async fn sigterm_ends_long_polls_and_exits_cleanly() {
         "long poll held shutdown for {waited:?}"
     );
     assert!(stopped, "proxy exited with an error");
+    let end = tokio::time::timeout(Duration::from_secs(2), telemetry.message()).await;
+    assert!(
+        matches!(end, Ok(Ok(None)) | Ok(Err(_))),
+        "telemetry stream ended: {end:?}"
+    );
 }
