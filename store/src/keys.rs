@@ -5,6 +5,8 @@
 //! - `pop`:   b'c' | group_id u32 | topic_id u32 | queue u32   -> cursor u64
 //!   `pop`:   b'i' | group_id u32 | topic_id u32 | queue u32 | offset u64
 //!   -> attempt u32 | visible_at_ms i64 (an in-flight delivery)
+//!   `pop`: b'l' / b'p' | same tail -> message group (FIFO: the group an
+//!   in-flight message locks / a message parked until its group unlocks)
 //! - `meta`:  b't' | name -> Topic,  b'g' | name -> ConsumerGroup
 //! - `timer`: due_ms u64 | topic_id u32 | seq u64 -> queue u32 | StoredMessage
 //!   (a delay message waiting for its time; ordered by due time)
@@ -61,8 +63,15 @@ pub fn cursor_key(group_id: u32, topic_id: u32, queue: u32) -> [u8; 13] {
 }
 
 pub fn inflight_key(group_id: u32, topic_id: u32, queue: u32, offset: u64) -> [u8; 21] {
+    pop_entry_key(b'i', group_id, topic_id, queue, offset)
+}
+
+/// A per-message entry of a group's consumption state: b'i' in flight,
+/// b'l' the FIFO message group an in-flight message locks, b'p' parked (a
+/// FIFO message waiting for its message group to unlock).
+pub fn pop_entry_key(tag: u8, group_id: u32, topic_id: u32, queue: u32, offset: u64) -> [u8; 21] {
     let mut k = [0u8; 21];
-    k[0] = b'i';
+    k[0] = tag;
     k[1..5].copy_from_slice(&group_id.to_be_bytes());
     k[5..9].copy_from_slice(&topic_id.to_be_bytes());
     k[9..13].copy_from_slice(&queue.to_be_bytes());

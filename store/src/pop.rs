@@ -11,7 +11,7 @@
 //! changes in a machine crash only makes messages visible again, which
 //! at-least-once delivery allows).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rocksdb::{IteratorMode, WriteBatch, DB};
 
@@ -36,6 +36,14 @@ pub struct SubState {
     pub by_deadline: BTreeSet<(i64, u32, u64)>,
     /// Queue the next scan for new messages starts at (round robin).
     pub next_queue: usize,
+    /// FIFO: the message group each in-flight message holds, and how many
+    /// in-flight messages hold each group (a group with any is locked).
+    pub holders: HashMap<(u32, u64), String>,
+    pub locks: HashMap<String, u32>,
+    /// FIFO: messages scanned while their group was locked, in log order,
+    /// and how many each group has waiting.
+    pub parked: BTreeMap<(u32, u64), String>,
+    pub parked_groups: HashMap<String, u32>,
 }
 
 impl SubState {
@@ -75,7 +83,62 @@ impl SubState {
                 st.insert(q, o, attempt, vis);
             }
         }
+        for tag in [b'l', b'p'] {
+            let prefix = keys::pop_prefix(tag, group_id, topic_id);
+            for item in db.iterator_cf(
+                &pop,
+                IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+            ) {
+                let (k, v) = item?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let (Some((q, o)), Ok(g)) =
+                    (keys::inflight_position(&k), String::from_utf8(v.to_vec()))
+                else {
+                    continue;
+                };
+                if tag == b'l' {
+                    if st.inflight.contains_key(&(q, o)) {
+                        st.hold(q, o, g);
+                    }
+                } else {
+                    st.park(q, o, g);
+                }
+            }
+        }
         Ok(st)
+    }
+
+    /// FIFO: the in-flight message at (queue, offset) holds `group`.
+    pub fn hold(&mut self, queue: u32, offset: u64, group: String) {
+        if self
+            .holders
+            .insert((queue, offset), group.clone())
+            .is_none()
+        {
+            *self.locks.entry(group).or_default() += 1;
+        }
+    }
+
+    pub fn is_locked(&self, group: &str) -> bool {
+        self.locks.contains_key(group)
+    }
+
+    pub fn park(&mut self, queue: u32, offset: u64, group: String) {
+        if self.parked.insert((queue, offset), group.clone()).is_none() {
+            *self.parked_groups.entry(group).or_default() += 1;
+        }
+    }
+
+    pub fn has_parked(&self, group: &str) -> bool {
+        self.parked_groups.contains_key(group)
+    }
+
+    pub fn unpark(&mut self, queue: u32, offset: u64) {
+        if let Some(g) = self.parked.remove(&(queue, offset)) {
+            release(&mut self.parked_groups, g);
+        }
     }
 
     pub fn ensure_queues(&mut self, queues: usize) {
@@ -101,6 +164,9 @@ impl SubState {
     pub fn remove(&mut self, queue: u32, offset: u64) -> Option<Inflight> {
         let old = self.inflight.remove(&(queue, offset))?;
         self.by_deadline.remove(&(old.visible_at_ms, queue, offset));
+        if let Some(g) = self.holders.remove(&(queue, offset)) {
+            release(&mut self.locks, g);
+        }
         Some(old)
     }
 
@@ -143,6 +209,36 @@ impl SubState {
     ) {
         let pop = db.cf_handle(CF_POP).expect("cf opened");
         batch.delete_cf(&pop, keys::inflight_key(ids.0, ids.1, queue, offset));
+        batch.delete_cf(&pop, keys::pop_entry_key(b'l', ids.0, ids.1, queue, offset));
+    }
+
+    /// Persists a FIFO entry: b'l' (lock held) or b'p' (parked).
+    pub fn put_group_entry(
+        batch: &mut WriteBatch,
+        db: &DB,
+        tag: u8,
+        ids: (u32, u32),
+        queue: u32,
+        offset: u64,
+        group: &str,
+    ) {
+        let pop = db.cf_handle(CF_POP).expect("cf opened");
+        batch.put_cf(
+            &pop,
+            keys::pop_entry_key(tag, ids.0, ids.1, queue, offset),
+            group.as_bytes(),
+        );
+    }
+
+    pub fn delete_parked(
+        batch: &mut WriteBatch,
+        db: &DB,
+        ids: (u32, u32),
+        queue: u32,
+        offset: u64,
+    ) {
+        let pop = db.cf_handle(CF_POP).expect("cf opened");
+        batch.delete_cf(&pop, keys::pop_entry_key(b'p', ids.0, ids.1, queue, offset));
     }
 
     pub fn put_cursor(batch: &mut WriteBatch, db: &DB, ids: (u32, u32), queue: u32, cursor: u64) {
@@ -155,11 +251,20 @@ impl SubState {
     }
 }
 
+fn release(counts: &mut HashMap<String, u32>, group: String) {
+    if let std::collections::hash_map::Entry::Occupied(mut e) = counts.entry(group) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
+    }
+}
+
 /// Removes all consumption state of a group on a topic (or every topic).
 pub fn delete_state(db: &DB, group_id: u32, topic_id: Option<u32>) -> Result<()> {
     let pop = db.cf_handle(CF_POP).expect("cf opened");
     let mut batch = WriteBatch::default();
-    for tag in [b'c', b'i'] {
+    for tag in [b'c', b'i', b'l', b'p'] {
         let (lo, hi) = match topic_id {
             Some(t) => (
                 keys::pop_prefix(tag, group_id, t),

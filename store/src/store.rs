@@ -31,6 +31,10 @@ pub const MAX_POP_BATCH: usize = 1024;
 /// Most log entries one pop scans past (filtered out) before answering, so a
 /// selective filter over a long backlog cannot stall one call.
 const MAX_SCAN_PER_POP: usize = 8192;
+/// FIFO: most messages a group keeps parked behind locked message groups;
+/// past it, scanning pauses until groups unlock (bounds memory when a few
+/// message groups are stuck behind a failing consumer).
+const MAX_PARKED: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -261,6 +265,40 @@ impl Store {
             }
         }
 
+        // FIFO: parked messages whose message group has unlocked, oldest
+        // first; one message per group, which then locks it again.
+        let fifo = group.group.fifo && topic.topic_type() == TopicType::Fifo;
+        if fifo && out.len() < max && !st.parked.is_empty() {
+            let ready: Vec<((u32, u64), String)> = st
+                .parked
+                .iter()
+                .filter(|(_, g)| !st.is_locked(g))
+                .map(|(k, g)| (*k, g.clone()))
+                .collect();
+            for ((q, o), g) in ready {
+                if out.len() >= max {
+                    break;
+                }
+                if st.is_locked(&g) {
+                    continue;
+                }
+                st.unpark(q, o);
+                SubState::delete_parked(&mut batch, &self.db, sub.ids, q, o);
+                let Some(message) = self.read_message(topic, q, o)? else {
+                    continue;
+                };
+                st.insert(q, o, 1, visible_at);
+                st.hold(q, o, g.clone());
+                SubState::put_inflight(&mut batch, &self.db, sub.ids, q, o, 1, visible_at);
+                SubState::put_group_entry(&mut batch, &self.db, b'l', sub.ids, q, o, &g);
+                out.push(PoppedMessage {
+                    message: Some(message),
+                    attempt: 1,
+                    visible_at_ms: visible_at,
+                });
+            }
+        }
+
         // Then new messages, queue by queue, starting where the last pop
         // left off so every queue gets its turn.
         let log = self.db.cf_handle(CF_LOG).expect("cf opened");
@@ -275,7 +313,7 @@ impl Store {
             let ql = &topic.queues[q];
             let committed = ql.committed();
             let mut cursor = st.cursors[q].max(ql.min_offset.load(Ordering::Acquire));
-            if cursor >= committed {
+            if cursor >= committed || (fifo && st.parked.len() >= MAX_PARKED) {
                 continue;
             }
             let mut ro = ReadOptions::default();
@@ -295,17 +333,37 @@ impl Store {
                 budget -= 1;
                 let message = decode_message(&v, topic, q as u32, off)?;
                 if filter.matches(message.tag.as_deref()) {
-                    st.insert(q as u32, off, 1, visible_at);
-                    SubState::put_inflight(
-                        &mut batch, &self.db, sub.ids, q as u32, off, 1, visible_at,
-                    );
-                    out.push(PoppedMessage {
-                        message: Some(message),
-                        attempt: 1,
-                        visible_at_ms: visible_at,
-                    });
+                    let fifo_group = (fifo && !message.message_group.is_empty())
+                        .then(|| message.message_group.clone());
+                    match fifo_group {
+                        // Its group has a message in flight (or older ones
+                        // waiting): park it, and go on with other groups.
+                        Some(g) if st.is_locked(&g) || st.has_parked(&g) => {
+                            SubState::put_group_entry(
+                                &mut batch, &self.db, b'p', sub.ids, q as u32, off, &g,
+                            );
+                            st.park(q as u32, off, g);
+                        }
+                        g => {
+                            st.insert(q as u32, off, 1, visible_at);
+                            SubState::put_inflight(
+                                &mut batch, &self.db, sub.ids, q as u32, off, 1, visible_at,
+                            );
+                            if let Some(g) = g {
+                                SubState::put_group_entry(
+                                    &mut batch, &self.db, b'l', sub.ids, q as u32, off, &g,
+                                );
+                                st.hold(q as u32, off, g);
+                            }
+                            out.push(PoppedMessage {
+                                message: Some(message),
+                                attempt: 1,
+                                visible_at_ms: visible_at,
+                            });
+                        }
+                    }
                 }
-                if out.len() >= max || budget == 0 {
+                if out.len() >= max || budget == 0 || (fifo && st.parked.len() >= MAX_PARKED) {
                     exhausted = false;
                     break;
                 }
@@ -412,7 +470,7 @@ impl Store {
             .count() as u64;
         Ok(TopicBacklog {
             topic: topic.topic.name.clone(),
-            ready: ready + expired,
+            ready: ready + expired + st.parked.len() as u64,
             inflight: st.inflight.len() as u64 - expired,
         })
     }
@@ -444,6 +502,13 @@ enum Placement {
     Timer(Vec<u8>),
     /// Held as a half message: the transaction id.
     Half(String),
+}
+
+/// FNV-1a: a stable hash (the same on every node and version).
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn hex_upper(b: &[u8]) -> String {
@@ -501,7 +566,12 @@ impl StoreApi for Store {
                     kind_name(kind)
                 )));
             }
-            let queue = if m.queue < nq {
+            let queue = if kind == MessageKind::Fifo && !m.message_group.is_empty() {
+                // One queue per message group, whatever queue the client
+                // picked (clients hash groups differently per language), so
+                // the group's messages keep their store order.
+                (fnv1a(m.message_group.as_bytes()) % u64::from(nq)) as u32
+            } else if m.queue < nq {
                 m.queue
             } else {
                 (self.round_robin.fetch_add(1, Ordering::Relaxed) % nq as usize) as u32
