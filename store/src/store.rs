@@ -407,6 +407,7 @@ impl Store {
         let mut m = mv.message;
         m.dlq_origin_topic = std::mem::take(&mut m.topic);
         m.dlq_origin_message_id = m.message_id.clone();
+        let sub_topic_name = m.dlq_origin_topic.clone();
         m.kind = MessageKind::Normal as i32;
         m.stored_at_ms = now_ms();
         m.queue = 0;
@@ -419,7 +420,13 @@ impl Store {
             .get(&(mv.queue, mv.offset))
             .is_some_and(|e| e.attempt == mv.attempt)
         {
+            let unlocks = st.holders.contains_key(&(mv.queue, mv.offset));
             st.remove(mv.queue, mv.offset);
+            if unlocks {
+                if let Ok(t) = self.catalog.topic(&sub_topic_name) {
+                    t.notify.notify_waiters();
+                }
+            }
             let mut batch = WriteBatch::default();
             SubState::delete_inflight(&mut batch, &self.db, sub.ids, mv.queue, mv.offset);
             self.db.write(batch)?;
@@ -676,14 +683,20 @@ impl StoreApi for Store {
 
     async fn ack(&self, req: AckRequest) -> Result<AckResponse> {
         self.check_running()?;
-        let Located { d, sub, .. } = self.lookup(&req.delivery)?;
+        let Located { d, sub, topic, .. } = self.lookup(&req.delivery)?;
         let mut st = sub.state.lock();
         match st.inflight.get(&(d.queue, d.offset)) {
             Some(e) if e.attempt == d.attempt && !e.moving => {
+                let unlocks = st.holders.contains_key(&(d.queue, d.offset));
                 st.remove(d.queue, d.offset);
                 let mut batch = WriteBatch::default();
                 SubState::delete_inflight(&mut batch, &self.db, sub.ids, d.queue, d.offset);
                 self.db.write(batch)?;
+                drop(st);
+                if unlocks {
+                    // The next message of that FIFO group may be waiting.
+                    topic.notify.notify_waiters();
+                }
                 Ok(AckResponse {})
             }
             _ => Err(Self::stale(d)),
