@@ -40,10 +40,12 @@ pub struct SubState {
     /// in-flight messages hold each group (a group with any is locked).
     pub holders: HashMap<(u32, u64), String>,
     pub locks: HashMap<String, u32>,
-    /// FIFO: messages scanned while their group was locked, in log order,
-    /// and how many each group has waiting.
+    /// FIFO: messages scanned while their group was locked, in log order;
+    /// the same per message group; and the head of every group that has
+    /// parked messages and is not locked, oldest first (what can go next).
     pub parked: BTreeMap<(u32, u64), String>,
-    pub parked_groups: HashMap<String, u32>,
+    parked_by_group: HashMap<String, BTreeSet<(u32, u64)>>,
+    ready: BTreeSet<((u32, u64), String)>,
 }
 
 impl SubState {
@@ -117,7 +119,26 @@ impl SubState {
             .insert((queue, offset), group.clone())
             .is_none()
         {
-            *self.locks.entry(group).or_default() += 1;
+            let n = self.locks.entry(group.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                if let Some(h) = self.head(&group) {
+                    self.ready.remove(&(h, group));
+                }
+            }
+        }
+    }
+
+    fn unlock(&mut self, group: String) {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.locks.entry(group.clone())
+        {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+                if let Some(h) = self.head(&group) {
+                    self.ready.insert((h, group));
+                }
+            }
         }
     }
 
@@ -125,20 +146,60 @@ impl SubState {
         self.locks.contains_key(group)
     }
 
+    fn head(&self, group: &str) -> Option<(u32, u64)> {
+        self.parked_by_group
+            .get(group)
+            .and_then(|s| s.first().copied())
+    }
+
     pub fn park(&mut self, queue: u32, offset: u64, group: String) {
-        if self.parked.insert((queue, offset), group.clone()).is_none() {
-            *self.parked_groups.entry(group).or_default() += 1;
+        if self.parked.insert((queue, offset), group.clone()).is_some() {
+            return;
+        }
+        let old = self.head(&group);
+        self.parked_by_group
+            .entry(group.clone())
+            .or_default()
+            .insert((queue, offset));
+        let new = self.head(&group);
+        if !self.is_locked(&group) && old != new {
+            if let Some(h) = old {
+                self.ready.remove(&(h, group.clone()));
+            }
+            if let Some(h) = new {
+                self.ready.insert((h, group));
+            }
         }
     }
 
     pub fn has_parked(&self, group: &str) -> bool {
-        self.parked_groups.contains_key(group)
+        self.parked_by_group.contains_key(group)
     }
 
     pub fn unpark(&mut self, queue: u32, offset: u64) {
-        if let Some(g) = self.parked.remove(&(queue, offset)) {
-            release(&mut self.parked_groups, g);
+        let Some(group) = self.parked.remove(&(queue, offset)) else {
+            return;
+        };
+        let old = self.head(&group);
+        if let Some(set) = self.parked_by_group.get_mut(&group) {
+            set.remove(&(queue, offset));
+            if set.is_empty() {
+                self.parked_by_group.remove(&group);
+            }
         }
+        if old == Some((queue, offset)) {
+            self.ready.remove(&((queue, offset), group.clone()));
+            if !self.is_locked(&group) {
+                if let Some(h) = self.head(&group) {
+                    self.ready.insert((h, group));
+                }
+            }
+        }
+    }
+
+    /// FIFO: the oldest parked message whose group is not locked.
+    pub fn next_ready(&self) -> Option<((u32, u64), String)> {
+        self.ready.first().cloned()
     }
 
     pub fn ensure_queues(&mut self, queues: usize) {
@@ -165,7 +226,7 @@ impl SubState {
         let old = self.inflight.remove(&(queue, offset))?;
         self.by_deadline.remove(&(old.visible_at_ms, queue, offset));
         if let Some(g) = self.holders.remove(&(queue, offset)) {
-            release(&mut self.locks, g);
+            self.unlock(g);
         }
         Some(old)
     }
@@ -251,15 +312,6 @@ impl SubState {
     }
 }
 
-fn release(counts: &mut HashMap<String, u32>, group: String) {
-    if let std::collections::hash_map::Entry::Occupied(mut e) = counts.entry(group) {
-        *e.get_mut() -= 1;
-        if *e.get() == 0 {
-            e.remove();
-        }
-    }
-}
-
 /// Removes all consumption state of a group on a topic (or every topic).
 pub fn delete_state(db: &DB, group_id: u32, topic_id: Option<u32>) -> Result<()> {
     let pop = db.cf_handle(CF_POP).expect("cf opened");
@@ -302,4 +354,34 @@ pub fn topics_of_group(db: &DB, group_id: u32) -> Result<Vec<u32>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_heads_follow_locks_and_parking() {
+        let mut st = SubState::default();
+        st.insert(0, 1, 1, 0);
+        st.hold(0, 1, "a".into());
+        st.park(0, 2, "a".into());
+        st.park(0, 3, "b".into());
+        st.park(0, 4, "a".into());
+        // a is locked: only b's head is ready.
+        assert_eq!(st.next_ready(), Some(((0, 3), "b".into())));
+        st.unpark(0, 3);
+        assert_eq!(st.next_ready(), None);
+        // a0 acked: a's oldest parked message is next, then nothing while
+        // that one is in flight.
+        st.remove(0, 1);
+        assert_eq!(st.next_ready(), Some(((0, 2), "a".into())));
+        st.unpark(0, 2);
+        st.insert(0, 2, 1, 0);
+        st.hold(0, 2, "a".into());
+        assert_eq!(st.next_ready(), None);
+        assert!(st.has_parked("a"));
+        st.remove(0, 2);
+        assert_eq!(st.next_ready(), Some(((0, 4), "a".into())));
+    }
 }

@@ -268,35 +268,24 @@ impl Store {
         // FIFO: parked messages whose message group has unlocked, oldest
         // first; one message per group, which then locks it again.
         let fifo = group.group.fifo && topic.topic_type() == TopicType::Fifo;
-        if fifo && out.len() < max && !st.parked.is_empty() {
-            let ready: Vec<((u32, u64), String)> = st
-                .parked
-                .iter()
-                .filter(|(_, g)| !st.is_locked(g))
-                .map(|(k, g)| (*k, g.clone()))
-                .collect();
-            for ((q, o), g) in ready {
-                if out.len() >= max {
-                    break;
-                }
-                if st.is_locked(&g) {
-                    continue;
-                }
-                st.unpark(q, o);
-                SubState::delete_parked(&mut batch, &self.db, sub.ids, q, o);
-                let Some(message) = self.read_message(topic, q, o)? else {
-                    continue;
-                };
-                st.insert(q, o, 1, visible_at);
-                st.hold(q, o, g.clone());
-                SubState::put_inflight(&mut batch, &self.db, sub.ids, q, o, 1, visible_at);
-                SubState::put_group_entry(&mut batch, &self.db, b'l', sub.ids, q, o, &g);
-                out.push(PoppedMessage {
-                    message: Some(message),
-                    attempt: 1,
-                    visible_at_ms: visible_at,
-                });
-            }
+        while fifo && out.len() < max {
+            let Some(((q, o), g)) = st.next_ready() else {
+                break;
+            };
+            st.unpark(q, o);
+            SubState::delete_parked(&mut batch, &self.db, sub.ids, q, o);
+            let Some(message) = self.read_message(topic, q, o)? else {
+                continue;
+            };
+            st.insert(q, o, 1, visible_at);
+            st.hold(q, o, g.clone());
+            SubState::put_inflight(&mut batch, &self.db, sub.ids, q, o, 1, visible_at);
+            SubState::put_group_entry(&mut batch, &self.db, b'l', sub.ids, q, o, &g);
+            out.push(PoppedMessage {
+                message: Some(message),
+                attempt: 1,
+                visible_at_ms: visible_at,
+            });
         }
 
         // Then new messages, queue by queue, starting where the last pop

@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Delay messages with the official RocketMQ 5 Python client: delivered on time.
+
+A SimpleConsumer (long polling, --await seconds) and a Producer start; the
+producer sends one message with `message.delivery_timestamp` = now + --delay
+seconds (the intended delivery time). The 5.1.2 client sends the delivery
+timestamp in whole seconds (`Timestamp.seconds = int`), so what reaches the
+server is int(intended), up to 1 s before the intended time. The consumer
+receives continuously from before the send; the receive time of the message
+is taken when the receive call returns.
+
+  lateness_ms          = receive time - intended delivery time
+  lateness_vs_sent_ms  = receive time - whole-second timestamp actually sent
+
+Passes if the message was received exactly once (a --tail period with short
+polls follows), not earlier than intended - 1000 ms (the rounding), and with
+lateness_ms < --max-late-ms (default 1500).
+
+stdout: one JSON line, e.g. {"ok": true, "lateness_ms": -412, ...}. Exit codes:
+0 pass, 1 check failed, 2 error (startup, send, or too many consecutive receive
+errors), 3 time limit hit (--timeout for everything up to the receive; --timeout
++ --tail + a grace period in all).
+The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
+
+Run with the venv made by tests/scripts/setup-tools.sh.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+
+from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
+                      Message, Producer, SimpleConsumer)
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
+NAME = "delay"
+
+
+def endpoint_arg(value):
+    v = value
+    for p in ("http://", "https://"):
+        if v.startswith(p):
+            v = v[len(p):]
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return v
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.body = f"{args.prefix}-{int(time.time() * 1000)}"
+        self.start = time.monotonic()
+        self.phase = "startup"
+        self.lock = threading.Lock()
+        self.out_lock = threading.Lock()
+        self.done = False
+        self.r = {
+            "body": self.body,
+            "delay_s": args.delay,
+            "sent": False,
+            "message_id": None,
+            "intended_ms": None,          # wall clock, ms
+            "sent_timestamp_s": None,     # what the client put in delivery_timestamp
+            "send_ms": None,              # duration of the send call
+            "received": 0,
+            "receive_ms": None,           # wall clock when the receive call returned
+            "lateness_ms": None,
+            "lateness_vs_sent_ms": None,
+            "delivery_timestamp_ms": None,  # as delivered by the server
+            "message_type": None,
+            "delivery_attempt": None,
+            "acked": 0,
+            "ack_errors": [],
+            "receive_errors": [],
+            "unexpected": [],
+            "receives": 0,                # receive calls made
+            "late_deliveries": 0,         # deliveries during the tail phase
+        }
+
+    def finish(self, code, error=None):
+        with self.out_lock:
+            if self.done:
+                return
+            self.done = True
+            with self.lock:
+                r = dict(self.r)
+            warnings = []
+            if r["received"] and r["delivery_timestamp_ms"] != (r["sent_timestamp_s"] or 0) * 1000:
+                warnings.append(f"delivered delivery_timestamp {r['delivery_timestamp_ms']} ms != "
+                                f"sent {r['sent_timestamp_s']} s")
+            ok = code == EXIT_OK
+            if code == EXIT_OK:
+                problems = self.problems(r)
+                if problems:
+                    ok, code = False, EXIT_FAILED
+                    error = "; ".join(problems)
+            r["ack_errors"] = r["ack_errors"][:5]
+            r["receive_errors"] = r["receive_errors"][:5]
+            r["unexpected"] = r["unexpected"][:5]
+            result = dict({"ok": ok, "phase": self.phase,
+                           "elapsed_s": round(time.monotonic() - self.start, 2)}, **r)
+            result["warnings"] = warnings
+            if error:
+                result["error"] = error
+                print(f"{NAME}: {'FAIL' if code == EXIT_FAILED else 'error'}: {error}", file=sys.stderr)
+            print(json.dumps(result), flush=True)
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(code)
+
+    def problems(self, r):
+        p = []
+        if r["received"] == 0:
+            p.append("the delay message was never received")
+            return p
+        if r["received"] > 1:
+            p.append(f"the delay message was received {r['received']} times")
+        if r["lateness_ms"] < -1000:
+            p.append(f"delivered too early: {-r['lateness_ms']} ms before the intended time, "
+                     f"{-r['lateness_vs_sent_ms']} ms before the whole-second timestamp sent")
+        if r["lateness_ms"] >= self.args.max_late_ms:
+            p.append(f"delivered {r['lateness_ms']} ms after the intended time "
+                     f"(limit {self.args.max_late_ms} ms)")
+        if r["unexpected"]:
+            p.append(f"{len(r['unexpected'])} unexpected bodies (e.g. {r['unexpected'][:3]})")
+        if r["ack_errors"]:
+            p.append(f"{len(r['ack_errors'])} acks failed (e.g. {r['ack_errors'][:1]})")
+        return p
+
+    def watchdog(self, hard):
+        while True:
+            time.sleep(0.2)
+            elapsed = time.monotonic() - self.start
+            if self.phase in ("startup", "send", "receive") and elapsed > self.args.timeout:
+                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
+            if elapsed > hard:
+                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
+
+    def receive_once(self, consumer, tail):
+        messages = consumer.receive(32, self.args.invisible)
+        now_ms = time.time() * 1000
+        with self.lock:
+            self.r["receives"] += 1
+        for m in messages or []:
+            body = bytes(m.body or b"").decode("utf-8", errors="replace")
+            with self.lock:
+                r = self.r
+                if body != self.body:
+                    r["unexpected"].append(body)
+                else:
+                    r["received"] += 1
+                    if tail:
+                        r["late_deliveries"] += 1
+                    if r["received"] == 1:
+                        r["receive_ms"] = round(now_ms)
+                        r["lateness_ms"] = round(now_ms - r["intended_ms"])
+                        r["lateness_vs_sent_ms"] = round(now_ms - r["sent_timestamp_s"] * 1000)
+                        r["delivery_timestamp_ms"] = m.delivery_timestamp
+                        r["message_type"] = m.message_type
+                        r["delivery_attempt"] = m.delivery_attempt
+            try:
+                consumer.ack(m)
+                with self.lock:
+                    self.r["acked"] += 1
+            except Exception as e:  # noqa: BLE001
+                with self.lock:
+                    self.r["ack_errors"].append(f"ack {m.message_id} ({body}): {type(e).__name__}: {e}")
+
+    def loop(self, consumer, until, stop_when_received, tail):
+        consecutive = 0
+        while time.monotonic() < until:
+            with self.lock:
+                if stop_when_received and self.r["received"]:
+                    return
+            try:
+                self.receive_once(consumer, tail)
+                consecutive = 0
+            except Exception as e:  # noqa: BLE001
+                consecutive += 1
+                with self.lock:
+                    self.r["receive_errors"].append(f"receive: {type(e).__name__}: {e}")
+                if consecutive >= 3:
+                    raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
+                time.sleep(min(1.0, max(0.0, until - time.monotonic())))
+
+    def run(self):
+        a = self.args
+        hard = a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
+        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+
+        consumer = producer = None
+        try:
+            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+            consumer = SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
+                                      await_duration=a.await_duration)  # tls_enable defaults to False
+            consumer.startup()
+            producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
+                                topics=[a.topic])
+            producer.startup()
+
+            self.phase = "send"
+            msg = Message()
+            msg.topic = a.topic
+            msg.body = self.body.encode("utf-8")
+            msg.keys = self.body
+            intended = time.time() + a.delay
+            sent_ts = int(intended)   # 5.1.2 puts whole seconds into the Timestamp
+            msg.delivery_timestamp = sent_ts
+            with self.lock:
+                self.r["intended_ms"] = round(intended * 1000)
+                self.r["sent_timestamp_s"] = sent_ts
+            t0 = time.monotonic()
+            receipt = producer.send(msg)
+            with self.lock:
+                self.r["send_ms"] = round((time.monotonic() - t0) * 1000)
+                self.r["sent"] = True
+                self.r["message_id"] = receipt.message_id
+
+            self.phase = "receive"
+            self.loop(consumer, self.start + a.timeout, stop_when_received=True, tail=False)
+            with self.lock:
+                got = self.r["received"] > 0
+            if got and a.tail > 0:
+                self.phase = "tail"
+                consumer.await_duration = a.tail_await
+                self.loop(consumer, time.monotonic() + a.tail, stop_when_received=False, tail=True)
+            self.phase = "shutdown"
+            producer.shutdown()
+            producer = None
+            consumer.shutdown()
+            consumer = None
+        except Exception as e:  # noqa: BLE001
+            err = f"{self.phase}: {type(e).__name__}: {e}"
+            for c in (producer, consumer):
+                if c is not None and c.is_running:
+                    try:
+                        c.shutdown()
+                    except Exception:  # noqa: BLE001
+                        pass
+            self.finish(EXIT_ERROR, err)
+        self.finish(EXIT_OK)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
+    ap.add_argument("--topic", required=True, help="a DELAY topic")
+    ap.add_argument("--group", required=True, help="consumer group")
+    ap.add_argument("--delay", type=float, default=3.0,
+                    help="seconds from now to the intended delivery time (default: 3)")
+    ap.add_argument("--max-late-ms", type=int, default=1500,
+                    help="fail when received this late or later (default: 1500)")
+    ap.add_argument("--prefix", default="delay", help="body prefix (default: delay)")
+    ap.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds (from start) until the message must have been received (default: 30)")
+    ap.add_argument("--await", dest="await_duration", type=int, default=10,
+                    help="long-polling await duration in whole seconds while waiting (default: 10)")
+    ap.add_argument("--tail", type=float, default=2.0,
+                    help="seconds to keep receiving after the message arrived (default: 2)")
+    ap.add_argument("--tail-await", type=int, default=1,
+                    help="await duration in whole seconds during the tail (default: 1)")
+    ap.add_argument("--invisible", type=int, default=30,
+                    help="invisible duration in whole seconds for each receive (default: 30)")
+    ap.add_argument("--request-timeout", type=int, default=3,
+                    help="client RPC timeout in whole seconds (default: 3)")
+    args = ap.parse_args()
+    if args.delay <= 0 or args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0:
+        ap.error("--delay, --timeout, --await and --tail-await must be > 0")
+    Runner(args).run()
+
+
+if __name__ == "__main__":
+    main()

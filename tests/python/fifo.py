@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""FIFO messages with the official RocketMQ 5 Python client: per-group order.
+
+A PushConsumer of a FIFO consumer group starts first (startup waits for the
+server's Settings reply; `subscription.fifo = true` in it makes the 5.1.2 client
+choose FIFO consumption, reported as "fifo_mode"). Then a Producer sends
+--groups message groups x --count messages, interleaved (g0-000, g1-000, ...,
+g0-001, ...), each with `message.message_group = group` and the body
+"{group}-{i:03}", synchronously. The listener records, per message group, the
+order in which bodies arrive and always returns SUCCESS (the client acks).
+
+Passes only if the consumer ran in FIFO mode and every group's bodies arrived
+exactly in send order: no duplicate, nothing missing, nothing out of order, no
+unexpected body, every received message carrying its message_group, every ack
+succeeding and nothing nacked or forwarded to the DLQ. After everything arrived
+it keeps consuming for --tail seconds to catch late duplicates.
+
+stdout: one JSON line, e.g. {"ok": true, "fifo_mode": true, "sent": 300,
+"received": 300, "groups": {"g0": {"received": 100, "in_order": true, ...}}, ...}.
+Exit codes: 0 pass, 1 check failed, 2 error (startup or send failed), 3 time
+limit hit (--timeout for startup + send + consumption; --timeout + --tail + a
+grace period for everything, shutdown included).
+The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
+
+Run with the venv made by tests/scripts/setup-tools.sh.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+
+from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
+                      FilterExpression, Message, MessageListener, Producer,
+                      PushConsumer)
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
+NAME = "fifo"
+
+
+def endpoint_arg(value):
+    v = value
+    for p in ("http://", "https://"):
+        if v.startswith(p):
+            v = v[len(p):]
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return v
+
+
+class Tracker:
+    """Thread-safe per-message-group record of the arrival order."""
+
+    def __init__(self, groups, count):
+        self.groups = list(groups)
+        self.count = count
+        self.lock = threading.Lock()
+        self.order = {g: [] for g in groups}   # group -> indexes in arrival order
+        self.deliveries = 0
+        self.unexpected = []                   # bodies that are not "{group}-{i:03}"
+        self.wrong_group = []                  # message_group property != body's group
+        self.redelivered = 0                   # delivery_attempt > 1
+        self.corrupted = 0
+        self.acked = 0
+        self.ack_errors = []
+        self.nacks = 0
+        self.dlq = 0
+        self.late = 0                          # deliveries during the tail phase
+        self.sent = 0
+        self.send_errors = []
+
+    def record(self, body, message_group, attempt, corrupted, tail):
+        with self.lock:
+            self.deliveries += 1
+            if tail:
+                self.late += 1
+            if corrupted:
+                self.corrupted += 1
+            if attempt is not None and attempt > 1:
+                self.redelivered += 1
+            group, _, idx = body.rpartition("-")
+            if group not in self.order or not idx.isdigit() or int(idx) >= self.count \
+                    or body != f"{group}-{int(idx):03}":
+                self.unexpected.append(body)
+                return
+            if message_group != group:
+                self.wrong_group.append(f"{body} had message_group={message_group!r}")
+            self.order[group].append(int(idx))
+
+    def complete(self):
+        with self.lock:
+            return all(len(set(v)) >= self.count for v in self.order.values())
+
+    def settled(self):
+        with self.lock:
+            return all(len(set(v)) >= self.count for v in self.order.values()) \
+                and self.acked + len(self.ack_errors) + self.nacks + self.dlq >= self.deliveries
+
+    def summary(self):
+        with self.lock:
+            groups = {}
+            for g, seq in self.order.items():
+                seen = set()
+                dups = 0
+                inversions = 0          # arrivals after a later index of the group
+                first_bad = None        # first position where seq differs from 0, 1, 2, ...
+                for pos, i in enumerate(seq):
+                    if i in seen:
+                        dups += 1
+                    seen.add(i)
+                    if pos > 0 and i < seq[pos - 1]:
+                        inversions += 1
+                    if first_bad is None and i != pos:
+                        first_bad = {"position": pos, "expected": pos, "got": i}
+                missing = sorted(set(range(self.count)) - seen)
+                groups[g] = {
+                    "received": len(seq),
+                    "distinct": len(seen),
+                    "duplicates": dups,
+                    "missing": len(missing),
+                    "out_of_order": inversions,
+                    "in_order": seq == list(range(self.count)),
+                    "first_deviation": first_bad,
+                    "missing_sample": missing[:10],
+                    "order_sample": seq[:20] if seq != list(range(self.count)) else [],
+                }
+            return {
+                "sent": self.sent,
+                "received": self.deliveries,
+                "duplicates": sum(v["duplicates"] for v in groups.values()),
+                "missing": sum(v["missing"] for v in groups.values()),
+                "out_of_order": sum(v["out_of_order"] for v in groups.values()),
+                "unexpected": len(self.unexpected),
+                "wrong_group": len(self.wrong_group),
+                "redelivered": self.redelivered,
+                "corrupted": self.corrupted,
+                "acked": self.acked,
+                "ack_errors": len(self.ack_errors),
+                "nacks": self.nacks,
+                "dlq": self.dlq,
+                "late": self.late,
+                "send_errors": len(self.send_errors),
+                "groups": groups,
+                "unexpected_sample": self.unexpected[:10],
+                "wrong_group_sample": self.wrong_group[:5],
+                "error_sample": (self.send_errors + self.ack_errors)[:5],
+            }
+
+
+class RecordingListener(MessageListener):
+    """Records each delivery in its group's order; always succeeds (the client acks)."""
+
+    def __init__(self, tracker, runner):
+        self.tracker = tracker
+        self.runner = runner
+
+    def consume(self, message):
+        try:
+            body = bytes(message.body or b"").decode("utf-8", errors="replace")
+            self.tracker.record(body, message.message_group, message.delivery_attempt,
+                                message.corrupted, tail=self.runner.phase == "tail")
+        except Exception as e:  # noqa: BLE001 - never fail the delivery because of us
+            print(f"{NAME}: listener error: {type(e).__name__}: {e}", file=sys.stderr)
+        return ConsumeResult.SUCCESS
+
+
+class CheckedPushConsumer(PushConsumer):
+    """PushConsumer that counts its acks, nacks and DLQ forwards.
+
+    FIFO consumption acks through Consumer._ack(message); a failed consumption
+    (never here) would retry locally and then call
+    ForwardMessageToDeadLetterQueue via the name-mangled private method.
+    """
+
+    tracker = None
+
+    def _ack(self, message):
+        try:
+            super()._ack(message)
+        except Exception as e:
+            if self.tracker is not None:
+                with self.tracker.lock:
+                    self.tracker.ack_errors.append(
+                        f"ack {message.message_id}: {type(e).__name__}: {e}")
+            raise
+        if self.tracker is not None:
+            with self.tracker.lock:
+                self.tracker.acked += 1
+
+    def _change_invisible_duration(self, message, invisible_duration):
+        if self.tracker is not None:
+            with self.tracker.lock:
+                self.tracker.nacks += 1
+        return super()._change_invisible_duration(message, invisible_duration)
+
+    def _PushConsumer__forward_message_to_dead_letter_queue(self, message):
+        if self.tracker is not None:
+            with self.tracker.lock:
+                self.tracker.dlq += 1
+        return PushConsumer._PushConsumer__forward_message_to_dead_letter_queue(self, message)
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.groups = [f"{args.group_prefix}{n}" for n in range(args.groups)]
+        self.tracker = Tracker(self.groups, args.count)
+        self.start = time.monotonic()
+        self.phase = "startup"
+        self.fifo_mode = None
+        self.send_s = None
+        self.consume_s = None
+        self.out_lock = threading.Lock()
+        self.done = False
+
+    def finish(self, code, error=None):
+        with self.out_lock:
+            if self.done:
+                return
+            self.done = True
+            result = self.tracker.summary()
+            result["fifo_mode"] = self.fifo_mode
+            result["send_s"] = self.send_s
+            result["consume_s"] = self.consume_s
+            ok = code == EXIT_OK
+            if code == EXIT_OK:
+                problems = self.problems(result)
+                if problems:
+                    ok, code = False, EXIT_FAILED
+                    error = "; ".join(problems)
+            result = dict({"ok": ok, "phase": self.phase,
+                           "elapsed_s": round(time.monotonic() - self.start, 2)}, **result)
+            if error:
+                result["error"] = error
+                print(f"{NAME}: {'FAIL' if code == EXIT_FAILED else 'error'}: {error}", file=sys.stderr)
+            print(json.dumps(result), flush=True)
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(code)
+
+    def problems(self, r):
+        p = []
+        if r["fifo_mode"] is not True:
+            p.append(f"the client did not consume in FIFO mode (fifo_mode={r['fifo_mode']}): "
+                     f"the server's Settings reply lacked subscription.fifo = true")
+        for g, v in r["groups"].items():
+            if not v["in_order"]:
+                p.append(f"group {g}: received {v['received']} ({v['distinct']} distinct), "
+                         f"{v['duplicates']} duplicates, {v['missing']} missing, "
+                         f"{v['out_of_order']} out of order, first deviation {v['first_deviation']}")
+        if r["unexpected"]:
+            p.append(f"{r['unexpected']} unexpected bodies (e.g. {r['unexpected_sample'][:3]})")
+        if r["wrong_group"]:
+            p.append(f"{r['wrong_group']} messages with a wrong message_group (e.g. {r['wrong_group_sample'][:2]})")
+        if r["corrupted"]:
+            p.append(f"{r['corrupted']} messages flagged corrupted (body digest mismatch)")
+        if r["ack_errors"]:
+            p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")
+        if r["acked"] < r["received"]:
+            p.append(f"only {r['acked']} of {r['received']} deliveries acked")
+        if r["nacks"] or r["dlq"]:
+            p.append(f"{r['nacks']} nacks and {r['dlq']} DLQ forwards by the client")
+        return p
+
+    def watchdog(self, hard):
+        """Startup, send and consumption within --timeout; everything within `hard`."""
+        while True:
+            time.sleep(0.2)
+            elapsed = time.monotonic() - self.start
+            if self.phase in ("startup", "send", "consume") and elapsed > self.args.timeout:
+                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
+            if elapsed > hard:
+                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
+
+    def run(self):
+        a = self.args
+        hard = a.timeout + a.tail + 3 * a.request_timeout + 10
+        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+
+        consumer = producer = None
+        try:
+            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+            consumer = CheckedPushConsumer(
+                config, a.group,
+                message_listener=RecordingListener(self.tracker, self),
+                subscription={a.topic: FilterExpression("*")},
+                consumption_thread_count=a.threads,
+            )  # tls_enable defaults to False
+            consumer.tracker = self.tracker
+            try:
+                consumer.startup()
+            except AttributeError as e:
+                # 5.1.2 masks its IllegalStateException behind this AttributeError.
+                raise RuntimeError(
+                    f"{e} -- the 5.1.2 client's mask for: no Settings reply with status OK "
+                    f"on the Telemetry stream within 10 s (or QueryRoute failed)") from e
+            # Chosen once, from the server's Settings reply (subscription.fifo).
+            self.fifo_mode = bool(consumer.fifo)
+
+            producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
+                                topics=[a.topic])
+            producer.startup()
+            self.phase = "send"
+            t0 = time.monotonic()
+            for i in range(a.count):
+                for g in self.groups:
+                    msg = Message()
+                    msg.topic = a.topic
+                    msg.body = f"{g}-{i:03}".encode("utf-8")
+                    msg.message_group = g
+                    msg.keys = f"{g}-key-{i:03}"
+                    receipt = producer.send(msg)
+                    if not receipt.message_id:
+                        raise RuntimeError(f"{g}-{i:03}: send receipt has an empty message_id")
+                    with self.tracker.lock:
+                        self.tracker.sent += 1
+            self.send_s = round(time.monotonic() - t0, 2)
+
+            self.phase = "consume"
+            while time.monotonic() - self.start < a.timeout and not self.tracker.settled():
+                time.sleep(0.05)
+            self.consume_s = round(time.monotonic() - t0, 2)
+            if self.tracker.settled() and a.tail > 0:
+                self.phase = "tail"
+                time.sleep(a.tail)
+            self.phase = "shutdown"
+            producer.shutdown()
+            producer = None
+            consumer.shutdown()
+            consumer = None
+        except Exception as e:  # noqa: BLE001
+            err = f"{self.phase}: {type(e).__name__}: {e}"
+            for c in (producer, consumer):
+                if c is not None and c.is_running:
+                    try:
+                        c.shutdown()
+                    except Exception:  # noqa: BLE001
+                        pass
+            self.finish(EXIT_ERROR, err)
+        self.finish(EXIT_OK)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
+    ap.add_argument("--topic", required=True, help="a FIFO topic")
+    ap.add_argument("--group", required=True, help="a FIFO consumer group")
+    ap.add_argument("--groups", type=int, default=3, help="number of message groups (default: 3)")
+    ap.add_argument("--count", type=int, default=100, help="messages per message group (default: 100)")
+    ap.add_argument("--group-prefix", default="g",
+                    help='message groups are "{prefix}{n}" (default: g)')
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds (from start) for startup, sending and consuming everything (default: 60)")
+    ap.add_argument("--tail", type=float, default=2.0,
+                    help="seconds to keep consuming after everything arrived (default: 2)")
+    ap.add_argument("--threads", type=int, default=4, help="consumption thread count (default: 4)")
+    ap.add_argument("--request-timeout", type=int, default=3,
+                    help="client RPC timeout in whole seconds (default: 3)")
+    args = ap.parse_args()
+    if args.groups <= 0 or args.count <= 0 or args.count > 1000 or args.timeout <= 0 or args.threads <= 0:
+        ap.error("--groups, --timeout and --threads must be > 0; --count in 1..1000")
+    Runner(args).run()
+
+
+if __name__ == "__main__":
+    main()

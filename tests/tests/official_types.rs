@@ -1,0 +1,219 @@
+//! FIFO, delay and transactional messages with the official RocketMQ 5
+//! Python client (`rocketmq-python-client` 5.1.2) against a standalone Pier:
+//! the scripts tests/python/{fifo,delay,transaction}.py do the work and
+//! print one JSON summary line, which is checked here. Tools are installed by
+//! `tests/scripts/setup-tools.sh` (run from here).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, DescribeGroupRequest, TopicType};
+use pier_tests::*;
+
+/// Runs a script of tests/python with the tools' venv, off the async runtime.
+async fn python(tools: &Path, script: &'static str, args: Vec<String>) -> Output {
+    let py = tools.join("venv/bin/python");
+    let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg(script)
+            .args(args)
+            .env("HOME", std::env::temp_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python")
+    })
+    .await
+    .expect("python task")
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Asserts a zero exit code and returns the JSON summary (the last stdout line).
+fn check(out: &Output, what: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"))
+}
+
+/// Nothing ready or in flight remains for `group`.
+async fn assert_drained(c: &Raw, group: &str) {
+    let d = c
+        .admin()
+        .describe_group(DescribeGroupRequest { name: group.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
+    assert_eq!(left, 0, "{group}: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_fifo_groups_in_order() {
+    let tools = ensure_tools();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("py-fifo", TopicType::Fifo, 4).await;
+    c.admin()
+        .create_group(CreateGroupRequest {
+            group: Some(ConsumerGroup {
+                name: "py-fifo-group".into(),
+                fifo: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create FIFO group");
+
+    let started = Instant::now();
+    let out = python(
+        &tools,
+        "fifo.py",
+        args(&[
+            "--endpoint",
+            &ep,
+            "--topic",
+            "py-fifo",
+            "--group",
+            "py-fifo-group",
+            "--groups",
+            "3",
+            "--count",
+            "100",
+            "--timeout",
+            "45",
+        ]),
+    )
+    .await;
+    let r = check(&out, "fifo.py");
+    eprintln!(
+        "fifo.py: {:.1} s in all, send {} s, send + consume {} s",
+        started.elapsed().as_secs_f64(),
+        r["send_s"],
+        r["consume_s"]
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["fifo_mode"], true, "Settings must say fifo: {r}");
+    assert_eq!(r["sent"], 300, "{r}");
+    assert_eq!(r["received"], 300, "{r}");
+    for g in ["g0", "g1", "g2"] {
+        let s = &r["groups"][g];
+        assert_eq!(s["in_order"], true, "{g}: {s}");
+        assert_eq!(s["received"], 100, "{g}: {s}");
+        assert_eq!(s["duplicates"], 0, "{g}: {s}");
+    }
+    assert_eq!(r["nacks"], 0, "{r}");
+    assert_eq!(r["dlq"], 0, "{r}");
+    assert_drained(&c, "py-fifo-group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_delay_delivered_on_time() {
+    let tools = ensure_tools();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("py-delay", TopicType::Delay, 2).await;
+    c.create_group("py-delay-group", 0).await;
+
+    let started = Instant::now();
+    let out = python(
+        &tools,
+        "delay.py",
+        args(&[
+            "--endpoint",
+            &ep,
+            "--topic",
+            "py-delay",
+            "--group",
+            "py-delay-group",
+            "--delay",
+            "3",
+            "--timeout",
+            "30",
+        ]),
+    )
+    .await;
+    let r = check(&out, "delay.py");
+    eprintln!(
+        "delay.py: {:.1} s in all, lateness {} ms after the intended time, {} ms after the whole second sent",
+        started.elapsed().as_secs_f64(),
+        r["lateness_ms"],
+        r["lateness_vs_sent_ms"]
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["received"], 1, "{r}");
+    let late = r["lateness_ms"].as_i64().expect("lateness_ms");
+    // The client sends whole seconds: up to 1 s before the intended time.
+    assert!((-1000..1500).contains(&late), "lateness {late} ms: {r}");
+    assert!(
+        r["lateness_vs_sent_ms"]
+            .as_i64()
+            .expect("lateness_vs_sent_ms")
+            >= 0,
+        "delivered before the timestamp sent: {r}"
+    );
+    assert_drained(&c, "py-delay-group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_transactions_commit_rollback_orphan() {
+    let tools = ensure_tools();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("py-tx", TopicType::Transaction, 2)
+        .await;
+    c.create_group("py-tx-group", 0).await;
+
+    let started = Instant::now();
+    let out = python(
+        &tools,
+        "transaction.py",
+        args(&[
+            "--endpoint",
+            &ep,
+            "--topic",
+            "py-tx",
+            "--group",
+            "py-tx-group",
+            "--timeout",
+            "40",
+            "--tail",
+            "3",
+        ]),
+    )
+    .await;
+    let r = check(&out, "transaction.py");
+    eprintln!(
+        "transaction.py: {:.1} s in all, orphan check {} s after the send, delivered after {}",
+        started.elapsed().as_secs_f64(),
+        r["orphan_check_after_s"],
+        r["delivered_after_s"]
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["received"]["commit"], 1, "{r}");
+    assert_eq!(r["received"]["rollback"], 0, "{r}");
+    assert_eq!(r["received"]["orphan"], 1, "{r}");
+    assert!(
+        r["orphan_check_after_s"].is_number(),
+        "checker not called: {r}"
+    );
+    assert_eq!(r["checks_by_case"]["orphan"], 1, "{r}");
+    assert_drained(&c, "py-tx-group").await;
+}
