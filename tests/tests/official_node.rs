@@ -1,0 +1,243 @@
+//! The official RocketMQ 5 Node.js client (`rocketmq-client-nodejs` 1.0.8 from
+//! npm) against a standalone Pier: the scripts tests/node/{normal,types}.js do
+//! the work and print one JSON summary line, which is checked here. The client
+//! is installed by `tests/scripts/setup-tools.sh` (run from here) under
+//! `$PIER_TOOLS_DIR/node`; the scripts find it through `NODE_PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, DescribeGroupRequest, TopicType};
+use pier_tests::*;
+
+/// Runs `node tests/node/<script> <args>` off the async runtime.
+async fn node(tools: &Path, script: &'static str, args: Vec<String>) -> Output {
+    let modules = tools.join("node/node_modules");
+    assert!(
+        modules.join("rocketmq-client-nodejs/package.json").exists(),
+        "rocketmq-client-nodejs is not installed in {} (are node and npm on PATH? see tests/scripts/setup-tools.sh)",
+        modules.display()
+    );
+    let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("node")
+        .join(script);
+    tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .env("NODE_PATH", modules)
+            .env("HOME", std::env::temp_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("node task")
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Asserts a zero exit code and returns the JSON summary (the last stdout line).
+fn check(out: &Output, what: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"));
+    assert_eq!(v["ok"], true, "{what}: {v}");
+    eprintln!("{what}: {v}");
+    v
+}
+
+/// Nothing ready or in flight remains for `group`.
+async fn assert_drained(c: &Raw, group: &str) {
+    let d = c
+        .admin()
+        .describe_group(DescribeGroupRequest { name: group.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
+    assert_eq!(left, 0, "{group}: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_producer_and_simple_consumer() {
+    let tools = ensure_tools();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_topic("node-orders", 4).await;
+    c.create_group("node-simple", 17).await;
+
+    let started = Instant::now();
+    let out = node(
+        &tools,
+        "normal.js",
+        args(&[
+            "--endpoint",
+            &ep,
+            "--topic",
+            "node-orders",
+            "--group",
+            "node-simple",
+            "--count",
+            "500",
+            "--prefix",
+            "node",
+            "--timeout",
+            "120",
+        ]),
+    )
+    .await;
+    let r = check(&out, "normal.js");
+    eprintln!("normal.js: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r["sent"], 500, "{r}");
+    assert_eq!(r["received"], 500, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    assert_drained(&c, "node-simple").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_fifo_push_consumer_in_order() {
+    let tools = ensure_tools();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("node-fifo", TopicType::Fifo, 4).await;
+    c.admin()
+        .create_group(CreateGroupRequest {
+            group: Some(ConsumerGroup {
+                name: "node-fifo-group".into(),
+                fifo: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create FIFO group");
+
+    let out = node(
+        &tools,
+        "types.js",
+        args(&[
+            "--case",
+            "fifo",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "node-fifo",
+            "--group",
+            "node-fifo-group",
+            "--groups",
+            "8",
+            "--count",
+            "25",
+            "--timeout",
+            "120",
+        ]),
+    )
+    .await;
+    let r = check(&out, "types.js fifo");
+    assert_eq!(r["received"], 200, "{r}");
+    assert_eq!(r["out_of_order"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    // The client picked its FIFO consume service from Settings: one message
+    // of a group at a time.
+    assert_eq!(r["max_inflight_per_group"], 1, "{r}");
+    assert_drained(&c, "node-fifo-group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_delay_messages_wait_for_their_timestamp() {
+    let tools = ensure_tools();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("node-delay", TopicType::Delay, 4)
+        .await;
+    c.create_group("node-delay-group", 17).await;
+
+    let out = node(
+        &tools,
+        "types.js",
+        args(&[
+            "--case",
+            "delay",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "node-delay",
+            "--group",
+            "node-delay-group",
+            "--count",
+            "20",
+            "--delay",
+            "3000",
+            "--timeout",
+            "90",
+        ]),
+    )
+    .await;
+    let r = check(&out, "types.js delay");
+    assert_eq!(r["received"], 20, "{r}");
+    assert_eq!(r["early"], 0, "{r}");
+    assert_eq!(r["wrong_timestamp"], 0, "{r}");
+    assert!(r["max_late_ms"].as_f64().unwrap() < 10_000.0, "{r}");
+    assert_drained(&c, "node-delay-group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_transactions_commit_rollback_orphan() {
+    let tools = ensure_tools();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("node-tx", TopicType::Transaction, 4)
+        .await;
+    c.create_group("node-tx-group", 17).await;
+
+    let out = node(
+        &tools,
+        "types.js",
+        args(&[
+            "--case",
+            "transaction",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "node-tx",
+            "--group",
+            "node-tx-group",
+            "--count",
+            "20",
+            "--orphans",
+            "2",
+            "--timeout",
+            "90",
+        ]),
+    )
+    .await;
+    let r = check(&out, "types.js transaction");
+    assert_eq!(r["committed"], 10, "{r}");
+    assert_eq!(r["rolled_back"], 10, "{r}");
+    // Only the committed half and the two orphans (committed by the checker
+    // when the server asked) are delivered, each once.
+    assert_eq!(r["received"], 12, "{r}");
+    assert!(r["orphan_checks"].as_u64().unwrap() >= 2, "{r}");
+    assert_eq!(r["unexpected"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_drained(&c, "node-tx-group").await;
+}
