@@ -14,7 +14,6 @@ use pier_store::server::AdminEndpoint;
 use pier_store::{RemoteStore, Store, StoreApi, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::ProxyConfig;
 use crate::renew::Renewer;
@@ -103,7 +102,7 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(AdminServiceServer::new(AdminEndpoint(store.clone())))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(node::incoming(listener)?, stop)
         .await?;
     let _ = renew_task.await;
     let _ = relay_task.await;

@@ -90,3 +90,16 @@ pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'stati
     }
     b
 }
+
+/// The incoming connections of a bound listener, with Nagle's algorithm off:
+/// request/response RPCs otherwise stall on delayed ACKs (tens of ms each).
+pub fn incoming(
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<tonic::transport::server::TcpIncoming> {
+    tonic::transport::server::TcpIncoming::from_listener(
+        listener,
+        true,
+        Some(std::time::Duration::from_secs(60)),
+    )
+    .map_err(|e| anyhow::anyhow!("listener: {e}"))
+}

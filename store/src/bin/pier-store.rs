@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(AdminServiceServer::new(AdminEndpoint(api)))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+        .serve_with_incoming_shutdown(node::incoming(listener)?, {
             let store = store.clone();
             async move {
                 node::shutdown_signal().await;
