@@ -594,10 +594,16 @@ impl StoreApi for Store {
                 writes.items.push((queue, m.encode_to_vec()));
             }
         }
-        let scheduled = placed.iter().any(|(_, p)| matches!(p, Placement::Timer(_)));
+        let earliest_timer = placed
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Placement::Timer(k) => keys::timer_parts(k).map(|(due, _)| due),
+                _ => None,
+            })
+            .min();
         let offsets = self.committer_tx.write(topic, writes).await?;
-        if scheduled {
-            self.timers.added();
+        if let Some(due) = earliest_timer {
+            self.timers.added(due);
         }
         Ok(AppendResponse {
             results: placed

@@ -26,7 +26,7 @@ const MAX_FIRE: usize = 4096;
 const IDLE_WAIT: Duration = Duration::from_secs(60);
 
 pub(crate) struct Timers {
-    wake: Mutex<Option<mpsc::Sender<()>>>,
+    wake: Mutex<Option<mpsc::Sender<u64>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     seq: AtomicU64,
     /// Held while timers fire and while one is recalled, so a recalled
@@ -36,7 +36,7 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub fn start(db: Arc<DB>, catalog: Arc<Catalog>, commit: CommitHandle) -> Timers {
-        let (tx, rx) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel::<u64>();
         let fire_lock = Arc::new(Mutex::new(()));
         let lock = fire_lock.clone();
         let thread = std::thread::Builder::new()
@@ -56,10 +56,11 @@ impl Timers {
         keys::timer_key(due_ms, topic_id, self.seq.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Tells the timer thread that a timer was added (it may be the earliest).
-    pub fn added(&self) {
+    /// Tells the timer thread that a timer due at `due_ms` was added (it
+    /// may be the earliest).
+    pub fn added(&self, due_ms: u64) {
         if let Some(tx) = self.wake.lock().as_ref() {
-            let _ = tx.send(());
+            let _ = tx.send(due_ms);
         }
     }
 
@@ -103,11 +104,19 @@ fn run(
     catalog: &Catalog,
     commit: &CommitHandle,
     lock: &Mutex<()>,
-    wake: mpsc::Receiver<()>,
+    wake: mpsc::Receiver<u64>,
 ) {
+    // Every timer due before `floor` has fired, so scans start there and do
+    // not wade through the tombstones of fired timers. A new timer lowers
+    // it (its notice arrives after it is durable); 0 at start, so timers
+    // that fell due while the store was down fire at once.
+    let mut floor = 0u64;
     loop {
+        while let Ok(due) = wake.try_recv() {
+            floor = floor.min(due);
+        }
         let now = crate::now_ms().max(0) as u64;
-        let wait = match fire_due(db, catalog, commit, lock, now) {
+        let wait = match fire_due(db, catalog, commit, lock, now, &mut floor) {
             Ok(Fired::More) => Duration::ZERO,
             Ok(Fired::NextAt(t)) => Duration::from_millis(t.saturating_sub(now)).min(IDLE_WAIT),
             Ok(Fired::Idle) => IDLE_WAIT,
@@ -121,7 +130,8 @@ fn run(
             continue;
         }
         match wake.recv_timeout(wait) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(due) => floor = floor.min(due),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
@@ -140,6 +150,7 @@ fn fire_due(
     commit: &CommitHandle,
     lock: &Mutex<()>,
     now: u64,
+    floor: &mut u64,
 ) -> Result<Fired> {
     let cf = db.cf_handle(CF_TIMER).expect("cf opened");
     let _guard = lock.lock();
@@ -147,7 +158,9 @@ fn fire_due(
     let mut orphans = Vec::new();
     let mut count = 0;
     let mut next = Fired::Idle;
-    for item in db.iterator_cf(&cf, IteratorMode::Start) {
+    let mut fired_up_to = now;
+    let from = floor.to_be_bytes();
+    for item in db.iterator_cf(&cf, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
         let (k, v) = item?;
         let Some((due, topic_id)) = keys::timer_parts(&k) else {
             orphans.push(k.to_vec());
@@ -159,6 +172,7 @@ fn fire_due(
         }
         if count == MAX_FIRE {
             next = Fired::More;
+            fired_up_to = due;
             break;
         }
         count += 1;
@@ -197,5 +211,6 @@ fn fire_due(
     if !batch_jobs.is_empty() {
         commit.write_all_blocking(batch_jobs)?;
     }
+    *floor = (*floor).max(fired_up_to);
     Ok(next)
 }
