@@ -1,0 +1,267 @@
+//! The official RocketMQ 5 Rust crate (`rocketmq = "=5.0.0"` from crates.io)
+//! against a standalone Pier. The crate is driven by the standalone binary
+//! crate tests/rust-client (not a workspace member: it pins tonic 0.9 / prost
+//! 0.11 and needs the `time` local-offset workaround, see
+//! shared/protocol.md §6.3), built here with its own target directory
+//! (`$PIER_RUST_CLIENT_TARGET`, default `$HOME/.cache/pier-rust-client-target`;
+//! incremental when warm). It prints one JSON summary line, checked here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, DescribeGroupRequest, TopicType};
+use pier_tests::*;
+
+/// Builds tests/rust-client (once per test process) and returns its binary.
+fn rust_client() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = std::env::var_os("PIER_RUST_CLIENT_TARGET")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                    .join(".cache/pier-rust-client-target")
+            });
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("rust-client/Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let started = Instant::now();
+        let mut cmd = Command::new(cargo);
+        // Drop the CARGO_* variables cargo set for this test process (package
+        // name, manifest dir, ...): build scripts such as ring's rerun when
+        // they differ, which would make every build here a cold one.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_") && k != "CARGO_HOME" {
+                cmd.env_remove(&key);
+            }
+        }
+        let status = cmd
+            .args(["build", "--release", "--manifest-path"])
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", &target)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run cargo build for tests/rust-client");
+        assert!(
+            status.success(),
+            "building tests/rust-client (rocketmq 5.0.0) failed: {status}"
+        );
+        eprintln!(
+            "rust-client build: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let bin = target.join("release/rust-client");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Runs the rust-client binary off the async runtime.
+async fn run_client(args: Vec<String>) -> Output {
+    let bin = rust_client();
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rust-client")
+    })
+    .await
+    .expect("rust-client task")
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Asserts a zero exit code and returns the JSON summary (the last stdout line).
+fn check(out: &Output, what: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The crate logs a lot to stderr; keep the tail.
+    let tail: String = {
+        let lines: Vec<&str> = stderr.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {stdout}\nstderr (tail): {tail}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"));
+    assert_eq!(v["ok"], true, "{what}: {v}");
+    eprintln!("{what}: {v}");
+    v
+}
+
+/// Nothing ready or in flight remains for `group`.
+async fn assert_drained(c: &Raw, group: &str) {
+    let d = c
+        .admin()
+        .describe_group(DescribeGroupRequest { name: group.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
+    assert_eq!(left, 0, "{group}: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_producer_and_simple_consumer() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_topic("rust-orders", 4).await;
+    c.create_group("rust-simple", 17).await;
+
+    let started = Instant::now();
+    let out = run_client(args(&[
+        "--case",
+        "normal",
+        "--endpoint",
+        &ep,
+        "--topic",
+        "rust-orders",
+        "--group",
+        "rust-simple",
+        "--count",
+        "200",
+        "--timeout",
+        "120",
+    ]))
+    .await;
+    let r = check(&out, "rust-client normal");
+    eprintln!("normal: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r["sent"], 200, "{r}");
+    assert_eq!(r["unique_ids"], 200, "{r}");
+    assert_eq!(r["received"], 200, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    assert_eq!(r["extra"], 0, "{r}");
+    assert_drained(&c, "rust-simple").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_fifo_messages_in_group_order() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("rust-fifo", TopicType::Fifo, 4).await;
+    c.admin()
+        .create_group(CreateGroupRequest {
+            group: Some(ConsumerGroup {
+                name: "rust-fifo-group".into(),
+                fifo: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create FIFO group");
+
+    let started = Instant::now();
+    let out = run_client(args(&[
+        "--case",
+        "fifo",
+        "--endpoint",
+        &ep,
+        "--topic",
+        "rust-fifo",
+        "--group",
+        "rust-fifo-group",
+        "--count",
+        "100",
+        "--groups",
+        "4",
+        "--timeout",
+        "120",
+    ]))
+    .await;
+    let r = check(&out, "rust-client fifo");
+    eprintln!("fifo: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r["received"], 100, "{r}");
+    assert_eq!(r["out_of_order"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["wrong_group"], 0, "{r}");
+    assert_drained(&c, "rust-fifo-group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_delay_messages_wait_for_their_timestamp() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("rust-delay", TopicType::Delay, 4)
+        .await;
+    c.create_group("rust-delay-group", 17).await;
+
+    let started = Instant::now();
+    let out = run_client(args(&[
+        "--case",
+        "delay",
+        "--endpoint",
+        &ep,
+        "--topic",
+        "rust-delay",
+        "--group",
+        "rust-delay-group",
+        "--count",
+        "20",
+        "--delay",
+        "3",
+        "--timeout",
+        "90",
+    ]))
+    .await;
+    let r = check(&out, "rust-client delay");
+    eprintln!("delay: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r["received"], 20, "{r}");
+    assert_eq!(r["early"], 0, "{r}");
+    assert_eq!(r["wrong_timestamp"], 0, "{r}");
+    assert!(r["max_late_ms"].as_i64().unwrap() < 10_000, "{r}");
+    assert_drained(&c, "rust-delay-group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_transactions_commit_and_rollback() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let ep = proxy.endpoint();
+    let c = Raw::connect(&ep).await;
+    c.create_typed_topic("rust-tx", TopicType::Transaction, 4)
+        .await;
+    c.create_group("rust-tx-group", 17).await;
+
+    let started = Instant::now();
+    let out = run_client(args(&[
+        "--case",
+        "transaction",
+        "--endpoint",
+        &ep,
+        "--topic",
+        "rust-tx",
+        "--group",
+        "rust-tx-group",
+        "--count",
+        "20",
+        "--timeout",
+        "90",
+    ]))
+    .await;
+    let r = check(&out, "rust-client transaction");
+    eprintln!("transaction: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(r["committed"], 10, "{r}");
+    assert_eq!(r["rolled_back"], 10, "{r}");
+    assert_eq!(r["received"], 10, "{r}");
+    assert_eq!(r["unexpected"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["extra"], 0, "{r}");
+    assert_drained(&c, "rust-tx-group").await;
+}
