@@ -512,3 +512,55 @@ pub fn ensure_tools() -> PathBuf {
     });
     tools_dir()
 }
+
+/// Helpers for tests that drive an official client as a child process
+/// printing one JSON summary line.
+pub mod external {
+    use std::process::Output;
+
+    use pier_proto::admin::DescribeGroupRequest;
+
+    use crate::Raw;
+
+    pub fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Asserts a zero exit status and returns the JSON summary (the last
+    /// stdout line). On failure shows stdout and the tail of stderr
+    /// (clients log a lot there).
+    pub fn summary(out: &Output, what: &str) -> serde_json::Value {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        assert!(
+            out.status.success(),
+            "{what} failed ({}):\nstdout: {stdout}\nstderr (tail): {tail}",
+            out.status
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"))
+    }
+
+    /// [`summary`], also asserting the client's own verdict `"ok": true`.
+    pub fn summary_ok(out: &Output, what: &str) -> serde_json::Value {
+        let v = summary(out, what);
+        assert_eq!(v["ok"], true, "{what}: {v}");
+        eprintln!("{what}: {v}");
+        v
+    }
+
+    /// Nothing ready or in flight remains for `group`.
+    pub async fn assert_drained(c: &Raw, group: &str) {
+        let d = c
+            .admin()
+            .describe_group(DescribeGroupRequest { name: group.into() })
+            .await
+            .expect("describe group")
+            .into_inner();
+        let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
+        assert_eq!(left, 0, "{group}: {d:?}");
+    }
+}

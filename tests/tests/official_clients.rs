@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use pier_tests::external::*;
 use pier_tests::*;
 
 fn python(tools: &Path, script: &str, args: &[&str]) -> Output {
@@ -19,18 +20,6 @@ fn python(tools: &Path, script: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run python")
-}
-
-fn check(out: &Output, what: &str) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,8 +53,8 @@ async fn python_producer_simple_and_push_consumers() {
     })
     .await
     .unwrap();
-    let summary = check(&sent, "producer");
-    assert_eq!(summary["sent"], 1000);
+    let produced = summary(&sent, "producer");
+    assert_eq!(produced["sent"], 1000);
 
     let (ep, t) = (endpoint.clone(), tools.clone());
     let simple = tokio::task::spawn_blocking(move || {
@@ -109,23 +98,16 @@ async fn python_producer_simple_and_push_consumers() {
             ],
         )
     });
-    let simple = check(&simple.await.unwrap(), "simple consumer");
+    let simple = summary(&simple.await.unwrap(), "simple consumer");
     assert_eq!(simple["received"], 1000, "{simple}");
     assert_eq!(simple["duplicates"], 0, "{simple}");
-    let push = check(&push.await.unwrap(), "push consumer");
+    let push = summary(&push.await.unwrap(), "push consumer");
     assert_eq!(push["received"], 1000, "{push}");
     assert_eq!(push["duplicates"], 0, "{push}");
 
     // Both groups consumed everything: nothing ready or in flight remains.
     for g in ["py-simple", "py-push"] {
-        let d = c
-            .admin()
-            .describe_group(pier_proto::admin::DescribeGroupRequest { name: g.into() })
-            .await
-            .unwrap()
-            .into_inner();
-        let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
-        assert_eq!(left, 0, "{g}: {d:?}");
+        assert_drained(&c, g).await;
     }
 }
 

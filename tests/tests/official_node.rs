@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, DescribeGroupRequest, TopicType};
+use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_tests::external::*;
 use pier_tests::*;
 
 /// Runs `node tests/node/<script> <args>` off the async runtime.
@@ -34,39 +35,6 @@ async fn node(tools: &Path, script: &'static str, args: Vec<String>) -> Output {
     })
     .await
     .expect("node task")
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// Asserts a zero exit code and returns the JSON summary (the last stdout line).
-fn check(out: &Output, what: &str) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"));
-    assert_eq!(v["ok"], true, "{what}: {v}");
-    eprintln!("{what}: {v}");
-    v
-}
-
-/// Nothing ready or in flight remains for `group`.
-async fn assert_drained(c: &Raw, group: &str) {
-    let d = c
-        .admin()
-        .describe_group(DescribeGroupRequest { name: group.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
-    assert_eq!(left, 0, "{group}: {d:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +67,7 @@ async fn node_producer_and_simple_consumer() {
         ]),
     )
     .await;
-    let r = check(&out, "normal.js");
+    let r = summary_ok(&out, "normal.js");
     eprintln!("normal.js: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["sent"], 500, "{r}");
     assert_eq!(r["received"], 500, "{r}");
@@ -148,7 +116,7 @@ async fn node_fifo_push_consumer_in_order() {
         ]),
     )
     .await;
-    let r = check(&out, "types.js fifo");
+    let r = summary_ok(&out, "types.js fifo");
     assert_eq!(r["received"], 200, "{r}");
     assert_eq!(r["out_of_order"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
@@ -190,7 +158,7 @@ async fn node_delay_messages_wait_for_their_timestamp() {
         ]),
     )
     .await;
-    let r = check(&out, "types.js delay");
+    let r = summary_ok(&out, "types.js delay");
     assert_eq!(r["received"], 20, "{r}");
     assert_eq!(r["early"], 0, "{r}");
     assert_eq!(r["wrong_timestamp"], 0, "{r}");
@@ -230,7 +198,7 @@ async fn node_transactions_commit_rollback_orphan() {
         ]),
     )
     .await;
-    let r = check(&out, "types.js transaction");
+    let r = summary_ok(&out, "types.js transaction");
     assert_eq!(r["committed"], 10, "{r}");
     assert_eq!(r["rolled_back"], 10, "{r}");
     // Only the committed half and the two orphans (committed by the checker

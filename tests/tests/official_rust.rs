@@ -11,7 +11,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, DescribeGroupRequest, TopicType};
+use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_tests::external::*;
 use pier_tests::*;
 
 /// Builds tests/rust-client (once per test process) and returns its binary.
@@ -73,44 +74,6 @@ async fn run_client(args: Vec<String>) -> Output {
     .expect("rust-client task")
 }
 
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// Asserts a zero exit code and returns the JSON summary (the last stdout line).
-fn check(out: &Output, what: &str) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // The crate logs a lot to stderr; keep the tail.
-    let tail: String = {
-        let lines: Vec<&str> = stderr.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    };
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {stdout}\nstderr (tail): {tail}",
-        out.status
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"));
-    assert_eq!(v["ok"], true, "{what}: {v}");
-    eprintln!("{what}: {v}");
-    v
-}
-
-/// Nothing ready or in flight remains for `group`.
-async fn assert_drained(c: &Raw, group: &str) {
-    let d = c
-        .admin()
-        .describe_group(DescribeGroupRequest { name: group.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
-    assert_eq!(left, 0, "{group}: {d:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_producer_and_simple_consumer() {
     let data = tempfile::tempdir().unwrap();
@@ -136,7 +99,7 @@ async fn rust_producer_and_simple_consumer() {
         "120",
     ]))
     .await;
-    let r = check(&out, "rust-client normal");
+    let r = summary_ok(&out, "rust-client normal");
     eprintln!("normal: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["sent"], 200, "{r}");
     assert_eq!(r["unique_ids"], 200, "{r}");
@@ -183,7 +146,7 @@ async fn rust_fifo_messages_in_group_order() {
         "120",
     ]))
     .await;
-    let r = check(&out, "rust-client fifo");
+    let r = summary_ok(&out, "rust-client fifo");
     eprintln!("fifo: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["received"], 100, "{r}");
     assert_eq!(r["out_of_order"], 0, "{r}");
@@ -220,7 +183,7 @@ async fn rust_delay_messages_wait_for_their_timestamp() {
         "90",
     ]))
     .await;
-    let r = check(&out, "rust-client delay");
+    let r = summary_ok(&out, "rust-client delay");
     eprintln!("delay: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["received"], 20, "{r}");
     assert_eq!(r["early"], 0, "{r}");
@@ -255,7 +218,7 @@ async fn rust_transactions_commit_and_rollback() {
         "90",
     ]))
     .await;
-    let r = check(&out, "rust-client transaction");
+    let r = summary_ok(&out, "rust-client transaction");
     eprintln!("transaction: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["committed"], 10, "{r}");
     assert_eq!(r["rolled_back"], 10, "{r}");

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, DescribeGroupRequest, TopicType};
+use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_tests::external::*;
 use pier_tests::*;
 
 /// Runs a script of tests/python with the tools' venv, off the async runtime.
@@ -28,35 +29,6 @@ async fn python(tools: &Path, script: &'static str, args: Vec<String>) -> Output
     })
     .await
     .expect("python task")
-}
-
-fn args(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// Asserts a zero exit code and returns the JSON summary (the last stdout line).
-fn check(out: &Output, what: &str) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"))
-}
-
-/// Nothing ready or in flight remains for `group`.
-async fn assert_drained(c: &Raw, group: &str) {
-    let d = c
-        .admin()
-        .describe_group(DescribeGroupRequest { name: group.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
-    assert_eq!(left, 0, "{group}: {d:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +70,7 @@ async fn python_fifo_groups_in_order() {
         ]),
     )
     .await;
-    let r = check(&out, "fifo.py");
+    let r = summary(&out, "fifo.py");
     eprintln!(
         "fifo.py: {:.1} s in all, send {} s, send + consume {} s",
         started.elapsed().as_secs_f64(),
@@ -148,7 +120,7 @@ async fn python_delay_delivered_on_time() {
         ]),
     )
     .await;
-    let r = check(&out, "delay.py");
+    let r = summary(&out, "delay.py");
     eprintln!(
         "delay.py: {:.1} s in all, lateness {} ms after the intended time, {} ms after the whole second sent",
         started.elapsed().as_secs_f64(),
@@ -199,7 +171,7 @@ async fn python_transactions_commit_rollback_orphan() {
         ]),
     )
     .await;
-    let r = check(&out, "transaction.py");
+    let r = summary(&out, "transaction.py");
     eprintln!(
         "transaction.py: {:.1} s in all, orphan check {} s after the send, delivered after {}",
         started.elapsed().as_secs_f64(),
