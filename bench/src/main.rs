@@ -11,7 +11,11 @@
 //! Results are appended as JSON records to `bench/results/latest.json` and
 //! printed as a Markdown table.
 
+#[allow(dead_code)] // wired up by the scenarios being written
+mod pier;
 mod scenarios;
+#[allow(dead_code)]
+mod system;
 
 use std::path::PathBuf;
 
@@ -48,13 +52,13 @@ async fn main() -> anyhow::Result<()> {
             || std::mem::discriminant(&s) == std::mem::discriminant(&args.scenario)
     };
     if run(Scenario::Fifo) {
-        records.extend(scenarios::fifo(args.quick).await?);
+        records.extend(scenarios::types::fifo(args.quick).await?);
     }
     if run(Scenario::Delay) {
-        records.extend(scenarios::delay(args.quick).await?);
+        records.extend(scenarios::types::delay(args.quick).await?);
     }
     if run(Scenario::Txn) {
-        records.extend(scenarios::txn(args.quick).await?);
+        records.extend(scenarios::types::txn(args.quick).await?);
     }
     println!(
         "| scenario | config | concurrency | msgs | msgs/s | p50 ms | p99 ms | max ms | RSS MiB |"
@@ -79,5 +83,17 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&records)?)?;
     eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Runs process `pid` on one CPU only (`taskset`), e.g. to make a proxy the
+/// bottleneck of a scaling run on a small machine.
+pub fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    let ok = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "taskset failed for pid {pid}");
     Ok(())
 }

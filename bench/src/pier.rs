@@ -1,0 +1,265 @@
+//! Pier as a system under test: standalone (one `pier-proxy` with its
+//! embedded store) or cluster (one `pier-store` and N `pier-proxy`), all on
+//! 127.0.0.1 with a temporary data directory, stopped when dropped.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pier_proto::rocketmq::receive_message_response::Content;
+use pier_proto::rocketmq::*;
+use pier_tests::{message, Node, Raw};
+
+use crate::system::{Ack, Client, System};
+
+/// gRPC multiplexes calls; a few connections per proxy spread them over
+/// HTTP/2 connection windows and the server's per-connection tasks.
+const CONNECTIONS_PER_PROXY: usize = 4;
+
+pub struct Pier {
+    config: String,
+    pids: Vec<u32>,
+    /// Kept to stop the processes on drop (a Mutex only because a node's
+    /// log receiver is not `Sync`).
+    _nodes: std::sync::Mutex<Vec<Node>>,
+    conns: Vec<Raw>,
+    next: AtomicUsize,
+    /// Topic/group generation: `reset` moves to fresh names.
+    generation: Arc<AtomicUsize>,
+    _data: tempfile::TempDir,
+}
+
+impl Pier {
+    /// One standalone proxy with its embedded store.
+    pub async fn standalone() -> anyhow::Result<Pier> {
+        let data = tempfile::tempdir()?;
+        let node = Node::standalone(data.path());
+        Pier::with(vec![node], 1, "standalone, flush=sync".into(), data).await
+    }
+
+    /// One store and `proxies` proxies over it; clients are spread over the
+    /// proxies. `pin` runs each proxy on one CPU (taskset) so the proxies,
+    /// not the store, are the bottleneck.
+    pub async fn cluster(proxies: usize, pin: Option<Vec<usize>>) -> anyhow::Result<Pier> {
+        let data = tempfile::tempdir()?;
+        let store = Node::store(data.path());
+        let mut nodes = vec![];
+        for i in 0..proxies {
+            let p = Node::proxy_of(&store);
+            if let Some(cpus) = &pin {
+                let cpu = cpus[i % cpus.len()];
+                crate::pin_process(p.pid(), cpu)?;
+            }
+            nodes.push(p);
+        }
+        let config = match &pin {
+            Some(cpus) => format!("cluster, 1 store + {proxies} proxies pinned to CPUs {cpus:?}"),
+            None => format!("cluster, 1 store + {proxies} proxies"),
+        };
+        nodes.insert(0, store);
+        Pier::with(nodes, proxies, config, data).await
+    }
+
+    async fn with(
+        nodes: Vec<Node>,
+        proxies: usize,
+        config: String,
+        data: tempfile::TempDir,
+    ) -> anyhow::Result<Pier> {
+        let mut conns = Vec::new();
+        for node in &nodes[nodes.len() - proxies..] {
+            for _ in 0..CONNECTIONS_PER_PROXY {
+                conns.push(Raw::connect(&node.endpoint()).await);
+            }
+        }
+        let pier = Pier {
+            config,
+            pids: nodes.iter().map(Node::pid).collect(),
+            _nodes: std::sync::Mutex::new(nodes),
+            conns,
+            next: AtomicUsize::new(0),
+            generation: Arc::new(AtomicUsize::new(0)),
+            _data: data,
+        };
+        pier.create().await?;
+        Ok(pier)
+    }
+
+    fn names(&self) -> (String, String) {
+        let g = self.generation.load(Ordering::Relaxed);
+        (format!("bench-{g}"), format!("bench-group-{g}"))
+    }
+
+    async fn create(&self) -> anyhow::Result<()> {
+        let (topic, group) = self.names();
+        let c = &self.conns[0];
+        c.create_topic(&topic, 8).await;
+        c.create_group(&group, 16).await;
+        Ok(())
+    }
+
+    /// A raw connection (round robin), for scenarios that need the full
+    /// protocol (end-to-end latency).
+    pub fn raw(&self) -> Raw {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.conns[i % self.conns.len()].clone()
+    }
+
+    pub fn topic_and_group(&self) -> (String, String) {
+        self.names()
+    }
+}
+
+#[async_trait]
+impl System for Pier {
+    fn name(&self) -> String {
+        "pier".into()
+    }
+
+    fn config(&self) -> String {
+        self.config.clone()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.pids.clone()
+    }
+
+    async fn client(&self) -> anyhow::Result<Box<dyn Client>> {
+        let (topic, group) = self.names();
+        Ok(Box::new(PierClient {
+            raw: self.raw(),
+            topic,
+            group,
+        }))
+    }
+
+    async fn reset(&self) -> anyhow::Result<()> {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.create().await
+    }
+}
+
+pub struct PierClient {
+    raw: Raw,
+    topic: String,
+    group: String,
+}
+
+fn ok(status: Option<&Status>, what: &str) -> anyhow::Result<()> {
+    let code = status.map_or(-1, |s| s.code);
+    anyhow::ensure!(
+        code == Code::Ok as i32,
+        "{what} failed: code {code} {}",
+        status.map_or("", |s| s.message.as_str())
+    );
+    Ok(())
+}
+
+impl PierClient {
+    /// Receives up to `max` messages (long poll of at most 100 ms).
+    pub async fn receive(&self, max: usize) -> anyhow::Result<Vec<Message>> {
+        let (topic, group) = (&self.topic, &self.group);
+        let req = ReceiveMessageRequest {
+            group: Some(pier_tests::resource(group)),
+            message_queue: Some(self.raw.queue(topic)),
+            filter_expression: Some(FilterExpression {
+                r#type: FilterType::Tag as i32,
+                expression: "*".into(),
+            }),
+            batch_size: max as i32,
+            invisible_duration: Some(prost_types::Duration {
+                seconds: 30,
+                nanos: 0,
+            }),
+            auto_renew: false,
+            long_polling_timeout: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 100_000_000,
+            }),
+            attempt_id: None,
+        };
+        let mut stream = self
+            .raw
+            .messaging()
+            .receive_message(self.raw.req(req))
+            .await?
+            .into_inner();
+        let mut msgs = Vec::new();
+        while let Some(frame) = stream.message().await? {
+            match frame.content {
+                Some(Content::Message(m)) => msgs.push(m),
+                Some(Content::Status(s)) if s.code != Code::Ok as i32 => {
+                    // An empty long poll ends with MESSAGE_NOT_FOUND.
+                    anyhow::ensure!(
+                        s.code == Code::MessageNotFound as i32,
+                        "receive failed: code {} {}",
+                        s.code,
+                        s.message
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(msgs)
+    }
+
+    /// Acknowledges `msgs`: one call per message, or one for them all.
+    pub async fn ack(&self, msgs: &[Message], ack: Ack) -> anyhow::Result<()> {
+        let entry = |m: &Message| AckMessageEntry {
+            message_id: m
+                .system_properties
+                .as_ref()
+                .map(|s| s.message_id.clone())
+                .unwrap_or_default(),
+            receipt_handle: m
+                .system_properties
+                .as_ref()
+                .and_then(|s| s.receipt_handle.clone())
+                .unwrap_or_default(),
+            lite_topic: None,
+        };
+        let batches: Vec<Vec<AckMessageEntry>> = match ack {
+            Ack::EachMessage => msgs.iter().map(|m| vec![entry(m)]).collect(),
+            Ack::Batched => vec![msgs.iter().map(entry).collect()],
+        };
+        for entries in batches {
+            let r = self
+                .raw
+                .messaging()
+                .ack_message(self.raw.req(AckMessageRequest {
+                    group: Some(pier_tests::resource(&self.group)),
+                    topic: Some(pier_tests::resource(&self.topic)),
+                    entries,
+                }))
+                .await?
+                .into_inner();
+            for e in &r.entries {
+                ok(e.status.as_ref(), "ack")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Client for PierClient {
+    async fn send(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        let mut m = message(&self.topic, "");
+        m.body = body.to_vec();
+        let r = self
+            .raw
+            .messaging()
+            .send_message(self.raw.req(SendMessageRequest { messages: vec![m] }))
+            .await?
+            .into_inner();
+        ok(r.status.as_ref(), "send")
+    }
+
+    async fn pop(&mut self, max: usize, ack: Ack) -> anyhow::Result<usize> {
+        let msgs = self.receive(max).await?;
+        if !msgs.is_empty() {
+            self.ack(&msgs, ack).await?;
+        }
+        Ok(msgs.len())
+    }
+}

@@ -1,0 +1,3 @@
+//! The scenarios. Each starts the systems it measures and stops them.
+
+pub mod types;

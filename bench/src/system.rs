@@ -1,0 +1,59 @@
+//! The one code path every system is driven through: Pier, each peer, and
+//! the machine's ceilings implement these two traits, and the scenarios only
+//! ever talk to them.
+
+use async_trait::async_trait;
+
+/// A running system under test (server processes started by the bench).
+#[async_trait]
+pub trait System: Send + Sync {
+    /// Short name in the report: `pier`, `redis`, `rabbitmq`, `nats`, ...
+    fn name(&self) -> String;
+    /// The configuration that matters for the figure, e.g. `appendfsync=always`.
+    fn config(&self) -> String;
+    /// Server process ids, for RSS (empty when the system runs in-process).
+    fn pids(&self) -> Vec<u32>;
+    /// One client connection; the load driver opens one per task (systems
+    /// that multiplex, like gRPC, may share a few connections among them).
+    async fn client(&self) -> anyhow::Result<Box<dyn Client>>;
+    /// Empties the queue between runs (the next run starts from nothing).
+    async fn reset(&self) -> anyhow::Result<()>;
+}
+
+/// How a consumer acknowledges what it received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// One ack call per message (what the official clients do).
+    EachMessage,
+    /// One ack call for the whole batch received.
+    Batched,
+}
+
+#[async_trait]
+pub trait Client: Send {
+    /// Sends one message and returns once the system says it is durable.
+    async fn send(&mut self, body: &[u8]) -> anyhow::Result<()>;
+    /// Receives up to `max` messages (waiting briefly when none are there),
+    /// acknowledges them, and returns how many were consumed (0: none came).
+    async fn pop(&mut self, max: usize, ack: Ack) -> anyhow::Result<usize>;
+}
+
+/// Resident set size of the given processes together, in MiB (from /proc).
+pub fn rss_mib(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    for pid in pids {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: f64 = s
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        total += kb / 1024.0;
+    }
+    Some(total)
+}
