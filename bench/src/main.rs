@@ -1,99 +1,122 @@
-//! `pier-bench`: measures Pier's message types over the client protocol.
+//! `pier-bench`: measures Pier over the client protocol, side by side with
+//! the durable peers a user would pick instead (Redis Streams, RabbitMQ
+//! quorum queues, NATS JetStream) and with this machine's ceilings (a synced
+//! RocksDB write, a gRPC echo), all in the same run.
 //!
-//! Scenarios (each starts its own standalone `pier-proxy` on 127.0.0.1 with
-//! a temporary data directory, and stops it):
-//! - `fifo`: drain a FIFO backlog with receive (batch 32) + per-message ack,
-//!   with 1 and with 10,000 active message groups;
-//! - `delay`: delivery lateness (p50/p99/max) of due delay messages while
-//!   1,000,000 other timers are pending, and the server's RSS;
-//! - `txn`: half send + commit round trip.
-//!
-//! Results are appended as JSON records to `bench/results/latest.json` and
-//! printed as a Markdown table.
+//! `pier-bench all` runs every scenario; each also runs on its own. Every
+//! system is started by the bench on 127.0.0.1 with a temporary data
+//! directory and stopped before the next one starts. Results: records in
+//! `bench/results/latest.json`, a report in `latest.md`, SVG charts beside.
 
-#[allow(dead_code)] // wired up by the scenarios being written
+mod cpu;
+mod load;
 mod pier;
+mod record;
+mod report;
 mod scenarios;
-#[allow(dead_code)]
 mod system;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use scenarios::Ctx;
 
 #[derive(Parser)]
-#[command(name = "pier-bench", about = "Benchmarks of Pier's message types")]
+#[command(
+    name = "pier-bench",
+    about = "Pier measured against durable peers, in one run"
+)]
 struct Args {
     #[command(subcommand)]
     scenario: Scenario,
-    /// Small sizes (seconds, not minutes): checks the tool works.
+    /// Small sizes and Pier only (seconds, not minutes): checks the tool
+    /// works. Its figures mean nothing.
     #[arg(long, global = true)]
     quick: bool,
-    /// Where the JSON records go.
+    /// Pier only: do not install or start the peers.
+    #[arg(long, global = true)]
+    no_peers: bool,
+    /// Where the JSON records go (the report and charts go beside it).
     #[arg(long, global = true, default_value = "bench/results/latest.json")]
     out: PathBuf,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
+    /// Every scenario below, peers included.
+    All,
+    /// Durable send, closed loop, concurrency 1/16/64/256.
+    Send,
+    /// Drain a backlog: receive 32 + ack per message, and batched acks.
+    Pop,
+    /// Open loop at 2,000 msg/s: send and end-to-end latency.
+    Latency,
+    /// Producers and consumers at once: highest rate with a flat backlog.
+    Mixed,
+    /// 1,000,000 waiting messages: RSS and pop throughput.
+    Backlog,
+    /// One proxy vs two over one store, proxies CPU-bound.
+    Scale,
+    /// FIFO drain with 1 and 10,000 active message groups.
     Fifo,
+    /// Delay lateness with 1,000,000 pending timers.
     Delay,
+    /// Transaction half send + commit round trip.
     Txn,
-    /// Every scenario above.
+    /// fifo, delay and txn.
     Types,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut records = Vec::new();
-    let run = |s: Scenario| {
-        matches!(args.scenario, Scenario::Types)
-            || std::mem::discriminant(&s) == std::mem::discriminant(&args.scenario)
+    let ctx = Ctx {
+        quick: args.quick,
+        peers: !args.no_peers,
     };
-    if run(Scenario::Fifo) {
-        records.extend(scenarios::types::fifo(args.quick).await?);
+    use Scenario::*;
+    let run = |s: Scenario| {
+        args.scenario == s
+            || args.scenario == All
+            || (args.scenario == Types && matches!(s, Fifo | Delay | Txn))
+    };
+    let mut records = Vec::new();
+    if run(Send) {
+        records.extend(scenarios::send::run(&ctx).await?);
     }
-    if run(Scenario::Delay) {
-        records.extend(scenarios::types::delay(args.quick).await?);
+    if run(Pop) {
+        records.extend(scenarios::pop::run(&ctx).await?);
     }
-    if run(Scenario::Txn) {
-        records.extend(scenarios::types::txn(args.quick).await?);
+    if run(Latency) {
+        records.extend(scenarios::latency::run(&ctx).await?);
     }
-    println!(
-        "| scenario | config | concurrency | msgs | msgs/s | p50 ms | p99 ms | max ms | RSS MiB |"
+    if run(Mixed) {
+        records.extend(scenarios::mixed::run(&ctx).await?);
+    }
+    if run(Backlog) {
+        records.extend(scenarios::backlog::run(&ctx).await?);
+    }
+    if run(Scale) {
+        records.extend(scenarios::scale::run(&ctx).await?);
+    }
+    if run(Fifo) {
+        records.extend(scenarios::types::fifo(ctx.quick).await?);
+    }
+    if run(Delay) {
+        records.extend(scenarios::types::delay(ctx.quick).await?);
+    }
+    if run(Txn) {
+        records.extend(scenarios::types::txn(ctx.quick).await?);
+    }
+    let command = std::iter::once("pier-bench".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    report::write(&args.out, records, &command)?;
+    eprintln!(
+        "wrote {} and {}",
+        args.out.display(),
+        args.out.with_extension("md").display()
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for r in &records {
-        println!(
-            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
-            r.scenario,
-            r.config,
-            r.concurrency,
-            r.msgs,
-            r.throughput_msgs_per_s,
-            r.p50_ms,
-            r.p99_ms,
-            r.max_ms,
-            r.rss_mib.map_or("-".into(), |v| format!("{v:.0}"))
-        );
-    }
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&records)?)?;
-    eprintln!("wrote {}", args.out.display());
-    Ok(())
-}
-
-/// Runs process `pid` on one CPU only (`taskset`), e.g. to make a proxy the
-/// bottleneck of a scaling run on a small machine.
-pub fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
-    let ok = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()?
-        .success();
-    anyhow::ensure!(ok, "taskset failed for pid {pid}");
     Ok(())
 }

@@ -4,13 +4,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pier_proto::rocketmq::receive_message_response::Content;
 use pier_proto::rocketmq::*;
 use pier_tests::{message, Node, Raw};
 
-use crate::system::{Ack, Client, System};
+use crate::cpu::CpuLimit;
+use crate::system::{Ack, Client, Spec, System};
 
 /// gRPC multiplexes calls; a few connections per proxy spread them over
 /// HTTP/2 connection windows and the server's per-connection tasks.
@@ -26,6 +28,7 @@ pub struct Pier {
     next: AtomicUsize,
     /// Topic/group generation: `reset` moves to fresh names.
     generation: Arc<AtomicUsize>,
+    _limits: Vec<CpuLimit>,
     _data: tempfile::TempDir,
 }
 
@@ -38,26 +41,30 @@ impl Pier {
     }
 
     /// One store and `proxies` proxies over it; clients are spread over the
-    /// proxies. `pin` runs each proxy on one CPU (taskset) so the proxies,
-    /// not the store, are the bottleneck.
-    pub async fn cluster(proxies: usize, pin: Option<Vec<usize>>) -> anyhow::Result<Pier> {
+    /// proxies. `cpu_share` limits each proxy to that fraction of one CPU
+    /// (see `cpu.rs`), so the proxies, not the store, are the bottleneck.
+    pub async fn cluster(proxies: usize, cpu_share: Option<f64>) -> anyhow::Result<Pier> {
         let data = tempfile::tempdir()?;
         let store = Node::store(data.path());
         let mut nodes = vec![];
-        for i in 0..proxies {
+        let mut limits = vec![];
+        for _ in 0..proxies {
             let p = Node::proxy_of(&store);
-            if let Some(cpus) = &pin {
-                let cpu = cpus[i % cpus.len()];
-                crate::pin_process(p.pid(), cpu)?;
+            if let Some(share) = cpu_share {
+                limits.push(CpuLimit::apply(p.pid(), share)?);
             }
             nodes.push(p);
         }
-        let config = match &pin {
-            Some(cpus) => format!("cluster, 1 store + {proxies} proxies pinned to CPUs {cpus:?}"),
+        let config = match cpu_share {
+            Some(share) => {
+                format!("cluster, 1 store + {proxies} proxies, each limited to {share} CPU")
+            }
             None => format!("cluster, 1 store + {proxies} proxies"),
         };
         nodes.insert(0, store);
-        Pier::with(nodes, proxies, config, data).await
+        let mut pier = Pier::with(nodes, proxies, config, data).await?;
+        pier._limits = limits;
+        Ok(pier)
     }
 
     async fn with(
@@ -66,19 +73,26 @@ impl Pier {
         config: String,
         data: tempfile::TempDir,
     ) -> anyhow::Result<Pier> {
+        let endpoints: Vec<String> = nodes[nodes.len() - proxies..]
+            .iter()
+            .map(Node::endpoint)
+            .collect();
+        let pids = nodes.iter().map(Node::pid).collect();
+        let nodes = std::sync::Mutex::new(nodes);
         let mut conns = Vec::new();
-        for node in &nodes[nodes.len() - proxies..] {
+        for endpoint in &endpoints {
             for _ in 0..CONNECTIONS_PER_PROXY {
-                conns.push(Raw::connect(&node.endpoint()).await);
+                conns.push(Raw::connect(endpoint).await);
             }
         }
         let pier = Pier {
             config,
-            pids: nodes.iter().map(Node::pid).collect(),
-            _nodes: std::sync::Mutex::new(nodes),
+            pids,
+            _nodes: nodes,
             conns,
             next: AtomicUsize::new(0),
             generation: Arc::new(AtomicUsize::new(0)),
+            _limits: Vec::new(),
             _data: data,
         };
         pier.create().await?;
@@ -105,8 +119,36 @@ impl Pier {
         self.conns[i % self.conns.len()].clone()
     }
 
-    pub fn topic_and_group(&self) -> (String, String) {
-        self.names()
+    /// A client with Pier's own calls (long polling receive) besides the
+    /// `Client` ones.
+    pub fn pier_client(&self) -> PierClient {
+        let (topic, group) = self.names();
+        PierClient {
+            raw: self.raw(),
+            topic,
+            group,
+        }
+    }
+
+    /// Starters for the scenarios' system lists.
+    pub fn standalone_spec() -> Spec {
+        Spec {
+            label: "pier standalone",
+            pops: true,
+            start: || {
+                Box::pin(async { Ok(Box::new(Pier::standalone().await?) as Box<dyn System>) })
+            },
+        }
+    }
+
+    pub fn cluster_spec() -> Spec {
+        Spec {
+            label: "pier cluster (1 store + 2 proxies)",
+            pops: true,
+            start: || {
+                Box::pin(async { Ok(Box::new(Pier::cluster(2, None).await?) as Box<dyn System>) })
+            },
+        }
     }
 }
 
@@ -125,12 +167,7 @@ impl System for Pier {
     }
 
     async fn client(&self) -> anyhow::Result<Box<dyn Client>> {
-        let (topic, group) = self.names();
-        Ok(Box::new(PierClient {
-            raw: self.raw(),
-            topic,
-            group,
-        }))
+        Ok(Box::new(self.pier_client()))
     }
 
     async fn reset(&self) -> anyhow::Result<()> {
@@ -156,8 +193,9 @@ fn ok(status: Option<&Status>, what: &str) -> anyhow::Result<()> {
 }
 
 impl PierClient {
-    /// Receives up to `max` messages (long poll of at most 100 ms).
-    pub async fn receive(&self, max: usize) -> anyhow::Result<Vec<Message>> {
+    /// Receives up to `max` messages, long polling up to `poll` when none
+    /// are there.
+    pub async fn receive(&self, max: usize, poll: Duration) -> anyhow::Result<Vec<Message>> {
         let (topic, group) = (&self.topic, &self.group);
         let req = ReceiveMessageRequest {
             group: Some(pier_tests::resource(group)),
@@ -173,8 +211,8 @@ impl PierClient {
             }),
             auto_renew: false,
             long_polling_timeout: Some(prost_types::Duration {
-                seconds: 0,
-                nanos: 100_000_000,
+                seconds: poll.as_secs() as i64,
+                nanos: poll.subsec_nanos() as i32,
             }),
             attempt_id: None,
         };
@@ -256,7 +294,7 @@ impl Client for PierClient {
     }
 
     async fn pop(&mut self, max: usize, ack: Ack) -> anyhow::Result<usize> {
-        let msgs = self.receive(max).await?;
+        let msgs = self.receive(max, Duration::from_millis(100)).await?;
         if !msgs.is_empty() {
             self.ack(&msgs, ack).await?;
         }

@@ -57,3 +57,15 @@ pub fn rss_mib(pids: &[u32]) -> Option<f64> {
     }
     Some(total)
 }
+
+/// Starts a system; the scenarios start one at a time, measure it, and drop
+/// it (which stops its processes) before the next.
+pub type Start = fn() -> futures::future::BoxFuture<'static, anyhow::Result<Box<dyn System>>>;
+
+/// A system a scenario may measure.
+pub struct Spec {
+    pub label: &'static str,
+    /// Whether the system consumes (the machine ceilings only write).
+    pub pops: bool,
+    pub start: Start,
+}

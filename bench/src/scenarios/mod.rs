@@ -1,3 +1,76 @@
-//! The scenarios. Each starts the systems it measures and stops them.
+//! The scenarios. Each starts the systems it measures, one at a time, and
+//! stops each (by dropping it) before starting the next, so no two systems
+//! share the machine during a measurement.
 
+pub mod backlog;
+pub mod latency;
+pub mod mixed;
+pub mod pop;
+pub mod scale;
+pub mod send;
 pub mod types;
+
+use crate::pier::Pier;
+use crate::system::{Spec, System};
+
+/// What every scenario needs to know about the run.
+pub struct Ctx {
+    /// Small sizes and Pier only: checks the tool works (CI smoke run).
+    pub quick: bool,
+    /// Measure the peers (Redis, RabbitMQ, NATS) and the ceilings too.
+    pub peers: bool,
+}
+
+impl Ctx {
+    /// The systems a scenario compares: Pier standalone (and cluster when
+    /// asked), then the durable peers (consuming ones only for `pops`),
+    /// then the machine's ceilings (write-only ones, for `send`).
+    pub fn systems(&self, cluster: bool, pops: bool, ceilings: bool) -> Vec<Spec> {
+        let mut v = vec![Pier::standalone_spec()];
+        if cluster {
+            v.push(Pier::cluster_spec());
+        }
+        if self.peers && !self.quick {
+            v.extend(peer_specs().into_iter().filter(|s| !pops || s.pops));
+            if ceilings {
+                v.extend(ceiling_specs());
+            }
+        }
+        v
+    }
+
+    /// Picks the full or the quick value.
+    pub fn size<T>(&self, full: T, quick: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+/// Starts a system, or says why it could not and moves on: a peer that does
+/// not start must not stop the rest of the run (Pier failing to start does).
+pub async fn start(spec: &Spec) -> anyhow::Result<Option<Box<dyn System>>> {
+    match (spec.start)().await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if !spec.label.starts_with("pier") => {
+            eprintln!("  skipping {}: {e:#}", spec.label);
+            Ok(None)
+        }
+        Err(e) => Err(e.context(format!("starting {}", spec.label))),
+    }
+}
+
+/// A 1 KiB body (the default of every scenario).
+pub fn body_1k() -> Vec<u8> {
+    vec![b'x'; 1024]
+}
+
+fn peer_specs() -> Vec<Spec> {
+    Vec::new()
+}
+
+fn ceiling_specs() -> Vec<Spec> {
+    Vec::new()
+}

@@ -1,4 +1,5 @@
-//! The scenarios, each against its own standalone proxy.
+//! The message-type scenarios (FIFO, delay, transactions), each against
+//! its own standalone proxy.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,23 +10,7 @@ use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
 use pier_proto::rocketmq::*;
 use pier_tests::{handle, message, resource, Node, Raw};
 
-/// One result row (the record format of `bench/results/latest.json`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Record {
-    pub scenario: String,
-    pub system: String,
-    pub config: String,
-    pub concurrency: usize,
-    pub rate: Option<f64>,
-    pub duration_s: f64,
-    pub msgs: u64,
-    pub throughput_msgs_per_s: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
-    pub rss_mib: Option<f64>,
-}
+pub use crate::record::Record;
 
 fn record(
     scenario: &str,

@@ -1,0 +1,247 @@
+//! Load drivers shared by every scenario and every system: closed loop
+//! (each task sends as fast as its answers come back), open loop (sends at
+//! fixed intended times, latency counted from the intended time so a stall
+//! is not hidden by the sender waiting it out: no coordinated omission),
+//! and draining a backlog.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::system::{Ack, System};
+
+/// Latencies are recorded in microseconds.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+/// What one run measured.
+pub struct Outcome {
+    pub msgs: u64,
+    pub elapsed: Duration,
+    pub hist: Histogram<u64>,
+}
+
+impl Outcome {
+    pub fn throughput(&self) -> f64 {
+        self.msgs as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal, as in CI).
+pub fn progress(label: &str, len: Option<u64>) -> ProgressBar {
+    let pb = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let template = if len.is_some() {
+        "{prefix:>40} [{bar:30}] {pos}/{len} {per_sec} {elapsed}"
+    } else {
+        "{prefix:>40} {spinner} {pos} msgs {per_sec} {elapsed}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_prefix(label.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Closed loop: `concurrency` clients, each sending its next message when
+/// the previous one is durable, for `duration`.
+pub async fn closed_send(
+    sys: &dyn System,
+    concurrency: usize,
+    duration: Duration,
+    body: &[u8],
+    label: &str,
+) -> anyhow::Result<Outcome> {
+    let pb = progress(label, None);
+    let mut clients = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        clients.push(sys.client().await?);
+    }
+    let body: Arc<[u8]> = body.into();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let (body, pb) = (body.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                c.send(&body).await?;
+                h.record(t.elapsed().as_micros().max(1) as u64).ok();
+                n += 1;
+                pb.inc(1);
+            }
+            anyhow::Ok((n, h))
+        }));
+    }
+    let out = gather(tasks, start).await;
+    pb.finish_and_clear();
+    out
+}
+
+/// Open loop: message `i` is due at `start + i / rate`; `workers` clients
+/// take the next due message. Latency runs from the due time, so a slow
+/// answer also delays (and is charged to) the messages queued behind it.
+pub async fn open_send(
+    sys: &dyn System,
+    rate: f64,
+    duration: Duration,
+    workers: usize,
+    body: impl Fn(Instant) -> Vec<u8> + Send + Sync + 'static,
+    label: &str,
+) -> anyhow::Result<Outcome> {
+    let total = (rate * duration.as_secs_f64()) as u64;
+    let pb = progress(label, Some(total));
+    let mut clients = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        clients.push(sys.client().await?);
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let body = Arc::new(body);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let (next, body, pb) = (next.clone(), body.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut n = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                c.send(&body(due)).await?;
+                h.record(due.elapsed().as_micros().max(1) as u64).ok();
+                n += 1;
+                pb.inc(1);
+            }
+            anyhow::Ok((n, h))
+        }));
+    }
+    let out = gather(tasks, start).await;
+    pb.finish_and_clear();
+    out
+}
+
+/// Fills the queue with `n` messages (closed loop, `concurrency` clients).
+pub async fn fill(
+    sys: &dyn System,
+    n: u64,
+    concurrency: usize,
+    body: &[u8],
+    label: &str,
+) -> anyhow::Result<()> {
+    let pb = progress(label, Some(n));
+    let left = Arc::new(AtomicU64::new(n));
+    let body: Arc<[u8]> = body.into();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let mut c = sys.client().await?;
+        let (left, body, pb) = (left.clone(), body.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1))
+                .is_ok()
+            {
+                c.send(&body).await?;
+                pb.inc(1);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// Drains `total` messages with `concurrency` consumers receiving up to
+/// `batch` at a time. The histogram holds the time of one pop (receive and
+/// its acks). Gives up when nothing arrives for `idle`.
+pub async fn drain(
+    sys: &dyn System,
+    concurrency: usize,
+    total: u64,
+    batch: usize,
+    ack: Ack,
+    label: &str,
+) -> anyhow::Result<Outcome> {
+    let pb = progress(label, Some(total));
+    let mut clients = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        clients.push(sys.client().await?);
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let idle = Duration::from_secs(5);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let (done, pb) = (done.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut n = 0u64;
+            let mut last = Instant::now();
+            while done.load(Ordering::Relaxed) < total && last.elapsed() < idle {
+                let t = Instant::now();
+                let got = c.pop(batch, ack).await? as u64;
+                if got > 0 {
+                    h.record(t.elapsed().as_micros().max(1) as u64).ok();
+                    n += got;
+                    done.fetch_add(got, Ordering::Relaxed);
+                    pb.inc(got);
+                    last = Instant::now();
+                }
+            }
+            anyhow::Ok((n, h))
+        }));
+    }
+    let out = gather(tasks, start).await;
+    pb.finish_and_clear();
+    out
+}
+
+/// Consumes until `stop` is set, counting messages (for mixed loads).
+pub fn consume_until(
+    mut c: Box<dyn crate::system::Client>,
+    batch: usize,
+    stop: Arc<AtomicBool>,
+    consumed: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            let got = c.pop(batch, Ack::Batched).await?;
+            consumed.fetch_add(got as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    })
+}
+
+/// One load task's count and latencies.
+type Task = tokio::task::JoinHandle<anyhow::Result<(u64, Histogram<u64>)>>;
+
+async fn gather(tasks: Vec<Task>, start: Instant) -> anyhow::Result<Outcome> {
+    let mut hist = histogram();
+    let mut msgs = 0;
+    for t in tasks {
+        let (n, h) = t.await??;
+        msgs += n;
+        hist.add(h).ok();
+    }
+    Ok(Outcome {
+        msgs,
+        elapsed: start.elapsed(),
+        hist,
+    })
+}

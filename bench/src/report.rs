@@ -1,0 +1,384 @@
+//! The report of a run: `latest.json` (records), `latest.md` (goals first,
+//! as ratios against the peers measured in the same run, then every table)
+//! and SVG charts next to them.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::record::Record;
+
+/// Merges `new` into the records already at `path` (a scenario run on its
+/// own replaces that scenario's earlier records and keeps the others), and
+/// writes the JSON, the Markdown report and the charts.
+pub fn write(path: &Path, new: Vec<Record>, command: &str) -> anyhow::Result<Vec<Record>> {
+    let mut records: Vec<Record> = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    records.retain(|r| !new.iter().any(|n| n.scenario == r.scenario));
+    records.extend(new);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(path, serde_json::to_string_pretty(&records)?)?;
+    let charts = charts(dir, &records);
+    std::fs::write(
+        path.with_extension("md"),
+        markdown(&records, command, &charts),
+    )?;
+    Ok(records)
+}
+
+fn best<'a>(
+    records: &'a [Record],
+    scenario: &str,
+    pred: impl Fn(&Record) -> bool,
+) -> Option<&'a Record> {
+    records
+        .iter()
+        .filter(|r| r.scenario == scenario && pred(r))
+        .max_by(|a, b| a.throughput_msgs_per_s.total_cmp(&b.throughput_msgs_per_s))
+}
+
+fn is(r: &Record, system: &str, config: &str) -> bool {
+    r.system == system && r.config.contains(config)
+}
+
+/// One goal line: what, the figure, the target, met or not.
+struct Goal {
+    what: String,
+    figure: String,
+    target: String,
+    met: Option<bool>,
+}
+
+fn ratio_goal(what: &str, pier: Option<&Record>, peer: Option<&Record>, at_least: f64) -> Goal {
+    match (pier, peer) {
+        (Some(p), Some(q)) if q.throughput_msgs_per_s > 0.0 => {
+            let ratio = p.throughput_msgs_per_s / q.throughput_msgs_per_s;
+            Goal {
+                what: what.into(),
+                figure: format!(
+                    "{ratio:.2}x ({:.0} vs {:.0} msg/s)",
+                    p.throughput_msgs_per_s, q.throughput_msgs_per_s
+                ),
+                target: format!(">= {at_least}x"),
+                met: Some(ratio >= at_least),
+            }
+        }
+        _ => Goal {
+            what: what.into(),
+            figure: "not measured in this run".into(),
+            target: format!(">= {at_least}x"),
+            met: None,
+        },
+    }
+}
+
+fn goals(r: &[Record]) -> Vec<Goal> {
+    let mut g = Vec::new();
+    let pier_send = best(r, "send", |x| is(x, "pier", "standalone"));
+    for (what, system, config) in [
+        ("send vs Redis appendfsync always", "redis", "always"),
+        ("send vs RabbitMQ quorum queue", "rabbitmq", ""),
+    ] {
+        g.push(ratio_goal(
+            what,
+            pier_send,
+            best(r, "send", |x| is(x, system, config)),
+            1.0,
+        ));
+    }
+    // "Far above" NATS with sync_interval always: read as at least 2x.
+    g.push(ratio_goal(
+        "send vs NATS JetStream sync_interval always",
+        pier_send,
+        best(r, "send", |x| is(x, "nats", "always")),
+        2.0,
+    ));
+    let ceiling = ["rocksdb", "tonic-echo"]
+        .iter()
+        .filter_map(|s| best(r, "send", |x| x.system == *s))
+        .min_by(|a, b| a.throughput_msgs_per_s.total_cmp(&b.throughput_msgs_per_s));
+    g.push(ratio_goal(
+        "send efficiency (Pier / lower ceiling)",
+        pier_send,
+        ceiling,
+        0.7,
+    ));
+    let redis_pop = best(r, "pop", |x| {
+        is(x, "redis", "always") && x.config.contains("one ack per batch")
+    });
+    g.push(ratio_goal(
+        "pop, batched acks, vs Redis XREADGROUP+XACK (always)",
+        best(r, "pop", |x| {
+            is(x, "pier", "standalone") && x.config.contains("one ack per batch")
+        }),
+        redis_pop,
+        1.0,
+    ));
+    g.push(ratio_goal(
+        "pop, ack per message, vs Redis batched (always)",
+        best(r, "pop", |x| {
+            is(x, "pier", "standalone") && x.config.contains("ack per message")
+        }),
+        redis_pop,
+        0.5,
+    ));
+    let latency = |part: &str, name: &str, limit: f64| {
+        let rec = r.iter().find(|x| {
+            x.scenario == "latency" && is(x, "pier", "standalone") && x.config.contains(part)
+        });
+        Goal {
+            what: format!("latency, open loop: {name} p99 (standalone)"),
+            figure: rec.map_or("not measured".into(), |x| {
+                format!(
+                    "{:.2} ms (p50 {:.2}, p99.9 {:.2})",
+                    x.p99_ms, x.p50_ms, x.p999_ms
+                )
+            }),
+            target: format!("<= {limit} ms"),
+            met: rec.map(|x| x.p99_ms <= limit),
+        }
+    };
+    g.push(latency("; send", "send", 10.0));
+    g.push(latency("end to end", "end to end", 20.0));
+    let backlog: Vec<&Record> = r.iter().filter(|x| x.scenario == "backlog").collect();
+    if let [small, big] = backlog[..] {
+        let rss = big.rss_mib.unwrap_or(f64::NAN);
+        g.push(Goal {
+            what: format!(
+                "backlog: server RSS with {}",
+                big.config
+                    .split("; ")
+                    .nth(1)
+                    .and_then(|c| c.split(',').next())
+                    .unwrap_or("the big backlog")
+            ),
+            figure: format!("{rss:.0} MiB"),
+            target: "<= 512 MiB".into(),
+            met: Some(rss <= 512.0),
+        });
+        g.push(ratio_goal(
+            "backlog: pop with the big backlog vs small",
+            Some(big),
+            Some(small),
+            0.8,
+        ));
+    }
+    let scale: Vec<&Record> = r.iter().filter(|x| x.scenario == "scale").collect();
+    if let [one, two] = scale[..] {
+        g.push(ratio_goal(
+            "scale: two proxies vs one (proxy-bound)",
+            Some(two),
+            Some(one),
+            1.6,
+        ));
+    }
+    g
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(String::new(), |kb| {
+            format!(", {:.0} GiB RAM", kb / 1048576.0)
+        });
+    format!("{cores} cores ({cpu}){mem}")
+}
+
+fn markdown(records: &[Record], command: &str, charts: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Pier benchmark report\n");
+    let _ = writeln!(s, "- Machine: {}", machine());
+    let _ = writeln!(s, "- Command: `{command}`");
+    let _ = writeln!(
+        s,
+        "- Every system measured in the same run, one at a time, on 127.0.0.1, 1 KiB bodies.\n"
+    );
+    let _ = writeln!(
+        s,
+        "## Goals\n\n| goal | figure | target | met |\n|---|---|---|---|"
+    );
+    for g in goals(records) {
+        let met = match g.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        let _ = writeln!(s, "| {} | {} | {} | {met} |", g.what, g.figure, g.target);
+    }
+    for c in charts {
+        let _ = writeln!(s, "\n![{c}]({c})");
+    }
+    let mut scenarios: Vec<&str> = records.iter().map(|r| r.scenario.as_str()).collect();
+    scenarios.dedup();
+    for sc in scenarios {
+        let _ = writeln!(
+            s,
+            "\n## {sc}\n\n| system | config | concurrency | rate | msgs | msgs/s | p50 ms | p99 ms | p99.9 ms | max ms | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for r in records.iter().filter(|r| r.scenario == sc) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                r.system,
+                r.config,
+                r.concurrency,
+                r.rate.map_or("-".into(), |v| format!("{v:.0}")),
+                r.msgs,
+                r.throughput_msgs_per_s,
+                r.p50_ms,
+                r.p99_ms,
+                r.p999_ms,
+                r.max_ms,
+                r.rss_mib.map_or("-".into(), |v| format!("{v:.0}"))
+            );
+        }
+    }
+    s
+}
+
+/// Draws the charts; returns their file names (relative to the report).
+/// A chart that fails to draw is left out with a message, never fatal.
+fn charts(dir: &Path, records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    let send: Vec<&Record> = records.iter().filter(|r| r.scenario == "send").collect();
+    if !send.is_empty() {
+        let name = "send-throughput.svg";
+        match send_chart(&dir.join(name), &send) {
+            Ok(()) => out.push(name.to_owned()),
+            Err(e) => eprintln!("chart {name}: {e}"),
+        }
+        let name = "send-latency.svg";
+        match latency_chart(&dir.join(name), &send) {
+            Ok(()) => out.push(name.to_owned()),
+            Err(e) => eprintln!("chart {name}: {e}"),
+        }
+    }
+    out
+}
+
+fn series_name(r: &Record) -> String {
+    let config = r.config.split(';').next().unwrap_or("");
+    format!("{} ({config})", r.system)
+}
+
+fn send_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_y = send
+        .iter()
+        .map(|r| r.throughput_msgs_per_s)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let max_c = send.iter().map(|r| r.concurrency).max().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "send: durable msg/s vs concurrency (1 KiB)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0.8f64..max_c * 1.25).log_scale(), 0f64..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrency")
+        .y_desc("msg/s")
+        .draw()?;
+    let mut names: Vec<String> = send.iter().map(|r| series_name(r)).collect();
+    names.dedup();
+    for (i, name) in names.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = send
+            .iter()
+            .filter(|r| &series_name(r) == name)
+            .map(|r| (r.concurrency as f64, r.throughput_msgs_per_s))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// p50 / p99 / p99.9 / max of each system's send at concurrency 16.
+fn latency_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
+    let at: Vec<&&Record> = send.iter().filter(|r| r.concurrency == 16).collect();
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_y = at.iter().map(|r| r.max_ms).fold(1.0, f64::max) * 1.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "send latency at concurrency 16 (ms, log scale)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..3.2, (0.01f64..max_y).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_labels(4)
+        .x_label_formatter(&|x| {
+            ["p50", "p99", "p99.9", "max"]
+                .get(x.round() as usize)
+                .copied()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .y_desc("ms")
+        .draw()?;
+    for (i, r) in at.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = [r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms]
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (k as f64, v.max(0.01)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(series_name(r))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

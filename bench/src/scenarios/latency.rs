@@ -1,0 +1,124 @@
+//! `latency`: open loop at a fixed rate. Send latency runs from each
+//! message's intended send time; end-to-end latency from that same time to
+//! its delivery to a long-polling consumer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Ctx;
+use crate::load::{histogram, open_send, Outcome};
+use crate::pier::Pier;
+use crate::record::Record;
+use crate::system::{rss_mib, Ack, System};
+
+const CONSUMERS: usize = 4;
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
+    let rate = ctx.size(2_000.0, 200.0);
+    let duration = ctx.size(Duration::from_secs(60), Duration::from_secs(2));
+    let mut out = Vec::new();
+    for cluster in [false, true] {
+        if cluster && ctx.quick {
+            break;
+        }
+        let pier = if cluster {
+            Pier::cluster(2, None).await?
+        } else {
+            Pier::standalone().await?
+        };
+        out.extend(measure(&pier, rate, duration).await?);
+    }
+    Ok(out)
+}
+
+async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<Vec<Record>> {
+    // Every body carries its intended send time, in microseconds since
+    // `base`, so the consumer can charge the whole path to the message.
+    let base = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    for _ in 0..CONSUMERS {
+        let c = pier.pier_client();
+        let stop = stop.clone();
+        consumers.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let msgs = c.receive(32, Duration::from_secs(1)).await?;
+                let now = base.elapsed().as_micros() as u64;
+                for m in &msgs {
+                    let sent = m
+                        .body
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(now, u64::from_le_bytes);
+                    h.record(now.saturating_sub(sent).max(1)).ok();
+                }
+                n += msgs.len() as u64;
+                if !msgs.is_empty() {
+                    c.ack(&msgs, Ack::Batched).await?;
+                }
+            }
+            anyhow::Ok((n, h))
+        }));
+    }
+    let label = format!("latency {} at {rate}/s", pier.config());
+    let sent = open_send(
+        pier,
+        rate,
+        duration,
+        256,
+        move |due| {
+            let mut b = vec![b'x'; 1024];
+            let at = due.saturating_duration_since(base).as_micros() as u64;
+            b[..8].copy_from_slice(&at.to_le_bytes());
+            b
+        },
+        &label,
+    )
+    .await?;
+    // Let the consumers take what is still in flight, then stop them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut e2e = histogram();
+    let mut delivered = 0;
+    for c in consumers {
+        let (n, h) = c.await??;
+        delivered += n;
+        e2e.add(h).ok();
+    }
+    if delivered < sent.msgs {
+        eprintln!("  warning: {delivered} of {} delivered", sent.msgs);
+    }
+    let rss = rss_mib(&pier.pids());
+    let send = Record::new(
+        "latency",
+        "pier",
+        format!("{}; send", pier.config()),
+        256,
+        &sent,
+        rss,
+    )
+    .with_rate(rate);
+    let e2e = Outcome {
+        msgs: delivered,
+        elapsed: sent.elapsed,
+        hist: e2e,
+    };
+    let e2e = Record::new(
+        "latency",
+        "pier",
+        format!(
+            "{}; end to end (send to long-polling consumer)",
+            pier.config()
+        ),
+        CONSUMERS,
+        &e2e,
+        rss,
+    )
+    .with_rate(rate);
+    send.announce();
+    e2e.announce();
+    Ok(vec![send, e2e])
+}
