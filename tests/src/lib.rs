@@ -102,27 +102,41 @@ impl Node {
 
     /// Standalone proxy with an embedded store in `data`.
     pub fn standalone(data: &Path) -> Node {
-        Node::start(
-            "pier-proxy",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().expect("utf-8 path"),
-            ],
-        )
+        Node::standalone_with(data, &[])
+    }
+
+    /// [`Node::standalone`] with more flags.
+    pub fn standalone_with(data: &Path, extra: &[&str]) -> Node {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--data"];
+        args.push(data.to_str().expect("utf-8 path"));
+        args.extend_from_slice(extra);
+        Node::start("pier-proxy", &args)
     }
 
     pub fn store(data: &Path) -> Node {
-        Node::start(
-            "pier-store",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().expect("utf-8 path"),
-            ],
-        )
+        Node::store_with(data, &[])
+    }
+
+    /// [`Node::store`] with more flags.
+    pub fn store_with(data: &Path, extra: &[&str]) -> Node {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--data"];
+        args.push(data.to_str().expect("utf-8 path"));
+        args.extend_from_slice(extra);
+        Node::start("pier-store", &args)
+    }
+
+    /// Waits (up to `within`) for a log line containing every one of
+    /// `parts`; lines read on the way are consumed.
+    pub fn wait_log(&self, parts: &[&str], within: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if parts.iter().all(|p| line.contains(p)) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     pub fn proxy_of(store: &Node) -> Node {
