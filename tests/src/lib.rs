@@ -530,11 +530,58 @@ pub fn ensure_tools() -> PathBuf {
 /// Helpers for tests that drive an official client as a child process
 /// printing one JSON summary line.
 pub mod external {
-    use std::process::Output;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output, Stdio};
 
     use pier_proto::admin::DescribeGroupRequest;
 
     use crate::Raw;
+
+    /// Runs a script of tests/python with the tools' venv, off the async
+    /// runtime.
+    pub async fn python(tools: &Path, script: &str, args: Vec<String>) -> Output {
+        let py = tools.join("venv/bin/python");
+        let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("python")
+            .join(script);
+        tokio::task::spawn_blocking(move || {
+            Command::new(py)
+                .arg(script)
+                .args(args)
+                .env("HOME", std::env::temp_dir())
+                .stdin(Stdio::null())
+                .output()
+                .expect("run python")
+        })
+        .await
+        .expect("python task")
+    }
+
+    /// Runs `node tests/node/<script> <args>` off the async runtime, with
+    /// the official client the tools installed on `NODE_PATH`.
+    pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
+        let modules = tools.join("node/node_modules");
+        assert!(
+            modules.join("rocketmq-client-nodejs/package.json").exists(),
+            "rocketmq-client-nodejs is not installed in {} (are node and npm on PATH? see tests/scripts/setup-tools.sh)",
+            modules.display()
+        );
+        let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("node")
+            .join(script);
+        tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(script)
+                .args(args)
+                .env("NODE_PATH", modules)
+                .env("HOME", std::env::temp_dir())
+                .stdin(Stdio::null())
+                .output()
+                .expect("run node")
+        })
+        .await
+        .expect("node task")
+    }
 
     pub fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| (*s).to_owned()).collect()
