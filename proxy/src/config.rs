@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use pier_store::txn::{self, CheckPolicy};
 use pier_store::FlushMode;
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -35,6 +36,23 @@ pub struct ProxyConfig {
     pub auto_renew_max_ms: u64,
     /// Longest long poll, in ms (the client may ask for less).
     pub max_long_poll_ms: u64,
+    /// Transaction checks of the embedded store (see [`CheckPolicy`]); in
+    /// cluster mode the store node's own settings apply.
+    pub txn_first_check_ms: u64,
+    pub txn_check_backoff: u32,
+    pub txn_max_check_interval_ms: u64,
+    pub txn_max_checks: u32,
+}
+
+impl ProxyConfig {
+    pub fn txn_checks(&self) -> CheckPolicy {
+        CheckPolicy {
+            first_check_ms: self.txn_first_check_ms,
+            backoff_factor: self.txn_check_backoff,
+            max_interval_ms: self.txn_max_check_interval_ms,
+            max_checks: self.txn_max_checks,
+        }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -52,6 +70,10 @@ impl Default for ProxyConfig {
             auto_renew_invisible_ms: 60_000,
             auto_renew_max_ms: 3 * 3600 * 1000,
             max_long_poll_ms: 20_000,
+            txn_first_check_ms: txn::DEFAULT_CHECK_AFTER_MS,
+            txn_check_backoff: txn::DEFAULT_CHECK_BACKOFF,
+            txn_max_check_interval_ms: txn::MAX_CHECK_INTERVAL_MS,
+            txn_max_checks: txn::MAX_CHECKS,
         }
     }
 }

@@ -36,6 +36,7 @@ pub async fn serve(
                 StoreOptions {
                     flush: cfg.flush,
                     retention_ms: cfg.retention_hours * 3600 * 1000,
+                    txn_checks: cfg.txn_checks(),
                 },
             )?);
             (Some(s.clone()), s)

@@ -41,6 +41,8 @@ pub struct StoreOptions {
     pub flush: FlushMode,
     /// Messages older than this are deleted (0 keeps them forever).
     pub retention_ms: u64,
+    /// When unresolved transactions are checked, and rolled back.
+    pub txn_checks: txn::CheckPolicy,
 }
 
 /// Default retention: 3 days, as RocketMQ's `fileReservedTime`.
@@ -51,6 +53,7 @@ impl Default for StoreOptions {
         StoreOptions {
             flush: FlushMode::Sync,
             retention_ms: DEFAULT_RETENTION_MS,
+            txn_checks: txn::CheckPolicy::default(),
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct Store {
     committer_tx: Committer,
     timers: Timers,
     txn: Checker,
+    txn_checks: txn::CheckPolicy,
     retention: Retention,
     drain_signal: tokio::sync::watch::Sender<bool>,
     subs: Mutex<HashMap<(u32, u32), Arc<Subscription>>>,
@@ -93,6 +97,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) a store in `dir`.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store> {
+        opts.txn_checks.validate()?;
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", dir.display())))?;
         let mut db_opts = Options::default();
@@ -105,7 +110,7 @@ impl Store {
         let catalog = Arc::new(Catalog::load(&db)?);
         let committer = Committer::start(db.clone(), opts.flush);
         let timers = Timers::start(db.clone(), catalog.clone(), committer.handle()?);
-        let txn = Checker::start(db.clone(), catalog.clone());
+        let txn = Checker::start(db.clone(), catalog.clone(), opts.txn_checks);
         let retention = Retention::start(
             db.clone(),
             catalog.clone(),
@@ -119,6 +124,7 @@ impl Store {
             committer_tx: committer,
             timers,
             txn,
+            txn_checks: opts.txn_checks,
             retention,
             drain_signal: tokio::sync::watch::channel(false).0,
             subs: Mutex::new(HashMap::new()),
@@ -586,7 +592,7 @@ impl StoreApi for Store {
                 placed.push((queue, Placement::Timer(key)));
             } else if kind == MessageKind::Transaction {
                 m.topic = topic.topic.name.clone();
-                let (id, puts) = txn::prepare(queue, m, now);
+                let (id, puts) = txn::prepare(&self.txn_checks, queue, m, now);
                 writes.puts.extend(puts);
                 placed.push((queue, Placement::Half(hex_upper(&id))));
             } else {

@@ -4,7 +4,7 @@
 //! however often the commit arrives); `ROLLBACK` discards it; `UNKNOWN`
 //! leaves it pending. A check thread asks the producers about half messages
 //! left unresolved (after `check_after_ms`, then with back-off), and rolls a
-//! transaction back after `MAX_CHECKS` unanswered checks.
+//! transaction back after `max_checks` unanswered checks ([`CheckPolicy`]).
 //!
 //! `txn` column family: b'h' | id (16 bytes) -> HalfMessage;
 //! b'c' | next_check_at_ms u64 | id -> () (half messages by check time).
@@ -25,12 +25,64 @@ use crate::commit::Put;
 use crate::error::{Result, StoreError};
 
 pub const CF_TXN: &str = "txn";
+/// First check 6 s after the send and at most 15 checks, as the reference
+/// broker (`transactionTimeOut`, `transactionCheckMax`).
 pub const DEFAULT_CHECK_AFTER_MS: u64 = 6_000;
 pub const MAX_CHECKS: u32 = 15;
+pub const DEFAULT_CHECK_BACKOFF: u32 = 2;
 /// Longest wait between two checks of one transaction.
-const MAX_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
+pub const MAX_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
 const SCAN_EVERY: Duration = Duration::from_millis(200);
 const MAX_CHECKS_PER_SCAN: usize = 1024;
+
+/// When the store asks producers about a transaction left unresolved, and
+/// when it gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckPolicy {
+    /// Delay of the first check after the send, for messages that do not
+    /// carry their own (`orphaned_transaction_recovery_duration`).
+    pub first_check_ms: u64,
+    /// Each wait between checks is this many times the previous one, the
+    /// first being `factor` x the message's first-check delay (1: a fixed
+    /// interval).
+    pub backoff_factor: u32,
+    /// Longest wait between two checks.
+    pub max_interval_ms: u64,
+    /// Unanswered checks after which the transaction is rolled back (one
+    /// more wait after the last check gives a slow producer time to answer).
+    pub max_checks: u32,
+}
+
+impl Default for CheckPolicy {
+    fn default() -> Self {
+        CheckPolicy {
+            first_check_ms: DEFAULT_CHECK_AFTER_MS,
+            backoff_factor: DEFAULT_CHECK_BACKOFF,
+            max_interval_ms: MAX_CHECK_INTERVAL_MS,
+            max_checks: MAX_CHECKS,
+        }
+    }
+}
+
+impl CheckPolicy {
+    pub fn validate(&self) -> Result<()> {
+        if self.first_check_ms == 0 || self.max_interval_ms == 0 || self.backoff_factor == 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "transaction check delays and back-off factor must be > 0: {self:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The wait after check number `checks` (1 = the first) of a message
+    /// whose first check came `check_after_ms` after its send.
+    pub fn interval_after(&self, check_after_ms: u64, checks: u32) -> u64 {
+        let factor = u64::from(self.backoff_factor).saturating_pow(checks);
+        check_after_ms
+            .saturating_mul(factor)
+            .min(self.max_interval_ms)
+    }
+}
 
 pub fn half_key(id: &[u8; 16]) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
@@ -58,10 +110,15 @@ pub fn new_id() -> [u8; 16] {
 }
 
 /// The record of a new half message and its first check.
-pub fn prepare(queue: u32, message: StoredMessage, now_ms: i64) -> ([u8; 16], Vec<Put>) {
+pub fn prepare(
+    policy: &CheckPolicy,
+    queue: u32,
+    message: StoredMessage,
+    now_ms: i64,
+) -> ([u8; 16], Vec<Put>) {
     let id = new_id();
     let check_after_ms = if message.txn_check_after_ms == 0 {
-        DEFAULT_CHECK_AFTER_MS
+        policy.first_check_ms
     } else {
         message.txn_check_after_ms
     };
@@ -111,7 +168,7 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
-    pub fn start(db: Arc<DB>, catalog: Arc<Catalog>) -> Checker {
+    pub fn start(db: Arc<DB>, catalog: Arc<Catalog>, policy: CheckPolicy) -> Checker {
         let (checks, _) = broadcast::channel(4096);
         let lock = Arc::new(tokio::sync::Mutex::new(()));
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -121,7 +178,7 @@ impl Checker {
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(SCAN_EVERY) {
                     let _guard = l.blocking_lock();
-                    if let Err(e) = check_due(&db, &catalog, &tx, crate::now_ms()) {
+                    if let Err(e) = check_due(&db, &catalog, &policy, &tx, crate::now_ms()) {
                         tracing::warn!(error = %e, "transaction check pass failed");
                     }
                 }
@@ -147,6 +204,7 @@ impl Checker {
 fn check_due(
     db: &DB,
     catalog: &Catalog,
+    policy: &CheckPolicy,
     out: &broadcast::Sender<TransactionCheck>,
     now: i64,
 ) -> Result<()> {
@@ -173,7 +231,7 @@ fn check_due(
         };
         let message = half.message.clone().unwrap_or_default();
         let topic = catalog.topic(&message.topic).ok();
-        if half.checks >= MAX_CHECKS || topic.is_none() {
+        if half.checks >= policy.max_checks || topic.is_none() {
             b.delete_cf(&cf, half_key(&id));
             db.write(b)?;
             tracing::warn!(
@@ -181,16 +239,18 @@ fn check_due(
                 message_id = %message.message_id,
                 transaction_id = %hex::encode_upper(id),
                 checks = half.checks,
-                "transaction unresolved after its checks: rolled back"
+                "{}",
+                if topic.is_none() {
+                    "transaction's topic is gone: half message dropped"
+                } else {
+                    "transaction unresolved after its checks: rolled back"
+                }
             );
             continue;
         }
         half.checks += 1;
-        let backoff = half
-            .check_after_ms
-            .saturating_mul(1u64 << half.checks.min(6))
-            .min(MAX_CHECK_INTERVAL_MS);
-        half.next_check_at_ms = now + backoff as i64;
+        let wait = policy.interval_after(half.check_after_ms, half.checks);
+        half.next_check_at_ms = now.saturating_add(wait.min(i64::MAX as u64) as i64);
         b.put_cf(&cf, half_key(&id), half.encode_to_vec());
         b.put_cf(&cf, due_key(half.next_check_at_ms, &id), []);
         db.write(b)?;
@@ -221,6 +281,35 @@ mod tests {
         assert_eq!(parse_id(&hex::encode_upper(id)), Some(id));
         assert_eq!(parse_id("zz"), None);
         assert_eq!(parse_id(""), None);
+    }
+
+    #[test]
+    fn check_intervals_grow_up_to_the_cap() {
+        let p = CheckPolicy {
+            first_check_ms: 100,
+            backoff_factor: 3,
+            max_interval_ms: 1_000,
+            max_checks: 5,
+        };
+        let gaps: Vec<u64> = (1..=4).map(|k| p.interval_after(100, k)).collect();
+        assert_eq!(gaps, vec![300, 900, 1_000, 1_000]);
+        let fixed = CheckPolicy {
+            backoff_factor: 1,
+            ..p
+        };
+        assert_eq!(fixed.interval_after(100, 40), 100);
+        // No overflow however many checks.
+        assert_eq!(
+            CheckPolicy::default().interval_after(u64::MAX, 200),
+            MAX_CHECK_INTERVAL_MS
+        );
+        assert!(CheckPolicy::default().validate().is_ok());
+        assert!(CheckPolicy {
+            backoff_factor: 0,
+            ..p
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //                order), consumed by a PushConsumer; every group must arrive
 //                exactly once and in send order, and the listener must never run
 //                two messages of one group at once (FIFO consume service).
+//                With --produce-only 1 it only sends (bodies "{body-prefix}{prefix}-g{j}-{k}"),
+//                starting at --start-at-ms (Unix ms) if given so several producers can
+//                start together, and passes if every send succeeded ("waited_ms": how
+//                long it waited for that time; negative: it was ready late).
 //   delay        --count messages with deliveryTimestamp = now + --delay ms, read
 //                by a SimpleConsumer; none may arrive before its timestamp (minus
 //                --early-ms), each must arrive exactly once and carry the timestamp.
@@ -25,7 +29,9 @@ const { parseArgs, fail, logger, finish, hardLimit, sleep } = require('./common'
 const args = parseArgs({
   case: null, endpoint: null, topic: null, group: null, count: 20, groups: 4,
   prefix: 'node', timeout: 120, tail: 3, await: 2000, delay: 3000, earlyMs: 50, orphans: 0,
+  produceOnly: 0, bodyPrefix: '', startAtMs: 0,
 });
+if (!args.produceOnly && (args.bodyPrefix || args.startAtMs)) fail('--body-prefix and --start-at-ms need --produce-only 1');
 
 const t0 = Date.now();
 const s = { ok: false, case: args.case, sent: 0, received: 0, duplicates: 0, missing: 0, unexpected: 0,
@@ -103,10 +109,16 @@ async function fifo() {
   const producer = newProducer();
   await producer.startup();
   const groups = Array.from({ length: args.groups }, (_, j) => `${args.prefix}-g${j}`);
+  const total = args.groups * args.count;
   try {
+    if (args.startAtMs) {
+      s.waited_ms = args.startAtMs - Date.now();
+      if (s.waited_ms > 0) await sleep(s.waited_ms);
+    }
     await Promise.all(groups.map(async (g) => {
       for (let k = 0; k < args.count; k++) {
-        await producer.send({ topic: args.topic, messageGroup: g, body: Buffer.from(`${g}-${k}`) });
+        const body = `${args.bodyPrefix}${g}-${k}`;
+        await producer.send({ topic: args.topic, messageGroup: g, body: Buffer.from(body) });
         s.sent++;
       }
     }));
@@ -114,7 +126,10 @@ async function fifo() {
     await producer.shutdown().catch(() => {});
   }
   s.send_secs = (Date.now() - t0) / 1000;
-  const total = args.groups * args.count;
+  if (args.produceOnly) {
+    s.ok = s.sent === total;
+    return;
+  }
   const expected = new Set(groups.flatMap((g) => Array.from({ length: args.count }, (_, k) => `${g}-${k}`)));
   const seen = new Set();
   const next = new Map(groups.map((g) => [ g, 0 ]));

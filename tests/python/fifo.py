@@ -9,7 +9,13 @@ g0-001, ...), each with `message.message_group = group` and the body
 "{group}-{i:03}", synchronously. The listener records, per message group, the
 order in which bodies arrive and always returns SUCCESS (the client acks).
 
-Passes only if the consumer ran in FIFO mode and every group's bodies arrived
+With --produce-only there is no consumer: the producer sends (bodies
+"{body_prefix}{group}-{i:03}"), starting at --start-at-ms if given (so several
+producers can start together), and passes if every send succeeded; the
+summary adds "waited_ms" (how long it waited for --start-at-ms; negative: it
+was ready late).
+
+Otherwise it passes only if the consumer ran in FIFO mode and every group's bodies arrived
 exactly in send order: no duplicate, nothing missing, nothing out of order, no
 unexpected body, every received message carrying its message_group, every ack
 succeeding and nothing nacked or forwarded to the DLQ. After everything arrived
@@ -215,6 +221,7 @@ class Runner:
         self.consume_s = None
         self.out_lock = threading.Lock()
         self.done = False
+        self.waited_ms = None
 
     def finish(self, code, error=None):
         with self.out_lock:
@@ -225,6 +232,10 @@ class Runner:
             result["fifo_mode"] = self.fifo_mode
             result["send_s"] = self.send_s
             result["consume_s"] = self.consume_s
+            if self.args.produce_only:
+                # Nothing was consumed: only the producer's side means anything.
+                result = {k: result[k] for k in ("sent", "send_errors", "send_s", "error_sample")}
+                result["waited_ms"] = self.waited_ms
             ok = code == EXIT_OK
             if code == EXIT_OK:
                 problems = self.problems(result)
@@ -243,6 +254,11 @@ class Runner:
 
     def problems(self, r):
         p = []
+        if self.args.produce_only:
+            want = len(self.groups) * self.args.count
+            if r["sent"] != want or r["send_errors"]:
+                p.append(f"sent {r['sent']} of {want}")
+            return p
         if r["fifo_mode"] is not True:
             p.append(f"the client did not consume in FIFO mode (fifo_mode={r['fifo_mode']}): "
                      f"the server's Settings reply lacked subscription.fifo = true")
@@ -275,6 +291,46 @@ class Runner:
             if elapsed > hard:
                 self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
 
+    def start_producer(self):
+        a = self.args
+        producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
+                            topics=[a.topic])
+        producer.startup()
+        return producer
+
+    def send(self, producer):
+        """Sends every group's messages, interleaved; returns the start time."""
+        a = self.args
+        self.phase = "send"
+        t0 = time.monotonic()
+        for i in range(a.count):
+            for g in self.groups:
+                msg = Message()
+                msg.topic = a.topic
+                msg.body = f"{a.body_prefix}{g}-{i:03}".encode("utf-8")
+                msg.message_group = g
+                msg.keys = f"{g}-key-{i:03}"
+                receipt = producer.send(msg)
+                if not receipt.message_id:
+                    raise RuntimeError(f"{g}-{i:03}: send receipt has an empty message_id")
+                with self.tracker.lock:
+                    self.tracker.sent += 1
+        self.send_s = round(time.monotonic() - t0, 2)
+        return t0
+
+    def produce(self):
+        """--produce-only: start, wait for --start-at-ms, send, shut down."""
+        producer = self.start_producer()
+        try:
+            if self.args.start_at_ms:
+                self.waited_ms = int(self.args.start_at_ms - time.time() * 1000)
+                if self.waited_ms > 0:
+                    time.sleep(self.waited_ms / 1000)
+            self.send(producer)
+            self.phase = "shutdown"
+        finally:
+            producer.shutdown()
+
     def run(self):
         a = self.args
         hard = a.timeout + a.tail + 3 * a.request_timeout + 10
@@ -283,6 +339,9 @@ class Runner:
         consumer = producer = None
         try:
             config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+            if a.produce_only:
+                self.produce()
+                self.finish(EXIT_OK)
             consumer = CheckedPushConsumer(
                 config, a.group,
                 message_listener=RecordingListener(self.tracker, self),
@@ -300,24 +359,8 @@ class Runner:
             # Chosen once, from the server's Settings reply (subscription.fifo).
             self.fifo_mode = bool(consumer.fifo)
 
-            producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
-                                topics=[a.topic])
-            producer.startup()
-            self.phase = "send"
-            t0 = time.monotonic()
-            for i in range(a.count):
-                for g in self.groups:
-                    msg = Message()
-                    msg.topic = a.topic
-                    msg.body = f"{g}-{i:03}".encode("utf-8")
-                    msg.message_group = g
-                    msg.keys = f"{g}-key-{i:03}"
-                    receipt = producer.send(msg)
-                    if not receipt.message_id:
-                        raise RuntimeError(f"{g}-{i:03}: send receipt has an empty message_id")
-                    with self.tracker.lock:
-                        self.tracker.sent += 1
-            self.send_s = round(time.monotonic() - t0, 2)
+            producer = self.start_producer()
+            t0 = self.send(producer)
 
             self.phase = "consume"
             while time.monotonic() - self.start < a.timeout and not self.tracker.settled():
@@ -347,7 +390,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
     ap.add_argument("--topic", required=True, help="a FIFO topic")
-    ap.add_argument("--group", required=True, help="a FIFO consumer group")
+    ap.add_argument("--group", help="a FIFO consumer group (required unless --produce-only)")
     ap.add_argument("--groups", type=int, default=3, help="number of message groups (default: 3)")
     ap.add_argument("--count", type=int, default=100, help="messages per message group (default: 100)")
     ap.add_argument("--group-prefix", default="g",
@@ -359,7 +402,15 @@ def main():
     ap.add_argument("--threads", type=int, default=4, help="consumption thread count (default: 4)")
     ap.add_argument("--request-timeout", type=int, default=3,
                     help="client RPC timeout in whole seconds (default: 3)")
+    ap.add_argument("--produce-only", action="store_true",
+                    help="only send (no consumer); see the module doc")
+    ap.add_argument("--body-prefix", default="",
+                    help="prefix of every body (only with --produce-only)")
+    ap.add_argument("--start-at-ms", type=int, default=0,
+                    help="with --produce-only: Unix time in ms to start sending at")
     args = ap.parse_args()
+    if not args.produce_only and (args.group is None or args.body_prefix or args.start_at_ms):
+        ap.error("--group is required, and --body-prefix/--start-at-ms need --produce-only")
     if args.groups <= 0 or args.count <= 0 or args.count > 1000 or args.timeout <= 0 or args.threads <= 0:
         ap.error("--groups, --timeout and --threads must be > 0; --count in 1..1000")
     Runner(args).run()

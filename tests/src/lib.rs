@@ -102,27 +102,41 @@ impl Node {
 
     /// Standalone proxy with an embedded store in `data`.
     pub fn standalone(data: &Path) -> Node {
-        Node::start(
-            "pier-proxy",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().expect("utf-8 path"),
-            ],
-        )
+        Node::standalone_with(data, &[])
+    }
+
+    /// [`Node::standalone`] with more flags.
+    pub fn standalone_with(data: &Path, extra: &[&str]) -> Node {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--data"];
+        args.push(data.to_str().expect("utf-8 path"));
+        args.extend_from_slice(extra);
+        Node::start("pier-proxy", &args)
     }
 
     pub fn store(data: &Path) -> Node {
-        Node::start(
-            "pier-store",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().expect("utf-8 path"),
-            ],
-        )
+        Node::store_with(data, &[])
+    }
+
+    /// [`Node::store`] with more flags.
+    pub fn store_with(data: &Path, extra: &[&str]) -> Node {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--data"];
+        args.push(data.to_str().expect("utf-8 path"));
+        args.extend_from_slice(extra);
+        Node::start("pier-store", &args)
+    }
+
+    /// Waits (up to `within`) for a log line containing every one of
+    /// `parts`; lines read on the way are consumed.
+    pub fn wait_log(&self, parts: &[&str], within: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if parts.iter().all(|p| line.contains(p)) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     pub fn proxy_of(store: &Node) -> Node {
@@ -516,11 +530,58 @@ pub fn ensure_tools() -> PathBuf {
 /// Helpers for tests that drive an official client as a child process
 /// printing one JSON summary line.
 pub mod external {
-    use std::process::Output;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output, Stdio};
 
     use pier_proto::admin::DescribeGroupRequest;
 
     use crate::Raw;
+
+    /// Runs a script of tests/python with the tools' venv, off the async
+    /// runtime.
+    pub async fn python(tools: &Path, script: &str, args: Vec<String>) -> Output {
+        let py = tools.join("venv/bin/python");
+        let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("python")
+            .join(script);
+        tokio::task::spawn_blocking(move || {
+            Command::new(py)
+                .arg(script)
+                .args(args)
+                .env("HOME", std::env::temp_dir())
+                .stdin(Stdio::null())
+                .output()
+                .expect("run python")
+        })
+        .await
+        .expect("python task")
+    }
+
+    /// Runs `node tests/node/<script> <args>` off the async runtime, with
+    /// the official client the tools installed on `NODE_PATH`.
+    pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
+        let modules = tools.join("node/node_modules");
+        assert!(
+            modules.join("rocketmq-client-nodejs/package.json").exists(),
+            "rocketmq-client-nodejs is not installed in {} (are node and npm on PATH? see tests/scripts/setup-tools.sh)",
+            modules.display()
+        );
+        let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("node")
+            .join(script);
+        tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(script)
+                .args(args)
+                .env("NODE_PATH", modules)
+                .env("HOME", std::env::temp_dir())
+                .stdin(Stdio::null())
+                .output()
+                .expect("run node")
+        })
+        .await
+        .expect("node task")
+    }
 
     pub fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| (*s).to_owned()).collect()

@@ -1,7 +1,8 @@
 //! FIFO message groups through real proxies, in both modes: per-group
 //! order whatever queue a producer picked, one message of a group in flight,
 //! no blocking between groups, the FIFO flag in Settings, and
-//! ForwardMessageToDeadLetterQueue unlocking the group.
+//! ForwardMessageToDeadLetterQueue unlocking the group; fairness across
+//! thousands of message groups while one group is stuck.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -210,4 +211,159 @@ async fn cluster_fifo() {
     let a = Raw::connect(&pa.endpoint()).await;
     let b = Raw::connect(&pb.endpoint()).await;
     fifo(&a, &b).await;
+}
+
+const FAIR_GROUPS: usize = 2_000;
+const FAIR_ROUNDS: usize = 3;
+
+fn group_of(m: &Message) -> String {
+    m.system_properties
+        .as_ref()
+        .and_then(|s| s.message_group.clone())
+        .expect("FIFO messages carry their message group")
+}
+
+/// Many active message groups and one stuck group (its head is received and
+/// never acked): every other group is consumed completely and in order, none
+/// waits behind the stuck one, and the stuck group stays locked until its
+/// head is acked, then goes on in order.
+async fn fifo_fairness(a: &Raw, b: &Raw) {
+    let started = std::time::Instant::now();
+    a.create_typed_topic("fair", TopicType::Fifo, 4).await;
+    a.admin()
+        .create_group(CreateGroupRequest {
+            group: Some(ConsumerGroup {
+                name: "fair-readers".into(),
+                fifo: true,
+                max_attempts: 5,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+
+    // The stuck group's head comes first in the log and more of its messages
+    // between the rounds, so every scan has to pass them.
+    let mut all = vec![grouped("fair", "stuck", "stuck-0", 0)];
+    for r in 0..FAIR_ROUNDS {
+        for g in 0..FAIR_GROUPS {
+            all.push(grouped("fair", &format!("g{g}"), &format!("g{g}-{r}"), 0));
+        }
+        all.push(grouped("fair", "stuck", &format!("stuck-{}", r + 1), 0));
+    }
+    for chunk in all.chunks(500) {
+        let r = a
+            .messaging()
+            .send_message(a.req(SendMessageRequest {
+                messages: chunk.to_vec(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.entries.len(), chunk.len());
+        for e in &r.entries {
+            assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32, "{e:?}");
+        }
+    }
+    let sent_s = started.elapsed().as_secs_f64();
+
+    let want = FAIR_GROUPS * FAIR_ROUNDS;
+    let mut order: HashMap<String, Vec<String>> = HashMap::new();
+    let mut got = 0;
+    let mut stuck_head = None;
+    let mut receives = 0;
+    while got < want {
+        receives += 1;
+        assert!(
+            receives < 500 && started.elapsed() < Duration::from_secs(30),
+            "only {got} of {want} consumed after {receives} receives, {:?}",
+            started.elapsed()
+        );
+        let (code, msgs) = b.receive("fair-readers", "fair", 256, 60_000, 500).await;
+        if code == Code::MessageNotFound {
+            continue;
+        }
+        let mut in_batch: Vec<String> = msgs.iter().map(group_of).collect();
+        in_batch.sort();
+        in_batch.dedup();
+        assert_eq!(
+            in_batch.len(),
+            msgs.len(),
+            "two messages of one group at once"
+        );
+        let mut acks = tokio::task::JoinSet::new();
+        for m in msgs {
+            let g = group_of(&m);
+            if g == "stuck" {
+                assert!(
+                    stuck_head.is_none(),
+                    "the stuck group is locked by its head, yet {} came",
+                    body(&m)
+                );
+                assert_eq!(body(&m), "stuck-0");
+                stuck_head = Some(handle(&m));
+                continue;
+            }
+            got += 1;
+            order.entry(g).or_default().push(body(&m));
+            let (c, h) = (a.clone(), handle(&m));
+            acks.spawn(async move { c.ack("fair-readers", "fair", &h).await });
+        }
+        while let Some(code) = acks.join_next().await {
+            assert_eq!(code.unwrap(), Code::Ok);
+        }
+    }
+    let consumed_s = started.elapsed().as_secs_f64() - sent_s;
+    assert_eq!(order.len(), FAIR_GROUPS);
+    for (g, seen) in &order {
+        let expect: Vec<String> = (0..FAIR_ROUNDS).map(|r| format!("{g}-{r}")).collect();
+        assert_eq!(seen, &expect, "{g} out of order or incomplete");
+    }
+    let stuck_head = stuck_head.expect("the stuck group's head was delivered");
+
+    // Still locked: nothing more of it while its head is in flight.
+    let (code, msgs) = b.receive("fair-readers", "fair", 256, 60_000, 1_000).await;
+    assert_eq!(
+        code,
+        Code::MessageNotFound,
+        "{:?}",
+        msgs.iter().map(body).collect::<Vec<_>>()
+    );
+    // Acked, it unlocks, and the rest comes in order, one at a time.
+    assert_eq!(a.ack("fair-readers", "fair", &stuck_head).await, Code::Ok);
+    for n in 1..=FAIR_ROUNDS {
+        let (_, msgs) = b.receive("fair-readers", "fair", 256, 60_000, 2_000).await;
+        assert_eq!(
+            msgs.iter().map(body).collect::<Vec<_>>(),
+            vec![format!("stuck-{n}")]
+        );
+        assert_eq!(
+            a.ack("fair-readers", "fair", &handle(&msgs[0])).await,
+            Code::Ok
+        );
+    }
+    eprintln!(
+        "fifo fairness: {} messages sent in {sent_s:.1} s, consumed in {consumed_s:.1} s with {receives} receives",
+        all.len()
+    );
+    pier_tests::external::assert_drained(a, "fair-readers").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_fifo_fairness() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    fifo_fairness(&c, &c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_fifo_fairness() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store(data.path());
+    let pa = Node::proxy_of(&store);
+    let pb = Node::proxy_of(&store);
+    let a = Raw::connect(&pa.endpoint()).await;
+    let b = Raw::connect(&pb.endpoint()).await;
+    fifo_fairness(&a, &b).await;
 }

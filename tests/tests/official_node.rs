@@ -4,38 +4,11 @@
 //! is installed by `tests/scripts/setup-tools.sh` (run from here) under
 //! `$PIER_TOOLS_DIR/node`; the scripts find it through `NODE_PATH`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
 use pier_tests::external::*;
 use pier_tests::*;
-
-/// Runs `node tests/node/<script> <args>` off the async runtime.
-async fn node(tools: &Path, script: &'static str, args: Vec<String>) -> Output {
-    let modules = tools.join("node/node_modules");
-    assert!(
-        modules.join("rocketmq-client-nodejs/package.json").exists(),
-        "rocketmq-client-nodejs is not installed in {} (are node and npm on PATH? see tests/scripts/setup-tools.sh)",
-        modules.display()
-    );
-    let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("node")
-        .join(script);
-    tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args(args)
-            .env("NODE_PATH", modules)
-            .env("HOME", std::env::temp_dir())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run node")
-    })
-    .await
-    .expect("node task")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_producer_and_simple_consumer() {

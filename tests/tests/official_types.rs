@@ -4,32 +4,11 @@
 //! print one JSON summary line, which is checked here. Tools are installed by
 //! `tests/scripts/setup-tools.sh` (run from here).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
 use pier_tests::external::*;
 use pier_tests::*;
-
-/// Runs a script of tests/python with the tools' venv, off the async runtime.
-async fn python(tools: &Path, script: &'static str, args: Vec<String>) -> Output {
-    let py = tools.join("venv/bin/python");
-    let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(script);
-    tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg(script)
-            .args(args)
-            .env("HOME", std::env::temp_dir())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run python")
-    })
-    .await
-    .expect("python task")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_fifo_groups_in_order() {

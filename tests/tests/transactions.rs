@@ -1,6 +1,8 @@
 //! Transactional messages through real proxies, in both modes: commit,
 //! rollback, double commit, and an UNKNOWN answer resolved through the
-//! orphan check sent on the producer's Telemetry stream.
+//! orphan check sent on the producer's Telemetry stream; the configurable
+//! check policy ending in a rollback; a check reaching a producer that
+//! reconnected through another proxy after its own died.
 
 use std::time::Duration;
 
@@ -147,4 +149,203 @@ async fn cluster_transactions() {
     let a = Raw::connect(&pa.endpoint()).await;
     let b = Raw::connect(&pb.endpoint()).await;
     transactions(&a, &b).await;
+}
+
+/// The orphan-check policy the next tests give the node that checks: first
+/// check 400 ms after the send, then waits of 800 ms and 1.6 s, and after
+/// the third unanswered check (and one more wait, 3.2 s) a rollback.
+const CHECK_FLAGS: [&str; 8] = [
+    "--txn-first-check-ms",
+    "400",
+    "--txn-check-backoff",
+    "2",
+    "--txn-max-check-interval-ms",
+    "60000",
+    "--txn-max-checks",
+    "3",
+];
+
+/// A half message without `orphaned_transaction_recovery_duration`, so the
+/// node's first-check delay applies.
+fn plain_half(topic: &str, body: &str) -> Message {
+    let mut m = half(topic, body);
+    m.system_properties
+        .as_mut()
+        .unwrap()
+        .orphaned_transaction_recovery_duration = None;
+    m
+}
+
+/// A producer that never answers gets exactly `--txn-max-checks` checks, at
+/// growing intervals; then the transaction is rolled back: never delivered,
+/// a late COMMIT is refused, and the checking node (`checker`) logs it.
+async fn unanswered_checks_roll_back(a: &Raw, b: &Raw, checker: &Node) {
+    a.create_typed_topic("orphans", TopicType::Transaction, 2)
+        .await;
+    a.create_group("orphan-readers", 17).await;
+    let (_keep, mut checks) = b.producer_stream("orphans").await;
+
+    let sent_at = std::time::Instant::now();
+    let e = a
+        .send(plain_half("orphans", "never-answered"))
+        .await
+        .entries[0]
+        .clone();
+    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32);
+
+    // Rollback is due about 6 s after the send; listen until well past it.
+    let listen_until = sent_at + Duration::from_secs(8);
+    let mut arrivals = Vec::new();
+    loop {
+        let left = listen_until.saturating_duration_since(std::time::Instant::now());
+        let Ok(next) = tokio::time::timeout(left, checks.message()).await else {
+            break;
+        };
+        let cmd = next.expect("telemetry stream").expect("stream stays open");
+        let Some(telemetry_command::Command::RecoverOrphanedTransactionCommand(c)) = cmd.command
+        else {
+            panic!("expected only orphan checks, got {cmd:?}");
+        };
+        assert_eq!(c.transaction_id, e.transaction_id);
+        arrivals.push(sent_at.elapsed().as_millis() as i64);
+    }
+    assert_eq!(
+        arrivals.len(),
+        3,
+        "checks at {arrivals:?} ms after the send"
+    );
+    let gaps: Vec<i64> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    // The checker scans every 200 ms: allow that much early or late.
+    assert!(
+        (200..2_000).contains(&arrivals[0]),
+        "first check at {} ms, configured 400",
+        arrivals[0]
+    );
+    assert!(
+        gaps[0] >= 600 && gaps[1] >= 1_400 && gaps[1] > gaps[0],
+        "waits between checks must grow (800, 1600 ms configured): {gaps:?}"
+    );
+
+    let log = tokio::task::block_in_place(|| {
+        checker.wait_log(
+            &[
+                "rolled back",
+                &format!("transaction_id={}", e.transaction_id),
+                "checks=3",
+            ],
+            Duration::from_secs(5),
+        )
+    });
+    assert!(
+        log.is_some(),
+        "no rollback log line for {}",
+        e.transaction_id
+    );
+
+    let (code, msgs) = b.receive("orphan-readers", "orphans", 8, 30_000, 500).await;
+    assert_eq!(
+        code,
+        Code::MessageNotFound,
+        "a rolled-back half message is never delivered: {msgs:?}"
+    );
+    assert_eq!(
+        end(a, "orphans", &e, TransactionResolution::Commit).await,
+        Code::InvalidTransactionId
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_unanswered_checks_roll_back() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone_with(data.path(), &CHECK_FLAGS);
+    let c = Raw::connect(&proxy.endpoint()).await;
+    unanswered_checks_roll_back(&c, &c, &proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_unanswered_checks_roll_back() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store_with(data.path(), &CHECK_FLAGS);
+    let pa = Node::proxy_of(&store);
+    let pb = Node::proxy_of(&store);
+    let a = Raw::connect(&pa.endpoint()).await;
+    let b = Raw::connect(&pb.endpoint()).await;
+    unanswered_checks_roll_back(&a, &b, &store).await;
+}
+
+/// A producer whose proxy died reconnects through another proxy (same
+/// client id, as an official client would): the orphan check reaches it
+/// there, and its COMMIT through that proxy delivers the message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_check_reaches_producer_through_another_proxy() {
+    let data = tempfile::tempdir().unwrap();
+    // First check 1.5 s after the send: the producer is on proxy B by then.
+    let store = Node::store_with(data.path(), &["--txn-first-check-ms", "1500"]);
+    let mut pa = Node::proxy_of(&store);
+    let pb = Node::proxy_of(&store);
+    let a = Raw::connect(&pa.endpoint()).await;
+    let mut b = Raw::connect(&pb.endpoint()).await;
+    b.client_id = a.client_id.clone();
+    a.create_typed_topic("failover-tx", TopicType::Transaction, 2)
+        .await;
+    a.create_group("failover-readers", 17).await;
+
+    let (keep_a, _checks_on_a) = a.producer_stream("failover-tx").await;
+    let e = a
+        .send(plain_half("failover-tx", "survives-proxy-death"))
+        .await
+        .entries[0]
+        .clone();
+    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32);
+    pa.kill();
+    drop(keep_a);
+
+    let (_keep_b, mut checks) = b.producer_stream("failover-tx").await;
+    // The first check, or (had it raced the reconnect) the second, 3 s later.
+    let cmd = tokio::time::timeout(Duration::from_secs(10), checks.message())
+        .await
+        .expect("an orphan check on proxy B within 10 s")
+        .expect("telemetry stream")
+        .expect("stream stays open");
+    let Some(telemetry_command::Command::RecoverOrphanedTransactionCommand(c)) = cmd.command else {
+        panic!("expected an orphan check, got {cmd:?}");
+    };
+    assert_eq!(c.transaction_id, e.transaction_id);
+    assert_eq!(body(c.message.as_ref().unwrap()), "survives-proxy-death");
+
+    let resp = b
+        .messaging()
+        .end_transaction(b.req(EndTransactionRequest {
+            topic: Some(resource("failover-tx")),
+            message_id: e.message_id.clone(),
+            transaction_id: c.transaction_id.clone(),
+            resolution: TransactionResolution::Commit as i32,
+            source: TransactionSource::SourceServerCheck as i32,
+            trace_context: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.status.unwrap().code, Code::Ok as i32);
+
+    let (_, msgs) = b
+        .receive("failover-readers", "failover-tx", 8, 30_000, 2_000)
+        .await;
+    assert_eq!(
+        msgs.iter().map(body).collect::<Vec<_>>(),
+        vec!["survives-proxy-death"]
+    );
+    assert_eq!(
+        b.ack("failover-readers", "failover-tx", &handle(&msgs[0]))
+            .await,
+        Code::Ok
+    );
+    let (code, again) = b
+        .receive("failover-readers", "failover-tx", 8, 30_000, 1_000)
+        .await;
+    assert_eq!(code, Code::MessageNotFound, "delivered twice: {again:?}");
+    assert_eq!(
+        end(&b, "failover-tx", &e, TransactionResolution::Commit).await,
+        Code::InvalidTransactionId
+    );
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use pier_proxy::ProxyConfig;
-use pier_store::node;
+use pier_store::node::{self, TxnCheckArgs};
 use pier_store::FlushMode;
 
 #[derive(Parser, Debug)]
@@ -36,6 +36,9 @@ struct Args {
     /// Create unknown topics and groups on first use (development).
     #[arg(long, env = "PIER_AUTO_CREATE")]
     auto_create: Option<bool>,
+    /// Transaction checks of the embedded store (standalone mode).
+    #[command(flatten)]
+    txn: TxnCheckArgs,
 }
 
 #[tokio::main]
@@ -61,6 +64,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.auto_create {
         cfg.auto_create = v;
     }
+    if cfg.store.is_some() && args.txn.any_set() {
+        // Checks run where the half messages are: on the store node.
+        tracing::warn!("--txn-* flags are ignored in cluster mode: set them on pier-store");
+    }
+    args.txn.apply(
+        &mut cfg.txn_first_check_ms,
+        &mut cfg.txn_check_backoff,
+        &mut cfg.txn_max_check_interval_ms,
+        &mut cfg.txn_max_checks,
+    );
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;

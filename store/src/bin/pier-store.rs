@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::store::store_server::StoreServer;
-use pier_store::node::{self, StoreNodeConfig};
+use pier_store::node::{self, StoreNodeConfig, TxnCheckArgs};
 use pier_store::remote::MAX_GRPC_MESSAGE;
 use pier_store::server::{AdminEndpoint, StoreEndpoint};
 use pier_store::{FlushMode, Store, StoreApi, StoreOptions};
@@ -27,6 +27,8 @@ struct Args {
     /// `sync` (fsync before acknowledging a send) or `async`.
     #[arg(long, env = "PIER_FLUSH")]
     flush: Option<FlushMode>,
+    #[command(flatten)]
+    txn: TxnCheckArgs,
 }
 
 #[tokio::main]
@@ -43,12 +45,19 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.flush {
         cfg.flush = v;
     }
+    args.txn.apply(
+        &mut cfg.txn_first_check_ms,
+        &mut cfg.txn_check_backoff,
+        &mut cfg.txn_max_check_interval_ms,
+        &mut cfg.txn_max_checks,
+    );
 
     let store = Arc::new(Store::open(
         &cfg.data,
         StoreOptions {
             flush: cfg.flush,
             retention_ms: cfg.retention_hours * 3600 * 1000,
+            txn_checks: cfg.txn_checks(),
         },
     )?);
     let api: Arc<dyn StoreApi> = store.clone();
