@@ -281,11 +281,18 @@ impl Inner {
                 topic: topic.clone(),
                 messages: accepted,
             };
-            let mut res = self.store.append(append.clone()).await;
-            if matches!(res, Err(StoreError::TopicNotFound(_))) && self.cfg.auto_create {
-                self.topic(&topic).await?;
-                res = self.store.append(append).await;
-            }
+            // The retry after auto-creating the topic needs the request
+            // twice; only then is it copied (bodies and all).
+            let res = if self.cfg.auto_create {
+                let mut res = self.store.append(append.clone()).await;
+                if matches!(res, Err(StoreError::TopicNotFound(_))) {
+                    self.topic(&topic).await?;
+                    res = self.store.append(append).await;
+                }
+                res
+            } else {
+                self.store.append(append).await
+            };
             match res {
                 Ok(r) => offsets = r.results,
                 Err(e) => {

@@ -1,6 +1,8 @@
 //! [`RemoteStore`]: the [`StoreApi`] of a store node reached over
 //! `pier.store.v1` gRPC (cluster mode).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,10 +18,21 @@ use crate::server::ERROR_KIND_HEADER;
 /// room for batches.
 pub const MAX_GRPC_MESSAGE: usize = 64 << 20;
 
+/// Connections from a proxy to its store. One HTTP/2 connection carries
+/// every call in order through one socket and one server task; a few of
+/// them, taken in turn, let a busy proxy use the store node's cores.
+const CONNECTIONS: usize = 4;
+
 #[derive(Clone)]
-pub struct RemoteStore {
+struct Clients {
     store: StoreClient<Channel>,
     admin: AdminServiceClient<Channel>,
+}
+
+#[derive(Clone)]
+pub struct RemoteStore {
+    pool: Arc<[Clients]>,
+    next: Arc<AtomicUsize>,
 }
 
 impl RemoteStore {
@@ -31,18 +44,31 @@ impl RemoteStore {
         } else {
             format!("http://{addr}")
         };
-        let channel = Endpoint::from_shared(uri)
+        let endpoint = Endpoint::from_shared(uri)
             .map_err(|e| StoreError::InvalidArgument(format!("bad store address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        let pool = (0..CONNECTIONS)
+            .map(|_| {
+                let channel = endpoint.connect_lazy();
+                Clients {
+                    store: StoreClient::new(channel.clone())
+                        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                        .max_encoding_message_size(MAX_GRPC_MESSAGE),
+                    admin: AdminServiceClient::new(channel),
+                }
+            })
+            .collect();
         Ok(RemoteStore {
-            store: StoreClient::new(channel.clone())
-                .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                .max_encoding_message_size(MAX_GRPC_MESSAGE),
-            admin: AdminServiceClient::new(channel),
+            pool,
+            next: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    fn pick(&self) -> &Clients {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.pool[i % self.pool.len()]
     }
 }
 
@@ -71,7 +97,7 @@ macro_rules! forward {
             $($extra)*
             $(
                 async fn $name(&self, req: $req) -> Result<$resp> {
-                    let mut c = self.$client.clone();
+                    let mut c = self.pick().$client.clone();
                     c.$name(req).await.map(|r| r.into_inner()).map_err(from_status)
                 }
             )*
@@ -86,7 +112,7 @@ forward!(
     {
         async fn watch_transaction_checks(&self) -> Result<CheckStream> {
             use futures::StreamExt;
-            let mut c = self.store.clone();
+            let mut c = self.pick().store.clone();
             let stream = c
                 .watch_transaction_checks(s::WatchTransactionChecksRequest {})
                 .await

@@ -1,6 +1,11 @@
 //! `pier-proxy`: the client-facing node. Standalone by default (embedded
 //! store in `--data`); with `--store ADDR` it serves a remote store node.
 
+// Every RPC allocates its request, messages and reply; glibc malloc showed
+// up as ~15% of the proxy's CPU in send profiles, mimalloc as a fraction.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::Parser;

@@ -1,6 +1,11 @@
 //! `pier-store`: a store node serving `pier.store.v1` to proxies (cluster
 //! mode) and `pier.admin.v1` to operators.
 
+// Every RPC allocates its request, messages and reply; glibc malloc showed
+// up as ~15% of the proxy's CPU in send profiles, mimalloc as a fraction.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
