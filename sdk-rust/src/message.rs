@@ -165,6 +165,8 @@ struct ViewInner {
     born_time: Option<SystemTime>,
     born_host: String,
     delivery_attempt: i32,
+    queue_id: i32,
+    queue_offset: Option<i64>,
     receipt_handle: String,
     dead_letter_source: Option<(String, String)>,
 }
@@ -218,6 +220,8 @@ impl MessageView {
                 born_time: sp.born_timestamp.as_ref().and_then(time),
                 born_host: sp.born_host,
                 delivery_attempt: sp.delivery_attempt.unwrap_or(1),
+                queue_id: sp.queue_id,
+                queue_offset: sp.queue_offset,
                 receipt_handle,
                 dead_letter_source: sp.dead_letter_queue.map(|d| (d.topic, d.message_id)),
             }),
@@ -241,6 +245,8 @@ impl MessageView {
                 born_time: i.born_time,
                 born_host: i.born_host.clone(),
                 delivery_attempt: i.delivery_attempt,
+                queue_id: i.queue_id,
+                queue_offset: i.queue_offset,
                 receipt_handle: handle,
                 dead_letter_source: i.dead_letter_source.clone(),
             }),
@@ -306,6 +312,16 @@ impl MessageView {
     /// 1 on the first delivery, +1 on each redelivery.
     pub fn delivery_attempt(&self) -> i32 {
         self.inner.delivery_attempt
+    }
+
+    /// Queue the message is stored in.
+    pub fn queue_id(&self) -> i32 {
+        self.inner.queue_id
+    }
+
+    /// Offset in that queue, when the server tells.
+    pub fn queue_offset(&self) -> Option<i64> {
+        self.inner.queue_offset
     }
 
     /// Opaque handle naming this delivery (for ack and invisibility
