@@ -202,3 +202,93 @@ async fn recover(core: Arc<ClientCore>, i: usize, c: RecoverOrphanedTransactionC
         tracing::warn!(message_id = view.message_id(), error = %e, "answering a transaction check failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pier_proto::rocketmq::settings::PubSub;
+    use pier_proto::rocketmq::{ClientType, Settings, Subscription};
+
+    fn core() -> Arc<ClientCore> {
+        let config = crate::ClientConfig::new("127.0.0.1:1").unwrap();
+        ClientCore::new(
+            config,
+            ClientType::PushConsumer,
+            Some("g".into()),
+            PubSub::Subscription(Subscription::default()),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn fifo_settings(fifo: bool) -> Settings {
+        Settings {
+            pub_sub: Some(PubSub::Subscription(Subscription {
+                fifo: Some(fifo),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn fifo_of(core: &ClientCore) -> Option<bool> {
+        match core.server_settings()?.pub_sub {
+            Some(PubSub::Subscription(s)) => s.fifo,
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn server_settings_apply_and_hot_updates_replace_them() {
+        let core = core();
+        let (tx, mut rx) = mpsc::channel(4);
+        assert_eq!(fifo_of(&core), None);
+        let cmd = |status: Option<Status>, fifo| TelemetryCommand {
+            status,
+            command: Some(Command::Settings(fifo_settings(fifo))),
+        };
+        on_command(&core, 0, cmd(Some(status(Code::Ok, "")), false), &tx);
+        assert_eq!(fifo_of(&core), Some(false));
+        // A later push from the server (no status) is a hot update.
+        on_command(&core, 0, cmd(None, true), &tx);
+        assert_eq!(fifo_of(&core), Some(true));
+        // A refusal does not replace what applies.
+        on_command(
+            &core,
+            0,
+            cmd(Some(status(Code::BadRequest, "no")), false),
+            &tx,
+        );
+        assert_eq!(fifo_of(&core), Some(true));
+        assert!(rx.try_recv().is_err(), "settings need no answer");
+    }
+
+    #[tokio::test]
+    async fn unsupported_commands_are_answered_not_implemented() {
+        let core = core();
+        let (tx, mut rx) = mpsc::channel(4);
+        on_command(
+            &core,
+            0,
+            TelemetryCommand {
+                status: None,
+                command: Some(Command::VerifyMessageCommand(
+                    pier_proto::rocketmq::VerifyMessageCommand {
+                        nonce: "n1".into(),
+                        message: None,
+                    },
+                )),
+            },
+            &tx,
+        );
+        let reply = rx.try_recv().unwrap();
+        assert_eq!(reply.status.unwrap().code, Code::NotImplemented as i32);
+        assert!(matches!(
+            reply.command,
+            Some(Command::VerifyMessageResult(VerifyMessageResult { nonce })) if nonce == "n1"
+        ));
+        // Unknown command kinds are ignored.
+        on_command(&core, 0, TelemetryCommand::default(), &tx);
+        assert!(rx.try_recv().is_err());
+    }
+}

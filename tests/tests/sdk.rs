@@ -773,3 +773,131 @@ async fn cluster_proxy_killed_during_push_consumption() {
     let seen = seen.lock().unwrap();
     assert!((0..400).all(|i| seen.contains(&format!("m-{i}"))));
 }
+
+// ---------------------------------------------------------------------------
+
+/// A namespace prefixes every topic and group (`<ns>%<name>` on Pier);
+/// the application only ever names the short ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_scopes_topics_and_groups() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    let raw = Raw::connect(&p.endpoint()).await;
+    raw.create_topic("staging%orders", 2).await;
+    raw.create_group("staging%billing", 5).await;
+    let cfg = config(&[&p]).with_namespace("staging");
+    let producer = Producer::builder(cfg.clone())
+        .topic("orders")
+        .start()
+        .await
+        .unwrap();
+    producer
+        .send(&Message::builder("orders", "scoped").build().unwrap())
+        .await
+        .unwrap();
+    // Without the namespace the topic does not exist.
+    let e = Producer::builder(config(&[&p]))
+        .topic("orders")
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::TopicNotFound));
+
+    let consumer = simple(cfg, "billing", "orders", Duration::from_secs(1)).await;
+    let m = drain_one(&consumer).await;
+    assert_eq!(m.body_text(), "scoped");
+    assert_eq!(m.topic(), "orders");
+    let m = consumer
+        .change_invisible_duration(&m, Duration::from_secs(5))
+        .await
+        .unwrap();
+    consumer.ack(&m).await.unwrap();
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+
+/// Standalone proxy restarted on the same port and data: the clients
+/// reconnect (Telemetry sessions too: the restarted proxy reaches the
+/// producer's checker) and consumption carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_reconnect_after_a_proxy_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut p = Node::standalone(data.path());
+    let port = p.port();
+    let raw = Raw::connect(&p.endpoint()).await;
+    raw.create_typed_topic("ledger", TopicType::Transaction, 2)
+        .await;
+    raw.create_group("auditor", 5).await;
+    let cfg = config(&[&p]);
+    let checks = Arc::new(AtomicUsize::new(0));
+    let c = checks.clone();
+    let producer = Producer::builder(cfg.clone())
+        .topic("ledger")
+        .orphan_check_after(Duration::from_secs(1))
+        .transaction_checker(move |_m: MessageView| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { TransactionResolution::Commit }
+        })
+        .start()
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let s = seen.clone();
+    let consumer = PushConsumer::builder(cfg, "auditor")
+        .subscribe("ledger", FilterExpression::all())
+        .listener(move |m: MessageView| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().insert(m.body_text());
+                ConsumeResult::Success
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let send = |body: String| {
+        let producer = producer.clone();
+        async move {
+            let mut tx = producer.begin_transaction().unwrap();
+            tx.send(&Message::builder("ledger", body).build().unwrap())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    for i in 0..10 {
+        send(format!("before-{i}")).await;
+    }
+    wait_until(
+        Duration::from_secs(15),
+        "consumption before the restart",
+        || seen.lock().unwrap().len() == 10,
+    )
+    .await;
+
+    assert!(p.stop(), "clean stop");
+    let dir = data.path().to_str().unwrap().to_owned();
+    let listen = format!("127.0.0.1:{port}");
+    let _p2 = Node::start("pier-proxy", &["--listen", &listen, "--data", &dir]);
+    for i in 0..10 {
+        send(format!("after-{i}")).await;
+    }
+    // Left open: only a re-established Telemetry session lets the new
+    // proxy process ask the checker.
+    let mut tx = producer.begin_transaction().unwrap();
+    tx.send(&Message::builder("ledger", "orphan").build().unwrap())
+        .await
+        .unwrap();
+    drop(tx);
+    wait_until(
+        Duration::from_secs(30),
+        "consumption after the restart",
+        || seen.lock().unwrap().len() == 21,
+    )
+    .await;
+    assert!(checks.load(Ordering::SeqCst) >= 1);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
