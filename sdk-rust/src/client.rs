@@ -269,8 +269,11 @@ impl ClientCore {
     }
 }
 
-impl Drop for ClientCore {
-    fn drop(&mut self) {
+impl ClientCore {
+    /// Stops the background tasks at once, without telling the servers:
+    /// what a client handle does when dropped without a shutdown. (The
+    /// tasks hold the core, so the core cannot do it in its own `Drop`.)
+    pub(crate) fn abort(&self) {
         self.shutdown.send_replace(true);
         if let Ok(mut tasks) = self.tasks.lock() {
             for task in tasks.drain(..) {

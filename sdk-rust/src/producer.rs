@@ -152,7 +152,15 @@ struct Inner {
     transactional: bool,
 }
 
-/// Sends messages. Cheap to clone; every clone shares one client.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.core.abort();
+    }
+}
+
+/// Sends messages. Cheap to clone; every clone shares one client (dropping
+/// the last clone stops it; [`shutdown`](Producer::shutdown) also tells the
+/// servers).
 ///
 /// ```no_run
 /// # async fn demo() -> pier::Result<()> {

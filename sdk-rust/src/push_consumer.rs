@@ -528,6 +528,16 @@ impl std::fmt::Debug for PushConsumer {
     }
 }
 
+impl Drop for PushConsumer {
+    /// Dropped without [`shutdown`](PushConsumer::shutdown): stops receiving
+    /// at once; messages being consumed are not acked and come back to the
+    /// group after their invisibility.
+    fn drop(&mut self) {
+        self.shared.stop.send_replace(true);
+        self.shared.core.abort();
+    }
+}
+
 impl PushConsumer {
     /// Starts configuring a consumer of `group`.
     pub fn builder(config: ClientConfig, group: impl Into<String>) -> PushConsumerBuilder {

@@ -109,6 +109,12 @@ pub struct SimpleConsumer {
     next: AtomicUsize,
 }
 
+impl Drop for SimpleConsumer {
+    fn drop(&mut self) {
+        self.core.abort();
+    }
+}
+
 impl SimpleConsumer {
     /// Starts configuring a consumer of `group`.
     pub fn builder(config: ClientConfig, group: impl Into<String>) -> SimpleConsumerBuilder {
