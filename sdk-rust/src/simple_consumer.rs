@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pier_proto::rocketmq::settings::PubSub;
-use pier_proto::rocketmq::{ClientType, Subscription};
+use pier_proto::rocketmq::{ClientType, MessageQueue, Permission, Subscription};
 
 use crate::client::{self, ClientCore};
 use crate::config::ClientConfig;
@@ -67,17 +67,46 @@ impl SimpleConsumerBuilder {
                 sub.group = Some(group);
             }
         });
-        for (topic, _) in &self.subscriptions {
-            core.query_route(topic).await?;
+        let mut subscriptions = Vec::new();
+        for (topic, filter) in self.subscriptions {
+            let queues = readable(core.query_route(&topic).await?);
+            subscriptions.push(Subscribed {
+                topic,
+                filter,
+                queues,
+            });
         }
         core.start().await?;
         Ok(SimpleConsumer {
             core,
             group: self.group,
-            subscriptions: self.subscriptions,
+            subscriptions,
             await_duration: self.await_duration,
             next: AtomicUsize::new(0),
         })
+    }
+}
+
+/// A subscribed topic and the queues its route offers for reading.
+#[derive(Debug)]
+struct Subscribed {
+    topic: String,
+    filter: FilterExpression,
+    queues: Vec<MessageQueue>,
+}
+
+/// The route's readable master queues (all of them if none qualifies).
+fn readable(route: Vec<MessageQueue>) -> Vec<MessageQueue> {
+    let ok = |q: &MessageQueue| {
+        matches!(
+            Permission::try_from(q.permission),
+            Ok(Permission::Read | Permission::ReadWrite)
+        ) && q.broker.as_ref().is_some_and(|b| b.id == 0)
+    };
+    if route.iter().any(ok) {
+        route.into_iter().filter(ok).collect()
+    } else {
+        route
     }
 }
 
@@ -104,7 +133,7 @@ impl SimpleConsumerBuilder {
 pub struct SimpleConsumer {
     core: Arc<ClientCore>,
     group: String,
-    subscriptions: Vec<(String, FilterExpression)>,
+    subscriptions: Vec<Subscribed>,
     await_duration: Duration,
     next: AtomicUsize,
 }
@@ -143,11 +172,20 @@ impl SimpleConsumer {
             return Err(Error::invalid("receive at least one message"));
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let (topic, filter) = &self.subscriptions[turn % self.subscriptions.len()];
+        let sub = &self.subscriptions[turn % self.subscriptions.len()];
+        // Queues take turns too (Pier pops from every queue whichever is
+        // named; RocketMQ proxies read the named broker).
+        let queue = match sub
+            .queues
+            .get(turn / self.subscriptions.len() % sub.queues.len().max(1))
+        {
+            Some(q) => q.clone(),
+            None => consumer::any_queue(&self.core, &sub.topic),
+        };
         let spec = ReceiveSpec {
             group: self.group.clone(),
-            queue: consumer::any_queue(&self.core, topic),
-            filter: filter.clone(),
+            queue,
+            filter: sub.filter.clone(),
             batch: i32::try_from(max).unwrap_or(i32::MAX),
             invisible: Some(invisible_duration),
             long_poll: self.await_duration,
@@ -186,5 +224,38 @@ impl SimpleConsumer {
     /// invisibility).
     pub async fn shutdown(&self) {
         self.core.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pier_proto::rocketmq::Broker;
+
+    fn queue(id: i32, permission: Permission, broker_id: i32) -> MessageQueue {
+        MessageQueue {
+            id,
+            permission: permission as i32,
+            broker: Some(Broker {
+                name: "b".into(),
+                id: broker_id,
+                endpoints: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_from_readable_master_queues() {
+        let route = vec![
+            queue(0, Permission::ReadWrite, 0),
+            queue(1, Permission::Write, 0),
+            queue(2, Permission::Read, 0),
+            queue(3, Permission::ReadWrite, 1),
+        ];
+        let ids: Vec<i32> = readable(route).iter().map(|q| q.id).collect();
+        assert_eq!(ids, vec![0, 2]);
+        let odd = vec![queue(5, Permission::Write, 0)];
+        assert_eq!(readable(odd).len(), 1, "nothing qualifies: keep the route");
     }
 }
