@@ -71,6 +71,7 @@ pub struct PushConsumerBuilder {
     max_cache_messages: usize,
     max_cache_bytes: usize,
     concurrency: usize,
+    receive_concurrency: usize,
     invisible_duration: Option<Duration>,
 }
 
@@ -82,6 +83,7 @@ impl std::fmt::Debug for PushConsumerBuilder {
             .field("max_cache_messages", &self.max_cache_messages)
             .field("max_cache_bytes", &self.max_cache_bytes)
             .field("concurrency", &self.concurrency)
+            .field("receive_concurrency", &self.receive_concurrency)
             .finish()
     }
 }
@@ -115,6 +117,15 @@ impl PushConsumerBuilder {
     /// groups run one message per message group). Default 16.
     pub fn consumption_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Long polls kept open at the same time per assignment and address.
+    /// Default 1 (as the official clients); more helps drain a backlog fast
+    /// from a pop-based server such as Pier, where every poll is served from
+    /// every queue.
+    pub fn receive_concurrency(mut self, n: usize) -> Self {
+        self.receive_concurrency = n.max(1);
         self
     }
 
@@ -179,13 +190,15 @@ impl PushConsumerBuilder {
         for (topic, filter) in &self.subscriptions {
             for queue in assignments(&core, &shared.group, topic).await? {
                 for i in 0..core.cluster.len() {
-                    let task = tokio::spawn(receive_loop(
-                        shared.clone(),
-                        i,
-                        queue.clone(),
-                        filter.clone(),
-                    ));
-                    core.own(task);
+                    for _ in 0..self.receive_concurrency {
+                        let task = tokio::spawn(receive_loop(
+                            shared.clone(),
+                            i,
+                            queue.clone(),
+                            filter.clone(),
+                        ));
+                        core.own(task);
+                    }
                 }
             }
         }
@@ -268,15 +281,27 @@ impl Shared {
         }
     }
 
-    /// Free message slots, waiting until there is at least one and the
-    /// byte budget is not exhausted; `None` at shutdown.
-    async fn room(&self, stop: &mut watch::Receiver<bool>) -> Option<usize> {
+    /// Reserves up to `want` message slots in the cache, waiting until at
+    /// least one is free and the byte budget is not used up; `None` at
+    /// shutdown. Slots are reserved before the receive, so concurrent polls
+    /// never hold more than `max_cache_messages` between them (bytes are
+    /// only known on arrival: that limit can be passed by one batch per
+    /// poll).
+    async fn reserve(&self, want: usize, stop: &mut watch::Receiver<bool>) -> Option<usize> {
         loop {
             let notified = self.room.notified();
             let msgs = self.cached_messages.load(Ordering::Acquire);
             let bytes = self.cached_bytes.load(Ordering::Acquire);
             if msgs < self.max_cache_messages && bytes < self.max_cache_bytes {
-                return Some(self.max_cache_messages - msgs);
+                let n = want.min(self.max_cache_messages - msgs).max(1);
+                if self
+                    .cached_messages
+                    .compare_exchange(msgs, msgs + n, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Some(n);
+                }
+                continue;
             }
             tokio::select! {
                 _ = notified => {}
@@ -288,8 +313,20 @@ impl Shared {
         }
     }
 
+    /// Gives back `n` reserved slots that no message filled.
+    fn unreserve(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let left = self.cached_messages.fetch_sub(n, Ordering::AcqRel) - n;
+        self.room.notify_waiters();
+        if left == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Counts an arrived message's bytes (its slot was reserved).
     fn cache(&self, m: &MessageView) {
-        self.cached_messages.fetch_add(1, Ordering::AcqRel);
         self.cached_bytes.fetch_add(m.size(), Ordering::AcqRel);
     }
 
@@ -316,7 +353,7 @@ async fn receive_loop(
         if *stop.borrow() {
             return;
         }
-        let Some(room) = shared.room(&mut stop).await else {
+        let Some(reserved) = shared.reserve(shared.server_batch(), &mut stop).await else {
             return;
         };
         let topic = queue
@@ -328,15 +365,27 @@ async fn receive_loop(
             group: shared.group.clone(),
             queue: queue.clone(),
             filter: filter.clone(),
-            batch: room.min(shared.server_batch()).max(1) as i32,
+            batch: i32::try_from(reserved).unwrap_or(i32::MAX),
             invisible: shared.invisible,
             long_poll: shared.long_poll(),
             attempt_id: Some(attempt_id.clone()),
         };
         let r = tokio::select! {
             r = consumer::receive(&shared.core, i, &spec) => r,
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                shared.unreserve(reserved);
+                return;
+            }
         };
+        // A server may return more than asked; those overdraw the cache.
+        let arrived = r.as_ref().map_or(0, Vec::len);
+        if arrived > reserved {
+            shared
+                .cached_messages
+                .fetch_add(arrived - reserved, Ordering::AcqRel);
+        } else {
+            shared.unreserve(reserved - arrived);
+        }
         match r {
             Ok(messages) => {
                 backoff = Duration::from_millis(200);
@@ -549,6 +598,7 @@ impl PushConsumer {
             max_cache_messages: 1024,
             max_cache_bytes: 64 * 1024 * 1024,
             concurrency: 16,
+            receive_concurrency: 1,
             invisible_duration: None,
         }
     }
@@ -601,5 +651,54 @@ impl PushConsumer {
             );
         }
         self.shared.core.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(max_messages: usize) -> Shared {
+        let core = ClientCore::new(
+            ClientConfig::new("127.0.0.1:1").unwrap(),
+            ClientType::PushConsumer,
+            Some("g".into()),
+            PubSub::Subscription(Subscription::default()),
+            None,
+        )
+        .unwrap();
+        Shared {
+            core,
+            group: "g".into(),
+            listener: Arc::new(|_m: MessageView| async { ConsumeResult::Success }),
+            max_cache_messages: max_messages,
+            max_cache_bytes: 1 << 20,
+            cached_messages: AtomicUsize::new(0),
+            cached_bytes: AtomicUsize::new(0),
+            room: Notify::new(),
+            idle: Notify::new(),
+            concurrency: Semaphore::new(1),
+            lanes: Mutex::new(HashMap::new()),
+            stop: watch::channel(false).0,
+            invisible: None,
+            consumed: AtomicUsize::new(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_slots_are_reserved_before_receiving() {
+        let s = shared(10);
+        let mut stop = s.stop.subscribe();
+        assert_eq!(s.reserve(32, &mut stop).await, Some(10));
+        // Full: the next poll waits for room.
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(50), s.reserve(32, &mut stop)).await;
+        assert!(blocked.is_err());
+        s.unreserve(4);
+        assert_eq!(s.reserve(32, &mut stop).await, Some(4));
+        // Shutdown releases a waiting poll.
+        let waiting = s.reserve(1, &mut stop);
+        s.stop.send_replace(true);
+        assert_eq!(waiting.await, None);
     }
 }

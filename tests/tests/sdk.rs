@@ -576,6 +576,7 @@ async fn nack_redelivery_dlq(cfg: ClientConfig, raw: &Raw) {
         .subscribe("events", FilterExpression::all())
         .max_cache_messages(8)
         .consumption_concurrency(4)
+        .receive_concurrency(2)
         .listener(move |m: MessageView| {
             let (k, p) = (k.clone(), p.clone());
             async move {
@@ -662,6 +663,7 @@ async fn push_consumer_shutdown_finishes_in_flight_messages() {
         .subscribe("jobs", FilterExpression::all())
         .max_cache_messages(10)
         .consumption_concurrency(2)
+        .receive_concurrency(3)
         .listener(move |m: MessageView| {
             let (s, f) = (s.clone(), f.clone());
             async move {
@@ -675,7 +677,8 @@ async fn push_consumer_shutdown_finishes_in_flight_messages() {
         .await
         .unwrap();
     wait_until(Duration::from_secs(10), "consumption to start", || {
-        started.load(Ordering::SeqCst) >= 3
+        assert!(consumer.cached_messages() <= 10, "the cache bound holds");
+        started.load(Ordering::SeqCst) >= 6
     })
     .await;
     consumer.shutdown().await;
