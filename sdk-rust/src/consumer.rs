@@ -200,11 +200,13 @@ pub(crate) async fn change_invisible(
     Ok(m.with_receipt_handle(resp.receipt_handle))
 }
 
-/// Moves a delivery to the group's dead-letter queue.
+/// Moves a delivery to the group's dead-letter queue after `attempts`
+/// consumption attempts (local retries included).
 pub(crate) async fn forward_to_dlq(
     core: &ClientCore,
     group: &str,
     m: &MessageView,
+    attempts: i32,
     max_attempts: i32,
 ) -> Result<()> {
     let req = ForwardMessageToDeadLetterQueueRequest {
@@ -212,7 +214,7 @@ pub(crate) async fn forward_to_dlq(
         topic: Some(core.resource(m.topic())),
         receipt_handle: m.receipt_handle().to_owned(),
         message_id: m.message_id().to_owned(),
-        delivery_attempt: m.delivery_attempt(),
+        delivery_attempt: attempts,
         max_delivery_attempts: max_attempts,
         lite_topic: None,
     };

@@ -504,7 +504,7 @@ async fn consume(shared: &Shared, m: &MessageView, fifo: bool) {
                     continue;
                 }
                 settle(shared, m, "dead-letter", || {
-                    consumer::forward_to_dlq(core, &shared.group, m, policy.max_attempts)
+                    consumer::forward_to_dlq(core, &shared.group, m, attempt, policy.max_attempts)
                 })
                 .await;
                 return;

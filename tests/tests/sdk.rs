@@ -904,3 +904,65 @@ async fn clients_reconnect_after_a_proxy_restart() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+
+/// An address that never answers, listed first, does not stop the clients:
+/// calls fail over to the live one, and consumption runs there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoint_in_the_list_is_skipped() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    let raw = Raw::connect(&p.endpoint()).await;
+    raw.create_topic("orders", 2).await;
+    raw.create_group("billing", 5).await;
+    // Port 1 on loopback: connection refused.
+    let cfg = ClientConfig::new(&format!("127.0.0.1:1,{}", p.endpoint()))
+        .unwrap()
+        .with_request_timeout(Duration::from_secs(2));
+    let producer = Producer::builder(cfg.clone())
+        .topic("orders")
+        .start()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        producer
+            .send(
+                &Message::builder("orders", format!("m-{i}"))
+                    .build()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let consumer = PushConsumer::builder(cfg.clone(), "billing")
+        .subscribe("orders", FilterExpression::all())
+        .listener(move |_m: MessageView| {
+            s.fetch_add(1, Ordering::SeqCst);
+            async { ConsumeResult::Success }
+        })
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(15), "20 consumed", || {
+        seen.load(Ordering::SeqCst) == 20
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+
+    // Only unreachable addresses: start fails, it does not hang.
+    let t = Instant::now();
+    let dead = ClientConfig::new("127.0.0.1:1")
+        .unwrap()
+        .with_request_timeout(Duration::from_secs(1));
+    let e = Producer::builder(dead)
+        .topic("orders")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(e.is_transport(), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
