@@ -5,10 +5,13 @@
 //!
 //! | header | value |
 //! |---|---|
-//! | `x-mq-client-id` | one id per process: `hostname@pid@<random>` |
+//! | `x-mq-client-id` | one id per client: `hostname@pid@<seq>@<random>` ([`new_client_id`]; the CLI's single [`Connection`] uses the process id [`client_id`]) |
 //! | `x-mq-language` | `RUST` |
 //! | `x-mq-protocol` | `v2` |
 //! | `x-mq-client-version` | this crate's version (never `5.0.0`, which the server treats as the old `rocketmq` crate) |
+//! | `x-mq-request-id` | a UUID per call |
+//! | `x-mq-namespace` | the namespace, when one is configured |
+//! | `x-mq-date-time`, `authorization` | with credentials: the `MQv2-HMAC-SHA1` signature of the date-time |
 
 use std::fmt;
 use std::future::Future;
