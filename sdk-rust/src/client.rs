@@ -123,12 +123,30 @@ impl ClientCore {
         self.server.send_replace(Some(s));
     }
 
+    /// Reads the server's latest Settings without copying them.
+    pub(crate) fn with_server_settings<T>(&self, f: impl FnOnce(Option<&Settings>) -> T) -> T {
+        f(self.server.borrow().as_ref())
+    }
+
+    /// The subscription part of the server's latest Settings, read by `f`.
+    pub(crate) fn with_subscription<T>(
+        &self,
+        f: impl FnOnce(Option<&pier_proto::rocketmq::Subscription>) -> T,
+    ) -> T {
+        use pier_proto::rocketmq::settings::PubSub;
+        self.with_server_settings(|s| match s.and_then(|s| s.pub_sub.as_ref()) {
+            Some(PubSub::Subscription(sub)) => f(Some(sub)),
+            _ => f(None),
+        })
+    }
+
     /// The retry policy from the server's settings, or `fallback`.
     pub(crate) fn retry_policy(&self, fallback: RetryPolicy) -> RetryPolicy {
-        self.server_settings()
-            .and_then(|s| s.backoff_policy)
-            .filter(|p| p.strategy.is_some())
-            .unwrap_or(fallback)
+        self.with_server_settings(|s| {
+            s.and_then(|s| s.backoff_policy.clone())
+                .filter(|p| p.strategy.is_some())
+                .unwrap_or(fallback)
+        })
     }
 
     /// A receiver that changes to `true` at shutdown.

@@ -254,31 +254,26 @@ struct Shared {
 
 impl Shared {
     fn settings_fifo(&self) -> bool {
-        match self.core.server_settings().and_then(|s| s.pub_sub) {
-            Some(PubSub::Subscription(s)) => s.fifo.unwrap_or(false),
-            _ => false,
-        }
+        self.core
+            .with_subscription(|s| s.and_then(|s| s.fifo).unwrap_or(false))
     }
 
     fn server_batch(&self) -> usize {
-        match self.core.server_settings().and_then(|s| s.pub_sub) {
-            Some(PubSub::Subscription(s)) => {
-                s.receive_batch_size.filter(|b| *b > 0).unwrap_or(32) as usize
-            }
-            _ => 32,
-        }
+        self.core.with_subscription(|s| {
+            s.and_then(|s| s.receive_batch_size)
+                .and_then(|b| usize::try_from(b).ok())
+                .filter(|b| *b > 0)
+                .unwrap_or(32)
+        })
     }
 
     fn long_poll(&self) -> Duration {
-        match self.core.server_settings().and_then(|s| s.pub_sub) {
-            Some(PubSub::Subscription(s)) => s
-                .long_polling_timeout
-                .as_ref()
+        self.core.with_subscription(|s| {
+            s.and_then(|s| s.long_polling_timeout.as_ref())
                 .map(client::std_duration)
                 .filter(|d| !d.is_zero())
-                .unwrap_or(Duration::from_secs(20)),
-            _ => Duration::from_secs(20),
-        }
+                .unwrap_or(Duration::from_secs(20))
+        })
     }
 
     /// Reserves up to `want` message slots in the cache, waiting until at
