@@ -5,10 +5,13 @@
 //!
 //! | header | value |
 //! |---|---|
-//! | `x-mq-client-id` | one id per process: `hostname@pid@<random>` |
+//! | `x-mq-client-id` | one id per client: `hostname@pid@<seq>@<random>` ([`new_client_id`]; the CLI's single [`Connection`] uses the process id [`client_id`]) |
 //! | `x-mq-language` | `RUST` |
 //! | `x-mq-protocol` | `v2` |
 //! | `x-mq-client-version` | this crate's version (never `5.0.0`, which the server treats as the old `rocketmq` crate) |
+//! | `x-mq-request-id` | a UUID per call |
+//! | `x-mq-namespace` | the namespace, when one is configured |
+//! | `x-mq-date-time`, `authorization` | with credentials: the `MQv2-HMAC-SHA1` signature of the date-time |
 
 use std::fmt;
 use std::future::Future;
@@ -207,11 +210,28 @@ fn make_client_id(host: &str, pid: u32, random: &str) -> String {
     format!("{host}@{pid}@{random}")
 }
 
-/// Adds Pier's required headers to every call.
+/// A fresh client id for one client instance (producer or consumer):
+/// `hostname@pid@<sequence>@<random>`. Each client has its own, because the
+/// server keys a client's Telemetry session and settings by it.
+pub fn new_client_id() -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    make_client_id(
+        &hostname(),
+        std::process::id(),
+        &format!("{seq}@{}", &random[..8]),
+    )
+}
+
+/// Adds the protocol's headers to every call: identity, namespace and, with
+/// credentials, the `authorization` signature (protocol.md §5).
 #[derive(Debug, Clone)]
 pub struct Headers {
     client_id: AsciiMetadataValue,
     version: AsciiMetadataValue,
+    namespace: Option<AsciiMetadataValue>,
+    credentials: Option<crate::config::Credentials>,
 }
 
 impl Headers {
@@ -221,7 +241,38 @@ impl Headers {
             client_id: AsciiMetadataValue::try_from(client_id())
                 .unwrap_or_else(|_| AsciiMetadataValue::from_static("pier@0@0")),
             version: AsciiMetadataValue::from_static(CLIENT_VERSION),
+            namespace: None,
+            credentials: None,
         }
+    }
+
+    /// Headers of one client: its own id, namespace and credentials.
+    pub fn for_client(
+        client_id: &str,
+        namespace: &str,
+        credentials: Option<crate::config::Credentials>,
+    ) -> Result<Headers> {
+        let ascii = |what: &str, v: &str| {
+            AsciiMetadataValue::try_from(v)
+                .map_err(|_| Error::invalid(format!("the {what} {v:?} is not printable ASCII")))
+        };
+        let namespace = if namespace.is_empty() {
+            None
+        } else {
+            Some(ascii("namespace", namespace)?)
+        };
+        if let Some(c) = &credentials {
+            ascii("access key", c.access_key())?;
+            if let Some(t) = c.security_token() {
+                ascii("security token", t)?;
+            }
+        }
+        Ok(Headers {
+            client_id: ascii("client id", client_id)?,
+            version: AsciiMetadataValue::from_static(CLIENT_VERSION),
+            namespace,
+            credentials,
+        })
     }
 
     /// The client id these headers send.
@@ -246,6 +297,31 @@ impl Interceptor for Headers {
         md.insert("x-mq-language", AsciiMetadataValue::from_static(LANGUAGE));
         md.insert("x-mq-protocol", AsciiMetadataValue::from_static(PROTOCOL));
         md.insert("x-mq-client-version", self.version.clone());
+        if let Ok(id) = AsciiMetadataValue::try_from(uuid::Uuid::new_v4().to_string()) {
+            md.insert("x-mq-request-id", id);
+        }
+        if let Some(ns) = &self.namespace {
+            md.insert("x-mq-namespace", ns.clone());
+        }
+        if let Some(c) = &self.credentials {
+            let now = crate::sign::date_time(std::time::SystemTime::now());
+            let auth = crate::sign::authorization(c.access_key(), c.secret_key(), &now);
+            // Both are ASCII: a compact date and hex, with an ASCII key
+            // (checked in `for_client`).
+            if let (Ok(now), Ok(auth)) = (
+                AsciiMetadataValue::try_from(now),
+                AsciiMetadataValue::try_from(auth),
+            ) {
+                md.insert("x-mq-date-time", now);
+                md.insert("authorization", auth);
+            }
+            if let Some(t) = c
+                .security_token()
+                .and_then(|t| AsciiMetadataValue::try_from(t).ok())
+            {
+                md.insert("x-mq-session-token", t);
+            }
+        }
         Ok(request)
     }
 }
@@ -506,5 +582,27 @@ mod tests {
         assert_eq!(version, CLIENT_VERSION);
         // The server special-cases the old `rocketmq` 5.0.0 crate.
         assert!(!version.starts_with("5.0.0"));
+        assert!(get("authorization").is_none());
+        assert!(get("x-mq-namespace").is_none());
+    }
+
+    #[test]
+    fn client_headers_sign_and_name_the_namespace() {
+        let creds = crate::config::Credentials::new("AK1", "SK1");
+        let mut h = Headers::for_client("c@1@0@x", "staging", Some(creds)).unwrap();
+        let r = h.call(tonic::Request::new(())).unwrap();
+        let md = r.metadata();
+        let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(get("x-mq-client-id").as_deref(), Some("c@1@0@x"));
+        assert_eq!(get("x-mq-namespace").as_deref(), Some("staging"));
+        let date = get("x-mq-date-time").unwrap();
+        assert_eq!(date.len(), 16, "{date}");
+        assert_eq!(
+            get("authorization").unwrap(),
+            crate::sign::authorization("AK1", "SK1", &date)
+        );
+        assert!(get("x-mq-request-id").is_some());
+        assert!(Headers::for_client("c", "ns\n\u{e9}", None).is_err());
+        assert_ne!(new_client_id(), new_client_id());
     }
 }

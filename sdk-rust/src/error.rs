@@ -50,6 +50,12 @@ pub enum Error {
     /// The server's answer does not follow the protocol.
     #[error("unexpected response from the server: {0}")]
     Protocol(String),
+    /// The feature is not available in this build or against this server.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// The client was shut down.
+    #[error("the client has been shut down")]
+    Shutdown,
 }
 
 impl Error {
@@ -75,6 +81,53 @@ impl Error {
         match self {
             Error::Rpc { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// Whether retrying the call (on another endpoint, after a back-off) may
+    /// succeed: transport failures, deadlines, throttling and transient
+    /// server errors. Business errors (bad topic, bad receipt handle, ...)
+    /// are not retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::Rpc { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Aborted
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::Internal
+            ),
+            Error::Status { code, .. } => matches!(
+                Code::try_from(*code),
+                Ok(Code::TooManyRequests
+                    | Code::InternalServerError
+                    | Code::InternalError
+                    | Code::HaNotAvailable
+                    | Code::ProxyTimeout
+                    | Code::MasterPersistenceTimeout
+                    | Code::SlavePersistenceTimeout)
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure is the connection's (the call may not have reached
+    /// a server): another endpoint should be tried.
+    pub fn is_transport(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::Rpc { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+                    | tonic::Code::DeadlineExceeded
+            ),
+            _ => false,
         }
     }
 
@@ -234,6 +287,16 @@ mod tests {
         assert_eq!(e.to_string(), "topic orders does not exist (NOT_FOUND)");
         let e = Error::from(tonic::Status::already_exists(""));
         assert_eq!(e.to_string(), "ALREADY_EXISTS");
+    }
+
+    #[test]
+    fn retryable_errors() {
+        assert!(Error::from_status(&status(Code::TooManyRequests as i32, "")).is_retryable());
+        assert!(!Error::from_status(&status(Code::TopicNotFound as i32, "")).is_retryable());
+        assert!(!Error::from_status(&status(61234, "")).is_retryable());
+        assert!(Error::from(tonic::Status::unavailable("down")).is_retryable());
+        assert!(Error::from(tonic::Status::unavailable("down")).is_transport());
+        assert!(!Error::invalid("x").is_retryable());
     }
 
     #[test]

@@ -1,38 +1,77 @@
-//! Client layer for Pier, used by the `pier` command-line tool.
+//! Pier's Rust client: producers and consumers speaking the RocketMQ 5 gRPC
+//! protocol (`apache.rocketmq.v2`), for Pier and Apache RocketMQ 5 proxies.
 //!
-//! Pier speaks two gRPC APIs on every proxy port:
+//! - [`Producer`]: [`send`](Producer::send) returns once the message is
+//!   durable; batches, FIFO (message group), delay (delivery time),
+//!   [`recall`](Producer::recall) of delay messages, and transactions
+//!   ([`Transaction`], answered later through a [`TransactionChecker`]).
+//! - [`SimpleConsumer`]: [`receive`](SimpleConsumer::receive) with long
+//!   polling, [`ack`](SimpleConsumer::ack),
+//!   [`change_invisible_duration`](SimpleConsumer::change_invisible_duration).
+//! - [`PushConsumer`]: a listener called for each message, with a bounded
+//!   cache, FIFO consumption per message group when the server says the
+//!   group is FIFO, retries and dead-lettering, and a graceful shutdown.
 //!
-//! - `apache.rocketmq.v2.MessagingService`, the RocketMQ 5 client protocol.
-//!   Its business errors travel in the response body as a `Status` with a
-//!   RocketMQ [`Code`](pier_proto::rocketmq::Code); [`messaging`] turns them
-//!   into [`Error::Status`].
-//! - `pier.admin.v1.AdminService`, topic and group management, which fails
-//!   with plain gRPC status codes ([`Error::Rpc`]).
+//! Every client takes a [`ClientConfig`]: one or several addresses (calls
+//! fail over between them), a namespace, credentials (every call is signed)
+//! and a request timeout. Each client keeps one Telemetry session per
+//! address: the settings exchange (the server's settings apply, hot updates
+//! included), heartbeats, reconnection with back-off, and transaction checks.
 //!
-//! Modules:
-//!
-//! - [`connect`]: endpoint parsing, the client identity and headers every
-//!   call carries, and the shared gRPC channel ([`connect::Connection`]).
-//! - [`admin`]: a thin wrapper over the admin service.
-//! - [`messaging`]: sending one message, receiving and acknowledging.
-//! - [`error`]: the crate's [`Error`] type.
+//! Errors are one [`Error`] type; a server's refusal keeps the protocol's
+//! code ([`Error::code`]), and a code newer than this crate is reported, not
+//! a panic.
 //!
 //! ```no_run
 //! # async fn demo() -> pier::Result<()> {
-//! use pier::connect::{ConnectOptions, Connection};
-//! use pier::messaging::{Messaging, OutgoingMessage};
+//! use std::time::Duration;
+//! use pier::{ClientConfig, FilterExpression, Message, Producer, SimpleConsumer};
 //!
-//! let conn = Connection::connect("127.0.0.1:8081".parse()?, ConnectOptions::default()).await?;
-//! let mut messaging = Messaging::new(&conn);
-//! let receipt = messaging.send(&OutgoingMessage::new("orders", b"hello".to_vec())).await?;
-//! println!("{} at offset {}", receipt.message_id, receipt.offset);
+//! let config = ClientConfig::new("127.0.0.1:8081")?;
+//! let producer = Producer::builder(config.clone()).topic("orders").start().await?;
+//! producer.send(&Message::builder("orders", "hello").tag("new").build()?).await?;
+//!
+//! let consumer = SimpleConsumer::builder(config, "billing")
+//!     .subscribe("orders", FilterExpression::all())
+//!     .await_duration(Duration::from_secs(5))
+//!     .start()
+//!     .await?;
+//! for m in consumer.receive(16, Duration::from_secs(30)).await? {
+//!     println!("{}", m.body_text());
+//!     consumer.ack(&m).await?;
+//! }
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Lower layers, used by the `pier` command-line tool: [`connect`]
+//! (addresses, headers, a single connection), [`messaging`] (one-shot
+//! send/receive helpers) and [`admin`] (Pier's topic and group admin API).
+
+#![warn(missing_docs)]
 
 pub mod admin;
+mod client;
+mod cluster;
+pub mod config;
 pub mod connect;
+mod consumer;
 pub mod error;
+pub mod message;
 pub mod messaging;
+pub mod producer;
+pub mod push_consumer;
+mod sign;
+pub mod simple_consumer;
+mod telemetry;
 
+pub use config::{ClientConfig, Credentials};
+pub use consumer::FilterExpression;
 pub use error::{Error, Result};
+pub use message::{Message, MessageBuilder, MessageView};
+pub use pier_proto::rocketmq::Code;
+pub use producer::{
+    Producer, ProducerBuilder, SendReceipt, Transaction, TransactionChecker, TransactionResolution,
+};
+pub use push_consumer::{ConsumeResult, MessageListener, PushConsumer, PushConsumerBuilder};
+pub use simple_consumer::{SimpleConsumer, SimpleConsumerBuilder};

@@ -296,6 +296,30 @@ impl ReceivedMessage {
     }
 }
 
+impl From<&crate::message::MessageView> for ReceivedMessage {
+    fn from(m: &crate::message::MessageView) -> ReceivedMessage {
+        ReceivedMessage {
+            topic: m.topic().to_owned(),
+            message_id: m.message_id().to_owned(),
+            tag: m.tag().map(str::to_owned),
+            keys: m.keys().to_vec(),
+            properties: m.properties().clone(),
+            delivery_attempt: m.delivery_attempt(),
+            queue_id: m.queue_id(),
+            queue_offset: m.queue_offset(),
+            message_group: m.message_group().map(str::to_owned),
+            born_at_ms: m.born_time().and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .and_then(|d| i64::try_from(d.as_millis()).ok())
+            }),
+            born_host: m.born_host().to_owned(),
+            receipt_handle: m.receipt_handle().to_owned(),
+            body: m.body().to_vec(),
+        }
+    }
+}
+
 /// Reads a ReceiveMessage response stream, as the official clients do: the
 /// last status frame decides. OK gives the messages, `MESSAGE_NOT_FOUND`
 /// gives none, any other code is an error. Without a status frame the

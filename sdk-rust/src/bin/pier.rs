@@ -5,15 +5,15 @@
 //! `--json`. Any failure exits with status 1 and one line on stderr,
 //! `pier: <reason>`; usage errors exit with status 2.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pier::admin::{topic_type_name, Admin, Created};
 use pier::connect::{ConnectOptions, Connection, ServerAddr, DEFAULT_ENDPOINT};
-use pier::messaging::{Messaging, OutgoingMessage, ReceiveOptions, ReceivedMessage};
+use pier::messaging::ReceivedMessage;
+use pier::{ClientConfig, FilterExpression, Message, Producer, SimpleConsumer};
 use pier_proto::admin::retry_policy::Strategy;
 use pier_proto::admin::{
     ConsumerGroup, DescribeGroupResponse, DescribeTopicResponse, RetryPolicy, Topic, TopicType,
@@ -234,13 +234,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(cli.timeout),
         ..ConnectOptions::default()
     };
-    let conn = Connection::connect(cli.endpoint.clone(), options).await?;
     let json = cli.json;
+    // Data-plane commands go through the SDK's clients; admin commands
+    // through one plain connection.
+    let sdk_config = || {
+        ClientConfig::from_addrs(vec![cli.endpoint.clone()])
+            .map(|c| c.with_request_timeout(options.request_timeout))
+    };
     match cli.command {
-        Command::Topic(c) => topic(&conn, c, json).await,
-        Command::Group(c) => group(&conn, c, json).await,
-        Command::Send(a) => send(&conn, a, json).await,
-        Command::Receive(a) => receive(&conn, a, json).await,
+        Command::Send(a) => send(sdk_config()?, a, json).await,
+        Command::Receive(a) => receive(sdk_config()?, a, json).await,
+        Command::Topic(c) => {
+            let conn = Connection::connect(cli.endpoint.clone(), options).await?;
+            topic(&conn, c, json).await
+        }
+        Command::Group(c) => {
+            let conn = Connection::connect(cli.endpoint.clone(), options).await?;
+            group(&conn, c, json).await
+        }
     }
 }
 
@@ -327,43 +338,71 @@ async fn group(conn: &Connection, cmd: GroupCommand, json: bool) -> anyhow::Resu
     Ok(())
 }
 
-fn outgoing(a: SendArgs) -> OutgoingMessage {
-    let mut m = OutgoingMessage::new(a.topic, a.body.into_bytes());
-    m.tag = a.tag;
-    m.keys = a.keys;
-    m.properties = a.properties.into_iter().collect::<BTreeMap<_, _>>();
-    m.message_group = a.message_group;
-    m.deliver_at = a.delay.map(|s| SystemTime::now() + Duration::from_secs(s));
-    m
+fn outgoing(a: SendArgs) -> pier::Result<Message> {
+    let mut b = Message::builder(a.topic, a.body.into_bytes());
+    if let Some(tag) = a.tag {
+        b = b.tag(tag);
+    }
+    for k in a.keys {
+        b = b.key(k);
+    }
+    for (k, v) in a.properties {
+        b = b.property(k, v);
+    }
+    if let Some(g) = a.message_group {
+        b = b.message_group(g);
+    }
+    if let Some(secs) = a.delay {
+        b = b.delay(Duration::from_secs(secs));
+    }
+    b.build()
 }
 
-async fn send(conn: &Connection, a: SendArgs, json: bool) -> anyhow::Result<()> {
-    let message = outgoing(a);
-    let receipt = Messaging::new(conn).send(&message).await?;
+async fn send(config: ClientConfig, a: SendArgs, json: bool) -> anyhow::Result<()> {
+    let message = outgoing(a)?;
+    let producer = Producer::builder(config)
+        .topic(message.topic())
+        .start()
+        .await?;
+    let result = producer.send(&message).await;
+    producer.shutdown().await;
+    let receipt = result?;
     emit(
         json,
         &format!(
             "sent message_id={} offset={}",
             receipt.message_id, receipt.offset
         ),
-        &json!({ "topic": message.topic, "message_id": receipt.message_id, "offset": receipt.offset }),
+        &json!({ "topic": message.topic(), "message_id": receipt.message_id, "offset": receipt.offset }),
     );
     Ok(())
 }
 
-fn receive_options(a: &ReceiveArgs) -> ReceiveOptions {
-    let mut o = ReceiveOptions::new(a.topic.clone(), a.group.clone());
-    o.max_messages = a.max;
-    o.wait = Duration::from_secs(a.wait);
-    o.invisible = Duration::from_secs(a.invisible);
-    o.tag_expression = a.tag.clone();
-    o
+fn filter_of(a: &ReceiveArgs) -> FilterExpression {
+    FilterExpression::Tag(a.tag.clone().unwrap_or_else(|| "*".into()))
 }
 
-async fn receive(conn: &Connection, a: ReceiveArgs, json: bool) -> anyhow::Result<()> {
-    let options = receive_options(&a);
-    let mut messaging = Messaging::new(conn);
-    let messages = messaging.receive(&options).await?;
+async fn receive(config: ClientConfig, a: ReceiveArgs, json: bool) -> anyhow::Result<()> {
+    let consumer = SimpleConsumer::builder(config, a.group.clone())
+        .subscribe(a.topic.clone(), filter_of(&a))
+        .await_duration(Duration::from_secs(a.wait))
+        .start()
+        .await?;
+    let result = receive_with(&consumer, &a, json).await;
+    consumer.shutdown().await;
+    result
+}
+
+async fn receive_with(
+    consumer: &SimpleConsumer,
+    a: &ReceiveArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let max = usize::try_from(a.max).unwrap_or(1);
+    let views = consumer
+        .receive(max, Duration::from_secs(a.invisible))
+        .await?;
+    let messages: Vec<ReceivedMessage> = views.iter().map(ReceivedMessage::from).collect();
     // Print first, then ack: a message is never acked before it was shown.
     if json {
         let list: Vec<Value> = messages.iter().map(message_json).collect();
@@ -376,11 +415,11 @@ async fn receive(conn: &Connection, a: ReceiveArgs, json: bool) -> anyhow::Resul
         }
     }
     if !a.no_ack {
-        for m in &messages {
-            messaging
-                .ack(&a.group, m)
+        for m in &views {
+            consumer
+                .ack(m)
                 .await
-                .with_context(|| format!("ack of message {} failed", m.message_id))?;
+                .with_context(|| format!("ack of message {} failed", m.message_id()))?;
         }
     }
     Ok(())
@@ -700,6 +739,7 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
     use pier_proto::admin::{ExponentialBackoff, QueueStats, TopicBacklog};
+    use std::collections::BTreeMap;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("pier").chain(args.iter().copied()))
@@ -818,15 +858,15 @@ mod tests {
         let Command::Send(a) = cli.command else {
             panic!("not send")
         };
-        let m = outgoing(a);
-        assert_eq!(m.topic, "orders");
-        assert_eq!(m.body, b"hello world");
-        assert_eq!(m.tag.as_deref(), Some("TagA"));
-        assert_eq!(m.keys, vec!["k1", "k2"]);
-        assert_eq!(m.properties.get("a").map(String::as_str), Some("1"));
-        assert_eq!(m.properties.get("b").map(String::as_str), Some("x=y"));
-        assert_eq!(m.properties.get("empty").map(String::as_str), Some(""));
-        assert!(m.message_group.is_none() && m.deliver_at.is_none());
+        let m = outgoing(a).unwrap();
+        assert_eq!(m.topic(), "orders");
+        assert_eq!(m.body(), b"hello world");
+        assert_eq!(m.tag(), Some("TagA"));
+        assert_eq!(m.keys(), ["k1", "k2"]);
+        assert_eq!(m.properties().get("a").map(String::as_str), Some("1"));
+        assert_eq!(m.properties().get("b").map(String::as_str), Some("x=y"));
+        assert_eq!(m.properties().get("empty").map(String::as_str), Some(""));
+        assert!(m.message_group().is_none() && m.delivery_time().is_none());
 
         assert!(parse(&["send", "t", "b", "--property", "novalue"]).is_err());
         assert!(parse(&["send", "t", "b", "--property", "=v"]).is_err());
@@ -835,7 +875,7 @@ mod tests {
         let Command::Send(a) = parse(&["send", "t", "b", "--delay", "5"]).unwrap().command else {
             panic!()
         };
-        assert!(outgoing(a).deliver_at.is_some());
+        assert!(outgoing(a).unwrap().delivery_time().is_some());
     }
 
     #[test]
@@ -854,10 +894,7 @@ mod tests {
         };
         assert_eq!((a.max, a.wait, a.invisible, a.no_ack), (16, 5, 30, false));
         assert!(a.tag.is_none());
-        let o = receive_options(&a);
-        assert_eq!(o.max_messages, 16);
-        assert_eq!(o.wait, Duration::from_secs(5));
-        assert_eq!(o.invisible, Duration::from_secs(30));
+        assert_eq!(filter_of(&a), FilterExpression::all());
 
         let cli = parse(&[
             "receive",
@@ -878,12 +915,8 @@ mod tests {
         let Command::Receive(a) = cli.command else {
             panic!("not receive")
         };
-        let o = receive_options(&a);
-        assert_eq!(
-            (o.max_messages, o.wait.as_secs(), o.invisible.as_secs()),
-            (3, 0, 60)
-        );
-        assert_eq!(o.tag_expression.as_deref(), Some("A || B"));
+        assert_eq!((a.max, a.wait, a.invisible), (3, 0, 60));
+        assert_eq!(filter_of(&a), FilterExpression::Tag("A || B".into()));
         assert!(a.no_ack);
 
         assert!(

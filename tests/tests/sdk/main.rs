@@ -1,0 +1,106 @@
+//! Pier's own Rust SDK (`pier-sdk`) against real processes, in both modes
+//! (standalone; one store + two proxies): producer (send, batch, FIFO,
+//! delay, recall, transactions with a checker answering server checks),
+//! SimpleConsumer (receive, ack, change invisibility), PushConsumer (FIFO
+//! order, nack -> redelivery -> DLQ, local FIFO retries, graceful shutdown)
+//! and proxies going away (killed mid-consumption, restarted, unreachable).
+//!
+//! Modules: [`produce`] (producer and SimpleConsumer paths), [`push`]
+//! (PushConsumer), [`failover`]; the shared helpers are below.
+
+use std::time::{Duration, Instant};
+
+use pier::{ClientConfig, Code, FilterExpression, MessageView, SimpleConsumer};
+use pier_proto::admin::{
+    retry_policy, ConsumerGroup, CreateGroupRequest, CustomizedBackoff, RetryPolicy,
+};
+use pier_tests::*;
+
+mod failover;
+mod produce;
+mod push;
+
+pub(crate) fn config(nodes: &[&Node]) -> ClientConfig {
+    let list: Vec<String> = nodes.iter().map(|n| n.endpoint()).collect();
+    ClientConfig::new(&list.join(","))
+        .unwrap()
+        .with_request_timeout(Duration::from_secs(5))
+}
+
+/// A group whose failed messages come back after 100 ms.
+pub(crate) async fn quick_group(c: &Raw, name: &str, fifo: bool, max_attempts: u32) {
+    c.admin()
+        .create_group(CreateGroupRequest {
+            group: Some(ConsumerGroup {
+                name: name.into(),
+                fifo,
+                max_attempts,
+                retry_policy: Some(RetryPolicy {
+                    strategy: Some(retry_policy::Strategy::Customized(CustomizedBackoff {
+                        next_ms: vec![100],
+                    })),
+                }),
+                created_at_ms: 0,
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+pub(crate) async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub(crate) async fn simple(
+    cfg: ClientConfig,
+    group: &str,
+    topic: &str,
+    wait: Duration,
+) -> SimpleConsumer {
+    SimpleConsumer::builder(cfg, group)
+        .subscribe(topic, FilterExpression::all())
+        .await_duration(wait)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A reader of `%DLQ%<group>`, once the server created it (on its first
+/// dead letter).
+pub(crate) async fn dlq_reader(cfg: ClientConfig, raw: &Raw, group: &str) -> SimpleConsumer {
+    raw.create_group("dlq-reader", 5).await;
+    let topic = format!("%DLQ%{group}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match SimpleConsumer::builder(cfg.clone(), "dlq-reader")
+            .subscribe(topic.as_str(), FilterExpression::all())
+            .await_duration(Duration::from_secs(1))
+            .start()
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if e.code() == Some(Code::TopicNotFound) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{topic}: {e}"),
+        }
+    }
+}
+
+/// Receives until `n` messages arrived (acking them) or `limit` passes.
+pub(crate) async fn drain(c: &SimpleConsumer, n: usize, limit: Duration) -> Vec<MessageView> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        for m in c.receive(32, Duration::from_secs(30)).await.unwrap() {
+            c.ack(&m).await.unwrap();
+            got.push(m);
+        }
+    }
+    got
+}

@@ -1,0 +1,404 @@
+//! Producer paths and the SimpleConsumer: send, batch, filters, ack,
+//! invisibility, delay and recall, transactions, namespaces.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pier::{
+    ClientConfig, Code, Credentials, Error, FilterExpression, Message, MessageView, Producer,
+    SimpleConsumer, TransactionResolution,
+};
+use pier_proto::admin::TopicType;
+use pier_tests::*;
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+
+/// Send (one, batch, tags), receive, ack, change the invisibility; errors
+/// keep their protocol code.
+async fn produce_and_receive(send_cfg: ClientConfig, recv_cfg: ClientConfig, raw: &Raw) {
+    raw.create_topic("orders", 4).await;
+    raw.create_group("billing", 5).await;
+
+    let e = Producer::builder(send_cfg.clone())
+        .topic("no-such-topic")
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::TopicNotFound), "{e}");
+
+    // Credentials are sent (signed); Pier without ACLs accepts them.
+    let producer = Producer::builder(send_cfg.with_credentials(Credentials::new("app", "secret")))
+        .topic("orders")
+        .start()
+        .await
+        .unwrap();
+    let r = producer
+        .send(
+            &Message::builder("orders", "one")
+                .tag("a")
+                .key("k1")
+                .property("p", "v")
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(!r.message_id.is_empty());
+    let batch: Vec<Message> = (0..9)
+        .map(|i| {
+            Message::builder("orders", format!("batch-{i}"))
+                .tag("b")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let receipts = producer.send_batch(&batch).await.unwrap();
+    assert_eq!(receipts.len(), 9);
+    assert_eq!(
+        receipts
+            .iter()
+            .map(|r| &r.message_id)
+            .collect::<HashSet<_>>()
+            .len(),
+        9
+    );
+
+    // A tag filter sees only its messages.
+    let tagged = SimpleConsumer::builder(recv_cfg.clone(), "tag-a")
+        .subscribe("orders", FilterExpression::Tag("a".into()))
+        .await_duration(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    raw.create_group("tag-a", 5).await;
+    let got = drain(&tagged, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body_text(), "one");
+    assert_eq!(got[0].properties().get("p").map(String::as_str), Some("v"));
+    assert_eq!(got[0].keys(), ["k1"]);
+    assert!(tagged
+        .receive(8, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+    tagged.shutdown().await;
+
+    let consumer = simple(recv_cfg, "billing", "orders", Duration::from_secs(2)).await;
+    let mut bodies = HashSet::new();
+    let mut kept = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while bodies.len() < 10 && Instant::now() < deadline {
+        for m in consumer.receive(4, Duration::from_secs(30)).await.unwrap() {
+            assert!(m.receipt_handle().len() > 10);
+            assert_eq!(m.delivery_attempt(), 1);
+            bodies.insert(m.body_text());
+            if kept.is_none() {
+                kept = Some(m);
+            } else {
+                consumer.ack(&m).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(bodies.len(), 10, "{bodies:?}");
+
+    // Not acked: make it visible again at once; it comes back (attempt 2)
+    // and the old handle no longer acks.
+    let kept = kept.unwrap();
+    let changed = consumer
+        .change_invisible_duration(&kept, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_ne!(changed.receipt_handle(), kept.receipt_handle());
+    let again = drain_one(&consumer).await;
+    assert_eq!(again.message_id(), kept.message_id());
+    assert_eq!(again.delivery_attempt(), 2);
+    let stale = consumer.ack(&kept).await.unwrap_err();
+    assert_eq!(stale.code(), Some(Code::InvalidReceiptHandle), "{stale}");
+    assert!(matches!(stale, Error::Status { code: 40013, .. }));
+    consumer.ack(&again).await.unwrap();
+    assert!(consumer
+        .receive(8, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let e = consumer
+        .receive(0, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    let e = producer
+        .send(&Message::builder("orders", "late").build().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Shutdown), "{e}");
+}
+
+async fn drain_one(c: &SimpleConsumer) -> MessageView {
+    for _ in 0..10 {
+        if let Some(m) = c.receive(1, Duration::from_secs(30)).await.unwrap().pop() {
+            return m;
+        }
+    }
+    panic!("no message came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_produce_and_receive() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    let raw = Raw::connect(&p.endpoint()).await;
+    produce_and_receive(config(&[&p]), config(&[&p]), &raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_produce_and_receive() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store(data.path());
+    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
+    let raw = Raw::connect(&pa.endpoint()).await;
+    // Sent through one proxy, received through both (acks may land on
+    // either: receipt handles are valid on every proxy).
+    produce_and_receive(config(&[&pa]), config(&[&pb, &pa]), &raw).await;
+}
+
+// ---------------------------------------------------------------------------
+
+/// Delay messages arrive at their time; a recalled one never does.
+async fn delay_and_recall(cfg: ClientConfig, raw: &Raw) {
+    raw.create_typed_topic("reminders", TopicType::Delay, 2)
+        .await;
+    raw.create_group("reminder-svc", 5).await;
+    let producer = Producer::builder(cfg.clone())
+        .topic("reminders")
+        .start()
+        .await
+        .unwrap();
+    let sent_at = Instant::now();
+    producer
+        .send(
+            &Message::builder("reminders", "later")
+                .delay(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let recalled = producer
+        .send(
+            &Message::builder("reminders", "recalled")
+                .delay(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let handle = recalled
+        .recall_handle
+        .clone()
+        .expect("delay messages have a recall handle");
+    assert_eq!(
+        producer.recall("reminders", &handle).await.unwrap(),
+        recalled.message_id
+    );
+
+    let consumer = simple(cfg, "reminder-svc", "reminders", Duration::from_secs(1)).await;
+    assert!(consumer
+        .receive(4, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+    let got = drain(&consumer, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body_text(), "later");
+    assert!(
+        sent_at.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        sent_at.elapsed()
+    );
+    assert!(got[0].delivery_time().is_some());
+    // The recalled one stays away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(consumer
+        .receive(4, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_delay_and_recall() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    delay_and_recall(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_delay_and_recall() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store(data.path());
+    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
+    delay_and_recall(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
+}
+
+// ---------------------------------------------------------------------------
+
+/// Commit delivers, rollback discards, and a transaction left open is
+/// resolved by the producer's checker when the server asks.
+async fn transactions(cfg: ClientConfig, raw: &Raw) {
+    raw.create_typed_topic("payments", TopicType::Transaction, 2)
+        .await;
+    raw.create_group("ledger", 5).await;
+    let checked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = checked.clone();
+    let producer = Producer::builder(cfg.clone())
+        .topic("payments")
+        .orphan_check_after(Duration::from_secs(1))
+        .transaction_checker(move |m: MessageView| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(m.body_text());
+                if m.body_text() == "orphan-commit" {
+                    TransactionResolution::Commit
+                } else {
+                    TransactionResolution::Rollback
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+
+    // Transactions need a checker.
+    let plain = Producer::builder(cfg.clone()).start().await.unwrap();
+    assert!(matches!(
+        plain.begin_transaction(),
+        Err(Error::InvalidArgument(_))
+    ));
+    plain.shutdown().await;
+
+    let mut tx = producer.begin_transaction().unwrap();
+    let r = tx
+        .send(&Message::builder("payments", "committed").build().unwrap())
+        .await
+        .unwrap();
+    assert!(r.transaction_id.is_some());
+    tx.commit().await.unwrap();
+    let mut tx = producer.begin_transaction().unwrap();
+    tx.send(&Message::builder("payments", "rolled-back").build().unwrap())
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // Left open: the server asks the checker after ~1 s.
+    let mut tx = producer.begin_transaction().unwrap();
+    tx.send(
+        &Message::builder("payments", "orphan-commit")
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    drop(tx);
+    let mut tx = producer.begin_transaction().unwrap();
+    tx.send(
+        &Message::builder("payments", "orphan-rollback")
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    drop(tx);
+
+    let consumer = simple(cfg, "ledger", "payments", Duration::from_secs(1)).await;
+    let got = drain(&consumer, 2, Duration::from_secs(25)).await;
+    let bodies: HashSet<String> = got.iter().map(MessageView::body_text).collect();
+    assert_eq!(
+        bodies,
+        HashSet::from(["committed".to_owned(), "orphan-commit".to_owned()])
+    );
+    wait_until(Duration::from_secs(15), "the rollback check", || {
+        checked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b == "orphan-rollback")
+    })
+    .await;
+    assert!(checked
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|b| b.starts_with("orphan")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(consumer
+        .receive(4, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_transactions_with_checker() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    transactions(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_transactions_with_checker() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store(data.path());
+    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
+    transactions(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
+}
+
+// ---------------------------------------------------------------------------
+
+/// A namespace prefixes every topic and group (`<ns>%<name>` on Pier);
+/// the application only ever names the short ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_scopes_topics_and_groups() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    let raw = Raw::connect(&p.endpoint()).await;
+    raw.create_topic("staging%orders", 2).await;
+    raw.create_group("staging%billing", 5).await;
+    let cfg = config(&[&p]).with_namespace("staging");
+    let producer = Producer::builder(cfg.clone())
+        .topic("orders")
+        .start()
+        .await
+        .unwrap();
+    producer
+        .send(&Message::builder("orders", "scoped").build().unwrap())
+        .await
+        .unwrap();
+    // Without the namespace the topic does not exist.
+    let e = Producer::builder(config(&[&p]))
+        .topic("orders")
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::TopicNotFound));
+
+    let consumer = simple(cfg, "billing", "orders", Duration::from_secs(1)).await;
+    let m = drain_one(&consumer).await;
+    assert_eq!(m.body_text(), "scoped");
+    assert_eq!(m.topic(), "orders");
+    let m = consumer
+        .change_invisible_duration(&m, Duration::from_secs(5))
+        .await
+        .unwrap();
+    consumer.ack(&m).await.unwrap();
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

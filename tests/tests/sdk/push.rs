@@ -1,0 +1,270 @@
+//! PushConsumer: FIFO order, local retries and DLQ, nack -> redelivery ->
+//! DLQ, graceful shutdown.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pier::{
+    ClientConfig, ConsumeResult, FilterExpression, Message, MessageView, Producer, PushConsumer,
+};
+use pier_proto::admin::TopicType;
+use pier_tests::*;
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+
+/// A FIFO group: every message group consumed in send order, one failure
+/// retried locally (order kept), a message that always fails forwarded to
+/// the DLQ after max attempts without blocking its group.
+async fn fifo_push(cfg: ClientConfig, raw: &Raw) {
+    raw.create_typed_topic("trades", TopicType::Fifo, 4).await;
+    quick_group(raw, "matcher", true, 3).await;
+    let producer = Producer::builder(cfg.clone())
+        .topic("trades")
+        .start()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        for g in ["g1", "g2", "g3"] {
+            let body = if g == "g2" && i == 5 {
+                "poison".to_owned()
+            } else {
+                format!("{g}-{i}")
+            };
+            producer
+                .send(
+                    &Message::builder("trades", body)
+                        .message_group(g)
+                        .build()
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let order: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let attempts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let (o, a) = (order.clone(), attempts.clone());
+    let consumer = PushConsumer::builder(cfg.clone(), "matcher")
+        .subscribe("trades", FilterExpression::all())
+        .listener(move |m: MessageView| {
+            let (o, a) = (o.clone(), a.clone());
+            async move {
+                let body = m.body_text();
+                let n = {
+                    let mut a = a.lock().unwrap();
+                    let n = a.entry(body.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                if body == "poison" || (body == "g1-3" && n == 1) {
+                    return ConsumeResult::Failure;
+                }
+                let group = m.message_group().unwrap().to_owned();
+                o.lock().unwrap().entry(group).or_default().push(body);
+                ConsumeResult::Success
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    assert!(consumer.is_fifo());
+    wait_until(Duration::from_secs(30), "59 messages consumed", || {
+        order.lock().unwrap().values().map(Vec::len).sum::<usize>() == 59
+    })
+    .await;
+    for (g, bodies) in order.lock().unwrap().iter() {
+        let expected: Vec<String> = (0..20)
+            .map(|i| format!("{g}-{i}"))
+            .filter(|b| b != "g2-5")
+            .collect();
+        assert_eq!(bodies, &expected, "group {g} out of order");
+    }
+    assert_eq!(
+        attempts.lock().unwrap()["poison"],
+        3,
+        "max attempts, then the DLQ"
+    );
+    assert_eq!(attempts.lock().unwrap()["g1-3"], 2, "retried once locally");
+    consumer.shutdown().await;
+
+    let dlq = dlq_reader(cfg, raw, "matcher").await;
+    let dead = drain(&dlq, 1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body_text(), "poison");
+    dlq.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_fifo_push_consumer() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    fifo_push(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_fifo_push_consumer() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store(data.path());
+    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
+    fifo_push(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
+}
+
+// ---------------------------------------------------------------------------
+
+/// Concurrent consumption: a failure is a nack, the server redelivers with
+/// attempt + 1 after the retry delay, then dead-letters after max attempts.
+async fn nack_redelivery_dlq(cfg: ClientConfig, raw: &Raw) {
+    raw.create_topic("events", 2).await;
+    quick_group(raw, "indexer", false, 3).await;
+    let producer = Producer::builder(cfg.clone())
+        .topic("events")
+        .start()
+        .await
+        .unwrap();
+    for i in 0..30 {
+        let body = if i == 7 {
+            "poison".to_owned()
+        } else {
+            format!("e-{i}")
+        };
+        producer
+            .send(&Message::builder("events", body).build().unwrap())
+            .await
+            .unwrap();
+    }
+    let ok: Arc<Mutex<Vec<String>>> = Arc::default();
+    let poison_attempts: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let (k, p) = (ok.clone(), poison_attempts.clone());
+    let consumer = PushConsumer::builder(cfg.clone(), "indexer")
+        .subscribe("events", FilterExpression::all())
+        .max_cache_messages(8)
+        .consumption_concurrency(4)
+        .receive_concurrency(2)
+        .listener(move |m: MessageView| {
+            let (k, p) = (k.clone(), p.clone());
+            async move {
+                if m.body_text() == "poison" {
+                    p.lock().unwrap().push(m.delivery_attempt());
+                    return ConsumeResult::Failure;
+                }
+                k.lock().unwrap().push(m.body_text());
+                ConsumeResult::Success
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    assert!(!consumer.is_fifo());
+    wait_until(
+        Duration::from_secs(30),
+        "29 consumed and 3 poison attempts",
+        || ok.lock().unwrap().len() >= 29 && poison_attempts.lock().unwrap().len() >= 3,
+    )
+    .await;
+    let dlq = dlq_reader(cfg, raw, "indexer").await;
+    let dead = drain(&dlq, 1, Duration::from_secs(15)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body_text(), "poison");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    consumer.shutdown().await;
+    let mut attempts = poison_attempts.lock().unwrap().clone();
+    attempts.sort();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    let ok = ok.lock().unwrap().clone();
+    assert_eq!(ok.len(), 29, "each good message consumed once");
+    assert_eq!(ok.iter().collect::<HashSet<_>>().len(), 29);
+    assert_eq!(consumer.consumed(), 29);
+    dlq.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_push_nack_redelivery_dlq() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    nack_redelivery_dlq(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_push_nack_redelivery_dlq() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store(data.path());
+    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
+    nack_redelivery_dlq(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
+}
+
+// ---------------------------------------------------------------------------
+
+/// Shutdown stops receiving and finishes every message already received;
+/// nothing received is left unconsumed, and the rest stays for the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_consumer_shutdown_finishes_in_flight_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let p = Node::standalone(data.path());
+    let raw = Raw::connect(&p.endpoint()).await;
+    raw.create_topic("jobs", 2).await;
+    raw.create_group("workers", 5).await;
+    let cfg = config(&[&p]);
+    let producer = Producer::builder(cfg.clone())
+        .topic("jobs")
+        .start()
+        .await
+        .unwrap();
+    let batch: Vec<Message> = (0..100)
+        .map(|i| {
+            Message::builder("jobs", format!("job-{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    producer.send_batch(&batch).await.unwrap();
+
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let (s, f) = (started.clone(), finished.clone());
+    let consumer = PushConsumer::builder(cfg.clone(), "workers")
+        .subscribe("jobs", FilterExpression::all())
+        .max_cache_messages(10)
+        .consumption_concurrency(2)
+        .receive_concurrency(3)
+        .listener(move |m: MessageView| {
+            let (s, f) = (s.clone(), f.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                f.lock().unwrap().insert(m.body_text());
+                ConsumeResult::Success
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "consumption to start", || {
+        assert!(consumer.cached_messages() <= 10, "the cache bound holds");
+        started.load(Ordering::SeqCst) >= 6
+    })
+    .await;
+    consumer.shutdown().await;
+    assert_eq!(consumer.cached_messages(), 0);
+    let done = finished.lock().unwrap().clone();
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        done.len(),
+        "every started message finished"
+    );
+    assert!(done.len() < 100, "shutdown stopped receiving");
+
+    // The rest is still there for the group, and nothing finished comes back.
+    let rest = simple(cfg, "workers", "jobs", Duration::from_secs(1)).await;
+    let left = drain(&rest, 100 - done.len(), Duration::from_secs(20)).await;
+    let left: HashSet<String> = left.iter().map(MessageView::body_text).collect();
+    assert_eq!(left.len(), 100 - done.len());
+    assert!(left.is_disjoint(&done));
+    rest.shutdown().await;
+    producer.shutdown().await;
+}
