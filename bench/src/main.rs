@@ -57,6 +57,8 @@ enum Scenario {
     Backlog,
     /// One proxy vs two over one store, proxies CPU-bound.
     Scale,
+    /// Pier's Rust SDK PushConsumer draining the `pop` backlog.
+    Sdk,
     /// FIFO drain with 1 and 10,000 active message groups.
     Fifo,
     /// Delay lateness with 1,000,000 pending timers.
@@ -98,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if run(Scale) {
         records.extend(scenarios::scale::run(&ctx).await?);
+    }
+    if run(Sdk) {
+        records.extend(scenarios::sdk::run(&ctx).await?);
     }
     if run(Fifo) {
         records.extend(scenarios::types::fifo(ctx.quick).await?);

@@ -119,6 +119,15 @@ impl Pier {
         self.conns[i % self.conns.len()].clone()
     }
 
+    /// The first proxy's address, for clients that connect by themselves.
+    pub fn endpoint(&self) -> String {
+        self.conns[0].endpoint.clone()
+    }
+
+    pub fn topic_and_group(&self) -> (String, String) {
+        self.names()
+    }
+
     /// A client with Pier's own calls (long polling receive) besides the
     /// `Client` ones.
     pub fn pier_client(&self) -> PierClient {

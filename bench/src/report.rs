@@ -126,6 +126,13 @@ fn goals(r: &[Record]) -> Vec<Goal> {
         redis_pop,
         0.5,
     ));
+    let raw_each = best(r, "pop", |x| is(x, "pier", "standalone") && x.config.contains("ack per message"));
+    g.push(ratio_goal(
+        "sdk PushConsumer vs raw pop, ack per message",
+        best(r, "sdk", |x| x.system == "pier"),
+        raw_each,
+        0.8,
+    ));
     let latency = |part: &str, name: &str, limit: f64| {
         let rec = r.iter().find(|x| {
             x.scenario == "latency" && is(x, "pier", "standalone") && x.config.contains(part)

@@ -7,6 +7,7 @@ pub mod latency;
 pub mod mixed;
 pub mod pop;
 pub mod scale;
+pub mod sdk;
 pub mod send;
 pub mod types;
 
