@@ -12,6 +12,10 @@
 //! printed as a Markdown table.
 
 #[allow(dead_code)] // wired up by the scenarios being written
+mod ceiling;
+#[allow(dead_code)] // wired up by the scenarios being written
+mod peers;
+#[allow(dead_code)] // wired up by the scenarios being written
 mod pier;
 mod scenarios;
 #[allow(dead_code)]
@@ -41,11 +45,25 @@ enum Scenario {
     Txn,
     /// Every scenario above.
     Types,
+    /// The tonic-echo ceiling's server (started by the bench itself).
+    #[command(hide = true)]
+    EchoServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+    /// Starts each peer and ceiling, round-trips messages, stops it.
+    #[command(hide = true)]
+    PeersCheck,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    match args.scenario {
+        Scenario::EchoServer { listen } => return ceiling::echo_server(listen).await,
+        Scenario::PeersCheck => return peers::check::peers_check().await,
+        _ => {}
+    }
     let mut records = Vec::new();
     let run = |s: Scenario| {
         matches!(args.scenario, Scenario::Types)
