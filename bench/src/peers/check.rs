@@ -49,23 +49,64 @@ async fn check(spec: &PeerSpec) -> anyhow::Result<String> {
         alive.retain(|&p| running(p));
     }
     anyhow::ensure!(alive.is_empty(), "processes left after drop: {alive:?}");
-    let rate = result?;
+    let (rate, timing) = result?;
+    let pops = timing.map_or(String::new(), |t| {
+        format!(
+            "; pop: {} ms when empty, {} of 5 in {} ms",
+            t.empty.as_millis(),
+            t.partial,
+            t.partial_took.as_millis()
+        )
+    });
     Ok(format!(
-        "started in {:.1} s, {rate:.0} sends/s ({CLIENTS} clients, {} s)",
+        "started in {:.1} s, {rate:.0} sends/s ({CLIENTS} clients, {} s){pops}",
         started.as_secs_f64(),
         RATE_FOR.as_secs()
     ))
 }
 
-async fn exercise(spec: &PeerSpec, system: &dyn System) -> anyhow::Result<f64> {
+/// How pops behave when the queue is empty or holds less than a batch.
+struct PopTiming {
+    empty: Duration,
+    partial: usize,
+    partial_took: Duration,
+}
+
+/// Returns the send rate and, for systems that pop, their pop timing.
+async fn exercise(
+    spec: &PeerSpec,
+    system: &dyn System,
+) -> anyhow::Result<(f64, Option<PopTiming>)> {
+    let mut timing = None;
     if spec.pops {
         for ack in [Ack::EachMessage, Ack::Batched] {
             round_trip(system, ack)
                 .await
                 .with_context(|| format!("round trip, {ack:?}"))?;
         }
+        let mut c = system.client().await?;
+        let t = Instant::now();
+        anyhow::ensure!(
+            c.pop(32, Ack::EachMessage).await? == 0,
+            "queue not empty after reset"
+        );
+        let empty = t.elapsed();
+        // A pop must return what is there without waiting for a full batch.
+        for _ in 0..5 {
+            c.send(&BODY).await?;
+        }
+        let t = Instant::now();
+        let partial = c.pop(32, Ack::EachMessage).await?;
+        let partial_took = t.elapsed();
+        anyhow::ensure!(partial > 0, "partial batch: nothing came back");
+        timing = Some(PopTiming {
+            empty,
+            partial,
+            partial_took,
+        });
+        system.reset().await?;
     }
-    send_rate(system).await
+    Ok((send_rate(system).await?, timing))
 }
 
 /// Sends MESSAGES, pops them back with `ack`, and checks nothing is left.
