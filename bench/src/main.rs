@@ -8,8 +8,10 @@
 //! directory and stopped before the next one starts. Results: records in
 //! `bench/results/latest.json`, a report in `latest.md`, SVG charts beside.
 
+mod ceiling;
 mod cpu;
 mod load;
+mod peers;
 mod pier;
 mod record;
 mod report;
@@ -67,15 +69,41 @@ enum Scenario {
     Txn,
     /// fifo, delay and txn.
     Types,
+    /// The tonic-echo ceiling's server (started by the bench itself).
+    #[command(hide = true)]
+    EchoServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
+    /// Starts each peer and ceiling, round-trips messages, stops it.
+    #[command(hide = true)]
+    PeersCheck,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    match args.scenario {
+        Scenario::EchoServer { listen } => return ceiling::echo_server(listen).await,
+        Scenario::PeersCheck => return peers::check::peers_check().await,
+        _ => {}
+    }
     let ctx = Ctx {
         quick: args.quick,
-        peers: !args.no_peers,
+        peers: !args.no_peers && !args.quick,
     };
+    if ctx.peers && !peers::installed() {
+        eprintln!("installing the peers (bench/scripts/install-peers.sh)");
+        peers::install()?;
+    }
+    // Peers run in their own process groups (so dropping one kills its whole
+    // tree): a Ctrl-C must stop them explicitly.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            peers::kill_all();
+            std::process::exit(130);
+        }
+    });
     use Scenario::*;
     let run = |s: Scenario| {
         args.scenario == s

@@ -126,7 +126,9 @@ fn goals(r: &[Record]) -> Vec<Goal> {
         redis_pop,
         0.5,
     ));
-    let raw_each = best(r, "pop", |x| is(x, "pier", "standalone") && x.config.contains("ack per message"));
+    let raw_each = best(r, "pop", |x| {
+        is(x, "pier", "standalone") && x.config.contains("ack per message")
+    });
     g.push(ratio_goal(
         "sdk PushConsumer vs raw pop, ack per message",
         best(r, "sdk", |x| x.system == "pier"),

@@ -32,9 +32,13 @@ impl Ctx {
             v.push(Pier::cluster_spec());
         }
         if self.peers && !self.quick {
-            v.extend(peer_specs().into_iter().filter(|s| !pops || s.pops));
+            v.extend(
+                crate::peers::durable_peers()
+                    .into_iter()
+                    .filter(|s| !pops || s.pops),
+            );
             if ceilings {
-                v.extend(ceiling_specs());
+                v.extend(crate::peers::ceilings());
             }
         }
         v
@@ -66,12 +70,4 @@ pub async fn start(spec: &Spec) -> anyhow::Result<Option<Box<dyn System>>> {
 /// A 1 KiB body (the default of every scenario).
 pub fn body_1k() -> Vec<u8> {
     vec![b'x'; 1024]
-}
-
-fn peer_specs() -> Vec<Spec> {
-    Vec::new()
-}
-
-fn ceiling_specs() -> Vec<Spec> {
-    Vec::new()
 }
