@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pier_proto::rocketmq::receive_message_response::Content;
 use pier_proto::rocketmq::*;
-use pier_tests::{message, Node, Raw};
+use pier_tests::{Node, Raw};
 
 use crate::cpu::CpuLimit;
 use crate::system::{Ack, Client, Spec, System};
@@ -132,10 +132,16 @@ impl Pier {
     /// `Client` ones.
     pub fn pier_client(&self) -> PierClient {
         let (topic, group) = self.names();
+        let raw = self.raw();
+        let headers = raw.req(()).metadata().clone();
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
         PierClient {
-            raw: self.raw(),
+            raw,
             topic,
             group,
+            headers,
+            id_prefix: format!("{:08X}{n:08X}", std::process::id()),
+            seq: 0,
         }
     }
 
@@ -189,6 +195,14 @@ pub struct PierClient {
     raw: Raw,
     topic: String,
     group: String,
+    /// The headers every call carries, built once: the load generator
+    /// shares the machine with the server, so its per-call work is kept to
+    /// what any client must do.
+    headers: tonic::metadata::MetadataMap,
+    /// Message ids: a per-client prefix and a counter (no random numbers
+    /// or syscalls per message).
+    id_prefix: String,
+    seq: u64,
 }
 
 fn ok(status: Option<&Status>, what: &str) -> anyhow::Result<()> {
@@ -202,6 +216,13 @@ fn ok(status: Option<&Status>, what: &str) -> anyhow::Result<()> {
 }
 
 impl PierClient {
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        *r.metadata_mut() = self.headers.clone();
+        r.set_timeout(Duration::from_secs(30));
+        r
+    }
+
     /// Receives up to `max` messages, long polling up to `poll` when none
     /// are there.
     pub async fn receive(&self, max: usize, poll: Duration) -> anyhow::Result<Vec<Message>> {
@@ -228,7 +249,7 @@ impl PierClient {
         let mut stream = self
             .raw
             .messaging()
-            .receive_message(self.raw.req(req))
+            .receive_message(self.req(req))
             .await?
             .into_inner();
         let mut msgs = Vec::new();
@@ -273,7 +294,7 @@ impl PierClient {
             let r = self
                 .raw
                 .messaging()
-                .ack_message(self.raw.req(AckMessageRequest {
+                .ack_message(self.req(AckMessageRequest {
                     group: Some(pier_tests::resource(&self.group)),
                     topic: Some(pier_tests::resource(&self.topic)),
                     entries,
@@ -291,12 +312,27 @@ impl PierClient {
 #[async_trait]
 impl Client for PierClient {
     async fn send(&mut self, body: &[u8]) -> anyhow::Result<()> {
-        let mut m = message(&self.topic, "");
-        m.body = body.to_vec();
+        self.seq += 1;
+        let m = Message {
+            topic: Some(pier_tests::resource(&self.topic)),
+            user_properties: Default::default(),
+            system_properties: Some(SystemProperties {
+                message_id: format!("{}{:016X}", self.id_prefix, self.seq),
+                message_type: MessageType::Normal as i32,
+                body_encoding: Encoding::Identity as i32,
+                born_timestamp: Some(prost_types::Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+                born_host: "127.0.0.1".into(),
+                ..Default::default()
+            }),
+            body: body.to_vec(),
+        };
         let r = self
             .raw
             .messaging()
-            .send_message(self.raw.req(SendMessageRequest { messages: vec![m] }))
+            .send_message(self.req(SendMessageRequest { messages: vec![m] }))
             .await?
             .into_inner();
         ok(r.status.as_ref(), "send")
