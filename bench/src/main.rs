@@ -78,6 +78,8 @@ enum Scenario {
     /// Starts each peer and ceiling, round-trips messages, stops it.
     #[command(hide = true)]
     PeersCheck,
+    /// Rewrites the report and charts from the records, measuring nothing.
+    Report,
 }
 
 #[tokio::main]
@@ -86,8 +88,13 @@ async fn main() -> anyhow::Result<()> {
     match args.scenario {
         Scenario::EchoServer { listen } => return ceiling::echo_server(listen).await,
         Scenario::PeersCheck => return peers::check::peers_check().await,
+        Scenario::Report => {
+            report::write(&args.out, Vec::new(), "")?;
+            return Ok(());
+        }
         _ => {}
     }
+    ensure_pier_binaries()?;
     let ctx = Ctx {
         quick: args.quick,
         peers: !args.no_peers && !args.quick,
@@ -150,6 +157,56 @@ async fn main() -> anyhow::Result<()> {
         "wrote {} and {}",
         args.out.display(),
         args.out.with_extension("md").display()
+    );
+    Ok(())
+}
+
+/// The bench starts `pier-proxy` and `pier-store` from its own directory
+/// (`target/<profile>/`). `cargo run -p pier-bench` builds only the bench,
+/// so on a fresh checkout they are built here, with the same profile and
+/// target directory. Binaries already there are used as they are (CI builds
+/// them first; rebuilding with another package selection could change
+/// feature unification and rebuild RocksDB).
+fn ensure_pier_binaries() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("the bench binary has no directory"))?;
+    if ["pier-proxy", "pier-store"]
+        .iter()
+        .all(|b| dir.join(b).exists())
+    {
+        return Ok(());
+    }
+    let manifest = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"));
+    anyhow::ensure!(
+        manifest.exists(),
+        "pier-proxy/pier-store not found next to {} and no workspace to build them from",
+        exe.display()
+    );
+    let target = dir
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no target directory above {}", dir.display()))?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "build",
+        "-p",
+        "pier-proxy",
+        "-p",
+        "pier-store",
+        "--manifest-path",
+    ])
+    .arg(&manifest)
+    .arg("--target-dir")
+    .arg(target);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    eprintln!("building pier-proxy and pier-store ({})", dir.display());
+    anyhow::ensure!(
+        cmd.status()?.success(),
+        "building pier-proxy/pier-store failed"
     );
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! as ratios against the peers measured in the same run, then every table)
 //! and SVG charts next to them.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -17,17 +18,47 @@ pub fn write(path: &Path, new: Vec<Record>, command: &str) -> anyhow::Result<Vec
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    // Which command produced each scenario's records, and when: a scenario
+    // rerun on its own (its peers with it) replaces only its own rows, so
+    // the report says which run each table comes from.
+    let runs_path = path.with_file_name("runs.json");
+    let mut runs: BTreeMap<String, Run> = std::fs::read(&runs_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let at = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    for n in &new {
+        runs.insert(
+            n.scenario.clone(),
+            Run {
+                command: command.to_owned(),
+                at: at.clone(),
+            },
+        );
+    }
     records.retain(|r| !new.iter().any(|n| n.scenario == r.scenario));
     records.extend(new);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     std::fs::write(path, serde_json::to_string_pretty(&records)?)?;
+    std::fs::write(&runs_path, serde_json::to_string_pretty(&runs)?)?;
     let charts = charts(dir, &records);
     std::fs::write(
         path.with_extension("md"),
-        markdown(&records, command, &charts),
+        markdown(&records, &runs, &charts),
     )?;
     Ok(records)
+}
+
+/// The command that produced a scenario's records.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Run {
+    command: String,
+    at: String,
 }
 
 fn best<'a>(
@@ -126,6 +157,30 @@ fn goals(r: &[Record]) -> Vec<Goal> {
         redis_pop,
         0.5,
     ));
+    // Mixed has no target in the issue: its figure is the highest rate each
+    // system held with a flat backlog, shown next to Redis (always).
+    let flat = |system: &str, config: &str| {
+        r.iter()
+            .filter(|x| {
+                x.scenario == "mixed" && is(x, system, config) && x.config.contains("(flat)")
+            })
+            .filter_map(|x| x.rate)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    if let Some(p) = flat("pier", "standalone") {
+        g.push(Goal {
+            what: "mixed: highest rate with a flat backlog".into(),
+            figure: match flat("redis", "always") {
+                Some(q) => format!(
+                    "Pier {p:.0} msg/s, Redis (always) {q:.0} msg/s: {:.2}x",
+                    p / q
+                ),
+                None => format!("Pier {p:.0} msg/s"),
+            },
+            target: "(figure only)".into(),
+            met: None,
+        });
+    }
     let raw_each = best(r, "pop", |x| {
         is(x, "pier", "standalone") && x.config.contains("ack per message")
     });
@@ -213,15 +268,30 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}){mem}")
 }
 
-fn markdown(records: &[Record], command: &str, charts: &[String]) -> String {
+fn markdown(records: &[Record], runs: &BTreeMap<String, Run>, charts: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Pier benchmark report\n");
     let _ = writeln!(s, "- Machine: {}", machine());
-    let _ = writeln!(s, "- Command: `{command}`");
     let _ = writeln!(
         s,
-        "- Every system measured in the same run, one at a time, on 127.0.0.1, 1 KiB bodies.\n"
+        "- Within a scenario every system is measured in the same run, one at a time, on 127.0.0.1, 1 KiB bodies, release build."
     );
+    let _ = writeln!(s, "- Runs (command, time, scenarios it produced):");
+    let mut commands: Vec<(&str, &str)> = runs
+        .values()
+        .map(|r| (r.command.as_str(), r.at.as_str()))
+        .collect();
+    commands.sort();
+    commands.dedup();
+    for (command, at) in commands {
+        let scenarios: Vec<&str> = runs
+            .iter()
+            .filter(|(_, r)| r.command == command && r.at == at)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let _ = writeln!(s, "  - `{command}` ({at}): {}", scenarios.join(", "));
+    }
+    s.push('\n');
     let _ = writeln!(
         s,
         "## Goals\n\n| goal | figure | target | met |\n|---|---|---|---|"

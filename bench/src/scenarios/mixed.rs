@@ -57,11 +57,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
             let slack = Duration::from_millis(250).max(duration / 20);
             let kept_rate = sent.elapsed <= duration + slack;
             let backlog = sent.msgs.saturating_sub(taken);
-            let flat = kept_rate && (backlog as f64) < rate * 0.5;
+            let kept_backlog = (backlog as f64) < rate * 0.5;
+            let flat = kept_rate && kept_backlog;
+            let verdict = match (kept_rate, kept_backlog) {
+                (true, true) => "flat",
+                (false, _) => "producers fell behind the rate",
+                (true, false) => "backlog grew",
+            };
             let config = format!(
-                "{}; {CONSUMERS} consumers, backlog at end {backlog} ({})",
-                sys.config(),
-                if flat { "flat" } else { "grew" }
+                "{}; {CONSUMERS} consumers, backlog at end {backlog} ({verdict})",
+                sys.config()
             );
             let r = Record::new(
                 "mixed",
