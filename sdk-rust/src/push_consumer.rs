@@ -276,19 +276,26 @@ impl Shared {
         })
     }
 
-    /// Reserves up to `want` message slots in the cache, waiting until at
-    /// least one is free and the byte budget is not used up; `None` at
-    /// shutdown. Slots are reserved before the receive, so concurrent polls
-    /// never hold more than `max_cache_messages` between them (bytes are
-    /// only known on arrival: that limit can be passed by one batch per
-    /// poll).
+    /// Reserves `want` message slots in the cache (at most the whole
+    /// cache), waiting until that many are free and the byte budget is not
+    /// used up; `None` at shutdown. Slots are reserved before the receive,
+    /// so concurrent polls never hold more than `max_cache_messages` between
+    /// them (bytes are only known on arrival: that limit can be passed by
+    /// one batch per poll).
+    ///
+    /// A poll waits for room for a whole batch rather than taking whatever
+    /// is free: on a full cache every consumed message frees one slot, and
+    /// taking it at once turns each poll into a receive of one message (one
+    /// round trip and one server-side pop per message, measured at 70% of
+    /// the polls of a backlog drain).
     async fn reserve(&self, want: usize, stop: &mut watch::Receiver<bool>) -> Option<usize> {
+        let need = want.clamp(1, self.max_cache_messages);
         loop {
             let notified = self.room.notified();
             let msgs = self.cached_messages.load(Ordering::Acquire);
             let bytes = self.cached_bytes.load(Ordering::Acquire);
-            if msgs < self.max_cache_messages && bytes < self.max_cache_bytes {
-                let n = want.min(self.max_cache_messages - msgs).max(1);
+            if msgs + need <= self.max_cache_messages && bytes < self.max_cache_bytes {
+                let n = need;
                 if self
                     .cached_messages
                     .compare_exchange(msgs, msgs + n, Ordering::AcqRel, Ordering::Acquire)
@@ -690,7 +697,13 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(50), s.reserve(32, &mut stop)).await;
         assert!(blocked.is_err());
         s.unreserve(4);
-        assert_eq!(s.reserve(32, &mut stop).await, Some(4));
+        assert_eq!(s.reserve(4, &mut stop).await, Some(4));
+        // A poll waits for room for its whole batch, not for one slot.
+        s.unreserve(6);
+        let short = tokio::time::timeout(Duration::from_millis(50), s.reserve(8, &mut stop)).await;
+        assert!(short.is_err());
+        s.unreserve(2);
+        assert_eq!(s.reserve(8, &mut stop).await, Some(8));
         // Shutdown releases a waiting poll.
         let waiting = s.reserve(1, &mut stop);
         s.stop.send_replace(true);
