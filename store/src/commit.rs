@@ -75,25 +75,10 @@ pub(crate) struct AppendJob {
     pub reply: oneshot::Sender<Result<Placed>>,
 }
 
-/// What the commit thread is handed.
-pub(crate) enum Job {
-    /// Messages (and records with them) that must be durable before the
-    /// caller is answered.
-    Append(AppendJob),
-    /// Consumption state (cursors, in-flight records) whose caller does not
-    /// wait: its in-memory state is already updated, and losing the last of
-    /// these in a crash only redelivers messages (at-least-once). Written
-    /// here rather than on the caller's async worker because a RocksDB
-    /// write queues behind a group commit's fsync, which would stall that
-    /// worker and every request on it for the fsync's duration. One thread
-    /// and one channel also keep these writes in the order they were made.
-    State(WriteBatch),
-}
-
 /// A way to submit writes to the commit thread, also from plain threads.
 #[derive(Clone)]
 pub(crate) struct CommitHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<AppendJob>,
 }
 
 impl CommitHandle {
@@ -104,11 +89,11 @@ impl CommitHandle {
     ) -> Result<oneshot::Receiver<Result<Placed>>> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Append(AppendJob {
+            .send(AppendJob {
                 topic,
                 writes,
                 reply,
-            }))
+            })
             .map_err(|_| StoreError::ShuttingDown)?;
         Ok(rx)
     }
@@ -128,13 +113,13 @@ impl CommitHandle {
 }
 
 pub(crate) struct Committer {
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    tx: Mutex<Option<mpsc::Sender<AppendJob>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Committer {
     pub fn start(db: Arc<DB>, flush: FlushMode) -> Committer {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<AppendJob>();
         let thread = std::thread::Builder::new()
             .name("pier-commit".into())
             .spawn(move || run(db, flush, rx))
@@ -170,19 +155,6 @@ impl Committer {
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
-    /// Queues a consumption-state write (see [`Job::State`]); returns at
-    /// once. Callers hold the state's lock while queueing, so the writes
-    /// land in the order the state changed.
-    pub fn write_state(&self, batch: WriteBatch) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let tx = self.tx.lock();
-        let tx = tx.as_ref().ok_or(StoreError::ShuttingDown)?;
-        tx.send(Job::State(batch))
-            .map_err(|_| StoreError::ShuttingDown)
-    }
-
     /// Lets queued jobs finish, then stops the thread.
     pub fn shutdown(&self) {
         self.tx.lock().take();
@@ -199,39 +171,22 @@ impl Drop for Committer {
     }
 }
 
-fn run(db: Arc<DB>, flush: FlushMode, rx: mpsc::Receiver<Job>) {
+fn run(db: Arc<DB>, flush: FlushMode, rx: mpsc::Receiver<AppendJob>) {
     let mut opts = WriteOptions::default();
     opts.set_sync(flush == FlushMode::Sync);
-    let mut jobs = Vec::new();
-    let mut bytes = 0usize;
-    loop {
-        // Block only when nothing is pending; otherwise take what queued up
-        // and commit it as one group.
-        let next = if jobs.is_empty() {
-            match rx.recv() {
-                Ok(j) => Some(j),
-                Err(_) => return,
-            }
-        } else if bytes < MAX_BATCH_BYTES {
-            rx.try_recv().ok()
-        } else {
-            None
-        };
-        match next {
-            Some(Job::State(batch)) => {
-                if let Err(e) = db.write(batch) {
-                    tracing::error!(error = %e, "consumption state write failed");
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut bytes: usize = jobs[0].writes.items.iter().map(|(_, v)| v.len()).sum();
+        while bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.writes.items.iter().map(|(_, v)| v.len()).sum::<usize>();
+                    jobs.push(job);
                 }
-            }
-            Some(Job::Append(job)) => {
-                bytes += job.writes.items.iter().map(|(_, v)| v.len()).sum::<usize>();
-                jobs.push(job);
-            }
-            None => {
-                commit(&db, &opts, std::mem::take(&mut jobs));
-                bytes = 0;
+                Err(_) => break,
             }
         }
+        commit(&db, &opts, jobs);
     }
 }
 

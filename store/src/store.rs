@@ -373,7 +373,7 @@ impl Store {
             st.next_queue = (start + 1) % nq;
         }
         if !batch.is_empty() {
-            self.committer_tx.write_state(batch)?;
+            self.db.write(batch)?;
         }
         Ok((out, dlq, st.next_visible_at()))
     }
@@ -424,7 +424,7 @@ impl Store {
             }
             let mut batch = WriteBatch::default();
             SubState::delete_inflight(&mut batch, &self.db, sub.ids, mv.queue, mv.offset);
-            self.committer_tx.write_state(batch)?;
+            self.db.write(batch)?;
         }
         tracing::debug!(group = %group.group.name, queue = mv.queue, offset = mv.offset, attempts = mv.attempt, "moved to the dead-letter queue");
         Ok(())
@@ -692,7 +692,7 @@ impl StoreApi for Store {
                 st.remove(d.queue, d.offset);
                 let mut batch = WriteBatch::default();
                 SubState::delete_inflight(&mut batch, &self.db, sub.ids, d.queue, d.offset);
-                self.committer_tx.write_state(batch)?;
+                self.db.write(batch)?;
                 drop(st);
                 if unlocks {
                     // The next message of that FIFO group may be waiting.
@@ -725,7 +725,7 @@ impl StoreApi for Store {
                 SubState::put_inflight(
                     &mut batch, &self.db, sub.ids, d.queue, d.offset, d.attempt, visible_at,
                 );
-                self.committer_tx.write_state(batch)?;
+                self.db.write(batch)?;
                 drop(st);
                 if req.invisible_ms == 0 {
                     // Visible at once: let a waiting consumer have it.
