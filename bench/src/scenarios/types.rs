@@ -10,37 +10,25 @@ use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
 use pier_proto::rocketmq::*;
 use pier_tests::{handle, message, resource, Node, Raw};
 
+use crate::load::{histogram, Outcome};
 pub use crate::record::Record;
 
+/// A Pier record from a scenario's own count and latencies.
 fn record(
     scenario: &str,
     config: String,
     concurrency: usize,
     elapsed: Duration,
     msgs: u64,
-    h: &Histogram<u64>,
+    hist: &Histogram<u64>,
     rss: Option<f64>,
 ) -> Record {
-    let ms = |v: u64| v as f64 / 1000.0;
-    Record {
-        scenario: scenario.into(),
-        system: "pier".into(),
-        config,
-        concurrency,
-        rate: None,
-        duration_s: elapsed.as_secs_f64(),
+    let out = Outcome {
         msgs,
-        throughput_msgs_per_s: msgs as f64 / elapsed.as_secs_f64().max(1e-9),
-        p50_ms: ms(h.value_at_quantile(0.5)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        p999_ms: ms(h.value_at_quantile(0.999)),
-        max_ms: ms(h.max()),
-        rss_mib: rss,
-    }
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+        elapsed,
+        hist: hist.clone(),
+    };
+    Record::new(scenario, "pier", config, concurrency, &out, rss)
 }
 
 fn now_ms() -> i64 {
@@ -49,17 +37,8 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Resident set size of a process, from /proc.
 fn rss_mib(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    crate::system::rss_mib(&[pid])
 }
 
 fn body(size: usize, tag: &str) -> String {
