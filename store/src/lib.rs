@@ -3,6 +3,7 @@
 //! - [`catalog`]: topics and consumer groups;
 //! - [`commit`]: the group-commit thread that appends to queue logs;
 //! - [`pop`]: per-group consumption state (cursors, in-flight deliveries);
+//! - [`state_writer`]: the thread that persists consumption-state changes;
 //! - [`timer`]: delay messages waiting for their time;
 //! - [`txn`]: half messages of transactions and their checks;
 //! - [`retention`]: deleting expired messages, advancing low watermarks;
@@ -21,6 +22,7 @@ pub mod pop;
 pub mod remote;
 pub mod retention;
 pub mod server;
+pub mod state_writer;
 pub mod store;
 pub mod timer;
 pub mod txn;

@@ -7,16 +7,18 @@
 //! by what is in flight, not by what was ever consumed.
 //!
 //! The in-memory copy is authoritative while the process runs; every change
-//! is written to the `pop` column family (WAL, no fsync: losing the last
-//! changes in a machine crash only makes messages visible again, which
-//! at-least-once delivery allows).
+//! is queued, under the subscription's lock, for the `pop` column family
+//! ([`crate::state_writer`]: WAL, no fsync; losing the last changes in a
+//! crash only makes messages visible again, which at-least-once delivery
+//! allows).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rocksdb::{IteratorMode, WriteBatch, DB};
+use rocksdb::{IteratorMode, DB};
 
 use crate::error::Result;
 use crate::keys::{self, CF_POP};
+use crate::state_writer::StateBatch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inflight {
@@ -245,77 +247,52 @@ impl SubState {
     }
 
     pub fn put_inflight(
-        batch: &mut WriteBatch,
-        db: &DB,
+        batch: &mut StateBatch,
         ids: (u32, u32),
         queue: u32,
         offset: u64,
         attempt: u32,
         vis: i64,
     ) {
-        let pop = db.cf_handle(CF_POP).expect("cf opened");
-        batch.put_cf(
-            &pop,
+        batch.put(
             keys::inflight_key(ids.0, ids.1, queue, offset),
             keys::encode_inflight(attempt, vis),
         );
     }
 
-    pub fn delete_inflight(
-        batch: &mut WriteBatch,
-        db: &DB,
-        ids: (u32, u32),
-        queue: u32,
-        offset: u64,
-    ) {
-        let pop = db.cf_handle(CF_POP).expect("cf opened");
-        batch.delete_cf(&pop, keys::inflight_key(ids.0, ids.1, queue, offset));
-        batch.delete_cf(&pop, keys::pop_entry_key(b'l', ids.0, ids.1, queue, offset));
+    pub fn delete_inflight(batch: &mut StateBatch, ids: (u32, u32), queue: u32, offset: u64) {
+        batch.delete(keys::inflight_key(ids.0, ids.1, queue, offset));
+        batch.delete(keys::pop_entry_key(b'l', ids.0, ids.1, queue, offset));
     }
 
     /// Persists a FIFO entry: b'l' (lock held) or b'p' (parked).
     pub fn put_group_entry(
-        batch: &mut WriteBatch,
-        db: &DB,
+        batch: &mut StateBatch,
         tag: u8,
         ids: (u32, u32),
         queue: u32,
         offset: u64,
         group: &str,
     ) {
-        let pop = db.cf_handle(CF_POP).expect("cf opened");
-        batch.put_cf(
-            &pop,
+        batch.put(
             keys::pop_entry_key(tag, ids.0, ids.1, queue, offset),
             group.as_bytes(),
         );
     }
 
-    pub fn delete_parked(
-        batch: &mut WriteBatch,
-        db: &DB,
-        ids: (u32, u32),
-        queue: u32,
-        offset: u64,
-    ) {
-        let pop = db.cf_handle(CF_POP).expect("cf opened");
-        batch.delete_cf(&pop, keys::pop_entry_key(b'p', ids.0, ids.1, queue, offset));
+    pub fn delete_parked(batch: &mut StateBatch, ids: (u32, u32), queue: u32, offset: u64) {
+        batch.delete(keys::pop_entry_key(b'p', ids.0, ids.1, queue, offset));
     }
 
-    pub fn put_cursor(batch: &mut WriteBatch, db: &DB, ids: (u32, u32), queue: u32, cursor: u64) {
-        let pop = db.cf_handle(CF_POP).expect("cf opened");
-        batch.put_cf(
-            &pop,
-            keys::cursor_key(ids.0, ids.1, queue),
-            cursor.to_be_bytes(),
-        );
+    pub fn put_cursor(batch: &mut StateBatch, ids: (u32, u32), queue: u32, cursor: u64) {
+        batch.put(keys::cursor_key(ids.0, ids.1, queue), cursor.to_be_bytes());
     }
 }
 
-/// Removes all consumption state of a group on a topic (or every topic).
-pub fn delete_state(db: &DB, group_id: u32, topic_id: Option<u32>) -> Result<()> {
-    let pop = db.cf_handle(CF_POP).expect("cf opened");
-    let mut batch = WriteBatch::default();
+/// Changes that remove all consumption state of a group on a topic (or on
+/// every topic).
+pub fn delete_state(group_id: u32, topic_id: Option<u32>) -> StateBatch {
+    let mut batch = StateBatch::default();
     for tag in [b'c', b'i', b'l', b'p'] {
         let (lo, hi) = match topic_id {
             Some(t) => (
@@ -327,10 +304,9 @@ pub fn delete_state(db: &DB, group_id: u32, topic_id: Option<u32>) -> Result<()>
                 keys::pop_prefix(tag, group_id + 1, 0),
             ),
         };
-        batch.delete_range_cf(&pop, lo, hi);
+        batch.delete_range(lo, hi);
     }
-    db.write(batch)?;
-    Ok(())
+    batch
 }
 
 /// Topic ids a group has consumption state for.

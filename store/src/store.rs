@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use pier_proto::admin::*;
 use pier_proto::store::*;
 use prost::Message;
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, WriteBatch, DB};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, DB};
 
 use crate::api::CheckStream;
 use crate::api::StoreApi;
@@ -23,6 +23,7 @@ use crate::keys::{self, CF_LOG, CF_META, CF_POP, CF_TIMER};
 use crate::now_ms;
 use crate::pop::{self, SubState};
 use crate::retention::Retention;
+use crate::state_writer::{StateBatch, StateWriter};
 use crate::timer::Timers;
 use crate::txn::{self, Checker};
 
@@ -83,6 +84,8 @@ pub struct Store {
     db: Arc<DB>,
     catalog: Arc<Catalog>,
     committer_tx: Committer,
+    /// Persists consumption-state changes off the callers' threads.
+    state: StateWriter,
     timers: Timers,
     txn: Checker,
     txn_checks: txn::CheckPolicy,
@@ -109,6 +112,7 @@ impl Store {
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
         let catalog = Arc::new(Catalog::load(&db)?);
         let committer = Committer::start(db.clone(), opts.flush);
+        let state = StateWriter::start(db.clone());
         let timers = Timers::start(db.clone(), catalog.clone(), committer.handle()?);
         let txn = Checker::start(db.clone(), catalog.clone(), opts.txn_checks);
         let retention = Retention::start(
@@ -122,6 +126,7 @@ impl Store {
             db,
             catalog,
             committer_tx: committer,
+            state,
             timers,
             txn,
             txn_checks: opts.txn_checks,
@@ -156,6 +161,7 @@ impl Store {
         self.timers.shutdown();
         self.txn.shutdown();
         self.committer_tx.shutdown();
+        self.state.shutdown();
         if let Err(e) = self.db.flush_wal(true) {
             tracing::warn!(error = %e, "flushing the WAL at shutdown failed");
         }
@@ -225,7 +231,7 @@ impl Store {
         st.ensure_queues(topic.queues.len());
         let now = now_ms();
         let visible_at = now.saturating_add(invisible_ms.min(i64::MAX as u64) as i64);
-        let mut batch = WriteBatch::default();
+        let mut batch = StateBatch::default();
         let mut out = Vec::new();
         let mut dlq = Vec::new();
 
@@ -245,7 +251,7 @@ impl Store {
                 None => {
                     // Removed by retention or topic deletion: nothing to redeliver.
                     st.remove(q, o);
-                    SubState::delete_inflight(&mut batch, &self.db, sub.ids, q, o);
+                    SubState::delete_inflight(&mut batch, sub.ids, q, o);
                 }
                 Some(message) if e.attempt >= group.group.max_attempts => {
                     st.mark_moving(q, o);
@@ -259,9 +265,7 @@ impl Store {
                 Some(message) => {
                     let attempt = e.attempt + 1;
                     st.insert(q, o, attempt, visible_at);
-                    SubState::put_inflight(
-                        &mut batch, &self.db, sub.ids, q, o, attempt, visible_at,
-                    );
+                    SubState::put_inflight(&mut batch, sub.ids, q, o, attempt, visible_at);
                     out.push(PoppedMessage {
                         message: Some(message),
                         attempt,
@@ -279,14 +283,14 @@ impl Store {
                 break;
             };
             st.unpark(q, o);
-            SubState::delete_parked(&mut batch, &self.db, sub.ids, q, o);
+            SubState::delete_parked(&mut batch, sub.ids, q, o);
             let Some(message) = self.read_message(topic, q, o)? else {
                 continue;
             };
             st.insert(q, o, 1, visible_at);
             st.hold(q, o, g.clone());
-            SubState::put_inflight(&mut batch, &self.db, sub.ids, q, o, 1, visible_at);
-            SubState::put_group_entry(&mut batch, &self.db, b'l', sub.ids, q, o, &g);
+            SubState::put_inflight(&mut batch, sub.ids, q, o, 1, visible_at);
+            SubState::put_group_entry(&mut batch, b'l', sub.ids, q, o, &g);
             out.push(PoppedMessage {
                 message: Some(message),
                 attempt: 1,
@@ -334,19 +338,17 @@ impl Store {
                         // Its group has a message in flight (or older ones
                         // waiting): park it, and go on with other groups.
                         Some(g) if st.is_locked(&g) || st.has_parked(&g) => {
-                            SubState::put_group_entry(
-                                &mut batch, &self.db, b'p', sub.ids, q as u32, off, &g,
-                            );
+                            SubState::put_group_entry(&mut batch, b'p', sub.ids, q as u32, off, &g);
                             st.park(q as u32, off, g);
                         }
                         g => {
                             st.insert(q as u32, off, 1, visible_at);
                             SubState::put_inflight(
-                                &mut batch, &self.db, sub.ids, q as u32, off, 1, visible_at,
+                                &mut batch, sub.ids, q as u32, off, 1, visible_at,
                             );
                             if let Some(g) = g {
                                 SubState::put_group_entry(
-                                    &mut batch, &self.db, b'l', sub.ids, q as u32, off, &g,
+                                    &mut batch, b'l', sub.ids, q as u32, off, &g,
                                 );
                                 st.hold(q as u32, off, g);
                             }
@@ -367,13 +369,13 @@ impl Store {
                 cursor = committed;
             }
             st.cursors[q] = cursor;
-            SubState::put_cursor(&mut batch, &self.db, sub.ids, q as u32, cursor);
+            SubState::put_cursor(&mut batch, sub.ids, q as u32, cursor);
         }
         if nq > 0 {
             st.next_queue = (start + 1) % nq;
         }
         if !batch.is_empty() {
-            self.db.write(batch)?;
+            self.state.write(batch)?;
         }
         Ok((out, dlq, st.next_visible_at()))
     }
@@ -422,9 +424,9 @@ impl Store {
                     t.notify.notify_waiters();
                 }
             }
-            let mut batch = WriteBatch::default();
-            SubState::delete_inflight(&mut batch, &self.db, sub.ids, mv.queue, mv.offset);
-            self.db.write(batch)?;
+            let mut batch = StateBatch::default();
+            SubState::delete_inflight(&mut batch, sub.ids, mv.queue, mv.offset);
+            self.state.write(batch)?;
         }
         tracing::debug!(group = %group.group.name, queue = mv.queue, offset = mv.offset, attempts = mv.attempt, "moved to the dead-letter queue");
         Ok(())
@@ -690,9 +692,9 @@ impl StoreApi for Store {
             Some(e) if e.attempt == d.attempt && !e.moving => {
                 let unlocks = st.holders.contains_key(&(d.queue, d.offset));
                 st.remove(d.queue, d.offset);
-                let mut batch = WriteBatch::default();
-                SubState::delete_inflight(&mut batch, &self.db, sub.ids, d.queue, d.offset);
-                self.db.write(batch)?;
+                let mut batch = StateBatch::default();
+                SubState::delete_inflight(&mut batch, sub.ids, d.queue, d.offset);
+                self.state.write(batch)?;
                 drop(st);
                 if unlocks {
                     // The next message of that FIFO group may be waiting.
@@ -721,11 +723,11 @@ impl StoreApi for Store {
                 let visible_at =
                     now_ms().saturating_add(req.invisible_ms.min(i64::MAX as u64) as i64);
                 st.insert(d.queue, d.offset, d.attempt, visible_at);
-                let mut batch = WriteBatch::default();
+                let mut batch = StateBatch::default();
                 SubState::put_inflight(
-                    &mut batch, &self.db, sub.ids, d.queue, d.offset, d.attempt, visible_at,
+                    &mut batch, sub.ids, d.queue, d.offset, d.attempt, visible_at,
                 );
-                self.db.write(batch)?;
+                self.state.write(batch)?;
                 drop(st);
                 if req.invisible_ms == 0 {
                     // Visible at once: let a waiting consumer have it.
@@ -871,7 +873,9 @@ impl StoreApi for Store {
         let old = self.catalog.delete_topic(&self.db, &req.name)?;
         self.drop_subscriptions(|(_, t)| *t == old.id);
         for g in self.catalog.groups() {
-            pop::delete_state(&self.db, g.id, Some(old.id))?;
+            self.state
+                .write_and_wait(pop::delete_state(g.id, Some(old.id)))
+                .await?;
         }
         tracing::info!(topic = %req.name, "topic deleted");
         Ok(DeleteTopicResponse {})
@@ -931,7 +935,9 @@ impl StoreApi for Store {
         self.check_running()?;
         let old = self.catalog.delete_group(&self.db, &req.name)?;
         self.drop_subscriptions(|(g, _)| *g == old.id);
-        pop::delete_state(&self.db, old.id, None)?;
+        self.state
+            .write_and_wait(pop::delete_state(old.id, None))
+            .await?;
         tracing::info!(group = %req.name, "consumer group deleted");
         Ok(DeleteGroupResponse {})
     }

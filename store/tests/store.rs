@@ -343,6 +343,74 @@ async fn restart_keeps_messages_inflight_state_and_cursors() {
     assert_eq!(body(&e[0]), "e");
 }
 
+/// State changes are written behind the callers' backs, merged; what a
+/// restart finds must still be the last change of each message: the pop's
+/// put, then the ack's delete or the invisibility change's new put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_after_many_concurrent_acks_finds_exactly_the_unacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let kept = {
+        let store = open(dir.path());
+        setup(&store, "t", "g", 17).await;
+        send(&store, "t", &ids).await;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut kept = Vec::new();
+                loop {
+                    let got = pop(&store, "t", "g", 32, 60_000, 0).await;
+                    if got.is_empty() {
+                        return kept;
+                    }
+                    for p in got {
+                        let b = body(&p);
+                        let n: u32 = b[1..].parse().unwrap();
+                        if n.is_multiple_of(3) {
+                            // Left in flight, with a changed deadline.
+                            store
+                                .change_invisible(ChangeInvisibleRequest {
+                                    delivery: delivery("g", &p),
+                                    invisible_ms: 120_000,
+                                    expected_visible_at_ms: 0,
+                                })
+                                .await
+                                .unwrap();
+                            kept.push(b);
+                        } else {
+                            store
+                                .ack(AckRequest {
+                                    delivery: delivery("g", &p),
+                                })
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            }));
+        }
+        let mut kept = Vec::new();
+        for t in tasks {
+            kept.extend(t.await.unwrap());
+        }
+        store.shutdown();
+        kept
+    };
+    assert_eq!(kept.len(), 667);
+    let store = open(dir.path());
+    let d = store
+        .describe_group(DescribeGroupRequest { name: "g".into() })
+        .await
+        .unwrap();
+    assert_eq!(d.backlog[0].inflight, 667, "{d:?}");
+    assert_eq!(d.backlog[0].ready, 0, "{d:?}");
+    // Nothing acked comes back, and nothing kept is visible before its
+    // changed deadline.
+    assert!(pop(&store, "t", "g", 32, 60_000, 0).await.is_empty());
+}
+
 #[tokio::test]
 async fn concurrent_sends_all_land_with_distinct_offsets() {
     let dir = tempfile::tempdir().unwrap();
