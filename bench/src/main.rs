@@ -163,22 +163,24 @@ async fn main() -> anyhow::Result<()> {
 
 /// The bench starts `pier-proxy` and `pier-store` from its own directory
 /// (`target/<profile>/`). `cargo run -p pier-bench` builds only the bench,
-/// so on a fresh checkout they are built here, with the same profile and
-/// target directory. Binaries already there are used as they are (CI builds
-/// them first; rebuilding with another package selection could change
-/// feature unification and rebuild RocksDB).
+/// so under `cargo run` (which sets `CARGO`) they are built here too, with
+/// the same profile and target directory: built on a fresh checkout, and
+/// brought up to date otherwise, so a run never measures a stale server.
+/// Started directly (CI, or a copy of the binaries for `scripts/ab.sh`),
+/// the bench uses the binaries beside it as they are and only builds them
+/// when missing.
 fn ensure_pier_binaries() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .ok_or_else(|| anyhow::anyhow!("the bench binary has no directory"))?;
-    if ["pier-proxy", "pier-store"]
+    let present = ["pier-proxy", "pier-store"]
         .iter()
-        .all(|b| dir.join(b).exists())
-    {
+        .all(|b| dir.join(b).exists());
+    let manifest = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"));
+    if present && (std::env::var_os("CARGO").is_none() || !manifest.exists()) {
         return Ok(());
     }
-    let manifest = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml"));
     anyhow::ensure!(
         manifest.exists(),
         "pier-proxy/pier-store not found next to {} and no workspace to build them from",
@@ -203,7 +205,7 @@ fn ensure_pier_binaries() -> anyhow::Result<()> {
     if dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    eprintln!("building pier-proxy and pier-store ({})", dir.display());
+    eprintln!("building pier-proxy and pier-store in {}", dir.display());
     anyhow::ensure!(
         cmd.status()?.success(),
         "building pier-proxy/pier-store failed"
