@@ -31,6 +31,8 @@ pub const BROKER_NAME: &str = "pier";
 /// `receive_batch_size`, protocol.md §4.9.2).
 const DEFAULT_BATCH: u32 = 32;
 const MAX_BATCH: u32 = 1024;
+/// Entries of one AckMessage in flight to the store at once.
+const ACK_CONCURRENCY: usize = 64;
 const MIN_INVISIBLE_MS: u64 = 1_000;
 const MAX_INVISIBLE_MS: u64 = 12 * 3600 * 1000;
 /// A long poll ends this long before the client's deadline (Rust 5.0.0 sets
@@ -531,24 +533,34 @@ impl Inner {
                 "the request carries no entry to ack",
             ));
         }
-        let mut entries = Vec::with_capacity(req.entries.len());
-        for e in req.entries {
-            let res = match self.delivery(&e.receipt_handle, &group, &topic) {
-                Ok((_, d)) => self
-                    .store
-                    .ack(st::AckRequest { delivery: Some(d) })
-                    .await
-                    .map(|_| ())
-                    .map_err(Rejection::from),
-                Err(r) => Err(r),
-            };
-            self.renewer.forget(&e.receipt_handle);
-            entries.push(AckMessageResultEntry {
-                message_id: e.message_id,
-                receipt_handle: e.receipt_handle,
-                status: Some(entry_status(&res, ctx)),
-            });
-        }
+        // The entries are independent: acked concurrently (up to a bound), a
+        // batch costs about one store round trip in a cluster, not one per
+        // entry.
+        let acks = req.entries.into_iter().map(|e| {
+            let group = &group;
+            let topic = &topic;
+            async move {
+                let res = match self.delivery(&e.receipt_handle, group, topic) {
+                    Ok((_, d)) => self
+                        .store
+                        .ack(st::AckRequest { delivery: Some(d) })
+                        .await
+                        .map(|_| ())
+                        .map_err(Rejection::from),
+                    Err(r) => Err(r),
+                };
+                self.renewer.forget(&e.receipt_handle);
+                AckMessageResultEntry {
+                    message_id: e.message_id,
+                    receipt_handle: e.receipt_handle,
+                    status: Some(entry_status(&res, ctx)),
+                }
+            }
+        });
+        let entries: Vec<_> = futures::stream::iter(acks)
+            .buffered(ACK_CONCURRENCY)
+            .collect()
+            .await;
         let statuses: Vec<Status> = entries.iter().filter_map(|e| e.status.clone()).collect();
         Ok(AckMessageResponse {
             status: Some(batch_status(&statuses)),

@@ -281,3 +281,90 @@ async fn bad_receipt_handles() {
     assert_eq!(r.status.unwrap().code, Code::Ok as i32);
     assert!(t0.elapsed() < Duration::from_secs(2));
 }
+
+/// One AckMessage with good, bad and already-acked entries: each entry gets
+/// its own code, in request order (the proxy acks entries concurrently), and
+/// only the good ones take effect. Standalone and through a store node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_ack_answers_each_entry_in_order() {
+    for cluster in [false, true] {
+        let data = tempfile::tempdir().unwrap();
+        let nodes = if cluster {
+            let store = Node::store(data.path());
+            let proxy = Node::proxy_of(&store);
+            vec![store, proxy]
+        } else {
+            vec![Node::standalone(data.path())]
+        };
+        let c = Raw::connect(&nodes.last().unwrap().endpoint()).await;
+        c.create_topic("t", 2).await;
+        c.create_group("g", 17).await;
+        for i in 0..40 {
+            c.send(message("t", &format!("m{i}"))).await;
+        }
+        let mut msgs = Vec::new();
+        while msgs.len() < 40 {
+            let (_, got) = c.receive("g", "t", 32, 30_000, 1_000).await;
+            assert!(
+                !got.is_empty(),
+                "cluster={cluster}: only {} received",
+                msgs.len()
+            );
+            msgs.extend(got);
+        }
+        // One acked beforehand: its second ack must fail.
+        assert_eq!(c.ack("g", "t", &handle(&msgs[5])).await, Code::Ok);
+        let mut entries = Vec::new();
+        let mut expected = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let (h, code) = match i {
+                5 => (handle(m), Code::InvalidReceiptHandle),
+                i if i % 7 == 3 => ("garbage".to_string(), Code::InvalidReceiptHandle),
+                _ => (handle(m), Code::Ok),
+            };
+            entries.push(AckMessageEntry {
+                message_id: format!("e{i}"),
+                receipt_handle: h,
+                lite_topic: None,
+            });
+            expected.push((format!("e{i}"), code));
+        }
+        let r = c
+            .messaging()
+            .ack_message(c.req(AckMessageRequest {
+                group: Some(resource("g")),
+                topic: Some(resource("t")),
+                entries,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status.unwrap().code, Code::MultipleResults as i32);
+        let got: Vec<(String, Code)> = r
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.message_id.clone(),
+                    Code::try_from(e.status.as_ref().unwrap().code).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "cluster={cluster}");
+        // The messages whose handle was garbage are still in flight and
+        // come back after their invisible time; the acked ones never do.
+        let left = expected
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, code))| *i != 5 && *code != Code::Ok)
+            .count();
+        let d = c
+            .admin()
+            .describe_group(pier_proto::admin::DescribeGroupRequest { name: "g".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let inflight: u64 = d.backlog.iter().map(|b| b.inflight).sum();
+        assert_eq!(inflight as usize, left, "cluster={cluster}: {d:?}");
+    }
+}
