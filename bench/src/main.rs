@@ -104,12 +104,23 @@ async fn main() -> anyhow::Result<()> {
         peers::install()?;
     }
     // Peers run in their own process groups (so dropping one kills its whole
-    // tree): a Ctrl-C must stop them explicitly.
+    // tree), and a SIGTERM reaches only this process: either signal must
+    // stop what the run started explicitly, or it outlives the bench.
     tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            peers::kill_all();
-            std::process::exit(130);
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
+        peers::kill_all();
+        kill_children();
+        std::process::exit(130);
     });
     use Scenario::*;
     let run = |s: Scenario| {
@@ -159,6 +170,39 @@ async fn main() -> anyhow::Result<()> {
         args.out.with_extension("md").display()
     );
     Ok(())
+}
+
+/// Kills this process's children (Pier nodes, the echo server, peers'
+/// group leaders): they would otherwise outlive a bench stopped by a signal,
+/// since drops do not run on `exit`.
+fn kill_children() {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The fields after the command (which may hold spaces) start at the
+        // last ')': state, then the parent's pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid == Some(me.as_str()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// The bench starts `pier-proxy` and `pier-store` from its own directory
