@@ -13,15 +13,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
 use crate::catalog::TopicEntry;
 use crate::error::{Result, StoreError};
 use crate::keys::{self, CF_LOG};
+use crate::worker::Worker;
 
 /// Largest number of bytes merged into one batch; bounds the latency a huge
 /// burst adds to the senders at its front.
@@ -113,26 +112,21 @@ impl CommitHandle {
 }
 
 pub(crate) struct Committer {
-    tx: Mutex<Option<mpsc::Sender<AppendJob>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker<mpsc::Sender<AppendJob>>,
 }
 
 impl Committer {
     pub fn start(db: Arc<DB>, flush: FlushMode) -> Committer {
         let (tx, rx) = mpsc::channel::<AppendJob>();
-        let thread = std::thread::Builder::new()
-            .name("pier-commit".into())
-            .spawn(move || run(db, flush, rx))
-            .expect("spawn commit thread");
         Committer {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            worker: Worker::spawn("pier-commit", tx, move || run(db, flush, rx)),
         }
     }
 
     pub fn handle(&self) -> Result<CommitHandle> {
-        let tx = self.tx.lock().clone().ok_or(StoreError::ShuttingDown)?;
-        Ok(CommitHandle { tx })
+        Ok(CommitHandle {
+            tx: self.worker.sender()?,
+        })
     }
 
     pub async fn append(
@@ -157,17 +151,7 @@ impl Committer {
 
     /// Lets queued jobs finish, then stops the thread.
     pub fn shutdown(&self) {
-        self.tx.lock().take();
-        let thread = self.thread.lock().take();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Committer {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.worker.stop();
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`commit`]: the group-commit thread that appends to queue logs;
 //! - [`pop`]: per-group consumption state (cursors, in-flight deliveries);
 //! - [`state_writer`]: the thread that persists consumption-state changes;
+//! - `worker`: the channel-fed thread `commit` and `state_writer` run on;
 //! - [`timer`]: delay messages waiting for their time;
 //! - [`txn`]: half messages of transactions and their checks;
 //! - [`retention`]: deleting expired messages, advancing low watermarks;
@@ -26,6 +27,7 @@ pub mod state_writer;
 pub mod store;
 pub mod timer;
 pub mod txn;
+mod worker;
 
 pub use api::StoreApi;
 pub use commit::FlushMode;

@@ -20,15 +20,14 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
 use crate::error::{Result, StoreError};
 use crate::keys::CF_POP;
+use crate::worker::Worker;
 
 /// Jobs queued before a sender blocks: a bound on memory if the disk stalls.
 const QUEUE_DEPTH: usize = 1 << 16;
@@ -85,26 +84,22 @@ struct Job {
 }
 
 pub struct StateWriter {
-    tx: Mutex<Option<mpsc::SyncSender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker<mpsc::SyncSender<Job>>,
 }
 
 impl StateWriter {
     pub fn start(db: Arc<DB>) -> StateWriter {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
-        let thread = std::thread::Builder::new()
-            .name("pier-state".into())
-            .spawn(move || run(&db, rx))
-            .expect("spawn state writer thread");
         StateWriter {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            worker: Worker::spawn("pier-state", tx, move || run(&db, rx)),
         }
     }
 
     fn send(&self, job: Job) -> Result<()> {
-        let tx = self.tx.lock().clone().ok_or(StoreError::ShuttingDown)?;
-        tx.send(job).map_err(|_| StoreError::ShuttingDown)
+        self.worker
+            .sender()?
+            .send(job)
+            .map_err(|_| StoreError::ShuttingDown)
     }
 
     /// Queues `batch` without waiting for it to be written. Call it while
@@ -133,17 +128,7 @@ impl StateWriter {
 
     /// Writes what is queued, then stops the thread.
     pub fn shutdown(&self) {
-        self.tx.lock().take();
-        let thread = self.thread.lock().take();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for StateWriter {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.worker.stop();
     }
 }
 
