@@ -313,22 +313,11 @@ impl PierClient {
 impl Client for PierClient {
     async fn send(&mut self, body: &[u8]) -> anyhow::Result<()> {
         self.seq += 1;
-        let m = Message {
-            topic: Some(pier_tests::resource(&self.topic)),
-            user_properties: Default::default(),
-            system_properties: Some(SystemProperties {
-                message_id: format!("{}{:016X}", self.id_prefix, self.seq),
-                message_type: MessageType::Normal as i32,
-                body_encoding: Encoding::Identity as i32,
-                born_timestamp: Some(prost_types::Timestamp {
-                    seconds: 1_700_000_000,
-                    nanos: 0,
-                }),
-                born_host: "127.0.0.1".into(),
-                ..Default::default()
-            }),
-            body: body.to_vec(),
-        };
+        let m = pier_tests::message_with_id(
+            &self.topic,
+            format!("{}{:016X}", self.id_prefix, self.seq),
+            body.to_vec(),
+        );
         let r = self
             .raw
             .messaging()

@@ -483,11 +483,21 @@ pub fn resource(name: &str) -> Resource {
 
 /// A normal message as an official producer builds it.
 pub fn message(topic: &str, body: &str) -> Message {
+    message_with_id(
+        topic,
+        uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        body.as_bytes().to_vec(),
+    )
+}
+
+/// The same with the caller's message id (the load generator numbers its
+/// messages instead of drawing a uuid for each).
+pub fn message_with_id(topic: &str, message_id: String, body: Vec<u8>) -> Message {
     Message {
         topic: Some(resource(topic)),
         user_properties: Default::default(),
         system_properties: Some(SystemProperties {
-            message_id: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+            message_id,
             message_type: MessageType::Normal as i32,
             body_encoding: Encoding::Identity as i32,
             born_timestamp: Some(prost_types::Timestamp {
@@ -497,7 +507,7 @@ pub fn message(topic: &str, body: &str) -> Message {
             born_host: "127.0.0.1".into(),
             ..Default::default()
         }),
-        body: body.as_bytes().to_vec(),
+        body,
     }
 }
 
