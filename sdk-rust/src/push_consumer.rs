@@ -295,13 +295,12 @@ impl Shared {
             let msgs = self.cached_messages.load(Ordering::Acquire);
             let bytes = self.cached_bytes.load(Ordering::Acquire);
             if msgs + need <= self.max_cache_messages && bytes < self.max_cache_bytes {
-                let n = need;
                 if self
                     .cached_messages
-                    .compare_exchange(msgs, msgs + n, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(msgs, msgs + need, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    return Some(n);
+                    return Some(need);
                 }
                 continue;
             }
