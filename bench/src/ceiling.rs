@@ -23,6 +23,7 @@ use async_trait::async_trait;
 
 use crate::peers::{boxed, PeerSpec, Server};
 use crate::system::{Ack, Client, System};
+use crate::transport::H2;
 
 mod proto {
     tonic::include_proto!("pier.bench.echo.v1");
@@ -182,7 +183,7 @@ pub async fn echo_server(listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 pub struct TonicEcho {
-    endpoint: String,
+    addr: String,
     server: Server,
 }
 
@@ -216,7 +217,7 @@ impl TonicEcho {
             .strip_prefix("listening addr=")
             .with_context(|| format!("unexpected echo server output {line:?}"))?;
         Ok(TonicEcho {
-            endpoint: format!("http://{addr}"),
+            addr: addr.to_owned(),
             server,
         })
     }
@@ -238,13 +239,10 @@ impl System for TonicEcho {
 
     async fn client(&self) -> anyhow::Result<Box<dyn Client>> {
         // One HTTP/2 connection per client, as the peers have one each.
-        let channel = tonic::transport::Endpoint::from_shared(self.endpoint.clone())?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {}", self.endpoint))?;
+        // On the load generator's transport, as Pier's load clients are.
+        let conn = H2::connect(&self.addr).await?;
         Ok(Box::new(EchoClientBox {
-            client: EchoClient::new(channel),
+            client: EchoClient::with_origin(conn, H2::origin(&self.addr)?),
         }))
     }
 
@@ -254,7 +252,7 @@ impl System for TonicEcho {
 }
 
 struct EchoClientBox {
-    client: EchoClient<tonic::transport::Channel>,
+    client: EchoClient<H2>,
 }
 
 #[async_trait]

@@ -8,6 +8,13 @@
 //! directory and stopped before the next one starts. Results: records in
 //! `bench/results/latest.json`, a report in `latest.md`, SVG charts beside.
 
+// The load generator shares the machine with the system it measures: glibc
+// malloc was a fifth of its CPU in send profiles, CPU the servers then lacked.
+// The same allocator as Pier's binaries (the echo ceiling runs in this
+// binary too, so it gets it as well).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod ceiling;
 mod cpu;
 mod load;
@@ -17,6 +24,7 @@ mod record;
 mod report;
 mod scenarios;
 mod system;
+mod transport;
 
 use std::path::PathBuf;
 
@@ -38,6 +46,10 @@ struct Args {
     /// Pier only: do not install or start the peers.
     #[arg(long, global = true)]
     no_peers: bool,
+    /// Only the systems whose label contains one of these (comma
+    /// separated), e.g. `--only "pier standalone,tonic-echo,redis appendfsync=always"`.
+    #[arg(long, global = true, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where the JSON records go (the report and charts go beside it).
     #[arg(long, global = true, default_value = "bench/results/latest.json")]
     out: PathBuf,
@@ -98,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Ctx {
         quick: args.quick,
         peers: !args.no_peers && !args.quick,
+        only: args.only.clone(),
     };
     if ctx.peers && !peers::installed() {
         eprintln!("installing the peers (bench/scripts/install-peers.sh)");

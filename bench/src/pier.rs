@@ -13,6 +13,9 @@ use pier_tests::{Node, Raw};
 
 use crate::cpu::CpuLimit;
 use crate::system::{Ack, Client, Spec, System};
+use crate::transport::H2;
+
+type Messaging = messaging_service_client::MessagingServiceClient<H2>;
 
 /// gRPC multiplexes calls; a few connections per proxy spread them over
 /// HTTP/2 connection windows and the server's per-connection tasks.
@@ -25,6 +28,9 @@ pub struct Pier {
     /// log receiver is not `Sync`).
     _nodes: std::sync::Mutex<Vec<Node>>,
     conns: Vec<Raw>,
+    /// The load clients' connections: as many as `conns`, to the same
+    /// proxies, on the generator's own transport (`transport.rs`).
+    fast: Vec<Messaging>,
     next: AtomicUsize,
     /// Topic/group generation: `reset` moves to fresh names.
     generation: Arc<AtomicUsize>,
@@ -80,9 +86,15 @@ impl Pier {
         let pids = nodes.iter().map(Node::pid).collect();
         let nodes = std::sync::Mutex::new(nodes);
         let mut conns = Vec::new();
+        let mut fast = Vec::new();
         for endpoint in &endpoints {
+            let origin = H2::origin(endpoint)?;
             for _ in 0..CONNECTIONS_PER_PROXY {
                 conns.push(Raw::connect(endpoint).await);
+                fast.push(
+                    Messaging::with_origin(H2::connect(endpoint).await?, origin.clone())
+                        .max_decoding_message_size(64 << 20),
+                );
             }
         }
         let pier = Pier {
@@ -90,6 +102,7 @@ impl Pier {
             pids,
             _nodes: nodes,
             conns,
+            fast,
             next: AtomicUsize::new(0),
             generation: Arc::new(AtomicUsize::new(0)),
             _limits: Vec::new(),
@@ -112,13 +125,6 @@ impl Pier {
         Ok(())
     }
 
-    /// A raw connection (round robin), for scenarios that need the full
-    /// protocol (end-to-end latency).
-    pub fn raw(&self) -> Raw {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.conns[i % self.conns.len()].clone()
-    }
-
     /// The first proxy's address, for clients that connect by themselves.
     pub fn endpoint(&self) -> String {
         self.conns[0].endpoint.clone()
@@ -132,15 +138,17 @@ impl Pier {
     /// `Client` ones.
     pub fn pier_client(&self) -> PierClient {
         let (topic, group) = self.names();
-        let raw = self.raw();
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let raw = self.conns[i % self.conns.len()].clone();
+        let messaging = self.fast[i % self.fast.len()].clone();
         let headers = raw.req(()).metadata().clone();
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
         PierClient {
             raw,
+            messaging,
             topic,
             group,
             headers,
-            id_prefix: format!("{:08X}{n:08X}", std::process::id()),
+            id_prefix: format!("{:08X}{n:08X}", std::process::id(), n = i),
             seq: 0,
         }
     }
@@ -193,6 +201,7 @@ impl System for Pier {
 
 pub struct PierClient {
     raw: Raw,
+    messaging: Messaging,
     topic: String,
     group: String,
     /// The headers every call carries, built once: the load generator
@@ -247,8 +256,8 @@ impl PierClient {
             attempt_id: None,
         };
         let mut stream = self
-            .raw
-            .messaging()
+            .messaging
+            .clone()
             .receive_message(self.req(req))
             .await?
             .into_inner();
@@ -292,8 +301,8 @@ impl PierClient {
         };
         for entries in batches {
             let r = self
-                .raw
-                .messaging()
+                .messaging
+                .clone()
                 .ack_message(self.req(AckMessageRequest {
                     group: Some(pier_tests::resource(&self.group)),
                     topic: Some(pier_tests::resource(&self.topic)),
@@ -319,8 +328,8 @@ impl Client for PierClient {
             body.to_vec(),
         );
         let r = self
-            .raw
-            .messaging()
+            .messaging
+            .clone()
             .send_message(self.req(SendMessageRequest { messages: vec![m] }))
             .await?
             .into_inner();

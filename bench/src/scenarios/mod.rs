@@ -20,6 +20,9 @@ pub struct Ctx {
     pub quick: bool,
     /// Measure the peers (Redis, RabbitMQ, NATS) and the ceilings too.
     pub peers: bool,
+    /// When not empty, only the systems whose label contains one of these
+    /// (for a before/after of one comparison without the whole field).
+    pub only: Vec<String>,
 }
 
 impl Ctx {
@@ -40,6 +43,9 @@ impl Ctx {
             if ceilings {
                 v.extend(crate::peers::ceilings());
             }
+        }
+        if !self.only.is_empty() {
+            v.retain(|s| self.only.iter().any(|o| s.label.contains(o.as_str())));
         }
         v
     }

@@ -1,0 +1,70 @@
+//! The load generator's gRPC transport: one HTTP/2 connection driven by
+//! hyper directly, under the clients tonic generates.
+//!
+//! tonic's `Channel` puts a `tower::Buffer` in front of the connection: every
+//! call is handed to a buffer task, which hands it to the connection task.
+//! That extra task hop per call is client cost, and the generator shares the
+//! machine's two cores with the server it measures, so every microsecond it
+//! spends is one the server does not get. Calling hyper's HTTP/2 sender from
+//! the caller's own task removes the hop; the requests on the wire are the
+//! same (tonic still encodes them, sets the path, the headers and the
+//! deadline).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tonic::body::BoxBody;
+
+/// A cloneable handle on one HTTP/2 connection (clones share it, as calls
+/// share a tonic `Channel`). The connection closes when the last is dropped.
+#[derive(Clone)]
+pub struct H2 {
+    sender: SendRequest<BoxBody>,
+}
+
+impl H2 {
+    /// Connects to `addr` (`host:port`), TCP_NODELAY as the server side has.
+    pub async fn connect(addr: &str) -> anyhow::Result<H2> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tcp))
+            .await
+            .with_context(|| format!("HTTP/2 handshake with {addr}"))?;
+        tokio::spawn(async move {
+            // Ends when every handle is dropped or the server goes away; a
+            // call in flight then fails with the connection's error.
+            let _ = conn.await;
+        });
+        Ok(H2 { sender })
+    }
+
+    /// The origin the generated clients put in front of their paths
+    /// (`with_origin`): HTTP/2 requests need a scheme and an authority.
+    pub fn origin(addr: &str) -> anyhow::Result<http::Uri> {
+        format!("http://{addr}")
+            .parse()
+            .with_context(|| format!("bad address {addr}"))
+    }
+}
+
+impl tower_service::Service<http::Request<BoxBody>> for H2 {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.sender.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
+        Box::pin(self.sender.send_request(req))
+    }
+}
