@@ -31,8 +31,6 @@ pub const BROKER_NAME: &str = "pier";
 /// `receive_batch_size`, protocol.md §4.9.2).
 const DEFAULT_BATCH: u32 = 32;
 const MAX_BATCH: u32 = 1024;
-/// Entries of one AckMessage in flight to the store at once.
-const ACK_CONCURRENCY: usize = 64;
 const MIN_INVISIBLE_MS: u64 = 1_000;
 const MAX_INVISIBLE_MS: u64 = 12 * 3600 * 1000;
 /// A long poll ends this long before the client's deadline (Rust 5.0.0 sets
@@ -533,34 +531,61 @@ impl Inner {
                 "the request carries no entry to ack",
             ));
         }
-        // The entries are independent: acked concurrently (up to a bound), a
-        // batch costs about one store round trip in a cluster, not one per
-        // entry.
-        let acks = req.entries.into_iter().map(|e| {
-            let group = &group;
-            let topic = &topic;
-            async move {
-                let res = match self.delivery(&e.receipt_handle, group, topic) {
-                    Ok((_, d)) => self
-                        .store
-                        .ack(st::AckRequest { delivery: Some(d) })
-                        .await
-                        .map(|_| ())
-                        .map_err(Rejection::from),
-                    Err(r) => Err(r),
-                };
-                self.renewer.forget(&e.receipt_handle);
-                AckMessageResultEntry {
-                    message_id: e.message_id,
-                    receipt_handle: e.receipt_handle,
-                    status: Some(entry_status(&res, ctx)),
+        // Each entry is answered on its own, but the valid ones go to the
+        // store in one call: one lock and one state write for the batch, and
+        // one round trip in a cluster.
+        let mut results: Vec<Result<(), Rejection>> = Vec::with_capacity(req.entries.len());
+        let mut deliveries = Vec::new();
+        let mut sent = Vec::new();
+        for (i, e) in req.entries.iter().enumerate() {
+            match self.delivery(&e.receipt_handle, &group, &topic) {
+                Ok((_, d)) => {
+                    deliveries.push(d);
+                    sent.push(i);
+                    results.push(Ok(()));
+                }
+                Err(r) => results.push(Err(r)),
+            }
+        }
+        if !deliveries.is_empty() {
+            let outcomes = match self.store.ack_many(st::AckManyRequest { deliveries }).await {
+                Ok(r) if r.outcomes.len() == sent.len() => Ok(r.outcomes),
+                Ok(r) => Err(Rejection::new(
+                    Code::InternalServerError,
+                    format!(
+                        "the store answered {} outcomes for {} acks",
+                        r.outcomes.len(),
+                        sent.len()
+                    ),
+                )),
+                Err(e) => Err(Rejection::from(e)),
+            };
+            match outcomes {
+                Ok(outcomes) => {
+                    for (i, o) in sent.into_iter().zip(outcomes) {
+                        results[i] = pier_store::error::ack_result(o).map_err(Rejection::from);
+                    }
+                }
+                Err(rej) => {
+                    for i in sent {
+                        results[i] = Err(rej.clone());
+                    }
                 }
             }
-        });
-        let entries: Vec<_> = futures::stream::iter(acks)
-            .buffered(ACK_CONCURRENCY)
-            .collect()
-            .await;
+        }
+        let entries: Vec<AckMessageResultEntry> = req
+            .entries
+            .into_iter()
+            .zip(results)
+            .map(|(e, res)| {
+                self.renewer.forget(&e.receipt_handle);
+                AckMessageResultEntry {
+                    status: Some(entry_status(&res, ctx)),
+                    message_id: e.message_id,
+                    receipt_handle: e.receipt_handle,
+                }
+            })
+            .collect();
         let statuses: Vec<Status> = entries.iter().filter_map(|e| e.status.clone()).collect();
         Ok(AckMessageResponse {
             status: Some(batch_status(&statuses)),

@@ -21,6 +21,9 @@ pub trait StoreApi: Send + Sync + 'static {
     /// `poll_ms` for one to arrive or become visible.
     async fn pop(&self, req: PopRequest) -> Result<PopResponse>;
     async fn ack(&self, req: AckRequest) -> Result<AckResponse>;
+    /// Acks several deliveries; each outcome (see `error::ack_result`)
+    /// answers its delivery, in order. An `Err` means none was tried.
+    async fn ack_many(&self, req: AckManyRequest) -> Result<AckManyResponse>;
     async fn change_invisible(
         &self,
         req: ChangeInvisibleRequest,

@@ -103,3 +103,23 @@ impl From<prost::DecodeError> for StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One entry's result of an `AckMany`, as it travels.
+pub fn ack_outcome(r: Result<()>) -> pier_proto::store::AckOutcome {
+    match r {
+        Ok(()) => pier_proto::store::AckOutcome::default(),
+        Err(e) => pier_proto::store::AckOutcome {
+            error_kind: e.kind().to_owned(),
+            error: e.detail(),
+        },
+    }
+}
+
+/// The result an `AckMany` outcome stands for.
+pub fn ack_result(o: pier_proto::store::AckOutcome) -> Result<()> {
+    if o.error_kind.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::from_kind(&o.error_kind, o.error))
+    }
+}

@@ -124,6 +124,7 @@ forward!(
     store.append: s::AppendRequest => s::AppendResponse;
     store.pop: s::PopRequest => s::PopResponse;
     store.ack: s::AckRequest => s::AckResponse;
+    store.ack_many: s::AckManyRequest => s::AckManyResponse;
     store.change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     store.forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
     store.recall: s::RecallRequest => s::RecallResponse;

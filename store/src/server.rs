@@ -89,6 +89,7 @@ serve!(StoreEndpoint, store_server::Store, {
     append: s::AppendRequest => s::AppendResponse;
     pop: s::PopRequest => s::PopResponse;
     ack: s::AckRequest => s::AckResponse;
+    ack_many: s::AckManyRequest => s::AckManyResponse;
     change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
     recall: s::RecallRequest => s::RecallResponse;

@@ -449,6 +449,26 @@ impl Store {
         })
     }
 
+    /// Acks one delivery under its subscription's lock: forgets it in
+    /// memory and adds the state change to `batch`. True when it held a FIFO
+    /// message group, whose next message may now be delivered.
+    fn ack_locked(
+        st: &mut SubState,
+        sub: &Subscription,
+        d: &DeliveryRef,
+        batch: &mut StateBatch,
+    ) -> Result<bool> {
+        match st.inflight.get(&(d.queue, d.offset)) {
+            Some(e) if e.attempt == d.attempt && !e.moving => {
+                let unlocks = st.holders.contains_key(&(d.queue, d.offset));
+                st.remove(d.queue, d.offset);
+                SubState::delete_inflight(batch, sub.ids, d.queue, d.offset);
+                Ok(unlocks)
+            }
+            _ => Err(Self::stale(d)),
+        }
+    }
+
     fn stale(d: &DeliveryRef) -> StoreError {
         StoreError::StaleDelivery(format!(
             "delivery {} of {}/{}@{} is not in flight for group {}: it was acked, moved to the DLQ, or delivered again since",
@@ -688,22 +708,71 @@ impl StoreApi for Store {
         self.check_running()?;
         let Located { d, sub, topic, .. } = self.lookup(&req.delivery)?;
         let mut st = sub.state.lock();
-        match st.inflight.get(&(d.queue, d.offset)) {
-            Some(e) if e.attempt == d.attempt && !e.moving => {
-                let unlocks = st.holders.contains_key(&(d.queue, d.offset));
-                st.remove(d.queue, d.offset);
-                let mut batch = StateBatch::default();
-                SubState::delete_inflight(&mut batch, sub.ids, d.queue, d.offset);
-                self.state.write(batch)?;
-                drop(st);
-                if unlocks {
-                    // The next message of that FIFO group may be waiting.
-                    topic.notify.notify_waiters();
-                }
-                Ok(AckResponse {})
-            }
-            _ => Err(Self::stale(d)),
+        let mut batch = StateBatch::default();
+        let unlocks = Self::ack_locked(&mut st, &sub, d, &mut batch)?;
+        self.state.write(batch)?;
+        drop(st);
+        if unlocks {
+            // The next message of that FIFO group may be waiting.
+            topic.notify.notify_waiters();
         }
+        Ok(AckResponse {})
+    }
+
+    async fn ack_many(&self, req: AckManyRequest) -> Result<AckManyResponse> {
+        self.check_running()?;
+        let mut results: Vec<Option<Result<()>>> = vec![None; req.deliveries.len()];
+        // The entries of one AckMessage name one group and topic: gather them
+        // by subscription, so each takes its lock and writes its state once.
+        let mut subs: Vec<(Arc<Subscription>, Arc<TopicEntry>, Vec<usize>)> = Vec::new();
+        let refs: Vec<Option<DeliveryRef>> = req.deliveries.into_iter().map(Some).collect();
+        for (i, d) in refs.iter().enumerate() {
+            match self.lookup(d) {
+                Ok(Located { sub, topic, .. }) => {
+                    match subs.iter_mut().find(|(s, _, _)| Arc::ptr_eq(s, &sub)) {
+                        Some((_, _, idx)) => idx.push(i),
+                        None => subs.push((sub, topic, vec![i])),
+                    }
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for (sub, topic, idx) in subs {
+            let mut st = sub.state.lock();
+            let mut batch = StateBatch::default();
+            let mut unlocks = false;
+            let mut acked = Vec::new();
+            for i in idx {
+                let Some(d) = refs[i].as_ref() else { continue };
+                match Self::ack_locked(&mut st, &sub, d, &mut batch) {
+                    Ok(u) => {
+                        unlocks |= u;
+                        acked.push(i);
+                    }
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            // As for a single ack: memory has changed; a failed write fails
+            // every entry it carried.
+            let written = if batch.is_empty() {
+                Ok(())
+            } else {
+                self.state.write(batch)
+            };
+            drop(st);
+            for i in acked {
+                results[i] = Some(written.clone());
+            }
+            if unlocks {
+                topic.notify.notify_waiters();
+            }
+        }
+        Ok(AckManyResponse {
+            outcomes: results
+                .into_iter()
+                .map(|r| crate::error::ack_outcome(r.unwrap_or(Ok(()))))
+                .collect(),
+        })
     }
 
     async fn change_invisible(

@@ -412,6 +412,72 @@ async fn restart_after_many_concurrent_acks_finds_exactly_the_unacked() {
 }
 
 #[tokio::test]
+async fn ack_many_answers_each_delivery_in_order_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    {
+        let store = open(dir.path());
+        setup(&store, "t", "g", 17).await;
+        setup(&store, "u", "h", 17).await;
+        send(&store, "t", &ids).await;
+        send(&store, "u", &["other"]).await;
+        let got = pop(&store, "t", "g", 40, 60_000, 0).await;
+        assert_eq!(got.len(), 40);
+        let other = pop(&store, "u", "h", 1, 60_000, 0).await;
+        // Every other message of "t", then: one of them again (already
+        // acked by then), one with a wrong attempt, one of an unknown group,
+        // and one of another subscription.
+        let mut deliveries: Vec<DeliveryRef> = got
+            .iter()
+            .step_by(2)
+            .map(|p| delivery("g", p).unwrap())
+            .collect();
+        let n = deliveries.len();
+        deliveries.push(deliveries[0].clone());
+        let mut wrong_attempt = delivery("g", &got[1]).unwrap();
+        wrong_attempt.attempt = 7;
+        deliveries.push(wrong_attempt);
+        deliveries.push(delivery("nobody", &got[3]).unwrap());
+        deliveries.push(delivery("h", &other[0]).unwrap());
+        let r = store.ack_many(AckManyRequest { deliveries }).await.unwrap();
+        let results: Vec<_> = r
+            .outcomes
+            .into_iter()
+            .map(pier_store::error::ack_result)
+            .collect();
+        assert_eq!(results.len(), n + 4);
+        assert!(results[..n].iter().all(Result::is_ok), "{results:?}");
+        assert!(matches!(results[n], Err(StoreError::StaleDelivery(_))));
+        assert!(matches!(results[n + 1], Err(StoreError::StaleDelivery(_))));
+        assert!(matches!(results[n + 2], Err(StoreError::GroupNotFound(_))));
+        assert!(results[n + 3].is_ok(), "{results:?}");
+        // The acked ones are gone at once; the others are still in flight.
+        let d = store
+            .describe_group(DescribeGroupRequest { name: "g".into() })
+            .await
+            .unwrap();
+        assert_eq!(d.backlog[0].inflight, 20, "{d:?}");
+        store.shutdown();
+    }
+    // After a restart the acks hold: the 20 others are still in flight
+    // (invisible until their deadline), and the other subscription's is gone.
+    let store = open(dir.path());
+    assert!(pop(&store, "t", "g", 40, 60_000, 0).await.is_empty());
+    let d = store
+        .describe_group(DescribeGroupRequest { name: "g".into() })
+        .await
+        .unwrap();
+    assert_eq!(d.backlog[0].inflight, 20, "{d:?}");
+    assert_eq!(d.backlog[0].ready, 0, "{d:?}");
+    let h = store
+        .describe_group(DescribeGroupRequest { name: "h".into() })
+        .await
+        .unwrap();
+    assert_eq!(h.backlog[0].inflight, 0, "{h:?}");
+}
+
+#[tokio::test]
 async fn concurrent_sends_all_land_with_distinct_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
