@@ -58,6 +58,42 @@ pub fn rss_mib(pids: &[u32]) -> Option<f64> {
     Some(total)
 }
 
+/// CPU time (user + system) the given processes have used, in seconds.
+pub fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut total = 0.0;
+    for pid in pids {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command (which may hold spaces) start after the
+        // last ')': utime and stime are the 12th and 13th of those.
+        let mut rest = s.rsplit_once(')')?.1.split_whitespace().skip(11);
+        let utime: f64 = rest.next()?.parse().ok()?;
+        let stime: f64 = rest.next()?.parse().ok()?;
+        total += (utime + stime) / ticks.max(1.0);
+    }
+    Some(total)
+}
+
+/// Waits until the processes are quiet (under 5% of a core over a second)
+/// or `limit` has passed; answers how long it waited. After a large fill a
+/// store is still flushing and compacting: that work belongs to the fill,
+/// and measuring a drain over it would charge it to the drain.
+pub async fn settle(pids: &[u32], limit: std::time::Duration) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let mut last = cpu_seconds(pids);
+    while start.elapsed() < limit {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = cpu_seconds(pids);
+        match (last, now) {
+            (Some(a), Some(b)) if b - a < 0.05 => break,
+            (_, None) => break,
+            _ => last = now,
+        }
+    }
+    start.elapsed()
+}
+
 /// Starts a system; the scenarios start one at a time, measure it, and drop
 /// it (which stops its processes) before the next.
 pub type Start = fn() -> futures::future::BoxFuture<'static, anyhow::Result<Box<dyn System>>>;
