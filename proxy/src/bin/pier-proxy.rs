@@ -48,6 +48,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    node::tune_c_allocator();
     node::init_logging();
     let args = Args::parse();
     let mut cfg: ProxyConfig = node::load_config(args.config.as_deref())?;

@@ -38,6 +38,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    node::tune_c_allocator();
     node::init_logging();
     let args = Args::parse();
     let mut cfg: StoreNodeConfig = node::load_config(args.config.as_deref())?;
