@@ -189,32 +189,11 @@ async fn main() -> anyhow::Result<()> {
 /// group leaders): they would otherwise outlive a bench stopped by a signal,
 /// since drops do not run on `exit`.
 fn kill_children() {
-    let me = std::process::id().to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // The fields after the command (which may hold spaces) start at the
-        // last ')': state, then the parent's pid.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if ppid == Some(me.as_str()) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", pid])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
+    for pid in system::children_of(std::process::id()) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 

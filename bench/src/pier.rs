@@ -148,7 +148,7 @@ impl Pier {
             topic,
             group,
             headers,
-            id_prefix: format!("{:08X}{n:08X}", std::process::id(), n = i),
+            id_prefix: format!("{:08X}{i:08X}", std::process::id()),
             seq: 0,
         }
     }

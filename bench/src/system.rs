@@ -58,18 +58,41 @@ pub fn rss_mib(pids: &[u32]) -> Option<f64> {
     Some(total)
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name, which may hold
+/// spaces and parentheses, so they start after the last ')': state (0),
+/// parent pid (1), ..., utime (11), stime (12).
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        s.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// The direct children of `pid`, from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let parent = pid.to_string();
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| proc_stat(p).is_some_and(|f| f.get(1) == Some(&parent)))
+        .collect()
+}
+
 /// CPU time (user + system) the given processes have used, in seconds.
 pub fn cpu_seconds(pids: &[u32]) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let mut total = 0.0;
-    for pid in pids {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command (which may hold spaces) start after the
-        // last ')': utime and stime are the 12th and 13th of those.
-        let mut rest = s.rsplit_once(')')?.1.split_whitespace().skip(11);
-        let utime: f64 = rest.next()?.parse().ok()?;
-        let stime: f64 = rest.next()?.parse().ok()?;
+    for &pid in pids {
+        let f = proc_stat(pid)?;
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
         total += (utime + stime) / ticks.max(1.0);
     }
     Some(total)

@@ -721,7 +721,7 @@ impl StoreApi for Store {
 
     async fn ack_many(&self, req: AckManyRequest) -> Result<AckManyResponse> {
         self.check_running()?;
-        let mut results: Vec<Option<Result<()>>> = vec![None; req.deliveries.len()];
+        let mut results: Vec<Result<()>> = vec![Ok(()); req.deliveries.len()];
         // The entries of one AckMessage name one group and topic: gather them
         // by subscription, so each takes its lock and writes its state once.
         let mut subs: Vec<(Arc<Subscription>, Arc<TopicEntry>, Vec<usize>)> = Vec::new();
@@ -734,7 +734,7 @@ impl StoreApi for Store {
                         None => subs.push((sub, topic, vec![i])),
                     }
                 }
-                Err(e) => results[i] = Some(Err(e)),
+                Err(e) => results[i] = Err(e),
             }
         }
         for (sub, topic, idx) in subs {
@@ -749,7 +749,7 @@ impl StoreApi for Store {
                         unlocks |= u;
                         acked.push(i);
                     }
-                    Err(e) => results[i] = Some(Err(e)),
+                    Err(e) => results[i] = Err(e),
                 }
             }
             // As for a single ack: memory has changed; a failed write fails
@@ -761,17 +761,14 @@ impl StoreApi for Store {
             };
             drop(st);
             for i in acked {
-                results[i] = Some(written.clone());
+                results[i] = written.clone();
             }
             if unlocks {
                 topic.notify.notify_waiters();
             }
         }
         Ok(AckManyResponse {
-            outcomes: results
-                .into_iter()
-                .map(|r| crate::error::ack_outcome(r.unwrap_or(Ok(()))))
-                .collect(),
+            outcomes: results.into_iter().map(crate::error::ack_outcome).collect(),
         })
     }
 

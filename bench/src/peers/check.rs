@@ -161,11 +161,5 @@ async fn send_rate(system: &dyn System) -> anyhow::Result<f64> {
 /// Whether `pid` exists and is not a zombie (a killed grandchild stays a
 /// zombie until init reaps it, which in a container can take a while).
 fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().to_owned())
-        })
-        .is_some_and(|rest| !rest.starts_with('Z'))
+    crate::system::proc_stat(pid).is_some_and(|f| f.first().is_some_and(|state| state != "Z"))
 }

@@ -21,7 +21,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 
 use super::{free_port, require, wait_ready, which, Server, RABBITMQ_SERVER};
-use crate::system::{Ack, Client, System};
+use crate::system::{children_of, Ack, Client, System};
 
 const PREFETCH: u16 = 100;
 /// How long a pop waits for the first delivery when none is buffered.
@@ -165,7 +165,8 @@ impl System for RabbitMq {
         // The node's process is the rabbitmq-server shell script; its child
         // beam.smp holds the memory.
         let mut pids = vec![self.node.pid()];
-        pids.extend(children(self.node.pid()));
+        // e.g. beam.smp under its start script.
+        pids.extend(children_of(self.node.pid()));
         pids
     }
 
@@ -196,26 +197,6 @@ impl System for RabbitMq {
         })
         .await
     }
-}
-
-/// Direct children of `pid` (from /proc), e.g. beam.smp under its script.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // Fields after the ")" closing the command name: state ppid ...
-                    let rest = s.rsplit_once(')')?.1;
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
 }
 
 pub struct RabbitClient {
