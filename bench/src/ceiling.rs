@@ -37,11 +37,13 @@ pub fn ceilings() -> Vec<PeerSpec> {
         PeerSpec {
             label: "rocksdb synced write",
             pops: false,
+            synced: true,
             start: || Box::pin(async { boxed(RocksCeiling::start()) }),
         },
         PeerSpec {
             label: "tonic-echo",
             pops: false,
+            synced: false,
             start: || Box::pin(async { boxed(TonicEcho::start().await) }),
         },
     ]

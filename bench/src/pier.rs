@@ -158,6 +158,7 @@ impl Pier {
         Spec {
             label: "pier standalone",
             pops: true,
+            synced: true,
             start: || {
                 Box::pin(async { Ok(Box::new(Pier::standalone().await?) as Box<dyn System>) })
             },
@@ -168,6 +169,7 @@ impl Pier {
         Spec {
             label: "pier cluster (1 store + 2 proxies)",
             pops: true,
+            synced: true,
             start: || {
                 Box::pin(async { Ok(Box::new(Pier::cluster(2, None).await?) as Box<dyn System>) })
             },

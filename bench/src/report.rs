@@ -197,10 +197,21 @@ fn goals(r: &[Record]) -> Vec<Goal> {
         Goal {
             what: format!("latency, open loop: {name} p99 (standalone)"),
             figure: rec.map_or("not measured".into(), |x| {
-                format!(
+                let mut f = format!(
                     "{:.2} ms (p50 {:.2}, p99.9 {:.2})",
                     x.p99_ms, x.p50_ms, x.p999_ms
-                )
+                );
+                // The systems that fsync before answering, sent to at the
+                // same rate in the same run: how much of the p99 is the disk.
+                let others: Vec<String> = r
+                    .iter()
+                    .filter(|y| y.scenario == "latency" && y.system != "pier")
+                    .map(|y| format!("{} {:.2}", series_name(y), y.p99_ms))
+                    .collect();
+                if part == "; send" && !others.is_empty() {
+                    let _ = write!(f, "; p99 at the same rate: {}", others.join(", "));
+                }
+                f
             }),
             target: format!("<= {limit} ms"),
             met: rec.map(|x| x.p99_ms <= limit),

@@ -126,5 +126,8 @@ pub struct Spec {
     pub label: &'static str,
     /// Whether the system consumes (the machine ceilings only write).
     pub pops: bool,
+    /// Whether every acknowledged write is on disk (fsynced) before the
+    /// reply: the systems a durable send latency can be compared with.
+    pub synced: bool,
     pub start: Start,
 }

@@ -107,6 +107,12 @@ impl Store {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.increase_parallelism(2);
+        // Memtable flushes and compactions write their files in the
+        // background; left alone, the kernel holds tens of MiB of them dirty
+        // and ext4's ordered mode writes them out inside the next journal
+        // commit, which is the one a send's WAL fsync waits for. Syncing
+        // them a MiB at a time as they are written keeps that tail short.
+        db_opts.set_bytes_per_sync(1 << 20);
         let cfs = [CF_LOG, CF_POP, CF_META, CF_TIMER, txn::CF_TXN]
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);

@@ -31,26 +31,31 @@ pub fn durable_peers() -> Vec<PeerSpec> {
         PeerSpec {
             label: "redis appendfsync=always",
             pops: true,
+            synced: true,
             start: || Box::pin(async { boxed(redis::Redis::start(redis::Fsync::Always).await) }),
         },
         PeerSpec {
             label: "redis appendfsync=everysec",
             pops: true,
+            synced: false,
             start: || Box::pin(async { boxed(redis::Redis::start(redis::Fsync::EverySec).await) }),
         },
         PeerSpec {
             label: "rabbitmq quorum queue",
             pops: true,
+            synced: true,
             start: || Box::pin(async { boxed(rabbitmq::RabbitMq::start().await) }),
         },
         PeerSpec {
             label: "nats jetstream sync_interval=always",
             pops: true,
+            synced: true,
             start: || Box::pin(async { boxed(nats::Nats::start(nats::Sync::Always).await) }),
         },
         PeerSpec {
             label: "nats jetstream sync_interval=default (2 min)",
             pops: true,
+            synced: false,
             start: || Box::pin(async { boxed(nats::Nats::start(nats::Sync::Default).await) }),
         },
     ]

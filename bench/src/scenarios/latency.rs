@@ -1,18 +1,27 @@
 //! `latency`: open loop at a fixed rate. Send latency runs from each
 //! message's intended send time; end-to-end latency from that same time to
 //! its delivery to a long-polling consumer.
+//!
+//! The goal is an absolute figure, but most of a durable send's latency is
+//! the disk's fsync, which on a shared machine swings from run to run. So the
+//! same open-loop send at the same rate is also measured, in the same run,
+//! against every system that fsyncs before it answers: the durable peers and
+//! a bare RocksDB synced write (the disk with nothing in front of it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Ctx;
+use super::{start, Ctx};
 use crate::load::{histogram, open_send, Outcome};
 use crate::pier::Pier;
 use crate::record::Record;
 use crate::system::{rss_mib, Ack, System};
 
 const CONSUMERS: usize = 4;
+/// Senders in flight at most: far more than 2,000 msg/s needs at a few ms
+/// each, so a slow reply never holds back the next intended send.
+const WORKERS: usize = 256;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
     let rate = ctx.size(2_000.0, 200.0);
@@ -28,6 +37,36 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
             Pier::standalone().await?
         };
         out.extend(measure(&pier, rate, duration).await?);
+    }
+    for spec in ctx.systems(false, false, true) {
+        if !spec.synced || spec.label.starts_with("pier") {
+            continue;
+        }
+        let Some(sys) = start(&spec).await? else {
+            continue;
+        };
+        let label = format!("latency {} at {rate}/s", spec.label);
+        let body = super::body_1k();
+        let o = open_send(
+            sys.as_ref(),
+            rate,
+            duration,
+            WORKERS,
+            move |_| body.clone(),
+            &label,
+        )
+        .await?;
+        let r = Record::new(
+            "latency",
+            &sys.name(),
+            format!("{}; send", sys.config()),
+            WORKERS,
+            &o,
+            rss_mib(&sys.pids()),
+        )
+        .with_rate(rate);
+        r.announce();
+        out.push(r);
     }
     Ok(out)
 }
@@ -68,7 +107,7 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
         pier,
         rate,
         duration,
-        256,
+        WORKERS,
         move |due| {
             let mut b = vec![b'x'; 1024];
             let at = due.saturating_duration_since(base).as_micros() as u64;
@@ -96,7 +135,7 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
         "latency",
         "pier",
         format!("{}; send", pier.config()),
-        256,
+        WORKERS,
         &sent,
         rss,
     )
