@@ -203,12 +203,14 @@ fn goals(r: &[Record]) -> Vec<Goal> {
                 );
                 // The systems that fsync before answering, sent to at the
                 // same rate in the same run: how much of the p99 is the disk.
+                // Only synced configurations are measured there, one per
+                // system, so the system's name says which.
                 let others: Vec<String> = r
                     .iter()
-                    .filter(|y| y.scenario == "latency" && y.system != "pier")
-                    .map(|y| format!("{} {:.2}", series_name(y), y.p99_ms))
+                    .filter(|y| part == "; send" && y.scenario == "latency" && y.system != "pier")
+                    .map(|y| format!("{} {:.2} ms", y.system, y.p99_ms))
                     .collect();
-                if part == "; send" && !others.is_empty() {
+                if !others.is_empty() {
                     let _ = write!(f, "; p99 at the same rate: {}", others.join(", "));
                 }
                 f

@@ -2,6 +2,8 @@
 //! the machine's ceilings implement these two traits, and the scenarios only
 //! ever talk to them.
 
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 
 /// A running system under test (server processes started by the bench).
@@ -102,11 +104,11 @@ pub fn cpu_seconds(pids: &[u32]) -> Option<f64> {
 /// or `limit` has passed; answers how long it waited. After a large fill a
 /// store is still flushing and compacting: that work belongs to the fill,
 /// and measuring a drain over it would charge it to the drain.
-pub async fn settle(pids: &[u32], limit: std::time::Duration) -> std::time::Duration {
-    let start = std::time::Instant::now();
+pub async fn settle(pids: &[u32], limit: Duration) -> Duration {
+    let start = Instant::now();
     let mut last = cpu_seconds(pids);
     while start.elapsed() < limit {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let now = cpu_seconds(pids);
         match (last, now) {
             (Some(a), Some(b)) if b - a < 0.05 => break,

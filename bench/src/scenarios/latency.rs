@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{start, Ctx};
+use super::{body_1k, start, Ctx};
 use crate::load::{histogram, open_send, Outcome};
 use crate::pier::Pier;
 use crate::record::Record;
@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
             continue;
         };
         let label = format!("latency {} at {rate}/s", spec.label);
-        let body = super::body_1k();
+        let body = body_1k();
         let o = open_send(
             sys.as_ref(),
             rate,
