@@ -275,7 +275,9 @@ async fn fifo_fairness(a: &Raw, b: &Raw) {
     while got < want {
         receives += 1;
         assert!(
-            receives < 500 && started.elapsed() < Duration::from_secs(30),
+            // The receive count is the real bound; the clock only stops a
+            // hang (30 s was exceeded on a machine loaded with other builds).
+            receives < 500 && started.elapsed() < Duration::from_secs(120),
             "only {got} of {want} consumed after {receives} receives, {:?}",
             started.elapsed()
         );
