@@ -143,7 +143,8 @@ pub(crate) async fn receive(
         long_polling_timeout: Some(duration(spec.long_poll)),
         attempt_id: spec.attempt_id.clone(),
     };
-    let t = spec.long_poll + core.timeout();
+    // The long-polling time may come from the server: never overflow.
+    let t = spec.long_poll.saturating_add(core.timeout());
     let mut rpc = core.cluster.client(i);
     let frames = deadline(t, async {
         let mut stream = rpc.receive_message(request(req, t)).await?.into_inner();

@@ -67,6 +67,7 @@ impl Message {
                 message_group: None,
                 deliver_at: None,
             },
+            problem: None,
         }
     }
 
@@ -122,6 +123,8 @@ impl Message {
 #[derive(Debug, Clone)]
 pub struct MessageBuilder {
     fields: Fields,
+    /// A setter's input that cannot be represented, reported by `build`.
+    problem: Option<String>,
 }
 
 impl MessageBuilder {
@@ -156,13 +159,24 @@ impl MessageBuilder {
     }
 
     /// Shorthand for [`delivery_time`](Self::delivery_time)`(now + delay)`.
-    pub fn delay(self, delay: Duration) -> Self {
-        self.delivery_time(SystemTime::now() + delay)
+    pub fn delay(mut self, delay: Duration) -> Self {
+        match SystemTime::now().checked_add(delay) {
+            Some(at) => self.delivery_time(at),
+            None => {
+                self.problem = Some(format!(
+                    "a delay of {delay:?} is past any representable time"
+                ));
+                self
+            }
+        }
     }
 
     /// Checks what the server would reject anyway, with a clearer message,
     /// and builds the message.
     pub fn build(self) -> Result<Message> {
+        if let Some(problem) = self.problem {
+            return Err(Error::InvalidArgument(problem));
+        }
         let f = &self.fields;
         if f.topic.trim().is_empty() {
             return Err(Error::invalid("the topic name is empty"));
@@ -224,6 +238,8 @@ mod tests {
         assert_eq!(m.keys(), ["k"]);
         assert_eq!(m.properties().get("p").map(String::as_str), Some("v"));
         assert_eq!(m.message_type(), MessageType::Normal);
+        let too_far = Message::builder("t", "x").delay(Duration::MAX).build();
+        assert!(matches!(too_far, Err(Error::InvalidArgument(_))));
     }
 
     #[test]

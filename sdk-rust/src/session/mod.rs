@@ -17,7 +17,7 @@ pub(crate) async fn start(core: &Arc<ClientCore>) -> Result<()> {
     for i in 0..core.cluster.len() {
         core.spawn(telemetry::run(core.clone(), i));
     }
-    let wait = core.timeout().max(Duration::from_secs(3)) * 2;
+    let wait = core.timeout().max(Duration::from_secs(3)).saturating_mul(2);
     if core.wait_for_server_settings(wait).await {
         Ok(())
     } else {
