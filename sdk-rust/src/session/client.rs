@@ -323,3 +323,75 @@ impl ClientCore {
         self.tasks.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn core() -> Arc<ClientCore> {
+        // Nothing listens on port 1: the termination notice fails fast.
+        let config = ClientConfig::new("127.0.0.1:1")
+            .unwrap()
+            .with_request_timeout(Duration::from_millis(200));
+        ClientCore::new(
+            config,
+            ClientType::Producer,
+            None,
+            PubSub::Publishing(Default::default()),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// Sets its flag when dropped: tells a test its task is gone.
+    struct Gone(Arc<AtomicBool>);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn endless(core: &ClientCore) -> Arc<AtomicBool> {
+        let gone = Arc::new(AtomicBool::new(false));
+        let guard = Gone(gone.clone());
+        core.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        gone
+    }
+
+    #[tokio::test]
+    async fn close_ends_every_background_task() {
+        let core = core();
+        let gone = [endless(&core), endless(&core)];
+        assert_eq!(core.tasks.len(), 2);
+        tokio::time::timeout(Duration::from_secs(10), core.close())
+            .await
+            .expect("close is bounded");
+        assert!(gone.iter().all(|g| g.load(Ordering::SeqCst)));
+        assert!(core.tasks.is_empty());
+        assert!(core.is_shut_down());
+        // A task spawned after the shutdown ends at once.
+        let late = endless(&core);
+        tokio::time::timeout(Duration::from_secs(5), core.tasks.wait())
+            .await
+            .expect("the late task ends at once");
+        assert!(late.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn abort_ends_the_tasks_without_waiting() {
+        let core = core();
+        let gone = endless(&core);
+        core.abort();
+        tokio::time::timeout(Duration::from_secs(5), core.tasks.wait())
+            .await
+            .expect("the task ends once cancelled");
+        assert!(gone.load(Ordering::SeqCst));
+        let e = core.unary(None, |_, _| async { Ok(()) }).await;
+        assert!(matches!(e, Err(Error::Shutdown)));
+    }
+}
