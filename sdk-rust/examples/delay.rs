@@ -6,20 +6,15 @@
 //! cargo run -p pier-sdk --example delay -- 127.0.0.1:8081
 //! ```
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use pier::{ClientConfig, FilterExpression, Message, Producer, SimpleConsumer};
-
-fn endpoint() -> String {
-    std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("PIER_ENDPOINT").ok())
-        .unwrap_or_else(|| "127.0.0.1:8081".into())
-}
+use pier::{FilterExpression, Message, Producer, SimpleConsumer};
 
 #[tokio::main]
 async fn main() -> pier::Result<()> {
-    let config = ClientConfig::new(&endpoint())?;
+    let config = common::config()?;
     let producer = Producer::builder(config.clone())
         .topic("reminders")
         .start()

@@ -7,18 +7,13 @@
 //! The endpoint comes from the first argument, else `PIER_ENDPOINT`, else
 //! 127.0.0.1:8081 (several addresses: `host1:8081,host2:8081`).
 
-use pier::{ClientConfig, Message, Producer};
+mod common;
 
-fn endpoint() -> String {
-    std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("PIER_ENDPOINT").ok())
-        .unwrap_or_else(|| "127.0.0.1:8081".into())
-}
+use pier::{Message, Producer};
 
 #[tokio::main]
 async fn main() -> pier::Result<()> {
-    let producer = Producer::builder(ClientConfig::new(&endpoint())?)
+    let producer = Producer::builder(common::config()?)
         .topic("orders")
         .start()
         .await?;

@@ -6,23 +6,18 @@
 //! cargo run -p pier-sdk --example push_consumer -- 127.0.0.1:8081
 //! ```
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use pier::{ClientConfig, ConsumeResult, FilterExpression, MessageView, PushConsumer};
-
-fn endpoint() -> String {
-    std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("PIER_ENDPOINT").ok())
-        .unwrap_or_else(|| "127.0.0.1:8081".into())
-}
+use pier::{ConsumeResult, FilterExpression, MessageView, PushConsumer};
 
 #[tokio::main]
 async fn main() -> pier::Result<()> {
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
-    let consumer = PushConsumer::builder(ClientConfig::new(&endpoint())?, "billing")
+    let consumer = PushConsumer::builder(common::config()?, "billing")
         .subscribe("orders", FilterExpression::all())
         .max_cache_messages(256)
         .consumption_concurrency(8)

@@ -5,20 +5,15 @@
 //! cargo run -p pier-sdk --example simple_consumer -- 127.0.0.1:8081
 //! ```
 
+mod common;
+
 use std::time::Duration;
 
-use pier::{ClientConfig, FilterExpression, SimpleConsumer};
-
-fn endpoint() -> String {
-    std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("PIER_ENDPOINT").ok())
-        .unwrap_or_else(|| "127.0.0.1:8081".into())
-}
+use pier::{FilterExpression, SimpleConsumer};
 
 #[tokio::main]
 async fn main() -> pier::Result<()> {
-    let consumer = SimpleConsumer::builder(ClientConfig::new(&endpoint())?, "billing")
+    let consumer = SimpleConsumer::builder(common::config()?, "billing")
         .subscribe("orders", FilterExpression::all())
         .await_duration(Duration::from_secs(5))
         .start()

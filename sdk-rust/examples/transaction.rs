@@ -6,20 +6,15 @@
 //! cargo run -p pier-sdk --example transaction -- 127.0.0.1:8081
 //! ```
 
+mod common;
+
 use std::time::Duration;
 
-use pier::{ClientConfig, Message, MessageView, Producer, TransactionResolution};
-
-fn endpoint() -> String {
-    std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("PIER_ENDPOINT").ok())
-        .unwrap_or_else(|| "127.0.0.1:8081".into())
-}
+use pier::{Message, MessageView, Producer, TransactionResolution};
 
 #[tokio::main]
 async fn main() -> pier::Result<()> {
-    let producer = Producer::builder(ClientConfig::new(&endpoint())?)
+    let producer = Producer::builder(common::config()?)
         .topic("payments")
         // The server asks about a transaction left open after 2 s.
         .orphan_check_after(Duration::from_secs(2))

@@ -2,6 +2,7 @@
 //! groups. Failures are plain gRPC statuses ([`Error::Rpc`]): `NOT_FOUND`,
 //! `ALREADY_EXISTS` (a create with different settings), `INVALID_ARGUMENT`, ...
 
+use std::future::Future;
 use std::time::Duration;
 
 use pier_proto::admin::admin_service_client::AdminServiceClient;
@@ -50,6 +51,9 @@ fn require_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
+/// The admin client a call runs on.
+type Client = AdminServiceClient<HeaderChannel>;
+
 impl Admin {
     /// An admin client sharing `conn`'s channel.
     pub fn new(conn: &Connection) -> Admin {
@@ -59,10 +63,24 @@ impl Admin {
         }
     }
 
+    /// Runs one call with the request deadline and returns its answer.
+    async fn call<Req, Resp, F, Fut>(&self, req: Req, call: F) -> Result<Resp>
+    where
+        F: FnOnce(Client, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let t = self.timeout;
+        let client = self.client.clone();
+        deadline(t, async move {
+            Ok(call(client, request(req, t)).await?.into_inner())
+        })
+        .await
+    }
+
     /// Creates a topic; `queues == 0` asks for the server default.
     /// Creating an identical existing topic succeeds with `created: false`.
     pub async fn create_topic(
-        &mut self,
+        &self,
         name: &str,
         kind: TopicType,
         queues: u32,
@@ -76,136 +94,94 @@ impl Admin {
                 created_at_ms: 0,
             }),
         };
-        let t = self.timeout;
-        let resp = deadline(t, async {
-            Ok(self
-                .client
-                .create_topic(request(req, t))
-                .await?
-                .into_inner())
-        })
-        .await?;
-        let value = resp
-            .topic
-            .ok_or_else(|| Error::Protocol("CreateTopic answered without a topic".into()))?;
+        let resp = self
+            .call(req, |mut c, r| async move { c.create_topic(r).await })
+            .await?;
         Ok(Created {
-            value,
+            value: resp
+                .topic
+                .ok_or_else(|| Error::Protocol("CreateTopic answered without a topic".into()))?,
             created: resp.created,
         })
     }
 
     /// All topics.
-    pub async fn list_topics(&mut self) -> Result<Vec<Topic>> {
-        let t = self.timeout;
-        let resp = deadline(t, async {
-            Ok(self
-                .client
-                .list_topics(request(ListTopicsRequest {}, t))
-                .await?
-                .into_inner())
-        })
-        .await?;
+    pub async fn list_topics(&self) -> Result<Vec<Topic>> {
+        let resp = self
+            .call(ListTopicsRequest {}, |mut c, r| async move {
+                c.list_topics(r).await
+            })
+            .await?;
         Ok(resp.topics)
     }
 
     /// A topic and the offsets of its queues.
-    pub async fn describe_topic(&mut self, name: &str) -> Result<DescribeTopicResponse> {
+    pub async fn describe_topic(&self, name: &str) -> Result<DescribeTopicResponse> {
         require_name("topic", name)?;
         let req = DescribeTopicRequest {
             name: name.to_owned(),
         };
-        let t = self.timeout;
-        deadline(t, async {
-            Ok(self
-                .client
-                .describe_topic(request(req, t))
-                .await?
-                .into_inner())
-        })
-        .await
+        self.call(req, |mut c, r| async move { c.describe_topic(r).await })
+            .await
     }
 
     /// Deletes a topic.
-    pub async fn delete_topic(&mut self, name: &str) -> Result<()> {
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
         require_name("topic", name)?;
         let req = DeleteTopicRequest {
             name: name.to_owned(),
         };
-        let t = self.timeout;
-        deadline(t, async {
-            self.client.delete_topic(request(req, t)).await?;
-            Ok(())
-        })
-        .await
+        self.call(req, |mut c, r| async move { c.delete_topic(r).await })
+            .await
+            .map(drop)
     }
 
     /// Creates a consumer group (`max_attempts == 0` and no retry policy ask
     /// for the server defaults). Creating an identical existing group
     /// succeeds with `created: false`.
-    pub async fn create_group(&mut self, group: ConsumerGroup) -> Result<Created<ConsumerGroup>> {
+    pub async fn create_group(&self, group: ConsumerGroup) -> Result<Created<ConsumerGroup>> {
         require_name("group", &group.name)?;
         let req = CreateGroupRequest { group: Some(group) };
-        let t = self.timeout;
-        let resp = deadline(t, async {
-            Ok(self
-                .client
-                .create_group(request(req, t))
-                .await?
-                .into_inner())
-        })
-        .await?;
-        let value = resp
-            .group
-            .ok_or_else(|| Error::Protocol("CreateGroup answered without a group".into()))?;
+        let resp = self
+            .call(req, |mut c, r| async move { c.create_group(r).await })
+            .await?;
         Ok(Created {
-            value,
+            value: resp
+                .group
+                .ok_or_else(|| Error::Protocol("CreateGroup answered without a group".into()))?,
             created: resp.created,
         })
     }
 
     /// All consumer groups.
-    pub async fn list_groups(&mut self) -> Result<Vec<ConsumerGroup>> {
-        let t = self.timeout;
-        let resp = deadline(t, async {
-            Ok(self
-                .client
-                .list_groups(request(ListGroupsRequest {}, t))
-                .await?
-                .into_inner())
-        })
-        .await?;
+    pub async fn list_groups(&self) -> Result<Vec<ConsumerGroup>> {
+        let resp = self
+            .call(ListGroupsRequest {}, |mut c, r| async move {
+                c.list_groups(r).await
+            })
+            .await?;
         Ok(resp.groups)
     }
 
     /// A group's settings, its backlog per topic and its dead-letter count.
-    pub async fn describe_group(&mut self, name: &str) -> Result<DescribeGroupResponse> {
+    pub async fn describe_group(&self, name: &str) -> Result<DescribeGroupResponse> {
         require_name("group", name)?;
         let req = DescribeGroupRequest {
             name: name.to_owned(),
         };
-        let t = self.timeout;
-        deadline(t, async {
-            Ok(self
-                .client
-                .describe_group(request(req, t))
-                .await?
-                .into_inner())
-        })
-        .await
+        self.call(req, |mut c, r| async move { c.describe_group(r).await })
+            .await
     }
 
     /// Deletes a consumer group.
-    pub async fn delete_group(&mut self, name: &str) -> Result<()> {
+    pub async fn delete_group(&self, name: &str) -> Result<()> {
         require_name("group", name)?;
         let req = DeleteGroupRequest {
             name: name.to_owned(),
         };
-        let t = self.timeout;
-        deadline(t, async {
-            self.client.delete_group(request(req, t)).await?;
-            Ok(())
-        })
-        .await
+        self.call(req, |mut c, r| async move { c.delete_group(r).await })
+            .await
+            .map(drop)
     }
 }
 

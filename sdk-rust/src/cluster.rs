@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use pier_proto::rocketmq::messaging_service_client::MessagingServiceClient;
 use pier_proto::rocketmq::{AddressScheme, Endpoints};
-use tonic::transport::Endpoint;
 
+use crate::addr::ServerAddr;
 use crate::config::ClientConfig;
-use crate::connect::{HeaderChannel, Headers, ServerAddr, CLIENT_VERSION, MAX_MESSAGE_SIZE};
+use crate::connect::{self, HeaderChannel, Headers, MAX_MESSAGE_SIZE};
 use crate::error::{Error, Result};
 
 /// How long an address that failed is skipped (unless all are down).
@@ -41,24 +41,12 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Lazy channels to every configured address, all carrying `headers`.
     pub(crate) fn new(config: &ClientConfig, headers: &Headers) -> Result<Cluster> {
+        let connect_timeout = config.request_timeout().max(Duration::from_secs(1));
         let nodes = config
             .endpoints()
             .iter()
             .map(|addr| {
-                let transport = |source| Error::Transport {
-                    endpoint: addr.to_string(),
-                    source,
-                };
-                let channel = Endpoint::from_shared(addr.uri())
-                    .map_err(transport)?
-                    .user_agent(format!("pier-sdk/{CLIENT_VERSION}"))
-                    .map_err(transport)?
-                    .connect_timeout(config.request_timeout().max(Duration::from_secs(1)))
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(30))
-                    .keep_alive_timeout(Duration::from_secs(10))
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
+                let channel = connect::endpoint(addr, connect_timeout)?.connect_lazy();
                 let client = MessagingServiceClient::with_interceptor(channel, headers.clone())
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -69,10 +57,18 @@ impl Cluster {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // Every index below is taken modulo the node count.
+        if nodes.is_empty() {
+            return Err(Error::invalid("at least one endpoint is required"));
+        }
         Ok(Cluster {
             nodes,
             next: AtomicUsize::new(0),
         })
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        &self.nodes[i % self.nodes.len()]
     }
 
     /// Number of addresses.
@@ -82,31 +78,31 @@ impl Cluster {
 
     /// The address at `i`.
     pub(crate) fn addr(&self, i: usize) -> &ServerAddr {
-        &self.nodes[i % self.nodes.len()].addr
+        &self.node(i).addr
     }
 
     /// The client of address `i`.
     pub(crate) fn client(&self, i: usize) -> Rpc {
-        self.nodes[i % self.nodes.len()].client.clone()
+        self.node(i).client.clone()
     }
 
     /// Whether address `i` is currently considered reachable.
     pub(crate) fn is_up(&self, i: usize) -> bool {
-        let node = &self.nodes[i % self.nodes.len()];
+        let node = self.node(i);
         let down = node.down_until.lock().map(|d| *d).unwrap_or(None);
         down.is_none_or(|until| Instant::now() >= until)
     }
 
     /// Marks address `i` unreachable for a short while.
     pub(crate) fn mark_down(&self, i: usize) {
-        if let Ok(mut d) = self.nodes[i % self.nodes.len()].down_until.lock() {
+        if let Ok(mut d) = self.node(i).down_until.lock() {
             *d = Some(Instant::now() + DOWN_FOR);
         }
     }
 
     /// Marks address `i` reachable.
     pub(crate) fn mark_up(&self, i: usize) {
-        if let Ok(mut d) = self.nodes[i % self.nodes.len()].down_until.lock() {
+        if let Ok(mut d) = self.node(i).down_until.lock() {
             *d = None;
         }
     }
@@ -155,9 +151,9 @@ impl Cluster {
     /// All addresses as `apache.rocketmq.v2.Endpoints` (the access point
     /// sent in QueryRoute, Settings and receive requests).
     pub(crate) fn endpoints(&self) -> Endpoints {
-        let schemes: Vec<AddressScheme> = self.nodes.iter().map(|n| n.addr.scheme()).collect();
-        let scheme = if schemes.iter().all(|s| *s == schemes[0]) {
-            schemes[0]
+        let first = self.node(0).addr.scheme();
+        let scheme = if self.nodes.iter().all(|n| n.addr.scheme() == first) {
+            first
         } else {
             AddressScheme::DomainName
         };

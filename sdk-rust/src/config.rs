@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::connect::ServerAddr;
+use crate::addr::ServerAddr;
 use crate::error::{Error, Result};
 
 /// An access key and secret: every call is signed with them (protocol.md §5,

@@ -35,6 +35,10 @@ pub enum Error {
         code: tonic::Code,
         /// The status message.
         message: String,
+        /// The error below the status (a refused connection, a reset
+        /// stream), when the transport reported one.
+        #[source]
+        cause: Option<RpcCause>,
     },
     /// The connection to the server could not be established.
     #[error("cannot connect to {endpoint}: {}", chain(source))]
@@ -135,14 +139,58 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Error {
         Error::InvalidArgument(message.into())
     }
+
+    /// An [`Error::Rpc`] made on this side (a deadline, a missing answer),
+    /// with no status from the server to keep.
+    pub(crate) fn rpc(code: tonic::Code, message: impl Into<String>) -> Error {
+        Error::Rpc {
+            code,
+            message: message.into(),
+            cause: None,
+        }
+    }
 }
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Error {
+        let code = s.code();
+        let message = s.message().to_owned();
+        // Keep the status only when it carries a cause worth following.
+        let cause = std::error::Error::source(&s)
+            .is_some()
+            .then(|| RpcCause(Box::new(s)));
         Error::Rpc {
-            code: s.code(),
-            message: s.message().to_owned(),
+            code,
+            message,
+            cause,
         }
+    }
+}
+
+/// What lies below a gRPC status: the transport error that ended the call,
+/// as tonic reported it. Its text and its own sources are the cause's; the
+/// status itself is already described by [`Error::Rpc`].
+#[derive(Debug)]
+pub struct RpcCause(Box<tonic::Status>);
+
+impl RpcCause {
+    fn inner(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
+impl std::fmt::Display for RpcCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner() {
+            Some(e) => std::fmt::Display::fmt(e, f),
+            None => f.write_str(self.0.message()),
+        }
+    }
+}
+
+impl std::error::Error for RpcCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner().and_then(std::error::Error::source)
     }
 }
 
@@ -287,6 +335,19 @@ mod tests {
         assert_eq!(e.to_string(), "topic orders does not exist (NOT_FOUND)");
         let e = Error::from(tonic::Status::already_exists(""));
         assert_eq!(e.to_string(), "ALREADY_EXISTS");
+    }
+
+    #[test]
+    fn rpc_errors_keep_the_transport_cause() {
+        use std::error::Error as _;
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::from(tonic::Status::from_error(Box::new(refused)));
+        let cause = e.source().expect("the cause is kept");
+        assert_eq!(cause.to_string(), "refused");
+        assert!(matches!(e, Error::Rpc { cause: Some(_), .. }));
+        // A status of the server's own has no cause to keep.
+        let plain = Error::from(tonic::Status::not_found("no such topic"));
+        assert!(plain.source().is_none());
     }
 
     #[test]

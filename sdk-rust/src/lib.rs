@@ -45,27 +45,47 @@
 //! ```
 //!
 //! Lower layers, used by the `pier` command-line tool: [`connect`]
-//! (addresses, headers, a single connection), [`messaging`] (one-shot
-//! send/receive helpers) and [`admin`] (Pier's topic and group admin API).
+//! (headers, deadlines, a single connection) and [`admin`] (Pier's topic
+//! and group admin API).
+//!
+//! # Modules, lowest layer first
+//!
+//! Each module uses only modules above it in this list:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`error`] | the one [`Error`] type, its protocol code and the `check` of body statuses |
+//! | `sign`, `time`, `identity` | the `authorization` signature; protobuf time forms and UTC dates; host name, client and message ids |
+//! | `addr`, `config` | [`ServerAddr`]; [`ClientConfig`] and [`Credentials`] |
+//! | [`connect`] | the headers of every call, channel settings, deadlines, one [`connect::Connection`] |
+//! | `message`, `retry` | the message model ([`Message`], [`MessageView`]) and its wire form; retry delays |
+//! | `cluster` | the address set of a client, with fail-over |
+//! | [`admin`] | `pier.admin.v1` over a connection |
+//! | `session` | a client's core (settings, calls, background tasks, shutdown) and its Telemetry sessions |
+//! | `producer` | [`Producer`], [`Transaction`], transaction checks |
+//! | `consumer` | what consumers share; [`SimpleConsumer`]; [`PushConsumer`] (cache, receive loops, consumption) |
 
 #![warn(missing_docs)]
 
+mod addr;
 pub mod admin;
-mod client;
 mod cluster;
-pub mod config;
+mod config;
 pub mod connect;
 mod consumer;
 pub mod error;
-pub mod message;
-pub mod messaging;
-pub mod producer;
-pub mod push_consumer;
+mod identity;
+mod message;
+mod producer;
+mod retry;
+mod session;
 mod sign;
-pub mod simple_consumer;
-mod telemetry;
+pub mod time;
 
+pub use addr::ServerAddr;
 pub use config::{ClientConfig, Credentials};
+pub use consumer::push::{ConsumeResult, MessageListener, PushConsumer, PushConsumerBuilder};
+pub use consumer::simple::{SimpleConsumer, SimpleConsumerBuilder};
 pub use consumer::FilterExpression;
 pub use error::{Error, Result};
 pub use message::{Message, MessageBuilder, MessageView};
@@ -73,5 +93,3 @@ pub use pier_proto::rocketmq::Code;
 pub use producer::{
     Producer, ProducerBuilder, SendReceipt, Transaction, TransactionChecker, TransactionResolution,
 };
-pub use push_consumer::{ConsumeResult, MessageListener, PushConsumer, PushConsumerBuilder};
-pub use simple_consumer::{SimpleConsumer, SimpleConsumerBuilder};

@@ -2,116 +2,50 @@
 //! `MQv2-HMAC-SHA1 Credential=<AK>, SignedHeaders=x-mq-date-time,
 //! Signature=<hex(HMAC-SHA1(SK, x-mq-date-time))>`.
 //!
-//! SHA-1 is implemented here (it is small) rather than pulling a new crate
-//! for one header; it only authenticates a timestamp, as every official
-//! client does.
+//! It only authenticates a timestamp, as every official client does; the
+//! hex is lower case, like the Go, Python and Rust clients.
 
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+
+use crate::time::UtcTime;
 
 /// `x-mq-date-time` for `t`: `yyyyMMddTHHmmssZ` in UTC.
 pub(crate) fn date_time(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let u = UtcTime::from_epoch_secs(secs);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The `authorization` header value for `date_time`.
 pub(crate) fn authorization(access_key: &str, secret_key: &str, date_time: &str) -> String {
-    let mac = hmac_sha1(secret_key.as_bytes(), date_time.as_bytes());
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    format!("MQv2-HMAC-SHA1 Credential={access_key}, SignedHeaders=x-mq-date-time, Signature={hex}")
+    let signature = hex(&hmac_sha1(secret_key.as_bytes(), date_time.as_bytes()));
+    format!(
+        "MQv2-HMAC-SHA1 Credential={access_key}, SignedHeaders=x-mq-date-time, Signature={signature}"
+    )
 }
 
 fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..20].copy_from_slice(&sha1(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Vec::with_capacity(64 + data.len());
-    inner.extend(block.iter().map(|b| b ^ 0x36));
-    inner.extend_from_slice(data);
-    let inner_hash = sha1(&inner);
-    let mut outer = Vec::with_capacity(84);
-    outer.extend(block.iter().map(|b| b ^ 0x5c));
-    outer.extend_from_slice(&inner_hash);
-    sha1(&outer)
+    // HMAC accepts a key of any length (a long one is hashed first), so
+    // `new_from_slice` cannot fail here; the fallback keeps this panic-free.
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(key) else {
+        return [0; 20];
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for chunk in msg.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, x) in h.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
-    }
-    out
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(40), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -119,27 +53,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    #[test]
-    fn sha1_vectors() {
-        assert_eq!(
-            hex(&sha1(b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        assert_eq!(hex(&sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        let long = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-        assert_eq!(hex(&sha1(long)), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
-    }
-
     #[test]
     fn hmac_sha1_rfc2202() {
         assert_eq!(
             hex(&hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
             "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
         );
+        // A key longer than SHA-1's 64-byte block is hashed first.
         let key = [0xaau8; 80];
         assert_eq!(
             hex(&hmac_sha1(
@@ -157,13 +77,32 @@ mod tests {
             date_time(UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661)),
             "20000229T010101Z"
         );
+        assert_eq!(
+            date_time(UNIX_EPOCH + Duration::from_secs(1_706_745_599)),
+            "20240131T235959Z"
+        );
     }
 
+    /// The expected signatures were computed apart from this crate, with
+    /// Python's standard library:
+    /// `hmac.new(b"SK1", b"20240131T235959Z", hashlib.sha1).hexdigest()` and
+    /// `hmac.new(b"k" * 100, b"20000229T010101Z", hashlib.sha1).hexdigest()`.
     #[test]
-    fn authorization_header() {
-        let h = authorization("ak", "Jefe", "what do ya want for nothing?");
+    fn authorization_header_matches_an_independent_hmac() {
+        let date = date_time(UNIX_EPOCH + Duration::from_secs(1_706_745_599));
         assert_eq!(
-            h,
+            authorization("AK1", "SK1", &date),
+            "MQv2-HMAC-SHA1 Credential=AK1, SignedHeaders=x-mq-date-time, \
+             Signature=f26099e9657ad11b2557ef8c1895682849c390a6"
+        );
+        let long_secret = "k".repeat(100);
+        assert_eq!(
+            authorization("ak", &long_secret, "20000229T010101Z"),
+            "MQv2-HMAC-SHA1 Credential=ak, SignedHeaders=x-mq-date-time, \
+             Signature=949c06ca4932d9bd3e787bf70a6013350eb695e8"
+        );
+        assert_eq!(
+            authorization("ak", "Jefe", "what do ya want for nothing?"),
             "MQv2-HMAC-SHA1 Credential=ak, SignedHeaders=x-mq-date-time, \
              Signature=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
         );

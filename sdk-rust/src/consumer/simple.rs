@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pier_proto::rocketmq::settings::PubSub;
 use pier_proto::rocketmq::{ClientType, MessageQueue, Permission, Subscription};
 
-use crate::client::{self, ClientCore};
+use super::{FilterExpression, ReceiveSpec};
 use crate::config::ClientConfig;
-use crate::consumer::{self, FilterExpression, ReceiveSpec};
 use crate::error::{Error, Result};
 use crate::message::MessageView;
+use crate::session::{self, ClientCore};
+use crate::time::duration;
 
 /// Configures and starts a [`SimpleConsumer`].
 #[derive(Debug)]
@@ -39,34 +39,16 @@ impl SimpleConsumerBuilder {
 
     /// Connects, checks the subscribed topics exist and exchanges settings.
     pub async fn start(self) -> Result<SimpleConsumer> {
-        if self.group.trim().is_empty() {
-            return Err(Error::invalid("the consumer group name is empty"));
-        }
-        if self.subscriptions.is_empty() {
-            return Err(Error::invalid("subscribe to at least one topic"));
-        }
-        let entries = consumer::subscription_entries(self.config.namespace(), &self.subscriptions);
-        let core = ClientCore::new(
+        let core = super::new_core(
             self.config,
             ClientType::SimpleConsumer,
-            Some(self.group.clone()),
-            PubSub::Subscription(Subscription {
-                group: None,
-                subscriptions: entries,
-                fifo: None,
-                receive_batch_size: None,
-                long_polling_timeout: Some(client::duration(self.await_duration)),
-                lite_subscription_quota: None,
-                max_lite_topic_size: None,
-            }),
-            None,
+            &self.group,
+            &self.subscriptions,
+            Subscription {
+                long_polling_timeout: Some(duration(self.await_duration)),
+                ..Default::default()
+            },
         )?;
-        let group = core.resource(&self.group);
-        core.update_local(|s| {
-            if let Some(PubSub::Subscription(sub)) = s.pub_sub.as_mut() {
-                sub.group = Some(group);
-            }
-        });
         let mut subscriptions = Vec::new();
         for (topic, filter) in self.subscriptions {
             let queues = readable(core.query_route(&topic).await?);
@@ -76,7 +58,7 @@ impl SimpleConsumerBuilder {
                 queues,
             });
         }
-        core.start().await?;
+        session::start(&core).await?;
         Ok(SimpleConsumer {
             core,
             group: self.group,
@@ -172,7 +154,13 @@ impl SimpleConsumer {
             return Err(Error::invalid("receive at least one message"));
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let sub = &self.subscriptions[turn % self.subscriptions.len()];
+        // The builder refuses an empty subscription list.
+        let Some(sub) = self
+            .subscriptions
+            .get(turn % self.subscriptions.len().max(1))
+        else {
+            return Err(Error::invalid("subscribe to at least one topic"));
+        };
         // Queues take turns too (Pier pops from every queue whichever is
         // named; RocketMQ proxies read the named broker).
         let queue = match sub
@@ -180,7 +168,7 @@ impl SimpleConsumer {
             .get(turn / self.subscriptions.len() % sub.queues.len().max(1))
         {
             Some(q) => q.clone(),
-            None => consumer::any_queue(&self.core, &sub.topic),
+            None => super::any_queue(&self.core, &sub.topic),
         };
         let spec = ReceiveSpec {
             group: self.group.clone(),
@@ -196,7 +184,7 @@ impl SimpleConsumer {
             if self.core.is_shut_down() {
                 return Err(Error::Shutdown);
             }
-            match consumer::receive(&self.core, i, &spec).await {
+            match super::receive(&self.core, i, &spec).await {
                 Err(e) if e.is_transport() => last = Some(e),
                 other => return other,
             }
@@ -206,7 +194,7 @@ impl SimpleConsumer {
 
     /// Acknowledges a message: the group is done with it.
     pub async fn ack(&self, message: &MessageView) -> Result<()> {
-        consumer::ack(&self.core, &self.group, message).await
+        super::ack(&self.core, &self.group, message).await
     }
 
     /// Makes a received message invisible for `invisible_duration` from now
@@ -217,7 +205,7 @@ impl SimpleConsumer {
         message: &MessageView,
         invisible_duration: Duration,
     ) -> Result<MessageView> {
-        consumer::change_invisible(&self.core, &self.group, message, invisible_duration).await
+        super::change_invisible(&self.core, &self.group, message, invisible_duration).await
     }
 
     /// Stops the consumer (unacked messages come back after their

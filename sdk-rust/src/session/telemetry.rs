@@ -1,24 +1,20 @@
 //! One Telemetry session per address (protocol.md §4.5): sends this
 //! client's Settings, applies the server's (hot updates included), sends
-//! heartbeats, answers server commands (transaction checks through the
-//! producer's checker) and reconnects with back-off when the stream breaks.
+//! heartbeats, answers server commands (transaction checks go to the
+//! producer's `TransactionCheckHandler`) and reconnects with back-off when
+//! the stream breaks.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pier_proto::rocketmq::telemetry_command::Command;
-use pier_proto::rocketmq::{
-    Code, EndTransactionRequest, RecoverOrphanedTransactionCommand, Status, TelemetryCommand,
-    ThreadStackTrace, TransactionResolution, TransactionSource, VerifyMessageResult,
-};
+use pier_proto::rocketmq::{Code, Status, TelemetryCommand, ThreadStackTrace, VerifyMessageResult};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::client::ClientCore;
-use crate::connect::{deadline, request};
-use crate::error::check;
-use crate::message::MessageView;
-use crate::producer::TransactionResolution as Resolution;
+use super::client::ClientCore;
+use crate::connect::deadline;
+use crate::error::{Error, Result};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
@@ -32,35 +28,29 @@ fn settings_command(core: &ClientCore) -> TelemetryCommand {
     }
 }
 
-/// The session loop of address `i`; ends at shutdown.
+/// The session loop of address `i`. It runs until the client's shutdown
+/// drops it (it is spawned with [`ClientCore::spawn`]).
 pub(crate) async fn run(core: Arc<ClientCore>, i: usize) {
-    let mut shutdown = core.shutdown_signal();
     let mut backoff = MIN_BACKOFF;
     loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        match session(&core, i, &mut shutdown).await {
-            Ok(()) => return,
-            Err(e) => {
-                core.cluster.mark_down(i);
-                tracing::debug!(endpoint = %core.cluster.addr(i), error = %e, "telemetry session lost; reconnecting");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return,
-        }
+        let Err(e) = session(&core, i).await;
+        core.cluster.mark_down(i);
+        tracing::debug!(endpoint = %core.cluster.addr(i), error = %e, "telemetry session lost; reconnecting");
+        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// One stream's life: Ok at shutdown, Err when the stream broke.
-async fn session(
-    core: &Arc<ClientCore>,
-    i: usize,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-) -> crate::Result<()> {
+/// Sends one heartbeat to address `i`, logging a failure (the next one
+/// comes soon).
+async fn heartbeat(core: &ClientCore, i: usize) {
+    if let Err(e) = core.heartbeat(i).await {
+        tracing::debug!(endpoint = %core.cluster.addr(i), error = %e, "heartbeat failed");
+    }
+}
+
+/// One stream's life; it only returns when the stream broke.
+async fn session(core: &Arc<ClientCore>, i: usize) -> Result<std::convert::Infallible> {
     let (tx, rx) = mpsc::channel(16);
     let _ = tx.send(settings_command(core)).await;
     let mut rpc = core.cluster.client(i);
@@ -74,10 +64,8 @@ async fn session(
     .await?;
     core.cluster.mark_up(i);
     // The first heartbeat at once: it registers the client (and its group).
-    if let Err(e) = core.heartbeat(i).await {
-        tracing::debug!(endpoint = %core.cluster.addr(i), error = %e, "heartbeat failed");
-    }
-    let mut heartbeat = tokio::time::interval_at(
+    heartbeat(core, i).await;
+    let mut heartbeats = tokio::time::interval_at(
         tokio::time::Instant::now() + HEARTBEAT_EVERY,
         HEARTBEAT_EVERY,
     );
@@ -87,20 +75,17 @@ async fn session(
         tokio::select! {
             m = inbound.message() => match m? {
                 Some(cmd) => on_command(core, i, cmd, &tx),
-                None => return Err(crate::Error::Protocol("the server ended the Telemetry stream".into())),
+                None => return Err(Error::Protocol("the server ended the Telemetry stream".into())),
             },
-            _ = heartbeat.tick() => {
-                let core = core.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = core.heartbeat(i).await {
-                        tracing::debug!(endpoint = %core.cluster.addr(i), error = %e, "heartbeat failed");
-                    }
-                });
+            _ = heartbeats.tick() => {
+                // Off the session loop: a slow heartbeat must not delay
+                // the server's commands.
+                let core2 = core.clone();
+                core.spawn(async move { heartbeat(&core2, i).await });
             }
             _ = resync.tick() => {
                 let _ = tx.send(settings_command(core)).await;
             }
-            _ = shutdown.changed() => return Ok(()),
         }
     }
 }
@@ -121,85 +106,44 @@ fn on_command(
             tracing::warn!(status = ?cmd.status, "the server refused this client's settings");
         }
         Some(Command::RecoverOrphanedTransactionCommand(c)) => {
-            let core = core.clone();
-            tokio::spawn(async move { recover(core, i, c).await });
+            match core.transaction_checks.as_ref() {
+                Some(handler) => core.spawn(handler.on_check(core.clone(), i, c)),
+                None => tracing::warn!(
+                    transaction_id = %c.transaction_id,
+                    "transaction check received but this client has no transaction checker"
+                ),
+            }
         }
-        Some(Command::PrintThreadStackTraceCommand(c)) => {
-            let _ = tx.try_send(TelemetryCommand {
-                status: Some(status(
-                    Code::NotImplemented,
-                    "not available in the Rust SDK",
-                )),
-                command: Some(Command::ThreadStackTrace(ThreadStackTrace {
-                    nonce: c.nonce,
-                    thread_stack_trace: None,
-                })),
-            });
-        }
-        Some(Command::VerifyMessageCommand(c)) => {
-            let _ = tx.try_send(TelemetryCommand {
-                status: Some(status(
-                    Code::NotImplemented,
-                    "message verification is not supported",
-                )),
-                command: Some(Command::VerifyMessageResult(VerifyMessageResult {
-                    nonce: c.nonce,
-                })),
-            });
-        }
+        Some(Command::PrintThreadStackTraceCommand(c)) => not_implemented(
+            tx,
+            "not available in the Rust SDK",
+            Command::ThreadStackTrace(ThreadStackTrace {
+                nonce: c.nonce,
+                thread_stack_trace: None,
+            }),
+        ),
+        Some(Command::VerifyMessageCommand(c)) => not_implemented(
+            tx,
+            "message verification is not supported",
+            Command::VerifyMessageResult(VerifyMessageResult { nonce: c.nonce }),
+        ),
         other => tracing::debug!(command = ?other, "telemetry command ignored"),
     }
+}
+
+/// Answers a command this SDK does not implement, with its nonce, so the
+/// server does not wait for a reply.
+fn not_implemented(tx: &mpsc::Sender<TelemetryCommand>, why: &str, reply: Command) {
+    let _ = tx.try_send(TelemetryCommand {
+        status: Some(status(Code::NotImplemented, why)),
+        command: Some(reply),
+    });
 }
 
 fn status(code: Code, message: &str) -> Status {
     Status {
         code: code as i32,
         message: message.to_owned(),
-    }
-}
-
-/// Answers a transaction check through the producer's checker, with
-/// EndTransaction (source SERVER_CHECK) to the address the check came from.
-async fn recover(core: Arc<ClientCore>, i: usize, c: RecoverOrphanedTransactionCommand) {
-    let Some(checker) = core.checker.clone() else {
-        tracing::warn!("transaction check received but this producer has no checker");
-        return;
-    };
-    let Some(message) = c.message else { return };
-    let view = match MessageView::from_wire(message, i, false) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "malformed transaction check");
-            return;
-        }
-    };
-    let resolution = match checker.check(view.clone()).await {
-        Resolution::Commit => TransactionResolution::Commit,
-        Resolution::Rollback => TransactionResolution::Rollback,
-        // Unknown: say nothing; the server checks again later.
-        Resolution::Unknown => return,
-    };
-    let req = EndTransactionRequest {
-        topic: Some(core.resource(view.topic())),
-        message_id: view.message_id().to_owned(),
-        transaction_id: c.transaction_id,
-        resolution: resolution as i32,
-        source: TransactionSource::SourceServerCheck as i32,
-        trace_context: String::new(),
-    };
-    let t = core.timeout();
-    let r = core
-        .cluster
-        .call(Some(i), |mut rpc| {
-            let req = req.clone();
-            deadline(t, async move {
-                let resp = rpc.end_transaction(request(req, t)).await?.into_inner();
-                check(resp.status.as_ref())
-            })
-        })
-        .await;
-    if let Err(e) = r {
-        tracing::warn!(message_id = view.message_id(), error = %e, "answering a transaction check failed");
     }
 }
 
@@ -210,7 +154,7 @@ mod tests {
     use pier_proto::rocketmq::{ClientType, Settings, Subscription};
 
     fn core() -> Arc<ClientCore> {
-        let config = crate::ClientConfig::new("127.0.0.1:1").unwrap();
+        let config = crate::config::ClientConfig::new("127.0.0.1:1").unwrap();
         ClientCore::new(
             config,
             ClientType::PushConsumer,
@@ -232,10 +176,7 @@ mod tests {
     }
 
     fn fifo_of(core: &ClientCore) -> Option<bool> {
-        match core.server_settings()?.pub_sub {
-            Some(PubSub::Subscription(s)) => s.fifo,
-            _ => None,
-        }
+        core.with_subscription(|s| s.and_then(|s| s.fifo))
     }
 
     #[tokio::test]

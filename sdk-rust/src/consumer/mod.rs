@@ -1,20 +1,35 @@
 //! What both consumer kinds share: subscriptions, the receive call (a long
 //! poll), ack, invisibility changes and dead-lettering.
+//!
+//! - `simple`: [`SimpleConsumer`](crate::SimpleConsumer), the application
+//!   pulls;
+//! - `push`: [`PushConsumer`](crate::PushConsumer), a listener is called
+//!   for each message.
 
+pub(crate) mod push;
+pub(crate) mod simple;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use pier_proto::rocketmq::receive_message_response::Content;
+use pier_proto::rocketmq::settings::PubSub;
 use pier_proto::rocketmq::{
-    AckMessageEntry, AckMessageRequest, Broker, ChangeInvisibleDurationRequest, FilterType,
-    ForwardMessageToDeadLetterQueueRequest, MessageQueue, Permission, ReceiveMessageRequest,
-    SubscriptionEntry,
+    AckMessageEntry, AckMessageRequest, Broker, ChangeInvisibleDurationRequest, ClientType, Code,
+    FilterType, ForwardMessageToDeadLetterQueueRequest, MessageQueue, Permission,
+    ReceiveMessageRequest, Subscription, SubscriptionEntry,
 };
 
-use crate::client::{self, ClientCore};
+use crate::config::ClientConfig;
 use crate::connect::{deadline, request};
 use crate::error::{check, Error, Result};
+use crate::message::wire::read_receive_frames;
 use crate::message::MessageView;
-use crate::messaging::read_receive_frames;
+use crate::session::ClientCore;
+use crate::time::duration;
+
+/// Name Pier gives its (single, logical) broker in routes.
+const BROKER_NAME: &str = "pier";
 
 /// Which messages of a topic a consumer wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,20 +58,44 @@ impl FilterExpression {
     }
 }
 
-/// The subscription entries of a consumer's Settings.
-pub(crate) fn subscription_entries(
-    core_namespace: &str,
-    subs: &[(String, FilterExpression)],
-) -> Vec<SubscriptionEntry> {
-    subs.iter()
+/// The client core of a consumer of `group` subscribed to `subscriptions`
+/// (checked first): its Settings declare the group and the subscription
+/// entries over `subscription`'s other fields.
+pub(crate) fn new_core(
+    config: ClientConfig,
+    client_type: ClientType,
+    group: &str,
+    subscriptions: &[(String, FilterExpression)],
+    subscription: Subscription,
+) -> Result<Arc<ClientCore>> {
+    if group.trim().is_empty() {
+        return Err(Error::invalid("the consumer group name is empty"));
+    }
+    if subscriptions.is_empty() {
+        return Err(Error::invalid("subscribe to at least one topic"));
+    }
+    let entries = subscriptions
+        .iter()
         .map(|(topic, f)| SubscriptionEntry {
             topic: Some(pier_proto::rocketmq::Resource {
-                resource_namespace: core_namespace.to_owned(),
+                resource_namespace: config.namespace().to_owned(),
                 name: topic.clone(),
             }),
             expression: Some(f.to_proto()),
         })
-        .collect()
+        .collect();
+    let core = ClientCore::new(
+        config,
+        client_type,
+        Some(group.to_owned()),
+        PubSub::Subscription(Subscription {
+            subscriptions: entries,
+            ..subscription
+        }),
+        None,
+    )?;
+    core.declare_group(group);
+    Ok(core)
 }
 
 /// How to receive: where from and for how long.
@@ -79,7 +118,7 @@ pub(crate) fn any_queue(core: &ClientCore, topic: &str) -> MessageQueue {
         id: -1,
         permission: Permission::ReadWrite as i32,
         broker: Some(Broker {
-            name: crate::messaging::BROKER_NAME.into(),
+            name: BROKER_NAME.into(),
             id: 0,
             endpoints: Some(core.cluster.endpoints()),
         }),
@@ -99,12 +138,13 @@ pub(crate) async fn receive(
         message_queue: Some(spec.queue.clone()),
         filter_expression: Some(spec.filter.to_proto()),
         batch_size: spec.batch,
-        invisible_duration: spec.invisible.map(client::duration),
+        invisible_duration: spec.invisible.map(duration),
         auto_renew: spec.invisible.is_none(),
-        long_polling_timeout: Some(client::duration(spec.long_poll)),
+        long_polling_timeout: Some(duration(spec.long_poll)),
         attempt_id: spec.attempt_id.clone(),
     };
-    let t = spec.long_poll + core.timeout();
+    // The long-polling time may come from the server: never overflow.
+    let t = spec.long_poll.saturating_add(core.timeout());
     let mut rpc = core.cluster.client(i);
     let frames = deadline(t, async {
         let mut stream = rpc.receive_message(request(req, t)).await?.into_inner();
@@ -136,7 +176,7 @@ pub(crate) async fn receive(
             .into_iter()
             .map(|m| MessageView::from_wire(m, i, true))
             .collect(),
-        Err(e) if client::is_not_found(&e) => Ok(Vec::new()),
+        Err(e) if e.code() == Some(Code::MessageNotFound) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }
@@ -175,7 +215,7 @@ pub(crate) async fn change_invisible(
         group: Some(core.resource(group)),
         topic: Some(core.resource(m.topic())),
         receipt_handle: m.receipt_handle().to_owned(),
-        invisible_duration: Some(client::duration(invisible)),
+        invisible_duration: Some(duration(invisible)),
         message_id: m.message_id().to_owned(),
         lite_topic: None,
         suspend: None,

@@ -1,0 +1,295 @@
+//! The command line: global flags and the subcommands with their
+//! arguments (clap definitions only; each command group runs in its own
+//! module).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pier::connect::DEFAULT_ENDPOINT;
+use pier::ServerAddr;
+use pier_proto::admin::TopicType;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pier",
+    version,
+    about = "Manage and use a Pier message queue",
+    propagate_version = true
+)]
+pub(crate) struct Cli {
+    /// Server to talk to: host:port or http://host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "PIER_ENDPOINT",
+        default_value = DEFAULT_ENDPOINT,
+        value_name = "ADDR",
+        value_parser = parse_endpoint
+    )]
+    pub(crate) endpoint: ServerAddr,
+    /// Print JSON objects instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Deadline of each request, in seconds (receive computes its own).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) timeout: u64,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Create, list, describe and delete consumer groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Send one message.
+    Send(SendArgs),
+    /// Receive messages for a consumer group (and ack them).
+    Receive(ReceiveArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TopicCommand {
+    /// Create a topic (succeeds when an identical one exists).
+    Create {
+        /// Topic name.
+        name: String,
+        /// Message type the topic accepts.
+        #[arg(long = "type", value_enum, default_value_t = TopicKind::Normal)]
+        kind: TopicKind,
+        /// Number of queues [default: the server's, 8].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        queues: Option<u32>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's type, queues and per-queue offsets.
+    Describe {
+        /// Topic name.
+        name: String,
+    },
+    /// Delete a topic.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum GroupCommand {
+    /// Create a consumer group (succeeds when an identical one exists).
+    Create {
+        /// Consumer group name.
+        name: String,
+        /// Deliver messages of one message group in order, one at a time.
+        #[arg(long)]
+        fifo: bool,
+        /// Deliveries before a message goes to the dead-letter queue
+        /// [default: the server's, 17].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_attempts: Option<u32>,
+    },
+    /// List consumer groups.
+    List,
+    /// Show a group's settings, backlog per topic and dead-letter count.
+    Describe {
+        /// Consumer group name.
+        name: String,
+    },
+    /// Delete a consumer group.
+    Delete {
+        /// Consumer group name.
+        name: String,
+    },
+}
+
+/// Topic types of `pier topic create --type`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TopicKind {
+    Normal,
+    Fifo,
+    Delay,
+    Transaction,
+}
+
+impl From<TopicKind> for TopicType {
+    fn from(k: TopicKind) -> TopicType {
+        match k {
+            TopicKind::Normal => TopicType::Normal,
+            TopicKind::Fifo => TopicType::Fifo,
+            TopicKind::Delay => TopicType::Delay,
+            TopicKind::Transaction => TopicType::Transaction,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SendArgs {
+    /// Topic to send to.
+    pub(crate) topic: String,
+    /// Message body (sent as UTF-8).
+    pub(crate) body: String,
+    /// Tag consumers can filter on.
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Message key (repeatable).
+    #[arg(long = "key", value_name = "K")]
+    pub(crate) keys: Vec<String>,
+    /// User property as key=value (repeatable).
+    #[arg(long = "property", value_name = "K=V", value_parser = parse_property)]
+    pub(crate) properties: Vec<(String, String)>,
+    /// Send a FIFO message in this message group (FIFO topics).
+    #[arg(long, value_name = "G", conflicts_with = "delay")]
+    pub(crate) message_group: Option<String>,
+    /// Send a DELAY message delivered this many seconds from now (delay topics).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) delay: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ReceiveArgs {
+    /// Topic to receive from.
+    pub(crate) topic: String,
+    /// Consumer group receiving.
+    #[arg(long)]
+    pub(crate) group: String,
+    /// Most messages to receive.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    pub(crate) max: i32,
+    /// Seconds to wait for a message when none is ready.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub(crate) wait: u64,
+    /// Seconds received messages stay invisible to the group unless acked.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=43200))]
+    pub(crate) invisible: u64,
+    /// Tag filter: `*`, `TagA` or `TagA || TagB`.
+    #[arg(long = "tag", value_name = "EXPR")]
+    pub(crate) tag: Option<String>,
+    /// Leave the messages unacknowledged (they come back after --invisible).
+    #[arg(long)]
+    pub(crate) no_ack: bool,
+}
+
+fn parse_endpoint(s: &str) -> Result<ServerAddr, String> {
+    s.parse::<ServerAddr>().map_err(|e| e.to_string())
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not key=value"))?;
+    if k.trim().is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    pub(crate) fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pier").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn topic_create_arguments() {
+        let cli = parse(&[
+            "topic", "create", "orders", "--type", "fifo", "--queues", "4",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Topic(TopicCommand::Create { name, kind, queues }) => {
+                assert_eq!(name, "orders");
+                assert_eq!(kind, TopicKind::Fifo);
+                assert_eq!(TopicType::from(kind), TopicType::Fifo);
+                assert_eq!(queues, Some(4));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["topic", "create", "t"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Topic(TopicCommand::Create {
+                kind: TopicKind::Normal,
+                queues: None,
+                ..
+            })
+        ));
+        for (kind, want) in [
+            ("normal", TopicType::Normal),
+            ("delay", TopicType::Delay),
+            ("transaction", TopicType::Transaction),
+        ] {
+            let cli = parse(&["topic", "create", "t", "--type", kind]).unwrap();
+            let Command::Topic(TopicCommand::Create { kind, .. }) = cli.command else {
+                panic!()
+            };
+            assert_eq!(TopicType::from(kind), want);
+        }
+        assert!(parse(&["topic", "create", "t", "--type", "lite"]).is_err());
+        assert!(parse(&["topic", "create", "t", "--queues", "0"]).is_err());
+        assert!(parse(&["topic", "create"]).is_err());
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let cli = parse(&[
+            "topic",
+            "list",
+            "--endpoint",
+            "http://10.0.0.1:9000",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.endpoint.to_string(), "10.0.0.1:9000");
+        assert!(cli.json);
+        let cli = parse(&["--endpoint", "[::1]:1", "group", "list"]).unwrap();
+        assert_eq!(cli.endpoint.host(), "::1");
+        assert!(parse(&["--endpoint", "nohost", "topic", "list"]).is_err());
+        assert!(parse(&["--endpoint", "https://h:1", "topic", "list"]).is_err());
+    }
+
+    #[test]
+    fn default_endpoint() {
+        if std::env::var_os("PIER_ENDPOINT").is_none() {
+            let cli = parse(&["topic", "list"]).unwrap();
+            assert_eq!(cli.endpoint.to_string(), "127.0.0.1:8081");
+            assert!(!cli.json);
+            assert_eq!(cli.timeout, 10);
+        }
+    }
+
+    #[test]
+    fn group_create_arguments() {
+        let cli = parse(&["group", "create", "g1", "--fifo", "--max-attempts", "5"]).unwrap();
+        match cli.command {
+            Command::Group(GroupCommand::Create {
+                name,
+                fifo,
+                max_attempts,
+            }) => {
+                assert_eq!((name.as_str(), fifo, max_attempts), ("g1", true, Some(5)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(&["group", "create", "g1", "--max-attempts", "0"]).is_err());
+        assert!(parse(&["group", "describe"]).is_err());
+    }
+
+    #[test]
+    fn property_parser() {
+        assert_eq!(parse_property("k=v"), Ok(("k".into(), "v".into())));
+        assert_eq!(parse_property("k=a=b"), Ok(("k".into(), "a=b".into())));
+        assert!(parse_property("k").is_err());
+        assert!(parse_property(" =v").is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! `pier group …`: create, list, describe and delete consumer groups.
+
+use pier::admin::{Admin, Created};
+use pier_proto::admin::retry_policy::Strategy;
+use pier_proto::admin::{ConsumerGroup, DescribeGroupResponse, RetryPolicy};
+use serde_json::{json, Value};
+
+use crate::args::GroupCommand;
+use crate::render::{deleted, fields, format_ms, format_time, table, yes_no};
+
+/// Runs one group command; returns what to print.
+pub(crate) async fn run(admin: &Admin, cmd: GroupCommand) -> anyhow::Result<(String, Value)> {
+    Ok(match cmd {
+        GroupCommand::Create {
+            name,
+            fifo,
+            max_attempts,
+        } => {
+            let group = ConsumerGroup {
+                name,
+                fifo,
+                max_attempts: max_attempts.unwrap_or(0),
+                retry_policy: None,
+                created_at_ms: 0,
+            };
+            render_group_created(&admin.create_group(group).await?)
+        }
+        GroupCommand::List => render_groups(&admin.list_groups().await?),
+        GroupCommand::Describe { name } => {
+            render_group_description(&admin.describe_group(&name).await?)
+        }
+        GroupCommand::Delete { name } => {
+            admin.delete_group(&name).await?;
+            deleted("group", &name)
+        }
+    })
+}
+
+fn retry_json(p: Option<&RetryPolicy>) -> Value {
+    match p.and_then(|p| p.strategy.as_ref()) {
+        None => Value::Null,
+        Some(Strategy::Exponential(e)) => json!({
+            "exponential": { "initial_ms": e.initial_ms, "max_ms": e.max_ms, "multiplier": e.multiplier }
+        }),
+        Some(Strategy::Customized(c)) => json!({ "customized": { "next_ms": c.next_ms } }),
+    }
+}
+
+fn group_json(g: &ConsumerGroup) -> Value {
+    json!({
+        "name": g.name,
+        "fifo": g.fifo,
+        "max_attempts": g.max_attempts,
+        "retry_policy": retry_json(g.retry_policy.as_ref()),
+        "created_at_ms": g.created_at_ms,
+    })
+}
+
+fn render_group_created(c: &Created<ConsumerGroup>) -> (String, Value) {
+    let g = &c.value;
+    let what = format!("fifo: {}, max attempts: {}", yes_no(g.fifo), g.max_attempts);
+    let text = if c.created {
+        format!("created group {} ({what})", g.name)
+    } else {
+        format!("group {} already exists ({what})", g.name)
+    };
+    (
+        text,
+        json!({ "created": c.created, "group": group_json(g) }),
+    )
+}
+
+fn render_groups(groups: &[ConsumerGroup]) -> (String, Value) {
+    let value = json!({ "groups": groups.iter().map(group_json).collect::<Vec<_>>() });
+    if groups.is_empty() {
+        return ("no groups".into(), value);
+    }
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.name.clone(),
+                yes_no(g.fifo).into(),
+                g.max_attempts.to_string(),
+                format_time(g.created_at_ms),
+            ]
+        })
+        .collect();
+    (
+        table(&["NAME", "FIFO", "MAX_ATTEMPTS", "CREATED"], &rows),
+        value,
+    )
+}
+
+fn render_group_description(d: &DescribeGroupResponse) -> (String, Value) {
+    let g = d.group.clone().unwrap_or_default();
+    let mut text = fields(&[
+        ("group", g.name.clone()),
+        ("fifo", yes_no(g.fifo).into()),
+        ("max attempts", g.max_attempts.to_string()),
+        ("retry policy", retry_text(g.retry_policy.as_ref())),
+        ("created", format_time(g.created_at_ms)),
+        ("dead letters", d.dlq.to_string()),
+    ]);
+    text.push('\n');
+    if d.backlog.is_empty() {
+        text.push_str("no backlog");
+    } else {
+        let rows: Vec<Vec<String>> = d
+            .backlog
+            .iter()
+            .map(|b| vec![b.topic.clone(), b.ready.to_string(), b.inflight.to_string()])
+            .collect();
+        text.push_str(&table(&["TOPIC", "READY", "INFLIGHT"], &rows));
+    }
+    let backlog: Vec<Value> = d
+        .backlog
+        .iter()
+        .map(|b| json!({ "topic": b.topic, "ready": b.ready, "inflight": b.inflight }))
+        .collect();
+    (
+        text,
+        json!({ "group": group_json(&g), "backlog": backlog, "dlq": d.dlq }),
+    )
+}
+
+fn retry_text(p: Option<&RetryPolicy>) -> String {
+    match p.and_then(|p| p.strategy.as_ref()) {
+        None => "server default".into(),
+        Some(Strategy::Exponential(e)) => format!(
+            "exponential {}..{} x{}",
+            format_ms(e.initial_ms),
+            format_ms(e.max_ms),
+            e.multiplier
+        ),
+        Some(Strategy::Customized(c)) => {
+            let steps: Vec<String> = c.next_ms.iter().map(|ms| format_ms(*ms)).collect();
+            format!("customized {}", steps.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pier_proto::admin::{ExponentialBackoff, TopicBacklog};
+
+    #[test]
+    fn renders_groups() {
+        let g = ConsumerGroup {
+            name: "g1".into(),
+            fifo: true,
+            max_attempts: 17,
+            retry_policy: Some(RetryPolicy {
+                strategy: Some(Strategy::Exponential(ExponentialBackoff {
+                    initial_ms: 1_000,
+                    max_ms: 7_200_000,
+                    multiplier: 2.0,
+                })),
+            }),
+            created_at_ms: 0,
+        };
+        let (text, _) = render_group_created(&Created {
+            value: g.clone(),
+            created: true,
+        });
+        assert_eq!(text, "created group g1 (fifo: yes, max attempts: 17)");
+        let d = DescribeGroupResponse {
+            group: Some(g.clone()),
+            backlog: vec![TopicBacklog {
+                topic: "orders".into(),
+                ready: 3,
+                inflight: 1,
+            }],
+            dlq: 2,
+        };
+        let (text, value) = render_group_description(&d);
+        assert!(
+            text.contains("retry policy:  exponential 1s..2h x2\n"),
+            "{text}"
+        );
+        assert!(text.contains("dead letters:  2\n"), "{text}");
+        assert!(text.contains("orders  3      1"), "{text}");
+        assert_eq!(value["dlq"], 2);
+        assert_eq!(value["backlog"][0]["ready"], 3);
+        assert_eq!(
+            value["group"]["retry_policy"]["exponential"]["max_ms"],
+            7_200_000
+        );
+        assert_eq!(render_groups(&[]).0, "no groups");
+        assert_eq!(retry_text(None), "server default");
+    }
+}

@@ -1,0 +1,163 @@
+//! `pier topic …`: create, list, describe and delete topics.
+
+use pier::admin::{topic_type_name, Admin, Created};
+use pier_proto::admin::{DescribeTopicResponse, Topic};
+use serde_json::{json, Value};
+
+use crate::args::TopicCommand;
+use crate::render::{deleted, fields, format_time, table};
+
+/// Runs one topic command; returns what to print.
+pub(crate) async fn run(admin: &Admin, cmd: TopicCommand) -> anyhow::Result<(String, Value)> {
+    Ok(match cmd {
+        TopicCommand::Create { name, kind, queues } => {
+            let kind = kind.into();
+            render_topic_created(&admin.create_topic(&name, kind, queues.unwrap_or(0)).await?)
+        }
+        TopicCommand::List => render_topics(&admin.list_topics().await?),
+        TopicCommand::Describe { name } => {
+            render_topic_description(&admin.describe_topic(&name).await?)
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            deleted("topic", &name)
+        }
+    })
+}
+
+fn topic_json(t: &Topic) -> Value {
+    json!({
+        "name": t.name,
+        "type": topic_type_name(t.r#type),
+        "queues": t.queues,
+        "created_at_ms": t.created_at_ms,
+    })
+}
+
+fn queues_text(n: u32) -> String {
+    if n == 1 {
+        "1 queue".into()
+    } else {
+        format!("{n} queues")
+    }
+}
+
+fn render_topic_created(c: &Created<Topic>) -> (String, Value) {
+    let t = &c.value;
+    let what = format!("{}, {}", topic_type_name(t.r#type), queues_text(t.queues));
+    let text = if c.created {
+        format!("created topic {} ({what})", t.name)
+    } else {
+        format!("topic {} already exists ({what})", t.name)
+    };
+    (
+        text,
+        json!({ "created": c.created, "topic": topic_json(t) }),
+    )
+}
+
+fn render_topics(topics: &[Topic]) -> (String, Value) {
+    let value = json!({ "topics": topics.iter().map(topic_json).collect::<Vec<_>>() });
+    if topics.is_empty() {
+        return ("no topics".into(), value);
+    }
+    let rows: Vec<Vec<String>> = topics
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                topic_type_name(t.r#type),
+                t.queues.to_string(),
+                format_time(t.created_at_ms),
+            ]
+        })
+        .collect();
+    (table(&["NAME", "TYPE", "QUEUES", "CREATED"], &rows), value)
+}
+
+fn render_topic_description(d: &DescribeTopicResponse) -> (String, Value) {
+    let t = d.topic.clone().unwrap_or_default();
+    let mut text = fields(&[
+        ("topic", t.name.clone()),
+        ("type", topic_type_name(t.r#type)),
+        ("queues", t.queues.to_string()),
+        ("created", format_time(t.created_at_ms)),
+    ]);
+    let rows: Vec<Vec<String>> = d
+        .queues
+        .iter()
+        .map(|q| {
+            vec![
+                q.queue.to_string(),
+                q.min_offset.to_string(),
+                q.max_offset.to_string(),
+                q.max_offset.saturating_sub(q.min_offset).to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        text.push('\n');
+        text.push_str(&table(
+            &["QUEUE", "MIN_OFFSET", "MAX_OFFSET", "MESSAGES"],
+            &rows,
+        ));
+    }
+    let queues: Vec<Value> = d
+        .queues
+        .iter()
+        .map(
+            |q| json!({ "queue": q.queue, "min_offset": q.min_offset, "max_offset": q.max_offset }),
+        )
+        .collect();
+    (text, json!({ "topic": topic_json(&t), "queues": queues }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pier_proto::admin::{QueueStats, TopicType};
+
+    #[test]
+    fn renders_topics() {
+        let topics = vec![
+            Topic {
+                name: "orders".into(),
+                r#type: TopicType::Fifo as i32,
+                queues: 8,
+                created_at_ms: 0,
+            },
+            Topic {
+                name: "a".into(),
+                r#type: TopicType::Normal as i32,
+                queues: 1,
+                created_at_ms: 0,
+            },
+        ];
+        let (text, value) = render_topics(&topics);
+        assert_eq!(text, "NAME    TYPE    QUEUES  CREATED\norders  fifo    8       -\na       normal  1       -\n");
+        assert_eq!(value["topics"][0]["type"], "fifo");
+        assert_eq!(value["topics"][1]["queues"], 1);
+        assert_eq!(render_topics(&[]).0, "no topics");
+
+        let created = Created {
+            value: topics[0].clone(),
+            created: false,
+        };
+        let (text, value) = render_topic_created(&created);
+        assert_eq!(text, "topic orders already exists (fifo, 8 queues)");
+        assert_eq!(value["created"], false);
+
+        let d = DescribeTopicResponse {
+            topic: Some(topics[0].clone()),
+            queues: vec![QueueStats {
+                queue: 0,
+                min_offset: 2,
+                max_offset: 10,
+            }],
+        };
+        let (text, value) = render_topic_description(&d);
+        assert!(text.contains("type:     fifo\n"), "{text}");
+        assert!(text.contains("0      2           10          8"), "{text}");
+        assert_eq!(value["queues"][0]["max_offset"], 10);
+    }
+}
