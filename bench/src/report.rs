@@ -128,6 +128,19 @@ fn goals(r: &[Record]) -> Vec<Goal> {
         best(r, "send", |x| is(x, "nats", "always")),
         2.0,
     ));
+    // Apache RocketMQ 5 itself, driven by the same client. (" SYNC_FLUSH"
+    // with its space: "ASYNC_FLUSH" contains "SYNC_FLUSH".)
+    for (what, config, at_least) in [
+        ("send vs RocketMQ SYNC_FLUSH", " SYNC_FLUSH", 2.0),
+        ("send vs RocketMQ ASYNC_FLUSH", "ASYNC_FLUSH", 1.0),
+    ] {
+        g.push(ratio_goal(
+            what,
+            pier_send,
+            best(r, "send", |x| is(x, "rocketmq", config)),
+            at_least,
+        ));
+    }
     let ceiling = ["rocksdb", "tonic-echo"]
         .iter()
         .filter_map(|s| best(r, "send", |x| x.system == *s))
@@ -156,6 +169,18 @@ fn goals(r: &[Record]) -> Vec<Goal> {
         }),
         redis_pop,
         0.5,
+    ));
+    // RocketMQ's better figure of its two flush modes (acks are writes in
+    // both; the faster one is the stricter comparison).
+    g.push(ratio_goal(
+        "pop, ack per message, vs RocketMQ (ack per message, its faster flush mode)",
+        best(r, "pop", |x| {
+            is(x, "pier", "standalone") && x.config.contains("ack per message")
+        }),
+        best(r, "pop", |x| {
+            x.system == "rocketmq" && x.config.contains("ack per message")
+        }),
+        2.0,
     ));
     // Mixed has no target in the issue: its figure is the highest rate each
     // system held with a flat backlog, shown next to Redis (always).
@@ -221,7 +246,42 @@ fn goals(r: &[Record]) -> Vec<Goal> {
     };
     g.push(latency("; send", "send", 10.0));
     g.push(latency("end to end", "end to end", 20.0));
-    let backlog: Vec<&Record> = r.iter().filter(|x| x.scenario == "backlog").collect();
+    let pier_p99 = r.iter().find(|x| {
+        x.scenario == "latency" && is(x, "pier", "standalone") && x.config.contains("; send")
+    });
+    let rocketmq_p99 = r
+        .iter()
+        .find(|x| x.scenario == "latency" && is(x, "rocketmq", " SYNC_FLUSH"));
+    let what = "latency, open loop: send p99 vs RocketMQ SYNC_FLUSH at the same rate".to_owned();
+    let target = "<= RocketMQ's".to_owned();
+    g.push(match (pier_p99, rocketmq_p99) {
+        (Some(p), Some(q)) => Goal {
+            what,
+            figure: format!(
+                "{:.2} vs {:.2} ms ({:.2}x; p50 {:.2} vs {:.2})",
+                p.p99_ms,
+                q.p99_ms,
+                p.p99_ms / q.p99_ms.max(1e-9),
+                p.p50_ms,
+                q.p50_ms
+            ),
+            target,
+            met: Some(p.p99_ms <= q.p99_ms),
+        },
+        _ => Goal {
+            what,
+            figure: "not measured in this run".into(),
+            target,
+            met: None,
+        },
+    });
+    let backlog: Vec<&Record> = r
+        .iter()
+        .filter(|x| x.scenario == "backlog" && x.system == "pier")
+        .collect();
+    let rocketmq_backlog = r
+        .iter()
+        .find(|x| x.scenario == "backlog" && x.system == "rocketmq");
     if let [small, big] = backlog[..] {
         let rss = big.rss_mib.unwrap_or(f64::NAN);
         g.push(Goal {
@@ -243,6 +303,14 @@ fn goals(r: &[Record]) -> Vec<Goal> {
             Some(small),
             0.8,
         ));
+        if let Some(q) = rocketmq_backlog.and_then(|q| q.rss_mib) {
+            g.push(Goal {
+                what: "backlog: server RSS vs RocketMQ's, same backlog".into(),
+                figure: format!("{rss:.0} vs {q:.0} MiB ({:.2}x)", rss / q.max(1e-9)),
+                target: "<= 0.25x".into(),
+                met: Some(rss <= q / 4.0),
+            });
+        }
     }
     let scale: Vec<&Record> = r.iter().filter(|x| x.scenario == "scale").collect();
     if let [one, two] = scale[..] {

