@@ -316,7 +316,7 @@ async fn raw_requests_with_odd_authorities_get_answers() {
             "{reply:?}"
         );
         let route = QueryRouteResponse::decode(reply.message()).expect("QueryRouteResponse");
-        let status = route.status.expect("status");
+        let status = route.status.clone().expect("status");
         assert_eq!(status.code, Code::Ok as i32, "{status:?}");
         assert_eq!(route.message_queues.len(), 3, "{route:?}");
     }
