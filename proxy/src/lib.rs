@@ -10,8 +10,10 @@
 //! - [`session`]: Telemetry sessions and settings;
 //! - [`renew`]: background renewal of push consumers' receipts;
 //! - [`convert`]: client messages <-> stored messages;
+//! - [`authority`]: lets any HTTP/2 `:authority` through to the services;
 //! - [`server`]: putting it together and stopping gracefully.
 
+pub mod authority;
 pub mod config;
 pub mod context;
 pub mod convert;

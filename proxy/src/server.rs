@@ -15,6 +15,7 @@ use pier_store::{RemoteStore, Store, StoreApi, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::authority;
 use crate::config::ProxyConfig;
 use crate::renew::Renewer;
 use crate::service::Messaging;
@@ -103,7 +104,7 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(AdminServiceServer::new(AdminEndpoint(store.clone())))
-        .serve_with_incoming_shutdown(node::incoming(listener)?, stop)
+        .serve_with_incoming_shutdown(authority::filter_incoming(node::incoming(listener)?), stop)
         .await?;
     let _ = renew_task.await;
     let _ = relay_task.await;
