@@ -56,10 +56,11 @@ import org.apache.rocketmq.client.apis.producer.TransactionResolution;
  * <p>Exit status: 0 the case passed its own checks, 1 a check failed, 2 an error (bad
  * usage, a client call threw), 3 the hard time limit (--timeout) was hit.
  *
- * <p>Consumers get the addresses in reverse order. grpc-java's default load balancing
- * (pick_first) sends every call of a channel to the first address that connects, so
- * with two proxies the producers talk to the first and the consumers to the last, and
- * messages cross from one proxy to the other through the shared store.
+ * <p>With several addresses ("a;b") the client opens one gRPC channel over all of them:
+ * its name resolver shuffles the list and grpc-java's default pick_first policy then
+ * sends every call of that channel to the first address that connects. So each client
+ * (producer, consumer) talks to one proxy picked at random, and in cluster mode
+ * messages often cross from one proxy to the other through the shared store.
  */
 public final class Scenarios {
     private static final ClientServiceProvider PROVIDER = ClientServiceProvider.loadService();
@@ -154,21 +155,22 @@ public final class Scenarios {
 
     // ---------------------------------------------------------------- client builders
 
-    private ClientConfiguration config(boolean consumer) {
-        List<String> addrs = new ArrayList<>(Arrays.asList(args.str("endpoints").split(";")));
-        if (consumer) {
-            Collections.reverse(addrs);
-        }
+    private ClientConfiguration config() {
         return ClientConfiguration.newBuilder()
-            .setEndpoints(String.join(";", addrs))
+            .setEndpoints(args.str("endpoints"))
             // Pier serves plaintext HTTP/2 only (protocol.md §6.1, §7).
             .enableSsl(false)
+            // The default (3 s) is for a production server; tests run a debug
+            // build beside other tests on 2 cores, and a timed-out send is resent
+            // by the client, which stores the message twice and shows up here as a
+            // duplicate that is no fault of the server.
+            .setRequestTimeout(Duration.ofMillis(args.num("request-timeout-ms", 10_000)))
             .build();
     }
 
     private Producer producer(String... topics) throws ClientException {
         return PROVIDER.newProducerBuilder()
-            .setClientConfiguration(config(false))
+            .setClientConfiguration(config())
             .setTopics(topics)
             .build();
     }
@@ -176,7 +178,7 @@ public final class Scenarios {
     private SimpleConsumer simple(String group, String topic, FilterExpression filter)
             throws ClientException {
         return PROVIDER.newSimpleConsumerBuilder()
-            .setClientConfiguration(config(true))
+            .setClientConfiguration(config())
             .setConsumerGroup(group)
             .setSubscriptionExpressions(Map.of(topic, filter))
             // Short long polls keep the "nothing else arrives" tails short.
@@ -187,7 +189,7 @@ public final class Scenarios {
     private PushConsumer push(String group, String topic, int threads, MessageListener listener)
             throws ClientException {
         return PROVIDER.newPushConsumerBuilder()
-            .setClientConfiguration(config(true))
+            .setClientConfiguration(config())
             .setConsumerGroup(group)
             .setSubscriptionExpressions(Map.of(topic, FilterExpression.SUB_ALL))
             .setConsumptionThreadCount(threads)
@@ -749,7 +751,7 @@ public final class Scenarios {
         };
         Set<String> want = new HashSet<>();
         Producer p = PROVIDER.newProducerBuilder()
-            .setClientConfiguration(config(false))
+            .setClientConfiguration(config())
             .setTopics(topic)
             .setTransactionChecker(checker)
             .build();
@@ -914,7 +916,9 @@ public final class Scenarios {
         while (c == null && beforeDeadline()) {
             try {
                 c = simple(dlqGroup, dlq, FilterExpression.SUB_ALL);
-            } catch (ClientException e) {
+            } catch (ClientException | IllegalStateException e) {
+                // A failed startup surfaces as IllegalStateException (the service
+                // did not reach RUNNING), with the route error as its cause.
                 s.inc("dlq_start_retries");
                 sleep(500);
             }
