@@ -446,7 +446,7 @@ func caseFifo() error {
 	if err != nil {
 		return err
 	}
-	defer stop(c)
+	defer leavePush(c)
 
 	var wg sync.WaitGroup
 	var sent, sendErrors atomic.Int32
@@ -746,12 +746,7 @@ func caseRetry() error {
 	if err != nil {
 		return err
 	}
-	pushStopped := false
-	defer func() {
-		if !pushStopped {
-			stop(pc)
-		}
-	}()
+	defer leavePush(pc)
 	p, err := startProducer([]string{*flagTopic})
 	if err != nil {
 		return err
@@ -828,8 +823,6 @@ func caseRetry() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	drainQuiet(dc, 20*time.Second, 1, handle)
-	stop(pc)
-	pushStopped = true
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -947,7 +940,7 @@ func caseLoad() error {
 		if err != nil {
 			return err
 		}
-		stopConsumer = func() { stop(c) }
+		stopConsumer = func() { leavePush(c) }
 	default:
 		return fmt.Errorf("-consumer must be simple or push, not %q", *flagConsumer)
 	}

@@ -173,6 +173,14 @@ func config(group string) *rmq.Config {
 	}
 }
 
+// addSeconds adds d to the summary's timing field k.
+func addSeconds(k string, d time.Duration) {
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	prev, _ := res.m[k].(float64)
+	res.m[k] = prev + d.Seconds()
+}
+
 // bounded runs f, giving up after within: the client's Start() loops until
 // a Settings reply comes (protocol.md §6.2), and stops can hang on a broken
 // connection.
@@ -194,6 +202,8 @@ type stopper interface{ GracefulStop() error }
 
 // stop stops clients in turn, recording (not returning) failures.
 func stop(clients ...stopper) {
+	t0 := time.Now()
+	defer func() { addSeconds("stop_s", time.Since(t0)) }()
 	for _, c := range clients {
 		if c == nil {
 			continue
@@ -204,6 +214,17 @@ func stop(clients ...stopper) {
 	}
 }
 
+// leavePush starts a push consumer's GracefulStop without waiting for it.
+// In v5.1.4 that stop first waits for the consumer's in-flight receives, and
+// a receive that comes back empty (MESSAGE_NOT_FOUND) is never counted as
+// finished (receiveMessageImmediatelyWithAttemptId skips doAfter for it), so
+// the stop always waits its full bound: request timeout + the server's
+// long_polling_timeout (3 s + 20 s with Pier) + 1 s. The stop flag it sets
+// at once ends the receive loop; the process exit closes the connection.
+func leavePush(c rmq.PushConsumer) {
+	go func() { _ = c.GracefulStop() }()
+}
+
 func startProducer(topics []string, opts ...rmq.ProducerOption) (rmq.Producer, error) {
 	// Without WithTopics, Start() never returns (protocol.md §6.2).
 	opts = append(opts, rmq.WithTopics(topics...))
@@ -211,16 +232,19 @@ func startProducer(topics []string, opts ...rmq.ProducerOption) (rmq.Producer, e
 	if err != nil {
 		return nil, fmt.Errorf("NewProducer: %w", err)
 	}
+	t0 := time.Now()
+	defer func() { addSeconds("start_s", time.Since(t0)) }()
 	if err := bounded("producer Start", 30*time.Second, p.Start); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// awaitDuration of simple consumers: how long a receive may wait for
-// messages. The client sends no long_polling_timeout; Pier derives the poll
-// time from the call's deadline (this + the 3 s request timeout).
-const awaitDuration = 2 * time.Second
+// awaitDuration of simple consumers. The client sends no
+// long_polling_timeout, only a deadline of awaitDuration + its 3 s request
+// timeout, and Pier polls for that deadline minus 1.5 s (protocol.md §6.2):
+// 500 ms here gives 2 s polls, so an empty receive ends a tail quickly.
+const awaitDuration = 500 * time.Millisecond
 
 func startSimple(group, topic string, filter *rmq.FilterExpression) (rmq.SimpleConsumer, error) {
 	c, err := rmq.NewSimpleConsumer(config(group),
@@ -230,6 +254,8 @@ func startSimple(group, topic string, filter *rmq.FilterExpression) (rmq.SimpleC
 	if err != nil {
 		return nil, fmt.Errorf("NewSimpleConsumer: %w", err)
 	}
+	t0 := time.Now()
+	defer func() { addSeconds("start_s", time.Since(t0)) }()
 	if err := bounded("simple consumer Start", 30*time.Second, c.Start); err != nil {
 		return nil, err
 	}
@@ -247,6 +273,8 @@ func startPush(group, topic string, filter *rmq.FilterExpression, threads int32,
 	if err != nil {
 		return nil, fmt.Errorf("NewPushConsumer: %w", err)
 	}
+	t0 := time.Now()
+	defer func() { addSeconds("start_s", time.Since(t0)) }()
 	if err := bounded("push consumer Start", 30*time.Second, c.Start); err != nil {
 		return nil, err
 	}
@@ -284,6 +312,8 @@ func receiveUntil(c rmq.SimpleConsumer, invisible time.Duration, done func() boo
 // drainQuiet receives until `empties` receives in a row come back empty,
 // handing over whatever arrives (to prove nothing more is delivered).
 func drainQuiet(c rmq.SimpleConsumer, invisible time.Duration, empties int, handle func(*rmq.MessageView)) {
+	t0 := time.Now()
+	defer func() { addSeconds("tail_s", time.Since(t0)) }()
 	left := empties
 	for left > 0 && time.Now().Before(deadline) {
 		mvs, err := c.Receive(ctxBg(), 32, invisible)
