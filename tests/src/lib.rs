@@ -20,6 +20,8 @@ use pier_proto::rocketmq::*;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
+pub mod go;
+
 /// Directory holding the workspace's binaries (next to the test binary).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
