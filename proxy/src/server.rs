@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
-use pier_store::node;
+use pier_node as node;
 use pier_store::remote::MAX_GRPC_MESSAGE;
 use pier_store::server::AdminEndpoint;
 use pier_store::{RemoteStore, Store, StoreApi, StoreOptions};

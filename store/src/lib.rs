@@ -10,7 +10,7 @@
 //! - [`retention`]: deleting expired messages, advancing low watermarks;
 //! - [`store`]: [`Store`], the RocksDB-backed [`StoreApi`];
 //! - [`remote`] / [`server`]: the same API over `pier.store.v1` gRPC;
-//! - [`node`]: what a node binary needs: config files, logging, signals.
+//! - [`config`]: settings of a store node.
 
 pub mod api;
 pub mod catalog;
@@ -18,7 +18,7 @@ pub mod commit;
 pub mod error;
 pub mod filter;
 pub mod keys;
-pub mod node;
+pub mod config;
 pub mod pop;
 pub mod remote;
 pub mod retention;

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use pier_proxy::ProxyConfig;
-use pier_store::node::{self, TxnCheckArgs};
+use pier_node as node;
+use pier_store::config::TxnCheckArgs;
 use pier_store::FlushMode;
 
 #[derive(Parser, Debug)]
