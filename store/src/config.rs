@@ -3,26 +3,33 @@
 
 use std::path::PathBuf;
 
-use crate::commit::FlushMode;
-use crate::txn::{self, CheckPolicy};
+use crate::log::FlushMode;
+use crate::txn::CheckPolicy;
 
 /// Settings of a `pier-store` node. Every field has a working default.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreNodeConfig {
+    /// Address to serve on.
     pub listen: String,
+    /// Data directory.
     pub data: PathBuf,
+    /// When a send is acknowledged.
     pub flush: FlushMode,
     /// Hours a message is kept (0 keeps messages forever).
     pub retention_hours: u64,
-    /// Transaction checks: see [`CheckPolicy`].
+    /// Transaction checks: [`CheckPolicy::first_check_ms`].
     pub txn_first_check_ms: u64,
+    /// [`CheckPolicy::backoff_factor`].
     pub txn_check_backoff: u32,
+    /// [`CheckPolicy::max_interval_ms`].
     pub txn_max_check_interval_ms: u64,
+    /// [`CheckPolicy::max_checks`].
     pub txn_max_checks: u32,
 }
 
 impl StoreNodeConfig {
+    /// Returns the transaction-check policy these settings give.
     pub fn txn_checks(&self) -> CheckPolicy {
         CheckPolicy {
             first_check_ms: self.txn_first_check_ms,
@@ -40,10 +47,10 @@ impl Default for StoreNodeConfig {
             data: PathBuf::from("./pier-store-data"),
             flush: FlushMode::Sync,
             retention_hours: 72,
-            txn_first_check_ms: txn::DEFAULT_CHECK_AFTER_MS,
-            txn_check_backoff: txn::DEFAULT_CHECK_BACKOFF,
-            txn_max_check_interval_ms: txn::MAX_CHECK_INTERVAL_MS,
-            txn_max_checks: txn::MAX_CHECKS,
+            txn_first_check_ms: CheckPolicy::DEFAULT_CHECK_AFTER_MS,
+            txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
+            txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
+            txn_max_checks: CheckPolicy::MAX_CHECKS,
         }
     }
 }
@@ -71,6 +78,7 @@ pub struct TxnCheckArgs {
 }
 
 impl TxnCheckArgs {
+    /// Returns true when any flag is given.
     pub fn any_set(&self) -> bool {
         self.txn_first_check_ms.is_some()
             || self.txn_check_backoff.is_some()
