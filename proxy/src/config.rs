@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use pier_store::txn::{self, CheckPolicy};
-use pier_store::FlushMode;
+use pier_store::{CheckPolicy, FlushMode};
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,10 +69,10 @@ impl Default for ProxyConfig {
             auto_renew_invisible_ms: 60_000,
             auto_renew_max_ms: 3 * 3600 * 1000,
             max_long_poll_ms: 20_000,
-            txn_first_check_ms: txn::DEFAULT_CHECK_AFTER_MS,
-            txn_check_backoff: txn::DEFAULT_CHECK_BACKOFF,
-            txn_max_check_interval_ms: txn::MAX_CHECK_INTERVAL_MS,
-            txn_max_checks: txn::MAX_CHECKS,
+            txn_first_check_ms: CheckPolicy::DEFAULT_CHECK_AFTER_MS,
+            txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
+            txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
+            txn_max_checks: CheckPolicy::MAX_CHECKS,
         }
     }
 }

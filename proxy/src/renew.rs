@@ -125,9 +125,9 @@ impl Renewer {
                     }
                 }
                 // Acked, nacked or redelivered elsewhere: nothing to renew.
-                Err(StoreError::StaleDelivery(_))
-                | Err(StoreError::TopicNotFound(_))
-                | Err(StoreError::GroupNotFound(_)) => {
+                Err(StoreError::StaleDelivery { .. })
+                | Err(StoreError::TopicNotFound { .. })
+                | Err(StoreError::GroupNotFound { .. }) => {
                     self.entries.remove(&handle);
                 }
                 Err(err) => tracing::warn!(error = %err, "renewing a receipt failed; will retry"),

@@ -6,12 +6,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use pier_node as node;
 use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
-use pier_store::node;
-use pier_store::remote::MAX_GRPC_MESSAGE;
-use pier_store::server::AdminEndpoint;
-use pier_store::{RemoteStore, Store, StoreApi, StoreOptions};
+use pier_store::{AdminEndpoint, RemoteStore, Store, StoreApi, StoreOptions, MAX_GRPC_MESSAGE};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

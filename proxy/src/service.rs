@@ -159,7 +159,7 @@ impl Inner {
             Ok(r) => r.topic.ok_or_else(|| {
                 Rejection::new(Code::InternalServerError, "store returned no topic")
             }),
-            Err(StoreError::TopicNotFound(_)) if self.cfg.auto_create => {
+            Err(StoreError::TopicNotFound { .. }) if self.cfg.auto_create => {
                 let r = self
                     .store
                     .create_topic(pier_proto::admin::CreateTopicRequest {
@@ -187,7 +187,7 @@ impl Inner {
             Ok(r) => r.group.ok_or_else(|| {
                 Rejection::new(Code::InternalServerError, "store returned no group")
             }),
-            Err(StoreError::GroupNotFound(_)) if self.cfg.auto_create => {
+            Err(StoreError::GroupNotFound { .. }) if self.cfg.auto_create => {
                 let r = self
                     .store
                     .create_group(pier_proto::admin::CreateGroupRequest {
@@ -285,7 +285,7 @@ impl Inner {
             // twice; only then is it copied (bodies and all).
             let res = if self.cfg.auto_create {
                 let mut res = self.store.append(append.clone()).await;
-                if matches!(res, Err(StoreError::TopicNotFound(_))) {
+                if matches!(res, Err(StoreError::TopicNotFound { .. })) {
                     self.topic(&topic).await?;
                     res = self.store.append(append).await;
                 }
@@ -563,7 +563,7 @@ impl Inner {
             match outcomes {
                 Ok(outcomes) => {
                     for (i, o) in sent.into_iter().zip(outcomes) {
-                        results[i] = pier_store::error::ack_result(o).map_err(Rejection::from);
+                        results[i] = pier_store::ack_result(o).map_err(Rejection::from);
                     }
                 }
                 Err(rej) => {
@@ -678,7 +678,6 @@ impl Inner {
             .await
         {
             Ok(_) => Ok(()),
-            Err(StoreError::NotFound(m)) => Err(Rejection::new(Code::InvalidTransactionId, m)),
             Err(e) => Err(e.into()),
         }
     }
@@ -781,7 +780,7 @@ impl Inner {
                     Err(_) => None,
                 }
                 .unwrap_or_else(|| pier_proto::admin::ConsumerGroup {
-                    max_attempts: pier_store::catalog::DEFAULT_MAX_ATTEMPTS,
+                    max_attempts: pier_store::DEFAULT_MAX_ATTEMPTS,
                     ..Default::default()
                 });
                 sub.fifo = Some(group.fifo);

@@ -54,27 +54,39 @@ pub fn compatible(code: Code, ctx: &ClientContext) -> Code {
     }
 }
 
+/// What a client is told when the store itself failed: the details are in
+/// the log, not in the reply.
+const STORAGE_FAILURE: &str = "internal storage error";
+
 impl From<StoreError> for Rejection {
     fn from(e: StoreError) -> Rejection {
         let code = match &e {
-            StoreError::TopicNotFound(_) => Code::TopicNotFound,
-            StoreError::GroupNotFound(_) => Code::ConsumerGroupNotFound,
-            StoreError::AlreadyExists(_) | StoreError::InvalidArgument(_) => Code::BadRequest,
-            StoreError::TypeConflict(_) => Code::MessagePropertyConflictWithType,
-            StoreError::IllegalFilter(_) => Code::IllegalFilterExpression,
-            StoreError::StaleDelivery(_) => Code::InvalidReceiptHandle,
-            StoreError::NotFound(_) => Code::NotFound,
-            StoreError::Unsupported(_) => Code::NotImplemented,
-            StoreError::Unavailable(_) => Code::ProxyTimeout,
-            StoreError::ShuttingDown | StoreError::Storage(_) => Code::InternalServerError,
+            StoreError::TopicNotFound { .. } => Code::TopicNotFound,
+            StoreError::GroupNotFound { .. } => Code::ConsumerGroupNotFound,
+            StoreError::AlreadyExists { .. } | StoreError::InvalidArgument { .. } => {
+                Code::BadRequest
+            }
+            StoreError::TypeConflict { .. } => Code::MessagePropertyConflictWithType,
+            StoreError::IllegalFilter { .. } => Code::IllegalFilterExpression,
+            StoreError::StaleDelivery { .. } => Code::InvalidReceiptHandle,
+            StoreError::TransactionNotFound { .. } => Code::InvalidTransactionId,
+            StoreError::TimerNotFound { .. } => Code::NotFound,
+            StoreError::Unavailable { .. } => Code::ProxyTimeout,
+            StoreError::ShuttingDown | StoreError::Storage { .. } | StoreError::Poisoned => {
+                Code::InternalServerError
+            }
         };
         let message = match &e {
-            StoreError::TopicNotFound(t) => format!(
+            StoreError::TopicNotFound { topic: t } => format!(
                 "topic {t} does not exist; create it with `pier topic create {t}` (or start the proxy with auto_create)"
             ),
-            StoreError::GroupNotFound(g) => format!(
+            StoreError::GroupNotFound { group: g } => format!(
                 "consumer group {g} does not exist; create it with `pier group create {g}`"
             ),
+            StoreError::Storage { .. } | StoreError::Poisoned => {
+                tracing::error!(error = %e.report(), "a store call failed");
+                STORAGE_FAILURE.to_owned()
+            }
             _ => e.to_string(),
         };
         Rejection::new(code, message)
@@ -112,5 +124,17 @@ mod tests {
             Code::MessageBodyEmpty
         );
         assert_eq!(compatible(Code::TopicNotFound, &rust), Code::TopicNotFound);
+    }
+
+    #[test]
+    fn storage_details_stay_out_of_replies() {
+        let e = StoreError::Poisoned;
+        let r = Rejection::from(e);
+        assert_eq!(r.code, Code::InternalServerError);
+        assert_eq!(r.message, STORAGE_FAILURE);
+        let r = Rejection::from(StoreError::TransactionNotFound {
+            transaction_id: "00".into(),
+        });
+        assert_eq!(r.code, Code::InvalidTransactionId);
     }
 }

@@ -1,5 +1,7 @@
 //! The one interface a proxy uses to reach the store, whether the store runs
-//! in the same process (`Store`) or on another node (`RemoteStore`).
+//! in the same process ([`crate::Store`]) or on another node
+//! ([`crate::RemoteStore`]). Requests and responses are the
+//! `pier.store.v1` and `pier.admin.v1` messages.
 
 use std::pin::Pin;
 
@@ -13,6 +15,7 @@ use crate::error::Result;
 /// Transaction checks as they are issued.
 pub type CheckStream = Pin<Box<dyn Stream<Item = Result<TransactionCheck>> + Send>>;
 
+/// What a store does for a proxy.
 #[async_trait]
 pub trait StoreApi: Send + Sync + 'static {
     /// Appends messages to one topic; answers once they are durable.
@@ -20,14 +23,17 @@ pub trait StoreApi: Send + Sync + 'static {
     /// Takes up to `max_messages` visible messages for a group, waiting up to
     /// `poll_ms` for one to arrive or become visible.
     async fn pop(&self, req: PopRequest) -> Result<PopResponse>;
+    /// Ends a delivery: the message is consumed.
     async fn ack(&self, req: AckRequest) -> Result<AckResponse>;
-    /// Acks several deliveries; each outcome (see `error::ack_result`)
+    /// Acks several deliveries; each outcome (see [`crate::ack_result`])
     /// answers its delivery, in order. An `Err` means none was tried.
     async fn ack_many(&self, req: AckManyRequest) -> Result<AckManyResponse>;
+    /// Changes when a delivery becomes visible again.
     async fn change_invisible(
         &self,
         req: ChangeInvisibleRequest,
     ) -> Result<ChangeInvisibleResponse>;
+    /// Moves a delivered message to its group's dead-letter queue.
     async fn forward_to_dlq(&self, req: ForwardToDlqRequest) -> Result<ForwardToDlqResponse>;
     /// Cancels a delay message that has not fallen due yet.
     async fn recall(&self, req: RecallRequest) -> Result<RecallResponse>;
@@ -35,17 +41,29 @@ pub trait StoreApi: Send + Sync + 'static {
     async fn end_transaction(&self, req: EndTransactionRequest) -> Result<EndTransactionResponse>;
     /// Checks of unresolved transactions, from now on.
     async fn watch_transaction_checks(&self) -> Result<CheckStream>;
+    /// Returns a topic's definition.
     async fn get_topic(&self, req: GetTopicRequest) -> Result<GetTopicResponse>;
+    /// Returns a consumer group's definition.
     async fn get_group(&self, req: GetGroupRequest) -> Result<GetGroupResponse>;
 
+    /// Creates a topic (a no-op when an identical one exists).
     async fn create_topic(&self, req: CreateTopicRequest) -> Result<CreateTopicResponse>;
+    /// Changes a topic's type or grows its queue count.
     async fn update_topic(&self, req: UpdateTopicRequest) -> Result<UpdateTopicResponse>;
+    /// Deletes a topic, its messages and its consumption state.
     async fn delete_topic(&self, req: DeleteTopicRequest) -> Result<DeleteTopicResponse>;
+    /// Lists every topic.
     async fn list_topics(&self, req: ListTopicsRequest) -> Result<ListTopicsResponse>;
+    /// Returns a topic with its queues' offsets.
     async fn describe_topic(&self, req: DescribeTopicRequest) -> Result<DescribeTopicResponse>;
+    /// Creates a consumer group (a no-op when an identical one exists).
     async fn create_group(&self, req: CreateGroupRequest) -> Result<CreateGroupResponse>;
+    /// Changes a consumer group's settings.
     async fn update_group(&self, req: UpdateGroupRequest) -> Result<UpdateGroupResponse>;
+    /// Deletes a consumer group and its consumption state.
     async fn delete_group(&self, req: DeleteGroupRequest) -> Result<DeleteGroupResponse>;
+    /// Lists every consumer group.
     async fn list_groups(&self, req: ListGroupsRequest) -> Result<ListGroupsResponse>;
+    /// Returns a consumer group with its backlog per topic.
     async fn describe_group(&self, req: DescribeGroupRequest) -> Result<DescribeGroupResponse>;
 }

@@ -1,125 +1,189 @@
 //! The store's typed errors. The proxy maps them to `apache.rocketmq.v2.Code`
-//! at its service boundary; over gRPC they travel as a status plus the
-//! `pier-store-error` metadata entry naming the variant (see `remote`).
+//! in one place (its `status` module). Over gRPC an error travels as a
+//! status carrying its variant's kind and context fields (see [`wire`]), so
+//! a remote store hands the proxy the same variant a local one would.
+//!
+//! Storage failures keep their cause (RocksDB's error, a decoding error) as
+//! the `source()` of the error rather than in its message: the message says
+//! what the store was doing, the log line that reports it walks the chain,
+//! and clients are told no more than that storage failed.
+
+use std::sync::Arc;
 
 use thiserror::Error;
 
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
+/// A failed store call.
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
-    #[error("topic {0} does not exist")]
-    TopicNotFound(String),
-    #[error("consumer group {0} does not exist")]
-    GroupNotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    TypeConflict(String),
-    #[error("{0}")]
-    IllegalFilter(String),
+    /// No topic has this name.
+    #[error("topic {topic} does not exist")]
+    TopicNotFound {
+        /// The name asked for.
+        topic: String,
+    },
+    /// No consumer group has this name.
+    #[error("consumer group {group} does not exist")]
+    GroupNotFound {
+        /// The name asked for.
+        group: String,
+    },
+    /// A topic or group of this name exists with other settings.
+    #[error("{what} {name} already exists with other settings ({existing})")]
+    AlreadyExists {
+        /// `topic` or `consumer group`.
+        what: String,
+        /// Its name.
+        name: String,
+        /// The settings it has.
+        existing: String,
+    },
+    /// The request breaks a rule of the store.
+    #[error("{reason}")]
+    InvalidArgument {
+        /// Which rule, and how to comply with it.
+        reason: String,
+    },
+    /// A message's kind does not fit its topic's type.
+    #[error("topic {topic} is of type {topic_type} and does not accept {kind} messages")]
+    TypeConflict {
+        /// The topic.
+        topic: String,
+        /// Its type (`NORMAL`, `FIFO`, ...).
+        topic_type: String,
+        /// The message's kind.
+        kind: String,
+    },
+    /// A subscription filter the store cannot evaluate.
+    #[error("{reason}")]
+    IllegalFilter {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The delivery a handle names is no longer current: acked, redelivered
-    /// since, or never existed.
-    #[error("{0}")]
-    StaleDelivery(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Unsupported(String),
+    /// since, moved to the dead-letter queue, or never existed.
+    #[error(
+        "delivery {attempt} of {topic}/{queue}@{offset} is not in flight for group {group}: it was acked, moved to the DLQ, or delivered again since"
+    )]
+    StaleDelivery {
+        /// The consumer group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The queue.
+        queue: u32,
+        /// The message's offset in its queue.
+        offset: u64,
+        /// The delivery attempt the handle names.
+        attempt: u32,
+    },
+    /// No pending transaction has this id.
+    #[error(
+        "no pending transaction has id {transaction_id:?}: it was committed, rolled back, or never existed"
+    )]
+    TransactionNotFound {
+        /// The id asked for.
+        transaction_id: String,
+    },
+    /// No pending delay message has this recall handle.
+    #[error(
+        "no pending delay message has this recall handle: it was delivered, recalled, or never existed"
+    )]
+    TimerNotFound {
+        /// The topic the handle was presented for.
+        topic: String,
+    },
+    /// The store is stopping and takes no more calls.
     #[error("the store is shutting down")]
     ShuttingDown,
-    #[error("storage failure: {0}")]
-    Storage(String),
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// Reading or writing RocksDB failed.
+    #[error("storage failure while {operation}")]
+    Storage {
+        /// What the store was doing.
+        operation: String,
+        /// Why it failed.
+        #[source]
+        source: StorageCause,
+    },
+    /// A write to the write-ahead log failed earlier: the store refuses
+    /// every write since, rather than acknowledge what it may not keep.
+    #[error("the store refuses writes since a write to its write-ahead log failed")]
+    Poisoned,
+    /// The store node could not be reached.
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        /// What the connection reported.
+        reason: String,
+    },
+}
+
+/// The cause of a [`StoreError::Storage`].
+#[derive(Debug, Clone, Error)]
+pub enum StorageCause {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    RocksDb(#[from] rocksdb::Error),
+    /// A stored record does not decode.
+    #[error("corrupt record: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// A stored record or the database layout is not what the store wrote.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// A file system call failed.
+    #[error("i/o: {0}")]
+    Io(Arc<std::io::Error>),
+    /// The store node reported the failure (the text of its cause).
+    #[error("on the store node: {0}")]
+    Remote(String),
+}
+
+impl From<std::io::Error> for StorageCause {
+    fn from(e: std::io::Error) -> Self {
+        StorageCause::Io(Arc::new(e))
+    }
 }
 
 impl StoreError {
-    /// Stable name of the variant, used on the wire between proxy and store.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StoreError::TopicNotFound(_) => "topic-not-found",
-            StoreError::GroupNotFound(_) => "group-not-found",
-            StoreError::AlreadyExists(_) => "already-exists",
-            StoreError::InvalidArgument(_) => "invalid-argument",
-            StoreError::TypeConflict(_) => "type-conflict",
-            StoreError::IllegalFilter(_) => "illegal-filter",
-            StoreError::StaleDelivery(_) => "stale-delivery",
-            StoreError::NotFound(_) => "not-found",
-            StoreError::Unsupported(_) => "unsupported",
-            StoreError::ShuttingDown => "shutting-down",
-            StoreError::Storage(_) => "storage",
-            StoreError::Unavailable(_) => "unavailable",
+    /// Returns a storage failure that happened while doing `operation`.
+    pub(crate) fn storage(operation: impl Into<String>, cause: impl Into<StorageCause>) -> Self {
+        StoreError::Storage {
+            operation: operation.into(),
+            source: cause.into(),
         }
     }
 
-    /// Rebuilds an error from its wire kind and message.
-    pub fn from_kind(kind: &str, message: String) -> StoreError {
-        match kind {
-            "topic-not-found" => StoreError::TopicNotFound(message),
-            "group-not-found" => StoreError::GroupNotFound(message),
-            "already-exists" => StoreError::AlreadyExists(message),
-            "invalid-argument" => StoreError::InvalidArgument(message),
-            "type-conflict" => StoreError::TypeConflict(message),
-            "illegal-filter" => StoreError::IllegalFilter(message),
-            "stale-delivery" => StoreError::StaleDelivery(message),
-            "not-found" => StoreError::NotFound(message),
-            "unsupported" => StoreError::Unsupported(message),
-            "shutting-down" => StoreError::ShuttingDown,
-            "storage" => StoreError::Storage(message),
-            _ => StoreError::Unavailable(message),
+    /// Returns an `InvalidArgument` with this reason.
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        StoreError::InvalidArgument {
+            reason: reason.into(),
         }
     }
 
-    /// The message without the variant's prefix, as carried on the wire.
-    pub fn detail(&self) -> String {
-        match self {
-            StoreError::TopicNotFound(s)
-            | StoreError::GroupNotFound(s)
-            | StoreError::AlreadyExists(s)
-            | StoreError::InvalidArgument(s)
-            | StoreError::TypeConflict(s)
-            | StoreError::IllegalFilter(s)
-            | StoreError::StaleDelivery(s)
-            | StoreError::NotFound(s)
-            | StoreError::Unsupported(s)
-            | StoreError::Storage(s)
-            | StoreError::Unavailable(s) => s.clone(),
-            StoreError::ShuttingDown => String::new(),
+    /// Returns true for failures of the store itself (storage, shutdown)
+    /// rather than of the request: their details belong in the log.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Storage { .. } | StoreError::Poisoned | StoreError::ShuttingDown
+        )
+    }
+
+    /// Returns the message and its chain of causes, for a log line.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
         }
+        text
     }
 }
 
-impl From<rocksdb::Error> for StoreError {
-    fn from(e: rocksdb::Error) -> Self {
-        StoreError::Storage(e.to_string())
-    }
-}
-
-impl From<prost::DecodeError> for StoreError {
-    fn from(e: prost::DecodeError) -> Self {
-        StoreError::Storage(format!("corrupt record: {e}"))
-    }
-}
-
+/// Shorthand for results of store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// One entry's result of an `AckMany`, as it travels.
-pub fn ack_outcome(r: Result<()>) -> pier_proto::store::AckOutcome {
-    match r {
-        Ok(()) => pier_proto::store::AckOutcome::default(),
-        Err(e) => pier_proto::store::AckOutcome {
-            error_kind: e.kind().to_owned(),
-            error: e.detail(),
-        },
-    }
-}
+pub(crate) mod wire;
 
-/// The result an `AckMany` outcome stands for.
-pub fn ack_result(o: pier_proto::store::AckOutcome) -> Result<()> {
-    if o.error_kind.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::from_kind(&o.error_kind, o.error))
-    }
-}
+pub(crate) use wire::ack_outcome;
+pub use wire::ack_result;

@@ -9,29 +9,32 @@ use pier_proto::store::{filter::Kind, Filter};
 /// trimmed, empty parts ignored, and a message matches when its tag equals
 /// one part (a message without a tag matches only `*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TagFilter {
+pub(crate) enum TagFilter {
+    /// Every message.
     All,
+    /// Messages with one of these tags.
     AnyOf(Vec<String>),
 }
 
 impl TagFilter {
-    pub fn parse(filter: Option<&Filter>) -> Result<TagFilter> {
+    /// Parses a subscription's filter (none: every message).
+    pub(crate) fn parse(filter: Option<&Filter>) -> Result<TagFilter> {
         let Some(filter) = filter else {
             return Ok(TagFilter::All);
         };
         match Kind::try_from(filter.kind) {
             Ok(Kind::Tag) => {}
             Ok(Kind::Sql92) => {
-                return Err(StoreError::IllegalFilter(
-                    "SQL92 filter expressions are not supported by Pier yet; use a TAG filter"
-                        .into(),
-                ))
+                return Err(StoreError::IllegalFilter {
+                    reason:
+                        "SQL92 filter expressions are not supported by Pier yet; use a TAG filter"
+                            .into(),
+                })
             }
             Err(_) => {
-                return Err(StoreError::IllegalFilter(format!(
-                    "unknown filter kind {}",
-                    filter.kind
-                )))
+                return Err(StoreError::IllegalFilter {
+                    reason: format!("unknown filter kind {}", filter.kind),
+                })
             }
         }
         let expr = filter.expression.trim();
@@ -45,9 +48,9 @@ impl TagFilter {
             .map(str::to_owned)
             .collect();
         if tags.is_empty() {
-            return Err(StoreError::IllegalFilter(format!(
-                "tag expression {expr:?} names no tag"
-            )));
+            return Err(StoreError::IllegalFilter {
+                reason: format!("tag expression {expr:?} names no tag"),
+            });
         }
         if tags.iter().any(|t| t == "*") {
             return Ok(TagFilter::All);
@@ -55,7 +58,8 @@ impl TagFilter {
         Ok(TagFilter::AnyOf(tags))
     }
 
-    pub fn matches(&self, tag: Option<&str>) -> bool {
+    /// Returns true when a message with this tag passes.
+    pub(crate) fn matches(&self, tag: Option<&str>) -> bool {
         match self {
             TagFilter::All => true,
             TagFilter::AnyOf(tags) => tag.is_some_and(|t| tags.iter().any(|x| x == t)),
@@ -100,7 +104,7 @@ mod tests {
         };
         assert!(matches!(
             TagFilter::parse(Some(&f)),
-            Err(StoreError::IllegalFilter(_))
+            Err(StoreError::IllegalFilter { .. })
         ));
         assert!(TagFilter::parse(Some(&tag("||"))).is_err());
     }

@@ -1,44 +1,49 @@
-//! Pier's store: every durable byte of a Pier deployment.
+//! Pier's store: every durable byte of a Pier deployment, behind one API
+//! ([`StoreApi`]) that a proxy reaches in-process ([`Store`]) or over gRPC
+//! ([`RemoteStore`], served by [`StoreEndpoint`]).
 //!
-//! - [`catalog`]: topics and consumer groups;
-//! - [`commit`]: the group-commit thread that appends to queue logs;
-//! - [`pop`]: per-group consumption state (cursors, in-flight deliveries);
-//! - [`state_writer`]: the thread that persists consumption-state changes;
-//! - `worker`: the channel-fed thread `commit` and `state_writer` run on;
-//! - [`timer`]: delay messages waiting for their time;
-//! - [`txn`]: half messages of transactions and their checks;
-//! - [`retention`]: deleting expired messages, advancing low watermarks;
-//! - [`store`]: [`Store`], the RocksDB-backed [`StoreApi`];
-//! - [`remote`] / [`server`]: the same API over `pier.store.v1` gRPC;
-//! - [`node`]: what a node binary needs: config files, logging, signals.
+//! Only that API, its errors and its settings are public. Inside, each
+//! concern has one owner, and [`Store`] composes them:
+//!
+//! - `db`: RocksDB and nothing else touches it: column families, keys,
+//!   writes, and the poison flag after a failed write;
+//! - `clock`: where "now" comes from ([`Clock`]; tests use [`ManualClock`]);
+//! - `catalog`: topics and consumer groups;
+//! - `log`: message logs: where an append goes, the group-commit thread;
+//! - `pop`: consumption: cursors, in-flight deliveries, redelivery, DLQ;
+//! - `fifo`: message-group ordering: lanes, locks, parked messages;
+//! - `timer`: delay messages waiting for their time;
+//! - `txn`: half messages of transactions and their checks;
+//! - `retention`: deleting expired messages;
+//! - `worker`: the one way a store thread is started and stopped;
+//! - `remote` / `server`: the API over `pier.store.v1` gRPC;
+//! - `config`: a store node's settings file and flags.
 
-pub mod api;
-pub mod catalog;
-pub mod commit;
-pub mod error;
-pub mod filter;
-pub mod keys;
-pub mod node;
-pub mod pop;
-pub mod remote;
-pub mod retention;
-pub mod server;
-pub mod state_writer;
-pub mod store;
-pub mod timer;
-pub mod txn;
+mod api;
+mod catalog;
+mod clock;
+mod config;
+mod db;
+mod error;
+mod fifo;
+mod filter;
+mod log;
+mod pop;
+mod remote;
+mod retention;
+mod server;
+mod store;
+mod timer;
+mod txn;
 mod worker;
 
-pub use api::StoreApi;
-pub use commit::FlushMode;
-pub use error::{Result, StoreError};
-pub use remote::RemoteStore;
-pub use store::{Store, StoreOptions};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use api::{CheckStream, StoreApi};
+pub use catalog::DEFAULT_MAX_ATTEMPTS;
+pub use clock::{now_ms, Clock, ManualClock, SystemClock};
+pub use config::{StoreNodeConfig, TxnCheckArgs};
+pub use error::{ack_result, Result, StorageCause, StoreError};
+pub use log::FlushMode;
+pub use remote::{RemoteStore, MAX_GRPC_MESSAGE};
+pub use server::{AdminEndpoint, StoreEndpoint};
+pub use store::{Store, StoreOptions, DEFAULT_RETENTION_MS};
+pub use txn::CheckPolicy;

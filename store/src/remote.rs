@@ -12,7 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::api::{CheckStream, StoreApi};
 use crate::error::{Result, StoreError};
-use crate::server::ERROR_KIND_HEADER;
+use crate::server::{ERROR_FIELDS_HEADER, ERROR_KIND_HEADER};
 
 /// Largest message either side accepts: a 4 MiB body plus properties, with
 /// room for batches.
@@ -29,6 +29,7 @@ struct Clients {
     admin: AdminServiceClient<Channel>,
 }
 
+/// The [`StoreApi`] of a store node, over gRPC.
 #[derive(Clone)]
 pub struct RemoteStore {
     pool: Arc<[Clients]>,
@@ -45,7 +46,7 @@ impl RemoteStore {
             format!("http://{addr}")
         };
         let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| StoreError::InvalidArgument(format!("bad store address {addr:?}: {e}")))?
+            .map_err(|e| StoreError::invalid(format!("bad store address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30));
@@ -72,21 +73,27 @@ impl RemoteStore {
     }
 }
 
+/// Rebuilds the error a store node sent (see `server`); a status without
+/// one (the connection failed, or something else answered) means the store
+/// is unavailable.
 fn from_status(s: tonic::Status) -> StoreError {
-    match s
+    let kind = s
         .metadata()
         .get(ERROR_KIND_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
+        .and_then(|v| v.to_str().ok());
+    match kind {
         Some(kind) => {
-            let detail = s
+            let fields = s
                 .metadata()
-                .get("pier-store-detail")
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(|| s.message().to_owned(), str::to_owned);
-            StoreError::from_kind(kind, detail)
+                .get_bin(ERROR_FIELDS_HEADER)
+                .and_then(|v| v.to_bytes().ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            StoreError::from_wire(kind, &fields)
         }
-        None => StoreError::Unavailable(format!("{}: {}", s.code(), s.message())),
+        None => StoreError::Unavailable {
+            reason: format!("{}: {}", s.code(), s.message()),
+        },
     }
 }
 

@@ -6,56 +6,53 @@
 //! logs nor the consumption state grow without bound.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use pier_proto::store::StoredMessage;
-use prost::Message;
-use rocksdb::{IteratorMode, DB};
+use rocksdb::Direction;
 
 use crate::catalog::Catalog;
+use crate::clock::SharedClock;
+use crate::db::{self, keys, Cf, Db, Durability};
 use crate::error::Result;
-use crate::keys::{self, CF_LOG};
+use crate::worker::{self, Periodic};
 
 /// Most messages deleted from one queue per sweep, so one sweep never holds
 /// the disk for long; the next sweep continues.
-const MAX_DELETE_PER_SWEEP: usize = 100_000;
+const MAX_DELETE_PER_SWEEP: u64 = 100_000;
+/// How often the retention thread sweeps.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Deletes expired messages from the head of every queue; returns how many.
-pub fn sweep(db: &DB, catalog: &Catalog, retention_ms: u64, now_ms: i64) -> Result<u64> {
+pub(crate) fn sweep(db: &Db, catalog: &Catalog, retention_ms: u64, now_ms: i64) -> Result<u64> {
     let cutoff = now_ms.saturating_sub(retention_ms.min(i64::MAX as u64) as i64);
-    let log = db.cf_handle(CF_LOG).expect("cf opened");
     let mut deleted = 0u64;
     for topic in catalog.topics() {
-        for (q, ql) in topic.queues.iter().enumerate() {
-            let lo = ql.min_offset.load(Ordering::Acquire);
+        for (q, ql) in (0u32..).zip(&topic.queues) {
+            let lo = ql.min_offset();
             let hi = ql.committed();
             if lo >= hi {
                 continue;
             }
-            let from = keys::log_key(topic.id, q as u32, lo);
+            let from = keys::log_key(topic.id, q, lo);
+            let upper = keys::log_key(topic.id, q, hi).to_vec();
             let mut new_lo = lo;
-            for item in db.iterator_cf(&log, IteratorMode::From(&from, rocksdb::Direction::Forward))
-            {
+            for item in db.scan(Cf::Log, &from, Direction::Forward, Some(upper))? {
                 let (k, v) = item?;
                 let Some(off) = keys::log_offset(&k) else {
                     break;
                 };
-                if !k.starts_with(&from[..8]) || off >= hi {
-                    break;
-                }
-                if StoredMessage::decode(&*v)?.stored_at_ms >= cutoff
-                    || (off - lo) as usize >= MAX_DELETE_PER_SWEEP
-                {
+                let m: StoredMessage = db::decode(&v, "a stored message")?;
+                if m.stored_at_ms >= cutoff || off - lo >= MAX_DELETE_PER_SWEEP {
                     break;
                 }
                 new_lo = off + 1;
             }
             if new_lo > lo {
-                db.delete_range_cf(&log, from, keys::log_key(topic.id, q as u32, new_lo))?;
+                let mut batch = db.batch()?;
+                batch.delete_range(Cf::Log, from, keys::log_key(topic.id, q, new_lo));
+                db.write(batch, Durability::Buffered, "deleting expired messages")?;
                 ql.min_offset.store(new_lo, Ordering::Release);
                 deleted += new_lo - lo;
             }
@@ -66,46 +63,37 @@ pub fn sweep(db: &DB, catalog: &Catalog, retention_ms: u64, now_ms: i64) -> Resu
 
 /// The background thread running [`sweep`] periodically.
 pub(crate) struct Retention {
-    stop: Mutex<Option<mpsc::Sender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// None when messages are kept forever.
+    worker: Option<Periodic>,
 }
 
 impl Retention {
-    pub fn start(
-        db: Arc<DB>,
+    pub(crate) fn start(
+        db: Arc<Db>,
         catalog: Arc<Catalog>,
+        clock: SharedClock,
         retention_ms: u64,
-        every: Duration,
-    ) -> Retention {
-        let (tx, rx) = mpsc::channel::<()>();
-        let thread = (retention_ms > 0).then(|| {
-            std::thread::Builder::new()
-                .name("pier-retention".into())
-                .spawn(move || {
-                    // Wakes every `every`; a message or a dropped sender stops it.
-                    while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-                        match sweep(&db, &catalog, retention_ms, crate::now_ms()) {
-                            Ok(0) => {}
-                            Ok(n) => {
-                                tracing::info!(deleted = n, "retention removed expired messages")
-                            }
-                            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
-                        }
-                    }
-                })
-                .expect("spawn retention thread")
-        });
-        Retention {
-            stop: Mutex::new(Some(tx)),
-            thread: Mutex::new(thread),
-        }
+    ) -> Result<Retention> {
+        let worker = if retention_ms == 0 {
+            None
+        } else {
+            Some(worker::every(
+                "pier-retention",
+                SWEEP_EVERY,
+                move || match sweep(&db, &catalog, retention_ms, clock.now_ms()) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "retention removed expired messages"),
+                    Err(e) => tracing::warn!(error = %e.report(), "retention sweep failed"),
+                },
+            )?)
+        };
+        Ok(Retention { worker })
     }
 
-    pub fn shutdown(&self) {
-        self.stop.lock().take();
-        let thread = self.thread.lock().take();
-        if let Some(t) = thread {
-            let _ = t.join();
+    /// Stops the thread.
+    pub(crate) fn shutdown(&self) {
+        if let Some(w) = &self.worker {
+            w.stop();
         }
     }
 }

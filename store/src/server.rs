@@ -10,34 +10,42 @@ use tonic::{Request, Response, Status};
 
 use crate::api::StoreApi;
 use crate::error::StoreError;
+use crate::remote::MAX_GRPC_MESSAGE;
 
 /// Metadata key naming the `StoreError` variant of a failed call.
-pub const ERROR_KIND_HEADER: &str = "pier-store-error";
+pub(crate) const ERROR_KIND_HEADER: &str = "pier-store-error";
+/// Binary metadata key carrying the error's context fields.
+pub(crate) const ERROR_FIELDS_HEADER: &str = "pier-store-fields-bin";
 
-/// Maps a store error to a gRPC status (the code for plain gRPC callers such
-/// as grpcurl; the metadata for Pier proxies, which rebuild the exact error).
-pub fn to_status(e: StoreError) -> Status {
+/// Maps a store error to a gRPC status: the code for plain gRPC callers such
+/// as grpcurl, the metadata for Pier proxies, which rebuild the exact error.
+/// A failure of the store itself is logged here, on the node it happened.
+fn to_status(e: StoreError) -> Status {
     use tonic::Code;
     let code = match &e {
-        StoreError::TopicNotFound(_) | StoreError::GroupNotFound(_) | StoreError::NotFound(_) => {
-            Code::NotFound
-        }
-        StoreError::AlreadyExists(_) => Code::AlreadyExists,
-        StoreError::InvalidArgument(_)
-        | StoreError::TypeConflict(_)
-        | StoreError::IllegalFilter(_) => Code::InvalidArgument,
-        StoreError::StaleDelivery(_) => Code::FailedPrecondition,
-        StoreError::Unsupported(_) => Code::Unimplemented,
-        StoreError::ShuttingDown | StoreError::Unavailable(_) => Code::Unavailable,
-        StoreError::Storage(_) => Code::Internal,
+        StoreError::TopicNotFound { .. }
+        | StoreError::GroupNotFound { .. }
+        | StoreError::TransactionNotFound { .. }
+        | StoreError::TimerNotFound { .. } => Code::NotFound,
+        StoreError::AlreadyExists { .. } => Code::AlreadyExists,
+        StoreError::InvalidArgument { .. }
+        | StoreError::TypeConflict { .. }
+        | StoreError::IllegalFilter { .. } => Code::InvalidArgument,
+        StoreError::StaleDelivery { .. } => Code::FailedPrecondition,
+        StoreError::ShuttingDown | StoreError::Unavailable { .. } => Code::Unavailable,
+        StoreError::Storage { .. } | StoreError::Poisoned => Code::Internal,
     };
+    if matches!(e, StoreError::Storage { .. } | StoreError::Poisoned) {
+        tracing::error!(error = %e.report(), "store call failed");
+    }
     let mut status = Status::new(code, e.to_string());
     if let Ok(v) = e.kind().parse() {
         status.metadata_mut().insert(ERROR_KIND_HEADER, v);
     }
-    if let Ok(v) = e.detail().parse() {
-        status.metadata_mut().insert("pier-store-detail", v);
-    }
+    status.metadata_mut().insert_bin(
+        ERROR_FIELDS_HEADER,
+        tonic::metadata::MetadataValue::from_bytes(e.encoded_fields().as_bytes()),
+    );
     status
 }
 
@@ -49,11 +57,27 @@ fn to_status_result<T>(r: crate::Result<T>) -> Result<T, Status> {
 
 /// Serves a [`StoreApi`] over gRPC.
 #[derive(Clone)]
-pub struct StoreEndpoint(pub Arc<dyn StoreApi>);
+pub struct StoreEndpoint(
+    /// The store served.
+    pub Arc<dyn StoreApi>,
+);
+
+impl StoreEndpoint {
+    /// Returns the `pier.store.v1` service over `api`, accepting messages as
+    /// large as [`RemoteStore`](crate::RemoteStore) sends.
+    pub fn service(api: Arc<dyn StoreApi>) -> store_server::StoreServer<StoreEndpoint> {
+        store_server::StoreServer::new(StoreEndpoint(api))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE)
+    }
+}
 
 /// Serves `pier.admin.v1` over a [`StoreApi`].
 #[derive(Clone)]
-pub struct AdminEndpoint(pub Arc<dyn StoreApi>);
+pub struct AdminEndpoint(
+    /// The store served.
+    pub Arc<dyn StoreApi>,
+);
 
 macro_rules! serve {
     ($ty:ty, $trait:path, { $($extra:item)* } $($name:ident: $req:ty => $resp:ty;)*) => {

@@ -9,9 +9,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 use clap::Parser;
+use pier_node as node;
 use pier_proxy::ProxyConfig;
-use pier_store::node::{self, TxnCheckArgs};
-use pier_store::FlushMode;
+use pier_store::{FlushMode, TxnCheckArgs};
 
 #[derive(Parser, Debug)]
 #[command(

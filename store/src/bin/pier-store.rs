@@ -10,12 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
+use pier_node as node;
 use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::store::store_server::StoreServer;
-use pier_store::node::{self, StoreNodeConfig, TxnCheckArgs};
-use pier_store::remote::MAX_GRPC_MESSAGE;
-use pier_store::server::{AdminEndpoint, StoreEndpoint};
-use pier_store::{FlushMode, Store, StoreApi, StoreOptions};
+use pier_store::{
+    AdminEndpoint, FlushMode, Store, StoreApi, StoreEndpoint, StoreNodeConfig, StoreOptions,
+    TxnCheckArgs,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "pier-store", version, about = "Pier store node")]
@@ -84,11 +85,7 @@ async fn main() -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(
-            StoreServer::new(StoreEndpoint(api.clone()))
-                .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                .max_encoding_message_size(MAX_GRPC_MESSAGE),
-        )
+        .add_service(StoreEndpoint::service(api.clone()))
         .add_service(AdminServiceServer::new(AdminEndpoint(api)))
         .serve_with_incoming_shutdown(node::incoming(listener)?, {
             let store = store.clone();

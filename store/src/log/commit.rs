@@ -14,18 +14,18 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
 use crate::catalog::TopicEntry;
+use crate::db::{keys, Cf, Db, Durability};
 use crate::error::{Result, StoreError};
-use crate::keys::{self, CF_LOG};
 use crate::worker::Worker;
 
 /// Largest number of bytes merged into one batch; bounds the latency a huge
 /// burst adds to the senders at its front.
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
+/// When a send is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlushMode {
@@ -48,30 +48,37 @@ impl std::str::FromStr for FlushMode {
     }
 }
 
-/// A record put in a column family: (column family, key, value).
-pub type Put = (&'static str, Vec<u8>, Vec<u8>);
+/// A record written along with appended messages: (column family, key,
+/// value).
+pub(crate) type Put = (Cf, Vec<u8>, Vec<u8>);
 
 /// What one job writes, atomically with the rest of its batch.
 #[derive(Default)]
 pub(crate) struct Writes {
     /// Messages to append, each with its queue already chosen.
-    pub items: Vec<(u32, Vec<u8>)>,
+    pub(crate) items: Vec<(u32, Vec<u8>)>,
     /// Other records written with them (column family, key, value): delay
     /// timers, half messages of transactions.
-    pub puts: Vec<Put>,
+    pub(crate) puts: Vec<Put>,
     /// Records removed with them: a fired timer or a committed half message
     /// leaves in the same batch that appends its message, so it is never
     /// both pending and delivered.
-    pub deletes: Vec<(&'static str, Vec<u8>)>,
+    pub(crate) deletes: Vec<(Cf, Vec<u8>)>,
+}
+
+impl Writes {
+    fn bytes(&self) -> usize {
+        self.items.iter().map(|(_, v)| v.len()).sum()
+    }
 }
 
 /// (queue, offset) of each appended message, in order.
 pub(crate) type Placed = Vec<(u32, u64)>;
 
-pub(crate) struct AppendJob {
-    pub topic: Arc<TopicEntry>,
-    pub writes: Writes,
-    pub reply: oneshot::Sender<Result<Placed>>,
+struct AppendJob {
+    topic: Arc<TopicEntry>,
+    writes: Writes,
+    reply: oneshot::Sender<Result<Placed>>,
 }
 
 /// A way to submit writes to the commit thread, also from plain threads.
@@ -99,7 +106,7 @@ impl CommitHandle {
 
     /// Submits several jobs at once (they share one sync) and waits for all;
     /// for callers outside the async runtime.
-    pub fn write_all_blocking(&self, jobs: Vec<(Arc<TopicEntry>, Writes)>) -> Result<()> {
+    pub(crate) fn write_all_blocking(&self, jobs: Vec<(Arc<TopicEntry>, Writes)>) -> Result<()> {
         let mut waits = Vec::with_capacity(jobs.len());
         for (topic, writes) in jobs {
             waits.push(self.submit(topic, writes)?);
@@ -111,108 +118,81 @@ impl CommitHandle {
     }
 }
 
+/// The commit thread.
 pub(crate) struct Committer {
     worker: Worker<mpsc::Sender<AppendJob>>,
 }
 
 impl Committer {
-    pub fn start(db: Arc<DB>, flush: FlushMode) -> Committer {
+    pub(crate) fn start(db: Arc<Db>, flush: FlushMode) -> Result<Committer> {
         let (tx, rx) = mpsc::channel::<AppendJob>();
-        Committer {
-            worker: Worker::spawn("pier-commit", tx, move || run(db, flush, rx)),
-        }
+        let durability = match flush {
+            FlushMode::Sync => Durability::Synced,
+            FlushMode::Async => Durability::Buffered,
+        };
+        Ok(Committer {
+            worker: Worker::spawn("pier-commit", tx, move || run(&db, durability, &rx))?,
+        })
     }
 
-    pub fn handle(&self) -> Result<CommitHandle> {
+    pub(crate) fn handle(&self) -> Result<CommitHandle> {
         Ok(CommitHandle {
             tx: self.worker.sender()?,
         })
     }
 
-    pub async fn append(
-        &self,
-        topic: Arc<TopicEntry>,
-        items: Vec<(u32, Vec<u8>)>,
-    ) -> Result<Vec<(u32, u64)>> {
-        self.write(
-            topic,
-            Writes {
-                items,
-                ..Writes::default()
-            },
-        )
-        .await
-    }
-
-    pub async fn write(&self, topic: Arc<TopicEntry>, writes: Writes) -> Result<Vec<(u32, u64)>> {
+    /// Writes `writes` with the next group commit; answers once durable.
+    pub(crate) async fn write(&self, topic: Arc<TopicEntry>, writes: Writes) -> Result<Placed> {
         let rx = self.handle()?.submit(topic, writes)?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Lets queued jobs finish, then stops the thread.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.worker.stop();
     }
 }
 
-fn run(db: Arc<DB>, flush: FlushMode, rx: mpsc::Receiver<AppendJob>) {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(flush == FlushMode::Sync);
+fn run(db: &Db, durability: Durability, rx: &mpsc::Receiver<AppendJob>) {
     while let Ok(first) = rx.recv() {
+        let mut bytes = first.writes.bytes();
         let mut jobs = vec![first];
-        let mut bytes: usize = jobs[0].writes.items.iter().map(|(_, v)| v.len()).sum();
         while bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(job) => {
-                    bytes += job.writes.items.iter().map(|(_, v)| v.len()).sum::<usize>();
+                    bytes += job.writes.bytes();
                     jobs.push(job);
                 }
                 Err(_) => break,
             }
         }
-        commit(&db, &opts, jobs);
+        commit(db, durability, jobs);
     }
 }
 
-fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
-    let Some(log) = db.cf_handle(CF_LOG) else {
-        return;
-    };
-    let mut batch = WriteBatch::default();
-    // Next offset per (topic id, queue), starting from what is committed.
-    let mut next: HashMap<(u32, u32), u64> = HashMap::new();
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in &jobs {
-        for (cf, k, v) in &job.writes.puts {
-            if let Some(cf) = db.cf_handle(cf) {
-                batch.put_cf(&cf, k, v);
-            }
-        }
-        for (cf, k) in &job.writes.deletes {
-            if let Some(cf) = db.cf_handle(cf) {
-                batch.delete_cf(&cf, k);
-            }
-        }
-        let mut offsets = Vec::with_capacity(job.writes.items.len());
-        for (queue, value) in &job.writes.items {
-            let ql = &job.topic.queues[*queue as usize];
-            let n = next
-                .entry((job.topic.id, *queue))
-                .or_insert_with(|| ql.committed());
-            batch.put_cf(&log, keys::log_key(job.topic.id, *queue, *n), value);
-            offsets.push((*queue, *n));
-            *n += 1;
-        }
-        results.push(offsets);
+/// Writes one group of jobs and answers each.
+fn commit(db: &Db, durability: Durability, jobs: Vec<AppendJob>) {
+    // A job naming a queue its topic does not have is answered alone; the
+    // store picks queues below the count, so this is a defect, not input.
+    let (jobs, bad): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| {
+        let n = job.topic.queues.len();
+        job.writes.items.iter().all(|(q, _)| (*q as usize) < n)
+    });
+    for job in bad {
+        let _ = job.reply.send(Err(StoreError::invalid(format!(
+            "an append names a queue topic {} does not have",
+            job.topic.topic.name
+        ))));
     }
-    match db.write_opt(batch, opts) {
-        Ok(()) => {
+    match write_batch(db, durability, &jobs) {
+        Ok((next, results)) => {
             for job in &jobs {
                 for (queue, _) in &job.writes.items {
-                    if let Some(n) = next.get(&(job.topic.id, *queue)) {
-                        job.topic.queues[*queue as usize]
-                            .committed
-                            .store(*n, Ordering::Release);
+                    if let (Some(n), Some(ql)) = (
+                        next.get(&(job.topic.id, *queue)),
+                        job.topic.queues.get(*queue as usize),
+                    ) {
+                        ql.committed.store(*n, Ordering::Release);
                     }
                 }
                 job.topic.notify.notify_waiters();
@@ -222,10 +202,50 @@ fn commit(db: &DB, opts: &WriteOptions, jobs: Vec<AppendJob>) {
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, "group commit failed");
+            // `Db::write` logged a failed write; a refused one (poisoned)
+            // is the callers' to report.
             for job in jobs {
-                let _ = job.reply.send(Err(StoreError::Storage(e.to_string())));
+                let _ = job.reply.send(Err(e.clone()));
             }
         }
     }
+}
+
+/// Next offset per (topic id, queue) after a commit.
+type NextOffsets = HashMap<(u32, u32), u64>;
+
+/// Assigns offsets and writes every job's records in one batch.
+fn write_batch(
+    db: &Db,
+    durability: Durability,
+    jobs: &[AppendJob],
+) -> Result<(NextOffsets, Vec<Placed>)> {
+    let mut batch = db.batch()?;
+    let mut next = NextOffsets::new();
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        for (cf, k, v) in &job.writes.puts {
+            batch.put(*cf, k, v);
+        }
+        for (cf, k) in &job.writes.deletes {
+            batch.delete(*cf, k);
+        }
+        let mut offsets = Vec::with_capacity(job.writes.items.len());
+        for (queue, value) in &job.writes.items {
+            let committed = job
+                .topic
+                .queues
+                .get(*queue as usize)
+                .map_or(0, |ql| ql.committed());
+            let n = next.entry((job.topic.id, *queue)).or_insert(committed);
+            batch.put(Cf::Log, keys::log_key(job.topic.id, *queue, *n), value);
+            offsets.push((*queue, *n));
+            *n += 1;
+        }
+        results.push(offsets);
+    }
+    if !jobs.is_empty() {
+        db.write(batch, durability, "appending messages")?;
+    }
+    Ok((next, results))
 }

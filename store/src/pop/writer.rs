@@ -1,9 +1,9 @@
 //! The one thread that persists consumption-state changes.
 //!
 //! Pops, acks and invisibility changes update the in-memory state (see
-//! [`crate::pop`]) under the subscription's lock and answer at once; what they
-//! changed is queued here, still under that lock, and this thread writes
-//! everything that queued up as one RocksDB write (WAL, no fsync).
+//! [`super::state`]) under the subscription's lock and answer at once; what
+//! they changed is queued here, still under that lock, and this thread
+//! writes everything that queued up as one RocksDB write (WAL, no fsync).
 //!
 //! Why not write on the caller's thread: every ack then paid a WAL write
 //! syscall of its own, and a RocksDB write that arrives while the commit
@@ -15,18 +15,17 @@
 //! Queued in lock order, the changes reach the column family in the order
 //! memory changed. Losing the newest of them in a crash only makes messages
 //! visible again, which at-least-once delivery allows; callers that must see
-//! their change on disk (deleting a group's state, reading state back) wait
-//! with [`StateWriter::write_and_wait`] or [`StateWriter::flush`].
+//! their change on disk (deleting a group's state) wait with
+//! [`StateWriter::write_and_wait`].
 
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
+use crate::db::{Cf, Db, Durability};
 use crate::error::{Result, StoreError};
-use crate::keys::CF_POP;
 use crate::worker::Worker;
 
 /// Jobs queued before a sender blocks: a bound on memory if the disk stalls.
@@ -50,29 +49,29 @@ enum StateOp {
 
 /// Changes to the `pop` column family that belong together.
 #[derive(Default)]
-pub struct StateBatch {
+pub(crate) struct StateBatch {
     ops: Vec<StateOp>,
 }
 
 impl StateBatch {
-    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+    pub(crate) fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push(StateOp::Put(key.into(), value.into()));
     }
 
-    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+    pub(crate) fn delete(&mut self, key: impl Into<Vec<u8>>) {
         self.ops.push(StateOp::Delete(key.into()));
     }
 
     /// Removes every key in `[from, to)`.
-    pub fn delete_range(&mut self, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+    pub(crate) fn delete_range(&mut self, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
         self.ops.push(StateOp::DeleteRange(from.into(), to.into()));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.ops.len()
     }
 }
@@ -83,16 +82,17 @@ struct Job {
     done: Option<oneshot::Sender<Result<()>>>,
 }
 
-pub struct StateWriter {
+/// The state-writer thread.
+pub(crate) struct StateWriter {
     worker: Worker<mpsc::SyncSender<Job>>,
 }
 
 impl StateWriter {
-    pub fn start(db: Arc<DB>) -> StateWriter {
+    pub(crate) fn start(db: Arc<Db>) -> Result<StateWriter> {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
-        StateWriter {
-            worker: Worker::spawn("pier-state", tx, move || run(&db, rx)),
-        }
+        Ok(StateWriter {
+            worker: Worker::spawn("pier-state", tx, move || run(&db, &rx))?,
+        })
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -104,7 +104,7 @@ impl StateWriter {
 
     /// Queues `batch` without waiting for it to be written. Call it while
     /// holding the lock under which memory changed, so the order holds.
-    pub fn write(&self, batch: StateBatch) -> Result<()> {
+    pub(crate) fn write(&self, batch: StateBatch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -112,7 +112,7 @@ impl StateWriter {
     }
 
     /// Queues `batch` and waits until it is written.
-    pub async fn write_and_wait(&self, batch: StateBatch) -> Result<()> {
+    pub(crate) async fn write_and_wait(&self, batch: StateBatch) -> Result<()> {
         let (done, rx) = oneshot::channel();
         self.send(Job {
             batch,
@@ -121,60 +121,53 @@ impl StateWriter {
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
-    /// Waits until everything queued so far is written.
-    pub async fn flush(&self) -> Result<()> {
-        self.write_and_wait(StateBatch::default()).await
-    }
-
     /// Writes what is queued, then stops the thread.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.worker.stop();
     }
 }
 
-fn run(db: &DB, rx: mpsc::Receiver<Job>) {
-    // No fsync: see the module comment. The WAL still makes every change
-    // survive a crash of the process.
-    let opts = WriteOptions::default();
+fn run(db: &Db, rx: &mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         // Senders do not wake a thread that is not waiting in `recv`, so
         // while it sleeps here, queuing is just a push.
         std::thread::sleep(GATHER);
-        let Some(cf) = db.cf_handle(CF_POP) else {
-            tracing::error!("the pop column family is missing; consumption state is not persisted");
-            return;
-        };
-        let mut batch = WriteBatch::default();
-        let mut waiting = Vec::new();
-        let mut ops = 0;
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            ops += job.batch.len();
-            for op in job.batch.ops {
-                match op {
-                    StateOp::Put(k, v) => batch.put_cf(&cf, k, v),
-                    StateOp::Delete(k) => batch.delete_cf(&cf, k),
-                    StateOp::DeleteRange(a, b) => batch.delete_range_cf(&cf, a, b),
+        let mut jobs = vec![first];
+        let mut ops = jobs[0].batch.len();
+        while ops < MAX_OPS_PER_WRITE {
+            match rx.try_recv() {
+                Ok(job) => {
+                    ops += job.batch.len();
+                    jobs.push(job);
                 }
-            }
-            waiting.extend(job.done);
-            if ops < MAX_OPS_PER_WRITE {
-                next = rx.try_recv().ok();
+                Err(_) => break,
             }
         }
-        let result = if batch.is_empty() {
-            Ok(())
-        } else {
-            db.write_opt(batch, &opts).map_err(|e| {
-                // Nobody waits for most of these writes: say it here. The
-                // in-memory state stays right; only a restart would see
-                // the older state (messages visible again).
-                tracing::error!(error = %e, "writing consumption state failed");
-                StoreError::Storage(e.to_string())
-            })
-        };
-        for w in waiting {
+        let (batches, waiting): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.batch, j.done)).unzip();
+        let result = write(db, batches);
+        for w in waiting.into_iter().flatten() {
             let _ = w.send(result.clone());
         }
     }
+}
+
+/// Writes batches as one write. No fsync: see the module comment. The WAL
+/// still makes every change survive a crash of the process.
+fn write(db: &Db, batches: Vec<StateBatch>) -> Result<()> {
+    let mut batch = db.batch()?;
+    for op in batches.into_iter().flat_map(|b| b.ops) {
+        match op {
+            StateOp::Put(k, v) => batch.put(Cf::Pop, k, v),
+            StateOp::Delete(k) => batch.delete(Cf::Pop, k),
+            StateOp::DeleteRange(a, b) => batch.delete_range(Cf::Pop, a, b),
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    // Nobody waits for most of these writes; `Db::write` logs a failure.
+    // The in-memory state stays right; only a restart would see the older
+    // state (messages visible again).
+    db.write(batch, Durability::Buffered, "writing consumption state")
 }

@@ -10,15 +10,14 @@
 //! - `meta`:  b't' | name -> Topic,  b'g' | name -> ConsumerGroup
 //! - `timer`: due_ms u64 | topic_id u32 | seq u64 -> queue u32 | StoredMessage
 //!   (a delay message waiting for its time; ordered by due time)
+//! - `txn`:   b'h' | id (16 bytes) -> HalfMessage,
+//!   b'c' | next_check_at_ms u64 | id -> () (half messages by check time)
 
-pub const CF_LOG: &str = "log";
-pub const CF_POP: &str = "pop";
-pub const CF_META: &str = "meta";
-pub const CF_TIMER: &str = "timer";
+const TIMER_KEY_LEN: usize = 20;
+/// Length of a transaction's check-schedule key.
+pub(crate) const TXN_DUE_KEY_LEN: usize = 25;
 
-pub const TIMER_KEY_LEN: usize = 20;
-
-pub fn timer_key(due_ms: u64, topic_id: u32, seq: u64) -> Vec<u8> {
+pub(crate) fn timer_key(due_ms: u64, topic_id: u32, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(TIMER_KEY_LEN);
     k.extend_from_slice(&due_ms.to_be_bytes());
     k.extend_from_slice(&topic_id.to_be_bytes());
@@ -27,7 +26,7 @@ pub fn timer_key(due_ms: u64, topic_id: u32, seq: u64) -> Vec<u8> {
 }
 
 /// (due_ms, topic_id) of a timer key.
-pub fn timer_parts(key: &[u8]) -> Option<(u64, u32)> {
+pub(crate) fn timer_parts(key: &[u8]) -> Option<(u64, u32)> {
     if key.len() != TIMER_KEY_LEN {
         return None;
     }
@@ -36,7 +35,7 @@ pub fn timer_parts(key: &[u8]) -> Option<(u64, u32)> {
     Some((u64::from_be_bytes(due), u32::from_be_bytes(topic)))
 }
 
-pub fn log_key(topic_id: u32, queue: u32, offset: u64) -> [u8; 16] {
+pub(crate) fn log_key(topic_id: u32, queue: u32, offset: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..4].copy_from_slice(&topic_id.to_be_bytes());
     k[4..8].copy_from_slice(&queue.to_be_bytes());
@@ -44,16 +43,16 @@ pub fn log_key(topic_id: u32, queue: u32, offset: u64) -> [u8; 16] {
     k
 }
 
-pub fn log_offset(key: &[u8]) -> Option<u64> {
+pub(crate) fn log_offset(key: &[u8]) -> Option<u64> {
     let b: [u8; 8] = key.get(8..16)?.try_into().ok()?;
     Some(u64::from_be_bytes(b))
 }
 
-pub fn log_topic_prefix(topic_id: u32) -> [u8; 4] {
+pub(crate) fn log_topic_prefix(topic_id: u32) -> [u8; 4] {
     topic_id.to_be_bytes()
 }
 
-pub fn cursor_key(group_id: u32, topic_id: u32, queue: u32) -> [u8; 13] {
+pub(crate) fn cursor_key(group_id: u32, topic_id: u32, queue: u32) -> [u8; 13] {
     let mut k = [0u8; 13];
     k[0] = b'c';
     k[1..5].copy_from_slice(&group_id.to_be_bytes());
@@ -62,14 +61,16 @@ pub fn cursor_key(group_id: u32, topic_id: u32, queue: u32) -> [u8; 13] {
     k
 }
 
-pub fn inflight_key(group_id: u32, topic_id: u32, queue: u32, offset: u64) -> [u8; 21] {
-    pop_entry_key(b'i', group_id, topic_id, queue, offset)
-}
-
 /// A per-message entry of a group's consumption state: b'i' in flight,
 /// b'l' the FIFO message group an in-flight message locks, b'p' parked (a
 /// FIFO message waiting for its message group to unlock).
-pub fn pop_entry_key(tag: u8, group_id: u32, topic_id: u32, queue: u32, offset: u64) -> [u8; 21] {
+pub(crate) fn pop_entry_key(
+    tag: u8,
+    group_id: u32,
+    topic_id: u32,
+    queue: u32,
+    offset: u64,
+) -> [u8; 21] {
     let mut k = [0u8; 21];
     k[0] = tag;
     k[1..5].copy_from_slice(&group_id.to_be_bytes());
@@ -80,7 +81,7 @@ pub fn pop_entry_key(tag: u8, group_id: u32, topic_id: u32, queue: u32, offset: 
 }
 
 /// Prefix of every cursor or in-flight key of one (group, topic).
-pub fn pop_prefix(tag: u8, group_id: u32, topic_id: u32) -> [u8; 9] {
+pub(crate) fn pop_prefix(tag: u8, group_id: u32, topic_id: u32) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = tag;
     k[1..5].copy_from_slice(&group_id.to_be_bytes());
@@ -88,43 +89,68 @@ pub fn pop_prefix(tag: u8, group_id: u32, topic_id: u32) -> [u8; 9] {
     k
 }
 
-pub fn encode_inflight(attempt: u32, visible_at_ms: i64) -> [u8; 12] {
+pub(crate) fn encode_inflight(attempt: u32, visible_at_ms: i64) -> [u8; 12] {
     let mut v = [0u8; 12];
     v[..4].copy_from_slice(&attempt.to_be_bytes());
     v[4..].copy_from_slice(&visible_at_ms.to_be_bytes());
     v
 }
 
-pub fn decode_inflight(v: &[u8]) -> Option<(u32, i64)> {
+pub(crate) fn decode_inflight(v: &[u8]) -> Option<(u32, i64)> {
     let a: [u8; 4] = v.get(..4)?.try_into().ok()?;
     let d: [u8; 8] = v.get(4..12)?.try_into().ok()?;
     Some((u32::from_be_bytes(a), i64::from_be_bytes(d)))
 }
 
 /// Parses `queue | offset` from the tail of an in-flight key.
-pub fn inflight_position(key: &[u8]) -> Option<(u32, u64)> {
+pub(crate) fn inflight_position(key: &[u8]) -> Option<(u32, u64)> {
     let q: [u8; 4] = key.get(9..13)?.try_into().ok()?;
     let o: [u8; 8] = key.get(13..21)?.try_into().ok()?;
     Some((u32::from_be_bytes(q), u64::from_be_bytes(o)))
 }
 
-pub fn cursor_queue(key: &[u8]) -> Option<u32> {
+pub(crate) fn cursor_queue(key: &[u8]) -> Option<u32> {
     let q: [u8; 4] = key.get(9..13)?.try_into().ok()?;
     Some(u32::from_be_bytes(q))
 }
 
-pub fn meta_topic_key(name: &str) -> Vec<u8> {
+pub(crate) fn meta_topic_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 1);
     k.push(b't');
     k.extend_from_slice(name.as_bytes());
     k
 }
 
-pub fn meta_group_key(name: &str) -> Vec<u8> {
+pub(crate) fn meta_group_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 1);
     k.push(b'g');
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+pub(crate) fn txn_half_key(id: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b'h');
+    k.extend_from_slice(id);
+    k
+}
+
+pub(crate) fn txn_due_key(at_ms: i64, id: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TXN_DUE_KEY_LEN);
+    k.push(b'c');
+    k.extend_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+/// (check time, transaction id) of a check-schedule key.
+pub(crate) fn txn_due_parts(key: &[u8]) -> Option<(i64, [u8; 16])> {
+    if key.len() != TXN_DUE_KEY_LEN || key.first() != Some(&b'c') {
+        return None;
+    }
+    let at: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    let id: [u8; 16] = key.get(9..25)?.try_into().ok()?;
+    Some((u64::from_be_bytes(at) as i64, id))
 }
 
 #[cfg(test)]
@@ -141,10 +167,19 @@ mod tests {
 
     #[test]
     fn inflight_round_trip() {
-        let k = inflight_key(7, 9, 3, 42);
+        let k = pop_entry_key(b'i', 7, 9, 3, 42);
         assert_eq!(inflight_position(&k), Some((3, 42)));
         assert!(k.starts_with(&pop_prefix(b'i', 7, 9)));
         let v = encode_inflight(5, -3);
         assert_eq!(decode_inflight(&v), Some((5, -3)));
+    }
+
+    #[test]
+    fn txn_due_keys_sort_by_time_and_parse_back() {
+        let id = [7u8; 16];
+        assert!(txn_due_key(5, &id) < txn_due_key(6, &id));
+        assert!(txn_due_key(1 << 40, &id) > txn_due_key(1 << 39, &[0xff; 16]));
+        assert_eq!(txn_due_parts(&txn_due_key(9, &id)), Some((9, id)));
+        assert_eq!(txn_due_parts(&txn_half_key(&id)), None);
     }
 }

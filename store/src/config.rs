@@ -1,0 +1,110 @@
+//! Settings of a store node (`pier-store`'s config file) and the
+//! transaction-check flags both node binaries accept.
+
+use std::path::PathBuf;
+
+use crate::log::FlushMode;
+use crate::txn::CheckPolicy;
+
+/// Settings of a `pier-store` node. Every field has a working default.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreNodeConfig {
+    /// Address to serve on.
+    pub listen: String,
+    /// Data directory.
+    pub data: PathBuf,
+    /// When a send is acknowledged.
+    pub flush: FlushMode,
+    /// Hours a message is kept (0 keeps messages forever).
+    pub retention_hours: u64,
+    /// Transaction checks: [`CheckPolicy::first_check_ms`].
+    pub txn_first_check_ms: u64,
+    /// [`CheckPolicy::backoff_factor`].
+    pub txn_check_backoff: u32,
+    /// [`CheckPolicy::max_interval_ms`].
+    pub txn_max_check_interval_ms: u64,
+    /// [`CheckPolicy::max_checks`].
+    pub txn_max_checks: u32,
+}
+
+impl StoreNodeConfig {
+    /// Returns the transaction-check policy these settings give.
+    pub fn txn_checks(&self) -> CheckPolicy {
+        CheckPolicy {
+            first_check_ms: self.txn_first_check_ms,
+            backoff_factor: self.txn_check_backoff,
+            max_interval_ms: self.txn_max_check_interval_ms,
+            max_checks: self.txn_max_checks,
+        }
+    }
+}
+
+impl Default for StoreNodeConfig {
+    fn default() -> Self {
+        StoreNodeConfig {
+            listen: "0.0.0.0:8091".into(),
+            data: PathBuf::from("./pier-store-data"),
+            flush: FlushMode::Sync,
+            retention_hours: 72,
+            txn_first_check_ms: CheckPolicy::DEFAULT_CHECK_AFTER_MS,
+            txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
+            txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
+            txn_max_checks: CheckPolicy::MAX_CHECKS,
+        }
+    }
+}
+
+/// Flags of the transaction-check policy, shared by `pier-store` and the
+/// standalone `pier-proxy` (whichever node runs the store checks).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TxnCheckArgs {
+    /// Delay of the first orphan check of an unresolved transaction, in ms
+    /// [default: 6000]. A producer's `orphaned_transaction_recovery_duration`
+    /// overrides it for its messages.
+    #[arg(long, env = "PIER_TXN_FIRST_CHECK_MS")]
+    pub txn_first_check_ms: Option<u64>,
+    /// Factor by which each wait between two checks grows, starting from the
+    /// first-check delay [default: 2]; 1 checks at a fixed interval.
+    #[arg(long, env = "PIER_TXN_CHECK_BACKOFF")]
+    pub txn_check_backoff: Option<u32>,
+    /// Longest wait between two checks, in ms [default: 300000].
+    #[arg(long, env = "PIER_TXN_MAX_CHECK_INTERVAL_MS")]
+    pub txn_max_check_interval_ms: Option<u64>,
+    /// Unanswered checks after which a transaction is rolled back (one more
+    /// wait after the last check) [default: 15].
+    #[arg(long, env = "PIER_TXN_MAX_CHECKS")]
+    pub txn_max_checks: Option<u32>,
+}
+
+impl TxnCheckArgs {
+    /// Returns true when any flag is given.
+    pub fn any_set(&self) -> bool {
+        self.txn_first_check_ms.is_some()
+            || self.txn_check_backoff.is_some()
+            || self.txn_max_check_interval_ms.is_some()
+            || self.txn_max_checks.is_some()
+    }
+
+    /// Overrides the settings the flags give.
+    pub fn apply(
+        &self,
+        first_check_ms: &mut u64,
+        backoff: &mut u32,
+        max_interval_ms: &mut u64,
+        max_checks: &mut u32,
+    ) {
+        if let Some(v) = self.txn_first_check_ms {
+            *first_check_ms = v;
+        }
+        if let Some(v) = self.txn_check_backoff {
+            *backoff = v;
+        }
+        if let Some(v) = self.txn_max_check_interval_ms {
+            *max_interval_ms = v;
+        }
+        if let Some(v) = self.txn_max_checks {
+            *max_checks = v;
+        }
+    }
+}

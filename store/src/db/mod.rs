@@ -1,0 +1,304 @@
+//! RocksDB, and only here: opening the database, its column families
+//! ([`Cf`]: one typed name each, checked at open), reads, iteration, and
+//! writes. Every write goes through [`Db::write`], which also keeps the
+//! poison flag: once a write to the WAL has failed, nothing the store
+//! acknowledges afterwards could be trusted to survive, so every later write
+//! fails with [`StoreError::Poisoned`] instead of being acknowledged.
+
+pub(crate) mod keys;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prost::Message;
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBPinnableSlice, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::{Result, StorageCause, StoreError};
+
+/// The column families of a store; see [`keys`] for what each holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cf {
+    /// Message logs, one per queue.
+    Log,
+    /// Consumption state: cursors, in-flight deliveries, FIFO entries.
+    Pop,
+    /// Topics and consumer groups.
+    Meta,
+    /// Delay messages by due time.
+    Timer,
+    /// Half messages of transactions and their check schedule.
+    Txn,
+}
+
+impl Cf {
+    const ALL: [Cf; 5] = [Cf::Log, Cf::Pop, Cf::Meta, Cf::Timer, Cf::Txn];
+
+    /// Returns the name RocksDB knows the column family by (on disk: never
+    /// change one).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Cf::Log => "log",
+            Cf::Pop => "pop",
+            Cf::Meta => "meta",
+            Cf::Timer => "timer",
+            Cf::Txn => "txn",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Whether a write waits for the WAL to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// fsync the WAL before returning: survives power loss.
+    Synced,
+    /// Written to the WAL in the page cache: survives a process crash.
+    Buffered,
+}
+
+/// One key-value entry read from an iterator.
+pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// The open database.
+pub(crate) struct Db {
+    inner: DB,
+    /// Set by the first failed write; see the module comment.
+    poisoned: AtomicBool,
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir` with every column family.
+    pub(crate) fn open(dir: &Path) -> Result<Db> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::storage(format!("creating {}", dir.display()), e))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        // Memtable flushes and compactions write their files in the
+        // background; left alone, the kernel holds tens of MiB of them dirty
+        // and ext4's ordered mode writes them out inside the next journal
+        // commit, which is the one a send's WAL fsync waits for. Syncing
+        // them a MiB at a time as they are written keeps that burst out of
+        // the sends' fsyncs (RocksDB's own advice; its effect on p99 here
+        // was within the disk's noise: bench/results/ab/bytes-per-sync).
+        opts.set_bytes_per_sync(1 << 20);
+        let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
+        let inner = DB::open_cf_descriptors(&opts, dir, cfs)
+            .map_err(|e| StoreError::storage(format!("opening {}", dir.display()), e))?;
+        let db = Db {
+            inner,
+            poisoned: AtomicBool::new(false),
+        };
+        // Fails here, once, rather than at every later use.
+        db.handles()?;
+        Ok(db)
+    }
+
+    fn handle(&self, cf: Cf) -> Result<&ColumnFamily> {
+        self.inner.cf_handle(cf.name()).ok_or_else(|| {
+            StoreError::storage(
+                "looking up a column family",
+                StorageCause::Corrupt(format!("column family {} is missing", cf.name())),
+            )
+        })
+    }
+
+    fn handles(&self) -> Result<[&ColumnFamily; 5]> {
+        Ok([
+            self.handle(Cf::Log)?,
+            self.handle(Cf::Pop)?,
+            self.handle(Cf::Meta)?,
+            self.handle(Cf::Timer)?,
+            self.handle(Cf::Txn)?,
+        ])
+    }
+
+    /// Reads one value.
+    pub(crate) fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<DBPinnableSlice<'_>>> {
+        self.inner
+            .get_pinned_cf(self.handle(cf)?, key)
+            .map_err(|e| read_error(cf, e))
+    }
+
+    /// Iterates from `from` (inclusive) in `direction`, up to `upper`
+    /// (exclusive) when given.
+    pub(crate) fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        direction: Direction,
+        upper: Option<Vec<u8>>,
+    ) -> Result<impl Iterator<Item = Result<Entry>> + '_> {
+        let mut ro = ReadOptions::default();
+        if let Some(upper) = upper {
+            ro.set_iterate_upper_bound(upper);
+        }
+        let it =
+            self.inner
+                .iterator_cf_opt(self.handle(cf)?, ro, IteratorMode::From(from, direction));
+        Ok(it.map(move |item| item.map_err(|e| read_error(cf, e))))
+    }
+
+    /// Iterates over every key that starts with `prefix`.
+    pub(crate) fn scan_prefix<'a>(
+        &'a self,
+        cf: Cf,
+        prefix: &'a [u8],
+    ) -> Result<impl Iterator<Item = Result<Entry>> + 'a> {
+        Ok(self
+            .scan(cf, prefix, Direction::Forward, None)?
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix))))
+    }
+
+    /// Returns an empty batch of writes.
+    pub(crate) fn batch(&self) -> Result<Batch<'_>> {
+        Ok(Batch {
+            handles: self.handles()?,
+            inner: WriteBatch::default(),
+        })
+    }
+
+    /// Fails with [`StoreError::Poisoned`] once a write has failed.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            Err(StoreError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes a batch atomically; `operation` names it in errors. A failure
+    /// poisons the database (see the module comment).
+    pub(crate) fn write(
+        &self,
+        batch: Batch<'_>,
+        durability: Durability,
+        operation: &'static str,
+    ) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(durability == Durability::Synced);
+        self.write_with(batch, &opts, operation)
+    }
+
+    fn write_with(
+        &self,
+        batch: Batch<'_>,
+        opts: &WriteOptions,
+        operation: &'static str,
+    ) -> Result<()> {
+        self.check_writable()?;
+        self.inner.write_opt(batch.inner, opts).map_err(|e| {
+            self.poisoned.store(true, Ordering::Release);
+            let error = StoreError::storage(operation, e);
+            tracing::error!(error = %error.report(), "a write failed: the store refuses writes from now on");
+            error
+        })
+    }
+
+    /// Syncs the WAL to disk (at shutdown).
+    pub(crate) fn flush_wal(&self) -> Result<()> {
+        self.inner
+            .flush_wal(true)
+            .map_err(|e| StoreError::storage("syncing the write-ahead log", e))
+    }
+}
+
+fn read_error(cf: Cf, e: rocksdb::Error) -> StoreError {
+    StoreError::storage(format!("reading column family {}", cf.name()), e)
+}
+
+/// Writes to apply together with [`Db::write`].
+pub(crate) struct Batch<'a> {
+    handles: [&'a ColumnFamily; 5],
+    inner: WriteBatch,
+}
+
+impl Batch<'_> {
+    /// Sets `key` to `value`.
+    pub(crate) fn put(&mut self, cf: Cf, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.inner.put_cf(self.handles[cf.index()], key, value);
+    }
+
+    /// Removes `key`.
+    pub(crate) fn delete(&mut self, cf: Cf, key: impl AsRef<[u8]>) {
+        self.inner.delete_cf(self.handles[cf.index()], key);
+    }
+
+    /// Removes every key in `[from, to)`.
+    pub(crate) fn delete_range<K: AsRef<[u8]>>(&mut self, cf: Cf, from: K, to: K) {
+        self.inner
+            .delete_range_cf(self.handles[cf.index()], from, to);
+    }
+
+    /// Returns true when nothing was added.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+/// Decodes a stored record; `what` names it in the error.
+pub(crate) fn decode<M: Message + Default>(bytes: &[u8], what: &'static str) -> Result<M> {
+    M::decode(bytes).map_err(|e| StoreError::storage(format!("decoding {what}"), e))
+}
+
+#[cfg(test)]
+impl Db {
+    /// Makes RocksDB refuse a write (a synced write without a WAL is
+    /// invalid), through the same path a failed WAL write takes.
+    pub(crate) fn fail_a_write(&self) -> StoreError {
+        let batch = match self.batch() {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        opts.disable_wal(true);
+        match self.write_with(batch, &opts, "a write meant to fail") {
+            Ok(()) => StoreError::invalid("the write did not fail"),
+            Err(e) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_poisons_every_later_write_but_not_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut b = db.batch().unwrap();
+        b.put(Cf::Meta, b"k", b"v");
+        db.write(b, Durability::Synced, "a first write").unwrap();
+
+        let failed = db.fail_a_write();
+        assert!(matches!(failed, StoreError::Storage { .. }), "{failed:?}");
+        assert!(
+            std::error::Error::source(&failed).is_some(),
+            "the cause is kept"
+        );
+
+        let mut b = db.batch().unwrap();
+        b.put(Cf::Meta, b"k2", b"v");
+        let refused = db.write(b, Durability::Buffered, "a later write");
+        assert!(matches!(refused, Err(StoreError::Poisoned)), "{refused:?}");
+        assert!(matches!(db.check_writable(), Err(StoreError::Poisoned)));
+        assert_eq!(db.get(Cf::Meta, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(db.get(Cf::Meta, b"k2").unwrap().is_none());
+    }
+
+    #[test]
+    fn column_families_keep_their_names() {
+        // The names are on disk: existing data directories must open.
+        let names = Cf::ALL.map(Cf::name);
+        assert_eq!(names, ["log", "pop", "meta", "timer", "txn"]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Per-queue message logs: where appended messages go ([`append`]), the
+//! group-commit thread that makes them durable ([`commit`]), and reading
+//! them back.
+
+mod append;
+mod commit;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use pier_proto::store::StoredMessage;
+use rocksdb::Direction;
+
+use crate::catalog::TopicEntry;
+use crate::clock::SharedClock;
+use crate::db::{self, keys, Cf, Db};
+use crate::error::Result;
+
+pub use commit::FlushMode;
+pub(crate) use commit::{CommitHandle, Committer, Placed, Put, Writes};
+
+/// The message logs of every topic and the thread that appends to them.
+pub(crate) struct MessageLog {
+    db: Arc<Db>,
+    clock: SharedClock,
+    committer: Committer,
+    /// Queue of the next message sent without one (round robin).
+    round_robin: AtomicUsize,
+}
+
+impl MessageLog {
+    pub(crate) fn start(db: Arc<Db>, clock: SharedClock, flush: FlushMode) -> Result<MessageLog> {
+        Ok(MessageLog {
+            committer: Committer::start(db.clone(), flush)?,
+            db,
+            clock,
+            round_robin: AtomicUsize::new(0),
+        })
+    }
+
+    /// Returns a handle for threads that append (the timer thread).
+    pub(crate) fn commit_handle(&self) -> Result<CommitHandle> {
+        self.committer.handle()
+    }
+
+    /// Writes with the next group commit; answers once durable.
+    pub(crate) async fn write(&self, topic: Arc<TopicEntry>, writes: Writes) -> Result<Placed> {
+        self.committer.write(topic, writes).await
+    }
+
+    /// Reads one message, if still stored.
+    pub(crate) fn read(
+        &self,
+        topic: &TopicEntry,
+        queue: u32,
+        offset: u64,
+    ) -> Result<Option<StoredMessage>> {
+        match self
+            .db
+            .get(Cf::Log, &keys::log_key(topic.id, queue, offset))?
+        {
+            Some(v) => Ok(Some(decode_message(&v, topic, queue, offset)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Iterates over the stored messages of one queue from offset `from`
+    /// up to (not including) `to`.
+    pub(crate) fn read_range<'a>(
+        &'a self,
+        topic: &'a TopicEntry,
+        queue: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<impl Iterator<Item = Result<(u64, StoredMessage)>> + 'a> {
+        let upper = keys::log_key(topic.id, queue, to).to_vec();
+        let entries = self.db.scan(
+            Cf::Log,
+            &keys::log_key(topic.id, queue, from),
+            Direction::Forward,
+            Some(upper),
+        )?;
+        Ok(entries.filter_map(move |item| match item {
+            Err(e) => Some(Err(e)),
+            Ok((k, v)) => {
+                let offset = keys::log_offset(&k)?;
+                Some(decode_message(&v, topic, queue, offset).map(|m| (offset, m)))
+            }
+        }))
+    }
+
+    /// Lets queued appends finish, then stops the commit thread.
+    pub(crate) fn shutdown(&self) {
+        self.committer.shutdown();
+    }
+}
+
+/// Decodes a log entry and fills in where it is stored (not stored with it).
+fn decode_message(v: &[u8], topic: &TopicEntry, queue: u32, offset: u64) -> Result<StoredMessage> {
+    let mut m: StoredMessage = db::decode(v, "a stored message")?;
+    m.topic = topic.topic.name.clone();
+    m.queue = queue;
+    m.offset = offset;
+    Ok(m)
+}

@@ -1,0 +1,119 @@
+//! Ending deliveries and changing their invisible time. A delivery
+//! reference is current only for the attempt it names: an ack or change of
+//! an older attempt (the message was redelivered since), of an acked
+//! message, or of one being dead-lettered is refused as stale.
+
+use std::sync::Arc;
+
+use pier_proto::store::{ChangeInvisibleRequest, DeliveryRef};
+
+use super::state::SubState;
+use super::{stale, Consumption, Located, Subscription};
+use crate::catalog::TopicEntry;
+use crate::error::Result;
+
+/// Acks one delivery: forgets it (in memory, and queued for disk). Returns
+/// true when it held a FIFO message group, whose next message may now be
+/// delivered.
+fn ack_one(st: &mut SubState, d: &DeliveryRef) -> Result<bool> {
+    match st.current(d.queue, d.offset, d.attempt) {
+        Some(_) => Ok(st.forget(d.queue, d.offset)),
+        None => Err(stale(d)),
+    }
+}
+
+impl Consumption {
+    /// Acks one delivery.
+    pub(crate) fn ack(&self, delivery: &Option<DeliveryRef>) -> Result<()> {
+        let Located { d, sub, topic, .. } = self.locate(delivery)?;
+        let (unlocks, written) = self.change(&sub, |st| ack_one(st, d));
+        let unlocks = unlocks?;
+        written?;
+        if unlocks {
+            // The next message of that FIFO group may be waiting.
+            topic.notify.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Acks several deliveries; returns each one's result, in order.
+    pub(crate) fn ack_many(&self, deliveries: Vec<DeliveryRef>) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = Vec::with_capacity(deliveries.len());
+        // The entries of one AckMessage name one group and topic: gather them
+        // by subscription, so each takes its lock and writes its state once.
+        type Gathered = (Arc<Subscription>, Arc<TopicEntry>, Vec<usize>);
+        let mut subs: Vec<Gathered> = Vec::new();
+        let refs: Vec<Option<DeliveryRef>> = deliveries.into_iter().map(Some).collect();
+        for (i, d) in refs.iter().enumerate() {
+            match self.locate(d) {
+                Ok(Located { sub, topic, .. }) => {
+                    results.push(Ok(()));
+                    match subs.iter_mut().find(|(s, _, _)| Arc::ptr_eq(s, &sub)) {
+                        Some((_, _, idx)) => idx.push(i),
+                        None => subs.push((sub, topic, vec![i])),
+                    }
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        for (sub, topic, idx) in subs {
+            let ((unlocks, acked), written) = self.change(&sub, |st| {
+                let mut unlocks = false;
+                let mut acked = Vec::new();
+                for i in idx {
+                    let Some(Some(d)) = refs.get(i) else { continue };
+                    match ack_one(st, d) {
+                        Ok(u) => {
+                            unlocks |= u;
+                            acked.push(i);
+                        }
+                        Err(e) => {
+                            if let Some(r) = results.get_mut(i) {
+                                *r = Err(e);
+                            }
+                        }
+                    }
+                }
+                (unlocks, acked)
+            });
+            // As for a single ack: memory has changed; a failed write fails
+            // every entry it carried.
+            for i in acked {
+                if let Some(r) = results.get_mut(i) {
+                    *r = written.clone();
+                }
+            }
+            if unlocks {
+                topic.notify.notify_waiters();
+            }
+        }
+        results
+    }
+
+    /// Changes when a delivery becomes visible again; returns that time.
+    pub(crate) fn change_invisible(&self, req: &ChangeInvisibleRequest) -> Result<i64> {
+        let Located { d, sub, topic, .. } = self.locate(&req.delivery)?;
+        let (visible_at, written) =
+            self.change(&sub, |st| match st.current(d.queue, d.offset, d.attempt) {
+                Some(e)
+                    if req.expected_visible_at_ms == 0
+                        || req.expected_visible_at_ms == e.visible_at_ms =>
+                {
+                    let visible_at = self
+                        .clock
+                        .now_ms()
+                        .saturating_add(req.invisible_ms.min(i64::MAX as u64) as i64);
+                    st.deliver(d.queue, d.offset, d.attempt, visible_at, None);
+                    Ok(visible_at)
+                }
+                _ => Err(stale(d)),
+            });
+        let visible_at = visible_at?;
+        written?;
+        if req.invisible_ms == 0 {
+            // Visible at once: let a waiting consumer have it.
+            topic.notify.notify_waiters();
+        }
+        Ok(visible_at)
+    }
+}

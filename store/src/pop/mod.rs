@@ -1,0 +1,210 @@
+//! Pop consumption: per (consumer group, topic) subscription, the queue
+//! cursors and the in-flight deliveries ([`state`]), persisted by the state
+//! writer thread ([`writer`]). What each call does to them:
+//!
+//! - [`receive`]: pop — redeliveries, then FIFO messages whose group
+//!   unlocked, then new messages; long polling;
+//! - [`ack`]: ack, ack many, change invisible duration;
+//! - [`dlq`]: moving a message to its group's dead-letter queue.
+//!
+//! Every change goes through [`Consumption::change`]: under the
+//! subscription's lock, memory changes and the matching stored changes are
+//! queued for the writer in the same order.
+
+mod ack;
+mod dlq;
+mod receive;
+mod state;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pier_proto::admin::TopicBacklog;
+use pier_proto::store::DeliveryRef;
+
+use crate::catalog::{Catalog, GroupEntry, TopicEntry};
+use crate::clock::SharedClock;
+use crate::db::Db;
+use crate::error::{Result, StoreError};
+use crate::log::MessageLog;
+
+pub(crate) use state::Pending;
+use state::{SubKey, SubState};
+use writer::StateWriter;
+
+/// One group's consumption of one topic.
+pub(crate) struct Subscription {
+    state: Mutex<SubState>,
+}
+
+/// The group, topic and subscription a delivery reference names.
+struct Located<'a> {
+    d: &'a DeliveryRef,
+    group: Arc<GroupEntry>,
+    topic: Arc<TopicEntry>,
+    sub: Arc<Subscription>,
+}
+
+/// Every subscription of the store.
+pub(crate) struct Consumption {
+    db: Arc<Db>,
+    clock: SharedClock,
+    catalog: Arc<Catalog>,
+    log: Arc<MessageLog>,
+    writer: StateWriter,
+    subs: Mutex<HashMap<SubKey, Arc<Subscription>>>,
+    /// Set when the store drains: long polls answer at once.
+    draining: AtomicBool,
+}
+
+impl Consumption {
+    pub(crate) fn start(
+        db: Arc<Db>,
+        clock: SharedClock,
+        catalog: Arc<Catalog>,
+        log: Arc<MessageLog>,
+    ) -> Result<Consumption> {
+        Ok(Consumption {
+            writer: StateWriter::start(db.clone())?,
+            db,
+            clock,
+            catalog,
+            log,
+            subs: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes long polls answer "no message" at once from now on.
+    pub(crate) fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Writes what is queued, then stops the state writer.
+    pub(crate) fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+
+    /// Returns the subscription of a group to a topic, loading its state on
+    /// first use.
+    fn subscription(&self, group: &GroupEntry, topic: &TopicEntry) -> Result<Arc<Subscription>> {
+        let key = SubKey {
+            group_id: group.id,
+            topic_id: topic.id,
+        };
+        if let Some(s) = self.subs.lock().get(&key) {
+            return Ok(s.clone());
+        }
+        // Loading outside the map lock; a racing loader's copy is dropped.
+        let state = SubState::load(&self.db, key, topic.queues.len())?;
+        let mut subs = self.subs.lock();
+        Ok(subs
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Subscription {
+                    state: Mutex::new(state),
+                })
+            })
+            .clone())
+    }
+
+    /// Runs `f` on a subscription's state under its lock, and queues the
+    /// stored changes it made before letting go of the lock. Returns what
+    /// `f` returned and whether queuing worked.
+    fn change<R>(&self, sub: &Subscription, f: impl FnOnce(&mut SubState) -> R) -> (R, Result<()>) {
+        let mut st = sub.state.lock();
+        let r = f(&mut st);
+        let written = self.writer.write(st.take_changes());
+        (r, written)
+    }
+
+    /// Resolves what a delivery reference names (its currency is checked
+    /// under the subscription's lock).
+    fn locate<'a>(&self, d: &'a Option<DeliveryRef>) -> Result<Located<'a>> {
+        let d = d
+            .as_ref()
+            .ok_or_else(|| StoreError::invalid("delivery reference missing"))?;
+        let group = self.catalog.group(&d.group)?;
+        let topic = self.catalog.topic(&d.topic)?;
+        let sub = self.subscription(&group, &topic)?;
+        Ok(Located {
+            d,
+            group,
+            topic,
+            sub,
+        })
+    }
+
+    /// Returns the backlog of every topic a group consumes, by topic name.
+    pub(crate) fn backlog(&self, group: &GroupEntry) -> Result<Vec<TopicBacklog>> {
+        let mut topic_ids = state::topics_of_group(&self.db, group.id)?;
+        for key in self.subs.lock().keys() {
+            if key.group_id == group.id && !topic_ids.contains(&key.topic_id) {
+                topic_ids.push(key.topic_id);
+            }
+        }
+        let mut backlog = Vec::new();
+        for id in topic_ids {
+            if let Some(topic) = self.catalog.topic_by_id(id) {
+                backlog.push(self.topic_backlog(group, &topic)?);
+            }
+        }
+        backlog.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(backlog)
+    }
+
+    fn topic_backlog(&self, group: &GroupEntry, topic: &TopicEntry) -> Result<TopicBacklog> {
+        let sub = self.subscription(group, topic)?;
+        let st = sub.state.lock();
+        let mut ready: u64 = 0;
+        for (q, ql) in topic.queues.iter().enumerate() {
+            ready += ql
+                .committed()
+                .saturating_sub(st.cursor(q).max(ql.min_offset()));
+        }
+        let (expired, inflight) = st.inflight_counts(self.clock.now_ms());
+        Ok(TopicBacklog {
+            topic: topic.topic.name.clone(),
+            ready: ready + expired + st.lanes.parked_len() as u64,
+            inflight,
+        })
+    }
+
+    /// Forgets every group's consumption of a deleted topic.
+    pub(crate) async fn forget_topic(&self, topic_id: u32) -> Result<()> {
+        self.subs.lock().retain(|k, _| k.topic_id != topic_id);
+        for g in self.catalog.groups() {
+            self.writer
+                .write_and_wait(state::delete_state(g.id, Some(topic_id)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a deleted group's consumption of every topic.
+    pub(crate) async fn forget_group(&self, group_id: u32) -> Result<()> {
+        self.subs.lock().retain(|k, _| k.group_id != group_id);
+        self.writer
+            .write_and_wait(state::delete_state(group_id, None))
+            .await
+    }
+}
+
+/// Returns the error for a delivery reference that is not current.
+fn stale(d: &DeliveryRef) -> StoreError {
+    StoreError::StaleDelivery {
+        group: d.group.clone(),
+        topic: d.topic.clone(),
+        queue: d.queue,
+        offset: d.offset,
+        attempt: d.attempt,
+    }
+}

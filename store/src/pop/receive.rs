@@ -1,0 +1,246 @@
+//! Pop: one round takes, under the subscription's lock, redeliveries first
+//! (they have waited longest), then FIFO messages whose group has unlocked,
+//! then new messages queue by queue. A long poll repeats rounds until a
+//! message comes, one becomes visible again, or the poll time is up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pier_proto::store::{PopRequest, PopResponse, PoppedMessage, StoredMessage};
+
+use super::dlq::DlqMove;
+use super::state::SubState;
+use super::{Consumption, Subscription};
+use crate::catalog::{GroupEntry, TopicEntry};
+use crate::error::Result;
+use crate::fifo;
+use crate::filter::TagFilter;
+use crate::log::MessageLog;
+
+/// Most messages one pop returns.
+const MAX_POP_BATCH: usize = 1024;
+/// Most log entries one pop scans past (filtered out) before answering, so a
+/// selective filter over a long backlog cannot stall one call.
+const MAX_SCAN_PER_POP: usize = 8192;
+
+/// What one round found.
+struct Round<'a> {
+    log: &'a MessageLog,
+    topic: &'a TopicEntry,
+    filter: &'a TagFilter,
+    max: usize,
+    max_attempts: u32,
+    fifo: bool,
+    now: i64,
+    /// When what this round delivers becomes visible again.
+    visible_at: i64,
+    out: Vec<PoppedMessage>,
+    dlq: Vec<DlqMove>,
+}
+
+impl Round<'_> {
+    fn full(&self) -> bool {
+        self.out.len() >= self.max
+    }
+
+    fn deliver(
+        &mut self,
+        st: &mut SubState,
+        m: StoredMessage,
+        attempt: u32,
+        group: Option<String>,
+    ) {
+        st.deliver(m.queue, m.offset, attempt, self.visible_at, group);
+        self.out.push(PoppedMessage {
+            message: Some(m),
+            attempt,
+            visible_at_ms: self.visible_at,
+        });
+    }
+
+    /// Deliveries whose invisible time is over: again, or to the DLQ once
+    /// the group's attempts are used up.
+    fn redeliver(&mut self, st: &mut SubState) -> Result<()> {
+        while !self.full() {
+            let Some((q, o, e)) = st.next_due(self.now) else {
+                break;
+            };
+            match self.log.read(self.topic, q, o)? {
+                // Removed by retention or topic deletion: nothing to redeliver.
+                None => {
+                    st.forget(q, o);
+                }
+                Some(message) if e.attempt >= self.max_attempts => {
+                    st.mark_moving(q, o);
+                    self.dlq.push(DlqMove {
+                        queue: q,
+                        offset: o,
+                        attempt: e.attempt,
+                        message,
+                    });
+                }
+                Some(message) => self.deliver(st, message, e.attempt + 1, None),
+            }
+        }
+        Ok(())
+    }
+
+    /// FIFO: parked messages whose message group has unlocked, oldest
+    /// first; one message per group, which then locks it again.
+    fn release_parked(&mut self, st: &mut SubState) -> Result<()> {
+        while self.fifo && !self.full() {
+            let Some(((q, o), g)) = st.take_ready() else {
+                break;
+            };
+            if let Some(message) = self.log.read(self.topic, q, o)? {
+                self.deliver(st, message, 1, Some(g));
+            }
+        }
+        Ok(())
+    }
+
+    /// New messages, queue by queue, starting where the last pop left off
+    /// so every queue gets its turn.
+    fn scan_new(&mut self, st: &mut SubState) -> Result<()> {
+        let nq = self.topic.queues.len();
+        let start = st.take_start_queue(nq);
+        let mut budget = MAX_SCAN_PER_POP;
+        for (q, ql) in self
+            .topic
+            .queues
+            .iter()
+            .enumerate()
+            .cycle()
+            .skip(start)
+            .take(nq)
+        {
+            if self.full() || budget == 0 {
+                break;
+            }
+            let queue = q as u32;
+            let committed = ql.committed();
+            let mut cursor = st.cursor(q).max(ql.min_offset());
+            if cursor >= committed || (self.fifo && st.lanes.is_full()) {
+                continue;
+            }
+            let mut exhausted = true;
+            for item in self.log.read_range(self.topic, queue, cursor, committed)? {
+                let (offset, message) = item?;
+                cursor = offset + 1;
+                budget -= 1;
+                if self.filter.matches(message.tag.as_deref()) {
+                    self.take_new(st, message);
+                }
+                if self.full() || budget == 0 || (self.fifo && st.lanes.is_full()) {
+                    exhausted = false;
+                    break;
+                }
+            }
+            if exhausted {
+                cursor = committed;
+            }
+            st.set_cursor(queue, cursor);
+        }
+        Ok(())
+    }
+
+    /// A new message that passed the filter: delivered, or parked behind
+    /// its FIFO message group.
+    fn take_new(&mut self, st: &mut SubState, message: StoredMessage) {
+        let group =
+            (self.fifo && !message.message_group.is_empty()).then(|| message.message_group.clone());
+        match group {
+            // Its group has a message in flight (or older ones waiting):
+            // park it, and go on with other groups.
+            Some(g) if st.lanes.is_blocked(&g) => st.park(message.queue, message.offset, g),
+            g => self.deliver(st, message, 1, g),
+        }
+    }
+}
+
+/// What one round hands back: messages, moves to the DLQ to make, and the
+/// earliest time an in-flight message becomes visible again.
+type RoundResult = (Vec<PoppedMessage>, Vec<DlqMove>, Option<i64>);
+
+impl Consumption {
+    /// Takes up to `max_messages` visible messages for a group, waiting up
+    /// to `poll_ms` for one to arrive or become visible.
+    pub(crate) async fn pop(&self, req: PopRequest) -> Result<PopResponse> {
+        let group = self.catalog.group(&req.group)?;
+        let filter = TagFilter::parse(req.filter.as_ref())?;
+        let max = (req.max_messages as usize).clamp(1, MAX_POP_BATCH);
+        let deadline = Instant::now() + Duration::from_millis(req.poll_ms);
+        loop {
+            let topic = self.catalog.topic(&req.topic)?;
+            let notified = topic.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_draining() {
+                return Ok(PopResponse::default());
+            }
+            let sub = self.subscription(&group, &topic)?;
+            let (messages, dlq, next_visible) =
+                self.round(&sub, &group, &topic, &filter, max, req.invisible_ms)?;
+            for mv in dlq {
+                let (q, o, attempt) = (mv.queue, mv.offset, mv.attempt);
+                if let Err(e) = self.move_to_dlq(&group, &sub, mv).await {
+                    // Visible again, so a later pop retries the move.
+                    let now = self.clock.now_ms();
+                    sub.state.lock().unmark_moving(q, o, attempt, now);
+                    return Err(e);
+                }
+            }
+            if !messages.is_empty() || self.is_draining() {
+                return Ok(PopResponse { messages });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(PopResponse::default());
+            }
+            let mut wake = deadline;
+            if let Some(v) = next_visible {
+                let in_ms = (v - self.clock.now_ms()).max(0) as u64 + 1;
+                wake = wake.min(now + Duration::from_millis(in_ms));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    /// One non-waiting pop attempt, under the subscription's lock.
+    fn round(
+        &self,
+        sub: &Arc<Subscription>,
+        group: &GroupEntry,
+        topic: &TopicEntry,
+        filter: &TagFilter,
+        max: usize,
+        invisible_ms: u64,
+    ) -> Result<RoundResult> {
+        let now = self.clock.now_ms();
+        let mut round = Round {
+            log: &self.log,
+            topic,
+            filter,
+            max,
+            max_attempts: group.group.max_attempts,
+            fifo: fifo::applies(&group.group, topic),
+            now,
+            visible_at: now.saturating_add(invisible_ms.min(i64::MAX as u64) as i64),
+            out: Vec::new(),
+            dlq: Vec::new(),
+        };
+        let (next_visible, written) = self.change(sub, |st| -> Result<Option<i64>> {
+            st.ensure_queues(topic.queues.len());
+            round.redeliver(st)?;
+            round.release_parked(st)?;
+            round.scan_new(st)?;
+            Ok(st.next_visible_at())
+        });
+        let next_visible = next_visible?;
+        written?;
+        Ok((round.out, round.dlq, next_visible))
+    }
+}

@@ -1,0 +1,194 @@
+//! Transactional messages. A transactional send stores a *half* message,
+//! invisible to consumers. `COMMIT` moves it into its topic's log in one
+//! batch with the half message's removal (so it is delivered exactly once,
+//! however often the commit arrives); `ROLLBACK` discards it; `UNKNOWN`
+//! leaves it pending. A check thread asks the producers about half messages
+//! left unresolved (after `check_after_ms`, then with back-off), and rolls a
+//! transaction back after `max_checks` unanswered checks ([`CheckPolicy`]).
+//!
+//! `txn` column family: see [`crate::db::keys`].
+
+mod check;
+mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pier_proto::store::{
+    EndTransactionRequest, EndTransactionResponse, HalfMessage, Resolution, StoredMessage,
+    TransactionCheck,
+};
+use prost::Message;
+use tokio::sync::broadcast;
+
+use crate::catalog::Catalog;
+use crate::clock::SharedClock;
+use crate::db::{self, keys, Cf, Db, Durability};
+use crate::error::{Result, StoreError};
+use crate::log::{MessageLog, Put, Writes};
+use crate::worker::{self, Periodic};
+
+pub use policy::CheckPolicy;
+
+/// How often the check thread looks for transactions due a check.
+const SCAN_EVERY: Duration = Duration::from_millis(200);
+/// Checks a slow watcher may fall behind by before it skips some.
+const CHECK_CHANNEL_DEPTH: usize = 4096;
+
+/// Parses a transaction id as clients carry it (32 hex digits).
+fn parse_id(s: &str) -> Option<[u8; 16]> {
+    let b = hex::decode(s.trim()).ok()?;
+    b.try_into().ok()
+}
+
+/// Reads a half message.
+fn load(db: &Db, id: &[u8; 16]) -> Result<Option<HalfMessage>> {
+    match db.get(Cf::Txn, &keys::txn_half_key(id))? {
+        Some(v) => Ok(Some(db::decode(&v, "a half message")?)),
+        None => Ok(None),
+    }
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::TransactionNotFound {
+        transaction_id: id.to_owned(),
+    }
+}
+
+/// Pending transactions, their resolution and their checks.
+pub(crate) struct Transactions {
+    db: Arc<Db>,
+    catalog: Arc<Catalog>,
+    policy: CheckPolicy,
+    checks: broadcast::Sender<TransactionCheck>,
+    /// Held while a transaction is ended or checked, so a check never
+    /// rewrites a record that a commit is removing.
+    lock: Arc<tokio::sync::Mutex<()>>,
+    checker: Periodic,
+}
+
+impl Transactions {
+    pub(crate) fn start(
+        db: Arc<Db>,
+        catalog: Arc<Catalog>,
+        clock: SharedClock,
+        policy: CheckPolicy,
+    ) -> Result<Transactions> {
+        policy.validate()?;
+        let (checks, _) = broadcast::channel(CHECK_CHANNEL_DEPTH);
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let checker = {
+            let (db, catalog, out, lock) =
+                (db.clone(), catalog.clone(), checks.clone(), lock.clone());
+            worker::every("pier-txn-check", SCAN_EVERY, move || {
+                let _guard = lock.blocking_lock();
+                if let Err(e) = check::check_due(&db, &catalog, &policy, &out, clock.now_ms()) {
+                    tracing::warn!(error = %e.report(), "transaction check pass failed");
+                }
+            })?
+        };
+        Ok(Transactions {
+            db,
+            catalog,
+            policy,
+            checks,
+            lock,
+            checker,
+        })
+    }
+
+    /// Returns the id and records of a new half message and its first check.
+    pub(crate) fn prepare(
+        &self,
+        queue: u32,
+        message: StoredMessage,
+        now_ms: i64,
+    ) -> ([u8; 16], Vec<Put>) {
+        let id: [u8; 16] = rand::random();
+        let check_after_ms = if message.txn_check_after_ms == 0 {
+            self.policy.first_check_ms
+        } else {
+            message.txn_check_after_ms
+        };
+        let next = now_ms.saturating_add(check_after_ms.min(i64::MAX as u64) as i64);
+        let half = HalfMessage {
+            queue,
+            message: Some(message),
+            checks: 0,
+            next_check_at_ms: next,
+            check_after_ms,
+        };
+        let puts = vec![
+            (Cf::Txn, keys::txn_half_key(&id), half.encode_to_vec()),
+            (Cf::Txn, keys::txn_due_key(next, &id), Vec::new()),
+        ];
+        (id, puts)
+    }
+
+    /// Commits, rolls back, or (UNKNOWN) leaves pending a half message.
+    pub(crate) async fn end(
+        &self,
+        log: &MessageLog,
+        req: EndTransactionRequest,
+    ) -> Result<EndTransactionResponse> {
+        let topic = self.catalog.topic(&req.topic)?;
+        let id = parse_id(&req.transaction_id).ok_or_else(|| not_found(&req.transaction_id))?;
+        let _guard = self.lock.lock().await;
+        let half = load(&self.db, &id)?.ok_or_else(|| not_found(&req.transaction_id))?;
+        let mut m = half.message.clone().unwrap_or_default();
+        if m.topic != topic.topic.name {
+            return Err(not_found(&req.transaction_id));
+        }
+        let message_id = m.message_id.clone();
+        let half_key = keys::txn_half_key(&id);
+        let due_key = keys::txn_due_key(half.next_check_at_ms, &id);
+        match Resolution::try_from(req.resolution).unwrap_or(Resolution::Unknown) {
+            Resolution::Commit => {
+                m.topic.clear();
+                let queue = if (half.queue as usize) < topic.queues.len() {
+                    half.queue
+                } else {
+                    0
+                };
+                let writes = Writes {
+                    items: vec![(queue, m.encode_to_vec())],
+                    puts: Vec::new(),
+                    deletes: vec![(Cf::Txn, half_key), (Cf::Txn, due_key)],
+                };
+                log.write(topic, writes).await?;
+            }
+            Resolution::Rollback => {
+                let mut b = self.db.batch()?;
+                b.delete(Cf::Txn, half_key);
+                b.delete(Cf::Txn, due_key);
+                self.db
+                    .write(b, Durability::Synced, "rolling back a transaction")?;
+            }
+            Resolution::Unknown => {}
+        }
+        Ok(EndTransactionResponse { message_id })
+    }
+
+    /// Returns a receiver of the checks issued from now on.
+    pub(crate) fn watch(&self) -> broadcast::Receiver<TransactionCheck> {
+        self.checks.subscribe()
+    }
+
+    /// Stops the check thread.
+    pub(crate) fn shutdown(&self) {
+        self.checker.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        let id: [u8; 16] = rand::random();
+        assert_eq!(parse_id(&hex::encode_upper(id)), Some(id));
+        assert_eq!(parse_id("zz"), None);
+        assert_eq!(parse_id(""), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! Delivery basics: once, redelivery with the next attempt, dead-lettering,
+//! long polls, filters, refusals and concurrent appends.
+
+use std::time::{Duration, Instant};
+
+use pier_proto::admin::*;
+use pier_proto::store::*;
+use pier_store::{StoreApi, StoreError};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn every_message_is_delivered_once_and_ack_is_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 17).await;
+    let ids: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    send(&*store, "t", &refs).await;
+
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let got = pop(&*store, "t", "g", 32, 30_000, 0).await;
+        if got.is_empty() {
+            break;
+        }
+        for p in &got {
+            assert_eq!(p.attempt, 1);
+            assert!(seen.insert(body(p)), "duplicate delivery of {}", body(p));
+            store
+                .ack(AckRequest {
+                    delivery: delivery("g", p),
+                })
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(seen.len(), 100);
+    // Acking twice is refused: the delivery is no longer current.
+    let err = store
+        .ack(AckRequest {
+            delivery: Some(DeliveryRef {
+                group: "g".into(),
+                topic: "t".into(),
+                queue: 0,
+                offset: 0,
+                attempt: 1,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::StaleDelivery { .. }), "{err:?}");
+    let d = store
+        .describe_group(DescribeGroupRequest { name: "g".into() })
+        .await
+        .unwrap();
+    assert_eq!(d.backlog[0].ready, 0);
+    assert_eq!(d.backlog[0].inflight, 0);
+}
+
+#[tokio::test]
+async fn expired_message_comes_back_with_next_attempt_then_goes_to_dlq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 2).await;
+    send(&*store, "t", &["only"]).await;
+
+    let first = pop(&*store, "t", "g", 1, 100, 0).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+    // Invisible for 100 ms: a second pop finds nothing at once...
+    assert!(pop(&*store, "t", "g", 1, 100, 0).await.is_empty());
+    // ...but a long poll is woken when it becomes visible again.
+    let t0 = Instant::now();
+    let second = pop(&*store, "t", "g", 1, 100, 5_000).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempt, 2);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    // The first delivery's reference is stale now.
+    let err = store
+        .ack(AckRequest {
+            delivery: delivery("g", &first[0]),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::StaleDelivery { .. }));
+
+    // Attempt 2 of 2 expires: the message moves to %DLQ%g instead.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(pop(&*store, "t", "g", 1, 100, 0).await.is_empty());
+    let d = store
+        .describe_group(DescribeGroupRequest { name: "g".into() })
+        .await
+        .unwrap();
+    assert_eq!(d.dlq, 1);
+    store
+        .create_group(CreateGroupRequest {
+            group: Some(ConsumerGroup {
+                name: "dlq-reader".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let dead = pop(&*store, "%DLQ%g", "dlq-reader", 10, 10_000, 0).await;
+    assert_eq!(dead.len(), 1);
+    let m = dead[0].message.as_ref().unwrap();
+    assert_eq!(m.dlq_origin_topic, "t");
+    assert_eq!(m.dlq_origin_message_id, "only");
+    assert_eq!(m.body, b"only");
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 17).await;
+    let s2 = store.clone();
+    let waiter = tokio::spawn(async move { pop(&*s2, "t", "g", 8, 10_000, 5_000).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    send(&*store, "t", &["hello"]).await;
+    let got = waiter.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(t0.elapsed() < Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn long_poll_times_out_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 17).await;
+    let t0 = Instant::now();
+    assert!(pop(&*store, "t", "g", 8, 10_000, 300).await.is_empty());
+    let e = t0.elapsed();
+    assert!(
+        e >= Duration::from_millis(290) && e < Duration::from_secs(2),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn tag_filter_skips_other_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 17).await;
+    store
+        .append(AppendRequest {
+            topic: "t".into(),
+            messages: vec![
+                msg("a1", Some("a")),
+                msg("b1", Some("b")),
+                msg("n1", None),
+                msg("c1", Some("c")),
+            ],
+        })
+        .await
+        .unwrap();
+    let got = store
+        .pop(PopRequest {
+            group: "g".into(),
+            topic: "t".into(),
+            filter: Some(Filter {
+                kind: filter::Kind::Tag as i32,
+                expression: "a || c".into(),
+            }),
+            max_messages: 10,
+            invisible_ms: 10_000,
+            poll_ms: 0,
+        })
+        .await
+        .unwrap()
+        .messages;
+    let mut bodies: Vec<String> = got.iter().map(body).collect();
+    bodies.sort();
+    assert_eq!(bodies, vec!["a1", "c1"]);
+}
+
+#[tokio::test]
+async fn type_conflict_and_unknown_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 17).await;
+    let mut m = msg("x", None);
+    m.kind = MessageKind::Fifo as i32;
+    let err = store
+        .append(AppendRequest {
+            topic: "t".into(),
+            messages: vec![m],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TypeConflict { .. }), "{err:?}");
+    let err = store
+        .append(AppendRequest {
+            topic: "nope".into(),
+            messages: vec![msg("x", None)],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::TopicNotFound { topic } if topic == "nope"),
+        "{err:?}"
+    );
+    let err = store
+        .pop(PopRequest {
+            group: "nope".into(),
+            topic: "t".into(),
+            max_messages: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::GroupNotFound { group } if group == "nope"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_sends_all_land_with_distinct_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 17).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.append(AppendRequest {
+                topic: "t".into(),
+                messages: vec![msg(&format!("c{i}"), None)],
+            })
+            .await
+            .unwrap()
+            .results[0]
+                .clone()
+        }));
+    }
+    let mut positions = std::collections::HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(positions.insert((r.queue, r.offset)));
+    }
+    let d = store
+        .describe_topic(DescribeTopicRequest { name: "t".into() })
+        .await
+        .unwrap();
+    assert_eq!(d.queues.iter().map(|q| q.max_offset).sum::<u64>(), 200);
+}
