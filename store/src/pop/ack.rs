@@ -99,19 +99,23 @@ impl Consumption {
                     if req.expected_visible_at_ms == 0
                         || req.expected_visible_at_ms == e.visible_at_ms =>
                 {
+                    let before = e.visible_at_ms;
                     let visible_at = self
                         .clock
                         .now_ms()
                         .saturating_add(req.invisible_ms.min(i64::MAX as u64) as i64);
                     st.deliver(d.queue, d.offset, d.attempt, visible_at, None);
-                    Ok(visible_at)
+                    Ok((visible_at, before))
                 }
                 _ => Err(stale(d)),
             });
-        let visible_at = visible_at?;
+        let (visible_at, before) = visible_at?;
         written?;
-        if req.invisible_ms == 0 {
-            // Visible at once: let a waiting consumer have it.
+        if req.invisible_ms == 0 || visible_at < before {
+            // Visible sooner than before (at once, or a push consumer's nack
+            // shortening the auto-renew invisibility to a backoff): a waiting
+            // long poll timed its sleep by the old deadline, so wake it to
+            // look again and time it by the new one.
             topic.notify.notify_waiters();
         }
         Ok(visible_at)
