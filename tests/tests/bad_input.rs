@@ -368,3 +368,65 @@ async fn batch_ack_answers_each_entry_in_order() {
         assert_eq!(inflight as usize, left, "cluster={cluster}: {d:?}");
     }
 }
+
+/// RocketMQ's system topic and group names are refused as its proxy refuses
+/// them (ILLEGAL_TOPIC / ILLEGAL_CONSUMER_GROUP), and cannot be created
+/// through the admin API (tests/compare: route.system_topic,
+/// send.system_topic, recv.system_group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocketmq_system_names_are_reserved() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("t", 1).await;
+    c.create_group("g", 17).await;
+
+    for name in ["RMQ_SYS_TRANS_HALF_TOPIC", "TBW102", "rmq_sys_anything"] {
+        let r = c
+            .messaging()
+            .query_route(c.req(QueryRouteRequest {
+                topic: Some(resource(name)),
+                endpoints: Some(c.endpoints()),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let st = r.status.unwrap();
+        assert_eq!(st.code, Code::IllegalTopic as i32, "{name}: {st:?}");
+        assert!(st.message.contains("reserved"), "{}", st.message);
+        assert_eq!(
+            send_code(&c, message(name, "x")).await,
+            Code::IllegalTopic,
+            "{name}"
+        );
+        let created = c
+            .admin()
+            .create_topic(pier_proto::admin::CreateTopicRequest {
+                topic: Some(pier_proto::admin::Topic {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+            })
+            .await;
+        let err = created.expect_err("a reserved topic name cannot be created");
+        assert!(err.message().contains("reserved"), "{err:?}");
+    }
+    let (code, _) = c.receive("CID_RMQ_SYS_TRANS", "t", 1, 30_000, 0).await;
+    assert_eq!(code, Code::IllegalConsumerGroup);
+    let created = c
+        .admin()
+        .create_group(pier_proto::admin::CreateGroupRequest {
+            group: Some(pier_proto::admin::ConsumerGroup {
+                name: "CID_RMQ_SYS_TRANS".into(),
+                ..Default::default()
+            }),
+        })
+        .await;
+    assert!(created.is_err(), "a reserved group name cannot be created");
+    // Names that only look alike still work.
+    c.create_topic("RMQ_SYS_TRANS_HALF_TOPIC_2", 1).await;
+    assert_eq!(
+        send_code(&c, message("RMQ_SYS_TRANS_HALF_TOPIC_2", "x")).await,
+        Code::Ok
+    );
+}
