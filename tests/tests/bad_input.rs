@@ -430,3 +430,79 @@ async fn rocketmq_system_names_are_reserved() {
         Code::Ok
     );
 }
+
+/// A message whose declared type disagrees with its fields (FIFO without a
+/// message group, DELAY without a delivery time, NORMAL with either) gets
+/// MESSAGE_PROPERTY_CONFLICT_WITH_TYPE, as from RocketMQ, instead of being
+/// stored as something the sender did not mean (tests/compare:
+/// send.fifo_without_group, send.delay_without_timestamp,
+/// send.normal_with_group, send.normal_with_timestamp).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_type_must_match_its_fields() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("n", 1).await;
+    c.create_typed_topic("f", pier_proto::admin::TopicType::Fifo, 1)
+        .await;
+    c.create_typed_topic("d", pier_proto::admin::TopicType::Delay, 1)
+        .await;
+    // A delivery time in the past: a DELAY message with it is stored for
+    // delivery at once, so the topic's offsets count it.
+    let soon = prost_types::Timestamp {
+        seconds: 1_000_000_000,
+        nanos: 0,
+    };
+    let typed = |topic: &str, t: MessageType, group: Option<&str>, due: bool| {
+        let mut m = message(topic, "x");
+        let sp = m.system_properties.as_mut().unwrap();
+        sp.message_type = t as i32;
+        sp.message_group = group.map(str::to_owned);
+        sp.delivery_timestamp = due.then_some(soon);
+        m
+    };
+    for (m, want) in [
+        (
+            typed("f", MessageType::Fifo, None, false),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("d", MessageType::Delay, None, false),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("n", MessageType::Normal, Some("g"), false),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("n", MessageType::Normal, None, true),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("f", MessageType::Fifo, Some("g"), true),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (typed("f", MessageType::Fifo, Some("g"), false), Code::Ok),
+        (typed("d", MessageType::Delay, None, true), Code::Ok),
+        (typed("n", MessageType::Normal, None, false), Code::Ok),
+    ] {
+        let what = format!("{:?}", m.system_properties);
+        let r = c.send(m).await;
+        let st = r.entries[0].status.clone().unwrap();
+        assert_eq!(st.code, want as i32, "{what}: {st:?}");
+        if want != Code::Ok {
+            assert!(!st.message.is_empty());
+        }
+    }
+    // Nothing of the refused ones was stored.
+    for (topic, n) in [("f", 1u64), ("d", 1), ("n", 1)] {
+        let d = c
+            .admin()
+            .describe_topic(pier_proto::admin::DescribeTopicRequest { name: topic.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let stored: u64 = d.queues.iter().map(|q| q.max_offset).sum();
+        assert_eq!(stored, n, "{topic}: {d:?}");
+    }
+}
