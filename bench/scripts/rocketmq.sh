@@ -40,7 +40,9 @@
 #
 # Environment: ROCKETMQ_VERSION (default below), PIER_ROCKETMQ_HOME,
 # ROCKETMQ_BROKER_HEAP (default 1g), ROCKETMQ_NAMESRV_HEAP (default 256m),
-# ROCKETMQ_START_BOUND (seconds, default 120).
+# ROCKETMQ_START_BOUND (seconds, default 120), ROCKETMQ_BROKER_CONF (extra
+# broker.conf lines, KEY=VALUE separated by newlines or spaces, appended
+# after the script's own; e.g. "recallMessageEnable=true").
 # Output for programs goes to stdout as KEY=VALUE lines; progress to stderr.
 set -euo pipefail
 
@@ -229,6 +231,11 @@ storePathCommitLog=$dir/store/commitlog
 autoCreateTopicEnable=false
 autoCreateSubscriptionGroup=false
 CONF
+    # The caller's additions come last, so they win over the lines above.
+    local extra
+    for extra in ${ROCKETMQ_BROKER_CONF:-}; do
+        echo "$extra" >>"$dir/conf/broker.conf"
+    done
     cat >"$dir/conf/proxy.json" <<CONF
 {
   "rocketMQClusterName": "$CLUSTER",

@@ -47,10 +47,38 @@ pub fn md5_upper_hex(body: &[u8]) -> String {
 pub fn kind_of(m: &rmq::Message) -> Result<MessageKind, Rejection> {
     let sp = m.system_properties.as_ref();
     let declared = sp.map_or(0, |s| s.message_type);
+    let group = sp.is_some_and(|s| s.message_group.is_some());
+    let due = sp.is_some_and(|s| s.delivery_timestamp.is_some());
+    // A declared type must agree with the fields that make a type: the
+    // official clients derive the type from them, and RocketMQ's proxy
+    // checks the topic against the type the fields imply, so a FIFO message
+    // without a group or a NORMAL one with a delivery time would otherwise
+    // be stored as something other than what the sender meant.
+    let conflict = |what: &str| {
+        Err(Rejection::new(
+            rmq::Code::MessagePropertyConflictWithType,
+            what.to_owned(),
+        ))
+    };
     Ok(
         match MessageType::try_from(declared).unwrap_or(MessageType::Unspecified) {
+            MessageType::Normal if group => {
+                return conflict("a NORMAL message cannot carry a message_group; send it as FIFO")
+            }
+            MessageType::Normal if due => {
+                return conflict(
+                    "a NORMAL message cannot carry a delivery_timestamp; send it as DELAY",
+                )
+            }
             MessageType::Normal => MessageKind::Normal,
+            MessageType::Fifo if !group => return conflict("a FIFO message needs a message_group"),
+            MessageType::Fifo if due => {
+                return conflict("a FIFO message cannot carry a delivery_timestamp")
+            }
             MessageType::Fifo => MessageKind::Fifo,
+            MessageType::Delay if !due => {
+                return conflict("a DELAY message needs a delivery_timestamp")
+            }
             MessageType::Delay => MessageKind::Delay,
             MessageType::Transaction => MessageKind::Transaction,
             MessageType::Unspecified => match sp {
@@ -184,6 +212,51 @@ mod tests {
                 nanos: 0
             }),
             None
+        );
+    }
+
+    #[test]
+    fn declared_type_must_match_its_fields() {
+        let m = |t: MessageType, group: bool, due: bool| rmq::Message {
+            system_properties: Some(rmq::SystemProperties {
+                message_type: t as i32,
+                message_group: group.then(|| "g".to_owned()),
+                delivery_timestamp: due.then(|| timestamp(1_700_000_000_000)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let code = |m: rmq::Message| kind_of(&m).map_err(|r| r.code);
+        let conflict = Err(rmq::Code::MessagePropertyConflictWithType);
+        assert_eq!(
+            code(m(MessageType::Normal, false, false)),
+            Ok(MessageKind::Normal)
+        );
+        assert_eq!(code(m(MessageType::Normal, true, false)), conflict);
+        assert_eq!(code(m(MessageType::Normal, false, true)), conflict);
+        assert_eq!(
+            code(m(MessageType::Fifo, true, false)),
+            Ok(MessageKind::Fifo)
+        );
+        assert_eq!(code(m(MessageType::Fifo, false, false)), conflict);
+        assert_eq!(code(m(MessageType::Fifo, true, true)), conflict);
+        assert_eq!(
+            code(m(MessageType::Delay, false, true)),
+            Ok(MessageKind::Delay)
+        );
+        assert_eq!(code(m(MessageType::Delay, false, false)), conflict);
+        // Transactions may carry either; an unset type is derived.
+        assert_eq!(
+            code(m(MessageType::Transaction, true, false)),
+            Ok(MessageKind::Transaction)
+        );
+        assert_eq!(
+            code(m(MessageType::Unspecified, true, false)),
+            Ok(MessageKind::Fifo)
+        );
+        assert_eq!(
+            code(m(MessageType::Unspecified, false, true)),
+            Ok(MessageKind::Delay)
         );
     }
 }

@@ -118,6 +118,12 @@ pub fn topic(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection>
             format!("topic name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"),
         ));
     }
+    if pier_store::reserved_topic(name) {
+        return Err(Rejection::new(
+            Code::IllegalTopic,
+            format!("topic name {name:?} is reserved for RocketMQ's system topics"),
+        ));
+    }
     Ok(full_name(r, header_ns))
 }
 
@@ -144,6 +150,12 @@ pub fn group(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection>
         return Err(Rejection::new(
             Code::IllegalConsumerGroup,
             format!("consumer group name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"),
+        ));
+    }
+    if pier_store::reserved_group(name) {
+        return Err(Rejection::new(
+            Code::IllegalConsumerGroup,
+            format!("consumer group name {name:?} is reserved for RocketMQ's system groups"),
         ));
     }
     Ok(full_name(r, header_ns))
@@ -379,5 +391,16 @@ mod tests {
             group(None, "").unwrap_err().code,
             Code::IllegalConsumerGroup
         );
+        // RocketMQ's system names are refused as its proxy refuses them.
+        for t in ["RMQ_SYS_TRANS_HALF_TOPIC", "TBW102", "rmq_sys_x"] {
+            assert_eq!(topic(Some(&r(t)), "").unwrap_err().code, Code::IllegalTopic);
+        }
+        assert_eq!(
+            group(Some(&r("CID_RMQ_SYS_TRANS")), "").unwrap_err().code,
+            Code::IllegalConsumerGroup
+        );
+        // Look-alikes are fine.
+        assert!(topic(Some(&r("RMQ_SYS_TRANS_HALF_TOPIC2")), "").is_ok());
+        assert!(group(Some(&r("CID_RMQ_SYSX")), "").is_ok());
     }
 }

@@ -38,7 +38,7 @@ mod txn;
 mod worker;
 
 pub use api::{CheckStream, StoreApi};
-pub use catalog::DEFAULT_MAX_ATTEMPTS;
+pub use catalog::{reserved_group, reserved_topic, DEFAULT_MAX_ATTEMPTS};
 pub use clock::{now_ms, Clock, ManualClock, SystemClock};
 pub use config::{StoreNodeConfig, TxnCheckArgs};
 pub use error::{ack_result, Result, StorageCause, StoreError};

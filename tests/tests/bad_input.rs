@@ -368,3 +368,141 @@ async fn batch_ack_answers_each_entry_in_order() {
         assert_eq!(inflight as usize, left, "cluster={cluster}: {d:?}");
     }
 }
+
+/// RocketMQ's system topic and group names are refused as its proxy refuses
+/// them (ILLEGAL_TOPIC / ILLEGAL_CONSUMER_GROUP), and cannot be created
+/// through the admin API (tests/compare: route.system_topic,
+/// send.system_topic, recv.system_group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocketmq_system_names_are_reserved() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("t", 1).await;
+    c.create_group("g", 17).await;
+
+    for name in ["RMQ_SYS_TRANS_HALF_TOPIC", "TBW102", "rmq_sys_anything"] {
+        let r = c
+            .messaging()
+            .query_route(c.req(QueryRouteRequest {
+                topic: Some(resource(name)),
+                endpoints: Some(c.endpoints()),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let st = r.status.unwrap();
+        assert_eq!(st.code, Code::IllegalTopic as i32, "{name}: {st:?}");
+        assert!(st.message.contains("reserved"), "{}", st.message);
+        assert_eq!(
+            send_code(&c, message(name, "x")).await,
+            Code::IllegalTopic,
+            "{name}"
+        );
+        let created = c
+            .admin()
+            .create_topic(pier_proto::admin::CreateTopicRequest {
+                topic: Some(pier_proto::admin::Topic {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+            })
+            .await;
+        let err = created.expect_err("a reserved topic name cannot be created");
+        assert!(err.message().contains("reserved"), "{err:?}");
+    }
+    let (code, _) = c.receive("CID_RMQ_SYS_TRANS", "t", 1, 30_000, 0).await;
+    assert_eq!(code, Code::IllegalConsumerGroup);
+    let created = c
+        .admin()
+        .create_group(pier_proto::admin::CreateGroupRequest {
+            group: Some(pier_proto::admin::ConsumerGroup {
+                name: "CID_RMQ_SYS_TRANS".into(),
+                ..Default::default()
+            }),
+        })
+        .await;
+    assert!(created.is_err(), "a reserved group name cannot be created");
+    // Names that only look alike still work.
+    c.create_topic("RMQ_SYS_TRANS_HALF_TOPIC_2", 1).await;
+    assert_eq!(
+        send_code(&c, message("RMQ_SYS_TRANS_HALF_TOPIC_2", "x")).await,
+        Code::Ok
+    );
+}
+
+/// A message whose declared type disagrees with its fields (FIFO without a
+/// message group, DELAY without a delivery time, NORMAL with either) gets
+/// MESSAGE_PROPERTY_CONFLICT_WITH_TYPE, as from RocketMQ, instead of being
+/// stored as something the sender did not mean (tests/compare:
+/// send.fifo_without_group, send.delay_without_timestamp,
+/// send.normal_with_group, send.normal_with_timestamp).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_type_must_match_its_fields() {
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Node::standalone(data.path());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("n", 1).await;
+    c.create_typed_topic("f", pier_proto::admin::TopicType::Fifo, 1)
+        .await;
+    c.create_typed_topic("d", pier_proto::admin::TopicType::Delay, 1)
+        .await;
+    // A delivery time in the past: a DELAY message with it is stored for
+    // delivery at once, so the topic's offsets count it.
+    let soon = prost_types::Timestamp {
+        seconds: 1_000_000_000,
+        nanos: 0,
+    };
+    let typed = |topic: &str, t: MessageType, group: Option<&str>, due: bool| {
+        let mut m = message(topic, "x");
+        let sp = m.system_properties.as_mut().unwrap();
+        sp.message_type = t as i32;
+        sp.message_group = group.map(str::to_owned);
+        sp.delivery_timestamp = due.then_some(soon);
+        m
+    };
+    for (m, want) in [
+        (
+            typed("f", MessageType::Fifo, None, false),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("d", MessageType::Delay, None, false),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("n", MessageType::Normal, Some("g"), false),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("n", MessageType::Normal, None, true),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            typed("f", MessageType::Fifo, Some("g"), true),
+            Code::MessagePropertyConflictWithType,
+        ),
+        (typed("f", MessageType::Fifo, Some("g"), false), Code::Ok),
+        (typed("d", MessageType::Delay, None, true), Code::Ok),
+        (typed("n", MessageType::Normal, None, false), Code::Ok),
+    ] {
+        let what = format!("{:?}", m.system_properties);
+        let r = c.send(m).await;
+        let st = r.entries[0].status.clone().unwrap();
+        assert_eq!(st.code, want as i32, "{what}: {st:?}");
+        if want != Code::Ok {
+            assert!(!st.message.is_empty());
+        }
+    }
+    // Nothing of the refused ones was stored.
+    for (topic, n) in [("f", 1u64), ("d", 1), ("n", 1)] {
+        let d = c
+            .admin()
+            .describe_topic(pier_proto::admin::DescribeTopicRequest { name: topic.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let stored: u64 = d.queues.iter().map(|q| q.max_offset).sum();
+        assert_eq!(stored, n, "{topic}: {d:?}");
+    }
+}

@@ -17,9 +17,46 @@ const MAX_ATTEMPTS: u32 = 1000;
 /// Longest topic or group name, as RocketMQ.
 const MAX_NAME_LEN: usize = 127;
 
+/// Topic names Apache RocketMQ keeps for its system topics (its
+/// `TopicValidator` set, 5.5.0). Its proxy answers ILLEGAL_TOPIC for them, and
+/// tools and clients written for RocketMQ treat them as internal, so Pier
+/// refuses them as user topics too.
+const RESERVED_TOPICS: &[&str] = &[
+    "TBW102",
+    "SCHEDULE_TOPIC_XXXX",
+    "BenchmarkTest",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRACE_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+    "CHECKPOINT_TOPIC",
+    "RMQ_SYS_ROCKSDB_TRANS_HALF_TOPIC",
+    "RMQ_SYS_ROCKSDB_TRANS_OP_HALF_TOPIC",
+];
+
+/// Whether `name` is one of RocketMQ's system topic names (the set above, or
+/// its `rmq_sys_` prefix).
+pub fn reserved_topic(name: &str) -> bool {
+    RESERVED_TOPICS.contains(&name) || name.starts_with("rmq_sys_")
+}
+
+/// Whether `name` is a RocketMQ system consumer group (prefix `CID_RMQ_SYS_`,
+/// which its proxy refuses with ILLEGAL_CONSUMER_GROUP).
+pub fn reserved_group(name: &str) -> bool {
+    name.starts_with("CID_RMQ_SYS_")
+}
+
 /// Fills in defaults and checks a topic definition.
 pub(crate) fn normalize_topic(mut t: Topic) -> Result<Topic> {
     check_name("topic", &t.name)?;
+    if reserved_topic(&t.name) {
+        return Err(StoreError::invalid(format!(
+            "topic name {:?} is reserved for RocketMQ's system topics",
+            t.name
+        )));
+    }
     if t.r#type == TopicType::Unspecified as i32 {
         t.r#type = TopicType::Normal as i32;
     }
@@ -44,6 +81,12 @@ pub(crate) fn normalize_topic(mut t: Topic) -> Result<Topic> {
 /// Fills in defaults and checks a group definition.
 pub(crate) fn normalize_group(mut g: ConsumerGroup) -> Result<ConsumerGroup> {
     check_name("consumer group", &g.name)?;
+    if reserved_group(&g.name) {
+        return Err(StoreError::invalid(format!(
+            "consumer group name {:?} is reserved for RocketMQ's system groups (prefix CID_RMQ_SYS_)",
+            g.name
+        )));
+    }
     if g.max_attempts == 0 {
         g.max_attempts = DEFAULT_MAX_ATTEMPTS;
     }
