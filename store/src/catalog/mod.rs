@@ -21,8 +21,8 @@ use crate::clock::SharedClock;
 use crate::db::{self, keys, Cf, Db, Durability};
 use crate::error::{Result, StorageCause, StoreError};
 
-pub use rules::{reserved_group, reserved_topic, DEFAULT_MAX_ATTEMPTS};
 pub(crate) use rules::{normalize_group, normalize_topic, type_name};
+pub use rules::{reserved_group, reserved_topic, DEFAULT_MAX_ATTEMPTS};
 
 /// One queue's log: the offsets that are durable and readable.
 #[derive(Debug, Default)]
