@@ -135,12 +135,12 @@ async fn long_poll_wakes_on_send() {
 async fn long_poll_wakes_when_a_deadline_is_brought_forward() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    setup(&store, "t", "g", 17).await;
-    send(&store, "t", &["nacked"]).await;
-    let first = pop(&store, "t", "g", 1, 60_000, 0).await;
+    setup(&*store, "t", "g", 17).await;
+    send(&*store, "t", &["nacked"]).await;
+    let first = pop(&*store, "t", "g", 1, 60_000, 0).await;
     assert_eq!(first.len(), 1);
     let s2 = store.clone();
-    let waiter = tokio::spawn(async move { pop(&s2, "t", "g", 1, 60_000, 10_000).await });
+    let waiter = tokio::spawn(async move { pop(&*s2, "t", "g", 1, 60_000, 10_000).await });
     // Let the poll find nothing and go to sleep until its end.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
