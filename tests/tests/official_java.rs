@@ -244,7 +244,8 @@ async fn delay(mode: Mode) {
     assert_eq!(r["wrong_timestamp"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
     let late = r["max_late_ms"].as_u64().expect("max_late_ms");
-    assert!(late < 3000, "delivered up to {late} ms late: {r}");
+    // Prompt, not at the end of some poll or timer sweep (loose: CI is loaded).
+    assert!(late < 5000, "delivered up to {late} ms late: {r}");
     assert_drained(&p.admin, "j-delay-g").await;
 }
 
