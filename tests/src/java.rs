@@ -45,7 +45,10 @@ pub struct Run {
 }
 
 pub async fn scenario(case: &str, endpoints: &str, opts: &[(&str, &str)]) -> Run {
-    let cp = ensure_java().to_owned();
+    // The first call may build (minutes when cold): off the async runtime.
+    let cp = tokio::task::spawn_blocking(|| ensure_java().to_owned())
+        .await
+        .expect("setup-java task");
     let log_dir = tempfile::tempdir().expect("temp dir for the client's log");
     let mut cmd = Command::new("java");
     cmd.args([

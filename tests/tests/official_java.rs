@@ -244,7 +244,8 @@ async fn delay(mode: Mode) {
     assert_eq!(r["wrong_timestamp"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
     let late = r["max_late_ms"].as_u64().expect("max_late_ms");
-    assert!(late < 3000, "delivered up to {late} ms late: {r}");
+    // Prompt, not at the end of some poll or timer sweep (loose: CI is loaded).
+    assert!(late < 5000, "delivered up to {late} ms late: {r}");
     assert_drained(&p.admin, "j-delay-g").await;
 }
 
@@ -315,15 +316,13 @@ async fn retry(mode: Mode) {
     assert_eq!(r["twice_attempts_ok"], 3, "{r}");
     assert_eq!(r["always_attempts_ok"], 3, "{r}");
     assert_eq!(r["wrong_attempts"], 0, "{r}");
-    // The waits between attempts follow the group's customized backoff.
-    assert!(
-        r["min_gap_ms"]["after_1"].as_u64().unwrap_or(0) >= 500,
-        "{r}"
-    );
-    assert!(
-        r["min_gap_ms"]["after_2"].as_u64().unwrap_or(0) >= 1000,
-        "{r}"
-    );
+    // The waits between attempts follow the group's customized backoff: no
+    // shorter, and not stretched to the end of a long poll (20 s) either.
+    let gap = |which: &str, step: &str| r[which][step].as_u64().expect("a gap");
+    assert!(gap("min_gap_ms", "after_1") >= 500, "{r}");
+    assert!(gap("min_gap_ms", "after_2") >= 1000, "{r}");
+    assert!(gap("max_gap_ms", "after_1") < 5500, "{r}");
+    assert!(gap("max_gap_ms", "after_2") < 6000, "{r}");
     // The "always" messages, and only they, reached %DLQ%j-retry-g intact.
     assert_eq!(r["dlq_received"], 3, "{r}");
     assert_eq!(r["dlq_unexpected"], 0, "{r}");

@@ -32,7 +32,6 @@ import org.apache.rocketmq.client.apis.consumer.FilterExpressionType;
 import org.apache.rocketmq.client.apis.consumer.MessageListener;
 import org.apache.rocketmq.client.apis.consumer.PushConsumer;
 import org.apache.rocketmq.client.apis.consumer.SimpleConsumer;
-import org.apache.rocketmq.client.apis.message.Message;
 import org.apache.rocketmq.client.apis.message.MessageBuilder;
 import org.apache.rocketmq.client.apis.message.MessageView;
 import org.apache.rocketmq.client.apis.producer.Producer;
@@ -818,7 +817,7 @@ public final class Scenarios {
      * times and then acked, an "always" one exactly 3 times and then lands in
      * %DLQ%group, read here by a SimpleConsumer of --dlq-group. Gaps between attempts
      * follow the group's backoff (--backoff-ms, comma separated, as the server
-     * announced).
+     * announced): no shorter, and at most --gap-slack-ms longer.
      */
     private boolean retry() throws Exception {
         int n = args.num("count", 3);
@@ -829,6 +828,7 @@ public final class Scenarios {
         Map<String, List<Integer>> attempts = new ConcurrentHashMap<>();
         Map<String, Long> lastEnd = new ConcurrentHashMap<>();
         Map<Integer, AtomicLong> minGap = new ConcurrentHashMap<>();
+        Map<Integer, AtomicLong> maxGap = new ConcurrentHashMap<>();
         Map<String, Boolean> succeeded = new ConcurrentHashMap<>();
         MessageListener listener = mv -> {
             String body = text(mv);
@@ -838,6 +838,8 @@ public final class Scenarios {
                 long gap = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - prev);
                 minGap.computeIfAbsent(attempt - 1, k -> new AtomicLong(Long.MAX_VALUE))
                     .accumulateAndGet(gap, Math::min);
+                maxGap.computeIfAbsent(attempt - 1, k -> new AtomicLong())
+                    .accumulateAndGet(gap, Math::max);
             }
             attempts.computeIfAbsent(body, k -> Collections.synchronizedList(new ArrayList<>()))
                 .add(attempt);
@@ -888,11 +890,17 @@ public final class Scenarios {
         Map<String, Long> gaps = new java.util.TreeMap<>();
         minGap.forEach((k, v) -> gaps.put("after_" + k, v.get()));
         s.put("min_gap_ms", gaps);
+        Map<String, Long> longest = new java.util.TreeMap<>();
+        maxGap.forEach((k, v) -> longest.put("after_" + k, v.get()));
+        s.put("max_gap_ms", longest);
+        // A retry comes no sooner than the backoff, and not much later either.
+        long slack = args.num("gap-slack-ms", 5000);
         boolean gapsOk = true;
         for (int a = 1; a < max; a++) {
             long want = backoff[Math.min(a, backoff.length) - 1];
-            Long got = gaps.get("after_" + a);
-            if (got == null || got < want) gapsOk = false;
+            Long lo = gaps.get("after_" + a);
+            Long hi = longest.get("after_" + a);
+            if (lo == null || lo < want || hi == null || hi > want + slack) gapsOk = false;
         }
         s.put("gaps_ok", gapsOk);
         return s.num("ok_attempts_ok") == n && s.num("twice_attempts_ok") == n
