@@ -40,9 +40,11 @@
 #
 # Environment: ROCKETMQ_VERSION (default below), PIER_ROCKETMQ_HOME,
 # ROCKETMQ_BROKER_HEAP (default 1g), ROCKETMQ_NAMESRV_HEAP (default 256m),
-# ROCKETMQ_START_BOUND (seconds, default 120), ROCKETMQ_BROKER_CONF (extra
-# broker.conf lines, KEY=VALUE separated by newlines or spaces, appended
-# after the script's own; e.g. "recallMessageEnable=true").
+# ROCKETMQ_START_BOUND (seconds, default 300: on a loaded 2-core machine
+# a start has taken 90 s), ROCKETMQ_STOP_BOUND (seconds before SIGKILL,
+# default 15), ROCKETMQ_BROKER_CONF (extra broker.conf lines, KEY=VALUE
+# separated by newlines or spaces, appended after the script's own; e.g.
+# "recallMessageEnable=true").
 # Output for programs goes to stdout as KEY=VALUE lines; progress to stderr.
 set -euo pipefail
 
@@ -55,7 +57,7 @@ LIB="$HOME_DIR/lib-$VERSION"
 MARKER="$HOME_DIR/.installed-$VERSION"
 BROKER_HEAP="${ROCKETMQ_BROKER_HEAP:-1g}"
 NAMESRV_HEAP="${ROCKETMQ_NAMESRV_HEAP:-256m}"
-START_BOUND="${ROCKETMQ_START_BOUND:-120}"
+START_BOUND="${ROCKETMQ_START_BOUND:-300}"
 CLUSTER="PierRefCluster"
 BROKER_NAME="broker-a"
 
