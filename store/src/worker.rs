@@ -66,6 +66,28 @@ pub(crate) fn every(
     })
 }
 
+/// Returns `first` and whatever else is queued already, up to `limit` as
+/// counted by `size`: what a thread that batches its work takes at once.
+pub(crate) fn gather<T>(
+    rx: &mpsc::Receiver<T>,
+    first: T,
+    limit: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut total = size(&first);
+    let mut items = vec![first];
+    while total < limit {
+        match rx.try_recv() {
+            Ok(item) => {
+                total += size(&item);
+                items.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    items
+}
+
 impl<S> Worker<S> {
     /// Lets the thread finish what is queued, then waits for it. Senders
     /// handed out earlier must be gone by then, or this waits for them.

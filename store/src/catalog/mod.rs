@@ -4,97 +4,88 @@
 //! Each topic and group gets a numeric id at creation. Keys of messages and
 //! consumption state use the id, not the name, so deleting a topic and
 //! creating one with the same name never resurrects old messages.
+//!
+//! - [`topics`]: topics, their queues' bounds, dead-letter topics;
+//! - [`groups`]: consumer groups;
+//! - [`rules`]: what a valid definition is, and the defaults.
 
+mod groups;
 mod rules;
+mod topics;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-use pier_proto::admin::{ConsumerGroup, QueueStats, Topic, TopicType};
+use parking_lot::{RwLock, RwLockWriteGuard};
 use prost::Message;
 use rocksdb::Direction;
-use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
-use crate::db::{self, keys, Cf, Db, Durability};
+use crate::db::{self, Batch, Cf, Db, Durability};
 use crate::error::{Result, StorageCause, StoreError};
 
-pub(crate) use rules::{normalize_group, normalize_topic, type_name};
+pub(crate) use groups::GroupEntry;
+pub(crate) use rules::type_name;
 pub use rules::{reserved_group, reserved_topic, DEFAULT_MAX_ATTEMPTS};
+pub(crate) use topics::TopicEntry;
 
-/// One queue's log: the offsets that are durable and readable.
-#[derive(Debug, Default)]
-pub(crate) struct QueueLog {
-    /// One past the last durable offset. Only the commit thread raises it.
-    pub(crate) committed: AtomicU64,
-    /// Lowest offset still stored (raised by retention).
-    pub(crate) min_offset: AtomicU64,
+/// Entries by name.
+type Entries<E> = HashMap<String, Arc<E>>;
+
+/// The entries of one kind (topics or groups), by name.
+struct Table<E> {
+    entries: RwLock<Entries<E>>,
+    /// The error for a name that is not in the table.
+    missing: fn(&str) -> StoreError,
 }
 
-impl QueueLog {
-    /// Returns one past the last durable offset.
-    pub(crate) fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
+impl<E> Table<E> {
+    fn new(entries: Entries<E>, missing: fn(&str) -> StoreError) -> Table<E> {
+        Table {
+            entries: RwLock::new(entries),
+            missing,
+        }
     }
 
-    /// Returns the lowest offset still stored.
-    pub(crate) fn min_offset(&self) -> u64 {
-        self.min_offset.load(Ordering::Acquire)
+    fn get(&self, name: &str) -> Result<Arc<E>> {
+        let entries = self.entries.read();
+        entries
+            .get(name)
+            .cloned()
+            .ok_or_else(|| (self.missing)(name))
     }
 
-    /// Returns how many messages are stored.
-    pub(crate) fn stored(&self) -> u64 {
-        let end = self.committed();
-        end - self.min_offset().min(end)
-    }
-}
-
-/// A topic, its queues' bounds, and who waits for its messages.
-#[derive(Debug)]
-pub(crate) struct TopicEntry {
-    pub(crate) id: u32,
-    pub(crate) topic: Topic,
-    pub(crate) queues: Vec<Arc<QueueLog>>,
-    /// Woken whenever messages of this topic become visible.
-    pub(crate) notify: Arc<Notify>,
-}
-
-impl TopicEntry {
-    pub(crate) fn topic_type(&self) -> TopicType {
-        TopicType::try_from(self.topic.r#type).unwrap_or(TopicType::Normal)
+    /// Returns every entry, by name.
+    fn sorted(&self) -> Vec<Arc<E>> {
+        let entries = self.entries.read();
+        let mut v: Vec<_> = entries.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter().map(|(_, e)| e.clone()).collect()
     }
 
-    /// Returns the bounds of every queue.
-    pub(crate) fn queue_stats(&self) -> Vec<QueueStats> {
-        (0u32..)
-            .zip(&self.queues)
-            .map(|(queue, ql)| QueueStats {
-                queue,
-                min_offset: ql.min_offset(),
-                max_offset: ql.committed(),
-            })
-            .collect()
+    /// Locks the table for a change; returns it with the entry named
+    /// `name`, which must exist.
+    fn existing(&self, name: &str) -> Result<(RwLockWriteGuard<'_, Entries<E>>, Arc<E>)> {
+        let entries = self.entries.write();
+        let old = entries
+            .get(name)
+            .cloned()
+            .ok_or_else(|| (self.missing)(name))?;
+        Ok((entries, old))
     }
-}
-
-/// A consumer group and its id.
-#[derive(Debug, Clone)]
-pub(crate) struct GroupEntry {
-    pub(crate) id: u32,
-    pub(crate) group: ConsumerGroup,
 }
 
 /// Every topic and group of the store.
 pub(crate) struct Catalog {
     db: Arc<Db>,
     clock: SharedClock,
-    topics: RwLock<HashMap<String, Arc<TopicEntry>>>,
-    groups: RwLock<HashMap<String, Arc<GroupEntry>>>,
+    topics: Table<TopicEntry>,
+    groups: Table<GroupEntry>,
     next_id: AtomicU32,
 }
 
+/// A catalog record: the entry's id, then the definition.
 fn encode_with_id<M: Message>(id: u32, m: &M) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + m.encoded_len());
     v.extend_from_slice(&id.to_be_bytes());
@@ -115,10 +106,6 @@ fn decode_with_id<M: Message + Default>(v: &[u8]) -> Result<(u32, M)> {
     ))
 }
 
-fn new_queues(n: u32) -> Vec<Arc<QueueLog>> {
-    (0..n).map(|_| Arc::new(QueueLog::default())).collect()
-}
-
 impl Catalog {
     /// Loads every topic and group, and finds each queue's durable end.
     pub(crate) fn load(db: Arc<Db>, clock: SharedClock) -> Result<Catalog> {
@@ -129,28 +116,16 @@ impl Catalog {
             let (k, v) = item?;
             match k.first() {
                 Some(b't') => {
-                    let (id, topic): (u32, Topic) = decode_with_id(&v)?;
+                    let (id, topic) = decode_with_id(&v)?;
                     max_id = max_id.max(id);
-                    let mut queues = Vec::new();
-                    for q in 0..topic.queues {
-                        let (lo, hi) = queue_bounds(&db, id, q)?;
-                        queues.push(Arc::new(QueueLog {
-                            committed: AtomicU64::new(hi),
-                            min_offset: AtomicU64::new(lo),
-                        }));
-                    }
-                    let entry = TopicEntry {
-                        id,
-                        topic,
-                        queues,
-                        notify: Arc::new(Notify::new()),
-                    };
+                    let entry = TopicEntry::load(&db, id, topic)?;
                     topics.insert(entry.topic.name.clone(), Arc::new(entry));
                 }
                 Some(b'g') => {
-                    let (id, group): (u32, ConsumerGroup) = decode_with_id(&v)?;
+                    let (id, group) = decode_with_id(&v)?;
                     max_id = max_id.max(id);
-                    groups.insert(group.name.clone(), Arc::new(GroupEntry { id, group }));
+                    let entry = GroupEntry { id, group };
+                    groups.insert(entry.group.name.clone(), Arc::new(entry));
                 }
                 _ => {}
             }
@@ -158,277 +133,59 @@ impl Catalog {
         Ok(Catalog {
             db,
             clock,
-            topics: RwLock::new(topics),
-            groups: RwLock::new(groups),
+            topics: Table::new(topics, |name| StoreError::TopicNotFound {
+                topic: name.to_owned(),
+            }),
+            groups: Table::new(groups, |name| StoreError::GroupNotFound {
+                group: name.to_owned(),
+            }),
             next_id: AtomicU32::new(max_id + 1),
         })
     }
 
     pub(crate) fn topic(&self, name: &str) -> Result<Arc<TopicEntry>> {
-        self.topics
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StoreError::TopicNotFound {
-                topic: name.to_owned(),
-            })
+        self.topics.get(name)
     }
 
     pub(crate) fn group(&self, name: &str) -> Result<Arc<GroupEntry>> {
-        self.groups
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StoreError::GroupNotFound {
-                group: name.to_owned(),
-            })
+        self.groups.get(name)
     }
 
     /// Returns every topic, by name.
     pub(crate) fn topics(&self) -> Vec<Arc<TopicEntry>> {
-        let mut v: Vec<_> = self.topics.read().values().cloned().collect();
-        v.sort_by(|a, b| a.topic.name.cmp(&b.topic.name));
-        v
+        self.topics.sorted()
     }
 
     /// Returns every group, by name.
     pub(crate) fn groups(&self) -> Vec<Arc<GroupEntry>> {
-        let mut v: Vec<_> = self.groups.read().values().cloned().collect();
-        v.sort_by(|a, b| a.group.name.cmp(&b.group.name));
-        v
+        self.groups.sorted()
     }
 
     pub(crate) fn topic_by_id(&self, id: u32) -> Option<Arc<TopicEntry>> {
-        self.topics.read().values().find(|t| t.id == id).cloned()
+        let topics = self.topics.entries.read();
+        topics.values().find(|t| t.id == id).cloned()
     }
 
-    fn put_meta(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+    /// Returns a new id and the creation time for a new entry.
+    fn next(&self) -> (u32, u64) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        (id, self.clock.now_ms().max(0) as u64)
+    }
+
+    /// Writes an entry's record (under `key`).
+    fn put_meta(&self, key: Vec<u8>, id: u32, record: &impl Message) -> Result<()> {
         let mut batch = self.db.batch()?;
-        batch.put(Cf::Meta, key, value);
+        batch.put(Cf::Meta, key, encode_with_id(id, record));
         self.db
             .write(batch, Durability::Buffered, "writing the catalog")
     }
 
-    /// Creates a topic; `Ok((entry, false))` when an identical one exists.
-    pub(crate) fn create_topic(&self, topic: Topic) -> Result<(Arc<TopicEntry>, bool)> {
-        let topic = normalize_topic(topic)?;
-        let mut topics = self.topics.write();
-        if let Some(old) = topics.get(&topic.name) {
-            if old.topic.r#type == topic.r#type && old.topic.queues == topic.queues {
-                return Ok((old.clone(), false));
-            }
-            return Err(StoreError::AlreadyExists {
-                what: "topic".into(),
-                name: topic.name,
-                existing: format!(
-                    "type {}, {} queues",
-                    type_name(old.topic.r#type),
-                    old.topic.queues
-                ),
-            });
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut topic = topic;
-        topic.created_at_ms = self.clock.now_ms().max(0) as u64;
-        self.put_meta(
-            keys::meta_topic_key(&topic.name),
-            encode_with_id(id, &topic),
-        )?;
-        let entry = Arc::new(TopicEntry {
-            id,
-            queues: new_queues(topic.queues),
-            topic,
-            notify: Arc::new(Notify::new()),
-        });
-        topics.insert(entry.topic.name.clone(), entry.clone());
-        tracing::info!(topic = %entry.topic.name, r#type = type_name(entry.topic.r#type), queues = entry.topic.queues, "topic created");
-        Ok((entry, true))
-    }
-
-    /// Returns the dead-letter topic of a group, creating it on first use.
-    pub(crate) fn dlq_topic(&self, group: &str) -> Result<Arc<TopicEntry>> {
-        let name = format!("%DLQ%{group}");
-        if let Ok(t) = self.topic(&name) {
-            return Ok(t);
-        }
-        let topic = Topic {
-            name,
-            r#type: TopicType::Normal as i32,
-            queues: 1,
-            created_at_ms: 0,
-        };
-        match self.create_topic(topic.clone()) {
-            Ok((t, _)) => Ok(t),
-            Err(StoreError::AlreadyExists { .. }) => self.topic(&topic.name),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Changes a topic's type or grows its queue count (queues never shrink:
-    /// their messages and consumers' cursors would be orphaned).
-    pub(crate) fn update_topic(&self, topic: Topic) -> Result<Arc<TopicEntry>> {
-        let topic = normalize_topic(topic)?;
-        let mut topics = self.topics.write();
-        let old = topics
-            .get(&topic.name)
-            .cloned()
-            .ok_or_else(|| StoreError::TopicNotFound {
-                topic: topic.name.clone(),
-            })?;
-        if topic.queues < old.topic.queues {
-            return Err(StoreError::invalid(format!(
-                "topic {} has {} queues; the queue count can grow but not shrink",
-                topic.name, old.topic.queues
-            )));
-        }
-        let mut updated = topic;
-        updated.created_at_ms = old.topic.created_at_ms;
-        self.put_meta(
-            keys::meta_topic_key(&updated.name),
-            encode_with_id(old.id, &updated),
-        )?;
-        let mut queues = old.queues.clone();
-        let added = (updated.queues as usize).saturating_sub(queues.len());
-        queues.extend(new_queues(added as u32));
-        let entry = Arc::new(TopicEntry {
-            id: old.id,
-            topic: updated,
-            queues,
-            notify: old.notify.clone(),
-        });
-        topics.insert(entry.topic.name.clone(), entry.clone());
-        Ok(entry)
-    }
-
-    /// Removes a topic and every message it holds.
-    pub(crate) fn delete_topic(&self, name: &str) -> Result<Arc<TopicEntry>> {
-        let mut topics = self.topics.write();
-        let old = topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StoreError::TopicNotFound {
-                topic: name.to_owned(),
-            })?;
+    /// Removes an entry's record (under `key`) and whatever `also` adds.
+    fn delete_meta(&self, key: Vec<u8>, also: impl FnOnce(&mut Batch<'_>)) -> Result<()> {
         let mut batch = self.db.batch()?;
-        batch.delete(Cf::Meta, keys::meta_topic_key(name));
-        batch.delete_range(
-            Cf::Log,
-            keys::log_topic_prefix(old.id),
-            keys::log_topic_prefix(old.id + 1),
-        );
+        batch.delete(Cf::Meta, key);
+        also(&mut batch);
         self.db
-            .write(batch, Durability::Buffered, "deleting a topic")?;
-        topics.remove(name);
-        // Wake long polls on it so they notice the topic is gone.
-        old.notify.notify_waiters();
-        tracing::info!(topic = %name, "topic deleted");
-        Ok(old)
+            .write(batch, Durability::Buffered, "deleting from the catalog")
     }
-
-    /// Creates a group; `Ok((entry, false))` when an identical one exists.
-    pub(crate) fn create_group(&self, group: ConsumerGroup) -> Result<(Arc<GroupEntry>, bool)> {
-        let group = normalize_group(group)?;
-        let mut groups = self.groups.write();
-        if let Some(old) = groups.get(&group.name) {
-            let same = old.group.fifo == group.fifo
-                && old.group.max_attempts == group.max_attempts
-                && (group.retry_policy.is_none() || old.group.retry_policy == group.retry_policy);
-            if same {
-                return Ok((old.clone(), false));
-            }
-            return Err(StoreError::AlreadyExists {
-                what: "consumer group".into(),
-                name: group.name,
-                existing: format!(
-                    "fifo {}, max attempts {}",
-                    old.group.fifo, old.group.max_attempts
-                ),
-            });
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut group = group;
-        group.created_at_ms = self.clock.now_ms().max(0) as u64;
-        self.put_meta(
-            keys::meta_group_key(&group.name),
-            encode_with_id(id, &group),
-        )?;
-        let entry = Arc::new(GroupEntry { id, group });
-        groups.insert(entry.group.name.clone(), entry.clone());
-        tracing::info!(group = %entry.group.name, fifo = entry.group.fifo, max_attempts = entry.group.max_attempts, "consumer group created");
-        Ok((entry, true))
-    }
-
-    /// Replaces a group's settings (a missing retry policy keeps the old one).
-    pub(crate) fn update_group(&self, group: ConsumerGroup) -> Result<Arc<GroupEntry>> {
-        let group = normalize_group(group)?;
-        let mut groups = self.groups.write();
-        let old = groups
-            .get(&group.name)
-            .cloned()
-            .ok_or_else(|| StoreError::GroupNotFound {
-                group: group.name.clone(),
-            })?;
-        let mut updated = group;
-        updated.created_at_ms = old.group.created_at_ms;
-        if updated.retry_policy.is_none() {
-            updated.retry_policy = old.group.retry_policy.clone();
-        }
-        self.put_meta(
-            keys::meta_group_key(&updated.name),
-            encode_with_id(old.id, &updated),
-        )?;
-        let entry = Arc::new(GroupEntry {
-            id: old.id,
-            group: updated,
-        });
-        groups.insert(entry.group.name.clone(), entry.clone());
-        Ok(entry)
-    }
-
-    /// Removes a group (its consumption state is the caller's to remove).
-    pub(crate) fn delete_group(&self, name: &str) -> Result<Arc<GroupEntry>> {
-        let mut groups = self.groups.write();
-        let old = groups
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StoreError::GroupNotFound {
-                group: name.to_owned(),
-            })?;
-        let mut batch = self.db.batch()?;
-        batch.delete(Cf::Meta, keys::meta_group_key(name));
-        self.db
-            .write(batch, Durability::Buffered, "deleting a consumer group")?;
-        groups.remove(name);
-        tracing::info!(group = %name, "consumer group deleted");
-        Ok(old)
-    }
-}
-
-/// First stored offset and one past the last, for a queue.
-fn queue_bounds(db: &Db, topic: u32, queue: u32) -> Result<(u64, u64)> {
-    let start = keys::log_key(topic, queue, 0);
-    let end = keys::log_key(topic, queue, u64::MAX);
-    let same_queue = |k: &[u8]| k.len() == 16 && k.get(..8) == start.get(..8);
-    let lo = match db.scan(Cf::Log, &start, Direction::Forward, None)?.next() {
-        Some(item) => {
-            let (k, _) = item?;
-            if !same_queue(&k) {
-                return Ok((0, 0));
-            }
-            keys::log_offset(&k).unwrap_or(0)
-        }
-        None => return Ok((0, 0)),
-    };
-    let hi = match db.scan(Cf::Log, &end, Direction::Reverse, None)?.next() {
-        Some(item) => {
-            let (k, _) = item?;
-            if same_queue(&k) {
-                keys::log_offset(&k).map_or(lo, |o| o + 1)
-            } else {
-                lo
-            }
-        }
-        None => lo,
-    };
-    Ok((lo, hi))
 }

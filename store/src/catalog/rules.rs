@@ -66,15 +66,9 @@ pub(crate) fn normalize_topic(mut t: Topic) -> Result<Topic> {
             t.r#type
         )));
     }
-    if t.queues == 0 {
-        t.queues = DEFAULT_QUEUES;
-    }
-    if t.queues > MAX_QUEUES {
-        return Err(StoreError::invalid(format!(
-            "a topic has at most {MAX_QUEUES} queues, not {}",
-            t.queues
-        )));
-    }
+    default_up_to(&mut t.queues, DEFAULT_QUEUES, MAX_QUEUES, |n| {
+        format!("a topic has at most {MAX_QUEUES} queues, not {n}")
+    })?;
     Ok(t)
 }
 
@@ -87,16 +81,30 @@ pub(crate) fn normalize_group(mut g: ConsumerGroup) -> Result<ConsumerGroup> {
             g.name
         )));
     }
-    if g.max_attempts == 0 {
-        g.max_attempts = DEFAULT_MAX_ATTEMPTS;
-    }
-    if g.max_attempts > MAX_ATTEMPTS {
-        return Err(StoreError::invalid(format!(
-            "max attempts must be between 1 and {MAX_ATTEMPTS}, not {}",
-            g.max_attempts
-        )));
-    }
+    default_up_to(
+        &mut g.max_attempts,
+        DEFAULT_MAX_ATTEMPTS,
+        MAX_ATTEMPTS,
+        |n| format!("max attempts must be between 1 and {MAX_ATTEMPTS}, not {n}"),
+    )?;
     Ok(g)
+}
+
+/// Replaces 0 by `default`, then refuses a value above `max` with the
+/// reason `refusal` gives.
+fn default_up_to(
+    value: &mut u32,
+    default: u32,
+    max: u32,
+    refusal: impl FnOnce(u32) -> String,
+) -> Result<()> {
+    if *value == 0 {
+        *value = default;
+    }
+    if *value > max {
+        return Err(StoreError::invalid(refusal(*value)));
+    }
+    Ok(())
 }
 
 /// Names follow RocketMQ: `[%|a-zA-Z0-9_-]`, at most 127 characters.

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::catalog::TopicEntry;
 use crate::db::{keys, Cf, Db, Durability};
 use crate::error::{Result, StoreError};
-use crate::worker::Worker;
+use crate::worker::{self, Worker};
 
 /// Largest number of bytes merged into one batch; bounds the latency a huge
 /// burst adds to the senders at its front.
@@ -155,17 +155,7 @@ impl Committer {
 
 fn run(db: &Db, durability: Durability, rx: &mpsc::Receiver<AppendJob>) {
     while let Ok(first) = rx.recv() {
-        let mut bytes = first.writes.bytes();
-        let mut jobs = vec![first];
-        while bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(job) => {
-                    bytes += job.writes.bytes();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+        let jobs = worker::gather(rx, first, MAX_BATCH_BYTES, |j| j.writes.bytes());
         commit(db, durability, jobs);
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::db::{Cf, Db, Durability};
 use crate::error::{Result, StoreError};
-use crate::worker::Worker;
+use crate::worker::{self, Worker};
 
 /// Jobs queued before a sender blocks: a bound on memory if the disk stalls.
 const QUEUE_DEPTH: usize = 1 << 16;
@@ -132,17 +132,7 @@ fn run(db: &Db, rx: &mpsc::Receiver<Job>) {
         // Senders do not wake a thread that is not waiting in `recv`, so
         // while it sleeps here, queuing is just a push.
         std::thread::sleep(GATHER);
-        let mut jobs = vec![first];
-        let mut ops = jobs[0].batch.len();
-        while ops < MAX_OPS_PER_WRITE {
-            match rx.try_recv() {
-                Ok(job) => {
-                    ops += job.batch.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+        let jobs = worker::gather(rx, first, MAX_OPS_PER_WRITE, |j| j.batch.len());
         let (batches, waiting): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|j| (j.batch, j.done)).unzip();
         let result = write(db, batches);

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use pier_proto::admin::*;
 use pier_proto::store::*;
 use pier_store::{ManualClock, Store, StoreApi, StoreOptions};
 
@@ -42,16 +41,10 @@ async fn invisible_deadlines_follow_a_manual_clock() {
         .unwrap();
     assert_eq!(r.visible_at_ms, 1_010_000 + 500);
 
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    let d = describe(&store, "g").await;
     assert_eq!((d.backlog[0].ready, d.backlog[0].inflight), (0, 1));
     clock.advance(500);
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    let d = describe(&store, "g").await;
     assert_eq!(
         (d.backlog[0].ready, d.backlog[0].inflight),
         (1, 0),

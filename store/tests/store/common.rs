@@ -10,28 +10,76 @@ pub(crate) fn open(dir: &std::path::Path) -> Arc<Store> {
     Arc::new(Store::open(dir, StoreOptions::default()).expect("open store"))
 }
 
+/// A store in a new directory with a NORMAL topic of 4 queues and a group.
+pub(crate) async fn fresh(
+    topic: &str,
+    group: &str,
+    max_attempts: u32,
+) -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, topic, group, max_attempts).await;
+    (dir, store)
+}
+
+/// Appends messages, which must be accepted.
+pub(crate) async fn append(
+    store: &dyn StoreApi,
+    topic: &str,
+    messages: Vec<StoredMessage>,
+) -> AppendResponse {
+    let topic = topic.into();
+    store
+        .append(AppendRequest { topic, messages })
+        .await
+        .unwrap()
+}
+
+/// Creates a topic; returns whether it was new.
+pub(crate) async fn create_topic(
+    store: &dyn StoreApi,
+    name: &str,
+    r#type: TopicType,
+    queues: u32,
+) -> bool {
+    let topic = Topic {
+        name: name.into(),
+        r#type: r#type as i32,
+        queues,
+        created_at_ms: 0,
+    };
+    let r = store.create_topic(CreateTopicRequest { topic: Some(topic) });
+    r.await.unwrap().created
+}
+
+/// Creates a consumer group (0 attempts: the default).
+pub(crate) async fn create_group(store: &dyn StoreApi, name: &str, fifo: bool, max_attempts: u32) {
+    let group = ConsumerGroup {
+        name: name.into(),
+        fifo,
+        max_attempts,
+        ..Default::default()
+    };
+    let r = store.create_group(CreateGroupRequest { group: Some(group) });
+    r.await.unwrap();
+}
+
+/// A NORMAL topic of 4 queues and a group.
 pub(crate) async fn setup(store: &dyn StoreApi, topic: &str, group: &str, max_attempts: u32) {
-    store
-        .create_topic(CreateTopicRequest {
-            topic: Some(Topic {
-                name: topic.into(),
-                r#type: TopicType::Normal as i32,
-                queues: 4,
-                created_at_ms: 0,
-            }),
-        })
-        .await
-        .unwrap();
-    store
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: group.into(),
-                max_attempts,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    create_topic(store, topic, TopicType::Normal, 4).await;
+    create_group(store, group, false, max_attempts).await;
+}
+
+/// Acks a delivery, which must be current.
+pub(crate) async fn ack(store: &dyn StoreApi, group: &str, p: &PoppedMessage) {
+    let delivery = delivery(group, p);
+    store.ack(AckRequest { delivery }).await.unwrap();
+}
+
+/// Describes a group.
+pub(crate) async fn describe(store: &dyn StoreApi, group: &str) -> DescribeGroupResponse {
+    let req = DescribeGroupRequest { name: group.into() };
+    store.describe_group(req).await.unwrap()
 }
 
 pub(crate) fn msg(id: &str, tag: Option<&str>) -> StoredMessage {
@@ -45,14 +93,9 @@ pub(crate) fn msg(id: &str, tag: Option<&str>) -> StoredMessage {
     }
 }
 
+/// Sends NORMAL messages whose ids are also their bodies.
 pub(crate) async fn send(store: &dyn StoreApi, topic: &str, ids: &[&str]) {
-    store
-        .append(AppendRequest {
-            topic: topic.into(),
-            messages: ids.iter().map(|i| msg(i, None)).collect(),
-        })
-        .await
-        .unwrap();
+    append(store, topic, ids.iter().map(|i| msg(i, None)).collect()).await;
 }
 
 pub(crate) async fn pop(
@@ -93,17 +136,7 @@ pub(crate) fn body(p: &PoppedMessage) -> String {
 }
 
 pub(crate) async fn delay_topic(store: &dyn StoreApi, name: &str) {
-    store
-        .create_topic(CreateTopicRequest {
-            topic: Some(Topic {
-                name: name.into(),
-                r#type: TopicType::Delay as i32,
-                queues: 2,
-                created_at_ms: 0,
-            }),
-        })
-        .await
-        .unwrap();
+    create_topic(store, name, TopicType::Delay, 2).await;
 }
 
 pub(crate) fn delayed(id: &str, at_ms: i64) -> StoredMessage {

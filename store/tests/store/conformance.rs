@@ -23,6 +23,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::common::*;
 
+/// A scenario's run against one store.
+type Run<'a> = futures::future::BoxFuture<'a, ()>;
+
 /// What a scenario saw, one line per call.
 #[derive(Default)]
 struct Transcript(Vec<String>);
@@ -35,6 +38,17 @@ impl Transcript {
     /// Records an error by variant and fields.
     fn error(&mut self, call: &str, e: &StoreError) {
         self.note(format!("{call}: {e:?}"));
+    }
+
+    /// Records a call's outcome; `ok` says what a success returned.
+    fn record<T>(&mut self, call: &str, r: Result<T, StoreError>, ok: impl FnOnce(T) -> String) {
+        match r {
+            Ok(v) => {
+                let line = format!("{call}: {}", ok(v));
+                self.note(line);
+            }
+            Err(e) => self.error(call, &e),
+        }
     }
 
     fn popped(&mut self, call: &str, got: &[PoppedMessage]) {
@@ -106,7 +120,7 @@ impl Served {
 /// directory) and returns both transcripts.
 async fn both<F>(scenario: F) -> (Vec<String>, Vec<String>)
 where
-    F: for<'a> Fn(&'a dyn StoreApi, &'a mut Transcript) -> futures::future::BoxFuture<'a, ()>,
+    F: for<'a> Fn(&'a dyn StoreApi, &'a mut Transcript) -> Run<'a>,
 {
     let dir = tempfile::tempdir().unwrap();
     let local = Store::open(dir.path(), options()).unwrap();
@@ -128,8 +142,23 @@ where
     (local_t.0, remote_t.0)
 }
 
-fn assert_same(local: &[String], remote: &[String]) {
+/// Runs a scenario on both stores, checks that they agree and that the
+/// transcript says what `expected` lists; returns it.
+async fn agree<F>(scenario: F, expected: &[&str]) -> Vec<String>
+where
+    F: for<'a> Fn(&'a dyn StoreApi, &'a mut Transcript) -> Run<'a>,
+{
+    let (local, remote) = both(scenario).await;
     assert_eq!(local, remote, "local and remote stores disagree");
+    for e in expected {
+        assert!(has(&local, e), "{e:?} missing from {local:#?}");
+    }
+    local
+}
+
+/// What a successful call with nothing to compare is recorded as.
+fn ok<T>(_: T) -> String {
+    "ok".into()
 }
 
 fn has(t: &[String], needle: &str) -> bool {
@@ -147,10 +176,9 @@ async fn create_topic(s: &dyn StoreApi, t: &mut Transcript, name: &str, ty: Topi
             }),
         })
         .await;
-    match r {
-        Ok(r) => t.note(format!("create topic {name}: created {}", r.created)),
-        Err(e) => t.error(&format!("create topic {name}"), &e),
-    }
+    t.record(&format!("create topic {name}"), r, |r| {
+        format!("created {}", r.created)
+    });
 }
 
 async fn create_group(s: &dyn StoreApi, t: &mut Transcript, name: &str, fifo: bool) {
@@ -164,37 +192,31 @@ async fn create_group(s: &dyn StoreApi, t: &mut Transcript, name: &str, fifo: bo
             }),
         })
         .await;
-    match r {
-        Ok(r) => t.note(format!("create group {name}: created {}", r.created)),
-        Err(e) => t.error(&format!("create group {name}"), &e),
-    }
+    t.record(&format!("create group {name}"), r, |r| {
+        format!("created {}", r.created)
+    });
 }
 
 async fn append(s: &dyn StoreApi, t: &mut Transcript, topic: &str, messages: Vec<StoredMessage>) {
-    match s
-        .append(AppendRequest {
-            topic: topic.into(),
-            messages,
-        })
-        .await
-    {
-        Ok(r) => {
-            let placed: Vec<String> = r
-                .results
-                .iter()
-                .map(|p| {
-                    let how = match (p.timer.is_empty(), p.transaction_id.is_empty()) {
-                        (false, _) => "timer".to_owned(),
-                        (_, false) => "half".to_owned(),
-                        _ => format!("@{}", p.offset),
-                    };
-                    format!("q{}{how}", p.queue)
-                })
-                .collect();
-            t.note(format!("append {topic}: {}", placed.join(" ")));
-        }
-        Err(e) => t.error(&format!("append {topic}"), &e),
-    }
+    let req = AppendRequest {
+        topic: topic.into(),
+        messages,
+    };
+    t.record(&format!("append {topic}"), s.append(req).await, |r| {
+        let placed: Vec<String> = r
+            .results
+            .iter()
+            .map(|p| {
+                let how = match (p.timer.is_empty(), p.transaction_id.is_empty()) {
+                    (false, _) => "timer".to_owned(),
+                    (_, false) => "half".to_owned(),
+                    _ => format!("@{}", p.offset),
+                };
+                format!("q{}{how}", p.queue)
+            })
+            .collect();
+        placed.join(" ")
+    });
 }
 
 async fn take(
@@ -226,7 +248,7 @@ fn pop_req(topic: &str, group: &str, max: u32, invisible_ms: u64) -> PopRequest 
     }
 }
 
-fn basics<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> futures::future::BoxFuture<'a, ()> {
+fn basics<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> Run<'a> {
     Box::pin(async move {
         create_topic(s, t, "t", TopicType::Normal, 2).await;
         create_topic(s, t, "t", TopicType::Normal, 2).await;
@@ -254,25 +276,18 @@ fn basics<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> futures::future::Bo
         let ack = |p: &PoppedMessage| AckRequest {
             delivery: delivery("g", p),
         };
-        match s.ack(ack(&got[0])).await {
-            Ok(_) => t.note("ack first: ok"),
-            Err(e) => t.error("ack first", &e),
-        }
-        match s.ack(ack(&got[0])).await {
-            Ok(_) => t.note("ack first again: ok"),
-            Err(e) => t.error("ack first again", &e),
-        }
-        match s
-            .change_invisible(ChangeInvisibleRequest {
-                delivery: delivery("g", &got[1]),
-                invisible_ms: 0,
-                expected_visible_at_ms: 0,
-            })
-            .await
-        {
-            Ok(_) => t.note("change invisible to 0: ok"),
-            Err(e) => t.error("change invisible", &e),
-        }
+        t.record("ack first", s.ack(ack(&got[0])).await, ok);
+        t.record("ack first again", s.ack(ack(&got[0])).await, ok);
+        let change = ChangeInvisibleRequest {
+            delivery: delivery("g", &got[1]),
+            invisible_ms: 0,
+            expected_visible_at_ms: 0,
+        };
+        t.record(
+            "change invisible to 0",
+            s.change_invisible(change).await,
+            ok,
+        );
         let again = take(s, t, "pop after change", pop_req("t", "g", 1, 60_000)).await;
         let mut wrong = delivery("g", &got[2]).unwrap();
         wrong.attempt = 9;
@@ -281,98 +296,63 @@ fn basics<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> futures::future::Bo
             wrong,
             delivery("nobody", &got[2]).unwrap(),
         ];
-        match s.ack_many(AckManyRequest { deliveries }).await {
-            Ok(r) => {
-                for (i, o) in r.outcomes.into_iter().enumerate() {
-                    match pier_store::ack_result(o) {
-                        Ok(()) => t.note(format!("ack many #{i}: ok")),
-                        Err(e) => t.error(&format!("ack many #{i}"), &e),
-                    }
-                }
-            }
-            Err(e) => t.error("ack many", &e),
+        let outcomes = s.ack_many(AckManyRequest { deliveries }).await.unwrap();
+        for (i, o) in outcomes.outcomes.into_iter().enumerate() {
+            t.record(&format!("ack many #{i}"), pier_store::ack_result(o), ok);
         }
-        match s
-            .forward_to_dlq(ForwardToDlqRequest {
-                delivery: delivery("g", &got[2]),
-            })
-            .await
-        {
-            Ok(_) => t.note("forward to dlq: ok"),
-            Err(e) => t.error("forward to dlq", &e),
-        }
-        match s
-            .describe_group(DescribeGroupRequest { name: "g".into() })
-            .await
-        {
-            Ok(d) => t.note(format!("describe group: {:?} dlq {}", d.backlog, d.dlq)),
-            Err(e) => t.error("describe group", &e),
-        }
-        match s
-            .describe_topic(DescribeTopicRequest { name: "t".into() })
-            .await
-        {
-            Ok(d) => t.note(format!("describe topic: {:?}", d.queues)),
-            Err(e) => t.error("describe topic", &e),
-        }
-        match s.list_topics(ListTopicsRequest {}).await {
-            Ok(l) => {
-                let names: Vec<_> = l.topics.into_iter().map(|x| x.name).collect();
-                t.note(format!("topics: {names:?}"));
-            }
-            Err(e) => t.error("list topics", &e),
-        }
-        match s
-            .delete_group(DeleteGroupRequest { name: "g".into() })
-            .await
-        {
-            Ok(_) => t.note("delete group: ok"),
-            Err(e) => t.error("delete group", &e),
-        }
-        match s.get_group(GetGroupRequest { name: "g".into() }).await {
-            Ok(_) => t.note("get deleted group: found"),
-            Err(e) => t.error("get deleted group", &e),
-        }
+        let forward = ForwardToDlqRequest {
+            delivery: delivery("g", &got[2]),
+        };
+        t.record("forward to dlq", s.forward_to_dlq(forward).await, ok);
+        let group = || "g".to_owned();
+        let r = s.describe_group(DescribeGroupRequest { name: group() });
+        t.record("describe group", r.await, |d| {
+            format!("{:?} dlq {}", d.backlog, d.dlq)
+        });
+        let r = s.describe_topic(DescribeTopicRequest { name: "t".into() });
+        t.record("describe topic", r.await, |d| format!("{:?}", d.queues));
+        t.record("topics", s.list_topics(ListTopicsRequest {}).await, |l| {
+            let names: Vec<_> = l.topics.into_iter().map(|x| x.name).collect();
+            format!("{names:?}")
+        });
+        let r = s.delete_group(DeleteGroupRequest { name: group() });
+        t.record("delete group", r.await, ok);
+        let r = s.get_group(GetGroupRequest { name: group() });
+        t.record("get deleted group", r.await, |_| "found".into());
     })
 }
 
 #[tokio::test]
 async fn send_pop_ack_and_admin_calls_agree() {
-    let (local, remote) = both(basics).await;
-    assert_same(&local, &remote);
-    for expected in [
-        "create topic t: created true",
-        "create topic t: created false",
-        "AlreadyExists",
-        "InvalidArgument",
-        "TopicNotFound { topic: \"nope\" }",
-        "TypeConflict",
-        "append t: q0@0 q1@0 q0@1 q1@1 q0@2",
-        "GroupNotFound { group: \"nobody\" }",
-        "IllegalFilter",
-        "ack first: ok",
-        "ack first again: StaleDelivery",
-        "change invisible to 0: ok",
-        "#2@",
-        "ack many #0: ok",
-        "ack many #1: StaleDelivery",
-        "ack many #2: GroupNotFound",
-        "forward to dlq: ok",
-        "dlq 1",
-        "%DLQ%g",
-        "get deleted group: GroupNotFound",
-    ] {
-        assert!(
-            has(&local, expected),
-            "{expected:?} missing from {local:#?}"
-        );
-    }
+    agree(
+        basics,
+        &[
+            "create topic t: created true",
+            "create topic t: created false",
+            "AlreadyExists",
+            "InvalidArgument",
+            "TopicNotFound { topic: \"nope\" }",
+            "TypeConflict",
+            "append t: q0@0 q1@0 q0@1 q1@1 q0@2",
+            "GroupNotFound { group: \"nobody\" }",
+            "IllegalFilter",
+            "ack first: ok",
+            "ack first again: StaleDelivery",
+            "change invisible to 0: ok",
+            "#2@",
+            "ack many #0: ok",
+            "ack many #1: StaleDelivery",
+            "ack many #2: GroupNotFound",
+            "forward to dlq: ok",
+            "dlq 1",
+            "%DLQ%g",
+            "get deleted group: GroupNotFound",
+        ],
+    )
+    .await;
 }
 
-fn fifo_and_timers<'a>(
-    s: &'a dyn StoreApi,
-    t: &'a mut Transcript,
-) -> futures::future::BoxFuture<'a, ()> {
+fn fifo_and_timers<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> Run<'a> {
     Box::pin(async move {
         create_topic(s, t, "f", TopicType::Fifo, 4).await;
         create_group(s, t, "o", true).await;
@@ -386,15 +366,10 @@ fn fifo_and_timers<'a>(
         let first = take(s, t, "fifo pop", pop_req("f", "o", 8, 60_000)).await;
         take(s, t, "fifo pop while locked", pop_req("f", "o", 8, 60_000)).await;
         for p in first.iter().filter(|p| body(p) == "a0") {
-            match s
-                .ack(AckRequest {
-                    delivery: delivery("o", p),
-                })
-                .await
-            {
-                Ok(_) => t.note("ack a0: ok"),
-                Err(e) => t.error("ack a0", &e),
-            }
+            let r = s.ack(AckRequest {
+                delivery: delivery("o", p),
+            });
+            t.record("ack a0", r.await, ok);
         }
         take(s, t, "fifo pop after ack", pop_req("f", "o", 8, 60_000)).await;
 
@@ -412,16 +387,11 @@ fn fifo_and_timers<'a>(
             .timer
             .clone();
         for call in ["recall", "recall again"] {
-            match s
-                .recall(RecallRequest {
-                    topic: "d".into(),
-                    timer: timer.clone(),
-                })
-                .await
-            {
-                Ok(r) => t.note(format!("{call}: {}", r.message_id)),
-                Err(e) => t.error(call, &e),
-            }
+            let r = s.recall(RecallRequest {
+                topic: "d".into(),
+                timer: timer.clone(),
+            });
+            t.record(call, r.await, |r| r.message_id);
         }
         append(s, t, "d", vec![delayed("soon", pier_store::now_ms() + 200)]).await;
         let mut wait = pop_req("d", "o", 8, 60_000);
@@ -436,22 +406,19 @@ fn fifo_and_timers<'a>(
 
 #[tokio::test]
 async fn fifo_and_delay_calls_agree() {
-    let (local, remote) = both(fifo_and_timers).await;
-    assert_same(&local, &remote);
-    for expected in [
-        "fifo pop while locked: []",
-        "ack a0: ok",
-        "fifo pop after ack: [a1#1@",
-        "append d: q0timer",
-        "recall: recalled",
-        "recall again: TimerNotFound { topic: \"d\" }",
-        "delayed: [\"soon\"]",
-    ] {
-        assert!(
-            has(&local, expected),
-            "{expected:?} missing from {local:#?}"
-        );
-    }
+    let local = agree(
+        fifo_and_timers,
+        &[
+            "fifo pop while locked: []",
+            "ack a0: ok",
+            "fifo pop after ack: [a1#1@",
+            "append d: q0timer",
+            "recall: recalled",
+            "recall again: TimerNotFound { topic: \"d\" }",
+            "delayed: [\"soon\"]",
+        ],
+    )
+    .await;
     let fifo_first = local.iter().find(|l| l.starts_with("fifo pop:")).unwrap();
     assert!(
         fifo_first.contains("a0#1") && fifo_first.contains("b0#1"),
@@ -460,10 +427,7 @@ async fn fifo_and_delay_calls_agree() {
     assert!(!fifo_first.contains("a1"), "{fifo_first}");
 }
 
-fn transactions<'a>(
-    s: &'a dyn StoreApi,
-    t: &'a mut Transcript,
-) -> futures::future::BoxFuture<'a, ()> {
+fn transactions<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> Run<'a> {
     Box::pin(async move {
         create_topic(s, t, "tx", TopicType::Transaction, 1).await;
         create_group(s, t, "g", false).await;
@@ -514,13 +478,8 @@ fn transactions<'a>(
             check.topic,
             check.message.map(|m| m.message_id).unwrap_or_default()
         ));
-        match s
-            .end_transaction(end(&check.transaction_id, Resolution::Rollback))
-            .await
-        {
-            Ok(r) => t.note(format!("rollback: {}", r.message_id)),
-            Err(e) => t.error("rollback", &e),
-        }
+        let r = s.end_transaction(end(&check.transaction_id, Resolution::Rollback));
+        t.record("rollback", r.await, |r| r.message_id);
         take(s, t, "pop after rollback", pop_req("tx", "g", 8, 60_000)).await;
     })
 }
@@ -535,22 +494,19 @@ fn kind_of(e: &StoreError) -> &'static str {
 
 #[tokio::test]
 async fn transaction_calls_and_checks_agree() {
-    let (local, remote) = both(transactions).await;
-    assert_same(&local, &remote);
-    for expected in [
-        "half ids: 64",
-        "end unknown: kept",
-        "end commit: kept",
-        "end commit again: TransactionNotFound",
-        "end bad id: TransactionNotFound",
-        "pop committed: [kept#1@0/0]",
-        "check 1 of tx: checked",
-        "rollback: checked",
-        "pop after rollback: []",
-    ] {
-        assert!(
-            has(&local, expected),
-            "{expected:?} missing from {local:#?}"
-        );
-    }
+    agree(
+        transactions,
+        &[
+            "half ids: 64",
+            "end unknown: kept",
+            "end commit: kept",
+            "end commit again: TransactionNotFound",
+            "end bad id: TransactionNotFound",
+            "pop committed: [kept#1@0/0]",
+            "check 1 of tx: checked",
+            "rollback: checked",
+            "pop after rollback: []",
+        ],
+    )
+    .await;
 }

@@ -9,18 +9,10 @@ use crate::common::*;
 
 #[tokio::test]
 async fn delay_message_is_hidden_until_due_then_delivered_promptly() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     delay_topic(&*store, "d").await;
     let due = pier_store::now_ms() + 400;
-    let r = store
-        .append(AppendRequest {
-            topic: "d".into(),
-            messages: vec![delayed("later", due)],
-        })
-        .await
-        .unwrap();
+    let r = append(&*store, "d", vec![delayed("later", due)]).await;
     assert!(
         !r.results[0].timer.is_empty(),
         "a scheduled message gets a timer"
@@ -42,17 +34,14 @@ async fn delay_message_is_hidden_until_due_then_delivered_promptly() {
 
 #[tokio::test]
 async fn recall_cancels_a_pending_delay_message_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     delay_topic(&*store, "d").await;
-    let r = store
-        .append(AppendRequest {
-            topic: "d".into(),
-            messages: vec![delayed("cancel-me", pier_store::now_ms() + 300)],
-        })
-        .await
-        .unwrap();
+    let r = append(
+        &*store,
+        "d",
+        vec![delayed("cancel-me", pier_store::now_ms() + 300)],
+    )
+    .await;
     let timer = r.results[0].timer.clone();
     let id = store
         .recall(RecallRequest {
@@ -96,16 +85,15 @@ async fn timers_survive_restart_and_overdue_ones_fire_at_start() {
         setup(&*store, "t", "g", 17).await;
         delay_topic(&*store, "d").await;
         let now = pier_store::now_ms();
-        store
-            .append(AppendRequest {
-                topic: "d".into(),
-                messages: vec![
-                    delayed("overdue", now + 200),
-                    delayed("future", now + 1_500),
-                ],
-            })
-            .await
-            .unwrap();
+        append(
+            &*store,
+            "d",
+            vec![
+                delayed("overdue", now + 200),
+                delayed("future", now + 1_500),
+            ],
+        )
+        .await;
         store.shutdown();
     }
     // Down past the first timer's time.

@@ -11,9 +11,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn every_message_is_delivered_once_and_ack_is_final() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     let ids: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     send(&*store, "t", &refs).await;
@@ -27,12 +25,7 @@ async fn every_message_is_delivered_once_and_ack_is_final() {
         for p in &got {
             assert_eq!(p.attempt, 1);
             assert!(seen.insert(body(p)), "duplicate delivery of {}", body(p));
-            store
-                .ack(AckRequest {
-                    delivery: delivery("g", p),
-                })
-                .await
-                .unwrap();
+            ack(&*store, "g", p).await;
         }
     }
     assert_eq!(seen.len(), 100);
@@ -50,19 +43,14 @@ async fn every_message_is_delivered_once_and_ack_is_final() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::StaleDelivery { .. }), "{err:?}");
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    let d = describe(&*store, "g").await;
     assert_eq!(d.backlog[0].ready, 0);
     assert_eq!(d.backlog[0].inflight, 0);
 }
 
 #[tokio::test]
 async fn expired_message_comes_back_with_next_attempt_then_goes_to_dlq() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 2).await;
+    let (_dir, store) = fresh("t", "g", 2).await;
     send(&*store, "t", &["only"]).await;
 
     let first = pop(&*store, "t", "g", 1, 100, 0).await;
@@ -88,20 +76,9 @@ async fn expired_message_comes_back_with_next_attempt_then_goes_to_dlq() {
     // Attempt 2 of 2 expires: the message moves to %DLQ%g instead.
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(pop(&*store, "t", "g", 1, 100, 0).await.is_empty());
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    let d = describe(&*store, "g").await;
     assert_eq!(d.dlq, 1);
-    store
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "dlq-reader".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    create_group(&*store, "dlq-reader", false, 0).await;
     let dead = pop(&*store, "%DLQ%g", "dlq-reader", 10, 10_000, 0).await;
     assert_eq!(dead.len(), 1);
     let m = dead[0].message.as_ref().unwrap();
@@ -112,9 +89,7 @@ async fn expired_message_comes_back_with_next_attempt_then_goes_to_dlq() {
 
 #[tokio::test]
 async fn long_poll_wakes_on_send() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     let s2 = store.clone();
     let waiter = tokio::spawn(async move { pop(&*s2, "t", "g", 8, 10_000, 5_000).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -165,9 +140,7 @@ async fn long_poll_wakes_when_a_deadline_is_brought_forward() {
 
 #[tokio::test]
 async fn long_poll_times_out_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     let t0 = Instant::now();
     assert!(pop(&*store, "t", "g", 8, 10_000, 300).await.is_empty());
     let e = t0.elapsed();
@@ -179,21 +152,18 @@ async fn long_poll_times_out_empty() {
 
 #[tokio::test]
 async fn tag_filter_skips_other_tags() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
-    store
-        .append(AppendRequest {
-            topic: "t".into(),
-            messages: vec![
-                msg("a1", Some("a")),
-                msg("b1", Some("b")),
-                msg("n1", None),
-                msg("c1", Some("c")),
-            ],
-        })
-        .await
-        .unwrap();
+    let (_dir, store) = fresh("t", "g", 17).await;
+    append(
+        &*store,
+        "t",
+        vec![
+            msg("a1", Some("a")),
+            msg("b1", Some("b")),
+            msg("n1", None),
+            msg("c1", Some("c")),
+        ],
+    )
+    .await;
     let got = store
         .pop(PopRequest {
             group: "g".into(),
@@ -216,9 +186,7 @@ async fn tag_filter_skips_other_tags() {
 
 #[tokio::test]
 async fn type_conflict_and_unknown_names_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     let mut m = msg("x", None);
     m.kind = MessageKind::Fifo as i32;
     let err = store
@@ -257,21 +225,13 @@ async fn type_conflict_and_unknown_names_are_refused() {
 
 #[tokio::test]
 async fn concurrent_sends_all_land_with_distinct_offsets() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
-            s.append(AppendRequest {
-                topic: "t".into(),
-                messages: vec![msg(&format!("c{i}"), None)],
-            })
-            .await
-            .unwrap()
-            .results[0]
-                .clone()
+            let r = append(&*s, "t", vec![msg(&format!("c{i}"), None)]).await;
+            r.results[0].clone()
         }));
     }
     let mut positions = std::collections::HashSet::new();

@@ -9,32 +9,17 @@ use pier_store::StoreApi;
 
 use crate::common::*;
 
+/// A FIFO topic "f" and a FIFO group "ordered".
+async fn fifo_setup(store: &dyn StoreApi, queues: u32) {
+    create_topic(store, "f", TopicType::Fifo, queues).await;
+    create_group(store, "ordered", true, 17).await;
+}
+
 #[tokio::test]
 async fn fifo_one_in_flight_per_message_group_and_no_head_of_line_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store
-        .create_topic(CreateTopicRequest {
-            topic: Some(Topic {
-                name: "f".into(),
-                r#type: TopicType::Fifo as i32,
-                queues: 4,
-                created_at_ms: 0,
-            }),
-        })
-        .await
-        .unwrap();
-    store
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "ordered".into(),
-                fifo: true,
-                max_attempts: 17,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    fifo_setup(&*store, 4).await;
     let mut messages = Vec::new();
     for i in 0..5 {
         for g in ["a", "b", "c"] {
@@ -61,12 +46,7 @@ async fn fifo_one_in_flight_per_message_group_and_no_head_of_line_blocking() {
     // Group a is slow (never acked); b and c go on without waiting for it.
     let mut seen = std::collections::HashMap::<String, Vec<String>>::new();
     for p in first.iter().filter(|p| !body(p).starts_with('a')) {
-        store
-            .ack(AckRequest {
-                delivery: delivery("ordered", p),
-            })
-            .await
-            .unwrap();
+        ack(&*store, "ordered", p).await;
         let b = body(p);
         seen.entry(b[..1].to_string()).or_default().push(b);
     }
@@ -78,12 +58,7 @@ async fn fifo_one_in_flight_per_message_group_and_no_head_of_line_blocking() {
                 continue;
             }
             seen.entry(b[..1].to_string()).or_default().push(b);
-            store
-                .ack(AckRequest {
-                    delivery: delivery("ordered", p),
-                })
-                .await
-                .unwrap();
+            ack(&*store, "ordered", p).await;
         }
     }
     for g in ["b", "c"] {
@@ -100,22 +75,12 @@ async fn fifo_one_in_flight_per_message_group_and_no_head_of_line_blocking() {
     let again = pop(&*store, "f", "ordered", 32, 10_000, 0).await;
     assert_eq!(again.iter().map(body).collect::<Vec<_>>(), vec!["a0"]);
     assert!(again[0].attempt > 1);
-    store
-        .ack(AckRequest {
-            delivery: delivery("ordered", &again[0]),
-        })
-        .await
-        .unwrap();
+    ack(&*store, "ordered", &again[0]).await;
     let mut rest = Vec::new();
     for _ in 0..10 {
         for p in pop(&*store, "f", "ordered", 32, 10_000, 0).await {
             rest.push(body(&p)[..2].to_string());
-            store
-                .ack(AckRequest {
-                    delivery: delivery("ordered", &p),
-                })
-                .await
-                .unwrap();
+            ack(&*store, "ordered", &p).await;
         }
     }
     assert_eq!(rest, vec!["a1", "a2", "a3", "a4"]);
@@ -126,34 +91,13 @@ async fn fifo_locks_and_parked_messages_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        store
-            .create_topic(CreateTopicRequest {
-                topic: Some(Topic {
-                    name: "f".into(),
-                    r#type: TopicType::Fifo as i32,
-                    queues: 2,
-                    created_at_ms: 0,
-                }),
-            })
-            .await
-            .unwrap();
-        store
-            .create_group(CreateGroupRequest {
-                group: Some(ConsumerGroup {
-                    name: "ordered".into(),
-                    fifo: true,
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap();
-        store
-            .append(AppendRequest {
-                topic: "f".into(),
-                messages: vec![grouped("k1", "k"), grouped("k2", "k"), grouped("k3", "k")],
-            })
-            .await
-            .unwrap();
+        fifo_setup(&*store, 2).await;
+        append(
+            &*store,
+            "f",
+            vec![grouped("k1", "k"), grouped("k2", "k"), grouped("k3", "k")],
+        )
+        .await;
         let got = pop(&*store, "f", "ordered", 32, 60_000, 0).await;
         assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["k1"]);
         store.shutdown();
@@ -161,11 +105,6 @@ async fn fifo_locks_and_parked_messages_survive_restart() {
     let store = open(dir.path());
     // k1 still holds the group after the restart: nothing else is delivered.
     assert!(pop(&*store, "f", "ordered", 32, 60_000, 0).await.is_empty());
-    let d = store
-        .describe_group(DescribeGroupRequest {
-            name: "ordered".into(),
-        })
-        .await
-        .unwrap();
+    let d = describe(&*store, "ordered").await;
     assert_eq!((d.backlog[0].ready, d.backlog[0].inflight), (2, 1), "{d:?}");
 }

@@ -18,32 +18,13 @@ async fn restart_keeps_messages_inflight_state_and_cursors() {
         send(&*store, "t", &["a", "b", "c", "d"]).await;
         let got = pop(&*store, "t", "g", 2, 60_000, 0).await;
         assert_eq!(got.len(), 2);
-        store
-            .ack(AckRequest {
-                delivery: delivery("g", &got[0]),
-            })
-            .await
-            .unwrap();
+        ack(&*store, "g", &got[0]).await;
         store.shutdown();
     }
     let store = open(dir.path());
     // Creating again with the same settings is a no-op.
-    let again = store
-        .create_topic(CreateTopicRequest {
-            topic: Some(Topic {
-                name: "t".into(),
-                r#type: TopicType::Normal as i32,
-                queues: 4,
-                created_at_ms: 0,
-            }),
-        })
-        .await
-        .unwrap();
-    assert!(!again.created);
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    assert!(!create_topic(&*store, "t", TopicType::Normal, 4).await);
+    let d = describe(&*store, "g").await;
     assert_eq!(d.backlog[0].inflight, 1, "{d:?}");
     assert_eq!(d.backlog[0].ready, 2, "{d:?}");
     // The two never-delivered messages come next, not the delivered ones.
@@ -93,12 +74,7 @@ async fn restart_after_many_concurrent_acks_finds_exactly_the_unacked() {
                                 .unwrap();
                             kept.push(b);
                         } else {
-                            store
-                                .ack(AckRequest {
-                                    delivery: delivery("g", &p),
-                                })
-                                .await
-                                .unwrap();
+                            ack(&*store, "g", &p).await;
                         }
                     }
                 }
@@ -113,10 +89,7 @@ async fn restart_after_many_concurrent_acks_finds_exactly_the_unacked() {
     };
     assert_eq!(kept.len(), 667);
     let store = open(dir.path());
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    let d = describe(&*store, "g").await;
     assert_eq!(d.backlog[0].inflight, 667, "{d:?}");
     assert_eq!(d.backlog[0].ready, 0, "{d:?}");
     // Nothing acked comes back, and nothing kept is visible before its
@@ -168,10 +141,7 @@ async fn ack_many_answers_each_delivery_in_order_and_survives_restart() {
         ));
         assert!(results[n + 3].is_ok(), "{results:?}");
         // The acked ones are gone at once; the others are still in flight.
-        let d = store
-            .describe_group(DescribeGroupRequest { name: "g".into() })
-            .await
-            .unwrap();
+        let d = describe(&*store, "g").await;
         assert_eq!(d.backlog[0].inflight, 20, "{d:?}");
         store.shutdown();
     }
@@ -179,24 +149,16 @@ async fn ack_many_answers_each_delivery_in_order_and_survives_restart() {
     // (invisible until their deadline), and the other subscription's is gone.
     let store = open(dir.path());
     assert!(pop(&*store, "t", "g", 40, 60_000, 0).await.is_empty());
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    let d = describe(&*store, "g").await;
     assert_eq!(d.backlog[0].inflight, 20, "{d:?}");
     assert_eq!(d.backlog[0].ready, 0, "{d:?}");
-    let h = store
-        .describe_group(DescribeGroupRequest { name: "h".into() })
-        .await
-        .unwrap();
+    let h = describe(&*store, "h").await;
     assert_eq!(h.backlog[0].inflight, 0, "{h:?}");
 }
 
 #[tokio::test]
 async fn retention_deletes_expired_messages_and_cursors_follow() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    setup(&*store, "t", "g", 17).await;
+    let (_dir, store) = fresh("t", "g", 17).await;
     send(&*store, "t", &["old1", "old2", "old3"]).await;
     // One delivered and left in flight, so its redelivery meets a deleted message.
     let inflight = pop(&*store, "t", "g", 1, 50, 0).await;
@@ -220,10 +182,7 @@ async fn retention_deletes_expired_messages_and_cursors_follow() {
     // one is dropped instead of redelivered.
     let got = pop(&*store, "t", "g", 10, 10_000, 0).await;
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["new"]);
-    let d = store
-        .describe_group(DescribeGroupRequest { name: "g".into() })
-        .await
-        .unwrap();
+    let d = describe(&*store, "g").await;
     assert_eq!(d.backlog[0].inflight, 1, "{d:?}");
     assert_eq!(d.backlog[0].ready, 0, "{d:?}");
 }

@@ -13,27 +13,16 @@ async fn half_messages_survive_restart_and_commit_once() {
     {
         let store = open(dir.path());
         setup(&*store, "t", "g", 17).await;
-        store
-            .create_topic(CreateTopicRequest {
-                topic: Some(Topic {
-                    name: "tx".into(),
-                    r#type: TopicType::Transaction as i32,
-                    queues: 1,
-                    created_at_ms: 0,
-                }),
-            })
-            .await
-            .unwrap();
-        let r = store
-            .append(AppendRequest {
-                topic: "tx".into(),
-                messages: vec![StoredMessage {
-                    kind: MessageKind::Transaction as i32,
-                    ..msg("pending", None)
-                }],
-            })
-            .await
-            .unwrap();
+        create_topic(&*store, "tx", TopicType::Transaction, 1).await;
+        let r = append(
+            &*store,
+            "tx",
+            vec![StoredMessage {
+                kind: MessageKind::Transaction as i32,
+                ..msg("pending", None)
+            }],
+        )
+        .await;
         txn_id = r.results[0].transaction_id.clone();
         assert_eq!(txn_id.len(), 32);
         assert!(pop(&*store, "tx", "g", 1, 10_000, 0).await.is_empty());
