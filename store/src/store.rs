@@ -794,6 +794,7 @@ impl StoreApi for Store {
                     && (req.expected_visible_at_ms == 0
                         || req.expected_visible_at_ms == e.visible_at_ms) =>
             {
+                let before = e.visible_at_ms;
                 let visible_at =
                     now_ms().saturating_add(req.invisible_ms.min(i64::MAX as u64) as i64);
                 st.insert(d.queue, d.offset, d.attempt, visible_at);
@@ -803,8 +804,11 @@ impl StoreApi for Store {
                 );
                 self.state.write(batch)?;
                 drop(st);
-                if req.invisible_ms == 0 {
-                    // Visible at once: let a waiting consumer have it.
+                if req.invisible_ms == 0 || visible_at < before {
+                    // Visible sooner than before (at once, or a push consumer's
+                    // nack shortening the auto-renew invisibility to a backoff):
+                    // a waiting long poll timed its sleep by the old deadline,
+                    // so wake it to look again and time it by the new one.
                     if let Ok(t) = self.catalog.topic(&d.topic) {
                         t.notify.notify_waiters();
                     }

@@ -210,6 +210,44 @@ async fn long_poll_wakes_on_send() {
     assert!(t0.elapsed() < Duration::from_millis(1000));
 }
 
+/// A long poll that began while the only message was invisible for a long
+/// time must see ChangeInvisibleDuration bring its deadline forward: a push
+/// consumer's nack turns the proxy's long auto-renew invisibility into a
+/// short backoff, and the redelivery must follow the backoff, not the end of
+/// the poll (seen with the Java client: 500 ms backoff, redelivered after the
+/// 20 s long poll).
+#[tokio::test]
+async fn long_poll_wakes_when_a_deadline_is_brought_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&store, "t", "g", 17).await;
+    send(&store, "t", &["nacked"]).await;
+    let first = pop(&store, "t", "g", 1, 60_000, 0).await;
+    assert_eq!(first.len(), 1);
+    let s2 = store.clone();
+    let waiter = tokio::spawn(async move { pop(&s2, "t", "g", 1, 60_000, 10_000).await });
+    // Let the poll find nothing and go to sleep until its end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    store
+        .change_invisible(ChangeInvisibleRequest {
+            delivery: delivery("g", &first[0]),
+            invisible_ms: 200,
+            expected_visible_at_ms: 0,
+        })
+        .await
+        .unwrap();
+    let got = waiter.await.unwrap();
+    let took = t0.elapsed();
+    assert_eq!(got.len(), 1);
+    assert_eq!(body(&got[0]), "nacked");
+    assert_eq!(got[0].attempt, 2);
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_secs(2),
+        "redelivered {took:?} after the change, not about 200 ms"
+    );
+}
+
 #[tokio::test]
 async fn long_poll_times_out_empty() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+pub mod java;
+
 use pier_proto::admin::admin_service_client::AdminServiceClient;
 use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, CreateTopicRequest, Topic, TopicType};
 use pier_proto::rocketmq::messaging_service_client::MessagingServiceClient;

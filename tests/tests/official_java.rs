@@ -1,0 +1,410 @@
+//! The official RocketMQ 5 Java client (`org.apache.rocketmq:rocketmq-client-java`
+//! from Maven Central, pinned in tests/java/pom.xml) against Pier, every
+//! scenario twice: against a standalone node, and in cluster mode (one
+//! `pier-store`, two proxies) with the client given both proxy addresses
+//! (`"127.0.0.1:A;127.0.0.1:B"`). tests/java's `pier.Scenarios` does the work
+//! and prints one JSON summary line, checked here; tests/scripts/setup-java.sh
+//! builds it (run from `pier_tests::java::ensure_java`). TLS is off in the
+//! client: Pier serves plaintext HTTP/2 (protocol.md §6.1, §7).
+//!
+//! Topics and groups are created through the admin API first: Pier does not
+//! create them on first use by default.
+
+use pier_proto::admin::{
+    retry_policy, ConsumerGroup, CreateGroupRequest, CustomizedBackoff, DescribeGroupRequest,
+    DescribeTopicRequest, RetryPolicy, TopicType,
+};
+use pier_tests::external::assert_drained;
+use pier_tests::java::scenario;
+use pier_tests::{Node, Raw};
+use serde_json::json;
+
+/// Hard time limit of one scenario run (the JVM exits by itself then).
+const TIMEOUT: &str = "120";
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Standalone,
+    Cluster,
+}
+
+/// A running Pier: the processes, the endpoints string the client is
+/// given, and an admin connection.
+struct Pier {
+    _nodes: Vec<Node>,
+    _data: tempfile::TempDir,
+    endpoints: String,
+    admin: Raw,
+}
+
+async fn pier(mode: Mode) -> Pier {
+    let data = tempfile::tempdir().expect("data dir");
+    let (nodes, endpoints) = match mode {
+        Mode::Standalone => {
+            let n = Node::standalone(data.path());
+            let ep = n.endpoint();
+            (vec![n], ep)
+        }
+        Mode::Cluster => {
+            let store = Node::store(data.path());
+            let a = Node::proxy_of(&store);
+            let b = Node::proxy_of(&store);
+            // The Java client's multi-address form: every proxy, ';'-joined.
+            let ep = format!("{};{}", a.endpoint(), b.endpoint());
+            (vec![store, a, b], ep)
+        }
+    };
+    // In cluster mode the first proxy; the catalog lives in the store.
+    let first = endpoints.split(';').next().expect("an address").to_owned();
+    let admin = Raw::connect(&first).await;
+    Pier {
+        _nodes: nodes,
+        _data: data,
+        endpoints,
+        admin,
+    }
+}
+
+async fn create_group(c: &Raw, group: ConsumerGroup) {
+    c.admin()
+        .create_group(CreateGroupRequest { group: Some(group) })
+        .await
+        .expect("create group");
+}
+
+/// Runs `case` and returns its summary, asserting the scenario's own verdict.
+async fn run(p: &Pier, case: &str, opts: &[(&str, &str)]) -> serde_json::Value {
+    let mut all = vec![("timeout", TIMEOUT)];
+    all.extend_from_slice(opts);
+    scenario(case, &p.endpoints, &all)
+        .await
+        .summary_ok(&format!("java {case}"))
+}
+
+async fn normal(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin.create_topic("j-normal", 4).await;
+    p.admin.create_group("j-normal-g", 17).await;
+    let r = run(
+        &p,
+        "normal",
+        &[
+            ("topic", "j-normal"),
+            ("group", "j-normal-g"),
+            ("count", "50"),
+        ],
+    )
+    .await;
+    assert_eq!(r["sent"], 50, "{r}");
+    assert_eq!(r["distinct_receipt_ids"], 50, "{r}");
+    assert_eq!(r["received"], 50, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    // Tags, keys, properties, body, attempt 1, born host/time all intact.
+    assert_eq!(r["mismatched"], 0, "{r}");
+    assert_eq!(r["unexpected"], 0, "{r}");
+    assert_drained(&p.admin, "j-normal-g").await;
+}
+
+async fn async_send(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin.create_topic("j-async", 4).await;
+    p.admin.create_group("j-async-g", 17).await;
+    let r = run(
+        &p,
+        "async",
+        &[
+            ("topic", "j-async"),
+            ("group", "j-async-g"),
+            ("count", "200"),
+        ],
+    )
+    .await;
+    assert_eq!(r["sent"], 200, "{r}");
+    assert_eq!(r["send_errors"], 0, "{r}");
+    assert_eq!(r["duplicate_receipt_ids"], 0, "{r}");
+    assert_eq!(r["received"], 200, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["ack_errors"], 0, "{r}");
+    assert_drained(&p.admin, "j-async-g").await;
+}
+
+async fn invisible(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin.create_topic("j-invisible", 4).await;
+    p.admin.create_group("j-invisible-g", 17).await;
+    let r = run(
+        &p,
+        "invisible",
+        &[
+            ("topic", "j-invisible"),
+            ("group", "j-invisible-g"),
+            ("short-ms", "2000"),
+            ("long-ms", "5000"),
+        ],
+    )
+    .await;
+    // A: 30 s shortened to 2 s. Back no earlier, and not much later (the
+    // client long-polls 2 s at a time).
+    let a = r["a_back_ms"].as_u64().expect("a_back_ms");
+    assert!((2000..6000).contains(&a), "{r}");
+    assert_eq!(r["a_attempt"], 2, "{r}");
+    // B: changed twice, the second change (5 s) with the handle the first
+    // returned; the first one's 3 s must not count.
+    let b = r["b_back_ms"].as_u64().expect("b_back_ms");
+    assert!((5000..9000).contains(&b), "{r}");
+    assert_eq!(r["b_attempt"], 2, "{r}");
+    // C: acked with the handle ChangeInvisibleDuration returned, never back.
+    assert_eq!(r["c_acked"], true, "{r}");
+    assert_eq!(r["unexpected"], 0, "{r}");
+    assert_drained(&p.admin, "j-invisible-g").await;
+}
+
+async fn filter(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin.create_topic("j-filter", 4).await;
+    p.admin.create_group("j-filter-ab", 17).await;
+    p.admin.create_group("j-filter-c", 17).await;
+    let r = run(
+        &p,
+        "filter",
+        &[
+            ("topic", "j-filter"),
+            ("group", "j-filter-ab"),
+            ("group2", "j-filter-c"),
+            ("count", "10"),
+        ],
+    )
+    .await;
+    // Tags a, b, c, ab, A and none were sent 10 times each.
+    assert_eq!(r["sent"], 60, "{r}");
+    assert_eq!(r["a_or_b"], json!({"a": 10, "b": 10}), "{r}");
+    assert_eq!(r["c_only"], json!({"c": 10}), "{r}");
+    assert_eq!(r["tag_mismatch"], 0, "{r}");
+    for g in ["j-filter-ab", "j-filter-c"] {
+        assert_drained(&p.admin, g).await;
+    }
+}
+
+async fn fifo(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin
+        .create_typed_topic("j-fifo", TopicType::Fifo, 4)
+        .await;
+    create_group(
+        &p.admin,
+        ConsumerGroup {
+            name: "j-fifo-g".into(),
+            fifo: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = run(
+        &p,
+        "fifo",
+        &[
+            ("topic", "j-fifo"),
+            ("group", "j-fifo-g"),
+            ("producers", "3"),
+            ("groups", "4"),
+            ("count", "10"),
+        ],
+    )
+    .await;
+    assert_eq!(r["sent"], 120, "{r}");
+    assert_eq!(r["received"], 120, "{r}");
+    assert_eq!(r["out_of_order"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["wrong_group"], 0, "{r}");
+    // One message of a message group at a time, though 8 threads consume.
+    assert_eq!(r["max_inflight_per_group"], 1, "{r}");
+    assert_drained(&p.admin, "j-fifo-g").await;
+}
+
+async fn delay(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin
+        .create_typed_topic("j-delay", TopicType::Delay, 4)
+        .await;
+    p.admin.create_group("j-delay-g", 17).await;
+    let r = run(
+        &p,
+        "delay",
+        &[
+            ("topic", "j-delay"),
+            ("group", "j-delay-g"),
+            ("count", "10"),
+            ("delay-ms", "3000"),
+        ],
+    )
+    .await;
+    assert_eq!(r["received"], 10, "{r}");
+    assert_eq!(r["early"], 0, "{r}");
+    assert_eq!(r["wrong_timestamp"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    let late = r["max_late_ms"].as_u64().expect("max_late_ms");
+    // Prompt, not at the end of some poll or timer sweep (loose: CI is loaded).
+    assert!(late < 5000, "delivered up to {late} ms late: {r}");
+    assert_drained(&p.admin, "j-delay-g").await;
+}
+
+async fn transaction(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin
+        .create_typed_topic("j-tx", TopicType::Transaction, 4)
+        .await;
+    p.admin.create_group("j-tx-g", 17).await;
+    let r = run(
+        &p,
+        "transaction",
+        &[
+            ("topic", "j-tx"),
+            ("group", "j-tx-g"),
+            ("count", "10"),
+            ("orphans", "2"),
+        ],
+    )
+    .await;
+    assert_eq!(r["committed"], 5, "{r}");
+    assert_eq!(r["rolled_back"], 5, "{r}");
+    // The committed half and the two orphans, which the checker committed
+    // when the server asked; nothing rolled back.
+    assert_eq!(r["received"], 7, "{r}");
+    assert!(r["orphan_checks"].as_u64().unwrap_or(0) >= 2, "{r}");
+    assert_eq!(r["unexpected_checks"], 0, "{r}");
+    assert_eq!(r["orphan_before_check"], 0, "{r}");
+    assert_eq!(r["unexpected"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_drained(&p.admin, "j-tx-g").await;
+}
+
+async fn retry(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin.create_topic("j-retry", 4).await;
+    create_group(
+        &p.admin,
+        ConsumerGroup {
+            name: "j-retry-g".into(),
+            max_attempts: 3,
+            retry_policy: Some(RetryPolicy {
+                strategy: Some(retry_policy::Strategy::Customized(CustomizedBackoff {
+                    next_ms: vec![500, 1000],
+                })),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    p.admin.create_group("j-retry-dlq-reader", 17).await;
+    let r = run(
+        &p,
+        "retry",
+        &[
+            ("topic", "j-retry"),
+            ("group", "j-retry-g"),
+            ("dlq-group", "j-retry-dlq-reader"),
+            ("count", "3"),
+            ("max-attempts", "3"),
+            ("backoff-ms", "500,1000"),
+        ],
+    )
+    .await;
+    // Attempts seen by the push consumer: [1] for "ok", [1, 2, 3] for
+    // "twice" (then acked) and for "always" (then dead-lettered).
+    assert_eq!(r["ok_attempts_ok"], 3, "{r}");
+    assert_eq!(r["twice_attempts_ok"], 3, "{r}");
+    assert_eq!(r["always_attempts_ok"], 3, "{r}");
+    assert_eq!(r["wrong_attempts"], 0, "{r}");
+    // The waits between attempts follow the group's customized backoff: no
+    // shorter, and not stretched to the end of a long poll (20 s) either.
+    let gap = |which: &str, step: &str| r[which][step].as_u64().expect("a gap");
+    assert!(gap("min_gap_ms", "after_1") >= 500, "{r}");
+    assert!(gap("min_gap_ms", "after_2") >= 1000, "{r}");
+    assert!(gap("max_gap_ms", "after_1") < 5500, "{r}");
+    assert!(gap("max_gap_ms", "after_2") < 6000, "{r}");
+    // The "always" messages, and only they, reached %DLQ%j-retry-g intact.
+    assert_eq!(r["dlq_received"], 3, "{r}");
+    assert_eq!(r["dlq_unexpected"], 0, "{r}");
+    assert_eq!(r["dlq_duplicates"], 0, "{r}");
+    assert_eq!(r["dlq_mismatched"], 0, "{r}");
+
+    // The same seen from the store: 3 messages in the DLQ topic, nothing left
+    // for either group.
+    let dlq = p
+        .admin
+        .admin()
+        .describe_topic(DescribeTopicRequest {
+            name: "%DLQ%j-retry-g".into(),
+        })
+        .await
+        .expect("the DLQ topic exists")
+        .into_inner();
+    let stored: u64 = dlq.queues.iter().map(|q| q.max_offset - q.min_offset).sum();
+    assert_eq!(stored, 3, "{dlq:?}");
+    let g = p
+        .admin
+        .admin()
+        .describe_group(DescribeGroupRequest {
+            name: "j-retry-g".into(),
+        })
+        .await
+        .expect("describe group")
+        .into_inner();
+    assert_eq!(g.dlq, 3, "{g:?}");
+    assert_drained(&p.admin, "j-retry-g").await;
+    assert_drained(&p.admin, "j-retry-dlq-reader").await;
+}
+
+async fn push_load(mode: Mode) {
+    let p = pier(mode).await;
+    p.admin.create_topic("j-load", 8).await;
+    p.admin.create_group("j-load-g", 17).await;
+    let r = run(
+        &p,
+        "push-load",
+        &[
+            ("topic", "j-load"),
+            ("group", "j-load-g"),
+            ("count", "2000"),
+        ],
+    )
+    .await;
+    assert_eq!(r["sent"], 2000, "{r}");
+    assert_eq!(r["received"], 2000, "{r}");
+    assert_eq!(r["missing"], 0, "{r}");
+    // Every message consumed once: nothing delivered again, so each was
+    // acked on its first delivery.
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["redelivered"].as_u64().unwrap_or(0), 0, "{r}");
+    assert_drained(&p.admin, "j-load-g").await;
+}
+
+/// One test per scenario and mode: `<scenario>::standalone`, `<scenario>::cluster`.
+macro_rules! in_both_modes {
+    ($($name:ident => $f:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone() {
+                super::$f(super::Mode::Standalone).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$f(super::Mode::Cluster).await;
+            }
+        }
+    )*};
+}
+
+in_both_modes! {
+    normal_tags_keys_properties => normal,
+    async_send_receive_ack => async_send,
+    change_invisible_duration => invisible,
+    tag_filter_expressions => filter,
+    fifo_order_per_message_group => fifo,
+    delay_messages => delay,
+    transactions_commit_rollback_orphan => transaction,
+    retry_attempts_and_dlq => retry,
+    push_consumer_under_load => push_load,
+}
