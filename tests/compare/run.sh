@@ -173,6 +173,39 @@ done <"$WORK/resources" | xargs -P 3 -L 1 bash "$RMQ" 2>"$WORK/mqadmin.log" >/de
 say "RocketMQ topics and groups created in $((SECONDS - t0)) s"
 
 # --- 5. the prober, then the client scenarios ---------------------------------
+# CPU of both servers over 10 s while nobody talks to them, with the busiest
+# thread (a JVM thread that keeps spinning shows here).
+idle_cpu() {
+    python3 - "$@" <<'PY'
+import os, sys, time
+hz = os.sysconf("SC_CLK_TCK")
+def ticks(pid):
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                s = f.read()
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        out[t] = (name, int(fields[11]) + int(fields[12]))
+    return out
+pids = sys.argv[1:]
+before = {p: ticks(p) for p in pids}
+time.sleep(10)
+for p in pids:
+    after = ticks(p)
+    deltas = [(after[t][1] - before[p].get(t, (None, 0))[1], after[t][0]) for t in after]
+    total = sum(d for d, _ in deltas)
+    top = max(deltas, default=(0, "-"))
+    print(f"{100 * total / (10 * hz):.0f}% of a core (busiest thread {top[1]!r}: {100 * top[0] / (10 * hz):.0f}%)")
+PY
+}
+BROKER_PID="$(sed -n 's/^PIDS=[0-9]*,//p' "$WORK/rmq.env")"
+IDLE_BEFORE="$(idle_cpu "$BROKER_PID" "$PIER_PID" 2>/dev/null | paste -sd'|' || true)"
+say "idle CPU before any traffic: RocketMQ broker ${IDLE_BEFORE%%|*}; Pier ${IDLE_BEFORE##*|}"
 say "probing both (logs: $WORK/probe-*.log)"
 "$BIN/compare" probe --endpoint "$ROCKETMQ" --system rocketmq --out "$WORK/rocketmq.json" \
     2>"$WORK/probe-rocketmq.log" &
@@ -261,39 +294,8 @@ if [ "$SCENARIOS" = 1 ]; then
 fi
 [ -n "$JAVA_CP" ] || say "Java scenarios skipped: tests/java or tests/scripts/setup-java.sh is not in this tree"
 
-# Idle CPU of both servers over 10 s once everything is done (a JVM thread
-# that keeps spinning shows here), with the busiest thread.
-idle_cpu() {
-    python3 - "$@" <<'PY'
-import os, sys, time
-hz = os.sysconf("SC_CLK_TCK")
-def ticks(pid):
-    out = {}
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                s = f.read()
-            with open(f"/proc/{pid}/task/{t}/comm") as f:
-                name = f.read().strip()
-        except OSError:
-            continue
-        fields = s[s.rindex(")") + 2:].split()
-        out[t] = (name, int(fields[11]) + int(fields[12]))
-    return out
-pids = sys.argv[1:]
-before = {p: ticks(p) for p in pids}
-time.sleep(10)
-for p in pids:
-    after = ticks(p)
-    deltas = [(after[t][1] - before[p].get(t, (None, 0))[1], after[t][0]) for t in after]
-    total = sum(d for d, _ in deltas)
-    top = max(deltas, default=(0, "-"))
-    print(f"{100 * total / (10 * hz):.0f}% of a core (busiest thread {top[1]!r}: {100 * top[0] / (10 * hz):.0f}%)")
-PY
-}
-BROKER_PID="$(sed -n 's/^PIDS=[0-9]*,//p' "$WORK/rmq.env")"
 IDLE="$(idle_cpu "$BROKER_PID" "$PIER_PID" 2>/dev/null | paste -sd'|' || true)"
-say "idle CPU: RocketMQ broker ${IDLE%%|*}; Pier ${IDLE##*|}"
+say "idle CPU after the run: RocketMQ broker ${IDLE%%|*}; Pier ${IDLE##*|}"
 
 # --- 6. the table -------------------------------------------------------------
 commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -304,7 +306,8 @@ $ROCKETMQ_BROKER_HEAP) at $ROCKETMQ; Pier at $commit (debug build) at $PIER; $(n
 run.sh took $((SECONDS - started)) s up to the table (probes $(python3 -c "import json;print(round(json.load(open('$WORK/rocketmq.json'))['seconds']))") s on RocketMQ,
 $(python3 -c "import json;print(round(json.load(open('$WORK/pier.json'))['seconds']))") s on Pier, run at the same time).
 RocketMQ runs with \`$ROCKETMQ_BROKER_CONF\` added to its broker.conf (RecallMessage is off by default in 5.5.0).
-CPU while idle, measured over 10 s after everything was done: RocketMQ broker JVM ${IDLE%%|*}; Pier ${IDLE##*|}.
+CPU while idle, over 10 s: before any traffic RocketMQ's broker JVM ${IDLE_BEFORE%%|*}, Pier ${IDLE_BEFORE##*|};
+after everything was done RocketMQ's broker JVM ${IDLE%%|*}, Pier ${IDLE##*|}.
 META
 rc=0
 "$BIN/compare" table --rocketmq "$WORK/rocketmq.json" --pier "$WORK/pier.json" \

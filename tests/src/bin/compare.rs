@@ -1278,37 +1278,38 @@ impl Session {
 async fn cases_receive_params(pr: &mut Probe) -> anyhow::Result<()> {
     let c = pr.c.clone_ref();
     let base = RecvOpts::new(1, 30_000, 5_000);
-    let mut cases: Vec<(&str, &str, ReceiveMessageRequest, Duration)> = Vec::new();
-    cases.push((
-        "recv.unknown_group",
-        "ReceiveMessage for an unknown group",
-        pr.recv_request("cmp-nogroup", "cmp-normal", &base),
-        base.deadline,
-    ));
-    cases.push((
-        "recv.unknown_topic",
-        "ReceiveMessage from an unknown topic",
-        pr.recv_request("cmp-g", "cmp-notopic", &base),
-        base.deadline,
-    ));
-    cases.push((
-        "recv.empty_group",
-        "ReceiveMessage with an empty group name",
-        pr.recv_request("", "cmp-normal", &base),
-        base.deadline,
-    ));
-    cases.push((
-        "recv.system_group",
-        "ReceiveMessage for group CID_RMQ_SYS_TRANS (a RocketMQ system group name)",
-        pr.recv_request("CID_RMQ_SYS_TRANS", "cmp-normal", &base),
-        base.deadline,
-    ));
-    cases.push((
-        "recv.bad_group_chars",
-        "ReceiveMessage for group \"bad group!\"",
-        pr.recv_request("bad group!", "cmp-normal", &base),
-        base.deadline,
-    ));
+    let mut cases: Vec<(&str, &str, ReceiveMessageRequest, Duration)> = vec![
+        (
+            "recv.unknown_group",
+            "ReceiveMessage for an unknown group",
+            pr.recv_request("cmp-nogroup", "cmp-normal", &base),
+            base.deadline,
+        ),
+        (
+            "recv.unknown_topic",
+            "ReceiveMessage from an unknown topic",
+            pr.recv_request("cmp-g", "cmp-notopic", &base),
+            base.deadline,
+        ),
+        (
+            "recv.empty_group",
+            "ReceiveMessage with an empty group name",
+            pr.recv_request("", "cmp-normal", &base),
+            base.deadline,
+        ),
+        (
+            "recv.system_group",
+            "ReceiveMessage for group CID_RMQ_SYS_TRANS (a RocketMQ system group name)",
+            pr.recv_request("CID_RMQ_SYS_TRANS", "cmp-normal", &base),
+            base.deadline,
+        ),
+        (
+            "recv.bad_group_chars",
+            "ReceiveMessage for group \"bad group!\"",
+            pr.recv_request("bad group!", "cmp-normal", &base),
+            base.deadline,
+        ),
+    ];
     for (id, title, ms) in [
         (
             "recv.invisible_0",
@@ -3452,7 +3453,7 @@ fn table(args: &Args) -> anyhow::Result<bool> {
             .collect();
         if !strays.is_empty() {
             out.push_str(&format!(
-                "\n{name}: messages the prober received where it did not expect them (acked): {}\n",
+                "\n{name}: messages the prober received where it did not expect them, and acked (case where it showed up: the body, which starts with the case that sent it): {}\n",
                 cell(&strays.join("; "), 600)
             ));
         }
