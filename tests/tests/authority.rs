@@ -179,6 +179,15 @@ impl RawH2 {
             let (kind, flags, id, payload) = self.next_frame().await;
             match kind {
                 SETTINGS if flags & ACK == 0 => {
+                    // The filter re-encodes for a 4096-byte HPACK table
+                    // (pier_proxy::authority::TABLE_SIZE): the server must
+                    // not announce another.
+                    for param in payload.chunks(6) {
+                        if param[..2] == [0, 1] {
+                            let size = u32::from_be_bytes([param[2], param[3], param[4], param[5]]);
+                            assert_eq!(size, 4096, "SETTINGS_HEADER_TABLE_SIZE");
+                        }
+                    }
                     self.tcp
                         .write_all(&frame(SETTINGS, ACK, 0, &[]))
                         .await
