@@ -14,9 +14,13 @@ pub struct ProxyConfig {
     pub data: PathBuf,
     /// Cluster mode: address of the store node. When set, `data` is unused.
     pub store: Option<String>,
-    /// Flush mode of the embedded store.
+    /// Flush mode of the embedded store's sends.
     pub flush: FlushMode,
-    /// Hours the embedded store keeps a message (0: forever).
+    /// Flush mode of the embedded store's acks, changes of invisible time
+    /// and receives (see [`pier_store::StoreOptions::ack_flush`]).
+    pub ack_flush: FlushMode,
+    /// Hours the embedded store keeps a message after it became visible
+    /// (0: forever).
     pub retention_hours: u64,
     /// Key that authenticates receipt handles. Every proxy of a fleet must
     /// share it, so any proxy accepts a handle another one issued.
@@ -61,6 +65,7 @@ impl Default for ProxyConfig {
             data: PathBuf::from("./pier-data"),
             store: None,
             flush: FlushMode::Sync,
+            ack_flush: FlushMode::Sync,
             retention_hours: 72,
             receipt_secret: "pier-development-receipt-secret".into(),
             auto_create: false,

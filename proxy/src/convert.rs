@@ -112,6 +112,7 @@ pub fn to_stored(m: rmq::Message, kind: MessageKind) -> StoredMessage {
         born_at_ms: sp.born_timestamp.as_ref().map_or(0, timestamp_ms),
         born_host: sp.born_host,
         stored_at_ms: 0,
+        visible_since_ms: 0,
         kind: kind as i32,
         message_group: sp.message_group.unwrap_or_default(),
         deliver_at_ms: sp.delivery_timestamp.as_ref().map_or(0, timestamp_ms),

@@ -34,7 +34,8 @@ pub async fn serve(
                 &cfg.data,
                 StoreOptions {
                     flush: cfg.flush,
-                    retention_ms: cfg.retention_hours * 3600 * 1000,
+                    ack_flush: cfg.ack_flush,
+                    retention_ms: cfg.retention_hours.saturating_mul(3600 * 1000),
                     txn_checks: cfg.txn_checks(),
                 },
             )?);

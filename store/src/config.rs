@@ -16,7 +16,11 @@ pub struct StoreNodeConfig {
     pub data: PathBuf,
     /// When a send is acknowledged.
     pub flush: FlushMode,
-    /// Hours a message is kept (0 keeps messages forever).
+    /// When acks, changes of invisible time and receives are answered
+    /// (see [`crate::StoreOptions::ack_flush`]).
+    pub ack_flush: FlushMode,
+    /// Hours a message is kept after it became visible (0 keeps messages
+    /// forever).
     pub retention_hours: u64,
     /// Transaction checks: [`CheckPolicy::first_check_ms`].
     pub txn_first_check_ms: u64,
@@ -46,6 +50,7 @@ impl Default for StoreNodeConfig {
             listen: "0.0.0.0:8091".into(),
             data: PathBuf::from("./pier-store-data"),
             flush: FlushMode::Sync,
+            ack_flush: FlushMode::Sync,
             retention_hours: 72,
             txn_first_check_ms: CheckPolicy::DEFAULT_CHECK_AFTER_MS,
             txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,

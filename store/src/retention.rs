@@ -1,4 +1,6 @@
-//! Time-based retention: messages older than the retention period are
+//! Time-based retention: messages visible for longer than the retention
+//! period (counted from when they entered their queue's log:
+//! `visible_since_ms`, else `stored_at_ms`) are
 //! deleted from the head of each queue log, and the queue's low watermark
 //! (`min_offset`) advances past them. Consumer cursors below the watermark
 //! move up to it on their next pop, and in-flight deliveries of deleted
@@ -44,7 +46,10 @@ pub(crate) fn sweep(db: &Db, catalog: &Catalog, retention_ms: u64, now_ms: i64) 
                     break;
                 };
                 let m: StoredMessage = db::decode(&v, "a stored message")?;
-                if m.stored_at_ms >= cutoff || off - lo >= MAX_DELETE_PER_SWEEP {
+                // From when consumers could first see it, not from the send:
+                // a delay message due in a week is not "old" when it fires.
+                let since = m.stored_at_ms.max(m.visible_since_ms);
+                if since >= cutoff || off - lo >= MAX_DELETE_PER_SWEEP {
                     break;
                 }
                 new_lo = off + 1;

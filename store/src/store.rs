@@ -34,6 +34,10 @@ pub const DEFAULT_RETENTION_MS: u64 = 72 * 3600 * 1000;
 pub struct StoreOptions {
     /// When a send is acknowledged.
     pub flush: FlushMode,
+    /// When an ack, a change of invisible time and a receive (its attempt
+    /// count) are answered: `Sync` after a WAL sync, `Async` at once (a
+    /// crash may then redeliver acked messages).
+    pub ack_flush: FlushMode,
     /// Messages older than this are deleted (0 keeps them forever).
     pub retention_ms: u64,
     /// When unresolved transactions are checked, and rolled back.
@@ -44,6 +48,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             flush: FlushMode::Sync,
+            ack_flush: FlushMode::Sync,
             retention_ms: DEFAULT_RETENTION_MS,
             txn_checks: CheckPolicy::default(),
         }
@@ -76,7 +81,13 @@ impl Store {
         let db = Arc::new(Db::open(dir)?);
         let catalog = Arc::new(Catalog::load(db.clone(), clock.clone())?);
         let log = Arc::new(MessageLog::start(db.clone(), clock.clone(), opts.flush)?);
-        let pop = Consumption::start(db.clone(), clock.clone(), catalog.clone(), log.clone())?;
+        let pop = Consumption::start(
+            db.clone(),
+            clock.clone(),
+            catalog.clone(),
+            log.clone(),
+            opts.ack_flush,
+        )?;
         let timers = Timers::start(
             db.clone(),
             catalog.clone(),
@@ -90,7 +101,7 @@ impl Store {
             clock.clone(),
             opts.retention_ms,
         )?;
-        tracing::info!(dir = %dir.display(), topics = catalog.topics().len(), groups = catalog.groups().len(), flush = ?opts.flush, "store opened");
+        tracing::info!(dir = %dir.display(), topics = catalog.topics().len(), groups = catalog.groups().len(), flush = ?opts.flush, ack_flush = ?opts.ack_flush, "store opened");
         Ok(Store {
             db,
             clock,
@@ -172,13 +183,13 @@ impl StoreApi for Store {
 
     async fn ack(&self, req: AckRequest) -> Result<AckResponse> {
         self.check_running()?;
-        self.pop.ack(&req.delivery)?;
+        self.pop.ack(&req.delivery).await?;
         Ok(AckResponse {})
     }
 
     async fn ack_many(&self, req: AckManyRequest) -> Result<AckManyResponse> {
         self.check_running()?;
-        let results = self.pop.ack_many(req.deliveries);
+        let results = self.pop.ack_many(req.deliveries).await;
         Ok(AckManyResponse {
             outcomes: results.into_iter().map(ack_outcome).collect(),
         })
@@ -190,7 +201,7 @@ impl StoreApi for Store {
     ) -> Result<ChangeInvisibleResponse> {
         self.check_running()?;
         Ok(ChangeInvisibleResponse {
-            visible_at_ms: self.pop.change_invisible(&req)?,
+            visible_at_ms: self.pop.change_invisible(&req).await?,
         })
     }
 

@@ -185,8 +185,9 @@ impl Firing {
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map_or(0, u32::from_be_bytes);
             let w = jobs.entry(topic_id).or_default();
-            w.items
-                .push((queue, v.get(4..).unwrap_or_default().to_vec()));
+            let mut message = v.get(4..).unwrap_or_default().to_vec();
+            crate::log::stamp_visible_since(&mut message, now);
+            w.items.push((queue, message));
             w.deletes.push((Cf::Timer, k.to_vec()));
         }
         let mut batch_jobs = Vec::with_capacity(jobs.len());

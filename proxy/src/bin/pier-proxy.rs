@@ -32,9 +32,33 @@ struct Args {
     /// Address of a `pier-store` node (cluster mode).
     #[arg(long, env = "PIER_STORE")]
     store: Option<String>,
-    /// Embedded store flush mode: `sync` or `async`.
+    /// Embedded store: `sync` (fsync before acknowledging a send) or `async`.
     #[arg(long, env = "PIER_FLUSH")]
     flush: Option<FlushMode>,
+    /// Embedded store: `sync` (fsync before answering an ack, a change of
+    /// invisible time or a receive) or `async` (a crash may redeliver acked
+    /// messages).
+    #[arg(long, env = "PIER_ACK_FLUSH")]
+    ack_flush: Option<FlushMode>,
+    /// Embedded store: hours a message is kept after it became visible (0:
+    /// forever) [default: 72].
+    #[arg(long, env = "PIER_RETENTION_HOURS")]
+    retention_hours: Option<u64>,
+    /// Largest message body accepted, in bytes [default: 4194304].
+    #[arg(long, env = "PIER_MAX_BODY_SIZE")]
+    max_body_size: Option<usize>,
+    /// Longest delivery time ahead for delay messages, in ms [default: 40 days].
+    #[arg(long, env = "PIER_MAX_DELAY_MS")]
+    max_delay_ms: Option<u64>,
+    /// Invisibility of push consumers' auto-renewed receives, in ms [default: 60000].
+    #[arg(long, env = "PIER_AUTO_RENEW_INVISIBLE_MS")]
+    auto_renew_invisible_ms: Option<u64>,
+    /// How long one auto-renewed receipt is renewed, in ms [default: 3 h].
+    #[arg(long, env = "PIER_AUTO_RENEW_MAX_MS")]
+    auto_renew_max_ms: Option<u64>,
+    /// Longest long poll, in ms [default: 20000].
+    #[arg(long, env = "PIER_MAX_LONG_POLL_MS")]
+    max_long_poll_ms: Option<u64>,
     /// Key authenticating receipt handles; the same on every proxy of a fleet.
     #[arg(long, env = "PIER_RECEIPT_SECRET", hide_env_values = true)]
     receipt_secret: Option<String>,
@@ -63,6 +87,27 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.flush {
         cfg.flush = v;
+    }
+    if let Some(v) = args.ack_flush {
+        cfg.ack_flush = v;
+    }
+    if let Some(v) = args.retention_hours {
+        cfg.retention_hours = v;
+    }
+    if let Some(v) = args.max_body_size {
+        cfg.max_body_size = v;
+    }
+    if let Some(v) = args.max_delay_ms {
+        cfg.max_delay_ms = v;
+    }
+    if let Some(v) = args.auto_renew_invisible_ms {
+        cfg.auto_renew_invisible_ms = v;
+    }
+    if let Some(v) = args.auto_renew_max_ms {
+        cfg.auto_renew_max_ms = v;
+    }
+    if let Some(v) = args.max_long_poll_ms {
+        cfg.max_long_poll_ms = v;
     }
     if let Some(v) = args.receipt_secret {
         cfg.receipt_secret = v;

@@ -33,6 +33,14 @@ struct Args {
     /// `sync` (fsync before acknowledging a send) or `async`.
     #[arg(long, env = "PIER_FLUSH")]
     flush: Option<FlushMode>,
+    /// `sync` (fsync before answering an ack, a change of invisible time or
+    /// a receive) or `async` (answer at once; a crash may redeliver acked
+    /// messages).
+    #[arg(long, env = "PIER_ACK_FLUSH")]
+    ack_flush: Option<FlushMode>,
+    /// Hours a message is kept after it became visible (0: forever).
+    #[arg(long, env = "PIER_RETENTION_HOURS")]
+    retention_hours: Option<u64>,
     #[command(flatten)]
     txn: TxnCheckArgs,
 }
@@ -52,6 +60,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.flush {
         cfg.flush = v;
     }
+    if let Some(v) = args.ack_flush {
+        cfg.ack_flush = v;
+    }
+    if let Some(v) = args.retention_hours {
+        cfg.retention_hours = v;
+    }
     args.txn.apply(
         &mut cfg.txn_first_check_ms,
         &mut cfg.txn_check_backoff,
@@ -63,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
         &cfg.data,
         StoreOptions {
             flush: cfg.flush,
-            retention_ms: cfg.retention_hours * 3600 * 1000,
+            ack_flush: cfg.ack_flush,
+            retention_ms: cfg.retention_hours.saturating_mul(3600 * 1000),
             txn_checks: cfg.txn_checks(),
         },
     )?);

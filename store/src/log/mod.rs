@@ -19,6 +19,20 @@ use crate::error::Result;
 pub use commit::FlushMode;
 pub(crate) use commit::{CommitHandle, Committer, Placed, Put, Writes};
 
+/// Marks an encoded [`StoredMessage`] as entering its log at `now_ms`
+/// (`visible_since_ms`) without decoding it: protobuf reads a scalar field
+/// given twice as its last value, so appending the one encoded field is
+/// enough. For delay timers firing in bulk, where a decode and re-encode of
+/// each message would be wasted work.
+pub(crate) fn stamp_visible_since(encoded: &mut Vec<u8>, now_ms: u64) {
+    let stamp = StoredMessage {
+        visible_since_ms: now_ms.min(i64::MAX as u64) as i64,
+        ..StoredMessage::default()
+    };
+    // Encoding into a Vec only fails for lack of capacity, which Vec grows.
+    let _ = prost::Message::encode(&stamp, encoded);
+}
+
 /// The message logs of every topic and the thread that appends to them.
 pub(crate) struct MessageLog {
     db: Arc<Db>,

@@ -23,12 +23,12 @@ fn ack_one(st: &mut SubState, d: &DeliveryRef) -> Result<bool> {
 }
 
 impl Consumption {
-    /// Acks one delivery.
-    pub(crate) fn ack(&self, delivery: &Option<DeliveryRef>) -> Result<()> {
+    /// Acks one delivery; returns once the ack is durable.
+    pub(crate) async fn ack(&self, delivery: &Option<DeliveryRef>) -> Result<()> {
         let Located { d, sub, topic, .. } = self.locate(delivery)?;
         let (unlocks, written) = self.change(&sub, |st| ack_one(st, d));
         let unlocks = unlocks?;
-        written?;
+        written?.durable().await?;
         if unlocks {
             // The next message of that FIFO group may be waiting.
             topic.notify.notify_waiters();
@@ -36,8 +36,9 @@ impl Consumption {
         Ok(())
     }
 
-    /// Acks several deliveries; returns each one's result, in order.
-    pub(crate) fn ack_many(&self, deliveries: Vec<DeliveryRef>) -> Vec<Result<()>> {
+    /// Acks several deliveries; returns each one's result, in order, once
+    /// the acks are durable.
+    pub(crate) async fn ack_many(&self, deliveries: Vec<DeliveryRef>) -> Vec<Result<()>> {
         let mut results: Vec<Result<()>> = Vec::with_capacity(deliveries.len());
         // The entries of one AckMessage name one group and topic: gather them
         // by subscription, so each takes its lock and writes its state once.
@@ -78,6 +79,10 @@ impl Consumption {
             });
             // As for a single ack: memory has changed; a failed write fails
             // every entry it carried.
+            let written = match written {
+                Ok(q) => q.durable().await,
+                Err(e) => Err(e),
+            };
             for i in acked {
                 if let Some(r) = results.get_mut(i) {
                     *r = written.clone();
@@ -90,8 +95,9 @@ impl Consumption {
         results
     }
 
-    /// Changes when a delivery becomes visible again; returns that time.
-    pub(crate) fn change_invisible(&self, req: &ChangeInvisibleRequest) -> Result<i64> {
+    /// Changes when a delivery becomes visible again; returns that time once
+    /// the change is durable.
+    pub(crate) async fn change_invisible(&self, req: &ChangeInvisibleRequest) -> Result<i64> {
         let Located { d, sub, topic, .. } = self.locate(&req.delivery)?;
         let (visible_at, written) =
             self.change(&sub, |st| match st.current(d.queue, d.offset, d.attempt) {
@@ -110,7 +116,7 @@ impl Consumption {
                 _ => Err(stale(d)),
             });
         let (visible_at, before) = visible_at?;
-        written?;
+        written?.durable().await?;
         if req.invisible_ms == 0 || visible_at < before {
             // Visible sooner than before (at once, or a push consumer's nack
             // shortening the auto-renew invisibility to a backoff): a waiting

@@ -47,7 +47,7 @@ impl Consumption {
                 .is_some_and(|e| e.attempt == mv.attempt)
                 && st.forget(mv.queue, mv.offset)
         });
-        written?;
+        written?.durable().await?;
         if unlocks {
             if let Ok(t) = self.catalog.topic(&origin) {
                 t.notify.notify_waiters();
@@ -75,7 +75,7 @@ impl Consumption {
         let Some(message) = self.log.read(&topic, d.queue, d.offset)? else {
             // Deleted by retention meanwhile: the delivery is over.
             let (_, written) = self.change(&sub, |st| st.forget(d.queue, d.offset));
-            written?;
+            written?.durable().await?;
             return Err(stale(d));
         };
         let mv = DlqMove {

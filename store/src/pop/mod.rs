@@ -9,7 +9,9 @@
 //!
 //! Every change goes through [`Consumption::change`]: under the
 //! subscription's lock, memory changes and the matching stored changes are
-//! queued for the writer in the same order.
+//! queued for the writer in the same order; the caller then waits, outside
+//! the lock, until the writer has made them durable (`ack_flush`), and only
+//! then answers.
 
 mod ack;
 mod dlq;
@@ -29,11 +31,11 @@ use crate::catalog::{Catalog, GroupEntry, TopicEntry};
 use crate::clock::SharedClock;
 use crate::db::Db;
 use crate::error::{Result, StoreError};
-use crate::log::MessageLog;
+use crate::log::{FlushMode, MessageLog};
 
 pub(crate) use state::Pending;
 use state::{SubKey, SubState};
-use writer::StateWriter;
+use writer::{Queued, StateWriter};
 
 /// One group's consumption of one topic.
 pub(crate) struct Subscription {
@@ -66,9 +68,10 @@ impl Consumption {
         clock: SharedClock,
         catalog: Arc<Catalog>,
         log: Arc<MessageLog>,
+        ack_flush: FlushMode,
     ) -> Result<Consumption> {
         Ok(Consumption {
-            writer: StateWriter::start(db.clone())?,
+            writer: StateWriter::start(db.clone(), ack_flush)?,
             db,
             clock,
             catalog,
@@ -118,8 +121,13 @@ impl Consumption {
 
     /// Runs `f` on a subscription's state under its lock, and queues the
     /// stored changes it made before letting go of the lock. Returns what
-    /// `f` returned and whether queuing worked.
-    fn change<R>(&self, sub: &Subscription, f: impl FnOnce(&mut SubState) -> R) -> (R, Result<()>) {
+    /// `f` returned and the queued write, whose durability the caller awaits
+    /// before answering.
+    fn change<R>(
+        &self,
+        sub: &Subscription,
+        f: impl FnOnce(&mut SubState) -> R,
+    ) -> (R, Result<Queued>) {
         let mut st = sub.state.lock();
         let r = f(&mut st);
         let written = self.writer.write(st.take_changes());

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pier_proto::store::{PopRequest, PopResponse, PoppedMessage, StoredMessage};
+use prost::Message;
 
 use super::dlq::DlqMove;
 use super::state::SubState;
+use super::writer::Queued;
 use super::{Consumption, Subscription};
 use crate::catalog::{GroupEntry, TopicEntry};
 use crate::error::Result;
@@ -19,6 +21,11 @@ use crate::log::MessageLog;
 
 /// Most messages one pop returns.
 const MAX_POP_BATCH: usize = 1024;
+/// Most bytes of messages one pop returns (a single larger message still
+/// goes alone). Far below the store link's gRPC limit
+/// ([`crate::MAX_GRPC_MESSAGE`]): a reply over it would fail after the
+/// deliveries were recorded, and count attempts for messages nobody saw.
+pub(crate) const MAX_POP_BYTES: usize = 16 << 20;
 /// Most log entries one pop scans past (filtered out) before answering, so a
 /// selective filter over a long backlog cannot stall one call.
 const MAX_SCAN_PER_POP: usize = 8192;
@@ -35,12 +42,19 @@ struct Round<'a> {
     /// When what this round delivers becomes visible again.
     visible_at: i64,
     out: Vec<PoppedMessage>,
+    /// Encoded size of what `out` holds.
+    bytes: usize,
     dlq: Vec<DlqMove>,
 }
 
 impl Round<'_> {
     fn full(&self) -> bool {
-        self.out.len() >= self.max
+        self.out.len() >= self.max || self.bytes >= MAX_POP_BYTES
+    }
+
+    /// Whether `m` still fits in this pop's bytes (the first always does).
+    fn has_room(&self, m: &StoredMessage) -> bool {
+        self.out.is_empty() || self.bytes + m.encoded_len() <= MAX_POP_BYTES
     }
 
     fn deliver(
@@ -51,6 +65,7 @@ impl Round<'_> {
         group: Option<String>,
     ) {
         st.deliver(m.queue, m.offset, attempt, self.visible_at, group);
+        self.bytes += m.encoded_len();
         self.out.push(PoppedMessage {
             message: Some(m),
             attempt,
@@ -79,6 +94,8 @@ impl Round<'_> {
                         message,
                     });
                 }
+                // Too big for this pop: it stays due for the next one.
+                Some(message) if !self.has_room(&message) => break,
                 Some(message) => self.deliver(st, message, e.attempt + 1, None),
             }
         }
@@ -126,9 +143,15 @@ impl Round<'_> {
             let mut exhausted = true;
             for item in self.log.read_range(self.topic, queue, cursor, committed)? {
                 let (offset, message) = item?;
+                let wanted = self.filter.matches(message.tag.as_deref());
+                if wanted && !self.has_room(&message) {
+                    // The cursor stays on it: the next pop starts there.
+                    exhausted = false;
+                    break;
+                }
                 cursor = offset + 1;
                 budget -= 1;
-                if self.filter.matches(message.tag.as_deref()) {
+                if wanted {
                     self.take_new(st, message);
                 }
                 if self.full() || budget == 0 || (self.fifo && st.lanes.is_full()) {
@@ -158,9 +181,10 @@ impl Round<'_> {
     }
 }
 
-/// What one round hands back: messages, moves to the DLQ to make, and the
-/// earliest time an in-flight message becomes visible again.
-type RoundResult = (Vec<PoppedMessage>, Vec<DlqMove>, Option<i64>);
+/// What one round hands back: messages, moves to the DLQ to make, the
+/// earliest time an in-flight message becomes visible again, and the
+/// queued write of the deliveries it recorded.
+type RoundResult = (Vec<PoppedMessage>, Vec<DlqMove>, Option<i64>, Queued);
 
 impl Consumption {
     /// Takes up to `max_messages` visible messages for a group, waiting up
@@ -179,8 +203,11 @@ impl Consumption {
                 return Ok(PopResponse::default());
             }
             let sub = self.subscription(&group, &topic)?;
-            let (messages, dlq, next_visible) =
+            let (messages, dlq, next_visible, written) =
                 self.round(&sub, &group, &topic, &filter, max, req.invisible_ms)?;
+            // The deliveries (and their attempt counts) are on disk before
+            // anyone sees them.
+            written.durable().await?;
             for mv in dlq {
                 let (q, o, attempt) = (mv.queue, mv.offset, mv.attempt);
                 if let Err(e) = self.move_to_dlq(&group, &sub, mv).await {
@@ -230,6 +257,7 @@ impl Consumption {
             now,
             visible_at: now.saturating_add(invisible_ms.min(i64::MAX as u64) as i64),
             out: Vec::new(),
+            bytes: 0,
             dlq: Vec::new(),
         };
         let (next_visible, written) = self.change(sub, |st| -> Result<Option<i64>> {
@@ -240,7 +268,7 @@ impl Consumption {
             Ok(st.next_visible_at())
         });
         let next_visible = next_visible?;
-        written?;
-        Ok((round.out, round.dlq, next_visible))
+        let written = written?;
+        Ok((round.out, round.dlq, next_visible, written))
     }
 }

@@ -65,6 +65,7 @@ pub(crate) struct Transactions {
     /// rewrites a record that a commit is removing.
     lock: Arc<tokio::sync::Mutex<()>>,
     checker: Periodic,
+    clock: SharedClock,
 }
 
 impl Transactions {
@@ -78,8 +79,13 @@ impl Transactions {
         let (checks, _) = broadcast::channel(CHECK_CHANNEL_DEPTH);
         let lock = Arc::new(tokio::sync::Mutex::new(()));
         let checker = {
-            let (db, catalog, out, lock) =
-                (db.clone(), catalog.clone(), checks.clone(), lock.clone());
+            let (db, catalog, out, lock, clock) = (
+                db.clone(),
+                catalog.clone(),
+                checks.clone(),
+                lock.clone(),
+                clock.clone(),
+            );
             worker::every("pier-txn-check", SCAN_EVERY, move || {
                 let _guard = lock.blocking_lock();
                 if let Err(e) = check::check_due(&db, &catalog, &policy, &out, clock.now_ms()) {
@@ -94,6 +100,7 @@ impl Transactions {
             checks,
             lock,
             checker,
+            clock,
         })
     }
 
@@ -145,6 +152,8 @@ impl Transactions {
         match Resolution::try_from(req.resolution).unwrap_or(Resolution::Unknown) {
             Resolution::Commit => {
                 m.topic.clear();
+                // Retention counts from the commit, when consumers first see it.
+                m.visible_since_ms = self.clock.now_ms();
                 let queue = if (half.queue as usize) < topic.queues.len() {
                     half.queue
                 } else {

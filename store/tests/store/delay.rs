@@ -104,3 +104,25 @@ async fn timers_survive_restart_and_overdue_ones_fire_at_start() {
     let second = pop(&*store, "d", "g", 2, 10_000, 3_000).await;
     assert_eq!(second.iter().map(body).collect::<Vec<_>>(), vec!["future"]);
 }
+
+/// Retention counts from when a message became visible: a delay message
+/// due long after it was sent is not deleted the moment it fires.
+#[tokio::test]
+async fn retention_counts_from_when_a_delay_message_fell_due() {
+    let (_dir, store) = fresh("t", "g", 17).await;
+    delay_topic(&*store, "d").await;
+    send(&*store, "t", &["sent-early"]).await;
+    append(
+        &*store,
+        "d",
+        vec![delayed("due-later", pier_store::now_ms() + 500)],
+    )
+    .await;
+    // Sent ~800 ms ago, both; the delay message fell due ~300 ms ago.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let deleted = store.sweep_retention(500).unwrap();
+    assert_eq!(deleted, 1, "only the message visible for 800 ms expires");
+    assert!(pop(&*store, "t", "g", 10, 10_000, 0).await.is_empty());
+    let got = pop(&*store, "d", "g", 10, 10_000, 0).await;
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["due-later"]);
+}

@@ -245,3 +245,48 @@ async fn concurrent_sends_all_land_with_distinct_offsets() {
         .unwrap();
     assert_eq!(d.queues.iter().map(|q| q.max_offset).sum::<u64>(), 200);
 }
+
+/// A pop stops at 16 MiB of messages (a single bigger one goes alone), so
+/// its reply always fits the store link; what it leaves is delivered by
+/// the next pops, each message once, with its first attempt.
+#[tokio::test]
+async fn a_pop_is_bounded_by_bytes_and_leaves_the_rest_for_the_next() {
+    let (_dir, store) = fresh("t", "g", 2).await;
+    let big = |i: usize| StoredMessage {
+        body: vec![b'x'; 3 << 20],
+        ..msg(&format!("m{i}"), None)
+    };
+    append(&*store, "t", (0..12).map(big).collect()).await;
+    append(
+        &*store,
+        "t",
+        vec![StoredMessage {
+            body: vec![b'y'; 20 << 20],
+            ..msg("huge", None)
+        }],
+    )
+    .await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let got = pop(&*store, "t", "g", 32, 60_000, 0).await;
+        if got.is_empty() {
+            break;
+        }
+        let bytes: usize = got
+            .iter()
+            .map(|p| p.message.as_ref().unwrap().body.len())
+            .sum();
+        assert!(
+            got.len() == 1 || bytes <= 16 << 20,
+            "{} messages, {bytes} bytes in one pop",
+            got.len()
+        );
+        for p in &got {
+            assert_eq!(p.attempt, 1);
+            assert!(seen.insert(p.message.as_ref().unwrap().message_id.clone()));
+            ack(&*store, "g", p).await;
+        }
+    }
+    assert_eq!(seen.len(), 13, "every message delivered once");
+    assert!(seen.contains("huge"));
+}
