@@ -33,6 +33,9 @@ pub trait StoreApi: Send + Sync + 'static {
         &self,
         req: ChangeInvisibleRequest,
     ) -> Result<ChangeInvisibleResponse>;
+    /// Undoes deliveries whose reply never reached a consumer: visible
+    /// again at once, attempt not counted.
+    async fn release(&self, req: ReleaseRequest) -> Result<ReleaseResponse>;
     /// Moves a delivered message to its group's dead-letter queue.
     async fn forward_to_dlq(&self, req: ForwardToDlqRequest) -> Result<ForwardToDlqResponse>;
     /// Cancels a delay message that has not fallen due yet.

@@ -134,6 +134,7 @@ forward!(
     store.ack_many: s::AckManyRequest => s::AckManyResponse;
     store.change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     store.forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
+    store.release: s::ReleaseRequest => s::ReleaseResponse;
     store.recall: s::RecallRequest => s::RecallResponse;
     store.end_transaction: s::EndTransactionRequest => s::EndTransactionResponse;
     store.get_topic: s::GetTopicRequest => s::GetTopicResponse;

@@ -116,6 +116,7 @@ serve!(StoreEndpoint, store_server::Store, {
     ack_many: s::AckManyRequest => s::AckManyResponse;
     change_invisible: s::ChangeInvisibleRequest => s::ChangeInvisibleResponse;
     forward_to_dlq: s::ForwardToDlqRequest => s::ForwardToDlqResponse;
+    release: s::ReleaseRequest => s::ReleaseResponse;
     recall: s::RecallRequest => s::RecallResponse;
     end_transaction: s::EndTransactionRequest => s::EndTransactionResponse;
     get_topic: s::GetTopicRequest => s::GetTopicResponse;

@@ -205,6 +205,12 @@ impl StoreApi for Store {
         })
     }
 
+    async fn release(&self, req: ReleaseRequest) -> Result<ReleaseResponse> {
+        Ok(ReleaseResponse {
+            released: self.pop.release(req.deliveries).await?,
+        })
+    }
+
     async fn forward_to_dlq(&self, req: ForwardToDlqRequest) -> Result<ForwardToDlqResponse> {
         self.check_running()?;
         self.pop.forward_to_dlq(&req.delivery).await?;

@@ -126,4 +126,46 @@ impl Consumption {
         }
         Ok(visible_at)
     }
+
+    /// Undoes deliveries that never reached a consumer: each current one is
+    /// visible again now, with the attempt before it (0 for a first
+    /// delivery, so the next one is attempt 1 again). A FIFO message keeps
+    /// its message group locked: it is still the one to deliver next.
+    /// Returns how many were undone, once durable. References the store
+    /// cannot place (a topic deleted since) are skipped.
+    pub(crate) async fn release(&self, deliveries: Vec<DeliveryRef>) -> Result<u32> {
+        let now = self.clock.now_ms();
+        let refs: Vec<Option<DeliveryRef>> = deliveries.into_iter().map(Some).collect();
+        // One pop's deliveries share one subscription: one lock, one write.
+        let mut subs: Vec<(Arc<Subscription>, Arc<TopicEntry>, Vec<&DeliveryRef>)> = Vec::new();
+        for r in &refs {
+            let Ok(Located { d, sub, topic, .. }) = self.locate(r) else {
+                continue;
+            };
+            match subs.iter_mut().find(|(s, _, _)| Arc::ptr_eq(s, &sub)) {
+                Some((_, _, ds)) => ds.push(d),
+                None => subs.push((sub, topic, vec![d])),
+            }
+        }
+        let mut released = 0;
+        for (sub, topic, ds) in subs {
+            let (undone, written) = self.change(&sub, |st| {
+                let mut undone = 0;
+                for d in ds {
+                    if st.current(d.queue, d.offset, d.attempt).is_some() {
+                        let before = d.attempt.saturating_sub(1);
+                        st.deliver(d.queue, d.offset, before, now, None);
+                        undone += 1;
+                    }
+                }
+                undone
+            });
+            written?.durable().await?;
+            if undone > 0 {
+                released += undone;
+                topic.notify.notify_waiters();
+            }
+        }
+        Ok(released)
+    }
 }

@@ -290,3 +290,39 @@ async fn a_pop_is_bounded_by_bytes_and_leaves_the_rest_for_the_next() {
     assert_eq!(seen.len(), 13, "every message delivered once");
     assert!(seen.contains("huge"));
 }
+
+/// Released deliveries (their reply never reached a consumer) are visible
+/// at once and their attempt is not counted: with one attempt allowed,
+/// nothing reaches the dead-letter queue.
+#[tokio::test]
+async fn released_deliveries_come_back_at_once_without_counting_an_attempt() {
+    let (_dir, store) = fresh("t", "g", 1).await;
+    send(&*store, "t", &["a", "b"]).await;
+    for _ in 0..3 {
+        let got = pop(&*store, "t", "g", 10, 60_000, 0).await;
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|p| p.attempt == 1), "{got:?}");
+        let released = store
+            .release(ReleaseRequest {
+                deliveries: got.iter().filter_map(|p| delivery("g", p)).collect(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(released.released, 2);
+    }
+    let got = pop(&*store, "t", "g", 10, 60_000, 0).await;
+    assert_eq!(got.len(), 2);
+    for p in &got {
+        ack(&*store, "g", p).await;
+    }
+    // Releasing what is acked does nothing.
+    let released = store
+        .release(ReleaseRequest {
+            deliveries: got.iter().filter_map(|p| delivery("g", p)).collect(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(released.released, 0);
+    let d = describe(&*store, "g").await;
+    assert_eq!((d.backlog[0].ready, d.backlog[0].inflight), (0, 0), "{d:?}");
+}
