@@ -205,6 +205,18 @@ impl Consumption {
             let sub = self.subscription(&group, &topic)?;
             let (messages, dlq, next_visible, written) =
                 self.round(&sub, &group, &topic, &filter, max, req.invisible_ms)?;
+            // Should this call be dropped from here on (its caller went
+            // away: a consumer closing during its long poll cancels the
+            // whole chain), the deliveries just recorded are undone.
+            let undo = Undo {
+                pop: self,
+                sub: &sub,
+                topic: &topic,
+                deliveries: messages
+                    .iter()
+                    .filter_map(|p| p.message.as_ref().map(|m| (m.queue, m.offset, p.attempt)))
+                    .collect(),
+            };
             // The deliveries (and their attempt counts) are on disk before
             // anyone sees them.
             written.durable().await?;
@@ -218,8 +230,10 @@ impl Consumption {
                 }
             }
             if !messages.is_empty() || self.is_draining() {
+                undo.disarm();
                 return Ok(PopResponse { messages });
             }
+            undo.disarm();
             let now = Instant::now();
             if now >= deadline {
                 return Ok(PopResponse::default());
@@ -270,5 +284,44 @@ impl Consumption {
         let next_visible = next_visible?;
         let written = written?;
         Ok((round.out, round.dlq, next_visible, written))
+    }
+}
+
+/// Undoes a pop's deliveries unless disarmed: dropped with the pop call
+/// before its reply was handed over, they are visible again at once with
+/// their attempt not counted (the same as a `Release`).
+struct Undo<'a> {
+    pop: &'a Consumption,
+    sub: &'a Arc<Subscription>,
+    topic: &'a TopicEntry,
+    deliveries: Vec<(u32, u64, u32)>,
+}
+
+impl Undo<'_> {
+    fn disarm(mut self) {
+        self.deliveries.clear();
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.deliveries.is_empty() {
+            return;
+        }
+        let now = self.pop.clock.now_ms();
+        let deliveries = std::mem::take(&mut self.deliveries);
+        let (_, written) = self.pop.change(self.sub, |st| {
+            for (q, o, attempt) in deliveries {
+                if st.current(q, o, attempt).is_some() {
+                    st.deliver(q, o, attempt.saturating_sub(1), now, None);
+                }
+            }
+        });
+        // Nobody is left to wait for it: queued in order, it is written
+        // with the next batch (and redelivery covers a crash before that).
+        if let Err(e) = written {
+            tracing::warn!(error = %e.report(), "undoing the deliveries of a cancelled pop");
+        }
+        self.topic.notify.notify_waiters();
     }
 }

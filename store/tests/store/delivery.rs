@@ -326,3 +326,31 @@ async fn released_deliveries_come_back_at_once_without_counting_an_attempt() {
     let d = describe(&*store, "g").await;
     assert_eq!((d.backlog[0].ready, d.backlog[0].inflight), (0, 0), "{d:?}");
 }
+
+/// A pop dropped after it recorded its deliveries but before it answered
+/// (its consumer went away) undoes them: visible at once, first attempt.
+#[tokio::test]
+async fn a_pop_dropped_before_answering_leaves_its_messages_visible() {
+    use std::future::Future;
+    use std::task::Poll;
+    let (_dir, store) = fresh("t", "g", 17).await;
+    send(&*store, "t", &["a"]).await;
+    let req = PopRequest {
+        group: "g".into(),
+        topic: "t".into(),
+        filter: None,
+        max_messages: 1,
+        invisible_ms: 60_000,
+        poll_ms: 0,
+    };
+    {
+        let mut fut = std::pin::pin!(store.pop(req));
+        // One poll takes the message and then waits for the WAL sync of
+        // its delivery; the future is dropped there.
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "the delivery's sync was already done");
+    }
+    let got = pop(&*store, "t", "g", 10, 60_000, 0).await;
+    assert_eq!(got.len(), 1, "the message stayed invisible");
+    assert_eq!(got[0].attempt, 1);
+}
