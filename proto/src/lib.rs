@@ -9,7 +9,9 @@
 
 // The generated modules refer to each other by their package path
 // (`super::super::admin::v1`), so they are nested as their packages are and
-// re-exported under short names.
+// re-exported under short names. Their docs are the .proto comments, which
+// not every field carries (the tables of protocol.md document the rest).
+#[allow(missing_docs)]
 pub mod apache {
     pub mod rocketmq {
         pub mod v2 {
@@ -18,6 +20,7 @@ pub mod apache {
     }
 }
 
+#[allow(missing_docs)]
 pub mod pier {
     pub mod admin {
         pub mod v1 {

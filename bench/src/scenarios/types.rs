@@ -113,7 +113,7 @@ pub async fn fifo(quick: bool) -> anyhow::Result<Vec<Record>> {
         let msgs: Vec<Message> = (0..n)
             .map(|i| {
                 let mut m = message("fifo-bench", &body(1024, &format!("{i}")));
-                let sp = m.system_properties.as_mut().expect("set");
+                let sp = m.system_properties.get_or_insert_with(Default::default);
                 sp.message_type = MessageType::Fifo as i32;
                 sp.message_group = Some(format!("g{}", i % groups));
                 m
@@ -234,7 +234,7 @@ pub async fn delay(quick: bool) -> anyhow::Result<Vec<Record>> {
 
 fn delayed(topic: &str, text: String, at_ms: i64) -> Message {
     let mut m = message(topic, &text);
-    let sp = m.system_properties.as_mut().expect("set");
+    let sp = m.system_properties.get_or_insert_with(Default::default);
     sp.message_type = MessageType::Delay as i32;
     sp.delivery_timestamp = Some(prost_types::Timestamp {
         seconds: at_ms / 1000,
@@ -259,8 +259,9 @@ pub async fn txn(quick: bool) -> anyhow::Result<Vec<Record>> {
                 let mut h = histogram();
                 for i in 0..per_task {
                     let mut m = message("txn-bench", &body(1024, &format!("{i}")));
-                    m.system_properties.as_mut().expect("set").message_type =
-                        MessageType::Transaction as i32;
+                    m.system_properties
+                        .get_or_insert_with(Default::default)
+                        .message_type = MessageType::Transaction as i32;
                     let t = Instant::now();
                     let sent = c.send(m).await;
                     let e = &sent.entries[0];
