@@ -144,7 +144,7 @@ impl FaultLog {
                 kind = fault.kind.as_str(),
                 cause = %fault.cause,
                 suppressed,
-                "a request failed on the server side (suppressed: like failures of this rpc not logged since the last line)"
+                "a request failed because of the server (suppressed: like failures left out since the last line)"
             );
         }
     }

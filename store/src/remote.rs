@@ -93,11 +93,15 @@ fn from_status(s: tonic::Status) -> StoreError {
                 .unwrap_or_default();
             StoreError::from_wire(kind, &fields)
         }
+        // tonic reports a refused, reset or closed connection with these
+        // codes (h2 and io errors map to Internal, Unknown, Aborted).
         None => match s.code() {
             tonic::Code::Unavailable
             | tonic::Code::Unknown
             | tonic::Code::Cancelled
-            | tonic::Code::DeadlineExceeded => StoreError::Unavailable {
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Internal
+            | tonic::Code::Aborted => StoreError::Unavailable {
                 reason: format!("{}: {}", s.code(), s.message()),
             },
             code => StoreError::Link {
