@@ -204,9 +204,9 @@ impl Db {
         self.check_writable()?;
         self.inner.write_opt(batch.inner, opts).map_err(|e| {
             self.poisoned.store(true, Ordering::Release);
-            self.poison_signal.send_replace(true);
             let error = StoreError::storage(operation, e);
             tracing::error!(error = %error.report(), "a write failed: the store refuses writes from now on");
+            self.poison_signal.send_replace(true);
             error
         })
     }
