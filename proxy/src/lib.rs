@@ -3,9 +3,12 @@
 //! [`pier_store::StoreApi`]. It keeps no durable state, so any number of
 //! proxies can serve the same store and a client can move between them.
 //!
-//! - [`service`]: the MessagingService handlers;
+//! - [`service`]: the MessagingService handlers, one module per RPC family;
+//! - [`layers`]: builds the client-facing services and the tower layer
+//!   stack around them (where auth, metrics and tracing go);
 //! - [`validate`]: input rules and their codes;
 //! - [`status`]: the one mapping of failures to protocol codes;
+//! - [`faults`]: the rate-limited WARN line for failures the server caused;
 //! - [`receipt`]: authenticated, self-describing receipt handles;
 //! - [`session`]: Telemetry sessions and settings;
 //! - [`renew`]: background renewal of push consumers' receipts;
@@ -17,6 +20,8 @@ pub mod authority;
 pub mod config;
 pub mod context;
 pub mod convert;
+pub mod faults;
+pub mod layers;
 pub mod receipt;
 pub mod renew;
 pub mod server;

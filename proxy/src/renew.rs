@@ -13,6 +13,9 @@ use pier_store::{StoreApi, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::faults::FaultLog;
+use crate::status::Rejection;
+
 /// Renew when a delivery has less than this left.
 const RENEW_AHEAD_MS: i64 = 10_000;
 const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -85,20 +88,21 @@ impl Renewer {
         self: &Arc<Self>,
         store: Arc<dyn StoreApi>,
         mut stop: watch::Receiver<bool>,
+        faults: Arc<FaultLog>,
     ) -> JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SCAN_EVERY);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => this.renew_due(&*store).await,
+                    _ = tick.tick() => this.renew_due(&*store, &faults).await,
                     _ = stop.changed() => break,
                 }
             }
         })
     }
 
-    async fn renew_due(&self, store: &dyn StoreApi) {
+    async fn renew_due(&self, store: &dyn StoreApi, faults: &FaultLog) {
         let now = pier_store::now_ms();
         let due: Vec<(String, Entry)> = self
             .entries
@@ -130,7 +134,20 @@ impl Renewer {
                 | Err(StoreError::GroupNotFound { .. }) => {
                     self.entries.remove(&handle);
                 }
-                Err(err) => tracing::warn!(error = %err, "renewing a receipt failed; will retry"),
+                // Will be retried at the next scan. During a store outage
+                // every tracked receipt fails at every scan: the fault log
+                // keeps that to a line now and then.
+                Err(err) => {
+                    let rej = Rejection::from(err);
+                    let d = &e.delivery;
+                    let resource = format!("group {} topic {}", d.group, d.topic);
+                    match &rej.fault {
+                        Some(f) => faults.report_fault("auto-renew", &resource, f),
+                        None => {
+                            tracing::debug!(%resource, error = %rej.message, "renewing a receipt failed; will retry")
+                        }
+                    }
+                }
             }
         }
     }

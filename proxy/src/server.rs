@@ -1,25 +1,63 @@
 //! Assembles a proxy: the store it talks to (embedded or remote), the
-//! client-facing services on one port, background tasks, and the graceful
-//! stop (stop accepting, end long polls, finish in-flight calls, flush).
+//! client-facing services on one port (built in `layers`), background
+//! tasks, and the graceful stop (stop accepting, end long polls, finish
+//! in-flight calls, flush).
+//!
+//! An embedded store that becomes poisoned (a write to its WAL failed)
+//! refuses every write from then on; the proxy then stops as on a signal
+//! and [`serve`] returns an error, so the process exits non-zero and its
+//! supervisor restarts it on a store that reopens cleanly.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pier_node as node;
-use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
-use pier_store::{AdminEndpoint, RemoteStore, Store, StoreApi, StoreOptions, MAX_GRPC_MESSAGE};
+use pier_store::{RemoteStore, Store, StoreApi, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::authority;
 use crate::config::ProxyConfig;
+use crate::faults::FaultLog;
+use crate::layers;
 use crate::renew::Renewer;
 use crate::service::Messaging;
 use crate::session::Sessions;
 
-/// Runs a proxy on `listener` until `shutdown` resolves.
+/// Resolves when `shutdown` does, or when `poisoned` turns true, which it
+/// then records in `stopped_by_poison`.
+async fn stop_signal(
+    shutdown: impl Future<Output = ()>,
+    poisoned: Option<watch::Receiver<bool>>,
+    stopped_by_poison: &AtomicBool,
+) {
+    let poison = async {
+        let poisoned_now = match poisoned {
+            Some(mut p) => p.wait_for(|p| *p).await.is_ok(),
+            None => false,
+        };
+        if !poisoned_now {
+            // Cluster mode, or the store is gone: nothing to watch.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = poison => {
+            stopped_by_poison.store(true, Ordering::Release);
+            tracing::error!(
+                "the embedded store refuses writes since a write to its write-ahead log failed; \
+                 stopping so that it is restarted"
+            );
+        }
+    }
+}
+
+/// Runs a proxy on `listener` until `shutdown` resolves (then returns
+/// `Ok`), or until its embedded store is poisoned (then returns an error).
 pub async fn serve(
     cfg: ProxyConfig,
     listener: TcpListener,
@@ -45,8 +83,9 @@ pub async fn serve(
 
     let (drain_tx, drain_rx) = watch::channel(false);
     let sessions = Sessions::new();
+    let faults = Arc::new(FaultLog::default());
     let renewer = Renewer::new(cfg.auto_renew_invisible_ms, cfg.auto_renew_max_ms);
-    let renew_task = renewer.spawn(store.clone(), drain_rx.clone());
+    let renew_task = renewer.spawn(store.clone(), drain_rx.clone(), faults.clone());
     let messaging = Messaging::new(
         store.clone(),
         cfg.clone(),
@@ -54,6 +93,7 @@ pub async fn serve(
         renewer,
         addr.to_string(),
         drain_rx,
+        faults,
     );
 
     let relay_task = tokio::spawn(messaging.clone().relay_transaction_checks());
@@ -81,10 +121,13 @@ pub async fn serve(
         }
     }
 
+    let stopped_by_poison = Arc::new(AtomicBool::new(false));
     let stop = {
         let embedded = embedded.clone();
+        let poisoned = embedded.as_ref().map(|s| s.poisoned());
+        let stopped_by_poison = stopped_by_poison.clone();
         async move {
-            shutdown.await;
+            stop_signal(shutdown, poisoned, &stopped_by_poison).await;
             tracing::info!("draining: ending long polls and finishing in-flight calls");
             let _ = drain_tx.send(true);
             if let Some(s) = &embedded {
@@ -94,15 +137,12 @@ pub async fn serve(
     };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        .layer(layers::stack())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(
-            MessagingServiceServer::new(messaging)
-                .max_decoding_message_size(MAX_GRPC_MESSAGE)
-                .max_encoding_message_size(MAX_GRPC_MESSAGE),
-        )
-        .add_service(AdminServiceServer::new(AdminEndpoint(store.clone())))
+        .add_service(layers::messaging(messaging))
+        .add_service(layers::admin(store.clone()))
         .serve_with_incoming_shutdown(authority::filter_incoming(node::incoming(listener)?), stop)
         .await?;
     let _ = renew_task.await;
@@ -110,6 +150,46 @@ pub async fn serve(
     if let Some(s) = embedded {
         s.shutdown();
     }
+    if stopped_by_poison.load(Ordering::Acquire) {
+        anyhow::bail!("stopped: the embedded store was poisoned by a failed write-ahead log write");
+    }
     tracing::info!("pier-proxy stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_poisoned_store_stops_the_proxy_and_says_so() {
+        let (poison, watched) = watch::channel(false);
+        let by_poison = AtomicBool::new(false);
+        let stop = stop_signal(std::future::pending(), Some(watched), &by_poison);
+        tokio::pin!(stop);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut stop)
+                .await
+                .is_err(),
+            "a healthy store keeps the proxy running"
+        );
+        poison.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("the poison stops the proxy");
+        assert!(by_poison.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn a_signal_stops_the_proxy_without_blame() {
+        let (_poison, watched) = watch::channel(false);
+        let by_poison = AtomicBool::new(false);
+        stop_signal(async {}, Some(watched), &by_poison).await;
+        assert!(!by_poison.load(Ordering::Acquire));
+        // Cluster mode: no embedded store to watch.
+        stop_signal(async {}, None, &by_poison).await;
+        assert!(!by_poison.load(Ordering::Acquire));
+    }
 }

@@ -1,10 +1,15 @@
 //! The one place where failures become `apache.rocketmq.v2.Status` codes.
 //! Business errors travel in the reply body with gRPC OK (protocol.md §4.1).
+//!
+//! A failure the server caused (the store unreachable or failing) also
+//! carries a [`Fault`]: its cause, for the log (`faults`), never for the
+//! client, who is told only what it can act on.
 
 use pier_proto::rocketmq::{Code, Status};
 use pier_store::StoreError;
 
 use crate::context::ClientContext;
+use crate::faults::{Fault, FaultKind};
 use crate::receipt::ReceiptError;
 
 /// A failure of one request (or one entry of a batch), as the client sees it.
@@ -12,6 +17,8 @@ use crate::receipt::ReceiptError;
 pub struct Rejection {
     pub code: Code,
     pub message: String,
+    /// Set when the server, not the request, is at fault.
+    pub fault: Option<Fault>,
 }
 
 impl Rejection {
@@ -19,6 +26,20 @@ impl Rejection {
         Rejection {
             code,
             message: message.into(),
+            fault: None,
+        }
+    }
+
+    /// A failure inside Pier that the client can do nothing about: `cause`
+    /// goes to the log, the client reads a generic message.
+    pub fn internal(cause: impl Into<String>) -> Rejection {
+        Rejection {
+            code: Code::InternalServerError,
+            message: INTERNAL_FAILURE.to_owned(),
+            fault: Some(Fault {
+                kind: FaultKind::Internal,
+                cause: cause.into(),
+            }),
         }
     }
 
@@ -56,7 +77,15 @@ pub fn compatible(code: Code, ctx: &ClientContext) -> Code {
 
 /// What a client is told when the store itself failed: the details are in
 /// the log, not in the reply.
-const STORAGE_FAILURE: &str = "internal storage error";
+const STORAGE_FAILURE: &str = "internal storage error; details are in the server's log";
+/// What a client is told when the store cannot be reached.
+const STORE_UNAVAILABLE: &str = "store unavailable; retry later";
+/// What a client is told when the proxy-store link refused a message as too
+/// large (a receive of many large messages, in cluster mode).
+const LINK_TOO_LARGE: &str = "the reply is larger than the link between proxy and store allows; \
+     receive fewer messages per call";
+/// What a client is told for any other failure inside Pier.
+const INTERNAL_FAILURE: &str = "internal server error; details are in the server's log";
 
 impl From<StoreError> for Rejection {
     fn from(e: StoreError) -> Rejection {
@@ -72,9 +101,10 @@ impl From<StoreError> for Rejection {
             StoreError::TransactionNotFound { .. } => Code::InvalidTransactionId,
             StoreError::TimerNotFound { .. } => Code::NotFound,
             StoreError::Unavailable { .. } => Code::ProxyTimeout,
-            StoreError::ShuttingDown | StoreError::Storage { .. } | StoreError::Poisoned => {
-                Code::InternalServerError
-            }
+            StoreError::ShuttingDown
+            | StoreError::Storage { .. }
+            | StoreError::Poisoned
+            | StoreError::Link { .. } => Code::InternalServerError,
         };
         let message = match &e {
             StoreError::TopicNotFound { topic: t } => format!(
@@ -83,13 +113,30 @@ impl From<StoreError> for Rejection {
             StoreError::GroupNotFound { group: g } => format!(
                 "consumer group {g} does not exist; create it with `pier group create {g}`"
             ),
-            StoreError::Storage { .. } | StoreError::Poisoned => {
-                tracing::error!(error = %e.report(), "a store call failed");
-                STORAGE_FAILURE.to_owned()
+            StoreError::Storage { .. } | StoreError::Poisoned => STORAGE_FAILURE.to_owned(),
+            StoreError::Unavailable { .. } => STORE_UNAVAILABLE.to_owned(),
+            StoreError::Link { code, .. } if code == "OutOfRange" || code == "ResourceExhausted" => {
+                LINK_TOO_LARGE.to_owned()
             }
+            StoreError::Link { .. } => INTERNAL_FAILURE.to_owned(),
             _ => e.to_string(),
         };
-        Rejection::new(code, message)
+        let kind = match &e {
+            StoreError::Unavailable { .. } => Some(FaultKind::StoreUnavailable),
+            StoreError::Link { .. } => Some(FaultKind::StoreLink),
+            StoreError::Storage { .. } => Some(FaultKind::StoreFailed),
+            StoreError::Poisoned => Some(FaultKind::StorePoisoned),
+            StoreError::ShuttingDown => Some(FaultKind::StoreStopping),
+            _ => None,
+        };
+        Rejection {
+            code,
+            message,
+            fault: kind.map(|kind| Fault {
+                kind,
+                cause: e.report(),
+            }),
+        }
     }
 }
 
@@ -132,9 +179,104 @@ mod tests {
         let r = Rejection::from(e);
         assert_eq!(r.code, Code::InternalServerError);
         assert_eq!(r.message, STORAGE_FAILURE);
+        assert_eq!(r.fault.map(|f| f.kind), Some(FaultKind::StorePoisoned));
         let r = Rejection::from(StoreError::TransactionNotFound {
             transaction_id: "00".into(),
         });
         assert_eq!(r.code, Code::InvalidTransactionId);
+        assert_eq!(r.fault, None, "a client's mistake is not a fault");
+    }
+
+    /// Each kind of store failure: the code, what the client reads, and
+    /// whether (and as what) the server logs it.
+    #[test]
+    fn each_store_failure_has_its_own_message() {
+        let storage = StoreError::Storage {
+            operation: "appending messages".into(),
+            source: pier_store::StorageCause::Corrupt("bad key 0xdead".into()),
+        };
+        let cases: Vec<(StoreError, Code, &str, Option<FaultKind>)> = vec![
+            (
+                StoreError::Unavailable {
+                    reason: "Unavailable: tcp connect error 10.0.0.7:8091".into(),
+                },
+                Code::ProxyTimeout,
+                STORE_UNAVAILABLE,
+                Some(FaultKind::StoreUnavailable),
+            ),
+            (
+                StoreError::Link {
+                    code: "OutOfRange".into(),
+                    reason: "Error, decoded message length too large: found 70000000 bytes"
+                        .into(),
+                },
+                Code::InternalServerError,
+                LINK_TOO_LARGE,
+                Some(FaultKind::StoreLink),
+            ),
+            (
+                StoreError::Link {
+                    code: "Unimplemented".into(),
+                    reason: "unknown method".into(),
+                },
+                Code::InternalServerError,
+                INTERNAL_FAILURE,
+                Some(FaultKind::StoreLink),
+            ),
+            (
+                storage,
+                Code::InternalServerError,
+                STORAGE_FAILURE,
+                Some(FaultKind::StoreFailed),
+            ),
+            (
+                StoreError::ShuttingDown,
+                Code::InternalServerError,
+                "the store is shutting down",
+                Some(FaultKind::StoreStopping),
+            ),
+            (
+                StoreError::StaleDelivery {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    queue: 0,
+                    offset: 1,
+                    attempt: 2,
+                },
+                Code::InvalidReceiptHandle,
+                "delivery 2 of t/0@1 is not in flight for group g: it was acked, moved to the DLQ, or delivered again since",
+                None,
+            ),
+            (
+                StoreError::TimerNotFound { topic: "d".into() },
+                Code::NotFound,
+                "no pending delay message has this recall handle: it was delivered, recalled, or never existed",
+                None,
+            ),
+        ];
+        for (e, code, message, kind) in cases {
+            let report = e.report();
+            let r = Rejection::from(e);
+            assert_eq!(r.code, code, "{report}");
+            assert_eq!(r.message, message, "{report}");
+            assert_eq!(r.fault.as_ref().map(|f| f.kind), kind, "{report}");
+            if let Some(f) = &r.fault {
+                assert_eq!(f.cause, report, "the log gets the whole cause chain");
+            }
+            if code != Code::ProxyTimeout {
+                assert!(
+                    !r.message.contains("unavailable"),
+                    "only an unreachable store is unavailable: {}",
+                    r.message
+                );
+            }
+            for detail in ["0xdead", "10.0.0.7", "70000000"] {
+                assert!(
+                    !r.message.contains(detail),
+                    "{detail} leaked: {}",
+                    r.message
+                );
+            }
+        }
     }
 }

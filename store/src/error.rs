@@ -114,6 +114,16 @@ pub enum StoreError {
         /// What the connection reported.
         reason: String,
     },
+    /// A call to the store node failed for another reason than the node
+    /// being unreachable: a request or reply over the link's size limit, an
+    /// answer the proxy does not understand.
+    #[error("the call to the store node failed ({code}): {reason}")]
+    Link {
+        /// The gRPC code of the failure, by name (`OutOfRange`, ...).
+        code: String,
+        /// What the link reported.
+        reason: String,
+    },
 }
 
 /// The cause of a [`StoreError::Storage`].
@@ -158,12 +168,17 @@ impl StoreError {
         }
     }
 
-    /// Returns true for failures of the store itself (storage, shutdown)
-    /// rather than of the request: their details belong in the log.
+    /// Returns true for failures of the store itself (storage, shutdown,
+    /// its link) rather than of the request: their details belong in the
+    /// log.
     pub fn is_internal(&self) -> bool {
         matches!(
             self,
-            StoreError::Storage { .. } | StoreError::Poisoned | StoreError::ShuttingDown
+            StoreError::Storage { .. }
+                | StoreError::Poisoned
+                | StoreError::ShuttingDown
+                | StoreError::Unavailable { .. }
+                | StoreError::Link { .. }
         )
     }
 

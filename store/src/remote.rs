@@ -73,9 +73,11 @@ impl RemoteStore {
     }
 }
 
-/// Rebuilds the error a store node sent (see `server`); a status without
-/// one (the connection failed, or something else answered) means the store
-/// is unavailable.
+/// Rebuilds the error a store node sent (see `server`). A status without
+/// one was made on this side of the link: by the transport when the node
+/// cannot be reached or the connection broke (the store is unavailable), or
+/// by the codec, e.g. for a reply over [`MAX_GRPC_MESSAGE`] (a link
+/// failure, which retrying the same call does not cure).
 fn from_status(s: tonic::Status) -> StoreError {
     let kind = s
         .metadata()
@@ -91,8 +93,21 @@ fn from_status(s: tonic::Status) -> StoreError {
                 .unwrap_or_default();
             StoreError::from_wire(kind, &fields)
         }
-        None => StoreError::Unavailable {
-            reason: format!("{}: {}", s.code(), s.message()),
+        // tonic reports a refused, reset or closed connection with these
+        // codes (h2 and io errors map to Internal, Unknown, Aborted).
+        None => match s.code() {
+            tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Internal
+            | tonic::Code::Aborted => StoreError::Unavailable {
+                reason: format!("{}: {}", s.code(), s.message()),
+            },
+            code => StoreError::Link {
+                code: format!("{code:?}"),
+                reason: s.message().to_owned(),
+            },
         },
     }
 }
@@ -150,3 +165,49 @@ forward!(
     admin.list_groups: a::ListGroupsRequest => a::ListGroupsResponse;
     admin.describe_group: a::DescribeGroupRequest => a::DescribeGroupResponse;
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_node_reads_as_unavailable() {
+        let refused = from_status(tonic::Status::unavailable(
+            "tcp connect error: Connection refused",
+        ));
+        assert!(
+            matches!(refused, StoreError::Unavailable { .. }),
+            "{refused:?}"
+        );
+        let broken = from_status(tonic::Status::unknown("transport error"));
+        assert!(
+            matches!(broken, StoreError::Unavailable { .. }),
+            "{broken:?}"
+        );
+
+        // What tonic's codec answers for a reply over the size limit.
+        let too_large = from_status(tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 70000000 bytes, the limit is: 67108864 bytes",
+        ));
+        match &too_large {
+            StoreError::Link { code, reason } => {
+                assert_eq!(code, "OutOfRange");
+                assert!(reason.contains("too large"), "{reason}");
+            }
+            other => panic!("a size limit is not unavailability: {other:?}"),
+        }
+        assert!(
+            !too_large.to_string().contains("unavailable"),
+            "{too_large}"
+        );
+    }
+
+    #[test]
+    fn an_error_sent_by_the_node_comes_back_as_itself() {
+        let mut status = tonic::Status::unavailable("the store is shutting down");
+        status
+            .metadata_mut()
+            .insert(ERROR_KIND_HEADER, "shutting-down".parse().unwrap());
+        assert!(matches!(from_status(status), StoreError::ShuttingDown));
+    }
+}

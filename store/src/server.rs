@@ -33,7 +33,9 @@ fn to_status(e: StoreError) -> Status {
         | StoreError::IllegalFilter { .. } => Code::InvalidArgument,
         StoreError::StaleDelivery { .. } => Code::FailedPrecondition,
         StoreError::ShuttingDown | StoreError::Unavailable { .. } => Code::Unavailable,
-        StoreError::Storage { .. } | StoreError::Poisoned => Code::Internal,
+        StoreError::Storage { .. } | StoreError::Poisoned | StoreError::Link { .. } => {
+            Code::Internal
+        }
     };
     if matches!(e, StoreError::Storage { .. } | StoreError::Poisoned) {
         tracing::error!(error = %e.report(), "store call failed");

@@ -145,6 +145,13 @@ impl Store {
         tracing::info!("store shut down");
     }
 
+    /// Turns true once a write to the write-ahead log has failed: from then
+    /// on the store refuses every write (`StoreError::Poisoned`), so a node
+    /// should stop and be restarted rather than answer errors forever.
+    pub fn poisoned(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.db.watch_poison()
+    }
+
     /// Runs one retention sweep now (the background thread runs one every
     /// minute); returns how many messages were deleted.
     pub fn sweep_retention(&self, retention_ms: u64) -> Result<u64> {
@@ -368,7 +375,10 @@ mod tests {
             })
             .await
             .unwrap();
+        let poisoned = store.poisoned();
+        assert!(!*poisoned.borrow());
         store.db.fail_a_write();
+        assert!(*poisoned.borrow(), "watchers learn of the poison");
 
         let sent = store
             .append(AppendRequest {

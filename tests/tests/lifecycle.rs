@@ -1,4 +1,5 @@
-//! Auto-renewed receipts (push consumers) and graceful shutdown.
+//! Auto-renewed receipts (push consumers), graceful shutdown, and failures
+//! the server caused (what the client is told, what the log says).
 
 use std::time::{Duration, Instant};
 
@@ -91,4 +92,111 @@ async fn sigterm_ends_long_polls_and_exits_cleanly() {
         matches!(end, Ok(Ok(None)) | Ok(Err(_))),
         "telemetry stream ended: {end:?}"
     );
+}
+
+/// The WARN lines a node logged until it has been quiet for `quiet`.
+fn warn_lines(node: &Node, quiet: Duration) -> Vec<String> {
+    let mut warns = Vec::new();
+    while let Ok(line) = node.log.recv_timeout(quiet) {
+        if line.contains("WARN") {
+            warns.push(line);
+        }
+    }
+    warns
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_fails_sends_with_one_warn_line_not_one_per_call() {
+    let data = tempfile::tempdir().unwrap();
+    let mut store = Node::store(data.path());
+    let proxy = Node::proxy_of(&store);
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("orders", 1).await;
+    let before = c.send(message("orders", "before")).await;
+    assert_eq!(before.status.map(|s| s.code), Some(Code::Ok as i32));
+
+    store.kill();
+    for i in 0..30 {
+        let r = c.send(message("orders", &format!("during-{i}"))).await;
+        let s = r.status.expect("a status");
+        assert_eq!(s.code, Code::ProxyTimeout as i32, "{s:?}");
+        assert_eq!(s.message, "store unavailable; retry later");
+        assert_eq!(r.entries.len(), 1);
+    }
+    let warns: Vec<String> = warn_lines(&proxy, Duration::from_secs(1))
+        .into_iter()
+        .filter(|l| l.contains("SendMessage"))
+        .collect();
+    assert_eq!(warns.len(), 1, "one line for 30 failed sends: {warns:#?}");
+    let line = &warns[0];
+    for part in ["topic orders", "store unavailable", "suppressed=0"] {
+        assert!(line.contains(part), "{part} missing from {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_store_link_limit_is_not_called_unavailable() {
+    use receive_message_response::Content;
+    let data = tempfile::tempdir().unwrap();
+    let store = Node::store(data.path());
+    let proxy = Node::proxy_of(&store);
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("big", 1).await;
+    c.create_group("eater", 16).await;
+    // 17 bodies of almost 4 MiB: one pop of all of them is over the 64 MiB
+    // a message between proxy and store may have.
+    let body = vec![b'x'; (4 << 20) - 1024];
+    for i in 0..17 {
+        let m = message_with_id("big", format!("BIG{i:05}"), body.clone());
+        let r = c.send(m).await;
+        assert_eq!(r.status.map(|s| s.code), Some(Code::Ok as i32));
+    }
+    let req = ReceiveMessageRequest {
+        group: Some(resource("eater")),
+        message_queue: Some(c.queue("big")),
+        filter_expression: None,
+        batch_size: 32,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+        auto_renew: false,
+        long_polling_timeout: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        attempt_id: None,
+    };
+    let mut stream = c
+        .messaging()
+        .receive_message(c.req(req))
+        .await
+        .expect("ReceiveMessage transport")
+        .into_inner();
+    let mut status = None;
+    while let Some(frame) = stream.message().await.expect("ReceiveMessage stream") {
+        if let Some(Content::Status(s)) = frame.content {
+            status = Some(s);
+        }
+    }
+    let status = status.expect("a status frame");
+    assert_eq!(status.code, Code::InternalServerError as i32, "{status:?}");
+    assert!(
+        !status.message.contains("unavailable"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("receive fewer messages"),
+        "{}",
+        status.message
+    );
+    let warns: Vec<String> = warn_lines(&proxy, Duration::from_secs(1))
+        .into_iter()
+        .filter(|l| l.contains("ReceiveMessage"))
+        .collect();
+    assert_eq!(warns.len(), 1, "{warns:#?}");
+    for part in ["group eater topic big", "store link failed", "too large"] {
+        assert!(warns[0].contains(part), "{part} missing from {}", warns[0]);
+    }
 }

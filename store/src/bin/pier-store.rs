@@ -7,6 +7,7 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
@@ -96,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         node::reflection(&["pier.store.v1.Store", "pier.admin.v1.AdminService"]).build_v1alpha()?;
 
     tracing::info!(%addr, data = %cfg.data.display(), "pier-store listening");
+    let stopped_by_poison = Arc::new(AtomicBool::new(false));
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
@@ -104,12 +106,25 @@ async fn main() -> anyhow::Result<()> {
         .add_service(AdminServiceServer::new(AdminEndpoint(api)))
         .serve_with_incoming_shutdown(node::incoming(listener)?, {
             let store = store.clone();
+            let mut poisoned = store.poisoned();
+            let stopped_by_poison = stopped_by_poison.clone();
             async move {
-                node::shutdown_signal().await;
+                tokio::select! {
+                    () = node::shutdown_signal() => {}
+                    // A poisoned store refuses every write: stop, so that a
+                    // supervisor restarts the node on a store that reopens.
+                    Ok(_) = poisoned.wait_for(|p| *p) => {
+                        stopped_by_poison.store(true, Ordering::Release);
+                        tracing::error!("the store refuses writes since a write to its write-ahead log failed; stopping so that it is restarted");
+                    }
+                }
                 store.drain();
             }
         })
         .await?;
     store.shutdown();
+    if stopped_by_poison.load(Ordering::Acquire) {
+        anyhow::bail!("stopped: the store was poisoned by a failed write-ahead log write");
+    }
     Ok(())
 }

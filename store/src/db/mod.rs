@@ -70,6 +70,8 @@ pub(crate) struct Db {
     inner: DB,
     /// Set by the first failed write; see the module comment.
     poisoned: AtomicBool,
+    /// Tells watchers (the node binaries, which stop) that it was set.
+    poison_signal: tokio::sync::watch::Sender<bool>,
 }
 
 impl Db {
@@ -95,6 +97,7 @@ impl Db {
         let db = Db {
             inner,
             poisoned: AtomicBool::new(false),
+            poison_signal: tokio::sync::watch::channel(false).0,
         };
         // Fails here, once, rather than at every later use.
         db.handles()?;
@@ -174,6 +177,11 @@ impl Db {
         }
     }
 
+    /// Turns true when the database is poisoned.
+    pub(crate) fn watch_poison(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.poison_signal.subscribe()
+    }
+
     /// Writes a batch atomically; `operation` names it in errors. A failure
     /// poisons the database (see the module comment).
     pub(crate) fn write(
@@ -198,6 +206,7 @@ impl Db {
             self.poisoned.store(true, Ordering::Release);
             let error = StoreError::storage(operation, e);
             tracing::error!(error = %error.report(), "a write failed: the store refuses writes from now on");
+            self.poison_signal.send_replace(true);
             error
         })
     }

@@ -32,6 +32,7 @@ impl StoreError {
             StoreError::Storage { .. } => "storage",
             StoreError::Poisoned => "poisoned",
             StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Link { .. } => "link",
         }
     }
 
@@ -69,6 +70,7 @@ impl StoreError {
                 attempt.to_string(),
             ],
             StoreError::TransactionNotFound { transaction_id } => vec![transaction_id.clone()],
+            StoreError::Link { code, reason } => vec![code.clone(), reason.clone()],
             // The cause stays on the node where it happened, which logged
             // it (`server`): storage details do not travel.
             StoreError::Storage { operation, .. } => vec![operation.clone()],
@@ -130,7 +132,14 @@ impl StoreError {
             },
             "poisoned" => StoreError::Poisoned,
             "unavailable" => StoreError::Unavailable { reason: next() },
-            other => StoreError::Unavailable {
+            "link" => StoreError::Link {
+                code: next(),
+                reason: next(),
+            },
+            // The node answered, so it is not unavailable: it speaks a
+            // newer version of the link.
+            other => StoreError::Link {
+                code: "Unknown".into(),
                 reason: format!("the store answered with an unknown error kind {other:?}"),
             },
         }
@@ -220,6 +229,10 @@ mod tests {
             StoreError::Unavailable {
                 reason: "down".into(),
             },
+            StoreError::Link {
+                code: "OutOfRange".into(),
+                reason: "too large".into(),
+            },
         ];
         for e in &cases {
             let back = round_trip(e);
@@ -245,10 +258,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_kinds_read_as_unavailable() {
+    fn unknown_kinds_are_a_link_failure_not_unavailability() {
         assert!(matches!(
             StoreError::from_wire("from-the-future", ""),
-            StoreError::Unavailable { .. }
+            StoreError::Link { .. }
         ));
     }
 }

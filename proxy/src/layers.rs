@@ -1,0 +1,38 @@
+//! The one place the client-facing services are built, and the stack of
+//! tower layers every call to them passes through.
+//!
+//! Empty today. Cross-cutting concerns that look at calls rather than at
+//! the protocol go here, one layer each, so no handler has to change for
+//! them: authentication and ACLs (reject before the handler runs), metrics
+//! (count and time each RPC by path and gRPC status), tracing (a span per
+//! call). What needs the protocol stays out: RocketMQ answers a business
+//! failure with gRPC OK and the code in the reply body, so a layer does not
+//! see it; failures the server caused are logged by the handlers instead
+//! (`faults`).
+
+use std::sync::Arc;
+
+use pier_proto::admin::admin_service_server::AdminServiceServer;
+use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
+use pier_store::{AdminEndpoint, StoreApi, MAX_GRPC_MESSAGE};
+use tower::layer::util::Identity;
+use tower::ServiceBuilder;
+
+use crate::service::Messaging;
+
+/// The layers around every service of the client port, outermost first.
+pub fn stack() -> ServiceBuilder<Identity> {
+    ServiceBuilder::new()
+}
+
+/// `apache.rocketmq.v2.MessagingService`, with its message size limits.
+pub fn messaging(messaging: Messaging) -> MessagingServiceServer<Messaging> {
+    MessagingServiceServer::new(messaging)
+        .max_decoding_message_size(MAX_GRPC_MESSAGE)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE)
+}
+
+/// `pier.admin.v1.AdminService`, answered by the store behind this proxy.
+pub fn admin(store: Arc<dyn StoreApi>) -> AdminServiceServer<AdminEndpoint> {
+    AdminServiceServer::new(AdminEndpoint(store))
+}

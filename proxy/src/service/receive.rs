@@ -1,0 +1,183 @@
+//! ReceiveMessage: a long poll on the store (`pop`), each delivery wrapped
+//! in a receipt handle and streamed, then the status frame.
+
+use pier_proto::rocketmq::*;
+use pier_proto::store::{self as st, DeliveryRef};
+use tonic::{Request, Response};
+
+use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH, MAX_INVISIBLE_MS};
+use crate::context::ClientContext;
+use crate::convert::{self, Delivery};
+use crate::receipt::Receipt;
+use crate::status::{ok, Rejection};
+use crate::validate;
+
+const MAX_BATCH: u32 = 1024;
+const MIN_INVISIBLE_MS: u64 = 1_000;
+/// A long poll ends this long before the client's deadline (Rust 5.0.0 sets
+/// its deadline equal to the poll time, protocol.md §4.9.3).
+const POLL_RESERVE_MS: u64 = 500;
+/// Without a `long_polling_timeout`, poll for the deadline minus half the
+/// default request timeout (3 s), as the reference does.
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 3_000;
+
+// tonic's stream item type fixes the error type to `tonic::Status`.
+#[allow(clippy::result_large_err)]
+fn frame(c: receive_message_response::Content) -> Result<ReceiveMessageResponse, tonic::Status> {
+    Ok(ReceiveMessageResponse { content: Some(c) })
+}
+
+pub(super) async fn receive_message(
+    inner: &Inner,
+    request: Request<ReceiveMessageRequest>,
+) -> RpcResult<super::BoxStream<ReceiveMessageResponse>> {
+    use receive_message_response::Content;
+    let ctx = ClientContext::from_metadata(request.metadata());
+    let req = request.into_inner();
+    let target = Target::new(
+        req.message_queue.as_ref().and_then(|q| q.topic.as_ref()),
+        req.group.as_ref(),
+    );
+    let frames: Vec<Content> = match inner.receive(&ctx, req).await {
+        Ok(msgs) if msgs.is_empty() => vec![Content::Status(Status {
+            code: Code::MessageNotFound as i32,
+            message: "no new message".into(),
+        })],
+        Ok(msgs) => std::iter::once(Content::Status(ok()))
+            .chain(msgs.into_iter().map(Content::Message))
+            .collect(),
+        Err(rej) => {
+            inner.faults.report("ReceiveMessage", &target, &rej);
+            vec![Content::Status(rej.to_status(&ctx))]
+        }
+    };
+    let frames = frames
+        .into_iter()
+        .chain(std::iter::once(Content::DeliveryTimestamp(
+            convert::timestamp(pier_store::now_ms()),
+        )))
+        .map(frame);
+    Ok(Response::new(Box::pin(tokio_stream::iter(frames))))
+}
+
+impl Inner {
+    /// How long a receive may wait, per protocol.md §4.9.3.
+    fn poll_ms(&self, ctx: &ClientContext, req: &ReceiveMessageRequest) -> u64 {
+        let deadline_ms = ctx.deadline.map(|d| d.as_millis() as u64);
+        let wanted = match &req.long_polling_timeout {
+            Some(d) => convert::duration_ms(d).unwrap_or(0),
+            None => deadline_ms.map_or(self.cfg.max_long_poll_ms, |d| {
+                d.saturating_sub(DEFAULT_REQUEST_TIMEOUT_MS / 2)
+            }),
+        };
+        let mut poll = wanted.min(self.cfg.max_long_poll_ms);
+        if let Some(d) = deadline_ms {
+            poll = poll.min(d.saturating_sub(POLL_RESERVE_MS));
+        }
+        poll
+    }
+
+    async fn receive(
+        &self,
+        ctx: &ClientContext,
+        req: ReceiveMessageRequest,
+    ) -> Result<Vec<Message>, Rejection> {
+        let client_id = require_client(ctx)?.to_owned();
+        let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
+        let mq = req
+            .message_queue
+            .as_ref()
+            .ok_or_else(|| Rejection::new(Code::BadRequest, "message_queue is required"))?;
+        let topic_res = mq.topic.clone().unwrap_or_default();
+        let topic = validate::topic(Some(&topic_res), &ctx.namespace)?;
+        let filter = req.filter_expression.as_ref().map(|f| st::Filter {
+            kind: match FilterType::try_from(f.r#type).unwrap_or(FilterType::Unspecified) {
+                FilterType::Sql => st::filter::Kind::Sql92 as i32,
+                _ => st::filter::Kind::Tag as i32,
+            },
+            expression: f.expression.clone(),
+        });
+        let invisible_ms = if req.auto_renew {
+            self.renewer.invisible_ms()
+        } else {
+            let d = req.invisible_duration.as_ref().ok_or_else(|| {
+                Rejection::new(
+                    Code::IllegalInvisibleTime,
+                    "invisible_duration is required unless auto_renew is set",
+                )
+            })?;
+            let ms = convert::duration_ms(d).ok_or_else(|| {
+                Rejection::new(Code::IllegalInvisibleTime, "invisible_duration is negative")
+            })?;
+            if !(MIN_INVISIBLE_MS..=MAX_INVISIBLE_MS).contains(&ms) {
+                return Err(Rejection::new(
+                    Code::IllegalInvisibleTime,
+                    format!("invisible_duration must be between 1 s and 12 h, not {ms} ms"),
+                ));
+            }
+            ms
+        };
+        let batch = match req.batch_size {
+            n if n <= 0 => DEFAULT_BATCH,
+            n => (n as u32).min(MAX_BATCH),
+        };
+        let pop = st::PopRequest {
+            group: group.clone(),
+            topic: topic.clone(),
+            filter,
+            max_messages: batch,
+            invisible_ms,
+            poll_ms: self.poll_ms(ctx, &req),
+        };
+        if self.cfg.auto_create {
+            self.topic(&topic).await?;
+            self.group(&group).await?;
+        }
+        let mut draining = self.draining.clone();
+        if *draining.borrow() {
+            return Ok(Vec::new());
+        }
+        let popped = tokio::select! {
+            r = self.store.pop(pop) => r?,
+            _ = draining.wait_for(|d| *d) => return Ok(Vec::new()),
+        };
+        let mut out = Vec::with_capacity(popped.messages.len());
+        for p in popped.messages {
+            let Some(m) = p.message else { continue };
+            let receipt = Receipt {
+                group: group.clone(),
+                topic: topic.clone(),
+                queue: m.queue,
+                offset: m.offset,
+                attempt: p.attempt,
+                issued_ms: pier_store::now_ms(),
+            };
+            let handle = self.receipts.issue(&receipt);
+            if req.auto_renew {
+                self.renewer.track(
+                    handle.clone(),
+                    &client_id,
+                    DeliveryRef {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        queue: m.queue,
+                        offset: m.offset,
+                        attempt: p.attempt,
+                    },
+                    p.visible_at_ms,
+                );
+            }
+            out.push(convert::to_delivered(
+                m,
+                Delivery {
+                    topic: &topic_res,
+                    receipt_handle: handle,
+                    attempt: p.attempt,
+                    invisible_ms,
+                    store_host: &self.store_host,
+                },
+            ));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,263 @@
+//! Where a client sends and receives: QueryRoute, QueryAssignment,
+//! Heartbeat, and the server's half of the settings exchange on the
+//! Telemetry stream (protocol.md §4.4, §4.5, §8).
+
+use pier_proto::rocketmq::*;
+use tonic::{Request, Response};
+
+use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH};
+use crate::context::ClientContext;
+use crate::convert;
+use crate::status::{ok, Rejection};
+use crate::validate;
+
+/// Name every route gives the (single, logical) broker.
+pub const BROKER_NAME: &str = "pier";
+
+fn accept_types(t: i32) -> Vec<i32> {
+    use pier_proto::admin::TopicType;
+    let mt = match TopicType::try_from(t).unwrap_or(TopicType::Normal) {
+        TopicType::Fifo => MessageType::Fifo,
+        TopicType::Delay => MessageType::Delay,
+        TopicType::Transaction => MessageType::Transaction,
+        _ => MessageType::Normal,
+    };
+    vec![mt as i32]
+}
+
+/// The access point as the client gave it, with a scheme filled in when the
+/// client left it unset (Python needs one to dial, protocol.md §4.4).
+fn access_point(e: Option<Endpoints>) -> Result<Endpoints, Rejection> {
+    let mut e = e.filter(|e| !e.addresses.is_empty()).ok_or_else(|| {
+        Rejection::new(
+            Code::IllegalAccessPoint,
+            "endpoints (the access point the client was configured with) are required",
+        )
+    })?;
+    if e.scheme == AddressScheme::Unspecified as i32 {
+        let host = &e.addresses[0].host;
+        e.scheme = if host.parse::<std::net::Ipv4Addr>().is_ok() {
+            AddressScheme::IPv4 as i32
+        } else if host.parse::<std::net::Ipv6Addr>().is_ok() {
+            AddressScheme::IPv6 as i32
+        } else {
+            AddressScheme::DomainName as i32
+        };
+    }
+    Ok(e)
+}
+
+pub(super) async fn query_route(
+    inner: &Inner,
+    request: Request<QueryRouteRequest>,
+) -> RpcResult<QueryRouteResponse> {
+    reply!(
+        "QueryRoute",
+        request,
+        inner,
+        |r: &QueryRouteRequest| Target::new(r.topic.as_ref(), None),
+        Inner::query_route,
+        |s| QueryRouteResponse {
+            status: Some(s),
+            message_queues: vec![],
+        }
+    )
+}
+
+pub(super) async fn query_assignment(
+    inner: &Inner,
+    request: Request<QueryAssignmentRequest>,
+) -> RpcResult<QueryAssignmentResponse> {
+    reply!(
+        "QueryAssignment",
+        request,
+        inner,
+        |r: &QueryAssignmentRequest| Target::new(r.topic.as_ref(), r.group.as_ref()),
+        Inner::query_assignment,
+        |s| QueryAssignmentResponse {
+            status: Some(s),
+            assignments: vec![],
+        }
+    )
+}
+
+pub(super) async fn heartbeat(
+    inner: &Inner,
+    request: Request<HeartbeatRequest>,
+) -> RpcResult<HeartbeatResponse> {
+    // Always OK, even for an empty probe (Go) or an unknown client.
+    let ctx = ClientContext::from_metadata(request.metadata());
+    if let Some(id) = &ctx.client_id {
+        inner.sessions.touch(id);
+    }
+    Ok(Response::new(HeartbeatResponse { status: Some(ok()) }))
+}
+
+impl Inner {
+    async fn query_route(
+        &self,
+        ctx: &ClientContext,
+        req: QueryRouteRequest,
+    ) -> Result<QueryRouteResponse, Rejection> {
+        require_client(ctx)?;
+        let name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        let endpoints = access_point(req.endpoints)?;
+        let topic = self.topic(&name).await?;
+        let types = accept_types(topic.r#type);
+        let message_queues = (0..topic.queues)
+            .map(|id| MessageQueue {
+                topic: req.topic.clone(),
+                id: id as i32,
+                permission: Permission::ReadWrite as i32,
+                broker: Some(Broker {
+                    name: BROKER_NAME.into(),
+                    id: 0,
+                    endpoints: Some(endpoints.clone()),
+                }),
+                accept_message_types: types.clone(),
+            })
+            .collect();
+        Ok(QueryRouteResponse {
+            status: Some(ok()),
+            message_queues,
+        })
+    }
+
+    async fn query_assignment(
+        &self,
+        ctx: &ClientContext,
+        req: QueryAssignmentRequest,
+    ) -> Result<QueryAssignmentResponse, Rejection> {
+        require_client(ctx)?;
+        let topic_name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        let group_name = validate::group(req.group.as_ref(), &ctx.namespace)?;
+        let endpoints = access_point(req.endpoints)?;
+        let topic = self.topic(&topic_name).await?;
+        let group = self.group(&group_name).await?;
+        let queue = |id: i32| Assignment {
+            message_queue: Some(MessageQueue {
+                topic: req.topic.clone(),
+                id,
+                permission: Permission::ReadWrite as i32,
+                broker: Some(Broker {
+                    name: BROKER_NAME.into(),
+                    id: 0,
+                    endpoints: Some(endpoints.clone()),
+                }),
+                accept_message_types: accept_types(topic.r#type),
+            }),
+        };
+        // Pop semantics: the store hands out messages of every queue, so a
+        // non-FIFO consumer needs one assignment meaning "any queue" (id -1,
+        // as the reference proxy answers); FIFO consumers get every queue.
+        let assignments = if group.fifo {
+            (0..topic.queues as i32).map(queue).collect()
+        } else {
+            vec![queue(-1)]
+        };
+        Ok(QueryAssignmentResponse {
+            status: Some(ok()),
+            assignments,
+        })
+    }
+
+    /// The server's half of the settings exchange (protocol.md §4.5, §8):
+    /// the client's settings with the server-decided fields filled in.
+    pub(super) async fn settings_reply(&self, ctx: &ClientContext, mut s: Settings) -> Settings {
+        use retry_policy::Strategy;
+        use settings::PubSub;
+        let client_type =
+            ClientType::try_from(s.client_type.unwrap_or(0)).unwrap_or(ClientType::Unspecified);
+        match client_type {
+            ClientType::Producer => {
+                s.backoff_policy = Some(RetryPolicy {
+                    max_attempts: 3,
+                    strategy: Some(Strategy::ExponentialBackoff(ExponentialBackoff {
+                        initial: Some(convert::duration(10)),
+                        max: Some(convert::duration(1_000)),
+                        multiplier: 2.0,
+                    })),
+                });
+                let mut p = match s.pub_sub.take() {
+                    Some(PubSub::Publishing(p)) => p,
+                    _ => Publishing::default(),
+                };
+                p.max_body_size = self.cfg.max_body_size.min(i32::MAX as usize) as i32;
+                p.validate_message_type = true;
+                s.pub_sub = Some(PubSub::Publishing(p));
+            }
+            ClientType::PushConsumer
+            | ClientType::SimpleConsumer
+            | ClientType::PullConsumer
+            | ClientType::LitePushConsumer
+            | ClientType::LiteSimpleConsumer => {
+                let mut sub = match s.pub_sub.take() {
+                    Some(PubSub::Subscription(sub)) => sub,
+                    _ => Subscription::default(),
+                };
+                // A group that cannot be read gets the defaults: the client
+                // still starts, and the server's failure is logged.
+                let group = match validate::group(sub.group.as_ref(), &ctx.namespace) {
+                    Ok(name) => match self.group(&name).await {
+                        Ok(g) => Some(g),
+                        Err(rej) => {
+                            let target = Target::new(None, sub.group.as_ref());
+                            self.faults.report("Telemetry", target, &rej);
+                            None
+                        }
+                    },
+                    Err(_) => None,
+                }
+                .unwrap_or_else(|| pier_proto::admin::ConsumerGroup {
+                    max_attempts: pier_store::DEFAULT_MAX_ATTEMPTS,
+                    ..Default::default()
+                });
+                sub.fifo = Some(group.fifo);
+                sub.receive_batch_size = Some(DEFAULT_BATCH as i32);
+                sub.long_polling_timeout = Some(convert::duration(self.cfg.max_long_poll_ms));
+                if matches!(
+                    client_type,
+                    ClientType::LitePushConsumer | ClientType::LiteSimpleConsumer
+                ) {
+                    sub.lite_subscription_quota = Some(0);
+                    sub.max_lite_topic_size = Some(64);
+                }
+                s.pub_sub = Some(PubSub::Subscription(sub));
+                s.backoff_policy = Some(consumer_backoff(&group));
+            }
+            _ => {}
+        }
+        s.metric = Some(Metric {
+            on: false,
+            endpoints: None,
+        });
+        s
+    }
+}
+
+/// The retry policy consumers of a group follow after a failed consumption.
+fn consumer_backoff(group: &pier_proto::admin::ConsumerGroup) -> RetryPolicy {
+    use pier_proto::admin::retry_policy::Strategy as GroupStrategy;
+    use retry_policy::Strategy;
+    let strategy = match group.retry_policy.as_ref().and_then(|p| p.strategy.clone()) {
+        Some(GroupStrategy::Customized(c)) => Strategy::CustomizedBackoff(CustomizedBackoff {
+            next: c.next_ms.iter().map(|ms| convert::duration(*ms)).collect(),
+        }),
+        Some(GroupStrategy::Exponential(e)) => Strategy::ExponentialBackoff(ExponentialBackoff {
+            initial: Some(convert::duration(e.initial_ms)),
+            max: Some(convert::duration(e.max_ms)),
+            multiplier: e.multiplier,
+        }),
+        // Exponential by default: the one strategy every official client
+        // reads (Node ignores customized backoff, protocol.md §8).
+        None => Strategy::ExponentialBackoff(ExponentialBackoff {
+            initial: Some(convert::duration(1_000)),
+            max: Some(convert::duration(2 * 3600 * 1000)),
+            multiplier: 2.0,
+        }),
+    };
+    RetryPolicy {
+        max_attempts: group.max_attempts as i32,
+        strategy: Some(strategy),
+    }
+}

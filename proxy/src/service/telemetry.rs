@@ -1,0 +1,111 @@
+//! The Telemetry stream (settings exchange, server-pushed commands such as
+//! transaction checks) and NotifyClientTermination. Sessions themselves
+//! live in `session`.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use pier_proto::rocketmq::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Streaming};
+
+use super::{BoxStream, Inner, RpcResult};
+use crate::context::ClientContext;
+use crate::status::ok;
+
+pub(super) async fn telemetry(
+    inner: &Arc<Inner>,
+    request: Request<Streaming<TelemetryCommand>>,
+) -> RpcResult<BoxStream<TelemetryCommand>> {
+    let ctx = ClientContext::from_metadata(request.metadata());
+    let Some(client_id) = ctx.client_id.clone() else {
+        return Err(tonic::Status::invalid_argument(
+            "the x-mq-client-id header is required",
+        ));
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let stream_id = inner.sessions.open(&client_id, &ctx.namespace, tx.clone());
+    let mut inbound = request.into_inner();
+    let this = inner.clone();
+    // Answer at once (the response headers go out now: Rust 5.0.0 blocks
+    // its start on them) and read the client's commands in the background.
+    // The reader ends with the client's stream, or when the reply stream is
+    // dropped (the client left, or the proxy drained: see below).
+    tokio::spawn(async move {
+        loop {
+            let cmd = tokio::select! {
+                m = inbound.message() => m,
+                _ = tx.closed() => break,
+            };
+            match cmd {
+                Ok(Some(cmd)) => {
+                    this.on_telemetry(&ctx, &client_id, stream_id, cmd, &tx)
+                        .await
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(client = %client_id, error = %e, "telemetry stream broke");
+                    break;
+                }
+            }
+        }
+        if this.sessions.close(&client_id, Some(stream_id)) {
+            // The client went away: stop renewing its deliveries, so they
+            // become visible to the rest of the group.
+            this.renewer.forget_client(&client_id);
+            tracing::debug!(client = %client_id, "telemetry session closed");
+        }
+    });
+    // The stream ends when the proxy drains, so a graceful stop does not
+    // wait for clients that keep their Telemetry open forever.
+    let mut draining = inner.draining.clone();
+    let stream = ReceiverStream::new(rx).take_until(async move {
+        let _ = draining.wait_for(|d| *d).await;
+    });
+    Ok(Response::new(Box::pin(stream)))
+}
+
+pub(super) async fn notify_client_termination(
+    inner: &Inner,
+    request: Request<NotifyClientTerminationRequest>,
+) -> RpcResult<NotifyClientTerminationResponse> {
+    let ctx = ClientContext::from_metadata(request.metadata());
+    if let Some(id) = &ctx.client_id {
+        inner.sessions.close(id, None);
+        inner.renewer.forget_client(id);
+    }
+    Ok(Response::new(NotifyClientTerminationResponse {
+        status: Some(ok()),
+    }))
+}
+
+impl Inner {
+    async fn on_telemetry(
+        &self,
+        ctx: &ClientContext,
+        client_id: &str,
+        stream_id: u64,
+        cmd: TelemetryCommand,
+        tx: &mpsc::Sender<Result<TelemetryCommand, tonic::Status>>,
+    ) {
+        use telemetry_command::Command;
+        match cmd.command {
+            Some(Command::Settings(s)) => {
+                let reply = self.settings_reply(ctx, s).await;
+                self.sessions.update_settings(client_id, stream_id, &reply);
+                let out = TelemetryCommand {
+                    status: Some(ok()),
+                    command: Some(Command::Settings(reply)),
+                };
+                if tx.send(Ok(out)).await.is_err() {
+                    tracing::debug!(client = %client_id, "telemetry stream closed before settings reply");
+                }
+            }
+            Some(other) => {
+                tracing::debug!(client = %client_id, command = ?std::mem::discriminant(&other), "telemetry command ignored");
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Transactions: EndTransaction (commit, rollback, or still unknown), and
+//! the relay of the store's transaction checks to a producer connected to
+//! this proxy.
+
+use futures::StreamExt;
+use pier_proto::rocketmq::*;
+use pier_proto::store as st;
+use tonic::{Request, Response};
+
+use super::{require_client, Inner, Messaging, RpcResult, Target};
+use crate::context::ClientContext;
+use crate::convert::{self, Delivery};
+use crate::status::{ok, Rejection};
+use crate::validate;
+
+pub(super) async fn end_transaction(
+    inner: &Inner,
+    request: Request<EndTransactionRequest>,
+) -> RpcResult<EndTransactionResponse> {
+    let ctx = ClientContext::from_metadata(request.metadata());
+    let req = request.into_inner();
+    let target = Target::new(req.topic.as_ref(), None);
+    let status = match inner.end_transaction(&ctx, req).await {
+        Ok(()) => ok(),
+        Err(rej) => {
+            inner.faults.report("EndTransaction", target, &rej);
+            rej.to_status(&ctx)
+        }
+    };
+    Ok(Response::new(EndTransactionResponse {
+        status: Some(status),
+    }))
+}
+
+impl Inner {
+    async fn end_transaction(
+        &self,
+        ctx: &ClientContext,
+        req: EndTransactionRequest,
+    ) -> Result<(), Rejection> {
+        require_client(ctx)?;
+        let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        if req.transaction_id.trim().is_empty() {
+            return Err(Rejection::new(
+                Code::InvalidTransactionId,
+                "transaction_id is empty",
+            ));
+        }
+        // UNSPECIFIED is what Python and Rust checkers send for UNKNOWN: the
+        // transaction stays pending and will be checked again.
+        let resolution = match TransactionResolution::try_from(req.resolution) {
+            Ok(TransactionResolution::Commit) => st::Resolution::Commit,
+            Ok(TransactionResolution::Rollback) => st::Resolution::Rollback,
+            _ => st::Resolution::Unknown,
+        };
+        self.store
+            .end_transaction(st::EndTransactionRequest {
+                topic,
+                transaction_id: req.transaction_id,
+                resolution: resolution as i32,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn relay_check(&self, check: st::TransactionCheck) {
+        let Some((session, topic)) = self.sessions.producer_of(&check.topic) else {
+            tracing::debug!(topic = %check.topic, "no producer of this topic on this proxy for a transaction check");
+            return;
+        };
+        let Some(message) = check.message else { return };
+        let message = convert::to_delivered(
+            message,
+            Delivery {
+                topic: &topic,
+                receipt_handle: String::new(),
+                attempt: 1,
+                invisible_ms: 0,
+                store_host: &self.store_host,
+            },
+        );
+        let cmd = TelemetryCommand {
+            status: Some(ok()),
+            command: Some(
+                telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                    RecoverOrphanedTransactionCommand {
+                        message: Some(message),
+                        transaction_id: check.transaction_id,
+                    },
+                ),
+            ),
+        };
+        if session.sender.send(Ok(cmd)).await.is_err() {
+            tracing::debug!("producer stream closed before a transaction check");
+        }
+    }
+}
+
+impl Messaging {
+    /// Relays the store's transaction checks to a live producer of the topic
+    /// connected to this proxy, until the proxy drains. Every proxy gets
+    /// every check, so a producer is reached through whichever proxy holds
+    /// its Telemetry stream.
+    pub async fn relay_transaction_checks(self) {
+        let mut draining = self.inner.draining.clone();
+        loop {
+            if *draining.borrow() {
+                return;
+            }
+            match self.inner.store.watch_transaction_checks().await {
+                Ok(mut checks) => loop {
+                    let next = tokio::select! {
+                        c = checks.next() => c,
+                        _ = draining.wait_for(|d| *d) => return,
+                    };
+                    match next {
+                        Some(Ok(check)) => self.inner.relay_check(check).await,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "transaction check stream broke");
+                            break;
+                        }
+                        None => break,
+                    }
+                },
+                Err(e) => tracing::debug!(error = %e, "cannot watch transaction checks yet"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = draining.wait_for(|d| *d) => return,
+            }
+        }
+    }
+}
