@@ -39,6 +39,9 @@ pub struct ProxyConfig {
     pub auto_renew_max_ms: u64,
     /// Longest long poll, in ms (the client may ask for less).
     pub max_long_poll_ms: u64,
+    /// A client not seen (heartbeat, settings) for this long is dropped:
+    /// its Telemetry session ends and no transaction check goes to it.
+    pub client_expiry_ms: u64,
     /// Transaction checks of the embedded store (see [`CheckPolicy`]); in
     /// cluster mode the store node's own settings apply.
     pub txn_first_check_ms: u64,
@@ -74,6 +77,7 @@ impl Default for ProxyConfig {
             auto_renew_invisible_ms: 60_000,
             auto_renew_max_ms: 3 * 3600 * 1000,
             max_long_poll_ms: 20_000,
+            client_expiry_ms: 120_000,
             txn_first_check_ms: CheckPolicy::DEFAULT_CHECK_AFTER_MS,
             txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
             txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,

@@ -13,11 +13,13 @@
 use std::sync::Arc;
 
 use pier_proto::admin::admin_service_server::AdminServiceServer;
+use pier_proto::admin::proxy_admin_service_server::ProxyAdminServiceServer;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
 use pier_store::{AdminEndpoint, StoreApi, MAX_GRPC_MESSAGE};
 use tower::layer::util::Identity;
 use tower::ServiceBuilder;
 
+use crate::admin::ProxyAdmin;
 use crate::service::Messaging;
 
 /// The layers around every service of the client port, outermost first.
@@ -35,4 +37,9 @@ pub fn messaging(messaging: Messaging) -> MessagingServiceServer<Messaging> {
 /// `pier.admin.v1.AdminService`, answered by the store behind this proxy.
 pub fn admin(store: Arc<dyn StoreApi>) -> AdminServiceServer<AdminEndpoint> {
     AdminServiceServer::new(AdminEndpoint(store))
+}
+
+/// `pier.admin.v1.ProxyAdminService`, answered by this proxy.
+pub fn proxy_admin(admin: ProxyAdmin) -> ProxyAdminServiceServer<ProxyAdmin> {
+    ProxyAdminServiceServer::new(admin)
 }

@@ -16,6 +16,7 @@
 //! - [`authority`]: lets any HTTP/2 `:authority` through to the services;
 //! - [`server`]: putting it together and stopping gracefully.
 
+pub mod admin;
 pub mod authority;
 pub mod config;
 pub mod context;

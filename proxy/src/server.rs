@@ -19,6 +19,7 @@ use pier_store::{RemoteStore, Store, StoreApi, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin::ProxyAdmin;
 use crate::authority;
 use crate::config::ProxyConfig;
 use crate::faults::FaultLog;
@@ -86,6 +87,11 @@ pub async fn serve(
     let faults = Arc::new(FaultLog::default());
     let renewer = Renewer::new(cfg.auto_renew_invisible_ms, cfg.auto_renew_max_ms);
     let renew_task = renewer.spawn(store.clone(), drain_rx.clone(), faults.clone());
+    let proxy_admin = ProxyAdmin {
+        sessions: sessions.clone(),
+        proxy: addr.to_string(),
+        client_expiry_ms: cfg.client_expiry_ms,
+    };
     let messaging = Messaging::new(
         store.clone(),
         cfg.clone(),
@@ -97,6 +103,7 @@ pub async fn serve(
     );
 
     let relay_task = tokio::spawn(messaging.clone().relay_transaction_checks());
+    let expiry_task = tokio::spawn(messaging.clone().expire_clients());
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<MessagingServiceServer<Messaging>>()
@@ -104,11 +111,13 @@ pub async fn serve(
     let reflection = node::reflection(&[
         "apache.rocketmq.v2.MessagingService",
         "pier.admin.v1.AdminService",
+        "pier.admin.v1.ProxyAdminService",
     ])
     .build_v1()?;
     let reflection_alpha = node::reflection(&[
         "apache.rocketmq.v2.MessagingService",
         "pier.admin.v1.AdminService",
+        "pier.admin.v1.ProxyAdminService",
     ])
     .build_v1alpha()?;
 
@@ -141,12 +150,15 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(layers::messaging(messaging))
+        .add_service(layers::messaging(messaging.clone()))
         .add_service(layers::admin(store.clone()))
+        .add_service(layers::proxy_admin(proxy_admin))
         .serve_with_incoming_shutdown(authority::filter_incoming(node::incoming(listener)?), stop)
         .await?;
     let _ = renew_task.await;
     let _ = relay_task.await;
+    let _ = expiry_task.await;
+    messaging.finish().await;
     if let Some(s) = embedded {
         s.shutdown();
     }

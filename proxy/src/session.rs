@@ -1,13 +1,23 @@
 //! Telemetry sessions: one per client id, holding the client's settings and
 //! the sender half of its Telemetry stream (the channel through which the
 //! server pushes commands, e.g. settings updates).
+//!
+//! A client is seen when it opens its stream, sends settings or heartbeats
+//! (every 10 s for the official clients). One unseen for the expiry time
+//! (RocketMQ: 2 minutes) vanished without `NotifyClientTermination`: its
+//! session is dropped and its stream ended ([`Sessions::expire`]), so no
+//! transaction check goes to it and its auto-renewed deliveries are let go.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use pier_proto::admin::ClientInfo;
 use pier_proto::rocketmq::{ClientType, Resource, Settings, TelemetryCommand};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::ClientContext;
 
 pub type CommandSender = mpsc::Sender<Result<TelemetryCommand, tonic::Status>>;
 
@@ -22,6 +32,11 @@ pub struct Session {
     pub last_seen_ms: i64,
     /// The `x-mq-namespace` header of the stream, for Resources without one.
     pub namespace: String,
+    /// The `x-mq-language` and `x-mq-client-version` headers.
+    pub language: String,
+    pub version: String,
+    /// Cancelled when the session expires: its stream's reader stops.
+    pub ended: CancellationToken,
 }
 
 #[derive(Default)]
@@ -35,8 +50,16 @@ impl Sessions {
         Arc::new(Sessions::default())
     }
 
-    pub fn open(&self, client_id: &str, namespace: &str, sender: CommandSender) -> u64 {
+    /// Opens the session of a new Telemetry stream; returns its stream id
+    /// and the token cancelled should the session expire.
+    pub fn open(
+        &self,
+        client_id: &str,
+        ctx: &ClientContext,
+        sender: CommandSender,
+    ) -> (u64, CancellationToken) {
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
+        let ended = CancellationToken::new();
         self.by_client.insert(
             client_id.to_owned(),
             Session {
@@ -45,10 +68,70 @@ impl Sessions {
                 settings: None,
                 sender,
                 last_seen_ms: pier_store::now_ms(),
-                namespace: namespace.to_owned(),
+                namespace: ctx.namespace.clone(),
+                language: ctx.language.clone(),
+                version: ctx.version.clone(),
+                ended: ended.clone(),
             },
         );
-        stream_id
+        (stream_id, ended)
+    }
+
+    /// Drops every session unseen since `cutoff_ms` and ends its stream;
+    /// returns the client ids dropped.
+    pub fn expire(&self, cutoff_ms: i64) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.by_client.retain(|id, s| {
+            if s.last_seen_ms >= cutoff_ms {
+                return true;
+            }
+            s.ended.cancel();
+            gone.push(id.clone());
+            false
+        });
+        gone
+    }
+
+    /// Every session, as the admin API shows it; filtered by consumer group
+    /// and topic when given (full names, namespace included).
+    pub fn list(&self, group: &str, topic: &str) -> Vec<ClientInfo> {
+        use pier_proto::rocketmq::settings::PubSub;
+        let mut out: Vec<ClientInfo> = Vec::new();
+        for s in self.by_client.iter() {
+            let name = |r: &Resource| crate::validate::full_name(r, &s.namespace);
+            let (g, topics) = match s.settings.as_ref().and_then(|x| x.pub_sub.as_ref()) {
+                Some(PubSub::Publishing(p)) => (String::new(), p.topics.iter().map(name).collect()),
+                Some(PubSub::Subscription(sub)) => (
+                    sub.group.as_ref().map(name).unwrap_or_default(),
+                    sub.subscriptions
+                        .iter()
+                        .filter_map(|e| e.topic.as_ref().map(name))
+                        .collect(),
+                ),
+                None => (String::new(), Vec::new()),
+            };
+            if (!group.is_empty() && g != group)
+                || (!topic.is_empty() && !topics.iter().any(|t: &String| t == topic))
+            {
+                continue;
+            }
+            out.push(ClientInfo {
+                client_id: s.key().clone(),
+                client_type: s
+                    .client_type
+                    .as_str_name()
+                    .trim_start_matches("CLIENT_TYPE_")
+                    .to_owned(),
+                language: s.language.clone(),
+                version: s.version.clone(),
+                namespace: s.namespace.clone(),
+                group: g,
+                topics,
+                last_seen_ms: s.last_seen_ms,
+            });
+        }
+        out.sort_by(|a, b| (&a.group, &a.client_id).cmp(&(&b.group, &b.client_id)));
+        out
     }
 
     pub fn update_settings(&self, client_id: &str, stream_id: u64, settings: &Settings) {

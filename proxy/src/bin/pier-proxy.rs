@@ -59,6 +59,10 @@ struct Args {
     /// Longest long poll, in ms [default: 20000].
     #[arg(long, env = "PIER_MAX_LONG_POLL_MS")]
     max_long_poll_ms: Option<u64>,
+    /// Drop a client not seen (heartbeat, settings) for this long, in ms
+    /// [default: 120000].
+    #[arg(long, env = "PIER_CLIENT_EXPIRY_MS")]
+    client_expiry_ms: Option<u64>,
     /// Key authenticating receipt handles; the same on every proxy of a fleet.
     #[arg(long, env = "PIER_RECEIPT_SECRET", hide_env_values = true)]
     receipt_secret: Option<String>,
@@ -108,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.max_long_poll_ms {
         cfg.max_long_poll_ms = v;
+    }
+    if let Some(v) = args.client_expiry_ms {
+        cfg.client_expiry_ms = v;
     }
     if let Some(v) = args.receipt_secret {
         cfg.receipt_secret = v;

@@ -27,6 +27,7 @@ use pier_proto::rocketmq::*;
 use pier_proto::store as st;
 use pier_store::{StoreApi, StoreError};
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Streaming};
 
 use crate::config::ProxyConfig;
@@ -92,6 +93,9 @@ struct Inner {
     store_host: String,
     draining: watch::Receiver<bool>,
     faults: Arc<FaultLog>,
+    /// Tasks the handlers start (Telemetry readers, releases of receives
+    /// that never reached their consumer); waited for at the end.
+    tasks: TaskTracker,
 }
 
 impl Messaging {
@@ -118,7 +122,35 @@ impl Messaging {
                 store_host,
                 draining,
                 faults,
+                tasks: TaskTracker::new(),
             }),
+        }
+    }
+
+    /// Waits for the tasks the handlers started; call it once the server
+    /// has stopped serving.
+    pub async fn finish(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// Drops the clients unseen for `client_expiry_ms` (no heartbeat, no
+    /// settings), checking a few times per period, until the proxy drains.
+    pub async fn expire_clients(self) {
+        let ttl = self.inner.cfg.client_expiry_ms;
+        let every = std::time::Duration::from_millis((ttl / 4).clamp(100, 10_000));
+        let mut draining = self.inner.draining.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = draining.wait_for(|d| *d) => return,
+            }
+            let cutoff = pier_store::now_ms().saturating_sub(ttl.min(i64::MAX as u64) as i64);
+            for id in self.inner.sessions.expire(cutoff) {
+                // Its auto-renewed deliveries go back to the rest of the group.
+                self.inner.renewer.forget_client(&id);
+                tracing::info!(client = %id, expiry_ms = ttl, "client expired: not seen for the expiry time");
+            }
         }
     }
 }

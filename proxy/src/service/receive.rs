@@ -1,8 +1,22 @@
 //! ReceiveMessage: a long poll on the store (`pop`), each delivery wrapped
 //! in a receipt handle and streamed, then the status frame.
+//!
+//! A consumer that goes away mid-receive does not cost its messages an
+//! attempt or an invisible period: gone during the long poll, the store's
+//! pop is dropped with the call and undoes itself; gone while the reply is
+//! being written, the deliveries whose frames were never taken are released
+//! ([`Handover`]).
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
 use pier_proto::rocketmq::*;
 use pier_proto::store::{self as st, DeliveryRef};
+use pier_store::StoreApi;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response};
 
 use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH, MAX_INVISIBLE_MS};
@@ -38,26 +52,82 @@ pub(super) async fn receive_message(
         req.message_queue.as_ref().and_then(|q| q.topic.as_ref()),
         req.group.as_ref(),
     );
-    let frames: Vec<Content> = match inner.receive(&ctx, req).await {
+    let mut deliveries = VecDeque::new();
+    let mut frames: Vec<Content> = match inner.receive(&ctx, req).await {
         Ok(msgs) if msgs.is_empty() => vec![Content::Status(Status {
             code: Code::MessageNotFound as i32,
             message: "no new message".into(),
         })],
         Ok(msgs) => std::iter::once(Content::Status(ok()))
-            .chain(msgs.into_iter().map(Content::Message))
+            .chain(msgs.into_iter().map(|(m, d)| {
+                deliveries.push_back(d);
+                Content::Message(m)
+            }))
             .collect(),
         Err(rej) => {
             inner.faults.report("ReceiveMessage", &target, &rej);
             vec![Content::Status(rej.to_status(&ctx))]
         }
     };
-    let frames = frames
-        .into_iter()
-        .chain(std::iter::once(Content::DeliveryTimestamp(
-            convert::timestamp(pier_store::now_ms()),
-        )))
-        .map(frame);
-    Ok(Response::new(Box::pin(tokio_stream::iter(frames))))
+    frames.push(Content::DeliveryTimestamp(convert::timestamp(
+        pier_store::now_ms(),
+    )));
+    Ok(Response::new(Box::pin(Handover {
+        frames: frames.into_iter(),
+        deliveries,
+        store: inner.store.clone(),
+        tasks: inner.tasks.clone(),
+    })))
+}
+
+/// The frames of one receive, handed to the transport one at a time. If it
+/// is dropped before every message frame was taken (the consumer's stream
+/// closed while the reply was being written), the deliveries not taken are
+/// released in the store: visible again at once, their attempt not counted.
+struct Handover {
+    frames: std::vec::IntoIter<receive_message_response::Content>,
+    /// The delivery of each message frame not taken yet, in frame order.
+    deliveries: VecDeque<DeliveryRef>,
+    store: Arc<dyn StoreApi>,
+    tasks: TaskTracker,
+}
+
+impl Stream for Handover {
+    type Item = Result<ReceiveMessageResponse, tonic::Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.frames.next();
+        if let Some(receive_message_response::Content::Message(_)) = &next {
+            self.deliveries.pop_front();
+        }
+        Poll::Ready(next.map(frame))
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        if self.deliveries.is_empty() {
+            return;
+        }
+        let deliveries: Vec<DeliveryRef> = self.deliveries.drain(..).collect();
+        let store = self.store.clone();
+        self.tasks.spawn(async move {
+            let n = deliveries.len();
+            match store.release(st::ReleaseRequest { deliveries }).await {
+                Ok(r) => {
+                    tracing::debug!(
+                        released = r.released,
+                        of = n,
+                        "receive not taken by its consumer: released"
+                    )
+                }
+                // They become visible after their invisible time instead.
+                Err(e) => {
+                    tracing::debug!(error = %e, "releasing a receive its consumer did not take")
+                }
+            }
+        });
+    }
 }
 
 impl Inner {
@@ -81,7 +151,7 @@ impl Inner {
         &self,
         ctx: &ClientContext,
         req: ReceiveMessageRequest,
-    ) -> Result<Vec<Message>, Rejection> {
+    ) -> Result<Vec<(Message, DeliveryRef)>, Rejection> {
         let client_id = require_client(ctx)?.to_owned();
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let mq = req
@@ -153,21 +223,22 @@ impl Inner {
                 issued_ms: pier_store::now_ms(),
             };
             let handle = self.receipts.issue(&receipt);
+            let delivery = DeliveryRef {
+                group: group.clone(),
+                topic: topic.clone(),
+                queue: m.queue,
+                offset: m.offset,
+                attempt: p.attempt,
+            };
             if req.auto_renew {
                 self.renewer.track(
                     handle.clone(),
                     &client_id,
-                    DeliveryRef {
-                        group: group.clone(),
-                        topic: topic.clone(),
-                        queue: m.queue,
-                        offset: m.offset,
-                        attempt: p.attempt,
-                    },
+                    delivery.clone(),
                     p.visible_at_ms,
                 );
             }
-            out.push(convert::to_delivered(
+            let message = convert::to_delivered(
                 m,
                 Delivery {
                     topic: &topic_res,
@@ -176,7 +247,8 @@ impl Inner {
                     invisible_ms,
                     store_host: &self.store_host,
                 },
-            ));
+            );
+            out.push((message, delivery));
         }
         Ok(out)
     }

@@ -25,18 +25,20 @@ pub(super) async fn telemetry(
         ));
     };
     let (tx, rx) = mpsc::channel(16);
-    let stream_id = inner.sessions.open(&client_id, &ctx.namespace, tx.clone());
+    let (stream_id, ended) = inner.sessions.open(&client_id, &ctx, tx.clone());
     let mut inbound = request.into_inner();
     let this = inner.clone();
     // Answer at once (the response headers go out now: Rust 5.0.0 blocks
     // its start on them) and read the client's commands in the background.
     // The reader ends with the client's stream, or when the reply stream is
-    // dropped (the client left, or the proxy drained: see below).
-    tokio::spawn(async move {
+    // dropped (the client left, or the proxy drained: see below), or when
+    // the session expires. The proxy waits for it when it stops.
+    inner.tasks.spawn(async move {
         loop {
             let cmd = tokio::select! {
                 m = inbound.message() => m,
                 _ = tx.closed() => break,
+                _ = ended.cancelled() => break,
             };
             match cmd {
                 Ok(Some(cmd)) => {
