@@ -24,30 +24,17 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import argparse
-import json
-import logging
-import os
-import sys
 import threading
 import time
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       Message, Producer, SimpleConsumer)
+from common import (arg_parser, EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, emit, judge,
+                    shutdown_quietly)
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 NAME = "delay"
 
 
-def endpoint_arg(value):
-    v = value
-    for p in ("http://", "https://"):
-        if v.startswith(p):
-            v = v[len(p):]
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return v
 
 
 class Runner:
@@ -93,25 +80,12 @@ class Runner:
             if r["received"] and r["delivery_timestamp_ms"] != (r["sent_timestamp_s"] or 0) * 1000:
                 warnings.append(f"delivered delivery_timestamp {r['delivery_timestamp_ms']} ms != "
                                 f"sent {r['sent_timestamp_s']} s")
-            ok = code == EXIT_OK
-            if code == EXIT_OK:
-                problems = self.problems(r)
-                if problems:
-                    ok, code = False, EXIT_FAILED
-                    error = "; ".join(problems)
+            ok, code, error = judge(code, error, self.problems(r) if code == EXIT_OK else [])
             r["ack_errors"] = r["ack_errors"][:5]
             r["receive_errors"] = r["receive_errors"][:5]
             r["unexpected"] = r["unexpected"][:5]
-            result = dict({"ok": ok, "phase": self.phase,
-                           "elapsed_s": round(time.monotonic() - self.start, 2)}, **r)
-            result["warnings"] = warnings
-            if error:
-                result["error"] = error
-                print(f"{NAME}: {'FAIL' if code == EXIT_FAILED else 'error'}: {error}", file=sys.stderr)
-            print(json.dumps(result), flush=True)
-            sys.stderr.flush()
-            logging.shutdown()
-            os._exit(code)
+            r["warnings"] = warnings
+            emit(NAME, ok, code, error, self.phase, self.start, r)
 
     def problems(self, r):
         p = []
@@ -236,20 +210,13 @@ class Runner:
             consumer = None
         except Exception as e:  # noqa: BLE001
             err = f"{self.phase}: {type(e).__name__}: {e}"
-            for c in (producer, consumer):
-                if c is not None and c.is_running:
-                    try:
-                        c.shutdown()
-                    except Exception:  # noqa: BLE001
-                        pass
+            shutdown_quietly(producer, consumer)
             self.finish(EXIT_ERROR, err)
         self.finish(EXIT_OK)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
-    ap.add_argument("--topic", required=True, help="a DELAY topic")
+    ap = arg_parser(__doc__, "a DELAY topic")
     ap.add_argument("--group", required=True, help="consumer group")
     ap.add_argument("--delay", type=float, default=3.0,
                     help="seconds from now to the intended delivery time (default: 3)")
@@ -266,8 +233,6 @@ def main():
                     help="await duration in whole seconds during the tail (default: 1)")
     ap.add_argument("--invisible", type=int, default=30,
                     help="invisible duration in whole seconds for each receive (default: 30)")
-    ap.add_argument("--request-timeout", type=int, default=3,
-                    help="client RPC timeout in whole seconds (default: 3)")
     args = ap.parse_args()
     if args.delay <= 0 or args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0:
         ap.error("--delay, --timeout, --await and --tail-await must be > 0")

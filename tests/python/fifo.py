@@ -30,10 +30,6 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import argparse
-import json
-import logging
-import os
 import sys
 import threading
 import time
@@ -41,20 +37,12 @@ import time
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
                       FilterExpression, Message, MessageListener, Producer,
                       PushConsumer)
+from common import (arg_parser, EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, CountingAcks, emit,
+                    judge, shutdown_quietly)
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 NAME = "fifo"
 
 
-def endpoint_arg(value):
-    v = value
-    for p in ("http://", "https://"):
-        if v.startswith(p):
-            v = v[len(p):]
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return v
 
 
 class Tracker:
@@ -173,34 +161,13 @@ class RecordingListener(MessageListener):
         return ConsumeResult.SUCCESS
 
 
-class CheckedPushConsumer(PushConsumer):
+class CheckedPushConsumer(CountingAcks, PushConsumer):
     """PushConsumer that counts its acks, nacks and DLQ forwards.
 
     FIFO consumption acks through Consumer._ack(message); a failed consumption
     (never here) would retry locally and then call
     ForwardMessageToDeadLetterQueue via the name-mangled private method.
     """
-
-    tracker = None
-
-    def _ack(self, message):
-        try:
-            super()._ack(message)
-        except Exception as e:
-            if self.tracker is not None:
-                with self.tracker.lock:
-                    self.tracker.ack_errors.append(
-                        f"ack {message.message_id}: {type(e).__name__}: {e}")
-            raise
-        if self.tracker is not None:
-            with self.tracker.lock:
-                self.tracker.acked += 1
-
-    def _change_invisible_duration(self, message, invisible_duration):
-        if self.tracker is not None:
-            with self.tracker.lock:
-                self.tracker.nacks += 1
-        return super()._change_invisible_duration(message, invisible_duration)
 
     def _PushConsumer__forward_message_to_dead_letter_queue(self, message):
         if self.tracker is not None:
@@ -236,21 +203,8 @@ class Runner:
                 # Nothing was consumed: only the producer's side means anything.
                 result = {k: result[k] for k in ("sent", "send_errors", "send_s", "error_sample")}
                 result["waited_ms"] = self.waited_ms
-            ok = code == EXIT_OK
-            if code == EXIT_OK:
-                problems = self.problems(result)
-                if problems:
-                    ok, code = False, EXIT_FAILED
-                    error = "; ".join(problems)
-            result = dict({"ok": ok, "phase": self.phase,
-                           "elapsed_s": round(time.monotonic() - self.start, 2)}, **result)
-            if error:
-                result["error"] = error
-                print(f"{NAME}: {'FAIL' if code == EXIT_FAILED else 'error'}: {error}", file=sys.stderr)
-            print(json.dumps(result), flush=True)
-            sys.stderr.flush()
-            logging.shutdown()
-            os._exit(code)
+            ok, code, error = judge(code, error, self.problems(result) if code == EXIT_OK else [])
+            emit(NAME, ok, code, error, self.phase, self.start, result)
 
     def problems(self, r):
         p = []
@@ -376,20 +330,13 @@ class Runner:
             consumer = None
         except Exception as e:  # noqa: BLE001
             err = f"{self.phase}: {type(e).__name__}: {e}"
-            for c in (producer, consumer):
-                if c is not None and c.is_running:
-                    try:
-                        c.shutdown()
-                    except Exception:  # noqa: BLE001
-                        pass
+            shutdown_quietly(producer, consumer)
             self.finish(EXIT_ERROR, err)
         self.finish(EXIT_OK)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
-    ap.add_argument("--topic", required=True, help="a FIFO topic")
+    ap = arg_parser(__doc__, "a FIFO topic")
     ap.add_argument("--group", help="a FIFO consumer group (required unless --produce-only)")
     ap.add_argument("--groups", type=int, default=3, help="number of message groups (default: 3)")
     ap.add_argument("--count", type=int, default=100, help="messages per message group (default: 100)")
@@ -400,8 +347,6 @@ def main():
     ap.add_argument("--tail", type=float, default=2.0,
                     help="seconds to keep consuming after everything arrived (default: 2)")
     ap.add_argument("--threads", type=int, default=4, help="consumption thread count (default: 4)")
-    ap.add_argument("--request-timeout", type=int, default=3,
-                    help="client RPC timeout in whole seconds (default: 3)")
     ap.add_argument("--produce-only", action="store_true",
                     help="only send (no consumer); see the module doc")
     ap.add_argument("--body-prefix", default="",
