@@ -31,31 +31,18 @@ fn admin_send_and_receive() {
     let proxy = Node::standalone(data.path());
     let ep = proxy.endpoint();
 
-    ok(&pier(
-        &ep,
-        &[
-            "topic",
-            "create",
-            "cli-orders",
-            "--type",
-            "normal",
-            "--queues",
-            "2",
-        ],
-    ));
+    let create = [
+        "topic",
+        "create",
+        "cli-orders",
+        "--type",
+        "normal",
+        "--queues",
+        "2",
+    ];
+    ok(&pier(&ep, &create));
     // Re-running a create with the same settings succeeds (scripts re-run it).
-    ok(&pier(
-        &ep,
-        &[
-            "topic",
-            "create",
-            "cli-orders",
-            "--type",
-            "normal",
-            "--queues",
-            "2",
-        ],
-    ));
+    ok(&pier(&ep, &create));
     // Different settings for an existing topic: refused, one line, non-zero.
     let clash = pier(
         &ep,

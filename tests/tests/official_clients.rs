@@ -8,100 +8,59 @@ use std::process::{Command, Output, Stdio};
 use pier_tests::external::*;
 use pier_tests::*;
 
-fn python(tools: &Path, script: &str, args: &[&str]) -> Output {
-    let py = tools.join("venv/bin/python");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(script);
-    Command::new(py)
-        .arg(script)
-        .args(args)
-        .env("HOME", std::env::temp_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run python")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_producer_simple_and_push_consumers() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let endpoint = proxy.endpoint();
-    let c = Raw::connect(&endpoint).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (endpoint, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_topic("py-orders", 4).await;
     c.create_group("py-simple", 17).await;
     c.create_group("py-push", 17).await;
 
-    let ep = endpoint.clone();
-    let t = tools.clone();
-    let sent = tokio::task::spawn_blocking(move || {
-        python(
-            &t,
-            "producer.py",
-            &[
-                "--endpoint",
-                &ep,
-                "--topic",
-                "py-orders",
-                "--count",
-                "1000",
-                "--prefix",
-                "py",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let sent = python(
+        &tools,
+        "producer.py",
+        args(&[
+            "--endpoint",
+            &endpoint,
+            "--topic",
+            "py-orders",
+            "--count",
+            "1000",
+            "--prefix",
+            "py",
+        ]),
+    )
+    .await;
     let produced = summary(&sent, "producer");
     assert_eq!(produced["sent"], 1000);
 
-    let (ep, t) = (endpoint.clone(), tools.clone());
-    let simple = tokio::task::spawn_blocking(move || {
-        python(
-            &t,
-            "simple_consumer.py",
-            &[
-                "--endpoint",
-                &ep,
-                "--topic",
-                "py-orders",
-                "--group",
-                "py-simple",
-                "--expect",
-                "1000",
-                "--timeout",
-                "120",
-                "--prefix",
-                "py",
-            ],
-        )
-    });
-    let (ep, t) = (endpoint.clone(), tools.clone());
-    let push = tokio::task::spawn_blocking(move || {
-        python(
-            &t,
-            "push_consumer.py",
-            &[
-                "--endpoint",
-                &ep,
-                "--topic",
-                "py-orders",
-                "--group",
-                "py-push",
-                "--expect",
-                "1000",
-                "--timeout",
-                "120",
-                "--prefix",
-                "py",
-            ],
-        )
-    });
-    let simple = summary(&simple.await.unwrap(), "simple consumer");
+    // Both consumers at once, each in its own group.
+    let consume = |script: &'static str, group: &'static str| {
+        let argv = args(&[
+            "--endpoint",
+            &endpoint,
+            "--topic",
+            "py-orders",
+            "--group",
+            group,
+            "--expect",
+            "1000",
+            "--timeout",
+            "120",
+            "--prefix",
+            "py",
+        ]);
+        python(&tools, script, argv)
+    };
+    let (simple, push) = tokio::join!(
+        consume("simple_consumer.py", "py-simple"),
+        consume("push_consumer.py", "py-push")
+    );
+    let simple = summary(&simple, "simple consumer");
     assert_eq!(simple["received"], 1000, "{simple}");
     assert_eq!(simple["duplicates"], 0, "{simple}");
-    let push = summary(&push.await.unwrap(), "push consumer");
+    let push = summary(&push, "push consumer");
     assert_eq!(push["received"], 1000, "{push}");
     assert_eq!(push["duplicates"], 0, "{push}");
 

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::Code;
 use pier_tests::external::*;
 use pier_tests::*;
@@ -20,21 +20,10 @@ const PER_PRODUCER: usize = 150;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_node_producers_share_a_message_group() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("mixed", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "mixed-readers".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("mixed-readers", 0).await;
 
     // Both scripts name their single group "mixed-g0" (Python:
     // "{group-prefix}{n}", Node: "{prefix}-g{j}") and start sending at the

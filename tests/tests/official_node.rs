@@ -6,17 +6,15 @@
 
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_producer_and_simple_consumer() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_topic("node-orders", 4).await;
     c.create_group("node-simple", 17).await;
 
@@ -52,21 +50,10 @@ async fn node_producer_and_simple_consumer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_fifo_push_consumer_in_order() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("node-fifo", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "node-fifo-group".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("node-fifo-group", 0).await;
 
     let out = node(
         &tools,
@@ -102,10 +89,8 @@ async fn node_fifo_push_consumer_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_delay_messages_wait_for_their_timestamp() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("node-delay", TopicType::Delay, 4)
         .await;
     c.create_group("node-delay-group", 17).await;
@@ -142,10 +127,8 @@ async fn node_delay_messages_wait_for_their_timestamp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_transactions_commit_rollback_orphan() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("node-tx", TopicType::Transaction, 4)
         .await;
     c.create_group("node-tx-group", 17).await;

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
 
@@ -76,10 +76,8 @@ async fn run_client(args: Vec<String>) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_producer_and_simple_consumer() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_topic("rust-orders", 4).await;
     c.create_group("rust-simple", 17).await;
 
@@ -112,21 +110,10 @@ async fn rust_producer_and_simple_consumer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_fifo_messages_in_group_order() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("rust-fifo", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "rust-fifo-group".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("rust-fifo-group", 0).await;
 
     let started = Instant::now();
     let out = run_client(args(&[
@@ -157,10 +144,8 @@ async fn rust_fifo_messages_in_group_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_delay_messages_wait_for_their_timestamp() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("rust-delay", TopicType::Delay, 4)
         .await;
     c.create_group("rust-delay-group", 17).await;
@@ -194,10 +179,8 @@ async fn rust_delay_messages_wait_for_their_timestamp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_transactions_commit_and_rollback() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("rust-tx", TopicType::Transaction, 4)
         .await;
     c.create_group("rust-tx-group", 17).await;

@@ -6,28 +6,17 @@
 
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_fifo_groups_in_order() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("py-fifo", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "py-fifo-group".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("py-fifo-group", 0).await;
 
     let started = Instant::now();
     let out = python(
@@ -74,10 +63,8 @@ async fn python_fifo_groups_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_delay_delivered_on_time() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("py-delay", TopicType::Delay, 2).await;
     c.create_group("py-delay-group", 0).await;
 
@@ -124,10 +111,8 @@ async fn python_delay_delivered_on_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_transactions_commit_rollback_orphan() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("py-tx", TopicType::Transaction, 2)
         .await;
     c.create_group("py-tx-group", 0).await;
