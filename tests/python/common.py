@@ -150,6 +150,63 @@ class CountingAcks:
         return super()._change_invisible_duration(message, invisible_duration)
 
 
+class Runner:
+    """What every script's runner shares: the start, the phase it is in, a
+    watchdog, and one JSON summary line at the end.
+
+    A subclass gives `result()` (the summary's fields, read once) and
+    `problems(result)` (what makes an otherwise clean run fail); `finish`
+    prints the line once and exits, whichever thread calls it first.
+    """
+
+    name = "script"
+    # Phases that must be over within --timeout of the start.
+    timed_phases = ()
+
+    def __init__(self, args):
+        self.args = args
+        self.start = time.monotonic()
+        self.phase = "startup"
+        self.out_lock = threading.Lock()
+        self.done = False
+
+    def result(self):
+        return {}
+
+    def problems(self, result):
+        return []
+
+    def shown(self, result):
+        """The summary as printed, once judged (e.g. long lists cut short)."""
+        return result
+
+    def timeout_message(self):
+        return f"--timeout {self.args.timeout}s hit during {self.phase}"
+
+    def start_watchdog(self, hard, grace=0.0):
+        """Ends the run with EXIT_TIMEOUT when a phase of `timed_phases` is
+        still on --timeout + `grace` seconds after the start, or anything
+        after `hard` seconds."""
+        def watch():
+            while True:
+                time.sleep(0.2)
+                elapsed = time.monotonic() - self.start
+                if self.phase in self.timed_phases and elapsed > self.args.timeout + grace:
+                    self.finish(EXIT_TIMEOUT, self.timeout_message())
+                if elapsed > hard:
+                    self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
+        threading.Thread(target=watch, daemon=True).start()
+
+    def finish(self, code, error=None):
+        with self.out_lock:
+            if self.done:
+                return
+            self.done = True
+            result = self.result()
+            ok, code, error = judge(code, error, self.problems(result) if code == EXIT_OK else [])
+            emit(self.name, ok, code, error, self.phase, self.start, self.shown(result))
+
+
 def judge(code, error, problems):
     """(ok, code, error) once a run ended with `code`: a clean run with
     problems becomes a failed check."""

@@ -29,23 +29,21 @@ import time
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       Message, Producer, SimpleConsumer)
-from common import (arg_parser, EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, emit, judge,
-                    shutdown_quietly)
+from common import (EXIT_ERROR, EXIT_OK, Runner, arg_parser, shutdown_quietly)
 
 NAME = "delay"
 
 
 
 
-class Runner:
+class Run(Runner):
+    name = NAME
+    timed_phases = ("startup", "send", "receive")
+
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.body = f"{args.prefix}-{int(time.time() * 1000)}"
-        self.start = time.monotonic()
-        self.phase = "startup"
         self.lock = threading.Lock()
-        self.out_lock = threading.Lock()
-        self.done = False
         self.r = {
             "body": self.body,
             "delay_s": args.delay,
@@ -69,23 +67,20 @@ class Runner:
             "late_deliveries": 0,         # deliveries during the tail phase
         }
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            with self.lock:
-                r = dict(self.r)
-            warnings = []
-            if r["received"] and r["delivery_timestamp_ms"] != (r["sent_timestamp_s"] or 0) * 1000:
-                warnings.append(f"delivered delivery_timestamp {r['delivery_timestamp_ms']} ms != "
-                                f"sent {r['sent_timestamp_s']} s")
-            ok, code, error = judge(code, error, self.problems(r) if code == EXIT_OK else [])
-            r["ack_errors"] = r["ack_errors"][:5]
-            r["receive_errors"] = r["receive_errors"][:5]
-            r["unexpected"] = r["unexpected"][:5]
-            r["warnings"] = warnings
-            emit(NAME, ok, code, error, self.phase, self.start, r)
+    def result(self):
+        with self.lock:
+            r = dict(self.r)
+        warnings = []
+        if r["received"] and r["delivery_timestamp_ms"] != (r["sent_timestamp_s"] or 0) * 1000:
+            warnings.append(f"delivered delivery_timestamp {r['delivery_timestamp_ms']} ms != "
+                            f"sent {r['sent_timestamp_s']} s")
+        r["warnings"] = warnings
+        return r
+
+    def shown(self, r):
+        for k in ("ack_errors", "receive_errors", "unexpected"):
+            r[k] = r[k][:5]
+        return r
 
     def problems(self, r):
         p = []
@@ -105,15 +100,6 @@ class Runner:
         if r["ack_errors"]:
             p.append(f"{len(r['ack_errors'])} acks failed (e.g. {r['ack_errors'][:1]})")
         return p
-
-    def watchdog(self, hard):
-        while True:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - self.start
-            if self.phase in ("startup", "send", "receive") and elapsed > self.args.timeout:
-                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
-            if elapsed > hard:
-                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
 
     def receive_once(self, consumer, tail):
         messages = consumer.receive(32, self.args.invisible)
@@ -165,7 +151,7 @@ class Runner:
     def run(self):
         a = self.args
         hard = a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
-        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+        self.start_watchdog(hard)
 
         consumer = producer = None
         try:
@@ -236,7 +222,7 @@ def main():
     args = ap.parse_args()
     if args.delay <= 0 or args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0:
         ap.error("--delay, --timeout, --await and --tail-await must be > 0")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":

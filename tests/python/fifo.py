@@ -37,8 +37,8 @@ import time
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
                       FilterExpression, Message, MessageListener, Producer,
                       PushConsumer)
-from common import (arg_parser, EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, CountingAcks, emit,
-                    judge, shutdown_quietly)
+from common import (EXIT_ERROR, EXIT_OK, CountingAcks, Runner, arg_parser,
+                    shutdown_quietly)
 
 NAME = "fifo"
 
@@ -176,35 +176,29 @@ class CheckedPushConsumer(CountingAcks, PushConsumer):
         return PushConsumer._PushConsumer__forward_message_to_dead_letter_queue(self, message)
 
 
-class Runner:
+class Run(Runner):
+    name = NAME
+    timed_phases = ("startup", "send", "consume")
+
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.groups = [f"{args.group_prefix}{n}" for n in range(args.groups)]
         self.tracker = Tracker(self.groups, args.count)
-        self.start = time.monotonic()
-        self.phase = "startup"
         self.fifo_mode = None
         self.send_s = None
         self.consume_s = None
-        self.out_lock = threading.Lock()
-        self.done = False
         self.waited_ms = None
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            result = self.tracker.summary()
-            result["fifo_mode"] = self.fifo_mode
-            result["send_s"] = self.send_s
-            result["consume_s"] = self.consume_s
-            if self.args.produce_only:
-                # Nothing was consumed: only the producer's side means anything.
-                result = {k: result[k] for k in ("sent", "send_errors", "send_s", "error_sample")}
-                result["waited_ms"] = self.waited_ms
-            ok, code, error = judge(code, error, self.problems(result) if code == EXIT_OK else [])
-            emit(NAME, ok, code, error, self.phase, self.start, result)
+    def result(self):
+        result = self.tracker.summary()
+        result["fifo_mode"] = self.fifo_mode
+        result["send_s"] = self.send_s
+        result["consume_s"] = self.consume_s
+        if self.args.produce_only:
+            # Nothing was consumed: only the producer's side means anything.
+            result = {k: result[k] for k in ("sent", "send_errors", "send_s", "error_sample")}
+            result["waited_ms"] = self.waited_ms
+        return result
 
     def problems(self, r):
         p = []
@@ -234,16 +228,6 @@ class Runner:
         if r["nacks"] or r["dlq"]:
             p.append(f"{r['nacks']} nacks and {r['dlq']} DLQ forwards by the client")
         return p
-
-    def watchdog(self, hard):
-        """Startup, send and consumption within --timeout; everything within `hard`."""
-        while True:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - self.start
-            if self.phase in ("startup", "send", "consume") and elapsed > self.args.timeout:
-                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
-            if elapsed > hard:
-                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
 
     def start_producer(self):
         a = self.args
@@ -288,7 +272,7 @@ class Runner:
     def run(self):
         a = self.args
         hard = a.timeout + a.tail + 3 * a.request_timeout + 10
-        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+        self.start_watchdog(hard)
 
         consumer = producer = None
         try:
@@ -358,7 +342,7 @@ def main():
         ap.error("--group is required, and --body-prefix/--start-at-ms need --produce-only")
     if args.groups <= 0 or args.count <= 0 or args.count > 1000 or args.timeout <= 0 or args.threads <= 0:
         ap.error("--groups, --timeout and --threads must be > 0; --count in 1..1000")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
 import sys
-import threading
 import time
 
 from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
                       FilterExpression, MessageListener, PushConsumer)
-from common import (arg_parser, EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, CountingAcks, Tracker,
-                    emit, judge, shutdown_quietly, tracker_problems)
+from common import (EXIT_ERROR, EXIT_OK, CountingAcks, Runner, Tracker, arg_parser,
+                    shutdown_quietly, tracker_problems)
 
 NAME = "push_consumer"
 
@@ -56,26 +55,21 @@ class CheckedPushConsumer(CountingAcks, PushConsumer):
     """PushConsumer counting the acks and nacks it sends (see common.CountingAcks)."""
 
 
-class Runner:
+class Run(Runner):
+    name = NAME
+    # Startup must finish within --timeout; everything within the hard limit.
+    timed_phases = ("startup",)
+
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.tracker = Tracker(args.prefix, args.expect)
         self.tracker.nacks = 0
-        self.start = time.monotonic()
-        self.phase = "startup"
-        self.out_lock = threading.Lock()
-        self.done = False
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            result = self.tracker.summary()
-            with self.tracker.lock:
-                result["nacks"] = self.tracker.nacks
-            ok, code, error = judge(code, error, self.problems(result) if code == EXIT_OK else [])
-            emit(NAME, ok, code, error, self.phase, self.start, result)
+    def result(self):
+        result = self.tracker.summary()
+        with self.tracker.lock:
+            result["nacks"] = self.tracker.nacks
+        return result
 
     @staticmethod
     def problems(r):
@@ -86,16 +80,9 @@ class Runner:
             p.append(f"{r['nacks']} messages nacked by the client")
         return p
 
-    def watchdog(self, hard):
-        """Startup must finish within --timeout; everything within `hard` seconds."""
-        while True:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - self.start
-            if self.phase == "startup" and elapsed > self.args.timeout + 0.5:
-                self.finish(EXIT_TIMEOUT, f"startup did not finish within --timeout {self.args.timeout}s "
-                                          f"(the client waits up to 10 s for the server's Settings reply)")
-            if elapsed > hard:
-                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
+    def timeout_message(self):
+        return (f"startup did not finish within --timeout {self.args.timeout}s "
+                f"(the client waits up to 10 s for the server's Settings reply)")
 
     def settled(self):
         """All expected bodies seen and every delivery's ack attempted."""
@@ -109,7 +96,7 @@ class Runner:
         # Hard limit: main phase + tail + shutdown grace (shutdown notifies each
         # endpoint with the request timeout and waits for running listeners).
         hard = a.timeout + a.tail + 3 * a.request_timeout + 10
-        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+        self.start_watchdog(hard, grace=0.5)
 
         consumer = None
         try:
@@ -163,7 +150,7 @@ def main():
     args = ap.parse_args()
     if args.expect < 0 or args.timeout <= 0 or args.threads <= 0:
         ap.error("--expect must be >= 0; --timeout and --threads must be > 0")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":

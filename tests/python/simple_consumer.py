@@ -22,8 +22,8 @@ import time
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       SimpleConsumer)
-from common import (arg_parser, EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, Tracker, emit,
-                    judge, shutdown_quietly, tracker_problems)
+from common import (EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, Runner, Tracker, arg_parser,
+                    shutdown_quietly, tracker_problems)
 
 MAX_BATCH = 32
 NAME = "simple_consumer"
@@ -31,23 +31,15 @@ NAME = "simple_consumer"
 
 
 
-class Runner:
-    def __init__(self, args):
-        self.args = args
-        self.tracker = Tracker(args.prefix, args.expect)
-        self.start = time.monotonic()
-        self.phase = "startup"
-        self.out_lock = threading.Lock()
-        self.done = False
+class Run(Runner):
+    name = NAME
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            result = self.tracker.summary()
-            ok, code, error = judge(code, error, self.problems(result) if code == EXIT_OK else [])
-            emit(NAME, ok, code, error, self.phase, self.start, result)
+    def __init__(self, args):
+        super().__init__(args)
+        self.tracker = Tracker(args.prefix, args.expect)
+
+    def result(self):
+        return self.tracker.summary()
 
     @staticmethod
     def problems(r):
@@ -138,7 +130,7 @@ def main():
     args = ap.parse_args()
     if args.expect < 0 or args.timeout <= 0 or args.invisible <= 0 or args.await_duration <= 0:
         ap.error("--expect must be >= 0; --timeout, --invisible and --await must be > 0")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ import time
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       Message, Producer, SimpleConsumer, TransactionChecker,
                       TransactionResolution)
-from common import (arg_parser, EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, emit, judge,
-                    shutdown_quietly)
+from common import (EXIT_ERROR, EXIT_OK, Runner, arg_parser, shutdown_quietly)
 
 NAME = "transaction"
 CASES = ("commit", "rollback", "orphan")
@@ -93,16 +92,16 @@ class Checker(TransactionChecker):
         return answer
 
 
-class Runner:
-    def __init__(self, args):
-        self.args = args
-        self.s = State(args.prefix)
-        self.start = time.monotonic()
-        self.phase = "startup"
-        self.out_lock = threading.Lock()
-        self.done = False
+class Run(Runner):
+    name = NAME
+    # Everything but the tail and the shutdown within --timeout.
+    timed_phases = ("startup", "send", "receive")
 
-    def summary(self):
+    def __init__(self, args):
+        super().__init__(args)
+        self.s = State(args.prefix)
+
+    def counts(self):
         s = self.s
         with s.lock:
             orphan_checks = [c for c in s.checks if c["case"] == "orphan"]
@@ -132,26 +131,21 @@ class Runner:
                 "error_sample": (s.ack_errors + s.receive_errors)[:5],
             }
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            result = self.summary()
-            warnings = []
-            by_case = result["checks_by_case"]
-            for case in ("commit", "rollback", "None"):
-                if by_case.get(case):
-                    warnings.append(f"checker called {by_case[case]} time(s) for an already "
-                                    f"resolved or unknown transaction ({case})")
-            if by_case.get("orphan", 0) > 1:
-                warnings.append(f"checker called {by_case['orphan']} times for the orphan "
-                                f"(after it answered COMMIT)")
-            if any(c["case"] == "orphan" and not c["body_matches"] for c in result["checks"]):
-                warnings.append("the orphan check's message did not carry the original body")
-            result["warnings"] = warnings
-            ok, code, error = judge(code, error, self.problems(result) if code == EXIT_OK else [])
-            emit(NAME, ok, code, error, self.phase, self.start, result)
+    def result(self):
+        result = self.counts()
+        warnings = []
+        by_case = result["checks_by_case"]
+        for case in ("commit", "rollback", "None"):
+            if by_case.get(case):
+                warnings.append(f"checker called {by_case[case]} time(s) for an already "
+                                f"resolved or unknown transaction ({case})")
+        if by_case.get("orphan", 0) > 1:
+            warnings.append(f"checker called {by_case['orphan']} times for the orphan "
+                            f"(after it answered COMMIT)")
+        if any(c["case"] == "orphan" and not c["body_matches"] for c in result["checks"]):
+            warnings.append("the orphan check's message did not carry the original body")
+        result["warnings"] = warnings
+        return result
 
     @staticmethod
     def problems(r):
@@ -170,15 +164,6 @@ class Runner:
         if r["ack_errors"]:
             p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")
         return p
-
-    def watchdog(self, hard):
-        while True:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - self.start
-            if self.phase not in ("tail", "shutdown") and elapsed > self.args.timeout:
-                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
-            if elapsed > hard:
-                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
 
     def send(self, producer, case):
         s = self.s
@@ -243,7 +228,7 @@ class Runner:
     def run(self):
         a = self.args
         hard = a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
-        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+        self.start_watchdog(hard)
 
         consumer = producer = None
         try:
@@ -303,7 +288,7 @@ def main():
     args = ap.parse_args()
     if args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0 or args.tail < 0:
         ap.error("--timeout, --await and --tail-await must be > 0; --tail >= 0")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":
