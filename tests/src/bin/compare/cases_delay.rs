@@ -20,9 +20,7 @@ pub(crate) async fn cases_delay(pr: &mut Probe) -> anyhow::Result<()> {
     let mut got = None;
     let mut late = 0;
     while got.is_none() && sent_at.elapsed() < Duration::from_secs(30) {
-        let r = pr
-            .receive(&cd, topic, RecvOpts::new(1, LONG_INVISIBLE_MS, 5_000))
-            .await;
+        let r = pr.receive(&cd, topic, RecvOpts::held(1)).await;
         for x in r.msgs {
             if body(&x) == "D1" {
                 late = sent_at.elapsed().as_millis() as i64 - 2_000;
@@ -117,9 +115,7 @@ pub(crate) async fn cases_delay(pr: &mut Probe) -> anyhow::Result<()> {
     let o = recall(pr, entry.recall_handle.clone()).await;
     let again = recall(pr, entry.recall_handle.clone()).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let r = pr
-        .receive(&cd, topic, RecvOpts::new(32, LONG_INVISIBLE_MS, 5_000))
-        .await;
+    let r = pr.receive(&cd, topic, RecvOpts::held(32)).await;
     let came: Vec<String> = r.msgs.iter().map(body).collect();
     for x in &r.msgs {
         pr.ack(&cd, group, topic, x, &handle_of(x)).await;

@@ -6,12 +6,8 @@ pub(crate) async fn cases_fifo(pr: &mut Probe) -> anyhow::Result<()> {
     let cf = pr.cf.clone_ref();
     let group = "cmp-fifo-g";
     let topic = "cmp-fifo";
-    let mut msgs = Vec::new();
     for i in 1..=3 {
         let m = pr.fifo_msg(topic, "order-1", &format!("F{i}"));
-        msgs.push(m);
-    }
-    for m in msgs {
         let (o, _) = pr.send(&pr.p, m).await;
         if !o.is(Code::Ok) {
             bail!("fifo send: {} {}", o.outcome, o.message);
@@ -19,12 +15,7 @@ pub(crate) async fn cases_fifo(pr: &mut Probe) -> anyhow::Result<()> {
     }
     // First receive, batch 1.
     let r = pr
-        .receive_some(
-            &cf,
-            topic,
-            RecvOpts::new(1, LONG_INVISIBLE_MS, 5_000),
-            Duration::from_secs(20),
-        )
+        .receive_some(&cf, topic, RecvOpts::held(1), Duration::from_secs(20))
         .await;
     let Some(first) = r.msgs.first().cloned() else {
         pr.row(
@@ -43,9 +34,7 @@ pub(crate) async fn cases_fifo(pr: &mut Probe) -> anyhow::Result<()> {
         ),
     );
     // While F1 is in flight, nothing of its group.
-    let r = pr
-        .receive(&cf, topic, RecvOpts::new(32, LONG_INVISIBLE_MS, 5_000))
-        .await;
+    let r = pr.receive(&cf, topic, RecvOpts::held(32)).await;
     let bodies: Vec<String> = r.msgs.iter().map(body).collect();
     pr.row(
         "fifo.blocked_while_in_flight",
@@ -79,12 +68,7 @@ pub(crate) async fn cases_fifo(pr: &mut Probe) -> anyhow::Result<()> {
     let mut next = None;
     if o.is(Code::Ok) {
         let r = pr
-            .receive_some(
-                &cf,
-                topic,
-                RecvOpts::new(1, LONG_INVISIBLE_MS, 5_000),
-                Duration::from_secs(40),
-            )
+            .receive_some(&cf, topic, RecvOpts::held(1), Duration::from_secs(40))
             .await;
         next = r.msgs.first().cloned();
     }
@@ -112,9 +96,7 @@ pub(crate) async fn cases_fifo(pr: &mut Probe) -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while order.len() < 3 && Instant::now() < deadline {
-        let r = pr
-            .receive(&cf, topic, RecvOpts::new(1, LONG_INVISIBLE_MS, 5_000))
-            .await;
+        let r = pr.receive(&cf, topic, RecvOpts::held(1)).await;
         for x in r.msgs {
             order.push(body(&x));
             pr.ack(&cf, group, topic, &x, &handle_of(&x)).await;
@@ -132,17 +114,10 @@ pub(crate) async fn cases_fifo(pr: &mut Probe) -> anyhow::Result<()> {
         pr.send(&pr.p, m).await;
     }
     let r = pr
-        .receive_some(
-            &cf,
-            topic,
-            RecvOpts::new(1, LONG_INVISIBLE_MS, 5_000),
-            Duration::from_secs(20),
-        )
+        .receive_some(&cf, topic, RecvOpts::held(1), Duration::from_secs(20))
         .await;
     let first: Vec<String> = r.msgs.iter().map(body).collect();
-    let second = pr
-        .receive(&cf, topic, RecvOpts::new(1, LONG_INVISIBLE_MS, 5_000))
-        .await;
+    let second = pr.receive(&cf, topic, RecvOpts::held(1)).await;
     let then: Vec<String> = second.msgs.iter().map(body).collect();
     pr.row(
         "fifo.other_group_while_in_flight",
@@ -171,21 +146,12 @@ pub(crate) async fn cases_fifo(pr: &mut Probe) -> anyhow::Result<()> {
     pr.drain(&cf, topic).await;
 
     // How many of one group's messages does one receive hand out?
-    let mut msgs = Vec::new();
     for i in 1..=3 {
         let m = pr.fifo_msg(topic, "order-2", &format!("G{i}"));
-        msgs.push(m);
-    }
-    for m in msgs {
         pr.send(&pr.p, m).await;
     }
     let r = pr
-        .receive_some(
-            &cf,
-            topic,
-            RecvOpts::new(32, LONG_INVISIBLE_MS, 5_000),
-            Duration::from_secs(20),
-        )
+        .receive_some(&cf, topic, RecvOpts::held(32), Duration::from_secs(20))
         .await;
     let bodies: Vec<String> = r.msgs.iter().map(body).collect();
     pr.row(

@@ -152,23 +152,11 @@ pub(crate) async fn cases_expired(
     let mut back: Vec<Message> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(40);
     while Instant::now() < deadline && !back.iter().any(|m| body(m) == "expire-3") {
-        let r = pr
-            .receive(
-                &c2,
-                "cmp-normal2",
-                RecvOpts::new(32, LONG_INVISIBLE_MS, 5_000),
-            )
-            .await;
+        let r = pr.receive(&c2, "cmp-normal2", RecvOpts::held(32)).await;
         back.extend(r.msgs);
     }
     // A last short look for the other two.
-    let r = pr
-        .receive(
-            &c2,
-            "cmp-normal2",
-            RecvOpts::new(32, LONG_INVISIBLE_MS, 5_000),
-        )
-        .await;
+    let r = pr.receive(&c2, "cmp-normal2", RecvOpts::held(32)).await;
     back.extend(r.msgs);
     let mut seen: Vec<String> = back
         .iter()

@@ -53,6 +53,12 @@ pub(crate) struct RecvOpts {
 }
 
 impl RecvOpts {
+    /// `batch` messages held for the whole run ([`LONG_INVISIBLE_MS`]),
+    /// a 5 s long poll.
+    pub(crate) fn held(batch: i32) -> RecvOpts {
+        RecvOpts::new(batch, LONG_INVISIBLE_MS, 5_000)
+    }
+
     pub(crate) fn new(batch: i32, invisible_ms: i64, poll_ms: i64) -> RecvOpts {
         RecvOpts {
             batch,
@@ -363,9 +369,7 @@ impl Probe {
     ) -> Result<Option<Message>, Obs> {
         let group = s.group.clone().unwrap_or_default();
         while Instant::now() < deadline {
-            let r = self
-                .receive(s, topic, RecvOpts::new(32, LONG_INVISIBLE_MS, 5_000))
-                .await;
+            let r = self.receive(s, topic, RecvOpts::held(32)).await;
             let mut found = None;
             for m in r.msgs {
                 if body(&m) == want && found.is_none() {
