@@ -1,5 +1,6 @@
 //! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2
-//! from PyPI) and the real `grpcurl`, against a standalone Pier.
+//! from PyPI) and the real `grpcurl`, against Pier: the client in both modes
+//! (in a cluster, given both proxies), grpcurl against a standalone node.
 //! Tools are installed by `tests/scripts/setup-tools.sh` (run from here).
 
 use std::path::Path;
@@ -7,11 +8,11 @@ use std::process::{Command, Output, Stdio};
 
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_producer_simple_and_push_consumers() {
+async fn python_producer_simple_and_push_consumers(mode: Mode) {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let pier = Pier::start(mode, &[]).await;
     let (endpoint, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_topic("py-orders", 4).await;
     c.create_group("py-simple", 17).await;
@@ -181,3 +182,5 @@ async fn grpcurl_by_hand() {
     );
     assert!(topics.contains("\"hand\""), "{topics}");
 }
+
+both_modes!(python_producer_simple_and_push_consumers,);

@@ -5,7 +5,8 @@
 //! messages. A raw FIFO consumer then reads the group: every message exactly
 //! once, one in flight at a time, each producer's messages in its send order,
 //! and the whole group in store order (queue offsets 0, 1, 2, ...: the group
-//! is alone in its queue).
+//! is alone in its queue). In both modes (in a cluster, through its first
+//! proxy).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -14,14 +15,14 @@ use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::Code;
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
 const PER_PRODUCER: usize = 150;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_and_node_producers_share_a_message_group() {
+async fn python_and_node_producers_share_a_message_group(mode: Mode) {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Standalone, &[]).await;
-    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("mixed", TopicType::Fifo, 4).await;
     c.create_fifo_group("mixed-readers", 0).await;
 
@@ -170,3 +171,5 @@ async fn python_and_node_producers_share_a_message_group() {
     }
     assert_drained(&c, "mixed-readers").await;
 }
+
+both_modes!(python_and_node_producers_share_a_message_group,);

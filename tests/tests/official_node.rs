@@ -1,6 +1,7 @@
 //! The official RocketMQ 5 Node.js client (`rocketmq-client-nodejs` 1.0.8 from
-//! npm) against a standalone Pier: the scripts tests/node/{normal,types}.js do
-//! the work and print one JSON summary line, which is checked here. The client
+//! npm) against Pier in both modes (in a cluster, through its first proxy):
+//! the scripts tests/node/{normal,types}.js do the work and print one JSON
+//! summary line, which is checked here. The client
 //! is installed by `tests/scripts/setup-tools.sh` (run from here) under
 //! `$PIER_TOOLS_DIR/node`; the scripts find it through `NODE_PATH`.
 
@@ -9,12 +10,12 @@ use std::time::Instant;
 use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_producer_and_simple_consumer() {
+async fn node_producer_and_simple_consumer(mode: Mode) {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Standalone, &[]).await;
-    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_topic("node-orders", 4).await;
     c.create_group("node-simple", 17).await;
 
@@ -47,11 +48,10 @@ async fn node_producer_and_simple_consumer() {
     assert_drained(&c, "node-simple").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_fifo_push_consumer_in_order() {
+async fn node_fifo_push_consumer_in_order(mode: Mode) {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Standalone, &[]).await;
-    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("node-fifo", TopicType::Fifo, 4).await;
     c.create_fifo_group("node-fifo-group", 0).await;
 
@@ -86,11 +86,10 @@ async fn node_fifo_push_consumer_in_order() {
     assert_drained(&c, "node-fifo-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_delay_messages_wait_for_their_timestamp() {
+async fn node_delay_messages_wait_for_their_timestamp(mode: Mode) {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Standalone, &[]).await;
-    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("node-delay", TopicType::Delay, 4)
         .await;
     c.create_group("node-delay-group", 17).await;
@@ -124,11 +123,10 @@ async fn node_delay_messages_wait_for_their_timestamp() {
     assert_drained(&c, "node-delay-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_transactions_commit_rollback_orphan() {
+async fn node_transactions_commit_rollback_orphan(mode: Mode) {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Standalone, &[]).await;
-    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("node-tx", TopicType::Transaction, 4)
         .await;
     c.create_group("node-tx-group", 17).await;
@@ -165,3 +163,10 @@ async fn node_transactions_commit_rollback_orphan() {
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_drained(&c, "node-tx-group").await;
 }
+
+both_modes!(
+    node_producer_and_simple_consumer,
+    node_fifo_push_consumer_in_order,
+    node_delay_messages_wait_for_their_timestamp,
+    node_transactions_commit_rollback_orphan,
+);
