@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+from rocketmq import ConsumeResult, MessageListener
+
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
@@ -119,6 +121,26 @@ def tracker_problems(r):
     return p
 
 
+class RecordingListener(MessageListener):
+    """A push consumer's listener recording each delivery in `tracker`
+    (`tracker.record(body, key(message), attempt, corrupted, tail)`); it always
+    succeeds, so the client acks."""
+
+    def __init__(self, tracker, runner, key):
+        self.tracker = tracker
+        self.runner = runner
+        self.key = key
+
+    def consume(self, message):
+        try:
+            body = bytes(message.body or b"").decode("utf-8", errors="replace")
+            self.tracker.record(body, self.key(message), message.delivery_attempt,
+                                message.corrupted, tail=self.runner.phase == "tail")
+        except Exception as e:  # noqa: BLE001 - never fail the delivery because of us
+            print(f"{self.runner.name}: listener error: {type(e).__name__}: {e}", file=sys.stderr)
+        return ConsumeResult.SUCCESS
+
+
 class CountingAcks:
     """Mixin for PushConsumer counting the outcome of the acks (and nacks) it sends.
 
@@ -151,24 +173,34 @@ class CountingAcks:
 
 
 class Runner:
-    """What every script's runner shares: the start, the phase it is in, a
-    watchdog, and one JSON summary line at the end.
+    """What every script's runner shares: the start, the phase it is in, the
+    clients it started, a watchdog, and one JSON summary line at the end.
 
-    A subclass gives `result()` (the summary's fields, read once) and
-    `problems(result)` (what makes an otherwise clean run fail); `finish`
-    prints the line once and exits, whichever thread calls it first.
+    A subclass gives `work()` (the scenario; it starts each client through
+    `started`), `hard_limit()` (seconds after which anything is cut short),
+    `result()` (the summary's fields, read once) and `problems(result)` (what
+    makes an otherwise clean run fail). `run` does the rest; `finish` prints
+    the line once and exits, whichever thread calls it first.
     """
 
     name = "script"
-    # Phases that must be over within --timeout of the start.
+    # Phases that must be over within --timeout (+ timeout_grace) of the start.
     timed_phases = ()
+    timeout_grace = 0.0
 
     def __init__(self, args):
         self.args = args
         self.start = time.monotonic()
         self.phase = "startup"
+        self.clients = []
         self.out_lock = threading.Lock()
         self.done = False
+
+    def work(self):
+        raise NotImplementedError
+
+    def hard_limit(self):
+        raise NotImplementedError
 
     def result(self):
         return {}
@@ -183,15 +215,45 @@ class Runner:
     def timeout_message(self):
         return f"--timeout {self.args.timeout}s hit during {self.phase}"
 
-    def start_watchdog(self, hard, grace=0.0):
+    def started(self, client):
+        """Starts `client` and keeps it, to be shut down at the end."""
+        self.clients.append(client)
+        try:
+            client.startup()
+        except AttributeError as e:
+            # 5.1.2 masks its IllegalStateException ("failed to receive initial
+            # settings from server within 10s") behind this AttributeError.
+            raise RuntimeError(
+                f"{e} -- the 5.1.2 client's mask for: no Settings reply with status OK "
+                f"on the Telemetry stream within 10 s (or QueryRoute failed)") from e
+        return client
+
+    def run(self):
+        """Runs `work()` under the watchdog, then shuts the clients down, the
+        last started first; an exception ends the run with EXIT_ERROR naming
+        the phase it happened in."""
+        self.start_watchdog(self.hard_limit())
+        try:
+            self.work()
+            self.phase = "shutdown"
+            while self.clients:
+                self.clients[-1].shutdown()
+                self.clients.pop()
+        except Exception as e:  # noqa: BLE001 - report whatever the client raised
+            err = f"{self.phase}: {type(e).__name__}: {e}"
+            shutdown_quietly(*reversed(self.clients))
+            self.finish(EXIT_ERROR, err)
+        self.finish(EXIT_OK)
+
+    def start_watchdog(self, hard):
         """Ends the run with EXIT_TIMEOUT when a phase of `timed_phases` is
-        still on --timeout + `grace` seconds after the start, or anything
-        after `hard` seconds."""
+        still on --timeout + `timeout_grace` seconds after the start, or
+        anything after `hard` seconds."""
         def watch():
             while True:
                 time.sleep(0.2)
                 elapsed = time.monotonic() - self.start
-                if self.phase in self.timed_phases and elapsed > self.args.timeout + grace:
+                if self.phase in self.timed_phases and elapsed > self.args.timeout + self.timeout_grace:
                     self.finish(EXIT_TIMEOUT, self.timeout_message())
                 if elapsed > hard:
                     self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")

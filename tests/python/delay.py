@@ -29,7 +29,7 @@ import time
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       Message, Producer, SimpleConsumer)
-from common import (EXIT_ERROR, EXIT_OK, Runner, arg_parser, shutdown_quietly)
+from common import Runner, arg_parser
 
 NAME = "delay"
 
@@ -148,57 +148,44 @@ class Run(Runner):
                     raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
                 time.sleep(min(1.0, max(0.0, until - time.monotonic())))
 
-    def run(self):
+    def hard_limit(self):
         a = self.args
-        hard = a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
-        self.start_watchdog(hard)
+        return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
 
-        consumer = producer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            consumer = SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                      await_duration=a.await_duration)  # tls_enable defaults to False
-            consumer.startup()
-            producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
-                                topics=[a.topic])
-            producer.startup()
+    def work(self):
+        a = self.args
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
+                                               await_duration=a.await_duration))  # tls_enable defaults to False
+        producer = self.started(Producer(
+            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout), topics=[a.topic]))
 
-            self.phase = "send"
-            msg = Message()
-            msg.topic = a.topic
-            msg.body = self.body.encode("utf-8")
-            msg.keys = self.body
-            intended = time.time() + a.delay
-            sent_ts = int(intended)   # 5.1.2 puts whole seconds into the Timestamp
-            msg.delivery_timestamp = sent_ts
-            with self.lock:
-                self.r["intended_ms"] = round(intended * 1000)
-                self.r["sent_timestamp_s"] = sent_ts
-            t0 = time.monotonic()
-            receipt = producer.send(msg)
-            with self.lock:
-                self.r["send_ms"] = round((time.monotonic() - t0) * 1000)
-                self.r["sent"] = True
-                self.r["message_id"] = receipt.message_id
+        self.phase = "send"
+        msg = Message()
+        msg.topic = a.topic
+        msg.body = self.body.encode("utf-8")
+        msg.keys = self.body
+        intended = time.time() + a.delay
+        sent_ts = int(intended)   # 5.1.2 puts whole seconds into the Timestamp
+        msg.delivery_timestamp = sent_ts
+        with self.lock:
+            self.r["intended_ms"] = round(intended * 1000)
+            self.r["sent_timestamp_s"] = sent_ts
+        t0 = time.monotonic()
+        receipt = producer.send(msg)
+        with self.lock:
+            self.r["send_ms"] = round((time.monotonic() - t0) * 1000)
+            self.r["sent"] = True
+            self.r["message_id"] = receipt.message_id
 
-            self.phase = "receive"
-            self.loop(consumer, self.start + a.timeout, stop_when_received=True, tail=False)
-            with self.lock:
-                got = self.r["received"] > 0
-            if got and a.tail > 0:
-                self.phase = "tail"
-                consumer.await_duration = a.tail_await
-                self.loop(consumer, time.monotonic() + a.tail, stop_when_received=False, tail=True)
-            self.phase = "shutdown"
-            producer.shutdown()
-            producer = None
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            shutdown_quietly(producer, consumer)
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
+        self.phase = "receive"
+        self.loop(consumer, self.start + a.timeout, stop_when_received=True, tail=False)
+        with self.lock:
+            got = self.r["received"] > 0
+        if got and a.tail > 0:
+            self.phase = "tail"
+            consumer.await_duration = a.tail_await
+            self.loop(consumer, time.monotonic() + a.tail, stop_when_received=False, tail=True)
 
 
 def main():

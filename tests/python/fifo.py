@@ -30,15 +30,12 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import sys
 import threading
 import time
 
-from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
-                      FilterExpression, Message, MessageListener, Producer,
+from rocketmq import (ClientConfiguration, Credentials, FilterExpression, Message, Producer,
                       PushConsumer)
-from common import (EXIT_ERROR, EXIT_OK, CountingAcks, Runner, arg_parser,
-                    shutdown_quietly)
+from common import CountingAcks, RecordingListener, Runner, arg_parser
 
 NAME = "fifo"
 
@@ -144,23 +141,6 @@ class Tracker:
             }
 
 
-class RecordingListener(MessageListener):
-    """Records each delivery in its group's order; always succeeds (the client acks)."""
-
-    def __init__(self, tracker, runner):
-        self.tracker = tracker
-        self.runner = runner
-
-    def consume(self, message):
-        try:
-            body = bytes(message.body or b"").decode("utf-8", errors="replace")
-            self.tracker.record(body, message.message_group, message.delivery_attempt,
-                                message.corrupted, tail=self.runner.phase == "tail")
-        except Exception as e:  # noqa: BLE001 - never fail the delivery because of us
-            print(f"{NAME}: listener error: {type(e).__name__}: {e}", file=sys.stderr)
-        return ConsumeResult.SUCCESS
-
-
 class CheckedPushConsumer(CountingAcks, PushConsumer):
     """PushConsumer that counts its acks, nacks and DLQ forwards.
 
@@ -231,10 +211,8 @@ class Run(Runner):
 
     def start_producer(self):
         a = self.args
-        producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
-                            topics=[a.topic])
-        producer.startup()
-        return producer
+        return self.started(Producer(
+            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout), topics=[a.topic]))
 
     def send(self, producer):
         """Sends every group's messages, interleaved; returns the start time."""
@@ -257,67 +235,45 @@ class Run(Runner):
         return t0
 
     def produce(self):
-        """--produce-only: start, wait for --start-at-ms, send, shut down."""
+        """--produce-only: start, wait for --start-at-ms, send."""
         producer = self.start_producer()
-        try:
-            if self.args.start_at_ms:
-                self.waited_ms = int(self.args.start_at_ms - time.time() * 1000)
-                if self.waited_ms > 0:
-                    time.sleep(self.waited_ms / 1000)
-            self.send(producer)
-            self.phase = "shutdown"
-        finally:
-            producer.shutdown()
+        if self.args.start_at_ms:
+            self.waited_ms = int(self.args.start_at_ms - time.time() * 1000)
+            if self.waited_ms > 0:
+                time.sleep(self.waited_ms / 1000)
+        self.send(producer)
 
-    def run(self):
+    def hard_limit(self):
         a = self.args
-        hard = a.timeout + a.tail + 3 * a.request_timeout + 10
-        self.start_watchdog(hard)
+        return a.timeout + a.tail + 3 * a.request_timeout + 10
 
-        consumer = producer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            if a.produce_only:
-                self.produce()
-                self.finish(EXIT_OK)
-            consumer = CheckedPushConsumer(
-                config, a.group,
-                message_listener=RecordingListener(self.tracker, self),
-                subscription={a.topic: FilterExpression("*")},
-                consumption_thread_count=a.threads,
-            )  # tls_enable defaults to False
-            consumer.tracker = self.tracker
-            try:
-                consumer.startup()
-            except AttributeError as e:
-                # 5.1.2 masks its IllegalStateException behind this AttributeError.
-                raise RuntimeError(
-                    f"{e} -- the 5.1.2 client's mask for: no Settings reply with status OK "
-                    f"on the Telemetry stream within 10 s (or QueryRoute failed)") from e
-            # Chosen once, from the server's Settings reply (subscription.fifo).
-            self.fifo_mode = bool(consumer.fifo)
+    def work(self):
+        a = self.args
+        if a.produce_only:
+            self.produce()
+            return
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = CheckedPushConsumer(
+            config, a.group,
+            message_listener=RecordingListener(self.tracker, self, lambda m: m.message_group),
+            subscription={a.topic: FilterExpression("*")},
+            consumption_thread_count=a.threads,
+        )  # tls_enable defaults to False
+        consumer.tracker = self.tracker
+        self.started(consumer)
+        # Chosen once, from the server's Settings reply (subscription.fifo).
+        self.fifo_mode = bool(consumer.fifo)
 
-            producer = self.start_producer()
-            t0 = self.send(producer)
+        producer = self.start_producer()
+        t0 = self.send(producer)
 
-            self.phase = "consume"
-            while time.monotonic() - self.start < a.timeout and not self.tracker.settled():
-                time.sleep(0.05)
-            self.consume_s = round(time.monotonic() - t0, 2)
-            if self.tracker.settled() and a.tail > 0:
-                self.phase = "tail"
-                time.sleep(a.tail)
-            self.phase = "shutdown"
-            producer.shutdown()
-            producer = None
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            shutdown_quietly(producer, consumer)
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
-
+        self.phase = "consume"
+        while time.monotonic() - self.start < a.timeout and not self.tracker.settled():
+            time.sleep(0.05)
+        self.consume_s = round(time.monotonic() - t0, 2)
+        if self.tracker.settled() and a.tail > 0:
+            self.phase = "tail"
+            time.sleep(a.tail)
 
 def main():
     ap = arg_parser(__doc__, "a FIFO topic")

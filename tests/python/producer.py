@@ -18,7 +18,7 @@ import sys
 import threading
 
 from rocketmq import ClientConfiguration, Credentials, Message, Producer
-from common import (EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, arg_parser, shutdown_quietly)
+from common import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, arg_parser, shutdown_quietly
 
 
 _out_lock = threading.Lock()

@@ -21,34 +21,15 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import sys
 import time
 
-from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
-                      FilterExpression, MessageListener, PushConsumer)
-from common import (EXIT_ERROR, EXIT_OK, CountingAcks, Runner, Tracker, arg_parser,
-                    shutdown_quietly, tracker_problems)
+from rocketmq import ClientConfiguration, Credentials, FilterExpression, PushConsumer
+from common import (CountingAcks, RecordingListener, Runner, Tracker, arg_parser,
+                    tracker_problems)
 
 NAME = "push_consumer"
 
 
-
-
-class RecordingListener(MessageListener):
-    """Records each delivery; always succeeds (the client then acks)."""
-
-    def __init__(self, tracker, runner):
-        self.tracker = tracker
-        self.runner = runner
-
-    def consume(self, message):
-        try:
-            body = bytes(message.body or b"").decode("utf-8", errors="replace")
-            self.tracker.record(body, message.message_id, message.delivery_attempt,
-                                message.corrupted, tail=self.runner.phase == "tail")
-        except Exception as e:  # noqa: BLE001 - never fail the delivery because of us
-            print(f"{NAME}: listener error: {type(e).__name__}: {e}", file=sys.stderr)
-        return ConsumeResult.SUCCESS
 
 
 class CheckedPushConsumer(CountingAcks, PushConsumer):
@@ -59,6 +40,7 @@ class Run(Runner):
     name = NAME
     # Startup must finish within --timeout; everything within the hard limit.
     timed_phases = ("startup",)
+    timeout_grace = 0.5
 
     def __init__(self, args):
         super().__init__(args)
@@ -91,46 +73,30 @@ class Run(Runner):
             seen = sum(1 for b in t.by_body if b in t.expected)
             return seen >= self.args.expect and t.acked + len(t.ack_errors) >= t.deliveries
 
-    def run(self):
+    def hard_limit(self):
+        # Main phase + tail + shutdown grace (shutdown notifies each endpoint
+        # with the request timeout and waits for running listeners).
         a = self.args
-        # Hard limit: main phase + tail + shutdown grace (shutdown notifies each
-        # endpoint with the request timeout and waits for running listeners).
-        hard = a.timeout + a.tail + 3 * a.request_timeout + 10
-        self.start_watchdog(hard, grace=0.5)
+        return a.timeout + a.tail + 3 * a.request_timeout + 10
 
-        consumer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            consumer = CheckedPushConsumer(
-                config, a.group,
-                message_listener=RecordingListener(self.tracker, self),
-                subscription={a.topic: FilterExpression(a.tag)},
-                consumption_thread_count=a.threads,
-            )  # tls_enable defaults to False
-            consumer.tracker = self.tracker
-            try:
-                consumer.startup()
-            except AttributeError as e:
-                # 5.1.2 masks its IllegalStateException ("failed to receive initial
-                # settings from server within 10s") behind this AttributeError.
-                raise RuntimeError(
-                    f"{e} -- the 5.1.2 client's mask for: no Settings reply with status OK "
-                    f"on the Telemetry stream within 10 s (or QueryRoute failed)") from e
-            self.phase = "consume"
-            deadline = self.start + a.timeout
-            while time.monotonic() < deadline and not self.settled():
-                time.sleep(0.05)
-            if self.settled() and a.tail > 0:
-                self.phase = "tail"
-                time.sleep(a.tail)
-            self.phase = "shutdown"
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            shutdown_quietly(consumer)
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
+    def work(self):
+        a = self.args
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = CheckedPushConsumer(
+            config, a.group,
+            message_listener=RecordingListener(self.tracker, self, lambda m: m.message_id),
+            subscription={a.topic: FilterExpression(a.tag)},
+            consumption_thread_count=a.threads,
+        )  # tls_enable defaults to False
+        consumer.tracker = self.tracker
+        self.started(consumer)
+        self.phase = "consume"
+        deadline = self.start + a.timeout
+        while time.monotonic() < deadline and not self.settled():
+            time.sleep(0.05)
+        if self.settled() and a.tail > 0:
+            self.phase = "tail"
+            time.sleep(a.tail)
 
 
 def main():

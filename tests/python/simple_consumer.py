@@ -17,13 +17,11 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import threading
 import time
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       SimpleConsumer)
-from common import (EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, Runner, Tracker, arg_parser,
-                    shutdown_quietly, tracker_problems)
+from common import Runner, Tracker, arg_parser, tracker_problems
 
 MAX_BATCH = 32
 NAME = "simple_consumer"
@@ -78,37 +76,24 @@ class Run(Runner):
                     raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
                 time.sleep(min(1.0, max(0.0, until - time.monotonic())))
 
-    def run(self):
+    def hard_limit(self):
+        # Main phase + tail + one long poll + shutdown grace.
         a = self.args
-        # Hard limit: main phase + tail + one long poll + shutdown grace.
-        hard = a.timeout + a.tail + a.await_duration + 2 * a.request_timeout + 10
-        wd = threading.Timer(hard, lambda: self.finish(
-            EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}"))
-        wd.daemon = True
-        wd.start()
+        return a.timeout + a.tail + a.await_duration + 2 * a.request_timeout + 10
 
-        consumer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            consumer = SimpleConsumer(
-                config, a.group,
-                subscription={a.topic: FilterExpression(a.tag)},
-                await_duration=a.await_duration,
-            )  # tls_enable defaults to False
-            consumer.startup()
-            self.phase = "receive"
-            self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-            if self.tracker.distinct_expected() >= a.expect and a.tail > 0:
-                self.phase = "tail"
-                self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
-            self.phase = "shutdown"
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            shutdown_quietly(consumer)
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
+    def work(self):
+        a = self.args
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = self.started(SimpleConsumer(
+            config, a.group,
+            subscription={a.topic: FilterExpression(a.tag)},
+            await_duration=a.await_duration,
+        ))  # tls_enable defaults to False
+        self.phase = "receive"
+        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
+        if self.tracker.distinct_expected() >= a.expect and a.tail > 0:
+            self.phase = "tail"
+            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
 
 
 def main():

@@ -37,7 +37,7 @@ import time
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       Message, Producer, SimpleConsumer, TransactionChecker,
                       TransactionResolution)
-from common import (EXIT_ERROR, EXIT_OK, Runner, arg_parser, shutdown_quietly)
+from common import Runner, arg_parser
 
 NAME = "transaction"
 CASES = ("commit", "rollback", "orphan")
@@ -225,48 +225,36 @@ class Run(Runner):
                     raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
                 time.sleep(min(1.0, max(0.0, until - time.monotonic())))
 
-    def run(self):
+    def hard_limit(self):
         a = self.args
-        hard = a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
-        self.start_watchdog(hard)
+        return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
 
-        consumer = producer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            consumer = SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                      await_duration=a.await_duration)  # tls_enable defaults to False
-            consumer.startup()
-            producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
-                                topics=[a.topic], checker=Checker(self.s))
-            producer.startup()
+    def work(self):
+        a = self.args
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
+                                               await_duration=a.await_duration))  # tls_enable defaults to False
+        producer = self.started(Producer(
+            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
+            topics=[a.topic], checker=Checker(self.s)))
 
-            self.phase = "send"
-            tx = self.send(producer, "commit")
-            tx.commit()     # raises unless the status is OK
-            with self.s.lock:
-                self.s.resolved_at["commit"] = time.monotonic()
-            tx = self.send(producer, "rollback")
-            tx.rollback()
-            with self.s.lock:
-                self.s.resolved_at["rollback"] = time.monotonic()
-            self.send(producer, "orphan")   # never committed nor rolled back
+        self.phase = "send"
+        tx = self.send(producer, "commit")
+        tx.commit()     # raises unless the status is OK
+        with self.s.lock:
+            self.s.resolved_at["commit"] = time.monotonic()
+        tx = self.send(producer, "rollback")
+        tx.rollback()
+        with self.s.lock:
+            self.s.resolved_at["rollback"] = time.monotonic()
+        self.send(producer, "orphan")   # never committed nor rolled back
 
-            self.phase = "receive"
-            self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-            if a.tail > 0:
-                self.phase = "tail"
-                consumer.await_duration = a.tail_await
-                self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
-            self.phase = "shutdown"
-            producer.shutdown()
-            producer = None
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            shutdown_quietly(producer, consumer)
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
+        self.phase = "receive"
+        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
+        if a.tail > 0:
+            self.phase = "tail"
+            consumer.await_duration = a.tail_await
+            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
 
 
 def main():
