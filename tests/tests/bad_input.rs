@@ -7,6 +7,12 @@ use pier_proto::rocketmq::*;
 use pier_tests::*;
 use pier_tests::{both_modes, Mode};
 
+/// The overall status code of one SendMessage call.
+async fn send_status(c: &Raw, req: tonic::Request<SendMessageRequest>) -> i32 {
+    let r = c.messaging().send_message(req).await.unwrap().into_inner();
+    r.status.unwrap().code
+}
+
 async fn send_code(c: &Raw, m: Message) -> Code {
     let r = c.send(m).await;
     assert_eq!(r.entries.len(), 1, "one entry per message even on error");
@@ -113,33 +119,32 @@ async fn validation_codes() {
     assert_eq!(send_code(&c, m).await, Code::MessageBodyTooLarge);
 
     // Batch rules: empty, mixed topics.
-    let r = c
-        .messaging()
-        .send_message(c.req(SendMessageRequest { messages: vec![] }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.status.unwrap().code, Code::MessageCorrupted as i32);
-    let r = c
-        .messaging()
-        .send_message(c.req(SendMessageRequest {
-            messages: vec![message("t", "a"), message("u", "b")],
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.status.unwrap().code, Code::MessageCorrupted as i32);
+    assert_eq!(
+        send_status(&c, c.req(SendMessageRequest { messages: vec![] })).await,
+        Code::MessageCorrupted as i32
+    );
+    assert_eq!(
+        send_status(
+            &c,
+            c.req(SendMessageRequest {
+                messages: vec![message("t", "a"), message("u", "b")],
+            })
+        )
+        .await,
+        Code::MessageCorrupted as i32
+    );
 
     // Missing client id.
-    let r = c
-        .messaging()
-        .send_message(tonic::Request::new(SendMessageRequest {
-            messages: vec![message("t", "a")],
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.status.unwrap().code, Code::ClientIdRequired as i32);
+    assert_eq!(
+        send_status(
+            &c,
+            tonic::Request::new(SendMessageRequest {
+                messages: vec![message("t", "a")],
+            })
+        )
+        .await,
+        Code::ClientIdRequired as i32
+    );
 
     // Route: unknown topic (with a hint), no endpoints.
     let r = c

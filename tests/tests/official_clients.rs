@@ -79,6 +79,25 @@ fn grpcurl(tools: &Path, args: &[&str]) -> Output {
         .expect("run grpcurl")
 }
 
+/// One call with a JSON request, as a client would send it (client id
+/// header included); returns the JSON reply.
+fn call(tools: &Path, ep: &str, method: &str, request: &str) -> serde_json::Value {
+    let out = grpcurl(
+        tools,
+        &[
+            "-plaintext",
+            "-H",
+            "x-mq-client-id: grpcurl@1",
+            "-d",
+            request,
+            ep,
+            method,
+        ],
+    );
+    let reply = ok_stdout(&out, method);
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{method}: {e}: {reply}"))
+}
+
 fn ok_stdout(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
@@ -126,43 +145,23 @@ async fn grpcurl_by_hand() {
     let route_req = format!(
         r#"{{"topic":{{"name":"hand"}},"endpoints":{{"scheme":"IPv4","addresses":[{{"host":"127.0.0.1","port":{port}}}]}}}}"#
     );
-    let route = ok_stdout(
-        &grpcurl(
-            &tools,
-            &[
-                "-plaintext",
-                "-H",
-                "x-mq-client-id: grpcurl@1",
-                "-d",
-                &route_req,
-                &ep,
-                "apache.rocketmq.v2.MessagingService/QueryRoute",
-            ],
-        ),
-        "QueryRoute",
+    let v = call(
+        &tools,
+        &ep,
+        "apache.rocketmq.v2.MessagingService/QueryRoute",
+        &route_req,
     );
-    let v: serde_json::Value = serde_json::from_str(&route).unwrap();
     assert_eq!(v["status"]["code"], "OK", "{v}");
     assert_eq!(v["messageQueues"].as_array().map(Vec::len), Some(2), "{v}");
     assert_eq!(v["messageQueues"][0]["permission"], "READ_WRITE");
 
     let send_req = r#"{"messages":[{"topic":{"name":"hand"},"systemProperties":{"messageId":"GRPCURL0001","messageType":"NORMAL","bodyEncoding":"IDENTITY"},"body":"aGVsbG8="}]}"#;
-    let sent = ok_stdout(
-        &grpcurl(
-            &tools,
-            &[
-                "-plaintext",
-                "-H",
-                "x-mq-client-id: grpcurl@1",
-                "-d",
-                send_req,
-                &ep,
-                "apache.rocketmq.v2.MessagingService/SendMessage",
-            ],
-        ),
-        "SendMessage",
+    let v = call(
+        &tools,
+        &ep,
+        "apache.rocketmq.v2.MessagingService/SendMessage",
+        send_req,
     );
-    let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
     assert_eq!(v["status"]["code"], "OK", "{v}");
     assert_eq!(v["entries"][0]["messageId"], "GRPCURL0001");
 
@@ -183,4 +182,4 @@ async fn grpcurl_by_hand() {
     assert!(topics.contains("\"hand\""), "{topics}");
 }
 
-both_modes!(python_producer_simple_and_push_consumers,);
+both_modes!(python_producer_simple_and_push_consumers);

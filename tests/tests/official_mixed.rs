@@ -172,4 +172,4 @@ async fn python_and_node_producers_share_a_message_group(mode: Mode) {
     assert_drained(&c, "mixed-readers").await;
 }
 
-both_modes!(python_and_node_producers_share_a_message_group,);
+both_modes!(python_and_node_producers_share_a_message_group);
