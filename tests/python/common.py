@@ -245,6 +245,29 @@ class Runner:
             self.finish(EXIT_ERROR, err)
         self.finish(EXIT_OK)
 
+    def receive_once(self, consumer, tail):
+        raise NotImplementedError
+
+    def receive_error(self, text):
+        raise NotImplementedError
+
+    def receive_loop(self, consumer, until, tail, done, max_errors=3):
+        """Calls `receive_once(consumer, tail)` until the monotonic time
+        `until` or until `done()` holds. A failed receive is noted through
+        `receive_error` and tried again after up to 1 s; `max_errors` failures
+        in a row end the run."""
+        consecutive = 0
+        while time.monotonic() < until and not done():
+            try:
+                self.receive_once(consumer, tail)
+                consecutive = 0
+            except Exception as e:  # noqa: BLE001
+                consecutive += 1
+                self.receive_error(f"receive: {type(e).__name__}: {e}")
+                if consecutive >= max_errors:
+                    raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
+                time.sleep(min(1.0, max(0.0, until - time.monotonic())))
+
     def start_watchdog(self, hard):
         """Ends the run with EXIT_TIMEOUT when a phase of `timed_phases` is
         still on --timeout + `timeout_grace` seconds after the start, or

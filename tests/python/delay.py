@@ -131,22 +131,15 @@ class Run(Runner):
                 with self.lock:
                     self.r["ack_errors"].append(f"ack {m.message_id} ({body}): {type(e).__name__}: {e}")
 
+    def receive_error(self, text):
+        with self.lock:
+            self.r["receive_errors"].append(text)
+
     def loop(self, consumer, until, stop_when_received, tail):
-        consecutive = 0
-        while time.monotonic() < until:
+        def received():
             with self.lock:
-                if stop_when_received and self.r["received"]:
-                    return
-            try:
-                self.receive_once(consumer, tail)
-                consecutive = 0
-            except Exception as e:  # noqa: BLE001
-                consecutive += 1
-                with self.lock:
-                    self.r["receive_errors"].append(f"receive: {type(e).__name__}: {e}")
-                if consecutive >= 3:
-                    raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
-                time.sleep(min(1.0, max(0.0, until - time.monotonic())))
+                return stop_when_received and self.r["received"] > 0
+        self.receive_loop(consumer, until, tail, received)
 
     def hard_limit(self):
         a = self.args

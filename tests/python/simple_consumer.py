@@ -60,21 +60,14 @@ class Run(Runner):
                     self.tracker.ack_errors.append(f"ack {m.message_id} ({body}): {type(e).__name__}: {e}")
         return len(messages or [])
 
+    def receive_error(self, text):
+        with self.tracker.lock:
+            self.tracker.receive_errors.append(text)
+
     def loop(self, consumer, until, stop_when_complete, tail):
-        consecutive = 0
-        while time.monotonic() < until:
-            if stop_when_complete and self.tracker.distinct_expected() >= self.args.expect:
-                return
-            try:
-                self.receive_once(consumer, tail)
-                consecutive = 0
-            except Exception as e:  # noqa: BLE001
-                consecutive += 1
-                with self.tracker.lock:
-                    self.tracker.receive_errors.append(f"receive: {type(e).__name__}: {e}")
-                if consecutive >= self.args.max_errors:
-                    raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
-                time.sleep(min(1.0, max(0.0, until - time.monotonic())))
+        def complete():
+            return stop_when_complete and self.tracker.distinct_expected() >= self.args.expect
+        self.receive_loop(consumer, until, tail, complete, max_errors=self.args.max_errors)
 
     def hard_limit(self):
         # Main phase + tail + one long poll + shutdown grace.

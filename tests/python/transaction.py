@@ -207,23 +207,15 @@ class Run(Runner):
                 with s.lock:
                     s.ack_errors.append(f"ack {m.message_id} ({body}): {type(e).__name__}: {e}")
 
+    def receive_error(self, text):
+        with self.s.lock:
+            self.s.receive_errors.append(text)
+
     def loop(self, consumer, until, stop_when_complete, tail):
-        consecutive = 0
-        while time.monotonic() < until:
-            if stop_when_complete:
-                with self.s.lock:
-                    if self.s.received["commit"] and self.s.received["orphan"]:
-                        return
-            try:
-                self.receive_once(consumer, tail)
-                consecutive = 0
-            except Exception as e:  # noqa: BLE001
-                consecutive += 1
-                with self.s.lock:
-                    self.s.receive_errors.append(f"receive: {type(e).__name__}: {e}")
-                if consecutive >= 3:
-                    raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
-                time.sleep(min(1.0, max(0.0, until - time.monotonic())))
+        def complete():
+            with self.s.lock:
+                return stop_when_complete and bool(self.s.received["commit"] and self.s.received["orphan"])
+        self.receive_loop(consumer, until, tail, complete)
 
     def hard_limit(self):
         a = self.args
