@@ -61,8 +61,9 @@ START_BOUND="${ROCKETMQ_START_BOUND:-300}"
 CLUSTER="PierRefCluster"
 BROKER_NAME="broker-a"
 
-say() { echo "rocketmq: $*" >&2; }
-die() { say "$*"; exit 1; }
+LOG_NAME=rocketmq
+# log, die, apt_install: shared with the test tools' setup scripts.
+. "$(dirname "${BASH_SOURCE[0]}")/../../tests/scripts/lib.sh"
 
 need_java() {
     command -v java >/dev/null 2>&1 || die "java not found (Debian: apt-get install default-jre-headless)"
@@ -78,12 +79,7 @@ install() {
     command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
     command -v mvn >/dev/null 2>&1 || missing+=(maven)
     if [ "${#missing[@]}" -gt 0 ]; then
-        say "apt-get install ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        local sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        apt_install "${missing[@]}" || die "apt-get cannot install ${missing[*]} here"
     fi
     mkdir -p "$HOME_DIR"
     local work
@@ -105,7 +101,7 @@ install() {
   </dependencies>
 </project>
 POM
-    say "fetching RocketMQ $VERSION jars from Maven Central into $LIB"
+    log "fetching RocketMQ $VERSION jars from Maven Central into $LIB"
     local t0=$SECONDS
     rm -rf "$LIB.tmp"
     (cd "$work" && CI=true mvn -B -q -ntp \
@@ -118,7 +114,7 @@ POM
     mv "$LIB.tmp" "$LIB"
     [ -f "$LIB/rocketmq-proxy-$VERSION.jar" ] || die "rocketmq-proxy-$VERSION.jar missing in $LIB"
     touch "$MARKER"
-    say "fetched $(ls "$LIB" | wc -l) jars, $(du -sh "$LIB" | cut -f1), in $((SECONDS - t0)) s"
+    log "fetched $(ls "$LIB" | wc -l) jars, $(du -sh "$LIB" | cut -f1), in $((SECONDS - t0)) s"
     echo "VERSION=$VERSION"
     echo "LIB=$LIB"
 }

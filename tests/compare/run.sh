@@ -4,7 +4,7 @@
 #   bash tests/compare/run.sh            # writes tests/compare/RESULTS.md
 #
 # Run by hand, not in CI. One command that:
-#   1. builds pier-proxy, the pier CLI and the prober (tests/src/bin/compare.rs);
+#   1. builds pier-proxy, the pier CLI and the prober (tests/src/bin/compare/);
 #   2. installs what it needs (RocketMQ's jars via bench/scripts/rocketmq.sh,
 #      the Python venv via tests/scripts/setup-tools.sh; both idempotent, with
 #      caches outside the clone);

@@ -24,41 +24,26 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import argparse
-import json
-import logging
-import os
-import sys
 import threading
 import time
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       Message, Producer, SimpleConsumer)
+from common import Runner, arg_parser
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 NAME = "delay"
 
 
-def endpoint_arg(value):
-    v = value
-    for p in ("http://", "https://"):
-        if v.startswith(p):
-            v = v[len(p):]
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return v
 
 
-class Runner:
+class Run(Runner):
+    name = NAME
+    timed_phases = ("startup", "send", "receive")
+
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.body = f"{args.prefix}-{int(time.time() * 1000)}"
-        self.start = time.monotonic()
-        self.phase = "startup"
         self.lock = threading.Lock()
-        self.out_lock = threading.Lock()
-        self.done = False
         self.r = {
             "body": self.body,
             "delay_s": args.delay,
@@ -82,36 +67,20 @@ class Runner:
             "late_deliveries": 0,         # deliveries during the tail phase
         }
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            with self.lock:
-                r = dict(self.r)
-            warnings = []
-            if r["received"] and r["delivery_timestamp_ms"] != (r["sent_timestamp_s"] or 0) * 1000:
-                warnings.append(f"delivered delivery_timestamp {r['delivery_timestamp_ms']} ms != "
-                                f"sent {r['sent_timestamp_s']} s")
-            ok = code == EXIT_OK
-            if code == EXIT_OK:
-                problems = self.problems(r)
-                if problems:
-                    ok, code = False, EXIT_FAILED
-                    error = "; ".join(problems)
-            r["ack_errors"] = r["ack_errors"][:5]
-            r["receive_errors"] = r["receive_errors"][:5]
-            r["unexpected"] = r["unexpected"][:5]
-            result = dict({"ok": ok, "phase": self.phase,
-                           "elapsed_s": round(time.monotonic() - self.start, 2)}, **r)
-            result["warnings"] = warnings
-            if error:
-                result["error"] = error
-                print(f"{NAME}: {'FAIL' if code == EXIT_FAILED else 'error'}: {error}", file=sys.stderr)
-            print(json.dumps(result), flush=True)
-            sys.stderr.flush()
-            logging.shutdown()
-            os._exit(code)
+    def result(self):
+        with self.lock:
+            r = dict(self.r)
+        warnings = []
+        if r["received"] and r["delivery_timestamp_ms"] != (r["sent_timestamp_s"] or 0) * 1000:
+            warnings.append(f"delivered delivery_timestamp {r['delivery_timestamp_ms']} ms != "
+                            f"sent {r['sent_timestamp_s']} s")
+        r["warnings"] = warnings
+        return r
+
+    def shown(self, r):
+        for k in ("ack_errors", "receive_errors", "unexpected"):
+            r[k] = r[k][:5]
+        return r
 
     def problems(self, r):
         p = []
@@ -131,15 +100,6 @@ class Runner:
         if r["ack_errors"]:
             p.append(f"{len(r['ack_errors'])} acks failed (e.g. {r['ack_errors'][:1]})")
         return p
-
-    def watchdog(self, hard):
-        while True:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - self.start
-            if self.phase in ("startup", "send", "receive") and elapsed > self.args.timeout:
-                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
-            if elapsed > hard:
-                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
 
     def receive_once(self, consumer, tail):
         messages = consumer.receive(32, self.args.invisible)
@@ -171,85 +131,58 @@ class Runner:
                 with self.lock:
                     self.r["ack_errors"].append(f"ack {m.message_id} ({body}): {type(e).__name__}: {e}")
 
+    def receive_error(self, text):
+        with self.lock:
+            self.r["receive_errors"].append(text)
+
     def loop(self, consumer, until, stop_when_received, tail):
-        consecutive = 0
-        while time.monotonic() < until:
+        def received():
             with self.lock:
-                if stop_when_received and self.r["received"]:
-                    return
-            try:
-                self.receive_once(consumer, tail)
-                consecutive = 0
-            except Exception as e:  # noqa: BLE001
-                consecutive += 1
-                with self.lock:
-                    self.r["receive_errors"].append(f"receive: {type(e).__name__}: {e}")
-                if consecutive >= 3:
-                    raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
-                time.sleep(min(1.0, max(0.0, until - time.monotonic())))
+                return stop_when_received and self.r["received"] > 0
+        self.receive_loop(consumer, until, tail, received)
 
-    def run(self):
+    def hard_limit(self):
         a = self.args
-        hard = a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
-        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+        return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
 
-        consumer = producer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            consumer = SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                      await_duration=a.await_duration)  # tls_enable defaults to False
-            consumer.startup()
-            producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
-                                topics=[a.topic])
-            producer.startup()
+    def work(self):
+        a = self.args
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
+                                               await_duration=a.await_duration))  # tls_enable defaults to False
+        producer = self.started(Producer(
+            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout), topics=[a.topic]))
 
-            self.phase = "send"
-            msg = Message()
-            msg.topic = a.topic
-            msg.body = self.body.encode("utf-8")
-            msg.keys = self.body
-            intended = time.time() + a.delay
-            sent_ts = int(intended)   # 5.1.2 puts whole seconds into the Timestamp
-            msg.delivery_timestamp = sent_ts
-            with self.lock:
-                self.r["intended_ms"] = round(intended * 1000)
-                self.r["sent_timestamp_s"] = sent_ts
-            t0 = time.monotonic()
-            receipt = producer.send(msg)
-            with self.lock:
-                self.r["send_ms"] = round((time.monotonic() - t0) * 1000)
-                self.r["sent"] = True
-                self.r["message_id"] = receipt.message_id
+        self.phase = "send"
+        msg = Message()
+        msg.topic = a.topic
+        msg.body = self.body.encode("utf-8")
+        msg.keys = self.body
+        intended = time.time() + a.delay
+        sent_ts = int(intended)   # 5.1.2 puts whole seconds into the Timestamp
+        msg.delivery_timestamp = sent_ts
+        with self.lock:
+            self.r["intended_ms"] = round(intended * 1000)
+            self.r["sent_timestamp_s"] = sent_ts
+        t0 = time.monotonic()
+        receipt = producer.send(msg)
+        with self.lock:
+            self.r["send_ms"] = round((time.monotonic() - t0) * 1000)
+            self.r["sent"] = True
+            self.r["message_id"] = receipt.message_id
 
-            self.phase = "receive"
-            self.loop(consumer, self.start + a.timeout, stop_when_received=True, tail=False)
-            with self.lock:
-                got = self.r["received"] > 0
-            if got and a.tail > 0:
-                self.phase = "tail"
-                consumer.await_duration = a.tail_await
-                self.loop(consumer, time.monotonic() + a.tail, stop_when_received=False, tail=True)
-            self.phase = "shutdown"
-            producer.shutdown()
-            producer = None
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            for c in (producer, consumer):
-                if c is not None and c.is_running:
-                    try:
-                        c.shutdown()
-                    except Exception:  # noqa: BLE001
-                        pass
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
+        self.phase = "receive"
+        self.loop(consumer, self.start + a.timeout, stop_when_received=True, tail=False)
+        with self.lock:
+            got = self.r["received"] > 0
+        if got and a.tail > 0:
+            self.phase = "tail"
+            consumer.await_duration = a.tail_await
+            self.loop(consumer, time.monotonic() + a.tail, stop_when_received=False, tail=True)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
-    ap.add_argument("--topic", required=True, help="a DELAY topic")
+    ap = arg_parser(__doc__, "a DELAY topic")
     ap.add_argument("--group", required=True, help="consumer group")
     ap.add_argument("--delay", type=float, default=3.0,
                     help="seconds from now to the intended delivery time (default: 3)")
@@ -266,12 +199,10 @@ def main():
                     help="await duration in whole seconds during the tail (default: 1)")
     ap.add_argument("--invisible", type=int, default=30,
                     help="invisible duration in whole seconds for each receive (default: 30)")
-    ap.add_argument("--request-timeout", type=int, default=3,
-                    help="client RPC timeout in whole seconds (default: 3)")
     args = ap.parse_args()
     if args.delay <= 0 or args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0:
         ap.error("--delay, --timeout, --await and --tail-await must be > 0")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":

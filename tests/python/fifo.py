@@ -30,31 +30,16 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import argparse
-import json
-import logging
-import os
-import sys
 import threading
 import time
 
-from rocketmq import (ClientConfiguration, ConsumeResult, Credentials,
-                      FilterExpression, Message, MessageListener, Producer,
+from rocketmq import (ClientConfiguration, Credentials, FilterExpression, Message, Producer,
                       PushConsumer)
+from common import CountingAcks, RecordingListener, Runner, arg_parser
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 NAME = "fifo"
 
 
-def endpoint_arg(value):
-    v = value
-    for p in ("http://", "https://"):
-        if v.startswith(p):
-            v = v[len(p):]
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return v
 
 
 class Tracker:
@@ -156,51 +141,13 @@ class Tracker:
             }
 
 
-class RecordingListener(MessageListener):
-    """Records each delivery in its group's order; always succeeds (the client acks)."""
-
-    def __init__(self, tracker, runner):
-        self.tracker = tracker
-        self.runner = runner
-
-    def consume(self, message):
-        try:
-            body = bytes(message.body or b"").decode("utf-8", errors="replace")
-            self.tracker.record(body, message.message_group, message.delivery_attempt,
-                                message.corrupted, tail=self.runner.phase == "tail")
-        except Exception as e:  # noqa: BLE001 - never fail the delivery because of us
-            print(f"{NAME}: listener error: {type(e).__name__}: {e}", file=sys.stderr)
-        return ConsumeResult.SUCCESS
-
-
-class CheckedPushConsumer(PushConsumer):
+class CheckedPushConsumer(CountingAcks, PushConsumer):
     """PushConsumer that counts its acks, nacks and DLQ forwards.
 
     FIFO consumption acks through Consumer._ack(message); a failed consumption
     (never here) would retry locally and then call
     ForwardMessageToDeadLetterQueue via the name-mangled private method.
     """
-
-    tracker = None
-
-    def _ack(self, message):
-        try:
-            super()._ack(message)
-        except Exception as e:
-            if self.tracker is not None:
-                with self.tracker.lock:
-                    self.tracker.ack_errors.append(
-                        f"ack {message.message_id}: {type(e).__name__}: {e}")
-            raise
-        if self.tracker is not None:
-            with self.tracker.lock:
-                self.tracker.acked += 1
-
-    def _change_invisible_duration(self, message, invisible_duration):
-        if self.tracker is not None:
-            with self.tracker.lock:
-                self.tracker.nacks += 1
-        return super()._change_invisible_duration(message, invisible_duration)
 
     def _PushConsumer__forward_message_to_dead_letter_queue(self, message):
         if self.tracker is not None:
@@ -209,48 +156,29 @@ class CheckedPushConsumer(PushConsumer):
         return PushConsumer._PushConsumer__forward_message_to_dead_letter_queue(self, message)
 
 
-class Runner:
+class Run(Runner):
+    name = NAME
+    timed_phases = ("startup", "send", "consume")
+
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.groups = [f"{args.group_prefix}{n}" for n in range(args.groups)]
         self.tracker = Tracker(self.groups, args.count)
-        self.start = time.monotonic()
-        self.phase = "startup"
         self.fifo_mode = None
         self.send_s = None
         self.consume_s = None
-        self.out_lock = threading.Lock()
-        self.done = False
         self.waited_ms = None
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            result = self.tracker.summary()
-            result["fifo_mode"] = self.fifo_mode
-            result["send_s"] = self.send_s
-            result["consume_s"] = self.consume_s
-            if self.args.produce_only:
-                # Nothing was consumed: only the producer's side means anything.
-                result = {k: result[k] for k in ("sent", "send_errors", "send_s", "error_sample")}
-                result["waited_ms"] = self.waited_ms
-            ok = code == EXIT_OK
-            if code == EXIT_OK:
-                problems = self.problems(result)
-                if problems:
-                    ok, code = False, EXIT_FAILED
-                    error = "; ".join(problems)
-            result = dict({"ok": ok, "phase": self.phase,
-                           "elapsed_s": round(time.monotonic() - self.start, 2)}, **result)
-            if error:
-                result["error"] = error
-                print(f"{NAME}: {'FAIL' if code == EXIT_FAILED else 'error'}: {error}", file=sys.stderr)
-            print(json.dumps(result), flush=True)
-            sys.stderr.flush()
-            logging.shutdown()
-            os._exit(code)
+    def result(self):
+        result = self.tracker.summary()
+        result["fifo_mode"] = self.fifo_mode
+        result["send_s"] = self.send_s
+        result["consume_s"] = self.consume_s
+        if self.args.produce_only:
+            # Nothing was consumed: only the producer's side means anything.
+            result = {k: result[k] for k in ("sent", "send_errors", "send_s", "error_sample")}
+            result["waited_ms"] = self.waited_ms
+        return result
 
     def problems(self, r):
         p = []
@@ -281,22 +209,10 @@ class Runner:
             p.append(f"{r['nacks']} nacks and {r['dlq']} DLQ forwards by the client")
         return p
 
-    def watchdog(self, hard):
-        """Startup, send and consumption within --timeout; everything within `hard`."""
-        while True:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - self.start
-            if self.phase in ("startup", "send", "consume") and elapsed > self.args.timeout:
-                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
-            if elapsed > hard:
-                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
-
     def start_producer(self):
         a = self.args
-        producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
-                            topics=[a.topic])
-        producer.startup()
-        return producer
+        return self.started(Producer(
+            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout), topics=[a.topic]))
 
     def send(self, producer):
         """Sends every group's messages, interleaved; returns the start time."""
@@ -319,77 +235,48 @@ class Runner:
         return t0
 
     def produce(self):
-        """--produce-only: start, wait for --start-at-ms, send, shut down."""
+        """--produce-only: start, wait for --start-at-ms, send."""
         producer = self.start_producer()
-        try:
-            if self.args.start_at_ms:
-                self.waited_ms = int(self.args.start_at_ms - time.time() * 1000)
-                if self.waited_ms > 0:
-                    time.sleep(self.waited_ms / 1000)
-            self.send(producer)
-            self.phase = "shutdown"
-        finally:
-            producer.shutdown()
+        if self.args.start_at_ms:
+            self.waited_ms = int(self.args.start_at_ms - time.time() * 1000)
+            if self.waited_ms > 0:
+                time.sleep(self.waited_ms / 1000)
+        self.send(producer)
 
-    def run(self):
+    def hard_limit(self):
         a = self.args
-        hard = a.timeout + a.tail + 3 * a.request_timeout + 10
-        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+        return a.timeout + a.tail + 3 * a.request_timeout + 10
 
-        consumer = producer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            if a.produce_only:
-                self.produce()
-                self.finish(EXIT_OK)
-            consumer = CheckedPushConsumer(
-                config, a.group,
-                message_listener=RecordingListener(self.tracker, self),
-                subscription={a.topic: FilterExpression("*")},
-                consumption_thread_count=a.threads,
-            )  # tls_enable defaults to False
-            consumer.tracker = self.tracker
-            try:
-                consumer.startup()
-            except AttributeError as e:
-                # 5.1.2 masks its IllegalStateException behind this AttributeError.
-                raise RuntimeError(
-                    f"{e} -- the 5.1.2 client's mask for: no Settings reply with status OK "
-                    f"on the Telemetry stream within 10 s (or QueryRoute failed)") from e
-            # Chosen once, from the server's Settings reply (subscription.fifo).
-            self.fifo_mode = bool(consumer.fifo)
+    def work(self):
+        a = self.args
+        if a.produce_only:
+            self.produce()
+            return
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = CheckedPushConsumer(
+            config, a.group,
+            message_listener=RecordingListener(self.tracker, self, lambda m: m.message_group),
+            subscription={a.topic: FilterExpression("*")},
+            consumption_thread_count=a.threads,
+        )  # tls_enable defaults to False
+        consumer.tracker = self.tracker
+        self.started(consumer)
+        # Chosen once, from the server's Settings reply (subscription.fifo).
+        self.fifo_mode = bool(consumer.fifo)
 
-            producer = self.start_producer()
-            t0 = self.send(producer)
+        producer = self.start_producer()
+        t0 = self.send(producer)
 
-            self.phase = "consume"
-            while time.monotonic() - self.start < a.timeout and not self.tracker.settled():
-                time.sleep(0.05)
-            self.consume_s = round(time.monotonic() - t0, 2)
-            if self.tracker.settled() and a.tail > 0:
-                self.phase = "tail"
-                time.sleep(a.tail)
-            self.phase = "shutdown"
-            producer.shutdown()
-            producer = None
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            for c in (producer, consumer):
-                if c is not None and c.is_running:
-                    try:
-                        c.shutdown()
-                    except Exception:  # noqa: BLE001
-                        pass
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
-
+        self.phase = "consume"
+        while time.monotonic() - self.start < a.timeout and not self.tracker.settled():
+            time.sleep(0.05)
+        self.consume_s = round(time.monotonic() - t0, 2)
+        if self.tracker.settled() and a.tail > 0:
+            self.phase = "tail"
+            time.sleep(a.tail)
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
-    ap.add_argument("--topic", required=True, help="a FIFO topic")
+    ap = arg_parser(__doc__, "a FIFO topic")
     ap.add_argument("--group", help="a FIFO consumer group (required unless --produce-only)")
     ap.add_argument("--groups", type=int, default=3, help="number of message groups (default: 3)")
     ap.add_argument("--count", type=int, default=100, help="messages per message group (default: 100)")
@@ -400,8 +287,6 @@ def main():
     ap.add_argument("--tail", type=float, default=2.0,
                     help="seconds to keep consuming after everything arrived (default: 2)")
     ap.add_argument("--threads", type=int, default=4, help="consumption thread count (default: 4)")
-    ap.add_argument("--request-timeout", type=int, default=3,
-                    help="client RPC timeout in whole seconds (default: 3)")
     ap.add_argument("--produce-only", action="store_true",
                     help="only send (no consumer); see the module doc")
     ap.add_argument("--body-prefix", default="",
@@ -413,7 +298,7 @@ def main():
         ap.error("--group is required, and --body-prefix/--start-at-ms need --produce-only")
     if args.groups <= 0 or args.count <= 0 or args.count > 1000 or args.timeout <= 0 or args.threads <= 0:
         ap.error("--groups, --timeout and --threads must be > 0; --count in 1..1000")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":

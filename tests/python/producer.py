@@ -11,7 +11,6 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import argparse
 import json
 import logging
 import os
@@ -19,22 +18,13 @@ import sys
 import threading
 
 from rocketmq import ClientConfiguration, Credentials, Message, Producer
+from common import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, arg_parser, shutdown_quietly
 
-EXIT_OK, EXIT_ERROR, EXIT_TIMEOUT = 0, 2, 3
 
 _out_lock = threading.Lock()
 _done = False
 
 
-def endpoint_arg(value):
-    v = value
-    for p in ("http://", "https://"):
-        if v.startswith(p):
-            v = v[len(p):]
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return v
 
 
 def finish(code, result, error=None):
@@ -55,16 +45,12 @@ def finish(code, result, error=None):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
-    ap.add_argument("--topic", required=True)
+    ap = arg_parser(__doc__)
     ap.add_argument("--count", required=True, type=int, help="number of messages to send")
     ap.add_argument("--tag", default=None, help="tag set on every message")
     ap.add_argument("--prefix", default="msg", help='body prefix: bodies are "{prefix}-{i}" (default: msg)')
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="hard limit in seconds for the whole run, shutdown included (default: 120)")
-    ap.add_argument("--request-timeout", type=int, default=3,
-                    help="client RPC timeout in whole seconds (default: 3)")
     args = ap.parse_args()
     if args.count < 0:
         ap.error("--count must be >= 0")
@@ -106,11 +92,7 @@ def main():
         producer = None
     except Exception as e:  # noqa: BLE001 - report whatever the client raised
         err = f"{state['phase']} failed after {len(message_ids)}/{args.count} sent: {type(e).__name__}: {e}"
-        if producer is not None and producer.is_running:
-            try:
-                producer.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+        shutdown_quietly(producer)
         finish(EXIT_ERROR, snapshot(), err)
     finish(EXIT_OK, snapshot())
 

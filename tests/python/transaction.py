@@ -31,32 +31,18 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import argparse
-import json
-import logging
-import os
-import sys
 import threading
 import time
 
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
                       Message, Producer, SimpleConsumer, TransactionChecker,
                       TransactionResolution)
+from common import Runner, arg_parser
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 NAME = "transaction"
 CASES = ("commit", "rollback", "orphan")
 
 
-def endpoint_arg(value):
-    v = value
-    for p in ("http://", "https://"):
-        if v.startswith(p):
-            v = v[len(p):]
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return v
 
 
 class State:
@@ -106,16 +92,16 @@ class Checker(TransactionChecker):
         return answer
 
 
-class Runner:
-    def __init__(self, args):
-        self.args = args
-        self.s = State(args.prefix)
-        self.start = time.monotonic()
-        self.phase = "startup"
-        self.out_lock = threading.Lock()
-        self.done = False
+class Run(Runner):
+    name = NAME
+    # Everything but the tail and the shutdown within --timeout.
+    timed_phases = ("startup", "send", "receive")
 
-    def summary(self):
+    def __init__(self, args):
+        super().__init__(args)
+        self.s = State(args.prefix)
+
+    def counts(self):
         s = self.s
         with s.lock:
             orphan_checks = [c for c in s.checks if c["case"] == "orphan"]
@@ -145,39 +131,21 @@ class Runner:
                 "error_sample": (s.ack_errors + s.receive_errors)[:5],
             }
 
-    def finish(self, code, error=None):
-        with self.out_lock:
-            if self.done:
-                return
-            self.done = True
-            result = self.summary()
-            warnings = []
-            by_case = result["checks_by_case"]
-            for case in ("commit", "rollback", "None"):
-                if by_case.get(case):
-                    warnings.append(f"checker called {by_case[case]} time(s) for an already "
-                                    f"resolved or unknown transaction ({case})")
-            if by_case.get("orphan", 0) > 1:
-                warnings.append(f"checker called {by_case['orphan']} times for the orphan "
-                                f"(after it answered COMMIT)")
-            if any(c["case"] == "orphan" and not c["body_matches"] for c in result["checks"]):
-                warnings.append("the orphan check's message did not carry the original body")
-            result["warnings"] = warnings
-            ok = code == EXIT_OK
-            if code == EXIT_OK:
-                problems = self.problems(result)
-                if problems:
-                    ok, code = False, EXIT_FAILED
-                    error = "; ".join(problems)
-            result = dict({"ok": ok, "phase": self.phase,
-                           "elapsed_s": round(time.monotonic() - self.start, 2)}, **result)
-            if error:
-                result["error"] = error
-                print(f"{NAME}: {'FAIL' if code == EXIT_FAILED else 'error'}: {error}", file=sys.stderr)
-            print(json.dumps(result), flush=True)
-            sys.stderr.flush()
-            logging.shutdown()
-            os._exit(code)
+    def result(self):
+        result = self.counts()
+        warnings = []
+        by_case = result["checks_by_case"]
+        for case in ("commit", "rollback", "None"):
+            if by_case.get(case):
+                warnings.append(f"checker called {by_case[case]} time(s) for an already "
+                                f"resolved or unknown transaction ({case})")
+        if by_case.get("orphan", 0) > 1:
+            warnings.append(f"checker called {by_case['orphan']} times for the orphan "
+                            f"(after it answered COMMIT)")
+        if any(c["case"] == "orphan" and not c["body_matches"] for c in result["checks"]):
+            warnings.append("the orphan check's message did not carry the original body")
+        result["warnings"] = warnings
+        return result
 
     @staticmethod
     def problems(r):
@@ -196,15 +164,6 @@ class Runner:
         if r["ack_errors"]:
             p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")
         return p
-
-    def watchdog(self, hard):
-        while True:
-            time.sleep(0.2)
-            elapsed = time.monotonic() - self.start
-            if self.phase not in ("tail", "shutdown") and elapsed > self.args.timeout:
-                self.finish(EXIT_TIMEOUT, f"--timeout {self.args.timeout}s hit during {self.phase}")
-            if elapsed > hard:
-                self.finish(EXIT_TIMEOUT, f"hard time limit {hard:.0f}s hit during {self.phase}")
 
     def send(self, producer, case):
         s = self.s
@@ -248,77 +207,50 @@ class Runner:
                 with s.lock:
                     s.ack_errors.append(f"ack {m.message_id} ({body}): {type(e).__name__}: {e}")
 
+    def receive_error(self, text):
+        with self.s.lock:
+            self.s.receive_errors.append(text)
+
     def loop(self, consumer, until, stop_when_complete, tail):
-        consecutive = 0
-        while time.monotonic() < until:
-            if stop_when_complete:
-                with self.s.lock:
-                    if self.s.received["commit"] and self.s.received["orphan"]:
-                        return
-            try:
-                self.receive_once(consumer, tail)
-                consecutive = 0
-            except Exception as e:  # noqa: BLE001
-                consecutive += 1
-                with self.s.lock:
-                    self.s.receive_errors.append(f"receive: {type(e).__name__}: {e}")
-                if consecutive >= 3:
-                    raise RuntimeError(f"{consecutive} consecutive receive errors, last: {type(e).__name__}: {e}")
-                time.sleep(min(1.0, max(0.0, until - time.monotonic())))
+        def complete():
+            with self.s.lock:
+                return stop_when_complete and bool(self.s.received["commit"] and self.s.received["orphan"])
+        self.receive_loop(consumer, until, tail, complete)
 
-    def run(self):
+    def hard_limit(self):
         a = self.args
-        hard = a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
-        threading.Thread(target=self.watchdog, args=(hard,), daemon=True).start()
+        return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
 
-        consumer = producer = None
-        try:
-            config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
-            consumer = SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                      await_duration=a.await_duration)  # tls_enable defaults to False
-            consumer.startup()
-            producer = Producer(ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
-                                topics=[a.topic], checker=Checker(self.s))
-            producer.startup()
+    def work(self):
+        a = self.args
+        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
+                                               await_duration=a.await_duration))  # tls_enable defaults to False
+        producer = self.started(Producer(
+            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
+            topics=[a.topic], checker=Checker(self.s)))
 
-            self.phase = "send"
-            tx = self.send(producer, "commit")
-            tx.commit()     # raises unless the status is OK
-            with self.s.lock:
-                self.s.resolved_at["commit"] = time.monotonic()
-            tx = self.send(producer, "rollback")
-            tx.rollback()
-            with self.s.lock:
-                self.s.resolved_at["rollback"] = time.monotonic()
-            self.send(producer, "orphan")   # never committed nor rolled back
+        self.phase = "send"
+        tx = self.send(producer, "commit")
+        tx.commit()     # raises unless the status is OK
+        with self.s.lock:
+            self.s.resolved_at["commit"] = time.monotonic()
+        tx = self.send(producer, "rollback")
+        tx.rollback()
+        with self.s.lock:
+            self.s.resolved_at["rollback"] = time.monotonic()
+        self.send(producer, "orphan")   # never committed nor rolled back
 
-            self.phase = "receive"
-            self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-            if a.tail > 0:
-                self.phase = "tail"
-                consumer.await_duration = a.tail_await
-                self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
-            self.phase = "shutdown"
-            producer.shutdown()
-            producer = None
-            consumer.shutdown()
-            consumer = None
-        except Exception as e:  # noqa: BLE001
-            err = f"{self.phase}: {type(e).__name__}: {e}"
-            for c in (producer, consumer):
-                if c is not None and c.is_running:
-                    try:
-                        c.shutdown()
-                    except Exception:  # noqa: BLE001
-                        pass
-            self.finish(EXIT_ERROR, err)
-        self.finish(EXIT_OK)
+        self.phase = "receive"
+        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
+        if a.tail > 0:
+            self.phase = "tail"
+            consumer.await_duration = a.tail_await
+            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--endpoint", required=True, type=endpoint_arg, help="HOST:PORT of the server")
-    ap.add_argument("--topic", required=True, help="a TRANSACTION topic")
+    ap = arg_parser(__doc__, "a TRANSACTION topic")
     ap.add_argument("--group", required=True, help="consumer group")
     ap.add_argument("--prefix", default="tx", help="body prefix (default: tx)")
     ap.add_argument("--timeout", type=float, default=40.0,
@@ -333,12 +265,10 @@ def main():
                     help="await duration in whole seconds during the tail (default: 1)")
     ap.add_argument("--invisible", type=int, default=30,
                     help="invisible duration in whole seconds for each receive (default: 30)")
-    ap.add_argument("--request-timeout", type=int, default=3,
-                    help="client RPC timeout in whole seconds (default: 3)")
     args = ap.parse_args()
     if args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0 or args.tail < 0:
         ap.error("--timeout, --await and --tail-await must be > 0; --tail >= 0")
-    Runner(args).run()
+    Run(args).run()
 
 
 if __name__ == "__main__":

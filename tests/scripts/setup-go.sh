@@ -15,16 +15,12 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG_NAME=setup-go
+. "$here/lib.sh"
 SRC="$(cd "$here/../go" && pwd)"
-TOOLS_DIR="${PIER_TOOLS_DIR:-$HOME/.cache/pier-tools}"
 GO_DIR="$TOOLS_DIR/go"
 BIN="$GO_DIR/bin/pier-go-scenarios"
 MARKER="$GO_DIR/.installed"
-
-log() { echo "setup-go: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-start=$(date +%s)
 
 GO="${PIER_GO:-}"
 if [[ -z "$GO" ]]; then
@@ -65,35 +61,27 @@ is_installed() {
   [[ -x "$BIN" && -f "$MARKER" && "$(cat "$MARKER")" == "$1" ]]
 }
 
-want="$(fingerprint)"
-if is_installed "$want"; then
-  echo "setup-go: up to date in $(( $(date +%s) - start ))s: $BIN ($go_version)"
+up_to_date() {
+  echo "setup-go: up to date in $(took): $BIN ($go_version)"
   exit 0
-fi
+}
+
+want="$(fingerprint)"
+if is_installed "$want"; then up_to_date; fi
 
 mkdir -p "$GO_DIR/bin"
-# Serialize concurrent runs (parallel test binaries); re-check under the lock.
-exec 9>"$GO_DIR/.lock"
-flock -w 900 9 || die "timed out waiting for $GO_DIR/.lock"
-if is_installed "$want"; then
-  echo "setup-go: up to date in $(( $(date +%s) - start ))s: $BIN ($go_version)"
-  exit 0
-fi
+lock "$GO_DIR/.lock"
+if is_installed "$want"; then up_to_date; fi
 rm -f "$MARKER"
 
 build_log="$GO_DIR/build.log"
 cd "$SRC"
+: >"$build_log"
 # Download first, so a network failure reads as one.
-if ! "$GO" mod download </dev/null >"$build_log" 2>&1; then
-  tail -n 30 "$build_log" >&2
-  die "go mod download failed (full log: $build_log)"
-fi
+run_logged "$build_log" "go mod download" "$GO" mod download
 tmp="$BIN.tmp.$$"
-if ! "$GO" build -trimpath -o "$tmp" . </dev/null >>"$build_log" 2>&1; then
-  rm -f "$tmp"
-  tail -n 30 "$build_log" >&2
-  die "go build failed (full log: $build_log)"
-fi
+trap 'rm -f "$tmp"' EXIT
+run_logged "$build_log" "go build" "$GO" build -trimpath -o "$tmp" .
 mv -f "$tmp" "$BIN"
 
 # A smoke check: the binary runs and rejects a missing endpoint with a summary.
@@ -101,4 +89,4 @@ out="$("$BIN" -case normal 2>/dev/null </dev/null || true)"
 [[ "$out" == *'"ok":false'* ]] || die "$BIN does not run as expected (got: $out)"
 
 echo "$want" >"$MARKER"
-echo "setup-go: built in $(( $(date +%s) - start ))s: $BIN ($go_version, golang/v5 $(awk '/rocketmq-clients\/golang\/v5 /{print $NF; exit}' go.mod))"
+echo "setup-go: built in $(took): $BIN ($go_version, golang/v5 $(awk '/rocketmq-clients\/golang\/v5 /{print $NF; exit}' go.mod))"

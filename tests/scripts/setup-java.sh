@@ -18,25 +18,17 @@
 # they are missing and apt-get is usable, it installs Debian's packages.
 set -euo pipefail
 
-TOOLS_DIR="${PIER_TOOLS_DIR:-$HOME/.cache/pier-tools}"
+LOG_NAME=setup-java
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 M2="$TOOLS_DIR/m2"
 PROJECT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../java" && pwd)"
-
-log() { echo "setup-java: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-start=$(date +%s)
 
 ensure_toolchain() {
   if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
     return 0
   fi
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "java or mvn missing: installing openjdk-17-jdk-headless and maven with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq </dev/null >&2
-    apt-get install -y -qq openjdk-17-jdk-headless maven </dev/null >&2
-  fi
+  log "java or mvn missing"
+  apt_install openjdk-17-jdk-headless maven || true
   command -v java >/dev/null 2>&1 || die "java not found on PATH (Java 17+ needed)"
   command -v mvn >/dev/null 2>&1 || die "mvn not found on PATH (Maven 3.8+ needed)"
 }
@@ -65,37 +57,26 @@ built() {
 HASH=$(sources_hash)
 BUILD="$TOOLS_DIR/java/build-$HASH"
 
-if built "$BUILD"; then
-  cat "$BUILD/classpath"
-  exit 0
-fi
+built "$BUILD" && exec cat "$BUILD/classpath"
 
 ensure_toolchain
 mkdir -p "$TOOLS_DIR/java" "$M2"
 
 # One build at a time per tools dir (several clones may share it).
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$TOOLS_DIR/java/.lock"
-  flock -w 900 9 || die "timed out waiting for $TOOLS_DIR/java/.lock"
-  if built "$BUILD"; then
-    cat "$BUILD/classpath"
-    exit 0
-  fi
-fi
+lock "$TOOLS_DIR/java/.lock"
+built "$BUILD" && exec cat "$BUILD/classpath"
 
 rm -rf "$BUILD"
 mkdir -p "$BUILD"
 MVN_LOG="$TOOLS_DIR/java/mvn.log"
 log "building $PROJECT into $BUILD (Maven repository $M2)"
-if ! mvn -B -q -Dstyle.color=never \
-      -Dmaven.repo.local="$M2" \
-      -Dpier.buildDir="$BUILD/target" \
-      -Dmdep.outputFile="$BUILD/deps.classpath" \
-      -f "$PROJECT/pom.xml" \
-      package dependency:build-classpath </dev/null >"$MVN_LOG" 2>&1; then
-  tail -n 40 "$MVN_LOG" >&2
-  die "mvn package failed (full log: $MVN_LOG)"
-fi
+: >"$MVN_LOG"
+run_logged "$MVN_LOG" "mvn package" mvn -B -q -Dstyle.color=never \
+  -Dmaven.repo.local="$M2" \
+  -Dpier.buildDir="$BUILD/target" \
+  -Dmdep.outputFile="$BUILD/deps.classpath" \
+  -f "$PROJECT/pom.xml" \
+  package dependency:build-classpath
 
 JAR=$(ls "$BUILD"/target/pier-java-scenarios-*.jar 2>/dev/null | head -n 1)
 [[ -n "$JAR" ]] || die "no pier-java-scenarios jar in $BUILD/target"
@@ -111,5 +92,5 @@ set -e
 [[ $rc -eq 2 && "$probe" == *"--case is required"* ]] ||
   die "built classes do not run (exit $rc): $probe"
 touch "$BUILD/.built"
-log "built in $(( $(date +%s) - start ))s"
+log "built in $(took)"
 cat "$BUILD/classpath"

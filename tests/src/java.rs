@@ -3,29 +3,19 @@
 //! tests/java/pom.xml) against a Pier and prints one JSON summary line.
 //! `tests/scripts/setup-java.sh` builds it outside the clone (see there).
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
+
+use crate::setup_once;
 
 /// Builds tests/java once per test binary (fast when already built) and
 /// returns the runnable classpath.
 pub fn ensure_java() -> &'static str {
     static CLASSPATH: OnceLock<String> = OnceLock::new();
     CLASSPATH.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-java.sh");
         let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run setup-java.sh");
-        assert!(
-            out.status.success(),
-            "tests/scripts/setup-java.sh failed ({})",
-            out.status
-        );
+        let out = setup_once("setup-java.sh");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let cp = stdout.lines().last().unwrap_or_default().trim().to_owned();
         assert!(!cp.is_empty(), "setup-java.sh printed no classpath");

@@ -18,15 +18,12 @@ use tokio::net::TcpStream;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_with_two_proxy_addresses() {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let pa = Node::proxy_of(&store);
-    let pb = Node::proxy_of(&store);
-    let c = Raw::connect(&pa.endpoint()).await;
+    let pier = Pier::start(Mode::Cluster, &[]).await;
+    let c = &pier.raw;
     c.create_topic("py-two", 4).await;
     c.create_group("py-two-simple", 17).await;
-    // The client's documented multi-address form.
-    let both = format!("{};{}", pa.endpoint(), pb.endpoint());
+    // The client's documented multi-address form: both proxies, ';'-joined.
+    let both = pier.access_point.clone();
 
     let sent = python(
         &tools,
@@ -68,7 +65,7 @@ async fn python_client_with_two_proxy_addresses() {
     let got = summary_ok(&got, "simple consumer");
     assert_eq!(got["received"], 200, "{got}");
     assert_eq!(got["duplicates"], 0, "{got}");
-    assert_drained(&c, "py-two-simple").await;
+    assert_drained(c, "py-two-simple").await;
 }
 
 /// A minimal HTTP/2 client that sends whatever `:authority` bytes it is

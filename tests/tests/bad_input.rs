@@ -5,6 +5,13 @@ use std::time::Duration;
 
 use pier_proto::rocketmq::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
+
+/// The overall status code of one SendMessage call.
+async fn send_status(c: &Raw, req: tonic::Request<SendMessageRequest>) -> i32 {
+    let r = c.messaging().send_message(req).await.unwrap().into_inner();
+    r.status.unwrap().code
+}
 
 async fn send_code(c: &Raw, m: Message) -> Code {
     let r = c.send(m).await;
@@ -14,9 +21,8 @@ async fn send_code(c: &Raw, m: Message) -> Code {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_codes() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let c = pier.raw.clone();
     c.create_topic("t", 2).await;
     c.create_group("g", 17).await;
 
@@ -113,33 +119,32 @@ async fn validation_codes() {
     assert_eq!(send_code(&c, m).await, Code::MessageBodyTooLarge);
 
     // Batch rules: empty, mixed topics.
-    let r = c
-        .messaging()
-        .send_message(c.req(SendMessageRequest { messages: vec![] }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.status.unwrap().code, Code::MessageCorrupted as i32);
-    let r = c
-        .messaging()
-        .send_message(c.req(SendMessageRequest {
-            messages: vec![message("t", "a"), message("u", "b")],
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.status.unwrap().code, Code::MessageCorrupted as i32);
+    assert_eq!(
+        send_status(&c, c.req(SendMessageRequest { messages: vec![] })).await,
+        Code::MessageCorrupted as i32
+    );
+    assert_eq!(
+        send_status(
+            &c,
+            c.req(SendMessageRequest {
+                messages: vec![message("t", "a"), message("u", "b")],
+            })
+        )
+        .await,
+        Code::MessageCorrupted as i32
+    );
 
     // Missing client id.
-    let r = c
-        .messaging()
-        .send_message(tonic::Request::new(SendMessageRequest {
-            messages: vec![message("t", "a")],
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.status.unwrap().code, Code::ClientIdRequired as i32);
+    assert_eq!(
+        send_status(
+            &c,
+            tonic::Request::new(SendMessageRequest {
+                messages: vec![message("t", "a")],
+            })
+        )
+        .await,
+        Code::ClientIdRequired as i32
+    );
 
     // Route: unknown topic (with a hint), no endpoints.
     let r = c
@@ -197,9 +202,8 @@ async fn validation_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_receipt_handles() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let c = pier.raw.clone();
     c.create_topic("t", 1).await;
     c.create_group("g", 17).await;
     c.create_group("other", 17).await;
@@ -227,42 +231,10 @@ async fn bad_receipt_handles() {
     assert_eq!(c.ack("other", "t", &good).await, Code::InvalidReceiptHandle);
 
     // ChangeInvisibleDuration always returns a usable handle, also on error.
-    let r = c
-        .messaging()
-        .change_invisible_duration(c.req(ChangeInvisibleDurationRequest {
-            group: Some(resource("g")),
-            topic: Some(resource("t")),
-            receipt_handle: "garbage".into(),
-            invisible_duration: Some(prost_types::Duration {
-                seconds: 5,
-                nanos: 0,
-            }),
-            message_id: String::new(),
-            lite_topic: None,
-            suspend: None,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = change_invisible(&c, "garbage", 5).await;
     assert_eq!(r.status.unwrap().code, Code::InvalidReceiptHandle as i32);
     assert_eq!(r.receipt_handle, "garbage");
-    let r = c
-        .messaging()
-        .change_invisible_duration(c.req(ChangeInvisibleDurationRequest {
-            group: Some(resource("g")),
-            topic: Some(resource("t")),
-            receipt_handle: good.clone(),
-            invisible_duration: Some(prost_types::Duration {
-                seconds: 60,
-                nanos: 0,
-            }),
-            message_id: String::new(),
-            lite_topic: None,
-            suspend: None,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = change_invisible(&c, &good, 60).await;
     assert_eq!(r.status.unwrap().code, Code::Ok as i32);
     assert!(!r.receipt_handle.is_empty());
 
@@ -285,89 +257,72 @@ async fn bad_receipt_handles() {
 /// One AckMessage with good, bad and already-acked entries: each entry gets
 /// its own code, in request order (the proxy acks entries concurrently), and
 /// only the good ones take effect. Standalone and through a store node.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_ack_answers_each_entry_in_order() {
-    for cluster in [false, true] {
-        let data = tempfile::tempdir().unwrap();
-        let nodes = if cluster {
-            let store = Node::store(data.path());
-            let proxy = Node::proxy_of(&store);
-            vec![store, proxy]
-        } else {
-            vec![Node::standalone(data.path())]
-        };
-        let c = Raw::connect(&nodes.last().unwrap().endpoint()).await;
-        c.create_topic("t", 2).await;
-        c.create_group("g", 17).await;
-        for i in 0..40 {
-            c.send(message("t", &format!("m{i}"))).await;
-        }
-        let mut msgs = Vec::new();
-        while msgs.len() < 40 {
-            let (_, got) = c.receive("g", "t", 32, 30_000, 1_000).await;
-            assert!(
-                !got.is_empty(),
-                "cluster={cluster}: only {} received",
-                msgs.len()
-            );
-            msgs.extend(got);
-        }
-        // One acked beforehand: its second ack must fail.
-        assert_eq!(c.ack("g", "t", &handle(&msgs[5])).await, Code::Ok);
-        let mut entries = Vec::new();
-        let mut expected = Vec::new();
-        for (i, m) in msgs.iter().enumerate() {
-            let (h, code) = match i {
-                5 => (handle(m), Code::InvalidReceiptHandle),
-                i if i % 7 == 3 => ("garbage".to_string(), Code::InvalidReceiptHandle),
-                _ => (handle(m), Code::Ok),
-            };
-            entries.push(AckMessageEntry {
-                message_id: format!("e{i}"),
-                receipt_handle: h,
-                lite_topic: None,
-            });
-            expected.push((format!("e{i}"), code));
-        }
-        let r = c
-            .messaging()
-            .ack_message(c.req(AckMessageRequest {
-                group: Some(resource("g")),
-                topic: Some(resource("t")),
-                entries,
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(r.status.unwrap().code, Code::MultipleResults as i32);
-        let got: Vec<(String, Code)> = r
-            .entries
-            .iter()
-            .map(|e| {
-                (
-                    e.message_id.clone(),
-                    Code::try_from(e.status.as_ref().unwrap().code).unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(got, expected, "cluster={cluster}");
-        // The messages whose handle was garbage are still in flight and
-        // come back after their invisible time; the acked ones never do.
-        let left = expected
-            .iter()
-            .enumerate()
-            .filter(|(i, (_, code))| *i != 5 && *code != Code::Ok)
-            .count();
-        let d = c
-            .admin()
-            .describe_group(pier_proto::admin::DescribeGroupRequest { name: "g".into() })
-            .await
-            .unwrap()
-            .into_inner();
-        let inflight: u64 = d.backlog.iter().map(|b| b.inflight).sum();
-        assert_eq!(inflight as usize, left, "cluster={cluster}: {d:?}");
+async fn batch_ack_answers_each_entry_in_order(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let c = &p.raw;
+    c.create_topic("t", 2).await;
+    c.create_group("g", 17).await;
+    for i in 0..40 {
+        c.send(message("t", &format!("m{i}"))).await;
     }
+    let mut msgs = Vec::new();
+    while msgs.len() < 40 {
+        let (_, got) = c.receive("g", "t", 32, 30_000, 1_000).await;
+        assert!(!got.is_empty(), "{mode:?}: only {} received", msgs.len());
+        msgs.extend(got);
+    }
+    // One acked beforehand: its second ack must fail.
+    assert_eq!(c.ack("g", "t", &handle(&msgs[5])).await, Code::Ok);
+    let mut entries = Vec::new();
+    let mut expected = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let (h, code) = match i {
+            5 => (handle(m), Code::InvalidReceiptHandle),
+            i if i % 7 == 3 => ("garbage".to_string(), Code::InvalidReceiptHandle),
+            _ => (handle(m), Code::Ok),
+        };
+        entries.push(AckMessageEntry {
+            message_id: format!("e{i}"),
+            receipt_handle: h,
+            lite_topic: None,
+        });
+        expected.push((format!("e{i}"), code));
+    }
+    let r = c
+        .messaging()
+        .ack_message(c.req(AckMessageRequest {
+            group: Some(resource("g")),
+            topic: Some(resource("t")),
+            entries,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.unwrap().code, Code::MultipleResults as i32);
+    let got: Vec<(String, Code)> = r
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.message_id.clone(),
+                Code::try_from(e.status.as_ref().unwrap().code).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{mode:?}");
+    // The messages whose handle was garbage are still in flight and
+    // come back after their invisible time; the acked ones never do.
+    let left = expected
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, code))| *i != 5 && *code != Code::Ok)
+        .count();
+    let d = c.describe_group("g").await;
+    let inflight: u64 = d.backlog.iter().map(|b| b.inflight).sum();
+    assert_eq!(inflight as usize, left, "{mode:?}: {d:?}");
 }
+
+both_modes!(batch_ack_answers_each_entry_in_order);
 
 /// RocketMQ's system topic and group names are refused as its proxy refuses
 /// them (ILLEGAL_TOPIC / ILLEGAL_CONSUMER_GROUP), and cannot be created
@@ -375,9 +330,8 @@ async fn batch_ack_answers_each_entry_in_order() {
 /// send.system_topic, recv.system_group).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_system_names_are_reserved() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let c = pier.raw.clone();
     c.create_topic("t", 1).await;
     c.create_group("g", 17).await;
 
@@ -439,9 +393,8 @@ async fn rocketmq_system_names_are_reserved() {
 /// send.normal_with_group, send.normal_with_timestamp).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_type_must_match_its_fields() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
+    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let c = pier.raw.clone();
     c.create_topic("n", 1).await;
     c.create_typed_topic("f", pier_proto::admin::TopicType::Fifo, 1)
         .await;
@@ -505,4 +458,24 @@ async fn declared_type_must_match_its_fields() {
         let stored: u64 = d.queues.iter().map(|q| q.max_offset).sum();
         assert_eq!(stored, n, "{topic}: {d:?}");
     }
+}
+
+/// ChangeInvisibleDuration of `handle` (group "g", topic "t") to `secs`.
+async fn change_invisible(c: &Raw, handle: &str, secs: i64) -> ChangeInvisibleDurationResponse {
+    c.messaging()
+        .change_invisible_duration(c.req(ChangeInvisibleDurationRequest {
+            group: Some(resource("g")),
+            topic: Some(resource("t")),
+            receipt_handle: handle.into(),
+            invisible_duration: Some(prost_types::Duration {
+                seconds: secs,
+                nanos: 0,
+            }),
+            message_id: String::new(),
+            lite_topic: None,
+            suspend: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
 }

@@ -31,31 +31,18 @@ fn admin_send_and_receive() {
     let proxy = Node::standalone(data.path());
     let ep = proxy.endpoint();
 
-    ok(&pier(
-        &ep,
-        &[
-            "topic",
-            "create",
-            "cli-orders",
-            "--type",
-            "normal",
-            "--queues",
-            "2",
-        ],
-    ));
+    let create = [
+        "topic",
+        "create",
+        "cli-orders",
+        "--type",
+        "normal",
+        "--queues",
+        "2",
+    ];
+    ok(&pier(&ep, &create));
     // Re-running a create with the same settings succeeds (scripts re-run it).
-    ok(&pier(
-        &ep,
-        &[
-            "topic",
-            "create",
-            "cli-orders",
-            "--type",
-            "normal",
-            "--queues",
-            "2",
-        ],
-    ));
+    ok(&pier(&ep, &create));
     // Different settings for an existing topic: refused, one line, non-zero.
     let clash = pier(
         &ep,
@@ -100,30 +87,23 @@ fn admin_send_and_receive() {
             "greeting",
         ],
     ));
-    let got = ok(&pier(
-        &ep,
-        &[
-            "receive",
-            "cli-orders",
-            "--group",
-            "cli-group",
-            "--wait",
-            "2",
-        ],
-    ));
+    let receive = |wait: &str| {
+        ok(&pier(
+            &ep,
+            &[
+                "receive",
+                "cli-orders",
+                "--group",
+                "cli-group",
+                "--wait",
+                wait,
+            ],
+        ))
+    };
+    let got = receive("2");
     assert!(got.contains("hello from the cli"), "{got}");
     // It was acked: nothing is left.
-    let none = ok(&pier(
-        &ep,
-        &[
-            "receive",
-            "cli-orders",
-            "--group",
-            "cli-group",
-            "--wait",
-            "1",
-        ],
-    ));
+    let none = receive("1");
     assert!(!none.contains("hello from the cli"), "{none}");
     let described = ok(&pier(&ep, &["--json", "group", "describe", "cli-group"]));
     let v: serde_json::Value = serde_json::from_str(described.trim()).expect("json");

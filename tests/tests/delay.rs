@@ -5,6 +5,7 @@ use std::time::Duration;
 use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
 fn delayed(topic: &str, body: &str, at_ms: i64) -> Message {
     let mut m = message(topic, body);
@@ -41,7 +42,10 @@ async fn recall(c: &Raw, topic: &str, handle: &str) -> (Code, String) {
 }
 
 /// Sends through `a`, consumes through `b`.
-async fn delay_and_recall(a: &Raw, b: &Raw) {
+async fn delay_and_recall(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let other = p.other().await;
+    let (a, b) = (&p.raw, &other);
     a.create_typed_topic("timed", TopicType::Delay, 2).await;
     a.create_group("timed-readers", 17).await;
 
@@ -95,21 +99,4 @@ async fn delay_and_recall(a: &Raw, b: &Raw) {
     assert_eq!(code, Code::MessageNotFound);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_delay() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
-    delay_and_recall(&c, &c).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_delay() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let pa = Node::proxy_of(&store);
-    let pb = Node::proxy_of(&store);
-    let a = Raw::connect(&pa.endpoint()).await;
-    let b = Raw::connect(&pb.endpoint()).await;
-    delay_and_recall(&a, &b).await;
-}
+both_modes!(delay_and_recall);

@@ -4,17 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pier_proto::admin::DescribeGroupRequest;
 use pier_proto::rocketmq::Code;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
 async fn backlog(c: &Raw, group: &str) -> (u64, u64, u64) {
-    let d = c
-        .admin()
-        .describe_group(DescribeGroupRequest { name: group.into() })
-        .await
-        .expect("describe group")
-        .into_inner();
+    let d = c.describe_group(group).await;
     let ready = d.backlog.iter().map(|b| b.ready).sum();
     let inflight = d.backlog.iter().map(|b| b.inflight).sum();
     (ready, inflight, d.dlq)
@@ -88,26 +83,29 @@ async fn consume_across(a: &Raw, b: &Raw) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_end_to_end_and_restart() {
-    let data = tempfile::tempdir().unwrap();
-    let mut proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
-    consume_across(&c, &c).await;
+/// [`consume_across`], then a restart of the node holding the data:
+/// acknowledged sends survive it, acked ones stay acked.
+async fn end_to_end_and_restart(mode: Mode) {
+    let mut p = Pier::start(mode, &[]).await;
+    let other = p.other().await;
+    consume_across(&p.raw, &other).await;
 
-    // Messages sent (acknowledged) before a restart are all there after.
     for i in 0..10 {
-        let r = c.send(message("orders", &format!("durable-{i}"))).await;
+        let r = p.raw.send(message("orders", &format!("durable-{i}"))).await;
         assert_eq!(r.status.unwrap().code, Code::Ok as i32);
     }
-    assert!(proxy.stop(), "clean exit on SIGTERM");
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
+    assert!(p.restart_data_node().await, "clean exit on SIGTERM");
+    let (a, b) = (p.raw.clone(), p.other().await);
     let mut got = HashSet::new();
-    for _ in 0..10 {
-        let (_, msgs) = c.receive("billing", "orders", 32, 30_000, 1_000).await;
+    for _ in 0..40 {
+        let (code, msgs) = b.receive("billing", "orders", 32, 30_000, 500).await;
+        if code == Code::ProxyTimeout {
+            // The proxies of a cluster reconnect to the restarted store.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         for m in &msgs {
-            assert_eq!(c.ack("billing", "orders", &handle(m)).await, Code::Ok);
+            assert_eq!(a.ack("billing", "orders", &handle(m)).await, Code::Ok);
             got.insert(body(m));
         }
         if got.len() == 10 {
@@ -117,6 +115,8 @@ async fn standalone_end_to_end_and_restart() {
     let want: HashSet<String> = (0..10).map(|i| format!("durable-{i}")).collect();
     assert_eq!(got, want);
 }
+
+both_modes!(end_to_end_and_restart);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loses_no_acknowledged_send() {
@@ -160,49 +160,4 @@ async fn crash_loses_no_acknowledged_send() {
         "lost after SIGKILL: {:?}",
         acked.difference(&got).collect::<Vec<_>>()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_two_proxies_share_one_store() {
-    let data = tempfile::tempdir().unwrap();
-    let mut store = Node::store(data.path());
-    let pa = Node::proxy_of(&store);
-    let pb = Node::proxy_of(&store);
-    let a = Raw::connect(&pa.endpoint()).await;
-    let b = Raw::connect(&pb.endpoint()).await;
-    consume_across(&a, &b).await;
-
-    // Restart the store: acknowledged sends survive, acked ones stay acked.
-    for i in 0..10 {
-        a.send(message("orders", &format!("kept-{i}"))).await;
-    }
-    assert!(store.stop(), "store exits cleanly on SIGTERM");
-    let store = Node::start(
-        "pier-store",
-        &[
-            "--listen",
-            &store.addr.clone(),
-            "--data",
-            data.path().to_str().unwrap(),
-        ],
-    );
-    let _keep = store;
-    let mut got = HashSet::new();
-    for _ in 0..40 {
-        let (code, msgs) = b.receive("billing", "orders", 32, 30_000, 500).await;
-        if code == Code::ProxyTimeout {
-            // The proxies reconnect to the restarted store.
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            continue;
-        }
-        for m in &msgs {
-            assert_eq!(a.ack("billing", "orders", &handle(m)).await, Code::Ok);
-            got.insert(body(m));
-        }
-        if got.len() == 10 {
-            break;
-        }
-    }
-    let want: HashSet<String> = (0..10).map(|i| format!("kept-{i}")).collect();
-    assert_eq!(got, want);
 }

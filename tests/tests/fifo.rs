@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, DescribeGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
 fn grouped(topic: &str, group: &str, body: &str, queue: i32) -> Message {
     let mut m = message(topic, body);
@@ -63,19 +64,12 @@ async fn consumer_settings_fifo(c: &Raw, group: &str, topic: &str) -> bool {
     sub.fifo.unwrap_or(false)
 }
 
-async fn fifo(a: &Raw, b: &Raw) {
+async fn fifo(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let other = p.other().await;
+    let (a, b) = (&p.raw, &other);
     a.create_typed_topic("trades", TopicType::Fifo, 4).await;
-    a.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "matcher".into(),
-                fifo: true,
-                max_attempts: 5,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    a.create_fifo_group("matcher", 5).await;
     assert!(consumer_settings_fifo(b, "matcher", "trades").await);
     a.create_group("auditor", 5).await;
     assert!(!consumer_settings_fifo(b, "auditor", "trades").await);
@@ -172,14 +166,7 @@ async fn fifo(a: &Raw, b: &Raw) {
         order["g3"], want,
         "g3 continues after its dead-lettered head"
     );
-    let d = a
-        .admin()
-        .describe_group(DescribeGroupRequest {
-            name: "matcher".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let d = a.describe_group("matcher").await;
     assert_eq!(d.dlq, 1);
 
     // A non-FIFO group on the FIFO topic consumes everything, unordered.
@@ -194,24 +181,7 @@ async fn fifo(a: &Raw, b: &Raw) {
     assert_eq!(all, 30);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_fifo() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
-    fifo(&c, &c).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_fifo() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let pa = Node::proxy_of(&store);
-    let pb = Node::proxy_of(&store);
-    let a = Raw::connect(&pa.endpoint()).await;
-    let b = Raw::connect(&pb.endpoint()).await;
-    fifo(&a, &b).await;
-}
+both_modes!(fifo);
 
 const FAIR_GROUPS: usize = 2_000;
 const FAIR_ROUNDS: usize = 3;
@@ -227,20 +197,13 @@ fn group_of(m: &Message) -> String {
 /// never acked): every other group is consumed completely and in order, none
 /// waits behind the stuck one, and the stuck group stays locked until its
 /// head is acked, then goes on in order.
-async fn fifo_fairness(a: &Raw, b: &Raw) {
+async fn fifo_fairness(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let other = p.other().await;
+    let (a, b) = (&p.raw, &other);
     let started = std::time::Instant::now();
     a.create_typed_topic("fair", TopicType::Fifo, 4).await;
-    a.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "fair-readers".into(),
-                fifo: true,
-                max_attempts: 5,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    a.create_fifo_group("fair-readers", 5).await;
 
     // The stuck group's head comes first in the log and more of its messages
     // between the rounds, so every scan has to pass them.
@@ -351,21 +314,4 @@ async fn fifo_fairness(a: &Raw, b: &Raw) {
     pier_tests::external::assert_drained(a, "fair-readers").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_fifo_fairness() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
-    fifo_fairness(&c, &c).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_fifo_fairness() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let pa = Node::proxy_of(&store);
-    let pb = Node::proxy_of(&store);
-    let a = Raw::connect(&pa.endpoint()).await;
-    let b = Raw::connect(&pb.endpoint()).await;
-    fifo_fairness(&a, &b).await;
-}
+both_modes!(fifo_fairness);

@@ -1,5 +1,6 @@
 //! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2
-//! from PyPI) and the real `grpcurl`, against a standalone Pier.
+//! from PyPI) and the real `grpcurl`, against Pier: the client in both modes
+//! (in a cluster, given both proxies), grpcurl against a standalone node.
 //! Tools are installed by `tests/scripts/setup-tools.sh` (run from here).
 
 use std::path::Path;
@@ -7,101 +8,60 @@ use std::process::{Command, Output, Stdio};
 
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
-fn python(tools: &Path, script: &str, args: &[&str]) -> Output {
-    let py = tools.join("venv/bin/python");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(script);
-    Command::new(py)
-        .arg(script)
-        .args(args)
-        .env("HOME", std::env::temp_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run python")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_producer_simple_and_push_consumers() {
+async fn python_producer_simple_and_push_consumers(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let endpoint = proxy.endpoint();
-    let c = Raw::connect(&endpoint).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (endpoint, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_topic("py-orders", 4).await;
     c.create_group("py-simple", 17).await;
     c.create_group("py-push", 17).await;
 
-    let ep = endpoint.clone();
-    let t = tools.clone();
-    let sent = tokio::task::spawn_blocking(move || {
-        python(
-            &t,
-            "producer.py",
-            &[
-                "--endpoint",
-                &ep,
-                "--topic",
-                "py-orders",
-                "--count",
-                "1000",
-                "--prefix",
-                "py",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let sent = python(
+        &tools,
+        "producer.py",
+        args(&[
+            "--endpoint",
+            &endpoint,
+            "--topic",
+            "py-orders",
+            "--count",
+            "1000",
+            "--prefix",
+            "py",
+        ]),
+    )
+    .await;
     let produced = summary(&sent, "producer");
     assert_eq!(produced["sent"], 1000);
 
-    let (ep, t) = (endpoint.clone(), tools.clone());
-    let simple = tokio::task::spawn_blocking(move || {
-        python(
-            &t,
-            "simple_consumer.py",
-            &[
-                "--endpoint",
-                &ep,
-                "--topic",
-                "py-orders",
-                "--group",
-                "py-simple",
-                "--expect",
-                "1000",
-                "--timeout",
-                "120",
-                "--prefix",
-                "py",
-            ],
-        )
-    });
-    let (ep, t) = (endpoint.clone(), tools.clone());
-    let push = tokio::task::spawn_blocking(move || {
-        python(
-            &t,
-            "push_consumer.py",
-            &[
-                "--endpoint",
-                &ep,
-                "--topic",
-                "py-orders",
-                "--group",
-                "py-push",
-                "--expect",
-                "1000",
-                "--timeout",
-                "120",
-                "--prefix",
-                "py",
-            ],
-        )
-    });
-    let simple = summary(&simple.await.unwrap(), "simple consumer");
+    // Both consumers at once, each in its own group.
+    let consume = |script: &'static str, group: &'static str| {
+        let argv = args(&[
+            "--endpoint",
+            &endpoint,
+            "--topic",
+            "py-orders",
+            "--group",
+            group,
+            "--expect",
+            "1000",
+            "--timeout",
+            "120",
+            "--prefix",
+            "py",
+        ]);
+        python(&tools, script, argv)
+    };
+    let (simple, push) = tokio::join!(
+        consume("simple_consumer.py", "py-simple"),
+        consume("push_consumer.py", "py-push")
+    );
+    let simple = summary(&simple, "simple consumer");
     assert_eq!(simple["received"], 1000, "{simple}");
     assert_eq!(simple["duplicates"], 0, "{simple}");
-    let push = summary(&push.await.unwrap(), "push consumer");
+    let push = summary(&push, "push consumer");
     assert_eq!(push["received"], 1000, "{push}");
     assert_eq!(push["duplicates"], 0, "{push}");
 
@@ -117,6 +77,25 @@ fn grpcurl(tools: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run grpcurl")
+}
+
+/// One call with a JSON request, as a client would send it (client id
+/// header included); returns the JSON reply.
+fn call(tools: &Path, ep: &str, method: &str, request: &str) -> serde_json::Value {
+    let out = grpcurl(
+        tools,
+        &[
+            "-plaintext",
+            "-H",
+            "x-mq-client-id: grpcurl@1",
+            "-d",
+            request,
+            ep,
+            method,
+        ],
+    );
+    let reply = ok_stdout(&out, method);
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{method}: {e}: {reply}"))
 }
 
 fn ok_stdout(out: &Output, what: &str) -> String {
@@ -166,43 +145,23 @@ async fn grpcurl_by_hand() {
     let route_req = format!(
         r#"{{"topic":{{"name":"hand"}},"endpoints":{{"scheme":"IPv4","addresses":[{{"host":"127.0.0.1","port":{port}}}]}}}}"#
     );
-    let route = ok_stdout(
-        &grpcurl(
-            &tools,
-            &[
-                "-plaintext",
-                "-H",
-                "x-mq-client-id: grpcurl@1",
-                "-d",
-                &route_req,
-                &ep,
-                "apache.rocketmq.v2.MessagingService/QueryRoute",
-            ],
-        ),
-        "QueryRoute",
+    let v = call(
+        &tools,
+        &ep,
+        "apache.rocketmq.v2.MessagingService/QueryRoute",
+        &route_req,
     );
-    let v: serde_json::Value = serde_json::from_str(&route).unwrap();
     assert_eq!(v["status"]["code"], "OK", "{v}");
     assert_eq!(v["messageQueues"].as_array().map(Vec::len), Some(2), "{v}");
     assert_eq!(v["messageQueues"][0]["permission"], "READ_WRITE");
 
     let send_req = r#"{"messages":[{"topic":{"name":"hand"},"systemProperties":{"messageId":"GRPCURL0001","messageType":"NORMAL","bodyEncoding":"IDENTITY"},"body":"aGVsbG8="}]}"#;
-    let sent = ok_stdout(
-        &grpcurl(
-            &tools,
-            &[
-                "-plaintext",
-                "-H",
-                "x-mq-client-id: grpcurl@1",
-                "-d",
-                send_req,
-                &ep,
-                "apache.rocketmq.v2.MessagingService/SendMessage",
-            ],
-        ),
-        "SendMessage",
+    let v = call(
+        &tools,
+        &ep,
+        "apache.rocketmq.v2.MessagingService/SendMessage",
+        send_req,
     );
-    let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
     assert_eq!(v["status"]["code"], "OK", "{v}");
     assert_eq!(v["entries"][0]["messageId"], "GRPCURL0001");
 
@@ -222,3 +181,5 @@ async fn grpcurl_by_hand() {
     );
     assert!(topics.contains("\"hand\""), "{topics}");
 }
+
+both_modes!(python_producer_simple_and_push_consumers);

@@ -6,30 +6,10 @@
 //! tests/scripts/setup-go.sh), which prints one JSON summary line; the
 //! assertions are on that summary and on the server's group state.
 
-use pier_proto::admin::{
-    retry_policy, ConsumerGroup, CreateGroupRequest, CustomizedBackoff, DescribeGroupRequest,
-    RetryPolicy, TopicType,
-};
+use pier_proto::admin::TopicType;
 use pier_tests::external::{assert_drained, summary_ok};
-use pier_tests::go::{scenario, Mode, Pier};
-use pier_tests::Raw;
-
-/// Each scenario as `<name>::standalone` and `<name>::cluster`.
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn standalone() {
-                super::$name(Mode::Standalone).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cluster() {
-                super::$name(Mode::Cluster).await
-            }
-        }
-    )*};
-}
+use pier_tests::go::scenario;
+use pier_tests::{both_modes, Mode, Pier};
 
 both_modes!(
     normal,
@@ -43,27 +23,6 @@ both_modes!(
     load_simple,
     load_push
 );
-
-/// A group with a short fixed backoff (Go's push consumer waits that long
-/// before a failed message is delivered again).
-async fn create_group_with(c: &Raw, name: &str, fifo: bool, max_attempts: u32, backoff_ms: u64) {
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: name.into(),
-                fifo,
-                max_attempts,
-                retry_policy: Some(RetryPolicy {
-                    strategy: Some(retry_policy::Strategy::Customized(CustomizedBackoff {
-                        next_ms: vec![backoff_ms],
-                    })),
-                }),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create group");
-}
 
 /// The summary, after checking the client was given every proxy.
 fn checked(out: &std::process::Output, what: &str, mode: Mode) -> serde_json::Value {
@@ -172,7 +131,10 @@ async fn fifo(mode: Mode) {
     pier.raw
         .create_typed_topic("go-fifo", TopicType::Fifo, 4)
         .await;
-    create_group_with(&pier.raw, "go-fifo-group", true, 17, 200).await;
+    // A short fixed backoff: Go's push consumer waits that long before a retry.
+    pier.raw
+        .create_group_with_backoff("go-fifo-group", true, 17, 200)
+        .await;
     let out = scenario(
         "fifo",
         &pier.access_point,
@@ -279,7 +241,10 @@ async fn transaction(mode: Mode) {
 async fn retry(mode: Mode) {
     let pier = Pier::start(mode, &[]).await;
     pier.raw.create_topic("go-retry", 2).await;
-    create_group_with(&pier.raw, "go-retry-group", false, 3, 500).await;
+    // A short fixed backoff: Go's push consumer waits that long before a retry.
+    pier.raw
+        .create_group_with_backoff("go-retry-group", false, 3, 500)
+        .await;
     pier.raw.create_group("go-retry-dlq", 17).await;
     let out = scenario(
         "retry",
@@ -314,15 +279,7 @@ async fn retry(mode: Mode) {
     assert_eq!(r["flaky_ok"], 5, "{r}");
     assert_drained(&pier.raw, "go-retry-group").await;
     assert_drained(&pier.raw, "go-retry-dlq").await;
-    let d = pier
-        .raw
-        .admin()
-        .describe_group(DescribeGroupRequest {
-            name: "go-retry-group".into(),
-        })
-        .await
-        .expect("describe group")
-        .into_inner();
+    let d = pier.raw.describe_group("go-retry-group").await;
     assert_eq!(d.dlq, 5, "{d:?}");
 }
 

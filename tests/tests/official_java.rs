@@ -11,80 +11,29 @@
 //! create them on first use by default.
 
 use pier_proto::admin::{
-    retry_policy, ConsumerGroup, CreateGroupRequest, CustomizedBackoff, DescribeGroupRequest,
-    DescribeTopicRequest, RetryPolicy, TopicType,
+    retry_policy, ConsumerGroup, CustomizedBackoff, DescribeTopicRequest, RetryPolicy, TopicType,
 };
 use pier_tests::external::assert_drained;
 use pier_tests::java::scenario;
-use pier_tests::{Node, Raw};
+use pier_tests::{both_modes, Mode, Pier};
 use serde_json::json;
 
 /// Hard time limit of one scenario run (the JVM exits by itself then).
 const TIMEOUT: &str = "120";
 
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Standalone,
-    Cluster,
-}
-
-/// A running Pier: the processes, the endpoints string the client is
-/// given, and an admin connection.
-struct Pier {
-    _nodes: Vec<Node>,
-    _data: tempfile::TempDir,
-    endpoints: String,
-    admin: Raw,
-}
-
-async fn pier(mode: Mode) -> Pier {
-    let data = tempfile::tempdir().expect("data dir");
-    let (nodes, endpoints) = match mode {
-        Mode::Standalone => {
-            let n = Node::standalone(data.path());
-            let ep = n.endpoint();
-            (vec![n], ep)
-        }
-        Mode::Cluster => {
-            let store = Node::store(data.path());
-            let a = Node::proxy_of(&store);
-            let b = Node::proxy_of(&store);
-            // The Java client's multi-address form: every proxy, ';'-joined.
-            let ep = format!("{};{}", a.endpoint(), b.endpoint());
-            (vec![store, a, b], ep)
-        }
-    };
-    // In cluster mode the first proxy; the catalog lives in the store.
-    let first = endpoints.split(';').next().expect("an address").to_owned();
-    let admin = Raw::connect(&first).await;
-    Pier {
-        _nodes: nodes,
-        _data: data,
-        endpoints,
-        admin,
-    }
-}
-
-async fn create_group(c: &Raw, group: ConsumerGroup) {
-    c.admin()
-        .create_group(CreateGroupRequest { group: Some(group) })
-        .await
-        .expect("create group");
-}
-
 /// Runs `case` and returns its summary, asserting the scenario's own verdict.
 async fn run(p: &Pier, case: &str, opts: &[(&str, &str)]) -> serde_json::Value {
     let mut all = vec![("timeout", TIMEOUT)];
     all.extend_from_slice(opts);
-    scenario(case, &p.endpoints, &all)
+    scenario(case, &p.access_point, &all)
         .await
         .summary_ok(&format!("java {case}"))
 }
 
-async fn normal(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin.create_topic("j-normal", 4).await;
-    p.admin.create_group("j-normal-g", 17).await;
+async fn normal_tags_keys_properties(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_topic("j-normal", 4).await;
+    p.raw.create_group("j-normal-g", 17).await;
     let r = run(
         &p,
         "normal",
@@ -103,13 +52,13 @@ async fn normal(mode: Mode) {
     // Tags, keys, properties, body, attempt 1, born host/time all intact.
     assert_eq!(r["mismatched"], 0, "{r}");
     assert_eq!(r["unexpected"], 0, "{r}");
-    assert_drained(&p.admin, "j-normal-g").await;
+    assert_drained(&p.raw, "j-normal-g").await;
 }
 
-async fn async_send(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin.create_topic("j-async", 4).await;
-    p.admin.create_group("j-async-g", 17).await;
+async fn async_send_receive_ack(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_topic("j-async", 4).await;
+    p.raw.create_group("j-async-g", 17).await;
     let r = run(
         &p,
         "async",
@@ -126,13 +75,13 @@ async fn async_send(mode: Mode) {
     assert_eq!(r["received"], 200, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_eq!(r["ack_errors"], 0, "{r}");
-    assert_drained(&p.admin, "j-async-g").await;
+    assert_drained(&p.raw, "j-async-g").await;
 }
 
-async fn invisible(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin.create_topic("j-invisible", 4).await;
-    p.admin.create_group("j-invisible-g", 17).await;
+async fn change_invisible_duration(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_topic("j-invisible", 4).await;
+    p.raw.create_group("j-invisible-g", 17).await;
     let r = run(
         &p,
         "invisible",
@@ -157,14 +106,14 @@ async fn invisible(mode: Mode) {
     // C: acked with the handle ChangeInvisibleDuration returned, never back.
     assert_eq!(r["c_acked"], true, "{r}");
     assert_eq!(r["unexpected"], 0, "{r}");
-    assert_drained(&p.admin, "j-invisible-g").await;
+    assert_drained(&p.raw, "j-invisible-g").await;
 }
 
-async fn filter(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin.create_topic("j-filter", 4).await;
-    p.admin.create_group("j-filter-ab", 17).await;
-    p.admin.create_group("j-filter-c", 17).await;
+async fn tag_filter_expressions(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_topic("j-filter", 4).await;
+    p.raw.create_group("j-filter-ab", 17).await;
+    p.raw.create_group("j-filter-c", 17).await;
     let r = run(
         &p,
         "filter",
@@ -182,24 +131,14 @@ async fn filter(mode: Mode) {
     assert_eq!(r["c_only"], json!({"c": 10}), "{r}");
     assert_eq!(r["tag_mismatch"], 0, "{r}");
     for g in ["j-filter-ab", "j-filter-c"] {
-        assert_drained(&p.admin, g).await;
+        assert_drained(&p.raw, g).await;
     }
 }
 
-async fn fifo(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin
-        .create_typed_topic("j-fifo", TopicType::Fifo, 4)
-        .await;
-    create_group(
-        &p.admin,
-        ConsumerGroup {
-            name: "j-fifo-g".into(),
-            fifo: true,
-            ..Default::default()
-        },
-    )
-    .await;
+async fn fifo_order_per_message_group(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_typed_topic("j-fifo", TopicType::Fifo, 4).await;
+    p.raw.create_fifo_group("j-fifo-g", 0).await;
     let r = run(
         &p,
         "fifo",
@@ -219,15 +158,15 @@ async fn fifo(mode: Mode) {
     assert_eq!(r["wrong_group"], 0, "{r}");
     // One message of a message group at a time, though 8 threads consume.
     assert_eq!(r["max_inflight_per_group"], 1, "{r}");
-    assert_drained(&p.admin, "j-fifo-g").await;
+    assert_drained(&p.raw, "j-fifo-g").await;
 }
 
-async fn delay(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin
+async fn delay_messages(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw
         .create_typed_topic("j-delay", TopicType::Delay, 4)
         .await;
-    p.admin.create_group("j-delay-g", 17).await;
+    p.raw.create_group("j-delay-g", 17).await;
     let r = run(
         &p,
         "delay",
@@ -246,15 +185,15 @@ async fn delay(mode: Mode) {
     let late = r["max_late_ms"].as_u64().expect("max_late_ms");
     // Prompt, not at the end of some poll or timer sweep (loose: CI is loaded).
     assert!(late < 5000, "delivered up to {late} ms late: {r}");
-    assert_drained(&p.admin, "j-delay-g").await;
+    assert_drained(&p.raw, "j-delay-g").await;
 }
 
-async fn transaction(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin
+async fn transactions_commit_rollback_orphan(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw
         .create_typed_topic("j-tx", TopicType::Transaction, 4)
         .await;
-    p.admin.create_group("j-tx-g", 17).await;
+    p.raw.create_group("j-tx-g", 17).await;
     let r = run(
         &p,
         "transaction",
@@ -276,15 +215,14 @@ async fn transaction(mode: Mode) {
     assert_eq!(r["orphan_before_check"], 0, "{r}");
     assert_eq!(r["unexpected"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
-    assert_drained(&p.admin, "j-tx-g").await;
+    assert_drained(&p.raw, "j-tx-g").await;
 }
 
-async fn retry(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin.create_topic("j-retry", 4).await;
-    create_group(
-        &p.admin,
-        ConsumerGroup {
+async fn retry_attempts_and_dlq(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_topic("j-retry", 4).await;
+    p.raw
+        .create_group_as(ConsumerGroup {
             name: "j-retry-g".into(),
             max_attempts: 3,
             retry_policy: Some(RetryPolicy {
@@ -293,10 +231,9 @@ async fn retry(mode: Mode) {
                 })),
             }),
             ..Default::default()
-        },
-    )
-    .await;
-    p.admin.create_group("j-retry-dlq-reader", 17).await;
+        })
+        .await;
+    p.raw.create_group("j-retry-dlq-reader", 17).await;
     let r = run(
         &p,
         "retry",
@@ -332,7 +269,7 @@ async fn retry(mode: Mode) {
     // The same seen from the store: 3 messages in the DLQ topic, nothing left
     // for either group.
     let dlq = p
-        .admin
+        .raw
         .admin()
         .describe_topic(DescribeTopicRequest {
             name: "%DLQ%j-retry-g".into(),
@@ -342,24 +279,16 @@ async fn retry(mode: Mode) {
         .into_inner();
     let stored: u64 = dlq.queues.iter().map(|q| q.max_offset - q.min_offset).sum();
     assert_eq!(stored, 3, "{dlq:?}");
-    let g = p
-        .admin
-        .admin()
-        .describe_group(DescribeGroupRequest {
-            name: "j-retry-g".into(),
-        })
-        .await
-        .expect("describe group")
-        .into_inner();
+    let g = p.raw.describe_group("j-retry-g").await;
     assert_eq!(g.dlq, 3, "{g:?}");
-    assert_drained(&p.admin, "j-retry-g").await;
-    assert_drained(&p.admin, "j-retry-dlq-reader").await;
+    assert_drained(&p.raw, "j-retry-g").await;
+    assert_drained(&p.raw, "j-retry-dlq-reader").await;
 }
 
-async fn push_load(mode: Mode) {
-    let p = pier(mode).await;
-    p.admin.create_topic("j-load", 8).await;
-    p.admin.create_group("j-load-g", 17).await;
+async fn push_consumer_under_load(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_topic("j-load", 8).await;
+    p.raw.create_group("j-load-g", 17).await;
     let r = run(
         &p,
         "push-load",
@@ -377,34 +306,17 @@ async fn push_load(mode: Mode) {
     // acked on its first delivery.
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_eq!(r["redelivered"].as_u64().unwrap_or(0), 0, "{r}");
-    assert_drained(&p.admin, "j-load-g").await;
+    assert_drained(&p.raw, "j-load-g").await;
 }
 
-/// One test per scenario and mode: `<scenario>::standalone`, `<scenario>::cluster`.
-macro_rules! in_both_modes {
-    ($($name:ident => $f:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn standalone() {
-                super::$f(super::Mode::Standalone).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cluster() {
-                super::$f(super::Mode::Cluster).await;
-            }
-        }
-    )*};
-}
-
-in_both_modes! {
-    normal_tags_keys_properties => normal,
-    async_send_receive_ack => async_send,
-    change_invisible_duration => invisible,
-    tag_filter_expressions => filter,
-    fifo_order_per_message_group => fifo,
-    delay_messages => delay,
-    transactions_commit_rollback_orphan => transaction,
-    retry_attempts_and_dlq => retry,
-    push_consumer_under_load => push_load,
-}
+both_modes!(
+    normal_tags_keys_properties,
+    async_send_receive_ack,
+    change_invisible_duration,
+    tag_filter_expressions,
+    fifo_order_per_message_group,
+    delay_messages,
+    transactions_commit_rollback_orphan,
+    retry_attempts_and_dlq,
+    push_consumer_under_load,
+);

@@ -5,36 +5,26 @@
 //! messages. A raw FIFO consumer then reads the group: every message exactly
 //! once, one in flight at a time, each producer's messages in its send order,
 //! and the whole group in store order (queue offsets 0, 1, 2, ...: the group
-//! is alone in its queue).
+//! is alone in its queue). In both modes (in a cluster, through its first
+//! proxy).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::Code;
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
 const PER_PRODUCER: usize = 150;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_and_node_producers_share_a_message_group() {
+async fn python_and_node_producers_share_a_message_group(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("mixed", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "mixed-readers".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("mixed-readers", 0).await;
 
     // Both scripts name their single group "mixed-g0" (Python:
     // "{group-prefix}{n}", Node: "{prefix}-g{j}") and start sending at the
@@ -181,3 +171,5 @@ async fn python_and_node_producers_share_a_message_group() {
     }
     assert_drained(&c, "mixed-readers").await;
 }
+
+both_modes!(python_and_node_producers_share_a_message_group);

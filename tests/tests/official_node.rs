@@ -1,22 +1,21 @@
 //! The official RocketMQ 5 Node.js client (`rocketmq-client-nodejs` 1.0.8 from
-//! npm) against a standalone Pier: the scripts tests/node/{normal,types}.js do
-//! the work and print one JSON summary line, which is checked here. The client
+//! npm) against Pier in both modes (in a cluster, through its first proxy):
+//! the scripts tests/node/{normal,types}.js do the work and print one JSON
+//! summary line, which is checked here. The client
 //! is installed by `tests/scripts/setup-tools.sh` (run from here) under
 //! `$PIER_TOOLS_DIR/node`; the scripts find it through `NODE_PATH`.
 
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_producer_and_simple_consumer() {
+async fn node_producer_and_simple_consumer(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_topic("node-orders", 4).await;
     c.create_group("node-simple", 17).await;
 
@@ -49,24 +48,12 @@ async fn node_producer_and_simple_consumer() {
     assert_drained(&c, "node-simple").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_fifo_push_consumer_in_order() {
+async fn node_fifo_push_consumer_in_order(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("node-fifo", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "node-fifo-group".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("node-fifo-group", 0).await;
 
     let out = node(
         &tools,
@@ -99,13 +86,10 @@ async fn node_fifo_push_consumer_in_order() {
     assert_drained(&c, "node-fifo-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_delay_messages_wait_for_their_timestamp() {
+async fn node_delay_messages_wait_for_their_timestamp(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("node-delay", TopicType::Delay, 4)
         .await;
     c.create_group("node-delay-group", 17).await;
@@ -139,13 +123,10 @@ async fn node_delay_messages_wait_for_their_timestamp() {
     assert_drained(&c, "node-delay-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_transactions_commit_rollback_orphan() {
+async fn node_transactions_commit_rollback_orphan(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("node-tx", TopicType::Transaction, 4)
         .await;
     c.create_group("node-tx-group", 17).await;
@@ -182,3 +163,10 @@ async fn node_transactions_commit_rollback_orphan() {
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_drained(&c, "node-tx-group").await;
 }
+
+both_modes!(
+    node_producer_and_simple_consumer,
+    node_fifo_push_consumer_in_order,
+    node_delay_messages_wait_for_their_timestamp,
+    node_transactions_commit_rollback_orphan,
+);

@@ -1,19 +1,21 @@
 //! The official RocketMQ 5 Rust crate (`rocketmq = "=5.0.0"` from crates.io)
-//! against a standalone Pier. The crate is driven by the standalone binary
-//! crate tests/rust-client (not a workspace member: it pins tonic 0.9 / prost
-//! 0.11 and needs the `time` local-offset workaround, see
-//! shared/protocol.md §6.3), built here with its own target directory
-//! (`$PIER_RUST_CLIENT_TARGET`, default `$HOME/.cache/pier-rust-client-target`;
-//! incremental when warm). It prints one JSON summary line, checked here.
+//! against Pier in both modes (in a cluster, through its first proxy). The
+//! crate is driven by the standalone binary crate tests/rust-client (not a
+//! workspace member: it pins tonic 0.9 / prost 0.11 and needs the `time`
+//! local-offset workaround, see shared/protocol.md §6.3), built here with its
+//! own target directory (`$PIER_RUST_CLIENT_TARGET`, default
+//! `$HOME/.cache/pier-rust-client-target`; incremental when warm). It prints
+//! one JSON summary line, checked here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
 /// Builds tests/rust-client (once per test process) and returns its binary.
 fn rust_client() -> PathBuf {
@@ -74,12 +76,9 @@ async fn run_client(args: Vec<String>) -> Output {
     .expect("rust-client task")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_producer_and_simple_consumer() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+async fn rust_producer_and_simple_consumer(mode: Mode) {
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_topic("rust-orders", 4).await;
     c.create_group("rust-simple", 17).await;
 
@@ -110,23 +109,11 @@ async fn rust_producer_and_simple_consumer() {
     assert_drained(&c, "rust-simple").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_fifo_messages_in_group_order() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+async fn rust_fifo_messages_in_group_order(mode: Mode) {
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("rust-fifo", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "rust-fifo-group".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("rust-fifo-group", 0).await;
 
     let started = Instant::now();
     let out = run_client(args(&[
@@ -155,12 +142,9 @@ async fn rust_fifo_messages_in_group_order() {
     assert_drained(&c, "rust-fifo-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_delay_messages_wait_for_their_timestamp() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+async fn rust_delay_messages_wait_for_their_timestamp(mode: Mode) {
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("rust-delay", TopicType::Delay, 4)
         .await;
     c.create_group("rust-delay-group", 17).await;
@@ -192,12 +176,9 @@ async fn rust_delay_messages_wait_for_their_timestamp() {
     assert_drained(&c, "rust-delay-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_transactions_commit_and_rollback() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+async fn rust_transactions_commit_and_rollback(mode: Mode) {
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
     c.create_typed_topic("rust-tx", TopicType::Transaction, 4)
         .await;
     c.create_group("rust-tx-group", 17).await;
@@ -228,3 +209,10 @@ async fn rust_transactions_commit_and_rollback() {
     assert_eq!(r["extra"], 0, "{r}");
     assert_drained(&c, "rust-tx-group").await;
 }
+
+both_modes!(
+    rust_producer_and_simple_consumer,
+    rust_fifo_messages_in_group_order,
+    rust_delay_messages_wait_for_their_timestamp,
+    rust_transactions_commit_and_rollback,
+);

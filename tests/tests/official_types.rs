@@ -1,33 +1,22 @@
 //! FIFO, delay and transactional messages with the official RocketMQ 5
-//! Python client (`rocketmq-python-client` 5.1.2) against a standalone Pier:
+//! Python client (`rocketmq-python-client` 5.1.2) in both modes (standalone; a cluster, the client given both proxies):
 //! the scripts tests/python/{fifo,delay,transaction}.py do the work and
 //! print one JSON summary line, which is checked here. Tools are installed by
 //! `tests/scripts/setup-tools.sh` (run from here).
 
 use std::time::Instant;
 
-use pier_proto::admin::{ConsumerGroup, CreateGroupRequest, TopicType};
+use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_fifo_groups_in_order() {
+async fn python_fifo_groups_in_order(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("py-fifo", TopicType::Fifo, 4).await;
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: "py-fifo-group".into(),
-                fifo: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("create FIFO group");
+    c.create_fifo_group("py-fifo-group", 0).await;
 
     let started = Instant::now();
     let out = python(
@@ -71,13 +60,10 @@ async fn python_fifo_groups_in_order() {
     assert_drained(&c, "py-fifo-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_delay_delivered_on_time() {
+async fn python_delay_delivered_on_time(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("py-delay", TopicType::Delay, 2).await;
     c.create_group("py-delay-group", 0).await;
 
@@ -121,13 +107,10 @@ async fn python_delay_delivered_on_time() {
     assert_drained(&c, "py-delay-group").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_transactions_commit_rollback_orphan() {
+async fn python_transactions_commit_rollback_orphan(mode: Mode) {
     let tools = ensure_tools();
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
+    let pier = Pier::start(mode, &[]).await;
+    let (ep, c) = (pier.access_point.clone(), pier.raw.clone());
     c.create_typed_topic("py-tx", TopicType::Transaction, 2)
         .await;
     c.create_group("py-tx-group", 0).await;
@@ -168,3 +151,9 @@ async fn python_transactions_commit_rollback_orphan() {
     assert_eq!(r["checks_by_case"]["orphan"], 1, "{r}");
     assert_drained(&c, "py-tx-group").await;
 }
+
+both_modes!(
+    python_fifo_groups_in_order,
+    python_delay_delivered_on_time,
+    python_transactions_commit_rollback_orphan,
+);

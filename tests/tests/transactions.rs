@@ -9,6 +9,7 @@ use std::time::Duration;
 use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
 fn half(topic: &str, body: &str) -> Message {
     let mut m = message(topic, body);
@@ -38,7 +39,10 @@ async fn end(c: &Raw, topic: &str, r: &SendResultEntry, resolution: TransactionR
     Code::try_from(resp.status.unwrap().code).unwrap()
 }
 
-async fn transactions(a: &Raw, b: &Raw) {
+async fn transactions(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let other = p.other().await;
+    let (a, b) = (&p.raw, &other);
     a.create_typed_topic("payments", TopicType::Transaction, 2)
         .await;
     a.create_group("settle", 17).await;
@@ -132,24 +136,7 @@ async fn transactions(a: &Raw, b: &Raw) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_transactions() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone(data.path());
-    let c = Raw::connect(&proxy.endpoint()).await;
-    transactions(&c, &c).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_transactions() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let pa = Node::proxy_of(&store);
-    let pb = Node::proxy_of(&store);
-    let a = Raw::connect(&pa.endpoint()).await;
-    let b = Raw::connect(&pb.endpoint()).await;
-    transactions(&a, &b).await;
-}
+both_modes!(transactions);
 
 /// The orphan-check policy the next tests give the node that checks: first
 /// check 400 ms after the send, then waits of 800 ms and 1.6 s, and after
@@ -179,7 +166,10 @@ fn plain_half(topic: &str, body: &str) -> Message {
 /// A producer that never answers gets exactly `--txn-max-checks` checks, at
 /// growing intervals; then the transaction is rolled back: never delivered,
 /// a late COMMIT is refused, and the checking node (`checker`) logs it.
-async fn unanswered_checks_roll_back(a: &Raw, b: &Raw, checker: &Node) {
+async fn unanswered_checks_roll_back(mode: Mode) {
+    let p = Pier::start(mode, &CHECK_FLAGS).await;
+    let other = p.other().await;
+    let (a, b, checker) = (&p.raw, &other, p.data_node());
     a.create_typed_topic("orphans", TopicType::Transaction, 2)
         .await;
     a.create_group("orphan-readers", 17).await;
@@ -254,24 +244,7 @@ async fn unanswered_checks_roll_back(a: &Raw, b: &Raw, checker: &Node) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_unanswered_checks_roll_back() {
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone_with(data.path(), &CHECK_FLAGS);
-    let c = Raw::connect(&proxy.endpoint()).await;
-    unanswered_checks_roll_back(&c, &c, &proxy).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_unanswered_checks_roll_back() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store_with(data.path(), &CHECK_FLAGS);
-    let pa = Node::proxy_of(&store);
-    let pb = Node::proxy_of(&store);
-    let a = Raw::connect(&pa.endpoint()).await;
-    let b = Raw::connect(&pb.endpoint()).await;
-    unanswered_checks_roll_back(&a, &b, &store).await;
-}
+both_modes!(unanswered_checks_roll_back);
 
 /// A producer whose proxy died reconnects through another proxy (same
 /// client id, as an official client would): the orphan check reaches it

@@ -107,6 +107,21 @@ fn jstr(s: &str) -> String {
     out
 }
 
+/// Shuts the producer down, then the consumer; a failure ends the case
+/// with an error naming which one.
+macro_rules! shut_down {
+    ($producer:expr, $consumer:expr) => {
+        $producer
+            .shutdown()
+            .await
+            .map_err(|e| format!("producer shutdown: {e:?}"))?;
+        $consumer
+            .shutdown()
+            .await
+            .map_err(|e| format!("consumer shutdown: {e:?}"))?;
+    };
+}
+
 async fn start_producer(a: &Args) -> Result<Producer, String> {
     let mut po = ProducerOption::default();
     po.set_topics(vec![a.topic.clone()]);
@@ -215,14 +230,7 @@ async fn case_normal(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), St
     let recv_ms = t1.elapsed().as_millis();
     let extra = drain_extra(&consumer, &a.topic).await?;
     let missing = expected.len() - got.len();
-    producer
-        .shutdown()
-        .await
-        .map_err(|e| format!("producer shutdown: {e:?}"))?;
-    consumer
-        .shutdown()
-        .await
-        .map_err(|e| format!("consumer shutdown: {e:?}"))?;
+    shut_down!(producer, consumer);
     let ok = ids.len() == a.count
         && missing == 0
         && duplicates == 0
@@ -293,14 +301,7 @@ async fn case_fifo(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), Stri
         .await?;
     }
     let extra = drain_extra(&consumer, &a.topic).await?;
-    producer
-        .shutdown()
-        .await
-        .map_err(|e| format!("producer shutdown: {e:?}"))?;
-    consumer
-        .shutdown()
-        .await
-        .map_err(|e| format!("consumer shutdown: {e:?}"))?;
+    shut_down!(producer, consumer);
     let ok = got.len() == a.count
         && out_of_order == 0
         && duplicates == 0
@@ -362,14 +363,7 @@ async fn case_delay(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), Str
         })
         .await?;
     }
-    producer
-        .shutdown()
-        .await
-        .map_err(|e| format!("producer shutdown: {e:?}"))?;
-    consumer
-        .shutdown()
-        .await
-        .map_err(|e| format!("consumer shutdown: {e:?}"))?;
+    shut_down!(producer, consumer);
     let ok = got.len() == a.count && early == 0 && wrong_ts == 0 && duplicates == 0;
     Ok((
         ok,
@@ -446,14 +440,7 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
         .await?;
     }
     let extra = drain_extra(&consumer, &a.topic).await?;
-    producer
-        .shutdown()
-        .await
-        .map_err(|e| format!("producer shutdown: {e:?}"))?;
-    consumer
-        .shutdown()
-        .await
-        .map_err(|e| format!("consumer shutdown: {e:?}"))?;
+    shut_down!(producer, consumer);
     let ok = got.len() == committed.len() && unexpected == 0 && duplicates == 0 && extra.is_empty();
     Ok((
         ok,

@@ -11,9 +11,6 @@
 use std::time::{Duration, Instant};
 
 use pier::{ClientConfig, Code, FilterExpression, MessageView, SimpleConsumer};
-use pier_proto::admin::{
-    retry_policy, ConsumerGroup, CreateGroupRequest, CustomizedBackoff, RetryPolicy,
-};
 use pier_tests::*;
 
 mod failover;
@@ -29,22 +26,8 @@ pub(crate) fn config(nodes: &[&Node]) -> ClientConfig {
 
 /// A group whose failed messages come back after 100 ms.
 pub(crate) async fn quick_group(c: &Raw, name: &str, fifo: bool, max_attempts: u32) {
-    c.admin()
-        .create_group(CreateGroupRequest {
-            group: Some(ConsumerGroup {
-                name: name.into(),
-                fifo,
-                max_attempts,
-                retry_policy: Some(RetryPolicy {
-                    strategy: Some(retry_policy::Strategy::Customized(CustomizedBackoff {
-                        next_ms: vec![100],
-                    })),
-                }),
-                created_at_ms: 0,
-            }),
-        })
-        .await
-        .unwrap();
+    c.create_group_with_backoff(name, fifo, max_attempts, 100)
+        .await;
 }
 
 /// Polls `cond` every 50 ms until it holds or `limit` passes.

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pier::{
-    ClientConfig, Code, Credentials, Error, FilterExpression, Message, MessageView, Producer,
-    SimpleConsumer, TransactionResolution,
+    Code, Credentials, Error, FilterExpression, Message, MessageView, Producer, SimpleConsumer,
+    TransactionResolution,
 };
 use pier_proto::admin::TopicType;
 use pier_tests::*;
@@ -18,7 +18,14 @@ use super::*;
 
 /// Send (one, batch, tags), receive, ack, change the invisibility; errors
 /// keep their protocol code.
-async fn produce_and_receive(send_cfg: ClientConfig, recv_cfg: ClientConfig, raw: &Raw) {
+async fn produce_and_receive(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    // Sent through one proxy, received through every one, last first (acks
+    // may land on either: receipt handles are valid on every proxy).
+    let mut proxies = p.proxies();
+    let send_cfg = config(&proxies[..1]);
+    proxies.reverse();
+    let (recv_cfg, raw) = (config(&proxies), &p.raw);
     raw.create_topic("orders", 4).await;
     raw.create_group("billing", 5).await;
 
@@ -148,29 +155,14 @@ async fn drain_one(c: &SimpleConsumer) -> MessageView {
     panic!("no message came back");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_produce_and_receive() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    let raw = Raw::connect(&p.endpoint()).await;
-    produce_and_receive(config(&[&p]), config(&[&p]), &raw).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_produce_and_receive() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
-    let raw = Raw::connect(&pa.endpoint()).await;
-    // Sent through one proxy, received through both (acks may land on
-    // either: receipt handles are valid on every proxy).
-    produce_and_receive(config(&[&pa]), config(&[&pb, &pa]), &raw).await;
-}
+both_modes!(produce_and_receive);
 
 // ---------------------------------------------------------------------------
 
 /// Delay messages arrive at their time; a recalled one never does.
-async fn delay_and_recall(cfg: ClientConfig, raw: &Raw) {
+async fn delay_and_recall(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let (cfg, raw) = (config(&p.proxies()), &p.raw);
     raw.create_typed_topic("reminders", TopicType::Delay, 2)
         .await;
     raw.create_group("reminder-svc", 5).await;
@@ -233,26 +225,15 @@ async fn delay_and_recall(cfg: ClientConfig, raw: &Raw) {
     producer.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_delay_and_recall() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    delay_and_recall(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_delay_and_recall() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
-    delay_and_recall(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
-}
+both_modes!(delay_and_recall);
 
 // ---------------------------------------------------------------------------
 
 /// Commit delivers, rollback discards, and a transaction left open is
 /// resolved by the producer's checker when the server asks.
-async fn transactions(cfg: ClientConfig, raw: &Raw) {
+async fn transactions(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let (cfg, raw) = (config(&p.proxies()), &p.raw);
     raw.create_typed_topic("payments", TopicType::Transaction, 2)
         .await;
     raw.create_group("ledger", 5).await;
@@ -346,20 +327,7 @@ async fn transactions(cfg: ClientConfig, raw: &Raw) {
     producer.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_transactions_with_checker() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    transactions(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_transactions_with_checker() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
-    transactions(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
-}
+both_modes!(transactions);
 
 // ---------------------------------------------------------------------------
 

@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pier::{
-    ClientConfig, ConsumeResult, FilterExpression, Message, MessageView, Producer, PushConsumer,
-};
+use pier::{ConsumeResult, FilterExpression, Message, MessageView, Producer, PushConsumer};
 use pier_proto::admin::TopicType;
 use pier_tests::*;
 
@@ -19,7 +17,9 @@ use super::*;
 /// A FIFO group: every message group consumed in send order, one failure
 /// retried locally (order kept), a message that always fails forwarded to
 /// the DLQ after max attempts without blocking its group.
-async fn fifo_push(cfg: ClientConfig, raw: &Raw) {
+async fn fifo_push(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let (cfg, raw) = (config(&p.proxies()), &p.raw);
     raw.create_typed_topic("trades", TopicType::Fifo, 4).await;
     quick_group(raw, "matcher", true, 3).await;
     let producer = Producer::builder(cfg.clone())
@@ -99,26 +99,15 @@ async fn fifo_push(cfg: ClientConfig, raw: &Raw) {
     producer.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_fifo_push_consumer() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    fifo_push(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_fifo_push_consumer() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
-    fifo_push(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
-}
+both_modes!(fifo_push);
 
 // ---------------------------------------------------------------------------
 
 /// Concurrent consumption: a failure is a nack, the server redelivers with
 /// attempt + 1 after the retry delay, then dead-letters after max attempts.
-async fn nack_redelivery_dlq(cfg: ClientConfig, raw: &Raw) {
+async fn nack_redelivery_dlq(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let (cfg, raw) = (config(&p.proxies()), &p.raw);
     raw.create_topic("events", 2).await;
     quick_group(raw, "indexer", false, 3).await;
     let producer = Producer::builder(cfg.clone())
@@ -183,20 +172,7 @@ async fn nack_redelivery_dlq(cfg: ClientConfig, raw: &Raw) {
     producer.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standalone_push_nack_redelivery_dlq() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    nack_redelivery_dlq(config(&[&p]), &Raw::connect(&p.endpoint()).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_push_nack_redelivery_dlq() {
-    let data = tempfile::tempdir().unwrap();
-    let store = Node::store(data.path());
-    let (pa, pb) = (Node::proxy_of(&store), Node::proxy_of(&store));
-    nack_redelivery_dlq(config(&[&pa, &pb]), &Raw::connect(&pa.endpoint()).await).await;
-}
+both_modes!(nack_redelivery_dlq);
 
 // ---------------------------------------------------------------------------
 

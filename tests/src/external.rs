@@ -1,0 +1,96 @@
+//! Helpers for tests that drive an official client as a child process
+//! printing one JSON summary line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::Raw;
+
+/// Runs a script of tests/python with the tools' venv, off the async
+/// runtime.
+pub async fn python(tools: &Path, script: &str, args: Vec<String>) -> Output {
+    let py = tools.join("venv/bin/python");
+    run_script(py, "python", script, args, None).await
+}
+
+/// Runs `node tests/node/<script> <args>` off the async runtime, with
+/// the official client the tools installed on `NODE_PATH`.
+pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
+    let modules = tools.join("node/node_modules");
+    assert!(
+        modules.join("rocketmq-client-nodejs/package.json").exists(),
+        "rocketmq-client-nodejs is not installed in {} (are node and npm on PATH? see tests/scripts/setup-tools.sh)",
+        modules.display()
+    );
+    run_script(
+        "node".into(),
+        "node",
+        script,
+        args,
+        Some(("NODE_PATH", modules)),
+    )
+    .await
+}
+
+/// `program tests/<dir>/<script> <args>` off the async runtime, with a
+/// temporary `HOME` (the clients write logs under it) and one optional
+/// extra environment variable.
+async fn run_script(
+    program: PathBuf,
+    dir: &str,
+    script: &str,
+    args: Vec<String>,
+    env: Option<(&'static str, PathBuf)>,
+) -> Output {
+    let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(script);
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(&program);
+        cmd.arg(script)
+            .args(args)
+            .env("HOME", std::env::temp_dir())
+            .stdin(Stdio::null());
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        cmd.output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
+    })
+    .await
+    .expect("script task")
+}
+
+pub fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Asserts a zero exit status and returns the JSON summary (the last
+/// stdout line). On failure shows stdout and the tail of stderr
+/// (clients log a lot there).
+pub fn summary(out: &Output, what: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {stdout}\nstderr (tail): {tail}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{what}: bad JSON summary {last:?}: {e}"))
+}
+
+/// [`summary`], also asserting the client's own verdict `"ok": true`.
+pub fn summary_ok(out: &Output, what: &str) -> serde_json::Value {
+    let v = summary(out, what);
+    assert_eq!(v["ok"], true, "{what}: {v}");
+    eprintln!("{what}: {v}");
+    v
+}
+
+/// Nothing ready or in flight remains for `group`.
+pub async fn assert_drained(c: &Raw, group: &str) {
+    let d = c.describe_group(group).await;
+    let left: u64 = d.backlog.iter().map(|b| b.ready + b.inflight).sum();
+    assert_eq!(left, 0, "{group}: {d:?}");
+}
