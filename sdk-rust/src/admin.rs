@@ -6,10 +6,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use pier_proto::admin::admin_service_client::AdminServiceClient;
+use pier_proto::admin::proxy_admin_service_client::ProxyAdminServiceClient;
 use pier_proto::admin::{
     ConsumerGroup, CreateGroupRequest, CreateTopicRequest, DeleteGroupRequest, DeleteTopicRequest,
     DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, DescribeTopicResponse,
-    ListGroupsRequest, ListTopicsRequest, Topic, TopicType,
+    ListClientsRequest, ListClientsResponse, ListGroupsRequest, ListTopicsRequest, Topic,
+    TopicType,
 };
 
 use crate::connect::{deadline, request, Connection, HeaderChannel};
@@ -40,6 +42,7 @@ pub fn topic_type_name(t: i32) -> String {
 #[derive(Debug, Clone)]
 pub struct Admin {
     client: AdminServiceClient<HeaderChannel>,
+    proxy: ProxyAdminServiceClient<HeaderChannel>,
     timeout: Duration,
 }
 
@@ -59,6 +62,7 @@ impl Admin {
     pub fn new(conn: &Connection) -> Admin {
         Admin {
             client: conn.admin_client(),
+            proxy: conn.proxy_admin_client(),
             timeout: conn.request_timeout(),
         }
     }
@@ -151,6 +155,21 @@ impl Admin {
                 .ok_or_else(|| Error::Protocol("CreateGroup answered without a group".into()))?,
             created: resp.created,
         })
+    }
+
+    /// The clients connected to the proxy this admin client talks to,
+    /// optionally only those of a consumer group or of a topic.
+    pub async fn list_clients(&self, group: &str, topic: &str) -> Result<ListClientsResponse> {
+        let t = self.timeout;
+        let mut client = self.proxy.clone();
+        let req = ListClientsRequest {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+        };
+        deadline(t, async move {
+            Ok(client.list_clients(request(req, t)).await?.into_inner())
+        })
+        .await
     }
 
     /// All consumer groups.

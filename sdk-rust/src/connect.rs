@@ -227,6 +227,17 @@ impl Connection {
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
 
+    /// A `pier.admin.v1.ProxyAdminService` client over this connection (what
+    /// the proxy itself knows: its clients).
+    pub fn proxy_admin_client(
+        &self,
+    ) -> pier_proto::admin::proxy_admin_service_client::ProxyAdminServiceClient<HeaderChannel> {
+        pier_proto::admin::proxy_admin_service_client::ProxyAdminServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.headers.clone(),
+        )
+    }
+
     /// An `apache.rocketmq.v2.MessagingService` client over this connection.
     pub fn messaging_client(&self) -> MessagingServiceClient<HeaderChannel> {
         MessagingServiceClient::with_interceptor(self.channel.clone(), self.headers.clone())

@@ -44,6 +44,9 @@ pub(crate) enum Command {
     /// Create, list, describe and delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// List the clients connected to the proxy.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Send one message.
     Send(SendArgs),
     /// Receive messages for a consumer group (and ack them).
@@ -74,6 +77,20 @@ pub(crate) enum TopicCommand {
     Delete {
         /// Topic name.
         name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ClientCommand {
+    /// Clients holding a session with this proxy: type, language, version,
+    /// group, topics and last heartbeat.
+    List {
+        /// Only the clients of this consumer group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Only the clients producing to or consuming this topic.
+        #[arg(long)]
+        topic: Option<String>,
     },
 }
 

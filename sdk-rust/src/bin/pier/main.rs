@@ -10,6 +10,7 @@
 //! clients), `render` (text and JSON output).
 
 mod args;
+mod client;
 mod group;
 mod receive;
 mod render;
@@ -73,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Receive(a) => return receive::run(sdk_config()?, a, json).await,
         Command::Topic(c) => topic::run(&admin(&cli.endpoint, options).await?, c).await?,
         Command::Group(c) => group::run(&admin(&cli.endpoint, options).await?, c).await?,
+        Command::Client(c) => client::run(&admin(&cli.endpoint, options).await?, c).await?,
     };
     render::emit(json, &text, &value);
     Ok(())
