@@ -289,9 +289,8 @@ proptest! {
         }
         // A negative or malformed duration is None, never a panic.
         let d = PbDuration { seconds: secs, nanos };
-        match convert::duration_ms(&d) {
-            Some(ms) => prop_assert!(secs >= 0 && nanos >= 0 && ms / 1000 >= secs as u64),
-            None => {}
+        if let Some(ms) = convert::duration_ms(&d) {
+            prop_assert!(secs >= 0 && nanos >= 0 && ms / 1000 >= secs as u64);
         }
     }
 
