@@ -1056,6 +1056,52 @@ impl State {
     }
 }
 
+/// Changes one character of a base64url string to another.
+fn change_one_char(h: &str, rng: &mut StdRng) -> String {
+    const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut b = h.as_bytes().to_vec();
+    if b.is_empty() {
+        return "A".into();
+    }
+    let i = rng.gen_range(0..b.len());
+    let mut c = b[i];
+    while c == b[i] {
+        c = B64URL[rng.gen_range(0..B64URL.len())];
+    }
+    b[i] = c;
+    String::from_utf8(b).expect("ascii")
+}
+
+/// `body` with its receipt or recall handle forged; `None` for RPCs that
+/// carry none.
+fn forge_handle(rpc: Rpc, body: &[u8], rng: &mut StdRng) -> Option<Vec<u8>> {
+    Some(match rpc {
+        Rpc::AckMessage => {
+            let mut r = AckMessageRequest::decode(body).ok()?;
+            for e in &mut r.entries {
+                e.receipt_handle = change_one_char(&e.receipt_handle, rng);
+            }
+            r.encode_to_vec()
+        }
+        Rpc::ChangeInvisibleDuration => {
+            let mut r = ChangeInvisibleDurationRequest::decode(body).ok()?;
+            r.receipt_handle = change_one_char(&r.receipt_handle, rng);
+            r.encode_to_vec()
+        }
+        Rpc::ForwardToDlq => {
+            let mut r = ForwardMessageToDeadLetterQueueRequest::decode(body).ok()?;
+            r.receipt_handle = change_one_char(&r.receipt_handle, rng);
+            r.encode_to_vec()
+        }
+        Rpc::RecallMessage => {
+            let mut r = RecallMessageRequest::decode(body).ok()?;
+            r.recall_handle = change_one_char(&r.recall_handle, rng);
+            r.encode_to_vec()
+        }
+        _ => return None,
+    })
+}
+
 /// The headers an official client sends, each case's deadline included.
 fn headers(raw: &Raw) -> MetadataMap {
     let r = raw.req(());
@@ -1180,6 +1226,7 @@ async fn mutated_requests_of_every_rpc() {
     // recalls): the forgery check is only worth something if the genuine
     // ones do get through.
     let mut accepted = 0usize;
+    let mut forged_sent = 0usize;
     let mut slowest = (Duration::ZERO, Rpc::QueryRoute);
     let started = Instant::now();
 
@@ -1195,12 +1242,26 @@ async fn mutated_requests_of_every_rpc() {
             } else {
                 rng.gen_range(1..=3)
             };
-            for _ in 0..mutations {
-                body = if rng.gen_ratio(1, 6) {
-                    scramble_numbers(&body, &mut rng, 0)
-                } else {
-                    mutate(&body, &mut rng, 0)
-                };
+            // A third of the requests carrying a handle get a forged copy of
+            // a live one (one character changed) and nothing else: with
+            // deliveries in flight at every offset around it, only the
+            // handle's authentication stands between it and an OK.
+            let forged = if mutations > 0 && rng.gen_ratio(1, 3) {
+                forge_handle(rpc, &body, &mut rng)
+            } else {
+                None
+            };
+            if let Some(f) = forged {
+                body = f;
+                forged_sent += 1;
+            } else {
+                for _ in 0..mutations {
+                    body = if rng.gen_ratio(1, 6) {
+                        scramble_numbers(&body, &mut rng, 0)
+                    } else {
+                        mutate(&body, &mut rng, 0)
+                    };
+                }
             }
             if mutations > 0 && rng.gen_ratio(1, 40) {
                 // A request cut short.
@@ -1307,7 +1368,7 @@ async fn mutated_requests_of_every_rpc() {
         .collect();
 
     eprintln!(
-        "fuzz: {ran} requests ({} RPCs x {cases}) in {:.1} s; {malformed} malformed protobuf, {ok_replies} answered OK, {accepted} handles accepted (all genuine); slowest {:?} ({:?}); {} findings, {} panics logged",
+        "fuzz: {ran} requests ({} RPCs x {cases}) in {:.1} s; {malformed} malformed protobuf, {ok_replies} answered OK, {accepted} handles accepted (all genuine), {forged_sent} forged handles sent; slowest {:?} ({:?}); {} findings, {} panics logged",
         ALL.len(),
         elapsed.as_secs_f64(),
         slowest.0,
