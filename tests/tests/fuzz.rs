@@ -1191,7 +1191,31 @@ async fn mutated_requests_of_every_rpc() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     // A short long-poll cap keeps receives of an empty topic quick.
-    let node = Node::standalone_with(dir.path(), &["--max-long-poll-ms", "300"]);
+    // PIER_FUZZ_MODE=cluster runs the same against a proxy over a store node
+    // (the store link carries every error then).
+    let cluster = std::env::var("PIER_FUZZ_MODE").is_ok_and(|m| m == "cluster");
+    let (store, node) = if cluster {
+        let store = Node::store(dir.path());
+        let proxy = Node::start(
+            "pier-proxy",
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &store.endpoint(),
+                "--max-long-poll-ms",
+                "300",
+            ],
+        );
+        (Some(store), proxy)
+    } else {
+        let node = Node::standalone_with(dir.path(), &["--max-long-poll-ms", "300"]);
+        (None, node)
+    };
+    eprintln!(
+        "fuzz: {} mode",
+        if cluster { "cluster" } else { "standalone" }
+    );
     let raw = Raw::connect(&node.endpoint()).await;
     raw.create_topic(TOPIC, 4).await;
     raw.create_typed_topic(DELAY_TOPIC, TopicType::Delay, 2)
@@ -1361,11 +1385,14 @@ async fn mutated_requests_of_every_rpc() {
     .expect("QueryRoute after the run answers in time")
     .expect("QueryRoute after the run");
     assert_eq!(alive.codes, [OK], "QueryRoute after the run");
-    let panics: Vec<String> = node
+    let mut panics: Vec<String> = node
         .log
         .try_iter()
         .filter(|l| l.contains("panicked"))
         .collect();
+    if let Some(store) = &store {
+        panics.extend(store.log.try_iter().filter(|l| l.contains("panicked")));
+    }
 
     eprintln!(
         "fuzz: {ran} requests ({} RPCs x {cases}) in {:.1} s; {malformed} malformed protobuf, {ok_replies} answered OK, {accepted} handles accepted (all genuine), {forged_sent} forged handles sent; slowest {:?} ({:?}); {} findings, {} panics logged",
