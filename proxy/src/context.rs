@@ -48,7 +48,8 @@ impl ClientContext {
 /// Parses a `grpc-timeout` value: an integer of at most 8 digits and a unit
 /// (H, M, S, m, u, n).
 pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    if v.len() < 2 {
+    // ASCII only: the unit is split off as the last byte.
+    if v.len() < 2 || !v.is_ascii() {
         return None;
     }
     let (n, unit) = v.split_at(v.len() - 1);

@@ -17,8 +17,12 @@ pub fn timestamp(ms: i64) -> Timestamp {
     }
 }
 
+/// A protobuf Timestamp in ms, saturating: clients may send any seconds
+/// and nanos.
 pub fn timestamp_ms(t: &Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000) + i64::from(t.nanos) / 1_000_000
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
 pub fn duration(ms: u64) -> PbDuration {

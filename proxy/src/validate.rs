@@ -283,13 +283,14 @@ pub fn message(m: &Message, limits: &Limits, now_ms: i64) -> Result<(), Rejectio
         ));
     }
     if let Some(t) = &sp.delivery_timestamp {
-        let at_ms = t.seconds.saturating_mul(1000) + i64::from(t.nanos) / 1_000_000;
-        if at_ms - now_ms > limits.max_delay_ms as i64 {
+        // Saturating: the timestamp is the client's, any i64 pair.
+        let ahead_ms = crate::convert::timestamp_ms(t).saturating_sub(now_ms);
+        if ahead_ms > i64::try_from(limits.max_delay_ms).unwrap_or(i64::MAX) {
             return Err(Rejection::new(
                 Code::IllegalDeliveryTime,
                 format!(
                     "delivery time is {} s ahead; the limit is {} s",
-                    (at_ms - now_ms) / 1000,
+                    ahead_ms / 1000,
                     limits.max_delay_ms / 1000
                 ),
             ));

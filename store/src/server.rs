@@ -40,15 +40,43 @@ fn to_status(e: StoreError) -> Status {
     if matches!(e, StoreError::Storage { .. } | StoreError::Poisoned) {
         tracing::error!(error = %e.report(), "store call failed");
     }
-    let mut status = Status::new(code, e.to_string());
+    let mut status = Status::new(code, status_text(e.to_string()));
     if let Ok(v) = e.kind().parse() {
         status.metadata_mut().insert(ERROR_KIND_HEADER, v);
     }
     status.metadata_mut().insert_bin(
         ERROR_FIELDS_HEADER,
-        tonic::metadata::MetadataValue::from_bytes(e.encoded_fields().as_bytes()),
+        tonic::metadata::MetadataValue::from_bytes(clip(e.encoded_fields()).as_bytes()),
     );
     status
+}
+
+/// Most bytes of error text a status carries, in its message and again in
+/// its fields. Both travel in HTTP/2 trailers, which clients cap (gRPC's
+/// usual limit is 8 KiB for all of them), and an error may quote a name a
+/// client sent, of any length: over the cap the client sees a protocol
+/// error instead of the status.
+const MAX_STATUS_TEXT: usize = 1024;
+
+/// Cuts `s` to [`MAX_STATUS_TEXT`] bytes, on a character boundary.
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_STATUS_TEXT {
+        let mut end = MAX_STATUS_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// The message of a status: clipped, and with '%' written as "%25", because
+/// tonic percent-encodes `grpc-message` without encoding '%' itself, so a
+/// quoted name holding "%ff" would reach clients as bytes that are not
+/// UTF-8 (tonic's own client then fails the call as `Unknown`).
+fn status_text(s: String) -> String {
+    clip(s).replace('%', "%25")
 }
 
 // tonic's stream item type fixes the error type to `Status`.
@@ -137,3 +165,26 @@ serve!(AdminEndpoint, AdminService, {}
     list_groups: a::ListGroupsRequest => a::ListGroupsResponse;
     describe_group: a::DescribeGroupRequest => a::DescribeGroupResponse;
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_is_bounded_and_survives_percent_decoding() {
+        let long = to_status(StoreError::TopicNotFound {
+            topic: "é".repeat(100_000),
+        });
+        assert!(
+            long.message().len() <= MAX_STATUS_TEXT + 8,
+            "{}",
+            long.message().len()
+        );
+        let fields = long.metadata().get_bin(ERROR_FIELDS_HEADER).unwrap();
+        assert!(fields.to_bytes().unwrap().len() <= MAX_STATUS_TEXT + 8);
+        let quoted = to_status(StoreError::GroupNotFound {
+            group: "a%ffb".into(),
+        });
+        assert!(quoted.message().contains("a%25ffb"), "{}", quoted.message());
+    }
+}

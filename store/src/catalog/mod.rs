@@ -189,3 +189,38 @@ impl Catalog {
             .write(batch, Durability::Buffered, "deleting from the catalog")
     }
 }
+
+/// The catalog's record codec over arbitrary bytes (issue 14).
+#[cfg(test)]
+mod props {
+    use pier_proto::admin::{ConsumerGroup, Topic};
+    use proptest::prelude::*;
+
+    use super::{decode_with_id, encode_with_id};
+    use crate::error::StoreError;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_record_decodes_or_gives_a_storage_error(b in proptest::collection::vec(any::<u8>(), 0..128)) {
+            for r in [
+                decode_with_id::<Topic>(&b).map(|_| ()),
+                decode_with_id::<ConsumerGroup>(&b).map(|_| ()),
+            ] {
+                prop_assert!(matches!(r, Ok(()) | Err(StoreError::Storage { .. })), "{:?}", r);
+            }
+            if b.len() < 4 {
+                prop_assert!(decode_with_id::<Topic>(&b).is_err());
+            }
+        }
+
+        #[test]
+        fn records_round_trip(id in any::<u32>(), name in "\\PC{0,130}", queues in any::<u32>(), max_attempts in any::<u32>()) {
+            let t = Topic { name: name.clone(), queues, ..Default::default() };
+            prop_assert_eq!(decode_with_id::<Topic>(&encode_with_id(id, &t)).unwrap(), (id, t));
+            let g = ConsumerGroup { name, max_attempts, ..Default::default() };
+            prop_assert_eq!(decode_with_id::<ConsumerGroup>(&encode_with_id(id, &g)).unwrap(), (id, g));
+        }
+    }
+}

@@ -183,3 +183,90 @@ mod tests {
         assert_eq!(txn_due_parts(&txn_half_key(&id)), None);
     }
 }
+
+/// Properties of the key codecs over arbitrary input (issue 14): the
+/// parsers read keys found on disk, so any bytes must give a value or
+/// `None`, never a panic; what the builders write must parse back; and the
+/// big-endian layout must sort keys in the numeric order scans rely on.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parsers_take_any_bytes(b in bytes()) {
+            let _ = timer_parts(&b);
+            let _ = log_offset(&b);
+            let _ = decode_inflight(&b);
+            let _ = inflight_position(&b);
+            let _ = cursor_queue(&b);
+            if let Some((at, _)) = txn_due_parts(&b) {
+                prop_assert_eq!(b.len(), TXN_DUE_KEY_LEN);
+                prop_assert!(at >= 0 || b[1] & 0x80 != 0);
+            }
+            prop_assert_eq!(timer_parts(&b).is_some(), b.len() == TIMER_KEY_LEN);
+        }
+
+        #[test]
+        fn keys_parse_back(
+            due in any::<u64>(), topic in any::<u32>(), seq in any::<u64>(),
+            group in any::<u32>(), queue in any::<u32>(), offset in any::<u64>(),
+            attempt in any::<u32>(), visible in any::<i64>(), id in any::<[u8; 16]>(),
+            at in 0i64..i64::MAX,
+        ) {
+            prop_assert_eq!(timer_parts(&timer_key(due, topic, seq)), Some((due, topic)));
+            prop_assert_eq!(log_offset(&log_key(topic, queue, offset)), Some(offset));
+            for tag in [b'i', b'l', b'p'] {
+                let k = pop_entry_key(tag, group, topic, queue, offset);
+                prop_assert_eq!(inflight_position(&k), Some((queue, offset)));
+                prop_assert!(k.starts_with(&pop_prefix(tag, group, topic)));
+            }
+            let c = cursor_key(group, topic, queue);
+            prop_assert_eq!(cursor_queue(&c), Some(queue));
+            prop_assert!(c.starts_with(&pop_prefix(b'c', group, topic)));
+            prop_assert_eq!(decode_inflight(&encode_inflight(attempt, visible)), Some((attempt, visible)));
+            prop_assert_eq!(txn_due_parts(&txn_due_key(at, &id)), Some((at, id)));
+            prop_assert_eq!(txn_due_parts(&txn_half_key(&id)), None);
+        }
+
+        #[test]
+        fn byte_order_is_numeric_order(
+            a in (any::<u32>(), any::<u32>(), any::<u64>()),
+            b in (any::<u32>(), any::<u32>(), any::<u64>()),
+            due in (any::<u64>(), any::<u64>()),
+        ) {
+            prop_assert_eq!(log_key(a.0, a.1, a.2).cmp(&log_key(b.0, b.1, b.2)), a.cmp(&b));
+            prop_assert_eq!(
+                pop_entry_key(b'i', a.0, a.1, 0, a.2).cmp(&pop_entry_key(b'i', b.0, b.1, 0, b.2)),
+                a.cmp(&b)
+            );
+            prop_assert_eq!(
+                timer_key(due.0, a.0, a.2).cmp(&timer_key(due.1, b.0, b.2)),
+                (due.0, a.0, a.2).cmp(&(due.1, b.0, b.2))
+            );
+            // A topic's log keys stay inside the range its deletion removes.
+            let k = log_key(a.0, a.1, a.2);
+            prop_assert!(k[..] >= log_topic_prefix(a.0)[..]);
+            if let Some(next) = a.0.checked_add(1) {
+                prop_assert!(k[..] < log_topic_prefix(next)[..]);
+            }
+        }
+
+        #[test]
+        fn meta_keys_keep_their_tag(name in "\\PC{0,200}") {
+            let t = meta_topic_key(&name);
+            let g = meta_group_key(&name);
+            prop_assert_eq!(t.first(), Some(&b't'));
+            prop_assert_eq!(g.first(), Some(&b'g'));
+            prop_assert_eq!(&t[1..], name.as_bytes());
+            prop_assert_eq!(&g[1..], name.as_bytes());
+        }
+    }
+}

@@ -201,3 +201,27 @@ mod tests {
         assert_eq!(parse_id(""), None);
     }
 }
+
+/// Transaction ids come from clients (EndTransaction): any text must parse
+/// to an id or to `None` (issue 14).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::parse_id;
+
+    proptest! {
+        #[test]
+        fn any_text_is_an_id_or_none(s in prop_oneof![any::<String>(), "[0-9a-fA-F ]{0,40}"]) {
+            if let Some(id) = parse_id(&s) {
+                prop_assert!(hex::encode(id).eq_ignore_ascii_case(s.trim()));
+            }
+        }
+
+        #[test]
+        fn ids_round_trip(id in any::<[u8; 16]>()) {
+            prop_assert_eq!(parse_id(&hex::encode_upper(id)), Some(id));
+            prop_assert_eq!(parse_id(&hex::encode(id)), Some(id));
+        }
+    }
+}
