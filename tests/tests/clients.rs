@@ -78,12 +78,7 @@ async fn clients_are_listed_and_expire_without_heartbeats() {
     );
     // And the dropped client's Telemetry stream has ended.
     let end = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match quiet_stream.message().await {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(_)) = quiet_stream.message().await {}
     })
     .await;
     assert!(end.is_ok(), "the expired client's stream is still open");
