@@ -62,7 +62,10 @@ const MAX_ATTEMPTS: u32 = 1000;
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Parser, Debug)]
-#[command(name = "crash", about = "Kill Pier in cycles and check nothing acknowledged is undone")]
+#[command(
+    name = "crash",
+    about = "Kill Pier in cycles and check nothing acknowledged is undone"
+)]
 struct Args {
     #[arg(long, value_enum, default_value = "standalone")]
     mode: Mode,
@@ -217,7 +220,10 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             .map_or(0, |d| d.as_nanos() as u64)
     });
     let mut rng = StdRng::seed_from_u64(seed);
-    eprintln!("crash: mode {:?}, {} cycles, seed {seed}", args.mode, args.cycles);
+    eprintln!(
+        "crash: mode {:?}, {} cycles, seed {seed}",
+        args.mode, args.cycles
+    );
     let data = match &args.data {
         Some(p) => DataDir::Given(p.clone()),
         None => DataDir::Temp(tempfile::tempdir().context("temp dir")?),
@@ -242,7 +248,13 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         invisible_ms: args.invisible_ms,
         poll_ms: 1000,
     };
-    let mut load = Load::start(cfg, clients, Arc::clone(&ledger), producers, args.consumers.max(1));
+    let mut load = Load::start(
+        cfg,
+        clients,
+        Arc::clone(&ledger),
+        producers,
+        args.consumers.max(1),
+    );
 
     let mut restarts = Vec::new();
     let mut failure = None;
@@ -278,7 +290,12 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     load.stop_producers().await;
     let drain_start = Instant::now();
     let drained = if failure.is_none() {
-        drain(&ledger, args.invisible_ms, Duration::from_millis(args.drain_ms)).await
+        drain(
+            &ledger,
+            args.invisible_ms,
+            Duration::from_millis(args.drain_ms),
+        )
+        .await
     } else {
         false
     };
@@ -434,6 +451,9 @@ fn print_summary(r: &Report) {
     println!("  first OK send after restart (ms): {}", firsts.join(" "));
     if !t.lost_sample.is_empty() {
         println!("  lost ids (first): {:?}", t.lost_sample);
+    }
+    for h in &t.redelivered_sample {
+        println!("  redelivered after ack: {h}");
     }
     println!("  verdict: {}", if r.ok { "PASS" } else { "FAIL" });
 }

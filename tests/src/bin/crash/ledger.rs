@@ -192,6 +192,9 @@ impl Ledger {
             if let Some(acked) = r.acked {
                 if r.deliveries.iter().any(|d| d.asked > acked) {
                     t.redelivered_after_ack += 1;
+                    if t.redelivered_sample.len() < SAMPLE {
+                        t.redelivered_sample.push(history(id, r));
+                    }
                 }
             }
             // The same rule for attempts: a delivery asked for after an
@@ -206,10 +209,35 @@ impl Ledger {
             }
         }
         lost_ids.sort_unstable();
-        lost_ids.truncate(20);
+        lost_ids.truncate(SAMPLE);
         t.lost_sample = lost_ids;
         t
     }
+}
+
+/// How many ids a sample shows.
+const SAMPLE: usize = 10;
+
+/// One message's story for the report: its deliveries (attempt, when the
+/// receive was asked for and when it arrived) and its ack, in ms.
+fn history(id: u64, r: &Record) -> String {
+    let ms = |ns: u64| ns / 1_000_000;
+    let mut parts: Vec<String> = r
+        .deliveries
+        .iter()
+        .map(|d| {
+            format!(
+                "attempt {} asked {} got {}",
+                d.attempt,
+                ms(d.asked),
+                ms(d.got)
+            )
+        })
+        .collect();
+    if let Some(a) = r.acked {
+        parts.push(format!("first ack OK {}", ms(a)));
+    }
+    format!("id {id}: {}", parts.join(", "))
 }
 
 /// Counts over the whole run, in messages (ids) unless said otherwise.
@@ -230,6 +258,8 @@ pub struct Tally {
     /// Messages delivered by a receive sent after an AckMessage had
     /// answered OK for them.
     pub redelivered_after_ack: u64,
+    /// The first of them, with their deliveries and ack (times in ms).
+    pub redelivered_sample: Vec<String>,
     /// Messages with a delivery whose `delivery_attempt` is not above that
     /// of a delivery that had arrived before it was asked for (the counter
     /// went back or did not advance).
@@ -281,7 +311,10 @@ mod tests {
         let _unsure = l.new_id();
         l.sent_ok(a);
         let t = l.tally();
-        assert_eq!((t.sent_acked, t.lost, t.lost_sample.clone()), (1, 1, vec![a]));
+        assert_eq!(
+            (t.sent_acked, t.lost, t.lost_sample.clone()),
+            (1, 1, vec![a])
+        );
         assert_eq!(l.undelivered().0, 1);
     }
 }

@@ -119,8 +119,8 @@ impl Pier {
             .to_owned();
         let (base, proxies) = match mode {
             Mode::Standalone => {
-                let node = Slot::start("node".into(), "pier-proxy", vec!["--data".into(), dir])
-                    .await?;
+                let node =
+                    Slot::start("node".into(), "pier-proxy", vec!["--data".into(), dir]).await?;
                 (node, Vec::new())
             }
             Mode::Cluster => {
