@@ -149,6 +149,9 @@ struct Cycle {
     /// Restart to the first SendMessage answered OK (none: no OK send
     /// before the next kill).
     first_ok_send_ms: Option<u64>,
+    /// When the restart began (ns on the ledger's clock).
+    #[serde(skip)]
+    restart_ns: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -380,15 +383,15 @@ async fn kill_and_restart(
         down_ms: (restart - at) / 1_000_000,
         ready_ms: (ready - restart) / 1_000_000,
         first_ok_send_ms: None,
+        restart_ns: restart,
     })
 }
 
 /// Restart of `c` to its first OK send, if one came.
 fn first_ok(ledger: &Ledger, c: &Cycle) -> Option<u64> {
-    let restart_ns = (c.at_ms + c.down_ms) * 1_000_000;
     ledger
         .first_ok(c.cycle)
-        .map(|t| t.saturating_sub(restart_ns) / 1_000_000)
+        .map(|t| t.saturating_sub(c.restart_ns) / 1_000_000)
 }
 
 /// Waits until every acked send was delivered and no delivery came for an
