@@ -169,7 +169,7 @@ impl RocketMq {
         };
         rmq.create().await?;
         for raw in rmq.conns.raw.clone() {
-            let (tx, reader) = rmq.open_telemetry(&raw).await?;
+            let (tx, reader) = rmq.open_telemetry_when_ready(&raw).await?;
             rmq.telemetry.push(tx);
             rmq.tasks.push(reader);
         }
@@ -230,6 +230,28 @@ impl RocketMq {
                 })),
                 ..Default::default()
             })),
+        }
+    }
+
+    /// [`Self::open_telemetry`], retried for up to 30 s while the proxy does
+    /// not know the group yet: mqadmin has answered, but the broker's new
+    /// subscription group can reach the proxy's view a moment later (seen
+    /// as "group not found: bench-group-0" right after a start).
+    async fn open_telemetry_when_ready(
+        &self,
+        raw: &Raw,
+    ) -> anyhow::Result<(mpsc::Sender<TelemetryCommand>, tokio::task::JoinHandle<()>)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.open_telemetry(raw).await {
+                Err(e)
+                    if format!("{e:#}").contains("group not found")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => return other,
+            }
         }
     }
 
