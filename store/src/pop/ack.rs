@@ -127,11 +127,8 @@ impl Consumption {
         Ok(visible_at)
     }
 
-    /// Undoes deliveries that never reached a consumer: each current one is
-    /// visible again now, with the attempt before it (0 for a first
-    /// delivery, so the next one is attempt 1 again). A FIFO message keeps
-    /// its message group locked: it is still the one to deliver next.
-    /// Returns how many were undone, once durable. References the store
+    /// Undoes deliveries that never reached a consumer (see
+    /// `SubState::undeliver`). Returns how many were undone, once durable. References the store
     /// cannot place (a topic deleted since) are skipped.
     pub(crate) async fn release(&self, deliveries: Vec<DeliveryRef>) -> Result<u32> {
         let now = self.clock.now_ms();
@@ -152,9 +149,7 @@ impl Consumption {
             let (undone, written) = self.change(&sub, |st| {
                 let mut undone = 0;
                 for d in ds {
-                    if st.current(d.queue, d.offset, d.attempt).is_some() {
-                        let before = d.attempt.saturating_sub(1);
-                        st.deliver(d.queue, d.offset, before, now, None);
+                    if st.undeliver(d.queue, d.offset, d.attempt, now) {
                         undone += 1;
                     }
                 }

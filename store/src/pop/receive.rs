@@ -312,9 +312,7 @@ impl Drop for Undo<'_> {
         let deliveries = std::mem::take(&mut self.deliveries);
         let (_, written) = self.pop.change(self.sub, |st| {
             for (q, o, attempt) in deliveries {
-                if st.current(q, o, attempt).is_some() {
-                    st.deliver(q, o, attempt.saturating_sub(1), now, None);
-                }
+                st.undeliver(q, o, attempt, now);
             }
         });
         // Nobody is left to wait for it: queued in order, it is written

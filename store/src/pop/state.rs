@@ -213,6 +213,19 @@ impl SubState {
         }
     }
 
+    /// Undoes a delivery that never reached its consumer, if `attempt` is
+    /// still its current one: visible at `now`, with the attempt before it
+    /// (0 for a first delivery, so the next is attempt 1 again). A FIFO
+    /// message keeps its message group locked: it is still the next one.
+    /// Returns whether it was undone.
+    pub(crate) fn undeliver(&mut self, queue: u32, offset: u64, attempt: u32, now: i64) -> bool {
+        if self.current(queue, offset, attempt).is_none() {
+            return false;
+        }
+        self.deliver(queue, offset, attempt.saturating_sub(1), now, None);
+        true
+    }
+
     /// Ends a delivery (acked, dead-lettered, or its message gone). Returns
     /// true when it held a FIFO message group, whose next message may now
     /// be delivered.
