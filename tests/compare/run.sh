@@ -73,7 +73,9 @@ trap 'exit 130' INT TERM
 
 # --- 1. build, 2. install -----------------------------------------------------
 say "building pier-proxy, pier, compare"
-(cd "$ROOT" && cargo build -q -p pier-proxy -p pier-sdk -p pier-tests \
+# --workspace (not -p): the same feature set as every other build, so the
+# RocksDB C++ is not compiled a second time.
+(cd "$ROOT" && cargo build -q --workspace \
     --bin pier-proxy --bin pier --bin compare) || die "build failed"
 bash "$RMQ" install >/dev/null || die "rocketmq.sh install failed"
 SCENARIOS="${COMPARE_SCENARIOS:-1}"
