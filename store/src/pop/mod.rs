@@ -15,6 +15,7 @@
 
 mod ack;
 mod dlq;
+mod gauges;
 mod receive;
 mod state;
 mod writer;
@@ -33,6 +34,7 @@ use crate::db::Db;
 use crate::error::{Result, StoreError};
 use crate::log::{FlushMode, MessageLog};
 
+pub(crate) use gauges::SubGauge;
 pub(crate) use state::Pending;
 use state::{SubKey, SubState};
 use writer::{Queued, StateWriter};
