@@ -325,3 +325,53 @@ fn the_shipped_prometheus_config_and_alert_rules_are_valid() {
         );
     }
 }
+
+/// `pier stats` reads the backlog, lag and dead letters from the admin API
+/// (through a proxy of a cluster: the store node measures them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pier_stats_shows_the_backlog_per_group() {
+    let pier = Pier::start(Mode::Cluster, &[]).await;
+    let c = pier.raw.clone();
+    c.create_topic("stats-orders", 2).await;
+    c.create_group("stats-readers", 17).await;
+    for i in 0..5 {
+        c.send(message("stats-orders", &format!("m{i}"))).await;
+    }
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 2 {
+        assert!(Instant::now() < deadline, "received {} of 2", got.len());
+        let want = 2 - got.len() as i32;
+        let (_, ms) = c
+            .receive("stats-readers", "stats-orders", want, 60_000, 1_000)
+            .await;
+        got.extend(ms);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let out = Command::new(bin("pier"))
+        .args([
+            "--endpoint",
+            &pier.proxies()[1].endpoint(),
+            "--json",
+            "stats",
+        ])
+        .args(["--interval", "0.2", "--group", "stats-readers"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pier stats");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let g = &v["groups"][0];
+    assert_eq!(g["group"], "stats-readers", "{v}");
+    assert_eq!(g["topic"], "stats-orders", "{v}");
+    assert_eq!(g["ready"], 3, "{v}");
+    assert_eq!(g["inflight"], 2, "{v}");
+    assert_eq!(g["dlq"], 0, "{v}");
+    assert!(g["lag_ms"].as_i64().is_some_and(|l| l >= 50), "{v}");
+    let topics = v["topics"].as_array().expect("topics");
+    assert!(topics.iter().any(|t| t["topic"] == "stats-orders"), "{v}");
+}

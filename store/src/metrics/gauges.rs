@@ -87,25 +87,25 @@ pub(crate) fn register(sources: Sources) -> Gauges {
         "rocketmq_consumer_ready_messages",
         "Messages a consumer group can receive now",
         "messages",
-        |s| s.ready,
+        |s| s.backlog.ready,
     ));
     g.push(per_sub(
         "rocketmq_consumer_inflight_messages",
         "Messages delivered to a consumer group and not acked yet",
         "messages",
-        |s| s.inflight,
+        |s| s.backlog.inflight,
     ));
     g.push(per_sub(
         "rocketmq_consumer_queueing_latency",
         "How long the oldest message not delivered to the group yet has waited",
         "milliseconds",
-        |s| s.queueing_ms as u64,
+        |s| s.backlog.queueing_ms as u64,
     ));
     g.push(per_sub(
         "rocketmq_consumer_lag_latency",
         "How long the oldest message the group has not acked has waited",
         "milliseconds",
-        |s| s.lag_ms as u64,
+        |s| s.backlog.lag_ms as u64,
     ));
     {
         let catalog = catalog.clone();
