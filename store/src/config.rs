@@ -33,6 +33,9 @@ pub struct StoreNodeConfig {
     /// Address of the Prometheus endpoint (`/metrics`); unset: 0.0.0.0:5557
     /// if free, empty: off (see `pier_node::metrics::listen_setting`).
     pub metrics_listen: Option<String>,
+    /// OTLP/HTTP collector URL metrics are pushed to (unset: no push, unless
+    /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl StoreNodeConfig {
@@ -60,6 +63,7 @@ impl Default for StoreNodeConfig {
             txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
             txn_max_checks: CheckPolicy::MAX_CHECKS,
             metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 }

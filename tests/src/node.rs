@@ -45,6 +45,11 @@ impl Node {
     /// `args` say otherwise: many nodes share this host, none may take the
     /// default port.
     pub fn start(binary: &str, args: &[&str]) -> Node {
+        Node::start_with_env(binary, args, &[])
+    }
+
+    /// [`Node::start`] with more environment variables.
+    pub fn start_with_env(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Node {
         let mut args = args.to_vec();
         if (binary == "pier-proxy" || binary == "pier-store")
             && !args.iter().any(|a| a.starts_with("--metrics-listen"))
@@ -57,6 +62,7 @@ impl Node {
                 "RUST_LOG",
                 std::env::var("PIER_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -375,3 +375,44 @@ async fn pier_stats_shows_the_backlog_per_group() {
     let topics = v["topics"].as_array().expect("topics");
     assert!(topics.iter().any(|t| t["topic"] == "stats-orders"), "{v}");
 }
+
+/// `--otlp-endpoint`: the node pushes its metrics over OTLP/HTTP to a
+/// collector (here a receiver decoding them with opentelemetry-proto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_pushed_over_otlp() {
+    let receiver = pier_tests::otlp::Receiver::start();
+    let data = tempfile::tempdir().expect("temp dir");
+    let endpoint = format!("http://{}", receiver.addr);
+    let node = Node::start_with_env(
+        "pier-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.path().to_str().expect("utf-8"),
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        &[("OTEL_METRIC_EXPORT_INTERVAL", "300")],
+    );
+    let c = Raw::connect(&node.endpoint()).await;
+    c.create_topic("otlp-orders", 1).await;
+    for i in 0..3 {
+        c.send(message("otlp-orders", &format!("m{i}"))).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((service, n)) = receiver.latest_sum("rocketmq_messages_in_total") {
+            if n == 3 {
+                assert_eq!(service, "pier-proxy");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no push of rocketmq_messages_in_total = 3: {:?}",
+            receiver.latest_sum("rocketmq_messages_in_total")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

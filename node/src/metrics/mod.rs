@@ -7,6 +7,7 @@
 //!
 //! - [`Exporter`]: the provider, its Prometheus registry, and the HTTP task
 //!   that answers scrapes (owned; stopped by [`Exporter::shutdown`]);
+//!   optionally a periodic OTLP/HTTP push (`otlp`);
 //! - [`rpc`]: the tower layer timing every gRPC call (`rocketmq_rpc_latency`);
 //! - [`LabelCap`]: the bound on how many values a label may take.
 //!
@@ -15,6 +16,7 @@
 //! dashboards and alerts written for it work unchanged.
 
 mod endpoint;
+mod otlp;
 pub mod rpc;
 
 use std::collections::HashMap;
@@ -74,8 +76,13 @@ impl Exporter {
     /// Installs the global meter provider (so the instruments declared from
     /// now on record) and, unless turned off, binds the Prometheus endpoint.
     /// Logs the bound address (`metrics_addr=`) so scripts and tests that
-    /// ask for port 0 can find it.
-    pub async fn start(who: Identity, listen: Listen<'_>) -> anyhow::Result<Exporter> {
+    /// ask for port 0 can find it. `otlp_endpoint` (or the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables) adds a push to a collector.
+    pub async fn start(
+        who: Identity,
+        listen: Listen<'_>,
+        otlp_endpoint: Option<&str>,
+    ) -> anyhow::Result<Exporter> {
         let registry = prometheus::Registry::new();
         let reader = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -84,18 +91,26 @@ impl Exporter {
             .scope_info_enabled(false)
             .build()
             .map_err(|e| anyhow::anyhow!("metrics exporter: {e}"))?;
-        let resource = Resource::builder()
-            .with_service_name(who.service)
+        // `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are read by the
+        // builder; the service name is Pier's unless the first is set.
+        let mut resource = Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name(who.service);
+        }
+        let resource = resource
             .with_attributes([
                 KeyValue::new("node_id", who.node_id.clone()),
                 KeyValue::new("node_type", node_type(who.service)),
                 KeyValue::new("mode", who.mode),
             ])
             .build();
-        let provider = SdkMeterProvider::builder()
+        let mut provider = SdkMeterProvider::builder()
             .with_resource(resource)
-            .with_reader(reader)
-            .build();
+            .with_reader(reader);
+        if let Some(push) = otlp::reader(otlp_endpoint)? {
+            provider = provider.with_reader(push);
+        }
+        let provider = provider.build();
         opentelemetry::global::set_meter_provider(provider.clone());
         let endpoint = match listen {
             Listen::Off => {
@@ -126,7 +141,11 @@ impl Exporter {
         if let Some(e) = self.endpoint {
             e.stop().await;
         }
-        if let Err(e) = self.provider.shutdown() {
+        // A last OTLP export runs on this runtime while shutdown blocks:
+        // block a thread meant for it, not a worker.
+        let provider = self.provider;
+        let stopped = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(e)) = stopped {
             tracing::debug!(error = %e, "meter provider shutdown");
         }
     }

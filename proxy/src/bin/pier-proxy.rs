@@ -73,6 +73,10 @@ struct Args {
     /// it off [default: 0.0.0.0:5557, skipped with a warning if taken].
     #[arg(long, env = "PIER_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Push metrics over OTLP/HTTP to this collector URL (also enabled by
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "PIER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
@@ -129,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);
     }
+    if let Some(v) = args.otlp_endpoint {
+        cfg.otlp_endpoint = Some(v);
+    }
     if cfg.store.is_some() && args.txn.any_set() {
         // Checks run where the half messages are: on the store node.
         tracing::warn!("--txn-* flags are ignored in cluster mode: set them on pier-store");
@@ -153,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
             },
         },
         node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
+        cfg.otlp_endpoint.as_deref(),
     )
     .await?;
     let served = pier_proxy::server::serve(cfg, listener, node::shutdown_signal()).await;

@@ -47,6 +47,10 @@ struct Args {
     /// it off [default: 0.0.0.0:5557, skipped with a warning if taken].
     #[arg(long, env = "PIER_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Push metrics over OTLP/HTTP to this collector URL (also enabled by
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "PIER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     txn: TxnCheckArgs,
 }
@@ -75,6 +79,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);
     }
+    if let Some(v) = args.otlp_endpoint {
+        cfg.otlp_endpoint = Some(v);
+    }
     args.txn.apply(
         &mut cfg.txn_first_check_ms,
         &mut cfg.txn_check_backoff,
@@ -94,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             mode: "store",
         },
         node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
+        cfg.otlp_endpoint.as_deref(),
     )
     .await?;
     let store = Arc::new(Store::open(
