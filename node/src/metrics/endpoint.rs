@@ -67,9 +67,21 @@ async fn accept(
                 Ok((stream, _)) => {
                     let registry = registry.clone();
                     connections.spawn(async move {
-                        let service = service_fn(move |req| {
-                            let r = answer(&registry, &req);
-                            async move { Ok::<_, Infallible>(r) }
+                        let service = service_fn(move |req: Request<Incoming>| {
+                            let registry = registry.clone();
+                            let (path, method) = (req.uri().path().to_owned(), req.method().clone());
+                            // Collecting runs the gauges' callbacks, which
+                            // read the store (point reads): off the workers.
+                            async move {
+                                let r = tokio::task::spawn_blocking(move || {
+                                    answer(&registry, &path, &method)
+                                })
+                                .await
+                                .unwrap_or_else(|_| {
+                                    plain(StatusCode::INTERNAL_SERVER_ERROR, "collecting metrics failed\n")
+                                });
+                                Ok::<_, Infallible>(r)
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
@@ -89,14 +101,14 @@ async fn accept(
     connections.shutdown().await;
 }
 
-fn answer(registry: &prometheus::Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.uri().path() != "/metrics" {
+fn answer(registry: &prometheus::Registry, path: &str, method: &Method) -> Response<Full<Bytes>> {
+    if path != "/metrics" {
         return plain(
             StatusCode::NOT_FOUND,
             "not found: metrics are at /metrics\n",
         );
     }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
     }
     let encoder = TextEncoder::new();
