@@ -1,8 +1,11 @@
 //! What a Pier node binary needs around its services, shared by `pier-store`
 //! and `pier-proxy`: TOML config files, logging from `RUST_LOG`, the
-//! shutdown signal, gRPC server reflection and the TCP listener. None of it
+//! shutdown signal, gRPC server reflection, the TCP listener and the metrics
+//! exporter ([`metrics`]). None of it
 //! is store or proxy logic, so it lives here, beside the binaries, and never
 //! pulls in RocksDB.
+
+pub mod metrics;
 
 use std::path::Path;
 

@@ -1,7 +1,8 @@
 //! The one place the client-facing services are built, and the stack of
 //! tower layers every call to them passes through.
 //!
-//! Empty today. Cross-cutting concerns that look at calls rather than at
+//! Metrics time every call here (`rocketmq_rpc_latency`, see
+//! `pier_node::metrics::rpc`). Cross-cutting concerns that look at calls rather than at
 //! the protocol go here, one layer each, so no handler has to change for
 //! them: authentication and ACLs (reject before the handler runs), metrics
 //! (count and time each RPC by path and gRPC status), tracing (a span per
@@ -12,19 +13,20 @@
 
 use std::sync::Arc;
 
+use pier_node::metrics::rpc::RpcLatencyLayer;
 use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::admin::proxy_admin_service_server::ProxyAdminServiceServer;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
 use pier_store::{AdminEndpoint, StoreApi, MAX_GRPC_MESSAGE};
-use tower::layer::util::Identity;
+use tower::layer::util::{Identity, Stack};
 use tower::ServiceBuilder;
 
 use crate::admin::ProxyAdmin;
 use crate::service::Messaging;
 
 /// The layers around every service of the client port, outermost first.
-pub fn stack() -> ServiceBuilder<Identity> {
-    ServiceBuilder::new()
+pub fn stack() -> ServiceBuilder<Stack<RpcLatencyLayer, Identity>> {
+    ServiceBuilder::new().layer(RpcLatencyLayer::new("grpc"))
 }
 
 /// `apache.rocketmq.v2.MessagingService`, with its message size limits.

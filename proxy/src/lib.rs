@@ -8,6 +8,8 @@
 //!   stack around them (where auth, metrics and tracing go);
 //! - [`validate`]: input rules and their codes;
 //! - [`status`]: the one mapping of failures to protocol codes;
+//! - [`metrics`]: what the proxy counts (RPC latency, connections, store
+//!   calls, refused receipt handles);
 //! - [`faults`]: the rate-limited WARN line for failures the server caused;
 //! - [`receipt`]: authenticated, self-describing receipt handles;
 //! - [`session`]: Telemetry sessions and settings;
@@ -23,6 +25,7 @@ pub mod context;
 pub mod convert;
 pub mod faults;
 pub mod layers;
+pub mod metrics;
 pub mod receipt;
 pub mod renew;
 pub mod server;

@@ -24,6 +24,7 @@ use crate::authority;
 use crate::config::ProxyConfig;
 use crate::faults::FaultLog;
 use crate::layers;
+use crate::metrics;
 use crate::renew::Renewer;
 use crate::service::Messaging;
 use crate::session::Sessions;
@@ -82,8 +83,10 @@ pub async fn serve(
         }
     };
 
+    let store = metrics::MeteredStore::wrap(store);
     let (drain_tx, drain_rx) = watch::channel(false);
     let sessions = Sessions::new();
+    let _connections = metrics::Connections::register(&sessions);
     let faults = Arc::new(FaultLog::default());
     let renewer = Renewer::new(cfg.auto_renew_invisible_ms, cfg.auto_renew_max_ms);
     let renew_task = renewer.spawn(store.clone(), drain_rx.clone(), faults.clone());

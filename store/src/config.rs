@@ -30,6 +30,12 @@ pub struct StoreNodeConfig {
     pub txn_max_check_interval_ms: u64,
     /// [`CheckPolicy::max_checks`].
     pub txn_max_checks: u32,
+    /// Address of the Prometheus endpoint (`/metrics`); unset: 0.0.0.0:5557
+    /// if free, empty: off (see `pier_node::metrics::listen_setting`).
+    pub metrics_listen: Option<String>,
+    /// OTLP/HTTP collector URL metrics are pushed to (unset: no push, unless
+    /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl StoreNodeConfig {
@@ -56,6 +62,8 @@ impl Default for StoreNodeConfig {
             txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
             txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
             txn_max_checks: CheckPolicy::MAX_CHECKS,
+            metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 }

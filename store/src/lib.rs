@@ -15,6 +15,7 @@
 //! - `timer`: delay messages waiting for their time;
 //! - `txn`: half messages of transactions and their checks;
 //! - `retention`: deleting expired messages;
+//! - `metrics`: what the store counts and its gauges (OpenTelemetry);
 //! - `worker`: the one way a store thread is started and stopped;
 //! - `remote` / `server`: the API over `pier.store.v1` gRPC;
 //! - `config`: a store node's settings file and flags.
@@ -28,6 +29,7 @@ mod error;
 mod fifo;
 mod filter;
 mod log;
+mod metrics;
 mod pop;
 mod remote;
 mod retention;
@@ -43,6 +45,7 @@ pub use clock::{now_ms, Clock, ManualClock, SystemClock};
 pub use config::{StoreNodeConfig, TxnCheckArgs};
 pub use error::{ack_result, Result, StorageCause, StoreError};
 pub use log::FlushMode;
+pub use metrics::{MAX_GROUP_LABELS, MAX_TOPIC_LABELS};
 pub use remote::{RemoteStore, MAX_GRPC_MESSAGE};
 pub use server::{AdminEndpoint, StoreEndpoint};
 pub use store::{Store, StoreOptions, DEFAULT_RETENTION_MS};

@@ -21,6 +21,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::db::Db;
 use crate::error::{ack_outcome, Result, StoreError};
 use crate::log::{FlushMode, MessageLog};
+use crate::metrics;
 use crate::pop::Consumption;
 use crate::retention::{self, Retention};
 use crate::timer::Timers;
@@ -61,12 +62,14 @@ pub struct Store {
     clock: SharedClock,
     catalog: Arc<Catalog>,
     log: Arc<MessageLog>,
-    pop: Consumption,
+    pop: Arc<Consumption>,
     timers: Timers,
     txn: Transactions,
     retention: Retention,
     drain_signal: tokio::sync::watch::Sender<bool>,
     shutting_down: AtomicBool,
+    /// The gauges reading this store, registered while it is open.
+    _gauges: metrics::gauges::Gauges,
 }
 
 impl Store {
@@ -81,13 +84,13 @@ impl Store {
         let db = Arc::new(Db::open(dir)?);
         let catalog = Arc::new(Catalog::load(db.clone(), clock.clone())?);
         let log = Arc::new(MessageLog::start(db.clone(), clock.clone(), opts.flush)?);
-        let pop = Consumption::start(
+        let pop = Arc::new(Consumption::start(
             db.clone(),
             clock.clone(),
             catalog.clone(),
             log.clone(),
             opts.ack_flush,
-        )?;
+        )?);
         let timers = Timers::start(
             db.clone(),
             catalog.clone(),
@@ -102,7 +105,14 @@ impl Store {
             opts.retention_ms,
         )?;
         tracing::info!(dir = %dir.display(), topics = catalog.topics().len(), groups = catalog.groups().len(), flush = ?opts.flush, ack_flush = ?opts.ack_flush, "store opened");
+        let _gauges = metrics::gauges::register(metrics::gauges::Sources {
+            catalog: Arc::downgrade(&catalog),
+            pop: Arc::downgrade(&pop),
+            db: Arc::downgrade(&db),
+            clock: clock.clone(),
+        });
         Ok(Store {
+            _gauges,
             db,
             clock,
             catalog,
@@ -178,14 +188,21 @@ impl StoreApi for Store {
     async fn append(&self, req: AppendRequest) -> Result<AppendResponse> {
         self.check_running()?;
         let topic = self.catalog.topic(&req.topic)?;
-        self.log
+        let sent = metrics::Sent::of(&req.messages);
+        let appended = self
+            .log
             .append(topic, req.messages, &self.timers, &self.txn)
-            .await
+            .await?;
+        metrics::get().sent(&req.topic, sent);
+        Ok(appended)
     }
 
     async fn pop(&self, req: PopRequest) -> Result<PopResponse> {
         self.check_running()?;
-        self.pop.pop(req).await
+        let (topic, group) = (req.topic.clone(), req.group.clone());
+        let popped = self.pop.pop(req).await?;
+        metrics::get().delivered(&topic, &group, &popped.messages);
+        Ok(popped)
     }
 
     async fn ack(&self, req: AckRequest) -> Result<AckResponse> {

@@ -9,13 +9,16 @@
 //! message helpers), [`deploy`] (a Pier in either mode, [`both_modes!`]),
 //! [`tools`] (installing the external tools), [`external`] (running the
 //! official clients), [`go`] and [`java`] (the Go and Java scenario
-//! programs).
+//! programs), [`prometheus`] (metrics pages and a real Prometheus), [`otlp`] (an OTLP
+//! metrics receiver).
 
 pub mod deploy;
 pub mod external;
 pub mod go;
 pub mod java;
 pub mod node;
+pub mod otlp;
+pub mod prometheus;
 pub mod raw;
 pub mod tools;
 

@@ -34,18 +34,35 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Node {
     child: Option<Child>,
     pub addr: String,
+    /// Address of the node's Prometheus endpoint (`/metrics`), when on.
+    pub metrics_addr: Option<String>,
     pub log: mpsc::Receiver<String>,
 }
 
 impl Node {
     /// Starts `binary` with `args` and waits for its "listening" log line.
+    /// A Pier node's metrics endpoint goes on an ephemeral port unless
+    /// `args` say otherwise: many nodes share this host, none may take the
+    /// default port.
     pub fn start(binary: &str, args: &[&str]) -> Node {
+        Node::start_with_env(binary, args, &[])
+    }
+
+    /// [`Node::start`] with more environment variables.
+    pub fn start_with_env(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Node {
+        let mut args = args.to_vec();
+        if (binary == "pier-proxy" || binary == "pier-store")
+            && !args.iter().any(|a| a.starts_with("--metrics-listen"))
+        {
+            args.extend(["--metrics-listen", "127.0.0.1:0"]);
+        }
         let mut child = Command::new(bin(binary))
-            .args(args)
+            .args(&args)
             .env(
                 "RUST_LOG",
                 std::env::var("PIER_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -65,6 +82,7 @@ impl Node {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut metrics_addr = None;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
@@ -77,10 +95,19 @@ impl Node {
                     return Node {
                         child: Some(child),
                         addr,
+                        metrics_addr,
                         log: rx,
                     };
                 }
-                Ok(_) => continue,
+                Ok(line) => {
+                    // Logged before the client port's line.
+                    if let Some(a) = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("metrics_addr="))
+                    {
+                        metrics_addr = Some(a.to_owned());
+                    }
+                }
                 Err(_) => {
                     let _ = child.kill();
                     panic!("{binary} did not report listening within 30 s");

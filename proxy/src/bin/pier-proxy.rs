@@ -69,6 +69,14 @@ struct Args {
     /// Create unknown topics and groups on first use (development).
     #[arg(long, env = "PIER_AUTO_CREATE")]
     auto_create: Option<bool>,
+    /// Address of the Prometheus metrics endpoint (`/metrics`); empty turns
+    /// it off [default: 0.0.0.0:5557, skipped with a warning if taken].
+    #[arg(long, env = "PIER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Push metrics over OTLP/HTTP to this collector URL (also enabled by
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "PIER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
@@ -122,6 +130,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.auto_create {
         cfg.auto_create = v;
     }
+    if let Some(v) = args.metrics_listen {
+        cfg.metrics_listen = Some(v);
+    }
+    if let Some(v) = args.otlp_endpoint {
+        cfg.otlp_endpoint = Some(v);
+    }
     if cfg.store.is_some() && args.txn.any_set() {
         // Checks run where the half messages are: on the store node.
         tracing::warn!("--txn-* flags are ignored in cluster mode: set them on pier-store");
@@ -135,5 +149,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-    pier_proxy::server::serve(cfg, listener, node::shutdown_signal()).await
+    let metrics = node::metrics::Exporter::start(
+        node::metrics::Identity {
+            service: "pier-proxy",
+            node_id: listener.local_addr()?.to_string(),
+            mode: if cfg.store.is_some() {
+                "cluster"
+            } else {
+                "standalone"
+            },
+        },
+        node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
+        cfg.otlp_endpoint.as_deref(),
+    )
+    .await?;
+    let served = pier_proxy::server::serve(cfg, listener, node::shutdown_signal()).await;
+    metrics.shutdown().await;
+    served
 }

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::context::ClientContext;
 use crate::convert;
+use crate::metrics;
 use crate::receipt::Receipt;
 use crate::status::{ok, Rejection};
 use crate::validate;
@@ -86,7 +87,10 @@ impl Inner {
         group: &str,
         topic: &str,
     ) -> Result<(Receipt, DeliveryRef), Rejection> {
-        let r = self.receipts.open(handle)?;
+        let r = self
+            .receipts
+            .open(handle)
+            .inspect_err(metrics::receipt_rejected)?;
         if r.group != group || r.topic != topic {
             return Err(Rejection::new(
                 Code::InvalidReceiptHandle,

@@ -47,6 +47,7 @@ impl Inner {
         let (handle_topic, timer) = self
             .receipts
             .open_recall(&req.recall_handle)
+            .inspect_err(crate::metrics::receipt_rejected)
             .map_err(|e| Rejection::new(Code::BadRequest, format!("recall handle: {e}")))?;
         if handle_topic != topic {
             return Err(Rejection::new(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pier_node as node;
+use pier_node::metrics::rpc::RpcLatencyLayer;
 use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::store::store_server::StoreServer;
 use pier_store::{
@@ -42,6 +43,14 @@ struct Args {
     /// Hours a message is kept after it became visible (0: forever).
     #[arg(long, env = "PIER_RETENTION_HOURS")]
     retention_hours: Option<u64>,
+    /// Address of the Prometheus metrics endpoint (`/metrics`); empty turns
+    /// it off [default: 0.0.0.0:5557, skipped with a warning if taken].
+    #[arg(long, env = "PIER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Push metrics over OTLP/HTTP to this collector URL (also enabled by
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "PIER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     txn: TxnCheckArgs,
 }
@@ -67,6 +76,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.retention_hours {
         cfg.retention_hours = v;
     }
+    if let Some(v) = args.metrics_listen {
+        cfg.metrics_listen = Some(v);
+    }
+    if let Some(v) = args.otlp_endpoint {
+        cfg.otlp_endpoint = Some(v);
+    }
     args.txn.apply(
         &mut cfg.txn_first_check_ms,
         &mut cfg.txn_check_backoff,
@@ -74,6 +89,21 @@ async fn main() -> anyhow::Result<()> {
         &mut cfg.txn_max_checks,
     );
 
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    // Before the store opens: its gauges register on the installed meter.
+    let metrics = node::metrics::Exporter::start(
+        node::metrics::Identity {
+            service: "pier-store",
+            node_id: addr.to_string(),
+            mode: "store",
+        },
+        node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
+        cfg.otlp_endpoint.as_deref(),
+    )
+    .await?;
     let store = Arc::new(Store::open(
         &cfg.data,
         StoreOptions {
@@ -84,10 +114,6 @@ async fn main() -> anyhow::Result<()> {
         },
     )?);
     let api: Arc<dyn StoreApi> = store.clone();
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-    let addr = listener.local_addr()?;
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StoreServer<StoreEndpoint>>().await;
@@ -99,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, data = %cfg.data.display(), "pier-store listening");
     let stopped_by_poison = Arc::new(AtomicBool::new(false));
     tonic::transport::Server::builder()
+        .layer(tower::ServiceBuilder::new().layer(RpcLatencyLayer::new("pier_store")))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -123,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     store.shutdown();
+    metrics.shutdown().await;
     if stopped_by_poison.load(Ordering::Acquire) {
         anyhow::bail!("stopped: the store was poisoned by a failed write-ahead log write");
     }

@@ -34,7 +34,7 @@ pub(crate) enum Cf {
 }
 
 impl Cf {
-    const ALL: [Cf; 5] = [Cf::Log, Cf::Pop, Cf::Meta, Cf::Timer, Cf::Txn];
+    pub(crate) const ALL: [Cf; 5] = [Cf::Log, Cf::Pop, Cf::Meta, Cf::Timer, Cf::Txn];
 
     /// Returns the name RocksDB knows the column family by (on disk: never
     /// change one).
@@ -191,8 +191,24 @@ impl Db {
         operation: &'static str,
     ) -> Result<()> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(durability == Durability::Synced);
-        self.write_with(batch, &opts, operation)
+        let synced = durability == Durability::Synced;
+        opts.set_sync(synced);
+        let started = std::time::Instant::now();
+        let written = self.write_with(batch, &opts, operation);
+        if synced {
+            crate::metrics::get().synced(operation, started.elapsed());
+        }
+        written
+    }
+
+    /// An integer property RocksDB keeps of a column family (such as
+    /// `rocksdb.estimate-num-keys`): an estimate read from memory, no scan.
+    pub(crate) fn property(&self, cf: Cf, name: &str) -> Option<u64> {
+        let handle = self.handle(cf).ok()?;
+        self.inner
+            .property_int_value_cf(handle, name)
+            .ok()
+            .flatten()
     }
 
     fn write_with(

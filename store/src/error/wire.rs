@@ -17,7 +17,7 @@ const REMOTE_CAUSE: &str = "see the store node's log";
 impl StoreError {
     /// Returns the stable name of the variant, used on the wire between
     /// proxy and store.
-    pub(crate) fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             StoreError::TopicNotFound { .. } => "topic-not-found",
             StoreError::GroupNotFound { .. } => "group-not-found",

@@ -236,6 +236,7 @@ fn write_batch(
     }
     if !jobs.is_empty() {
         db.write(batch, durability, "appending messages")?;
+        crate::metrics::get().committed(results.iter().map(Vec::len).sum());
     }
     Ok((next, results))
 }

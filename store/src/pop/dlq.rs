@@ -53,6 +53,7 @@ impl Consumption {
                 t.notify.notify_waiters();
             }
         }
+        crate::metrics::get().dead_lettered(&origin, &group.group.name);
         tracing::debug!(group = %group.group.name, queue = mv.queue, offset = mv.offset, attempts = mv.attempt, "moved to the dead-letter queue");
         Ok(())
     }

@@ -15,6 +15,7 @@
 
 mod ack;
 mod dlq;
+mod gauges;
 mod receive;
 mod state;
 mod writer;
@@ -33,6 +34,7 @@ use crate::db::Db;
 use crate::error::{Result, StoreError};
 use crate::log::{FlushMode, MessageLog};
 
+pub(crate) use gauges::SubGauge;
 pub(crate) use state::Pending;
 use state::{SubKey, SubState};
 use writer::{Queued, StateWriter};
@@ -171,18 +173,12 @@ impl Consumption {
 
     fn topic_backlog(&self, group: &GroupEntry, topic: &TopicEntry) -> Result<TopicBacklog> {
         let sub = self.subscription(group, topic)?;
-        let st = sub.state.lock();
-        let mut ready: u64 = 0;
-        for (q, ql) in topic.queues.iter().enumerate() {
-            ready += ql
-                .committed()
-                .saturating_sub(st.cursor(q).max(ql.min_offset()));
-        }
-        let (expired, inflight) = st.inflight_counts(self.clock.now_ms());
+        let b = self.measure(topic, &sub, self.clock.now_ms());
         Ok(TopicBacklog {
             topic: topic.topic.name.clone(),
-            ready: ready + expired + st.lanes.parked_len() as u64,
-            inflight,
+            ready: b.ready,
+            inflight: b.inflight,
+            lag_ms: b.lag_ms,
         })
     }
 

@@ -243,6 +243,7 @@ impl Consumption {
                 let in_ms = (v - self.clock.now_ms()).max(0) as u64 + 1;
                 wake = wake.min(now + Duration::from_millis(in_ms));
             }
+            let _waiting = crate::metrics::get().long_poll();
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}

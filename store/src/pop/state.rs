@@ -300,6 +300,19 @@ impl SubState {
         (expired, self.inflight.len() as u64 - expired)
     }
 
+    /// The lowest in-flight offset of each queue that has one (for the lag
+    /// gauge: one pass over the in-flight set, in memory).
+    pub(crate) fn oldest_inflight(&self) -> HashMap<u32, u64> {
+        let mut oldest = HashMap::new();
+        for &(q, o) in self.inflight.keys() {
+            oldest
+                .entry(q)
+                .and_modify(|m: &mut u64| *m = (*m).min(o))
+                .or_insert(o);
+        }
+        oldest
+    }
+
     /// FIFO: takes the oldest parked message whose group has unlocked.
     pub(crate) fn take_ready(&mut self) -> Option<((u32, u64), String)> {
         self.lanes.take_ready(&mut self.pending)

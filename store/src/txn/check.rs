@@ -69,12 +69,15 @@ pub(super) fn check_due(
         b.put(Cf::Txn, keys::txn_due_key(half.next_check_at_ms, &id), b"");
         db.write(b, Durability::Buffered, "scheduling a transaction check")?;
         // Nobody listening (no proxy connected) is fine: the next check retries.
-        let _ = out.send(TransactionCheck {
+        let sent = out.send(TransactionCheck {
             topic: message.topic.clone(),
             transaction_id: hex::encode_upper(id),
             message: Some(message),
             check: half.checks,
         });
+        if sent.is_ok() {
+            crate::metrics::get().txn_check_sent();
+        }
     }
     Ok(())
 }

@@ -51,6 +51,8 @@ pub(crate) enum Command {
     Send(SendArgs),
     /// Receive messages for a consumer group (and ack them).
     Receive(ReceiveArgs),
+    /// Rates, backlog, lag and dead letters per topic and consumer group.
+    Stats(StatsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +189,28 @@ pub(crate) struct ReceiveArgs {
     /// Leave the messages unacknowledged (they come back after --invisible).
     #[arg(long)]
     pub(crate) no_ack: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StatsArgs {
+    /// Seconds between the two samples the rates are computed from.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_interval)]
+    pub(crate) interval: f64,
+    /// Only this topic.
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    /// Only this consumer group.
+    #[arg(long)]
+    pub(crate) group: Option<String>,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0.1 and 3600"
+        )),
+    }
 }
 
 fn parse_endpoint(s: &str) -> Result<ServerAddr, String> {

@@ -171,6 +171,7 @@ mod tests {
                 topic: "orders".into(),
                 ready: 3,
                 inflight: 1,
+                lag_ms: 0,
             }],
             dlq: 2,
         };

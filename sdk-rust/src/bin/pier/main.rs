@@ -6,7 +6,7 @@
 //! `pier: <reason>`; usage errors exit with status 2.
 //!
 //! Modules: `args` (the command line), `topic` and `group` (the admin
-//! commands), `send` and `receive` (the data plane, through the SDK's
+//! commands), `stats` (rates and backlog), `send` and `receive` (the data plane, through the SDK's
 //! clients), `render` (text and JSON output).
 
 mod args;
@@ -15,6 +15,7 @@ mod group;
 mod receive;
 mod render;
 mod send;
+mod stats;
 mod topic;
 
 use std::process::ExitCode;
@@ -75,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(c) => topic::run(&admin(&cli.endpoint, options).await?, c).await?,
         Command::Group(c) => group::run(&admin(&cli.endpoint, options).await?, c).await?,
         Command::Client(c) => client::run(&admin(&cli.endpoint, options).await?, c).await?,
+        Command::Stats(a) => stats::run(&admin(&cli.endpoint, options).await?, a).await?,
     };
     render::emit(json, &text, &value);
     Ok(())
