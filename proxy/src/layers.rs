@@ -1,7 +1,7 @@
 //! The one place the client-facing services are built, and the stack of
 //! tower layers every call to them passes through.
 //!
-//! Empty today. Cross-cutting concerns that look at calls rather than at
+//! Today: authentication (`auth::AuthLayer`). Cross-cutting concerns that look at calls rather than at
 //! the protocol go here, one layer each, so no handler has to change for
 //! them: authentication and ACLs (reject before the handler runs), metrics
 //! (count and time each RPC by path and gRPC status), tracing (a span per
@@ -16,15 +16,16 @@ use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::admin::proxy_admin_service_server::ProxyAdminServiceServer;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
 use pier_store::{AdminEndpoint, StoreApi, MAX_GRPC_MESSAGE};
-use tower::layer::util::Identity;
+use tower::layer::util::{Identity, Stack};
 use tower::ServiceBuilder;
 
 use crate::admin::ProxyAdmin;
+use crate::auth::{AuthLayer, Gate};
 use crate::service::Messaging;
 
 /// The layers around every service of the client port, outermost first.
-pub fn stack() -> ServiceBuilder<Identity> {
-    ServiceBuilder::new()
+pub fn stack(gate: Arc<Gate>) -> ServiceBuilder<Stack<AuthLayer, Identity>> {
+    ServiceBuilder::new().layer(AuthLayer::new(gate))
 }
 
 /// `apache.rocketmq.v2.MessagingService`, with its message size limits.

@@ -9,6 +9,7 @@
 //! - [`validate`]: input rules and their codes;
 //! - [`status`]: the one mapping of failures to protocol codes;
 //! - [`faults`]: the rate-limited WARN line for failures the server caused;
+//! - [`auth`]: authentication (signatures) and ACLs of the client port;
 //! - [`receipt`]: authenticated, self-describing receipt handles;
 //! - [`session`]: Telemetry sessions and settings;
 //! - [`renew`]: background renewal of push consumers' receipts;
@@ -17,6 +18,7 @@
 //! - [`server`]: putting it together and stopping gracefully.
 
 pub mod admin;
+pub mod auth;
 pub mod authority;
 pub mod config;
 pub mod context;
