@@ -17,6 +17,7 @@ pub mod go;
 pub mod java;
 pub mod node;
 pub mod raw;
+pub mod rust_client;
 pub mod signing;
 pub mod tools;
 
