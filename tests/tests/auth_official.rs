@@ -131,7 +131,7 @@ async fn python_client_with_keys() {
     let seen = String::from_utf8_lossy(seen.get(before..).unwrap_or_default());
     assert!(
         seen.lines()
-            .any(|l| l.contains("40100") && l.contains(&format!("bad signature for user \"app\""))),
+            .any(|l| l.contains("40100") && l.contains("bad signature for user \"app\"")),
         "no UNAUTHORIZED in {}",
         log.display()
     );
