@@ -10,6 +10,7 @@ use pier_proto::admin::{AclDecision, AclRule, ListTopicsRequest, TopicType};
 use pier_proto::rocketmq::*;
 use pier_tests::signing::*;
 use pier_tests::*;
+use tokio_stream::StreamExt;
 
 async fn route(c: &Raw, r: tonic::Request<QueryRouteRequest>) -> Status {
     c.messaging()
@@ -264,6 +265,43 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     );
     let (s, _) = send_as(&c, "secret", "alice", "a-pw").await;
     assert_eq!(s.message, "user alice lacks Pub on Topic:secret");
+    // A route needs Pub or Sub on the topic.
+    let s = route(&c, signed(route_req(&c, "secret"), "alice", "a-pw")).await;
+    assert!(is(&s, Code::Forbidden), "{s:?}");
+    assert_eq!(s.message, "user alice lacks Pub or Sub on Topic:secret");
+    assert!(is(
+        &route(&c, signed(route_req(&c, "orders-eu"), "alice", "a-pw")).await,
+        Code::Ok
+    ));
+    // A producer's settings need Pub on each topic it declares: the
+    // Telemetry stream ends with PERMISSION_DENIED.
+    let settings = TelemetryCommand {
+        status: None,
+        command: Some(telemetry_command::Command::Settings(Settings {
+            client_type: Some(ClientType::Producer as i32),
+            pub_sub: Some(settings::PubSub::Publishing(Publishing {
+                topics: vec![resource("secret")],
+                ..Default::default()
+            })),
+            ..Default::default()
+        })),
+    };
+    let mut stream = c
+        .messaging()
+        .telemetry(signed(
+            c.req(tokio_stream::iter(vec![settings]).chain(tokio_stream::pending())),
+            "alice",
+            "a-pw",
+        ))
+        .await
+        .expect("a signed Telemetry stream opens")
+        .into_inner();
+    let err = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("an answer")
+        .expect_err("the settings are refused");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert_eq!(err.message(), "user alice lacks Pub on Topic:secret");
 
     // Receive needs Sub on the topic and on the group.
     root.grant_acl(rule("alice", "Topic:orders-eu", &["Sub"], false, &[]))
