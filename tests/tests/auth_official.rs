@@ -8,13 +8,51 @@ use pier_proto::admin::{AclDecision, AclRule, ConsumerGroup, TopicType};
 use pier_tests::external::*;
 use pier_tests::signing::*;
 use pier_tests::*;
+use pier_tests::{both_modes, Mode};
 
-/// A standalone Pier with auth on; `app` may produce and consume the
+/// A Pier with auth on, in either mode.
+struct AuthPier {
+    _data: tempfile::TempDir,
+    /// Kept running until the test ends.
+    _nodes: Vec<Node>,
+    /// Every proxy, joined with ';' (Python's multi-address form).
+    access_point: String,
+    /// The first proxy (Node and Rust take one address).
+    first: String,
+}
+
+/// A Pier with auth on in `mode`; `app` may produce and consume the
 /// `auth-*` topics as the `auth-*` groups, `reader` may only consume.
-async fn pier_with_users(topic: &str, group: &str) -> (tempfile::TempDir, Node) {
+async fn pier_with_users(mode: Mode, topic: &str, group: &str) -> AuthPier {
     let data = tempfile::tempdir().unwrap();
-    let node = Node::standalone_with(data.path(), &auth_flags());
-    let root = admin_as(&node.endpoint(), ROOT.0, ROOT.1).await;
+    let nodes = match mode {
+        Mode::Standalone => vec![Node::standalone_with(data.path(), &auth_flags())],
+        Mode::Cluster => {
+            let store = Node::store_with(
+                data.path(),
+                &["--admin-user", ROOT.0, "--admin-secret", ROOT.1],
+            );
+            let proxy = || {
+                Node::start(
+                    "pier-proxy",
+                    &["--listen", "127.0.0.1:0", "--store", &store.addr, "--auth"],
+                )
+            };
+            let (a, b) = (proxy(), proxy());
+            vec![store, a, b]
+        }
+    };
+    let proxies: Vec<String> = match mode {
+        Mode::Standalone => vec![nodes[0].endpoint()],
+        Mode::Cluster => nodes[1..].iter().map(Node::endpoint).collect(),
+    };
+    let pier = AuthPier {
+        _data: data,
+        access_point: proxies.join(";"),
+        first: proxies[0].clone(),
+        _nodes: nodes,
+    };
+    let root = admin_as(&pier.first, ROOT.0, ROOT.1).await;
     root.create_topic(topic, TopicType::Normal, 4)
         .await
         .unwrap();
@@ -44,7 +82,7 @@ async fn pier_with_users(topic: &str, group: &str) -> (tempfile::TempDir, Node) 
     ] {
         root.grant_acl(rule).await.unwrap();
     }
-    (data, node)
+    pier
 }
 
 fn all_output(o: &Output) -> String {
@@ -66,11 +104,10 @@ fn assert_refused(o: &Output, what: &str, names: &[&str]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_client_with_keys() {
+async fn python_client_with_keys(mode: Mode) {
     let tools = ensure_tools();
-    let (_data, node) = pier_with_users("auth-py", "auth-py-group").await;
-    let ep = node.endpoint();
+    let pier = pier_with_users(mode, "auth-py", "auth-py-group").await;
+    let ep = pier.access_point.clone();
     let producer = |ak: &str, sk: &str, count: &str| {
         python(
             &tools,
@@ -139,11 +176,10 @@ async fn python_client_with_keys() {
     assert_refused(&reader, "no Pub", &["FORBIDDEN", "40300", "lacks Pub"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_client_with_keys() {
+async fn node_client_with_keys(mode: Mode) {
     let tools = ensure_tools();
-    let (_data, node) = pier_with_users("auth-node", "auth-node-group").await;
-    let ep = node.endpoint();
+    let pier = pier_with_users(mode, "auth-node", "auth-node-group").await;
+    let ep = pier.first.clone();
     let ok = node_script(&tools, &ep, "app", "app-secret", "50").await;
     let r = summary_ok(&ok, "normal.js");
     assert_eq!(r["received"], 50, "{r}");
@@ -185,10 +221,9 @@ async fn node_script(tools: &std::path::Path, ep: &str, ak: &str, sk: &str, coun
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_client_with_keys() {
-    let (_data, node) = pier_with_users("auth-rust", "auth-rust-group").await;
-    let ep = node.endpoint();
+async fn rust_client_with_keys(mode: Mode) {
+    let pier = pier_with_users(mode, "auth-rust", "auth-rust-group").await;
+    let ep = pier.first.clone();
     let run = |ak: &'static str, sk: &'static str, count: &'static str| {
         pier_tests::rust_client::run_client(args(&[
             "--case",
@@ -225,3 +260,9 @@ async fn rust_client_with_keys() {
         &["Forbidden", "FORBIDDEN", "40300", "lacks Pub"],
     );
 }
+
+both_modes!(
+    python_client_with_keys,
+    node_client_with_keys,
+    rust_client_with_keys
+);
