@@ -23,8 +23,20 @@ pub struct ProxyConfig {
     /// (0: forever).
     pub retention_hours: u64,
     /// Key that authenticates receipt handles. Every proxy of a fleet must
-    /// share it, so any proxy accepts a handle another one issued.
-    pub receipt_secret: String,
+    /// share it, so any proxy accepts a handle another one issued. Unset:
+    /// the store's own random key, which it hands to all its proxies.
+    pub receipt_secret: Option<SecretString>,
+    /// Check every call's signature and ACLs (see README, Authentication).
+    pub auth: bool,
+    /// Accept compact dates (`yyyyMMddTHHmmssZ`) written in the client's
+    /// local time with a literal `Z` (Java, Go, Python outside UTC). This
+    /// widens the window in which a captured signature can be replayed from
+    /// 30 minutes to about 26.5 hours.
+    pub auth_local_time_dates: bool,
+    /// A user created (or updated) as admin at start.
+    pub admin_user: Option<String>,
+    /// The secret of `admin_user`.
+    pub admin_secret: Option<SecretString>,
     /// Create unknown topics (NORMAL, default queue count) on first use.
     /// Meant for development; off by default so typos are reported.
     pub auto_create: bool,
@@ -56,6 +68,29 @@ pub struct ProxyConfig {
     pub otlp_endpoint: Option<String>,
 }
 
+/// A secret setting: Debug never shows it, so logging a config is safe.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> SecretString {
+        SecretString(s.into())
+    }
+
+    /// The secret, for the one use it is kept for.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 impl ProxyConfig {
     pub fn txn_checks(&self) -> CheckPolicy {
         CheckPolicy {
@@ -76,7 +111,11 @@ impl Default for ProxyConfig {
             flush: FlushMode::Sync,
             ack_flush: FlushMode::Sync,
             retention_hours: 72,
-            receipt_secret: "pier-development-receipt-secret".into(),
+            receipt_secret: None,
+            auth: false,
+            auth_local_time_dates: false,
+            admin_user: None,
+            admin_secret: None,
             auto_create: false,
             max_body_size: 4 * 1024 * 1024,
             max_delay_ms: 40 * 24 * 3600 * 1000,

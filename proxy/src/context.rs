@@ -1,8 +1,11 @@
 //! What a call's gRPC metadata says about its client (protocol.md §5).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::metadata::MetadataMap;
+
+use crate::auth::{Principal, Refused};
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientContext {
@@ -15,9 +18,28 @@ pub struct ClientContext {
     pub namespace: String,
     /// Time left before the client's deadline (`grpc-timeout`).
     pub deadline: Option<Duration>,
+    /// The authenticated user (set by the auth layer when auth is on).
+    pub user: Option<Arc<Principal>>,
+    /// Why the auth layer refused the call, when it left the answer to the
+    /// handler (see `auth::layer`).
+    pub refused: Option<Arc<Refused>>,
 }
 
 impl ClientContext {
+    /// The context of a call: its metadata, and the user the auth layer
+    /// authenticated.
+    pub fn of<T>(request: &tonic::Request<T>) -> ClientContext {
+        let mut ctx = ClientContext::from_metadata(request.metadata());
+        ctx.user = request.extensions().get::<Arc<Principal>>().cloned();
+        ctx.refused = request.extensions().get::<Arc<Refused>>().cloned();
+        ctx
+    }
+
+    /// The authenticated user of the call, if auth is on.
+    pub fn user(&self) -> Option<&Principal> {
+        self.user.as_deref()
+    }
+
     pub fn from_metadata(md: &MetadataMap) -> ClientContext {
         let get = |k: &str| {
             md.get(k)
@@ -35,6 +57,8 @@ impl ClientContext {
                 .get("grpc-timeout")
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_grpc_timeout),
+            user: None,
+            refused: None,
         }
     }
 

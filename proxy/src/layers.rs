@@ -1,8 +1,9 @@
 //! The one place the client-facing services are built, and the stack of
 //! tower layers every call to them passes through.
 //!
-//! Metrics time every call here (`rocketmq_rpc_latency`, see
-//! `pier_node::metrics::rpc`). Cross-cutting concerns that look at calls rather than at
+//! Today: metrics time every call (`rocketmq_rpc_latency`, see
+//! `pier_node::metrics::rpc`), then authentication (`auth::AuthLayer`)
+//! checks its signature. Cross-cutting concerns that look at calls rather than at
 //! the protocol go here, one layer each, so no handler has to change for
 //! them: authentication and ACLs (reject before the handler runs), metrics
 //! (count and time each RPC by path and gRPC status), tracing (a span per
@@ -22,11 +23,17 @@ use tower::layer::util::{Identity, Stack};
 use tower::ServiceBuilder;
 
 use crate::admin::ProxyAdmin;
+use crate::auth::{AuthLayer, Gate};
 use crate::service::Messaging;
 
 /// The layers around every service of the client port, outermost first.
-pub fn stack() -> ServiceBuilder<Stack<RpcLatencyLayer, Identity>> {
-    ServiceBuilder::new().layer(RpcLatencyLayer::new("grpc"))
+pub fn stack(
+    gate: Arc<Gate>,
+) -> ServiceBuilder<Stack<AuthLayer, Stack<RpcLatencyLayer, Identity>>> {
+    // Latency outermost, so refused calls are timed and counted too.
+    ServiceBuilder::new()
+        .layer(RpcLatencyLayer::new("grpc"))
+        .layer(AuthLayer::new(gate))
 }
 
 /// `apache.rocketmq.v2.MessagingService`, with its message size limits.

@@ -11,6 +11,7 @@
 //! - [`metrics`]: what the proxy counts (RPC latency, connections, store
 //!   calls, refused receipt handles);
 //! - [`faults`]: the rate-limited WARN line for failures the server caused;
+//! - [`auth`]: authentication (signatures) and ACLs of the client port;
 //! - [`receipt`]: authenticated, self-describing receipt handles;
 //! - [`session`]: Telemetry sessions and settings;
 //! - [`renew`]: background renewal of push consumers' receipts;
@@ -19,6 +20,7 @@
 //! - [`server`]: putting it together and stopping gracefully.
 
 pub mod admin;
+pub mod auth;
 pub mod authority;
 pub mod config;
 pub mod context;

@@ -163,6 +163,14 @@ macro_rules! metered {
                 // A stream open for the proxy's life: nothing to time.
                 self.0.watch_transaction_checks().await
             }
+
+            async fn auth_snapshot(
+                &self,
+                req: AuthSnapshotRequest,
+            ) -> pier_store::Result<AuthSnapshotResponse> {
+                // A long poll: its time is the wait for a change.
+                self.0.auth_snapshot(req).await
+            }
         }
     };
 }
@@ -189,4 +197,12 @@ metered!(
     delete_group: DeleteGroupRequest => DeleteGroupResponse;
     list_groups: ListGroupsRequest => ListGroupsResponse;
     describe_group: DescribeGroupRequest => DescribeGroupResponse;
+    create_user: CreateUserRequest => CreateUserResponse;
+    delete_user: DeleteUserRequest => DeleteUserResponse;
+    list_users: ListUsersRequest => ListUsersResponse;
+    describe_user: DescribeUserRequest => DescribeUserResponse;
+    grant_acl: GrantAclRequest => GrantAclResponse;
+    revoke_acl: RevokeAclRequest => RevokeAclResponse;
+    list_acls: ListAclsRequest => ListAclsResponse;
+    receipt_secret: ReceiptSecretRequest => ReceiptSecretResponse;
 );

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::ProxyAdmin;
+use crate::auth;
 use crate::authority;
 use crate::config::ProxyConfig;
 use crate::faults::FaultLog;
@@ -83,6 +84,8 @@ pub async fn serve(
         }
     };
 
+    let security = auth::prepare(&cfg, &store).await?;
+    let gate = security.gate.clone();
     let store = metrics::MeteredStore::wrap(store);
     let (drain_tx, drain_rx) = watch::channel(false);
     let sessions = Sessions::new();
@@ -101,9 +104,13 @@ pub async fn serve(
         sessions,
         renewer,
         addr.to_string(),
-        drain_rx,
+        drain_rx.clone(),
         faults,
+        security,
     );
+    let auth_task = gate
+        .enabled()
+        .then(|| tokio::spawn(gate.clone().follow(store.clone(), drain_rx)));
 
     let relay_task = tokio::spawn(messaging.clone().relay_transaction_checks());
     let expiry_task = tokio::spawn(messaging.clone().expire_clients());
@@ -149,7 +156,7 @@ pub async fn serve(
     };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
-        .layer(layers::stack())
+        .layer(layers::stack(gate))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -161,6 +168,9 @@ pub async fn serve(
     let _ = renew_task.await;
     let _ = relay_task.await;
     let _ = expiry_task.await;
+    if let Some(t) = auth_task {
+        let _ = t.await;
+    }
     messaging.finish().await;
     if let Some(s) = embedded {
         s.shutdown();

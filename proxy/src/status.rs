@@ -8,6 +8,7 @@
 use pier_proto::rocketmq::{Code, Status};
 use pier_store::StoreError;
 
+use crate::auth::AuthError;
 use crate::context::ClientContext;
 use crate::faults::{Fault, FaultKind};
 use crate::receipt::ReceiptError;
@@ -92,6 +93,7 @@ impl From<StoreError> for Rejection {
         let code = match &e {
             StoreError::TopicNotFound { .. } => Code::TopicNotFound,
             StoreError::GroupNotFound { .. } => Code::ConsumerGroupNotFound,
+            StoreError::UserNotFound { .. } => Code::NotFound,
             StoreError::AlreadyExists { .. } | StoreError::InvalidArgument { .. } => {
                 Code::BadRequest
             }
@@ -137,6 +139,41 @@ impl From<StoreError> for Rejection {
                 cause: e.report(),
             }),
         }
+    }
+}
+
+/// A failed authentication is UNAUTHORIZED, a missing permission
+/// FORBIDDEN (protocol.md §5), each with the reason in the message.
+impl From<AuthError> for Rejection {
+    fn from(e: AuthError) -> Rejection {
+        let code = if e.is_authentication() {
+            Code::Unauthorized
+        } else {
+            Code::Forbidden
+        };
+        Rejection::new(code, e.to_string())
+    }
+}
+
+/// The gRPC status of an auth failure, for what answers with gRPC
+/// statuses (Telemetry, the admin API).
+pub fn auth_grpc_status(e: &AuthError) -> tonic::Status {
+    if e.is_authentication() {
+        tonic::Status::unauthenticated(e.to_string())
+    } else {
+        tonic::Status::permission_denied(e.to_string())
+    }
+}
+
+/// How a stream that answers with gRPC statuses (Telemetry) ends on a
+/// rejection: as the reference, INVALID_ARGUMENT for request errors, and
+/// the auth failures by their own gRPC codes.
+pub fn stream_status(rej: &Rejection) -> tonic::Status {
+    match rej.code {
+        Code::Unauthorized => tonic::Status::unauthenticated(rej.message.clone()),
+        Code::Forbidden => tonic::Status::permission_denied(rej.message.clone()),
+        c if (c as i32) < 50000 => tonic::Status::invalid_argument(rej.message.clone()),
+        _ => tonic::Status::internal(rej.message.clone()),
     }
 }
 

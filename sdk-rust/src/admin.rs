@@ -14,6 +14,12 @@ use pier_proto::admin::{
     TopicType,
 };
 
+use pier_proto::admin::{
+    AclDecision, AclRule, CreateUserRequest, CreateUserResponse, DeleteUserRequest,
+    DescribeUserRequest, DescribeUserResponse, GrantAclRequest, ListAclsRequest, ListUsersRequest,
+    RevokeAclRequest, User,
+};
+
 use crate::connect::{deadline, request, Connection, HeaderChannel};
 use crate::error::{Error, Result};
 
@@ -201,6 +207,97 @@ impl Admin {
         self.call(req, |mut c, r| async move { c.delete_group(r).await })
             .await
             .map(drop)
+    }
+
+    /// Creates a user of the client port, or sets an existing user's
+    /// secret and admin flag. The secret is never returned.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        secret: &str,
+        admin: bool,
+    ) -> Result<CreateUserResponse> {
+        require_name("user", name)?;
+        let req = CreateUserRequest {
+            name: name.to_owned(),
+            secret: secret.to_owned(),
+            admin,
+        };
+        self.call(req, |mut c, r| async move { c.create_user(r).await })
+            .await
+    }
+
+    /// All users (no secrets).
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let resp = self
+            .call(ListUsersRequest {}, |mut c, r| async move {
+                c.list_users(r).await
+            })
+            .await?;
+        Ok(resp.users)
+    }
+
+    /// A user and its ACL rules (no secret).
+    pub async fn describe_user(&self, name: &str) -> Result<DescribeUserResponse> {
+        require_name("user", name)?;
+        let req = DescribeUserRequest {
+            name: name.to_owned(),
+        };
+        self.call(req, |mut c, r| async move { c.describe_user(r).await })
+            .await
+    }
+
+    /// Deletes a user and its ACL rules; returns how many rules went.
+    pub async fn delete_user(&self, name: &str) -> Result<u32> {
+        require_name("user", name)?;
+        let req = DeleteUserRequest {
+            name: name.to_owned(),
+        };
+        let resp = self
+            .call(req, |mut c, r| async move { c.delete_user(r).await })
+            .await?;
+        Ok(resp.rules_deleted)
+    }
+
+    /// Adds an ACL rule (or replaces the one with the same user, resource
+    /// and decision); returns it as the server keeps it.
+    pub async fn grant_acl(&self, rule: AclRule) -> Result<AclRule> {
+        let resp = self
+            .call(
+                GrantAclRequest { rule: Some(rule) },
+                |mut c, r| async move { c.grant_acl(r).await },
+            )
+            .await?;
+        resp.rule
+            .ok_or_else(|| Error::Protocol("GrantAcl answered without a rule".into()))
+    }
+
+    /// Removes the rule of `user` on `resource` with this decision.
+    pub async fn revoke_acl(
+        &self,
+        user: &str,
+        resource: &str,
+        decision: AclDecision,
+    ) -> Result<()> {
+        let req = RevokeAclRequest {
+            user: user.to_owned(),
+            resource: resource.to_owned(),
+            decision: decision as i32,
+        };
+        self.call(req, |mut c, r| async move { c.revoke_acl(r).await })
+            .await
+            .map(drop)
+    }
+
+    /// The ACL rules of every user (`user` empty) or of one.
+    pub async fn list_acls(&self, user: &str) -> Result<Vec<AclRule>> {
+        let req = ListAclsRequest {
+            user: user.to_owned(),
+        };
+        let resp = self
+            .call(req, |mut c, r| async move { c.list_acls(r).await })
+            .await?;
+        Ok(resp.rules)
     }
 }
 

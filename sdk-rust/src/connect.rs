@@ -205,6 +205,13 @@ impl Connection {
         })
     }
 
+    /// Signs every call of this connection with `credentials` (the
+    /// `authorization` header of a user of the server).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Result<Connection> {
+        self.headers = Headers::for_client(self.headers.client_id(), "", Some(credentials))?;
+        Ok(self)
+    }
+
     /// The address this connection dialled.
     pub fn addr(&self) -> &ServerAddr {
         &self.addr

@@ -69,4 +69,25 @@ pub trait StoreApi: Send + Sync + 'static {
     async fn list_groups(&self, req: ListGroupsRequest) -> Result<ListGroupsResponse>;
     /// Returns a consumer group with its backlog per topic.
     async fn describe_group(&self, req: DescribeGroupRequest) -> Result<DescribeGroupResponse>;
+
+    /// Creates a user, or sets an existing user's secret and admin flag.
+    async fn create_user(&self, req: CreateUserRequest) -> Result<CreateUserResponse>;
+    /// Deletes a user and its ACL rules.
+    async fn delete_user(&self, req: DeleteUserRequest) -> Result<DeleteUserResponse>;
+    /// Lists every user (never a secret).
+    async fn list_users(&self, req: ListUsersRequest) -> Result<ListUsersResponse>;
+    /// Returns a user and its ACL rules (never its secret).
+    async fn describe_user(&self, req: DescribeUserRequest) -> Result<DescribeUserResponse>;
+    /// Adds an ACL rule, or replaces the one of the same user, resource and
+    /// decision.
+    async fn grant_acl(&self, req: GrantAclRequest) -> Result<GrantAclResponse>;
+    /// Removes an ACL rule.
+    async fn revoke_acl(&self, req: RevokeAclRequest) -> Result<RevokeAclResponse>;
+    /// Lists the ACL rules, of every user or of one.
+    async fn list_acls(&self, req: ListAclsRequest) -> Result<ListAclsResponse>;
+    /// Every user (with its secret, for proxies to check signatures) and
+    /// rule; long-polls while nothing changed since `known_generation`.
+    async fn auth_snapshot(&self, req: AuthSnapshotRequest) -> Result<AuthSnapshotResponse>;
+    /// The key this store's proxies sign receipt handles with.
+    async fn receipt_secret(&self, req: ReceiptSecretRequest) -> Result<ReceiptSecretResponse>;
 }

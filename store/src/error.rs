@@ -27,6 +27,12 @@ pub enum StoreError {
         /// The name asked for.
         group: String,
     },
+    /// No user has this name.
+    #[error("user {user} does not exist")]
+    UserNotFound {
+        /// The name asked for.
+        user: String,
+    },
     /// A topic or group of this name exists with other settings.
     #[error("{what} {name} already exists with other settings ({existing})")]
     AlreadyExists {

@@ -9,6 +9,8 @@
 //!   writes, and the poison flag after a failed write;
 //! - `clock`: where "now" comes from ([`Clock`]; tests use [`ManualClock`]);
 //! - `catalog`: topics and consumer groups;
+//! - `auth`: users, ACL rules, the key files (secrets at rest, receipts);
+//!   its `policy` (what a rule means) is public, for the proxies;
 //! - `log`: message logs: where an append goes, the group-commit thread;
 //! - `pop`: consumption: cursors, in-flight deliveries, redelivery, DLQ;
 //! - `fifo`: message-group ordering: lanes, locks, parked messages;
@@ -21,6 +23,7 @@
 //! - `config`: a store node's settings file and flags.
 
 mod api;
+pub mod auth;
 mod catalog;
 mod clock;
 mod config;

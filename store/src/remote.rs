@@ -154,6 +154,8 @@ forward!(
     store.end_transaction: s::EndTransactionRequest => s::EndTransactionResponse;
     store.get_topic: s::GetTopicRequest => s::GetTopicResponse;
     store.get_group: s::GetGroupRequest => s::GetGroupResponse;
+    store.auth_snapshot: s::AuthSnapshotRequest => s::AuthSnapshotResponse;
+    store.receipt_secret: s::ReceiptSecretRequest => s::ReceiptSecretResponse;
     admin.create_topic: a::CreateTopicRequest => a::CreateTopicResponse;
     admin.update_topic: a::UpdateTopicRequest => a::UpdateTopicResponse;
     admin.delete_topic: a::DeleteTopicRequest => a::DeleteTopicResponse;
@@ -164,6 +166,13 @@ forward!(
     admin.delete_group: a::DeleteGroupRequest => a::DeleteGroupResponse;
     admin.list_groups: a::ListGroupsRequest => a::ListGroupsResponse;
     admin.describe_group: a::DescribeGroupRequest => a::DescribeGroupResponse;
+    admin.create_user: a::CreateUserRequest => a::CreateUserResponse;
+    admin.delete_user: a::DeleteUserRequest => a::DeleteUserResponse;
+    admin.list_users: a::ListUsersRequest => a::ListUsersResponse;
+    admin.describe_user: a::DescribeUserRequest => a::DescribeUserResponse;
+    admin.grant_acl: a::GrantAclRequest => a::GrantAclResponse;
+    admin.revoke_acl: a::RevokeAclRequest => a::RevokeAclResponse;
+    admin.list_acls: a::ListAclsRequest => a::ListAclsResponse;
 );
 
 #[cfg(test)]

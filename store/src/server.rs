@@ -25,6 +25,7 @@ fn to_status(e: StoreError) -> Status {
     let code = match &e {
         StoreError::TopicNotFound { .. }
         | StoreError::GroupNotFound { .. }
+        | StoreError::UserNotFound { .. }
         | StoreError::TransactionNotFound { .. }
         | StoreError::TimerNotFound { .. } => Code::NotFound,
         StoreError::AlreadyExists { .. } => Code::AlreadyExists,
@@ -151,6 +152,8 @@ serve!(StoreEndpoint, store_server::Store, {
     end_transaction: s::EndTransactionRequest => s::EndTransactionResponse;
     get_topic: s::GetTopicRequest => s::GetTopicResponse;
     get_group: s::GetGroupRequest => s::GetGroupResponse;
+    auth_snapshot: s::AuthSnapshotRequest => s::AuthSnapshotResponse;
+    receipt_secret: s::ReceiptSecretRequest => s::ReceiptSecretResponse;
 );
 
 serve!(AdminEndpoint, AdminService, {}
@@ -164,6 +167,13 @@ serve!(AdminEndpoint, AdminService, {}
     delete_group: a::DeleteGroupRequest => a::DeleteGroupResponse;
     list_groups: a::ListGroupsRequest => a::ListGroupsResponse;
     describe_group: a::DescribeGroupRequest => a::DescribeGroupResponse;
+    create_user: a::CreateUserRequest => a::CreateUserResponse;
+    delete_user: a::DeleteUserRequest => a::DeleteUserResponse;
+    list_users: a::ListUsersRequest => a::ListUsersResponse;
+    describe_user: a::DescribeUserRequest => a::DescribeUserResponse;
+    grant_acl: a::GrantAclRequest => a::GrantAclResponse;
+    revoke_acl: a::RevokeAclRequest => a::RevokeAclResponse;
+    list_acls: a::ListAclsRequest => a::ListAclsResponse;
 );
 
 #[cfg(test)]

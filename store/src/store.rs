@@ -2,6 +2,7 @@
 //! the parts that own each concern and hands every call to its owner:
 //!
 //! - [`Catalog`]: topics and groups;
+//! - [`Auth`]: users, ACL rules, the key files;
 //! - [`MessageLog`]: appends (placement, group commit) and reads;
 //! - [`Consumption`]: pop, ack, invisibility, dead-lettering;
 //! - [`Timers`], [`Transactions`], [`Retention`]: delay messages,
@@ -16,6 +17,7 @@ use pier_proto::admin::*;
 use pier_proto::store::*;
 
 use crate::api::{CheckStream, StoreApi};
+use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::db::Db;
@@ -61,6 +63,7 @@ pub struct Store {
     db: Arc<Db>,
     clock: SharedClock,
     catalog: Arc<Catalog>,
+    auth: Auth,
     log: Arc<MessageLog>,
     pop: Arc<Consumption>,
     timers: Timers,
@@ -83,6 +86,7 @@ impl Store {
         opts.txn_checks.validate()?;
         let db = Arc::new(Db::open(dir)?);
         let catalog = Arc::new(Catalog::load(db.clone(), clock.clone())?);
+        let auth = Auth::open(dir, db.clone(), clock.clone())?;
         let log = Arc::new(MessageLog::start(db.clone(), clock.clone(), opts.flush)?);
         let pop = Arc::new(Consumption::start(
             db.clone(),
@@ -104,7 +108,7 @@ impl Store {
             clock.clone(),
             opts.retention_ms,
         )?;
-        tracing::info!(dir = %dir.display(), topics = catalog.topics().len(), groups = catalog.groups().len(), flush = ?opts.flush, ack_flush = ?opts.ack_flush, "store opened");
+        tracing::info!(dir = %dir.display(), topics = catalog.topics().len(), groups = catalog.groups().len(), users = auth.user_count(), flush = ?opts.flush, ack_flush = ?opts.ack_flush, "store opened");
         let _gauges = metrics::gauges::register(metrics::gauges::Sources {
             catalog: Arc::downgrade(&catalog),
             pop: Arc::downgrade(&pop),
@@ -116,6 +120,7 @@ impl Store {
             db,
             clock,
             catalog,
+            auth,
             log,
             pop,
             timers,
@@ -361,6 +366,53 @@ impl StoreApi for Store {
             group: Some(group.group.clone()),
             backlog,
             dlq,
+        })
+    }
+
+    async fn create_user(&self, req: CreateUserRequest) -> Result<CreateUserResponse> {
+        self.check_running()?;
+        self.auth.create_user(req)
+    }
+
+    async fn delete_user(&self, req: DeleteUserRequest) -> Result<DeleteUserResponse> {
+        self.check_running()?;
+        self.auth.delete_user(&req.name)
+    }
+
+    async fn list_users(&self, _req: ListUsersRequest) -> Result<ListUsersResponse> {
+        Ok(self.auth.list_users())
+    }
+
+    async fn describe_user(&self, req: DescribeUserRequest) -> Result<DescribeUserResponse> {
+        self.auth.describe_user(&req.name)
+    }
+
+    async fn grant_acl(&self, req: GrantAclRequest) -> Result<GrantAclResponse> {
+        self.check_running()?;
+        self.auth.grant(req.rule.unwrap_or_default())
+    }
+
+    async fn revoke_acl(&self, req: RevokeAclRequest) -> Result<RevokeAclResponse> {
+        self.check_running()?;
+        self.auth.revoke(req)
+    }
+
+    async fn list_acls(&self, req: ListAclsRequest) -> Result<ListAclsResponse> {
+        Ok(self.auth.list_acls(&req.user))
+    }
+
+    async fn auth_snapshot(&self, req: AuthSnapshotRequest) -> Result<AuthSnapshotResponse> {
+        // A drain ends the long poll, so a stopping node is not held up.
+        let mut drain = self.drain_signal.subscribe();
+        let stop = async move {
+            let _ = drain.wait_for(|d| *d).await;
+        };
+        Ok(self.auth.snapshot(req, stop).await)
+    }
+
+    async fn receipt_secret(&self, _req: ReceiptSecretRequest) -> Result<ReceiptSecretResponse> {
+        Ok(ReceiptSecretResponse {
+            secret: self.auth.receipt_secret().expose().to_vec(),
         })
     }
 }

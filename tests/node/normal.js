@@ -15,8 +15,11 @@ const { parseArgs, logger, finish, hardLimit, sleep } = require('./common');
 
 const args = parseArgs({
   endpoint: null, topic: null, group: null, count: 100, prefix: 'node',
-  timeout: 120, tail: 3, await: 2000, concurrency: 16,
+  timeout: 120, tail: 3, await: 2000, concurrency: 16, accessKey: '', secretKey: '',
 });
+// Signs every call when given a user's keys (a server with auth on).
+const sessionCredentials = args.accessKey
+  ? { accessKey: args.accessKey, accessSecret: args.secretKey } : undefined;
 
 const t0 = Date.now();
 const s = {
@@ -34,6 +37,7 @@ process.on('unhandledRejection', (e) => {
 async function produce() {
   const producer = new Producer({
     endpoints: args.endpoint, namespace: '', topics: [ args.topic ], logger: logger('producer'),
+    sessionCredentials,
   });
   await producer.startup();
   try {
@@ -62,7 +66,7 @@ async function consume() {
   const consumer = new SimpleConsumer({
     endpoints: args.endpoint, namespace: '', consumerGroup: args.group,
     subscriptions: new Map([[ args.topic, '*' ]]), awaitDuration: args.await,
-    logger: logger('simple'),
+    logger: logger('simple'), sessionCredentials,
   });
   await consumer.startup();
   const seen = new Map();

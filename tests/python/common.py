@@ -39,6 +39,8 @@ def arg_parser(doc, topic_help=None):
     ap.add_argument("--topic", required=True, help=topic_help)
     ap.add_argument("--request-timeout", type=int, default=3,
                     help="client RPC timeout in whole seconds (default: 3)")
+    ap.add_argument("--access-key", default="", help="sign calls as this user (server with auth on)")
+    ap.add_argument("--secret-key", default="", help="the user's secret key")
     return ap
 
 

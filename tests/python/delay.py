@@ -147,11 +147,11 @@ class Run(Runner):
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
         consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
                                                await_duration=a.await_duration))  # tls_enable defaults to False
         producer = self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout), topics=[a.topic]))
+            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic]))
 
         self.phase = "send"
         msg = Message()

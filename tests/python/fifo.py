@@ -212,7 +212,7 @@ class Run(Runner):
     def start_producer(self):
         a = self.args
         return self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout), topics=[a.topic]))
+            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic]))
 
     def send(self, producer):
         """Sends every group's messages, interleaved; returns the start time."""
@@ -252,7 +252,7 @@ class Run(Runner):
         if a.produce_only:
             self.produce()
             return
-        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
         consumer = CheckedPushConsumer(
             config, a.group,
             message_listener=RecordingListener(self.tracker, self, lambda m: m.message_group),

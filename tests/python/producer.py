@@ -72,7 +72,7 @@ def main():
 
     producer = None
     try:
-        config = ClientConfiguration(args.endpoint, Credentials(), request_timeout=args.request_timeout)
+        config = ClientConfiguration(args.endpoint, Credentials(args.access_key, args.secret_key), request_timeout=args.request_timeout)
         producer = Producer(config, topics=[args.topic])  # tls_enable defaults to False
         producer.startup()
         state["phase"] = "send"

@@ -81,7 +81,7 @@ class Run(Runner):
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
         consumer = CheckedPushConsumer(
             config, a.group,
             message_listener=RecordingListener(self.tracker, self, lambda m: m.message_id),

@@ -76,7 +76,7 @@ class Run(Runner):
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout)
+        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
         consumer = self.started(SimpleConsumer(
             config, a.group,
             subscription={a.topic: FilterExpression(a.tag)},

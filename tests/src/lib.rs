@@ -20,6 +20,8 @@ pub mod node;
 pub mod otlp;
 pub mod prometheus;
 pub mod raw;
+pub mod rust_client;
+pub mod signing;
 pub mod tools;
 
 pub use deploy::{Mode, Pier};

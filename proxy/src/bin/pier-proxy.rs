@@ -66,6 +66,19 @@ struct Args {
     /// Key authenticating receipt handles; the same on every proxy of a fleet.
     #[arg(long, env = "PIER_RECEIPT_SECRET", hide_env_values = true)]
     receipt_secret: Option<String>,
+    /// Check every call's signature (MQv2-HMAC-SHA1) and ACLs.
+    #[arg(long, env = "PIER_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    auth: Option<bool>,
+    /// Accept compact dates in the client's local time (Java, Go, Python
+    /// outside UTC); widens the replay window to about 26.5 h.
+    #[arg(long, env = "PIER_AUTH_LOCAL_TIME_DATES", num_args = 0..=1, default_missing_value = "true")]
+    auth_local_time_dates: Option<bool>,
+    /// Create (or update) this admin user at start.
+    #[arg(long, env = "PIER_ADMIN_USER", requires = "admin_secret")]
+    admin_user: Option<String>,
+    /// The secret of --admin-user.
+    #[arg(long, env = "PIER_ADMIN_SECRET", hide_env_values = true)]
+    admin_secret: Option<String>,
     /// Create unknown topics and groups on first use (development).
     #[arg(long, env = "PIER_AUTO_CREATE")]
     auto_create: Option<bool>,
@@ -125,7 +138,19 @@ async fn main() -> anyhow::Result<()> {
         cfg.client_expiry_ms = v;
     }
     if let Some(v) = args.receipt_secret {
-        cfg.receipt_secret = v;
+        cfg.receipt_secret = Some(pier_proxy::config::SecretString::new(v));
+    }
+    if let Some(v) = args.auth {
+        cfg.auth = v;
+    }
+    if let Some(v) = args.auth_local_time_dates {
+        cfg.auth_local_time_dates = v;
+    }
+    if let Some(v) = args.admin_user {
+        cfg.admin_user = Some(v);
+    }
+    if let Some(v) = args.admin_secret {
+        cfg.admin_secret = Some(pier_proxy::config::SecretString::new(v));
     }
     if let Some(v) = args.auto_create {
         cfg.auto_create = v;

@@ -4,11 +4,13 @@
 
 use pier_proto::rocketmq::*;
 use pier_proto::store::{self as st, DeliveryRef};
+use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
 use super::{
     batch_status, entry_status, require_client, Inner, RpcResult, Target, MAX_INVISIBLE_MS,
 };
+use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert;
 use crate::metrics;
@@ -37,7 +39,7 @@ pub(super) async fn change_invisible_duration(
     inner: &Inner,
     request: Request<ChangeInvisibleDurationRequest>,
 ) -> RpcResult<ChangeInvisibleDurationResponse> {
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
     let req = request.into_inner();
     // Java and Python keep whatever handle comes back, even with an
     // error, so an error returns the handle they sent.
@@ -62,7 +64,7 @@ pub(super) async fn forward_to_dlq(
     inner: &Inner,
     request: Request<ForwardMessageToDeadLetterQueueRequest>,
 ) -> RpcResult<ForwardMessageToDeadLetterQueueResponse> {
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
     let req = request.into_inner();
     let status = match inner.forward_to_dlq(&ctx, &req).await {
         Ok(()) => ok(),
@@ -115,9 +117,15 @@ impl Inner {
         ctx: &ClientContext,
         req: AckMessageRequest,
     ) -> Result<AckMessageResponse, Rejection> {
+        // A call the auth layer refused is answered here, entry by entry.
+        self.authorize(ctx, &[])?;
         require_client(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        self.authorize(
+            ctx,
+            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
+        )?;
         if req.entries.is_empty() {
             return Err(Rejection::new(
                 Code::BadRequest,
@@ -207,6 +215,10 @@ impl Inner {
         require_client(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        self.authorize(
+            ctx,
+            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
+        )?;
         let (receipt, d) = self.delivery(&req.receipt_handle, &group, &topic)?;
         let ms = req
             .invisible_duration
@@ -246,6 +258,10 @@ impl Inner {
         require_client(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        self.authorize(
+            ctx,
+            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
+        )?;
         let (_, d) = self.delivery(&req.receipt_handle, &group, &topic)?;
         self.renewer.forget(&req.receipt_handle);
         self.store

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Streaming};
 
+use crate::auth::{Gate, Need};
 use crate::config::ProxyConfig;
 use crate::context::ClientContext;
 use crate::faults::FaultLog;
@@ -45,7 +46,7 @@ use crate::validate::Limits;
 /// request is about, taken before the handler consumes it.
 macro_rules! reply {
     ($rpc:literal, $request:ident, $inner:expr, $resource:expr, $body:expr, $err:expr) => {{
-        let ctx = $crate::context::ClientContext::from_metadata($request.metadata());
+        let ctx = $crate::context::ClientContext::of(&$request);
         let req = $request.into_inner();
         let resource = $resource(&req);
         let resp = match $body($inner, &ctx, req).await {
@@ -93,12 +94,17 @@ struct Inner {
     store_host: String,
     draining: watch::Receiver<bool>,
     faults: Arc<FaultLog>,
+    /// Authorization of each request (authentication is done by then).
+    gate: Arc<Gate>,
     /// Tasks the handlers start (Telemetry readers, releases of receives
     /// that never reached their consumer); waited for at the end.
     tasks: TaskTracker,
 }
 
 impl Messaging {
+    // Each argument is one part `server` assembled; a struct of them would
+    // only repeat this list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn StoreApi>,
         cfg: Arc<ProxyConfig>,
@@ -107,10 +113,12 @@ impl Messaging {
         store_host: String,
         draining: watch::Receiver<bool>,
         faults: Arc<FaultLog>,
+        security: Security,
     ) -> Messaging {
         Messaging {
             inner: Arc::new(Inner {
-                receipts: ReceiptKey::new(cfg.receipt_secret.as_bytes()),
+                receipts: ReceiptKey::new(security.receipt_key.expose()),
+                gate: security.gate,
                 limits: Limits {
                     max_body_size: cfg.max_body_size,
                     max_delay_ms: cfg.max_delay_ms,
@@ -152,6 +160,26 @@ impl Messaging {
                 tracing::info!(client = %id, expiry_ms = ttl, "client expired: not seen for the expiry time");
             }
         }
+    }
+}
+
+/// What the handlers check requests and sign receipts with.
+pub struct Security {
+    /// Authorization of each request.
+    pub gate: Arc<Gate>,
+    /// The key of receipt handles, shared by every proxy of a store.
+    pub receipt_key: pier_store::auth::Secret,
+}
+
+impl Inner {
+    /// Whether the call's user may do everything in `needs`.
+    fn authorize(&self, ctx: &ClientContext, needs: &[Need<'_>]) -> Result<(), Rejection> {
+        if let Some(refused) = &ctx.refused {
+            return Err(refused.0.clone().into());
+        }
+        self.gate
+            .authorize(ctx.user(), needs)
+            .map_err(Rejection::from)
     }
 }
 

@@ -3,9 +3,11 @@
 
 use pier_proto::rocketmq::*;
 use pier_proto::store as st;
+use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
 use super::{require_client, Inner, RpcResult, Target};
+use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::status::{ok, Rejection};
 use crate::validate;
@@ -14,7 +16,7 @@ pub(super) async fn recall_message(
     inner: &Inner,
     request: Request<RecallMessageRequest>,
 ) -> RpcResult<RecallMessageResponse> {
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
     let req = request.into_inner();
     let target = Target::new(req.topic.as_ref(), None);
     let resp = match inner.recall(&ctx, req).await {
@@ -41,6 +43,7 @@ impl Inner {
     ) -> Result<String, Rejection> {
         require_client(ctx)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])?;
         if req.recall_handle.trim().is_empty() {
             return Err(Rejection::new(Code::BadRequest, "recall_handle is empty"));
         }

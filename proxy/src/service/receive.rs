@@ -15,11 +15,13 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use pier_proto::rocketmq::*;
 use pier_proto::store::{self as st, DeliveryRef};
+use pier_store::auth::policy::Action;
 use pier_store::StoreApi;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response};
 
 use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH, MAX_INVISIBLE_MS};
+use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert::{self, Delivery};
 use crate::receipt::Receipt;
@@ -46,7 +48,7 @@ pub(super) async fn receive_message(
     request: Request<ReceiveMessageRequest>,
 ) -> RpcResult<super::BoxStream<ReceiveMessageResponse>> {
     use receive_message_response::Content;
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
     let req = request.into_inner();
     let target = Target::new(
         req.message_queue.as_ref().and_then(|q| q.topic.as_ref()),
@@ -160,6 +162,10 @@ impl Inner {
             .ok_or_else(|| Rejection::new(Code::BadRequest, "message_queue is required"))?;
         let topic_res = mq.topic.clone().unwrap_or_default();
         let topic = validate::topic(Some(&topic_res), &ctx.namespace)?;
+        self.authorize(
+            ctx,
+            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
+        )?;
         let filter = req.filter_expression.as_ref().map(|f| st::Filter {
             kind: match FilterType::try_from(f.r#type).unwrap_or(FilterType::Unspecified) {
                 FilterType::Sql => st::filter::Kind::Sql92 as i32,

@@ -3,9 +3,11 @@
 //! Telemetry stream (protocol.md §4.4, §4.5, §8).
 
 use pier_proto::rocketmq::*;
+use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
 use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH};
+use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert;
 use crate::status::{ok, Rejection};
@@ -86,7 +88,23 @@ pub(super) async fn heartbeat(
     request: Request<HeartbeatRequest>,
 ) -> RpcResult<HeartbeatResponse> {
     // Always OK, even for an empty probe (Go) or an unknown client.
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
+    // A consumer's heartbeat needs Sub as its group (as the reference).
+    let req = request.get_ref();
+    let consumer = !matches!(
+        ClientType::try_from(req.client_type).unwrap_or(ClientType::Unspecified),
+        ClientType::Producer | ClientType::Unspecified
+    );
+    if let (true, Ok(group)) = (
+        consumer,
+        validate::group(req.group.as_ref(), &ctx.namespace),
+    ) {
+        if let Err(rej) = inner.authorize(&ctx, &[Need::group(&group)]) {
+            return Ok(Response::new(HeartbeatResponse {
+                status: Some(rej.to_status(&ctx)),
+            }));
+        }
+    }
     if let Some(id) = &ctx.client_id {
         inner.sessions.touch(id);
     }
@@ -101,6 +119,17 @@ impl Inner {
     ) -> Result<QueryRouteResponse, Rejection> {
         require_client(ctx)?;
         let name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        // Producers and consumers both ask for routes (reference: Pub or Sub).
+        if self
+            .authorize(ctx, &[Need::topic(&name, Action::Pub)])
+            .is_err()
+        {
+            self.authorize(ctx, &[Need::topic(&name, Action::Sub)])
+                .map_err(|mut rej| {
+                    rej.message = rej.message.replace(" lacks Sub ", " lacks Pub or Sub ");
+                    rej
+                })?;
+        }
         let endpoints = access_point(req.endpoints)?;
         let topic = self.topic(&name).await?;
         let types = accept_types(topic.r#type);
@@ -131,6 +160,13 @@ impl Inner {
         require_client(ctx)?;
         let topic_name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         let group_name = validate::group(req.group.as_ref(), &ctx.namespace)?;
+        self.authorize(
+            ctx,
+            &[
+                Need::topic(&topic_name, Action::Sub),
+                Need::group(&group_name),
+            ],
+        )?;
         let endpoints = access_point(req.endpoints)?;
         let topic = self.topic(&topic_name).await?;
         let group = self.group(&group_name).await?;

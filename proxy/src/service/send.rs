@@ -3,10 +3,12 @@
 
 use pier_proto::rocketmq::*;
 use pier_proto::store as st;
+use pier_store::auth::policy::Action;
 use pier_store::StoreError;
 use tonic::Request;
 
 use super::{batch_status, entry_status, require_client, Inner, RpcResult, Target};
+use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert;
 use crate::status::Rejection;
@@ -61,6 +63,8 @@ impl Inner {
         ctx: &ClientContext,
         req: SendMessageRequest,
     ) -> Result<SendMessageResponse, Rejection> {
+        // A call the auth layer refused is answered here, entry by entry.
+        self.authorize(ctx, &[])?;
         require_client(ctx)?;
         let Some(first) = req.messages.first() else {
             return Err(Rejection::new(
@@ -76,6 +80,7 @@ impl Inner {
             ));
         }
         let topic = validate::topic(topic_res.as_ref(), &ctx.namespace)?;
+        self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])?;
         let now = pier_store::now_ms();
         let mut outcomes: Vec<Result<(), Rejection>> = Vec::with_capacity(req.messages.len());
         let mut ids = Vec::with_capacity(req.messages.len());

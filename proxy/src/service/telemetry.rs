@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use pier_proto::rocketmq::*;
+use pier_store::auth::policy::Action;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Streaming};
 
 use super::{BoxStream, Inner, RpcResult};
+use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::status::ok;
 
@@ -18,7 +20,7 @@ pub(super) async fn telemetry(
     inner: &Arc<Inner>,
     request: Request<Streaming<TelemetryCommand>>,
 ) -> RpcResult<BoxStream<TelemetryCommand>> {
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
     let Some(client_id) = ctx.client_id.clone() else {
         return Err(tonic::Status::invalid_argument(
             "the x-mq-client-id header is required",
@@ -72,7 +74,15 @@ pub(super) async fn notify_client_termination(
     inner: &Inner,
     request: Request<NotifyClientTerminationRequest>,
 ) -> RpcResult<NotifyClientTerminationResponse> {
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
+    // Ending a consumer's session needs Sub as its group (as the reference).
+    if let Ok(group) = crate::validate::group(request.get_ref().group.as_ref(), &ctx.namespace) {
+        if let Err(rej) = inner.authorize(&ctx, &[Need::group(&group)]) {
+            return Ok(Response::new(NotifyClientTerminationResponse {
+                status: Some(rej.to_status(&ctx)),
+            }));
+        }
+    }
     if let Some(id) = &ctx.client_id {
         inner.sessions.close(id, None);
         inner.renewer.forget_client(id);
@@ -94,6 +104,11 @@ impl Inner {
         use telemetry_command::Command;
         match cmd.command {
             Some(Command::Settings(s)) => {
+                if let Err(rej) = self.authorize_settings(ctx, &s) {
+                    // As the reference: the stream ends with a gRPC error.
+                    let _ = tx.send(Err(rej)).await;
+                    return;
+                }
                 let reply = self.settings_reply(ctx, s).await;
                 self.sessions.update_settings(client_id, stream_id, &reply);
                 let out = TelemetryCommand {
@@ -109,5 +124,39 @@ impl Inner {
             }
             None => {}
         }
+    }
+}
+
+impl Inner {
+    /// What a client's settings declare: `Pub` on each topic it publishes,
+    /// `Sub` as its group and on each topic it subscribes (as the reference).
+    #[allow(clippy::result_large_err)]
+    fn authorize_settings(&self, ctx: &ClientContext, s: &Settings) -> Result<(), tonic::Status> {
+        use settings::PubSub;
+        let refused = |rej: crate::status::Rejection| crate::status::stream_status(&rej);
+        match &s.pub_sub {
+            Some(PubSub::Publishing(p)) => {
+                for t in &p.topics {
+                    if let Ok(topic) = crate::validate::topic(Some(t), &ctx.namespace) {
+                        self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])
+                            .map_err(refused)?;
+                    }
+                }
+            }
+            Some(PubSub::Subscription(sub)) => {
+                if let Ok(group) = crate::validate::group(sub.group.as_ref(), &ctx.namespace) {
+                    self.authorize(ctx, &[Need::group(&group)])
+                        .map_err(refused)?;
+                }
+                for e in &sub.subscriptions {
+                    if let Ok(topic) = crate::validate::topic(e.topic.as_ref(), &ctx.namespace) {
+                        self.authorize(ctx, &[Need::topic(&topic, Action::Sub)])
+                            .map_err(refused)?;
+                    }
+                }
+            }
+            None => {}
+        }
+        Ok(())
     }
 }

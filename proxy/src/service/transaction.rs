@@ -5,9 +5,11 @@
 use futures::StreamExt;
 use pier_proto::rocketmq::*;
 use pier_proto::store as st;
+use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
 use super::{require_client, Inner, Messaging, RpcResult, Target};
+use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert::{self, Delivery};
 use crate::status::{ok, Rejection};
@@ -17,7 +19,7 @@ pub(super) async fn end_transaction(
     inner: &Inner,
     request: Request<EndTransactionRequest>,
 ) -> RpcResult<EndTransactionResponse> {
-    let ctx = ClientContext::from_metadata(request.metadata());
+    let ctx = ClientContext::of(&request);
     let req = request.into_inner();
     let target = Target::new(req.topic.as_ref(), None);
     let status = match inner.end_transaction(&ctx, req).await {
@@ -40,6 +42,7 @@ impl Inner {
     ) -> Result<(), Rejection> {
         require_client(ctx)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
+        self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])?;
         if req.transaction_id.trim().is_empty() {
             return Err(Rejection::new(
                 Code::InvalidTransactionId,

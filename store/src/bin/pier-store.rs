@@ -53,6 +53,17 @@ struct Args {
     otlp_endpoint: Option<String>,
     #[command(flatten)]
     txn: TxnCheckArgs,
+    /// Create (or update) this admin user of the client port at start.
+    #[arg(long, env = "PIER_ADMIN_USER", requires = "admin_secret")]
+    admin_user: Option<String>,
+    /// The secret of --admin-user.
+    #[arg(
+        long,
+        env = "PIER_ADMIN_SECRET",
+        hide_env_values = true,
+        requires = "admin_user"
+    )]
+    admin_secret: Option<String>,
 }
 
 #[tokio::main]
@@ -114,6 +125,16 @@ async fn main() -> anyhow::Result<()> {
         },
     )?);
     let api: Arc<dyn StoreApi> = store.clone();
+    if let (Some(name), Some(secret)) = (args.admin_user, args.admin_secret) {
+        let r = api
+            .create_user(pier_proto::admin::CreateUserRequest {
+                name: name.clone(),
+                secret,
+                admin: true,
+            })
+            .await?;
+        tracing::info!(user = %name, created = r.created, "admin user ready");
+    }
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StoreServer<StoreEndpoint>>().await;

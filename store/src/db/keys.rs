@@ -7,7 +7,8 @@
 //!   -> attempt u32 | visible_at_ms i64 (an in-flight delivery)
 //!   `pop`: b'l' / b'p' | same tail -> message group (FIFO: the group an
 //!   in-flight message locks / a message parked until its group unlocks)
-//! - `meta`:  b't' | name -> Topic,  b'g' | name -> ConsumerGroup
+//! - `meta`:  b't' | name -> Topic,  b'g' | name -> ConsumerGroup;
+//!   b'u' (users) and b'a' (ACL rules): owned by `auth`, see there
 //! - `timer`: due_ms u64 | topic_id u32 | seq u64 -> queue u32 | StoredMessage
 //!   (a delay message waiting for its time; ordered by due time)
 //! - `txn`:   b'h' | id (16 bytes) -> HalfMessage,

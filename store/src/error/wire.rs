@@ -21,6 +21,7 @@ impl StoreError {
         match self {
             StoreError::TopicNotFound { .. } => "topic-not-found",
             StoreError::GroupNotFound { .. } => "group-not-found",
+            StoreError::UserNotFound { .. } => "user-not-found",
             StoreError::AlreadyExists { .. } => "already-exists",
             StoreError::InvalidArgument { .. } => "invalid-argument",
             StoreError::TypeConflict { .. } => "type-conflict",
@@ -43,6 +44,7 @@ impl StoreError {
                 vec![topic.clone()]
             }
             StoreError::GroupNotFound { group } => vec![group.clone()],
+            StoreError::UserNotFound { user } => vec![user.clone()],
             StoreError::AlreadyExists {
                 what,
                 name,
@@ -102,6 +104,7 @@ impl StoreError {
         match kind {
             "topic-not-found" => StoreError::TopicNotFound { topic: next() },
             "group-not-found" => StoreError::GroupNotFound { group: next() },
+            "user-not-found" => StoreError::UserNotFound { user: next() },
             "already-exists" => StoreError::AlreadyExists {
                 what: next(),
                 name: next(),

@@ -4,7 +4,7 @@
 //! ```text
 //! rust-client --endpoint HOST:PORT --topic T --group G --count N
 //!             [--case normal|fifo|delay|transaction] [--timeout SECS]
-//!             [--groups K] [--delay SECS]
+//!             [--groups K] [--delay SECS] [--access-key AK --secret-key SK]
 //! ```
 //!
 //! Exit code 0 only when every check of the case passed; the whole run is
@@ -31,6 +31,9 @@ struct Args {
     timeout: u64,
     groups: usize,
     delay: i64,
+    /// A user's keys: every call is signed (a server with auth on).
+    access_key: String,
+    secret_key: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +46,8 @@ fn parse_args() -> Result<Args, String> {
         timeout: 120,
         groups: 4,
         delay: 3,
+        access_key: String::new(),
+        secret_key: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +62,8 @@ fn parse_args() -> Result<Args, String> {
             "--timeout" => a.timeout = num(&v)?,
             "--groups" => a.groups = num(&v)?.max(1) as usize,
             "--delay" => a.delay = num(&v)? as i64,
+            "--access-key" => a.access_key = v,
+            "--secret-key" => a.secret_key = v,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -73,9 +80,13 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn client_option(endpoint: &str) -> ClientOption {
+fn client_option(a: &Args) -> ClientOption {
     let mut o = ClientOption::default();
-    o.set_access_url(endpoint);
+    o.set_access_url(&a.endpoint);
+    if !a.access_key.is_empty() {
+        o.set_access_key(&a.access_key);
+        o.set_secret_key(&a.secret_key);
+    }
     o.set_enable_tls(false);
     // Short polls keep the receive loop responsive (the crate's default is 40 s).
     o.set_long_polling_timeout(Duration::from_secs(5));
@@ -125,7 +136,7 @@ macro_rules! shut_down {
 async fn start_producer(a: &Args) -> Result<Producer, String> {
     let mut po = ProducerOption::default();
     po.set_topics(vec![a.topic.clone()]);
-    let mut p = Producer::new(po, client_option(&a.endpoint)).map_err(err)?;
+    let mut p = Producer::new(po, client_option(&a)).map_err(err)?;
     p.start()
         .await
         .map_err(|e| format!("producer start: {e:?}"))?;
@@ -136,7 +147,7 @@ async fn start_consumer(a: &Args) -> Result<SimpleConsumer, String> {
     let mut co = SimpleConsumerOption::default();
     co.set_topics(vec![a.topic.clone()]);
     co.set_consumer_group(a.group.clone());
-    let mut c = SimpleConsumer::new(co, client_option(&a.endpoint)).map_err(err)?;
+    let mut c = SimpleConsumer::new(co, client_option(&a)).map_err(err)?;
     c.start()
         .await
         .map_err(|e| format!("consumer start: {e:?}"))?;
@@ -389,7 +400,7 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
     let counter = checks.clone();
     let mut producer = Producer::new_transaction_producer(
         po,
-        client_option(&a.endpoint),
+        client_option(&a),
         Box::new(move |_tx_id, _message| {
             counter.fetch_add(1, Ordering::SeqCst);
             TransactionResolution::ROLLBACK

@@ -32,6 +32,25 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) timeout: u64,
+    /// Access key (user name) to sign calls with, when the server has auth on.
+    #[arg(
+        long,
+        global = true,
+        env = "PIER_ACCESS_KEY",
+        value_name = "USER",
+        requires = "secret_key"
+    )]
+    pub(crate) access_key: Option<String>,
+    /// Secret key of --access-key.
+    #[arg(
+        long,
+        global = true,
+        env = "PIER_SECRET_KEY",
+        value_name = "SECRET",
+        hide_env_values = true,
+        requires = "access_key"
+    )]
+    pub(crate) secret_key: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -47,6 +66,12 @@ pub(crate) enum Command {
     /// List the clients connected to the proxy.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Create, list, describe and delete users (authentication).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Grant, revoke and list ACL rules of users.
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Send one message.
     Send(SendArgs),
     /// Receive messages for a consumer group (and ack them).
@@ -79,6 +104,69 @@ pub(crate) enum TopicCommand {
     Delete {
         /// Topic name.
         name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum UserCommand {
+    /// Create a user, or set an existing user's secret and admin flag.
+    Create {
+        /// User name (the access key clients sign with).
+        name: String,
+        /// Its secret key.
+        #[arg(long, env = "PIER_USER_SECRET", hide_env_values = true)]
+        secret: String,
+        /// An admin may do everything, the admin API included.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users (never their secrets).
+    List,
+    /// Show a user and its ACL rules (never its secret).
+    Describe {
+        /// User name.
+        name: String,
+    },
+    /// Delete a user and its ACL rules.
+    Delete {
+        /// User name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AclCommand {
+    /// Allow (or with --deny, deny) actions on a resource to a user.
+    Grant {
+        /// User name.
+        user: String,
+        /// `Topic:NAME`, `Group:NAME`, a prefix `Topic:orders-*`, `Group:*`, or `*`.
+        resource: String,
+        /// Comma-separated: Pub, Sub, All.
+        #[arg(long, value_delimiter = ',', required = true)]
+        actions: Vec<String>,
+        /// A Deny rule (deny wins over any Allow).
+        #[arg(long)]
+        deny: bool,
+        /// Only for calls from this network (CIDR or address); repeatable.
+        #[arg(long = "source", value_name = "CIDR")]
+        sources: Vec<String>,
+    },
+    /// Remove a user's Allow (or with --deny, Deny) rule on a resource.
+    Revoke {
+        /// User name.
+        user: String,
+        /// The resource as granted.
+        resource: String,
+        /// Remove the Deny rule.
+        #[arg(long)]
+        deny: bool,
+    },
+    /// List the rules, of every user or of one.
+    List {
+        /// Only this user's rules.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 

@@ -5,10 +5,12 @@
 //! `--json`. Any failure exits with status 1 and one line on stderr,
 //! `pier: <reason>`; usage errors exit with status 2.
 //!
-//! Modules: `args` (the command line), `topic` and `group` (the admin
-//! commands), `stats` (rates and backlog), `send` and `receive` (the data plane, through the SDK's
+//! Modules: `args` (the command line), `topic`, `group`, `client`, `user`
+//! and `acl` (the admin commands), `stats` (rates and backlog), `send` and
+//! `receive` (the data plane, through the SDK's
 //! clients), `render` (text and JSON output).
 
+mod acl;
 mod args;
 mod client;
 mod group;
@@ -17,6 +19,7 @@ mod render;
 mod send;
 mod stats;
 mod topic;
+mod user;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,7 +27,7 @@ use std::time::Duration;
 use clap::Parser;
 use pier::admin::Admin;
 use pier::connect::{ConnectOptions, Connection};
-use pier::ClientConfig;
+use pier::{ClientConfig, Credentials};
 
 use crate::args::{Cli, Command};
 
@@ -66,25 +69,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ..ConnectOptions::default()
     };
     let json = cli.json;
-    let sdk_config = || {
-        ClientConfig::from_addrs(vec![cli.endpoint.clone()])
-            .map(|c| c.with_request_timeout(options.request_timeout))
+    let credentials = match (&cli.access_key, &cli.secret_key) {
+        (Some(ak), Some(sk)) => Some(Credentials::new(ak.clone(), sk.clone())),
+        _ => None,
     };
+    let sdk_config = || {
+        ClientConfig::from_addrs(vec![cli.endpoint.clone()]).map(|c| {
+            let c = c.with_request_timeout(options.request_timeout);
+            match &credentials {
+                Some(cr) => c.with_credentials(cr.clone()),
+                None => c,
+            }
+        })
+    };
+    let admin_client = || admin(&cli.endpoint, options.clone(), credentials.clone());
     let (text, value) = match cli.command {
         Command::Send(a) => return send::run(sdk_config()?, a, json).await,
         Command::Receive(a) => return receive::run(sdk_config()?, a, json).await,
-        Command::Topic(c) => topic::run(&admin(&cli.endpoint, options).await?, c).await?,
-        Command::Group(c) => group::run(&admin(&cli.endpoint, options).await?, c).await?,
-        Command::Client(c) => client::run(&admin(&cli.endpoint, options).await?, c).await?,
-        Command::Stats(a) => stats::run(&admin(&cli.endpoint, options).await?, a).await?,
+        Command::Topic(c) => topic::run(&admin_client().await?, c).await?,
+        Command::Group(c) => group::run(&admin_client().await?, c).await?,
+        Command::Client(c) => client::run(&admin_client().await?, c).await?,
+        Command::User(c) => user::run(&admin_client().await?, c).await?,
+        Command::Acl(c) => acl::run(&admin_client().await?, c).await?,
+        Command::Stats(a) => stats::run(&admin_client().await?, a).await?,
     };
     render::emit(json, &text, &value);
     Ok(())
 }
 
 /// An admin client over a fresh connection to `endpoint`.
-async fn admin(endpoint: &pier::ServerAddr, options: ConnectOptions) -> pier::Result<Admin> {
-    let conn = Connection::connect(endpoint.clone(), options).await?;
+async fn admin(
+    endpoint: &pier::ServerAddr,
+    options: ConnectOptions,
+    credentials: Option<Credentials>,
+) -> pier::Result<Admin> {
+    let mut conn = Connection::connect(endpoint.clone(), options).await?;
+    if let Some(c) = credentials {
+        conn = conn.with_credentials(c)?;
+    }
     Ok(Admin::new(&conn))
 }
 

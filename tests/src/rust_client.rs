@@ -1,0 +1,68 @@
+//! Building and running tests/rust-client, the driver of the official
+//! RocketMQ 5 Rust crate (`rocketmq` 5.0.0); see tests/tests/official_rust.rs
+//! for why it is a crate of its own. (A copy of the helpers there, so the
+//! auth tests can use them; the two can become one.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Builds tests/rust-client (once per test process) and returns its binary.
+pub fn rust_client() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = std::env::var_os("PIER_RUST_CLIENT_TARGET")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                    .join(".cache/pier-rust-client-target")
+            });
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("rust-client/Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let started = Instant::now();
+        let mut cmd = Command::new(cargo);
+        // Drop the CARGO_* variables cargo set for this test process (package
+        // name, manifest dir, ...): build scripts such as ring's rerun when
+        // they differ, which would make every build here a cold one.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_") && k != "CARGO_HOME" {
+                cmd.env_remove(&key);
+            }
+        }
+        let status = cmd
+            .args(["build", "--release", "--manifest-path"])
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", &target)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run cargo build for tests/rust-client");
+        assert!(
+            status.success(),
+            "building tests/rust-client (rocketmq 5.0.0) failed: {status}"
+        );
+        eprintln!(
+            "rust-client build: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let bin = target.join("release/rust-client");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Runs the rust-client binary off the async runtime.
+pub async fn run_client(args: Vec<String>) -> Output {
+    let bin = rust_client();
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rust-client")
+    })
+    .await
+    .expect("rust-client task")
+}
