@@ -15,6 +15,9 @@ pub struct ClientContext {
     pub namespace: String,
     /// Time left before the client's deadline (`grpc-timeout`).
     pub deadline: Option<Duration>,
+    /// The authenticated user making the call; `None` while authentication
+    /// is off (the per-user rate limit then does not apply).
+    pub user: Option<String>,
 }
 
 impl ClientContext {
@@ -35,7 +38,13 @@ impl ClientContext {
                 .get("grpc-timeout")
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_grpc_timeout),
+            user: None,
         }
+    }
+
+    /// The authenticated user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// The Rust crate `rocketmq` 5.0.0 panics on status codes added to the

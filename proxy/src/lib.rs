@@ -7,6 +7,7 @@
 //! - [`layers`]: builds the client-facing services and the tower layer
 //!   stack around them (where auth, metrics and tracing go);
 //! - [`validate`]: input rules and their codes;
+//! - [`limits`]: request-rate limits per client and user, the limit flags;
 //! - [`status`]: the one mapping of failures to protocol codes;
 //! - [`faults`]: the rate-limited WARN line for failures the server caused;
 //! - [`receipt`]: authenticated, self-describing receipt handles;
@@ -23,6 +24,7 @@ pub mod context;
 pub mod convert;
 pub mod faults;
 pub mod layers;
+pub mod limits;
 pub mod receipt;
 pub mod renew;
 pub mod server;

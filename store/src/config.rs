@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::log::FlushMode;
+use crate::store::StoreOptions;
 use crate::txn::CheckPolicy;
 
 /// Settings of a `pier-store` node. Every field has a working default.
@@ -30,6 +31,8 @@ pub struct StoreNodeConfig {
     pub txn_max_check_interval_ms: u64,
     /// [`CheckPolicy::max_checks`].
     pub txn_max_checks: u32,
+    /// [`StoreOptions::max_inflight_per_group`].
+    pub max_inflight_per_group: u64,
 }
 
 impl StoreNodeConfig {
@@ -56,6 +59,7 @@ impl Default for StoreNodeConfig {
             txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
             txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
             txn_max_checks: CheckPolicy::MAX_CHECKS,
+            max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
         }
     }
 }

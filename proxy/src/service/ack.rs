@@ -6,9 +6,7 @@ use pier_proto::rocketmq::*;
 use pier_proto::store::{self as st, DeliveryRef};
 use tonic::{Request, Response};
 
-use super::{
-    batch_status, entry_status, require_client, Inner, RpcResult, Target, MAX_INVISIBLE_MS,
-};
+use super::{batch_status, entry_status, Inner, RpcResult, Target, MAX_INVISIBLE_MS};
 use crate::context::ClientContext;
 use crate::convert;
 use crate::receipt::Receipt;
@@ -111,7 +109,7 @@ impl Inner {
         ctx: &ClientContext,
         req: AckMessageRequest,
     ) -> Result<AckMessageResponse, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         if req.entries.is_empty() {
@@ -200,7 +198,7 @@ impl Inner {
         ctx: &ClientContext,
         req: &ChangeInvisibleDurationRequest,
     ) -> Result<String, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         let (receipt, d) = self.delivery(&req.receipt_handle, &group, &topic)?;
@@ -239,7 +237,7 @@ impl Inner {
         ctx: &ClientContext,
         req: &ForwardMessageToDeadLetterQueueRequest,
     ) -> Result<(), Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         let (_, d) = self.delivery(&req.receipt_handle, &group, &topic)?;

@@ -5,7 +5,7 @@ use pier_proto::rocketmq::*;
 use pier_proto::store as st;
 use tonic::{Request, Response};
 
-use super::{require_client, Inner, RpcResult, Target};
+use super::{Inner, RpcResult, Target};
 use crate::context::ClientContext;
 use crate::status::{ok, Rejection};
 use crate::validate;
@@ -39,7 +39,7 @@ impl Inner {
         ctx: &ClientContext,
         req: RecallMessageRequest,
     ) -> Result<String, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         if req.recall_handle.trim().is_empty() {
             return Err(Rejection::new(Code::BadRequest, "recall_handle is empty"));

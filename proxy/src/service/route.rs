@@ -5,7 +5,7 @@
 use pier_proto::rocketmq::*;
 use tonic::{Request, Response};
 
-use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH};
+use super::{Inner, RpcResult, Target, DEFAULT_BATCH};
 use crate::context::ClientContext;
 use crate::convert;
 use crate::status::{ok, Rejection};
@@ -99,7 +99,7 @@ impl Inner {
         ctx: &ClientContext,
         req: QueryRouteRequest,
     ) -> Result<QueryRouteResponse, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         let endpoints = access_point(req.endpoints)?;
         let topic = self.topic(&name).await?;
@@ -128,7 +128,7 @@ impl Inner {
         ctx: &ClientContext,
         req: QueryAssignmentRequest,
     ) -> Result<QueryAssignmentResponse, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let topic_name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         let group_name = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let endpoints = access_point(req.endpoints)?;

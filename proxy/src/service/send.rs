@@ -6,7 +6,7 @@ use pier_proto::store as st;
 use pier_store::StoreError;
 use tonic::Request;
 
-use super::{batch_status, entry_status, require_client, Inner, RpcResult, Target};
+use super::{batch_status, entry_status, Inner, RpcResult, Target};
 use crate::context::ClientContext;
 use crate::convert;
 use crate::status::Rejection;
@@ -61,13 +61,14 @@ impl Inner {
         ctx: &ClientContext,
         req: SendMessageRequest,
     ) -> Result<SendMessageResponse, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let Some(first) = req.messages.first() else {
             return Err(Rejection::new(
                 Code::MessageCorrupted,
                 "the request carries no message",
             ));
         };
+        validate::send_request(&req.messages, &self.limits)?;
         let topic_res = first.topic.clone();
         if req.messages.iter().any(|m| m.topic != topic_res) {
             return Err(Rejection::new(

@@ -7,7 +7,7 @@ use pier_proto::rocketmq::*;
 use pier_proto::store as st;
 use tonic::{Request, Response};
 
-use super::{require_client, Inner, Messaging, RpcResult, Target};
+use super::{Inner, Messaging, RpcResult, Target};
 use crate::context::ClientContext;
 use crate::convert::{self, Delivery};
 use crate::status::{ok, Rejection};
@@ -38,7 +38,7 @@ impl Inner {
         ctx: &ClientContext,
         req: EndTransactionRequest,
     ) -> Result<(), Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         if req.transaction_id.trim().is_empty() {
             return Err(Rejection::new(

@@ -42,6 +42,11 @@ struct Args {
     /// Hours a message is kept after it became visible (0: forever).
     #[arg(long, env = "PIER_RETENTION_HOURS")]
     retention_hours: Option<u64>,
+    /// Most messages one consumer group may hold received and not yet
+    /// acked (0: no limit) [default: 100000]. Past it, receives get
+    /// TOO_MANY_REQUESTS until acks free room.
+    #[arg(long, env = "PIER_MAX_INFLIGHT_PER_GROUP")]
+    max_inflight_per_group: Option<u64>,
     #[command(flatten)]
     txn: TxnCheckArgs,
 }
@@ -67,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.retention_hours {
         cfg.retention_hours = v;
     }
+    if let Some(v) = args.max_inflight_per_group {
+        cfg.max_inflight_per_group = v;
+    }
     args.txn.apply(
         &mut cfg.txn_first_check_ms,
         &mut cfg.txn_check_backoff,
@@ -81,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             ack_flush: cfg.ack_flush,
             retention_ms: cfg.retention_hours.saturating_mul(3600 * 1000),
             txn_checks: cfg.txn_checks(),
+            max_inflight_per_group: cfg.max_inflight_per_group,
         },
     )?);
     let api: Arc<dyn StoreApi> = store.clone();
