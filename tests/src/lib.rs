@@ -9,10 +9,11 @@
 //! message helpers), [`deploy`] (a Pier in either mode, [`both_modes!`]),
 //! [`tools`] (installing the external tools), [`external`] (running the
 //! official clients), [`go`] and [`java`] (the Go and Java scenario
-//! programs).
+//! programs), [`fleet`] (two proxies behind nginx, killed and restarted).
 
 pub mod deploy;
 pub mod external;
+pub mod fleet;
 pub mod go;
 pub mod java;
 pub mod node;
