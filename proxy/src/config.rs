@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use pier_store::{CheckPolicy, FlushMode};
+use pier_store::{CheckPolicy, FlushMode, StoreOptions};
+
+use crate::limits;
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -66,6 +68,17 @@ pub struct ProxyConfig {
     /// OTLP/HTTP collector URL metrics are pushed to (unset: no push, unless
     /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
     pub otlp_endpoint: Option<String>,
+    /// Most messages in one SendMessage (`limits`).
+    pub max_send_messages: usize,
+    /// Most body bytes in one SendMessage.
+    pub max_send_bytes: usize,
+    /// Embedded store: most received, unacked messages per consumer group
+    /// (see [`pier_store::StoreOptions::max_inflight_per_group`]; 0: none).
+    pub max_inflight_per_group: u64,
+    /// Requests per second one client id may make (0: no limit).
+    pub rate_per_client: u64,
+    /// Requests per second one authenticated user may make (0: no limit).
+    pub rate_per_user: u64,
 }
 
 /// A secret setting: Debug never shows it, so logging a config is safe.
@@ -129,6 +142,11 @@ impl Default for ProxyConfig {
             txn_max_checks: CheckPolicy::MAX_CHECKS,
             metrics_listen: None,
             otlp_endpoint: None,
+            max_send_messages: limits::DEFAULT_MAX_SEND_MESSAGES,
+            max_send_bytes: limits::DEFAULT_MAX_SEND_BYTES,
+            max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
+            rate_per_client: limits::DEFAULT_RATE_PER_CLIENT,
+            rate_per_user: limits::DEFAULT_RATE_PER_USER,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`layers`]: builds the client-facing services and the tower layer
 //!   stack around them (where auth, metrics and tracing go);
 //! - [`validate`]: input rules and their codes;
+//! - [`limits`]: request-rate limits per client and user, the limit flags;
 //! - [`status`]: the one mapping of failures to protocol codes;
 //! - [`metrics`]: what the proxy counts (RPC latency, connections, store
 //!   calls, refused receipt handles);
@@ -27,6 +28,7 @@ pub mod context;
 pub mod convert;
 pub mod faults;
 pub mod layers;
+pub mod limits;
 pub mod metrics;
 pub mod receipt;
 pub mod renew;

@@ -78,6 +78,7 @@ pub async fn serve(
                     ack_flush: cfg.ack_flush,
                     retention_ms: cfg.retention_hours.saturating_mul(3600 * 1000),
                     txn_checks: cfg.txn_checks(),
+                    max_inflight_per_group: cfg.max_inflight_per_group,
                 },
             )?);
             (Some(s.clone()), s)

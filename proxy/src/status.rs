@@ -11,6 +11,7 @@ use pier_store::StoreError;
 use crate::auth::AuthError;
 use crate::context::ClientContext;
 use crate::faults::{Fault, FaultKind};
+use crate::limits::Throttled;
 use crate::receipt::ReceiptError;
 
 /// A failure of one request (or one entry of a batch), as the client sees it.
@@ -102,6 +103,10 @@ impl From<StoreError> for Rejection {
             StoreError::StaleDelivery { .. } => Code::InvalidReceiptHandle,
             StoreError::TransactionNotFound { .. } => Code::InvalidTransactionId,
             StoreError::TimerNotFound { .. } => Code::NotFound,
+            // The clients back off and retry on TOO_MANY_REQUESTS (Java's
+            // push consumer after a short pause, the simple consumers by
+            // raising it to the application); meanwhile acks free room.
+            StoreError::TooManyInflight { .. } => Code::TooManyRequests,
             StoreError::Unavailable { .. } => Code::ProxyTimeout,
             StoreError::ShuttingDown
             | StoreError::Storage { .. }
@@ -174,6 +179,15 @@ pub fn stream_status(rej: &Rejection) -> tonic::Status {
         Code::Forbidden => tonic::Status::permission_denied(rej.message.clone()),
         c if (c as i32) < 50000 => tonic::Status::invalid_argument(rej.message.clone()),
         _ => tonic::Status::internal(rej.message.clone()),
+    }
+}
+
+impl From<Throttled> for Rejection {
+    // TOO_MANY_REQUESTS is the code every official client backs off on:
+    // producers wait their retry policy's delay and send again, push
+    // consumers retry the receive shortly after (protocol.md §4.2).
+    fn from(e: Throttled) -> Rejection {
+        Rejection::new(Code::TooManyRequests, e.to_string())
     }
 }
 

@@ -5,11 +5,15 @@ use pier_proto::rocketmq::{Code, Message, Resource};
 
 use crate::status::Rejection;
 
-/// Limits that apply to every message.
+/// Limits that apply to every message, and to each SendMessage.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_size: usize,
     pub max_delay_ms: u64,
+    /// Most messages in one SendMessage.
+    pub max_send_messages: usize,
+    /// Most body bytes in one SendMessage.
+    pub max_send_bytes: usize,
 }
 
 pub const MAX_USER_PROPERTIES: usize = 128;
@@ -161,6 +165,37 @@ pub fn group(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection>
     Ok(full_name(r, header_ns))
 }
 
+/// Checks the size of a whole SendMessage request, before any message is
+/// looked at: it bounds the memory and store write one call may take.
+pub fn send_request(messages: &[Message], limits: &Limits) -> Result<(), Rejection> {
+    if messages.len() > limits.max_send_messages {
+        // PAYLOAD_TOO_LARGE, not TOO_MANY_REQUESTS: the same request would
+        // fail again, so the clients must not retry it (they raise it as
+        // PayloadTooLargeException); the message says to split the batch.
+        return Err(Rejection::new(
+            Code::PayloadTooLarge,
+            format!(
+                "the request carries {} messages; the limit is {} per SendMessage: send smaller batches",
+                messages.len(),
+                limits.max_send_messages
+            ),
+        ));
+    }
+    let bytes: usize = messages.iter().map(|m| m.body.len()).sum();
+    if bytes > limits.max_send_bytes {
+        // The code of an oversized body, which every client knows (Rust
+        // 5.0.0 included) and does not retry.
+        return Err(Rejection::new(
+            Code::MessageBodyTooLarge,
+            format!(
+                "the bodies of this request take {bytes} bytes; the limit is {} per SendMessage: send smaller batches",
+                limits.max_send_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one message of a SendMessage request.
 pub fn message(m: &Message, limits: &Limits, now_ms: i64) -> Result<(), Rejection> {
     let sp = m
@@ -308,6 +343,8 @@ mod tests {
         Limits {
             max_body_size: 16,
             max_delay_ms: 1000,
+            max_send_messages: 3,
+            max_send_bytes: 20,
         }
     }
 
@@ -366,6 +403,27 @@ mod tests {
             nanos: 0,
         });
         assert_eq!(code(&m), Code::IllegalDeliveryTime);
+    }
+
+    #[test]
+    fn request_limits_have_their_codes() {
+        let code = |msgs: &[Message]| {
+            send_request(msgs, &limits())
+                .map(|_| Code::Ok)
+                .unwrap_or_else(|r| r.code)
+        };
+        let m = good(); // 2 bytes of body
+        assert_eq!(code(&[m.clone(), m.clone(), m.clone()]), Code::Ok);
+        assert_eq!(
+            code(&[m.clone(), m.clone(), m.clone(), m.clone()]),
+            Code::PayloadTooLarge
+        );
+        let mut big = good();
+        big.body = vec![1; 16];
+        assert_eq!(code(&[big.clone(), m.clone()]), Code::Ok, "18 bytes");
+        let r = send_request(&[big.clone(), big], &limits()).unwrap_err();
+        assert_eq!(r.code, Code::MessageBodyTooLarge);
+        assert!(r.message.contains("32 bytes"), "{}", r.message);
     }
 
     #[test]

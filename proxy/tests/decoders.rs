@@ -245,7 +245,12 @@ proptest! {
         now_ms in 0i64..5_000_000_000_000,
         max_delay_ms in prop_oneof![any::<u64>(), 0u64..100_000_000],
     ) {
-        let limits = Limits { max_body_size: 32, max_delay_ms };
+        let limits = Limits {
+            max_body_size: 32,
+            max_delay_ms,
+            max_send_messages: 1024,
+            max_send_bytes: 1 << 20,
+        };
         match validate::message(&m, &limits, now_ms) {
             Ok(()) => {
                 prop_assert!(!m.body.is_empty() && m.body.len() <= 32);

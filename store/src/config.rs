@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::log::FlushMode;
+use crate::store::StoreOptions;
 use crate::txn::CheckPolicy;
 
 /// Settings of a `pier-store` node. Every field has a working default.
@@ -36,6 +37,8 @@ pub struct StoreNodeConfig {
     /// OTLP/HTTP collector URL metrics are pushed to (unset: no push, unless
     /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
     pub otlp_endpoint: Option<String>,
+    /// [`StoreOptions::max_inflight_per_group`].
+    pub max_inflight_per_group: u64,
 }
 
 impl StoreNodeConfig {
@@ -64,6 +67,7 @@ impl Default for StoreNodeConfig {
             txn_max_checks: CheckPolicy::MAX_CHECKS,
             metrics_listen: None,
             otlp_endpoint: None,
+            max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
         }
     }
 }

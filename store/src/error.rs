@@ -98,6 +98,20 @@ pub enum StoreError {
         /// The topic the handle was presented for.
         topic: String,
     },
+    /// The group holds as many received, unacked messages as the store
+    /// allows (`max_inflight_per_group`): no new message is handed out
+    /// until some are acked or their invisible time ends.
+    #[error(
+        "consumer group {group} has {inflight} messages received and not yet acked; the limit is {limit}: ack (or let expire) some before receiving more"
+    )]
+    TooManyInflight {
+        /// The consumer group.
+        group: String,
+        /// How many it holds.
+        inflight: u64,
+        /// The store's limit.
+        limit: u64,
+    },
     /// The store is stopping and takes no more calls.
     #[error("the store is shutting down")]
     ShuttingDown,

@@ -33,6 +33,7 @@ fn to_status(e: StoreError) -> Status {
         | StoreError::TypeConflict { .. }
         | StoreError::IllegalFilter { .. } => Code::InvalidArgument,
         StoreError::StaleDelivery { .. } => Code::FailedPrecondition,
+        StoreError::TooManyInflight { .. } => Code::ResourceExhausted,
         StoreError::ShuttingDown | StoreError::Unavailable { .. } => Code::Unavailable,
         StoreError::Storage { .. } | StoreError::Poisoned | StoreError::Link { .. } => {
             Code::Internal

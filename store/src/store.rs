@@ -45,6 +45,20 @@ pub struct StoreOptions {
     pub retention_ms: u64,
     /// When unresolved transactions are checked, and rolled back.
     pub txn_checks: CheckPolicy,
+    /// Most messages one consumer group may hold received and not yet
+    /// acked, over all its topics (0: no limit). A receive at the limit
+    /// still gets redeliveries, but no new message: it fails with
+    /// [`crate::StoreError::TooManyInflight`] when nothing else is due.
+    pub max_inflight_per_group: u64,
+}
+
+impl StoreOptions {
+    /// Default of [`StoreOptions::max_inflight_per_group`]: far above what
+    /// a healthy group holds (a push consumer caches a few thousand
+    /// messages at most), low enough that a consumer which
+    /// never acks cannot grow the store's memory (about 100 bytes per
+    /// in-flight message) without bound.
+    pub const DEFAULT_MAX_INFLIGHT_PER_GROUP: u64 = 100_000;
 }
 
 impl Default for StoreOptions {
@@ -54,6 +68,7 @@ impl Default for StoreOptions {
             ack_flush: FlushMode::Sync,
             retention_ms: DEFAULT_RETENTION_MS,
             txn_checks: CheckPolicy::default(),
+            max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
         }
     }
 }
@@ -94,6 +109,7 @@ impl Store {
             catalog.clone(),
             log.clone(),
             opts.ack_flush,
+            opts.max_inflight_per_group,
         )?);
         let timers = Timers::start(
             db.clone(),

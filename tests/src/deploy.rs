@@ -1,10 +1,13 @@
-//! One Pier for one test, in either mode: a standalone proxy with its
-//! embedded store, or a cluster of one `pier-store` and two proxies. Each
-//! end-to-end scenario is written once, taking a [`Mode`], and run in both
-//! modes by [`both_modes!`](crate::both_modes).
+//! One Pier for one test, in one of three deployments: a standalone proxy
+//! with its embedded store, a cluster of one `pier-store` and two proxies,
+//! or that cluster behind nginx (`deploy/nginx/pier.conf`). Each end-to-end
+//! scenario is written once, taking a [`Mode`], and run in the first two
+//! by [`both_modes!`](crate::both_modes), in all three by
+//! [`three_modes!`](crate::three_modes).
 
 use tempfile::TempDir;
 
+use crate::fleet::{nginx_binary, Nginx};
 use crate::{Node, Raw};
 
 /// How the Pier under test is deployed.
@@ -14,6 +17,9 @@ pub enum Mode {
     Standalone,
     /// One `pier-store` and two `pier-proxy` in front of it.
     Cluster,
+    /// The cluster behind nginx running the deploy recipe: clients know
+    /// only nginx's address.
+    Balanced,
 }
 
 /// A running Pier for one test; everything stops when it is dropped.
@@ -27,6 +33,8 @@ pub struct Pier {
     /// The node holding the data first (the standalone proxy, or the
     /// store), then the proxies of a cluster.
     pub nodes: Vec<Node>,
+    /// The load balancer of [`Mode::Balanced`].
+    pub nginx: Option<Nginx>,
     store_flags: Vec<String>,
     data: TempDir,
 }
@@ -39,27 +47,36 @@ impl Pier {
         let data = tempfile::tempdir().expect("temp dir");
         let nodes = match mode {
             Mode::Standalone => vec![Node::standalone_with(data.path(), store_flags)],
-            Mode::Cluster => {
+            Mode::Cluster | Mode::Balanced => {
                 let store = Node::store_with(data.path(), store_flags);
                 let a = Node::proxy_of(&store);
                 let b = Node::proxy_of(&store);
                 vec![store, a, b]
             }
         };
-        let first = match mode {
-            Mode::Standalone => &nodes[0],
-            Mode::Cluster => &nodes[1],
+        let nginx = (mode == Mode::Balanced).then(|| {
+            let proxies: Vec<String> = nodes[1..].iter().map(Node::endpoint).collect();
+            Nginx::start(&nginx_binary(), &proxies)
+        });
+        let first = match (mode, &nginx) {
+            (Mode::Standalone, _) => nodes[0].endpoint(),
+            (_, Some(n)) => n.endpoint(),
+            (_, None) => nodes[1].endpoint(),
         };
-        let raw = Raw::connect(&first.endpoint()).await;
+        let raw = Raw::connect(&first).await;
         let mut pier = Pier {
             mode,
             access_point: String::new(),
             raw,
             nodes,
+            nginx,
             store_flags: store_flags.iter().map(|f| (*f).to_owned()).collect(),
             data,
         };
-        let list: Vec<String> = pier.proxies().iter().map(|n| n.endpoint()).collect();
+        let list: Vec<String> = match &pier.nginx {
+            Some(n) => vec![n.endpoint()],
+            None => pier.proxies().iter().map(|n| n.endpoint()).collect(),
+        };
         pier.access_point = list.join(";");
         pier
     }
@@ -68,7 +85,7 @@ impl Pier {
     pub fn proxies(&self) -> Vec<&Node> {
         match self.mode {
             Mode::Standalone => vec![&self.nodes[0]],
-            Mode::Cluster => self.nodes[1..].iter().collect(),
+            Mode::Cluster | Mode::Balanced => self.nodes[1..].iter().collect(),
         }
     }
 
@@ -85,7 +102,7 @@ impl Pier {
         let clean = self.nodes[0].stop();
         let binary = match self.mode {
             Mode::Standalone => "pier-proxy",
-            Mode::Cluster => "pier-store",
+            Mode::Cluster | Mode::Balanced => "pier-store",
         };
         let addr = self.nodes[0].addr.clone();
         let mut args = vec![
@@ -107,7 +124,7 @@ impl Pier {
     pub async fn other(&self) -> Raw {
         match self.mode {
             Mode::Standalone => self.raw.clone(),
-            Mode::Cluster => {
+            Mode::Cluster | Mode::Balanced => {
                 let last = self.nodes.last().expect("a cluster has proxies");
                 Raw::connect(&last.endpoint()).await
             }
@@ -128,6 +145,28 @@ macro_rules! both_modes {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cluster() {
                 super::$name($crate::Mode::Cluster).await
+            }
+        }
+    )*};
+}
+
+/// [`both_modes!`](crate::both_modes) plus a third test, `name::balanced`:
+/// the cluster behind nginx ([`Mode::Balanced`]).
+#[macro_export]
+macro_rules! three_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone() {
+                super::$name($crate::Mode::Standalone).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$name($crate::Mode::Cluster).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn balanced() {
+                super::$name($crate::Mode::Balanced).await
             }
         }
     )*};

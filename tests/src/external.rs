@@ -9,38 +9,52 @@ use crate::Raw;
 /// Runs a script of tests/python with the tools' venv, off the async
 /// runtime.
 pub async fn python(tools: &Path, script: &str, args: Vec<String>) -> Output {
+    python_with_env(tools, script, args, Vec::new()).await
+}
+
+/// [`python`] with more environment variables.
+pub async fn python_with_env(
+    tools: &Path,
+    script: &str,
+    args: Vec<String>,
+    env: Vec<(&'static str, PathBuf)>,
+) -> Output {
     let py = tools.join("venv/bin/python");
-    run_script(py, "python", script, args, None).await
+    run_script(py, "python", script, args, env).await
 }
 
 /// Runs `node tests/node/<script> <args>` off the async runtime, with
 /// the official client the tools installed on `NODE_PATH`.
 pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
+    node_with_env(tools, script, args, Vec::new()).await
+}
+
+/// [`node`] with more environment variables.
+pub async fn node_with_env(
+    tools: &Path,
+    script: &str,
+    args: Vec<String>,
+    mut env: Vec<(&'static str, PathBuf)>,
+) -> Output {
     let modules = tools.join("node/node_modules");
     assert!(
         modules.join("rocketmq-client-nodejs/package.json").exists(),
         "rocketmq-client-nodejs is not installed in {} (are node and npm on PATH? see tests/scripts/setup-tools.sh)",
         modules.display()
     );
-    run_script(
-        "node".into(),
-        "node",
-        script,
-        args,
-        Some(("NODE_PATH", modules)),
-    )
-    .await
+    env.push(("NODE_PATH", modules));
+    run_script("node".into(), "node", script, args, env).await
 }
 
 /// `program tests/<dir>/<script> <args>` off the async runtime, with a
-/// temporary `HOME` (the clients write logs under it) and one optional
-/// extra environment variable.
+/// temporary `HOME` (the clients write logs under it) and extra
+/// environment variables.
 async fn run_script(
     program: PathBuf,
     dir: &str,
     script: &str,
     args: Vec<String>,
-    env: Option<(&'static str, PathBuf)>,
+    env: Vec<(&'static str, PathBuf)>,
 ) -> Output {
     let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(script);
     tokio::task::spawn_blocking(move || {
@@ -49,7 +63,7 @@ async fn run_script(
             .args(args)
             .env("HOME", std::env::temp_dir())
             .stdin(Stdio::null());
-        if let Some((k, v)) = env {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.output()

@@ -10,10 +10,11 @@
 //! [`tools`] (installing the external tools), [`external`] (running the
 //! official clients), [`go`] and [`java`] (the Go and Java scenario
 //! programs), [`prometheus`] (metrics pages and a real Prometheus), [`otlp`] (an OTLP
-//! metrics receiver).
+//! metrics receiver), [`fleet`] (two proxies behind nginx, killed and restarted).
 
 pub mod deploy;
 pub mod external;
+pub mod fleet;
 pub mod go;
 pub mod java;
 pub mod node;

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{both_modes, Mode};
+use pier_tests::{three_modes, Mode};
 
 async fn python_producer_simple_and_push_consumers(mode: Mode) {
     let tools = ensure_tools();
@@ -182,4 +182,4 @@ async fn grpcurl_by_hand() {
     assert!(topics.contains("\"hand\""), "{topics}");
 }
 
-both_modes!(python_producer_simple_and_push_consumers);
+three_modes!(python_producer_simple_and_push_consumers);

@@ -15,7 +15,7 @@ use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::Code;
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{both_modes, Mode};
+use pier_tests::{three_modes, Mode};
 
 const PER_PRODUCER: usize = 150;
 
@@ -172,4 +172,4 @@ async fn python_and_node_producers_share_a_message_group(mode: Mode) {
     assert_drained(&c, "mixed-readers").await;
 }
 
-both_modes!(python_and_node_producers_share_a_message_group);
+three_modes!(python_and_node_producers_share_a_message_group);

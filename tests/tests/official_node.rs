@@ -10,7 +10,7 @@ use std::time::Instant;
 use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{both_modes, Mode};
+use pier_tests::{three_modes, Mode};
 
 async fn node_producer_and_simple_consumer(mode: Mode) {
     let tools = ensure_tools();
@@ -164,7 +164,7 @@ async fn node_transactions_commit_rollback_orphan(mode: Mode) {
     assert_drained(&c, "node-tx-group").await;
 }
 
-both_modes!(
+three_modes!(
     node_producer_and_simple_consumer,
     node_fifo_push_consumer_in_order,
     node_delay_messages_wait_for_their_timestamp,

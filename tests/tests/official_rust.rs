@@ -15,7 +15,7 @@ use std::time::Instant;
 use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{both_modes, Mode};
+use pier_tests::{three_modes, Mode};
 
 /// Builds tests/rust-client (once per test process) and returns its binary.
 fn rust_client() -> PathBuf {
@@ -210,7 +210,7 @@ async fn rust_transactions_commit_and_rollback(mode: Mode) {
     assert_drained(&c, "rust-tx-group").await;
 }
 
-both_modes!(
+three_modes!(
     rust_producer_and_simple_consumer,
     rust_fifo_messages_in_group_order,
     rust_delay_messages_wait_for_their_timestamp,

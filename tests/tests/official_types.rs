@@ -9,7 +9,7 @@ use std::time::Instant;
 use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{both_modes, Mode};
+use pier_tests::{three_modes, Mode};
 
 async fn python_fifo_groups_in_order(mode: Mode) {
     let tools = ensure_tools();
@@ -152,7 +152,7 @@ async fn python_transactions_commit_rollback_orphan(mode: Mode) {
     assert_drained(&c, "py-tx-group").await;
 }
 
-both_modes!(
+three_modes!(
     python_fifo_groups_in_order,
     python_delay_delivered_on_time,
     python_transactions_commit_rollback_orphan,

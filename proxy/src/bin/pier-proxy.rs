@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use pier_node as node;
+use pier_proxy::limits::LimitArgs;
 use pier_proxy::ProxyConfig;
 use pier_store::{FlushMode, TxnCheckArgs};
 
@@ -93,6 +94,9 @@ struct Args {
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
+    /// Request limits (see README "Limits").
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[tokio::main]
@@ -160,6 +164,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.otlp_endpoint {
         cfg.otlp_endpoint = Some(v);
+    }
+    args.limits.apply(&mut cfg);
+    if cfg.store.is_some() && args.limits.max_inflight_per_group.is_some() {
+        // Consumption state lives on the store node, and so does its limit.
+        tracing::warn!("--max-inflight-per-group is ignored in cluster mode: set it on pier-store");
     }
     if cfg.store.is_some() && args.txn.any_set() {
         // Checks run where the half messages are: on the store node.

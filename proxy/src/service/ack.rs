@@ -7,9 +7,7 @@ use pier_proto::store::{self as st, DeliveryRef};
 use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
-use super::{
-    batch_status, entry_status, require_client, Inner, RpcResult, Target, MAX_INVISIBLE_MS,
-};
+use super::{batch_status, entry_status, Inner, RpcResult, Target, MAX_INVISIBLE_MS};
 use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert;
@@ -119,7 +117,7 @@ impl Inner {
     ) -> Result<AckMessageResponse, Rejection> {
         // A call the auth layer refused is answered here, entry by entry.
         self.authorize(ctx, &[])?;
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         self.authorize(
@@ -212,7 +210,7 @@ impl Inner {
         ctx: &ClientContext,
         req: &ChangeInvisibleDurationRequest,
     ) -> Result<String, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         self.authorize(
@@ -255,7 +253,7 @@ impl Inner {
         ctx: &ClientContext,
         req: &ForwardMessageToDeadLetterQueueRequest,
     ) -> Result<(), Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         self.authorize(

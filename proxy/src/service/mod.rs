@@ -34,6 +34,7 @@ use crate::auth::{Gate, Need};
 use crate::config::ProxyConfig;
 use crate::context::ClientContext;
 use crate::faults::FaultLog;
+use crate::limits::RateLimiter;
 use crate::receipt::ReceiptKey;
 use crate::renew::Renewer;
 use crate::session::Sessions;
@@ -91,6 +92,7 @@ struct Inner {
     sessions: Arc<Sessions>,
     renewer: Arc<Renewer>,
     limits: Limits,
+    rate: RateLimiter,
     store_host: String,
     draining: watch::Receiver<bool>,
     faults: Arc<FaultLog>,
@@ -122,7 +124,10 @@ impl Messaging {
                 limits: Limits {
                     max_body_size: cfg.max_body_size,
                     max_delay_ms: cfg.max_delay_ms,
+                    max_send_messages: cfg.max_send_messages,
+                    max_send_bytes: cfg.max_send_bytes,
                 },
+                rate: RateLimiter::new(&cfg),
                 store,
                 cfg,
                 sessions,
@@ -190,6 +195,16 @@ fn require_client(ctx: &ClientContext) -> Result<&str, Rejection> {
             "the x-mq-client-id header is required",
         )
     })
+}
+
+impl Inner {
+    /// What every RPC with a client checks first: the client id is there,
+    /// and neither the client nor its user is over its request rate.
+    fn admit<'c>(&self, ctx: &'c ClientContext) -> Result<&'c str, Rejection> {
+        let id = require_client(ctx)?;
+        self.rate.check(ctx)?;
+        Ok(id)
+    }
 }
 
 fn entry_status(r: &Result<(), Rejection>, ctx: &ClientContext) -> Status {

@@ -6,7 +6,7 @@ use pier_proto::store as st;
 use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
-use super::{require_client, Inner, RpcResult, Target};
+use super::{Inner, RpcResult, Target};
 use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::status::{ok, Rejection};
@@ -41,7 +41,7 @@ impl Inner {
         ctx: &ClientContext,
         req: RecallMessageRequest,
     ) -> Result<String, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])?;
         if req.recall_handle.trim().is_empty() {

@@ -20,7 +20,7 @@ use pier_store::StoreApi;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response};
 
-use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH, MAX_INVISIBLE_MS};
+use super::{Inner, RpcResult, Target, DEFAULT_BATCH, MAX_INVISIBLE_MS};
 use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert::{self, Delivery};
@@ -154,7 +154,7 @@ impl Inner {
         ctx: &ClientContext,
         req: ReceiveMessageRequest,
     ) -> Result<Vec<(Message, DeliveryRef)>, Rejection> {
-        let client_id = require_client(ctx)?.to_owned();
+        let client_id = self.admit(ctx)?.to_owned();
         let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
         let mq = req
             .message_queue

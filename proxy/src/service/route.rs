@@ -6,7 +6,7 @@ use pier_proto::rocketmq::*;
 use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
-use super::{require_client, Inner, RpcResult, Target, DEFAULT_BATCH};
+use super::{Inner, RpcResult, Target, DEFAULT_BATCH};
 use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert;
@@ -117,7 +117,7 @@ impl Inner {
         ctx: &ClientContext,
         req: QueryRouteRequest,
     ) -> Result<QueryRouteResponse, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         // Producers and consumers both ask for routes (reference: Pub or Sub).
         if self
@@ -157,7 +157,7 @@ impl Inner {
         ctx: &ClientContext,
         req: QueryAssignmentRequest,
     ) -> Result<QueryAssignmentResponse, Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let topic_name = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         let group_name = validate::group(req.group.as_ref(), &ctx.namespace)?;
         self.authorize(

@@ -7,7 +7,7 @@ use pier_store::auth::policy::Action;
 use pier_store::StoreError;
 use tonic::Request;
 
-use super::{batch_status, entry_status, require_client, Inner, RpcResult, Target};
+use super::{batch_status, entry_status, Inner, RpcResult, Target};
 use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert;
@@ -65,13 +65,14 @@ impl Inner {
     ) -> Result<SendMessageResponse, Rejection> {
         // A call the auth layer refused is answered here, entry by entry.
         self.authorize(ctx, &[])?;
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let Some(first) = req.messages.first() else {
             return Err(Rejection::new(
                 Code::MessageCorrupted,
                 "the request carries no message",
             ));
         };
+        validate::send_request(&req.messages, &self.limits)?;
         let topic_res = first.topic.clone();
         if req.messages.iter().any(|m| m.topic != topic_res) {
             return Err(Rejection::new(

@@ -8,7 +8,7 @@ use pier_proto::store as st;
 use pier_store::auth::policy::Action;
 use tonic::{Request, Response};
 
-use super::{require_client, Inner, Messaging, RpcResult, Target};
+use super::{Inner, Messaging, RpcResult, Target};
 use crate::auth::Need;
 use crate::context::ClientContext;
 use crate::convert::{self, Delivery};
@@ -40,7 +40,7 @@ impl Inner {
         ctx: &ClientContext,
         req: EndTransactionRequest,
     ) -> Result<(), Rejection> {
-        require_client(ctx)?;
+        self.admit(ctx)?;
         let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
         self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])?;
         if req.transaction_id.trim().is_empty() {

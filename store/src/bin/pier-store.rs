@@ -51,6 +51,11 @@ struct Args {
     /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "PIER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Most messages one consumer group may hold received and not yet
+    /// acked (0: no limit) [default: 100000]. Past it, receives get
+    /// TOO_MANY_REQUESTS until acks free room.
+    #[arg(long, env = "PIER_MAX_INFLIGHT_PER_GROUP")]
+    max_inflight_per_group: Option<u64>,
     #[command(flatten)]
     txn: TxnCheckArgs,
     /// Create (or update) this admin user of the client port at start.
@@ -93,6 +98,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.otlp_endpoint {
         cfg.otlp_endpoint = Some(v);
     }
+    if let Some(v) = args.max_inflight_per_group {
+        cfg.max_inflight_per_group = v;
+    }
     args.txn.apply(
         &mut cfg.txn_first_check_ms,
         &mut cfg.txn_check_backoff,
@@ -122,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
             ack_flush: cfg.ack_flush,
             retention_ms: cfg.retention_hours.saturating_mul(3600 * 1000),
             txn_checks: cfg.txn_checks(),
+            max_inflight_per_group: cfg.max_inflight_per_group,
         },
     )?);
     let api: Arc<dyn StoreApi> = store.clone();

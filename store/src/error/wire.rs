@@ -29,6 +29,7 @@ impl StoreError {
             StoreError::StaleDelivery { .. } => "stale-delivery",
             StoreError::TransactionNotFound { .. } => "transaction-not-found",
             StoreError::TimerNotFound { .. } => "timer-not-found",
+            StoreError::TooManyInflight { .. } => "too-many-inflight",
             StoreError::ShuttingDown => "shutting-down",
             StoreError::Storage { .. } => "storage",
             StoreError::Poisoned => "poisoned",
@@ -72,6 +73,11 @@ impl StoreError {
                 attempt.to_string(),
             ],
             StoreError::TransactionNotFound { transaction_id } => vec![transaction_id.clone()],
+            StoreError::TooManyInflight {
+                group,
+                inflight,
+                limit,
+            } => vec![group.clone(), inflight.to_string(), limit.to_string()],
             StoreError::Link { code, reason } => vec![code.clone(), reason.clone()],
             // The cause stays on the node where it happened, which logged
             // it (`server`): storage details do not travel.
@@ -128,6 +134,11 @@ impl StoreError {
                 transaction_id: next(),
             },
             "timer-not-found" => StoreError::TimerNotFound { topic: next() },
+            "too-many-inflight" => StoreError::TooManyInflight {
+                group: next(),
+                inflight: next().parse().unwrap_or_default(),
+                limit: next().parse().unwrap_or_default(),
+            },
             "shutting-down" => StoreError::ShuttingDown,
             "storage" => StoreError::Storage {
                 operation: next(),
@@ -227,6 +238,11 @@ mod tests {
                 transaction_id: "ab".into(),
             },
             StoreError::TimerNotFound { topic: "d".into() },
+            StoreError::TooManyInflight {
+                group: "g".into(),
+                inflight: 7,
+                limit: 5,
+            },
             StoreError::ShuttingDown,
             StoreError::Poisoned,
             StoreError::Unavailable {

@@ -21,7 +21,7 @@ mod state;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -42,6 +42,19 @@ use writer::{Queued, StateWriter};
 /// One group's consumption of one topic.
 pub(crate) struct Subscription {
     state: Mutex<SubState>,
+    /// How many deliveries `state` holds in flight, copied after every
+    /// change, so the group's total is read without taking each lock.
+    inflight: AtomicU64,
+}
+
+impl Subscription {
+    fn new(state: SubState) -> Subscription {
+        let inflight = AtomicU64::new(state.inflight_len());
+        Subscription {
+            state: Mutex::new(state),
+            inflight,
+        }
+    }
 }
 
 /// The group, topic and subscription a delivery reference names.
@@ -62,6 +75,9 @@ pub(crate) struct Consumption {
     subs: Mutex<HashMap<SubKey, Arc<Subscription>>>,
     /// Set when the store drains: long polls answer at once.
     draining: AtomicBool,
+    /// Most received, unacked messages one consumer group may hold over
+    /// all its topics (0: no limit); see [`Consumption::group_inflight`].
+    max_inflight: u64,
 }
 
 impl Consumption {
@@ -71,6 +87,7 @@ impl Consumption {
         catalog: Arc<Catalog>,
         log: Arc<MessageLog>,
         ack_flush: FlushMode,
+        max_inflight: u64,
     ) -> Result<Consumption> {
         Ok(Consumption {
             writer: StateWriter::start(db.clone(), ack_flush)?,
@@ -80,17 +97,17 @@ impl Consumption {
             log,
             subs: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            max_inflight,
         })
     }
 
     /// Makes long polls answer "no message" at once from now on.
     pub(crate) fn drain(&self) {
-        self.draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     fn is_draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::Acquire)
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Writes what is queued, then stops the state writer.
@@ -113,12 +130,22 @@ impl Consumption {
         let mut subs = self.subs.lock();
         Ok(subs
             .entry(key)
-            .or_insert_with(|| {
-                Arc::new(Subscription {
-                    state: Mutex::new(state),
-                })
-            })
+            .or_insert_with(|| Arc::new(Subscription::new(state)))
             .clone())
+    }
+
+    /// Returns how many messages a group holds in flight over all the
+    /// topics it consumes. One pass over the loaded subscriptions, reading
+    /// the count each keeps beside its state: no subscription lock is taken,
+    /// so the figure may be a round behind a concurrent receive (the limit
+    /// is then passed by at most that receive's batch).
+    fn group_inflight(&self, group_id: u32) -> u64 {
+        self.subs
+            .lock()
+            .iter()
+            .filter(|(k, _)| k.group_id == group_id)
+            .map(|(_, s)| s.inflight.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Runs `f` on a subscription's state under its lock, and queues the
@@ -132,6 +159,7 @@ impl Consumption {
     ) -> (R, Result<Queued>) {
         let mut st = sub.state.lock();
         let r = f(&mut st);
+        sub.inflight.store(st.inflight_len(), Ordering::Relaxed);
         let written = self.writer.write(st.take_changes());
         (r, written)
     }

@@ -14,7 +14,7 @@ use super::state::SubState;
 use super::writer::Queued;
 use super::{Consumption, Subscription};
 use crate::catalog::{GroupEntry, TopicEntry};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::fifo;
 use crate::filter::TagFilter;
 use crate::log::MessageLog;
@@ -41,6 +41,9 @@ struct Round<'a> {
     now: i64,
     /// When what this round delivers becomes visible again.
     visible_at: i64,
+    /// New messages (not redeliveries) the group may still take before it
+    /// holds its limit of in-flight messages.
+    new_left: u64,
     out: Vec<PoppedMessage>,
     /// Encoded size of what `out` holds.
     bytes: usize,
@@ -105,12 +108,13 @@ impl Round<'_> {
     /// FIFO: parked messages whose message group has unlocked, oldest
     /// first; one message per group, which then locks it again.
     fn release_parked(&mut self, st: &mut SubState) -> Result<()> {
-        while self.fifo && !self.full() {
+        while self.fifo && !self.full() && self.new_left > 0 {
             let Some(((q, o), g)) = st.take_ready() else {
                 break;
             };
             if let Some(message) = self.log.read(self.topic, q, o)? {
                 self.deliver(st, message, 1, Some(g));
+                self.new_left -= 1;
             }
         }
         Ok(())
@@ -131,7 +135,7 @@ impl Round<'_> {
             .skip(start)
             .take(nq)
         {
-            if self.full() || budget == 0 {
+            if self.full() || budget == 0 || self.new_left == 0 {
                 break;
             }
             let queue = q as u32;
@@ -154,7 +158,11 @@ impl Round<'_> {
                 if wanted {
                     self.take_new(st, message);
                 }
-                if self.full() || budget == 0 || (self.fifo && st.lanes.is_full()) {
+                if self.full()
+                    || budget == 0
+                    || self.new_left == 0
+                    || (self.fifo && st.lanes.is_full())
+                {
                     exhausted = false;
                     break;
                 }
@@ -176,15 +184,19 @@ impl Round<'_> {
             // Its group has a message in flight (or older ones waiting):
             // park it, and go on with other groups.
             Some(g) if st.lanes.is_blocked(&g) => st.park(message.queue, message.offset, g),
-            g => self.deliver(st, message, 1, g),
+            g => {
+                self.deliver(st, message, 1, g);
+                self.new_left = self.new_left.saturating_sub(1);
+            }
         }
     }
 }
 
 /// What one round hands back: messages, moves to the DLQ to make, the
-/// earliest time an in-flight message becomes visible again, and the
-/// queued write of the deliveries it recorded.
-type RoundResult = (Vec<PoppedMessage>, Vec<DlqMove>, Option<i64>, Queued);
+/// earliest time an in-flight message becomes visible again, the queued
+/// write of the deliveries it recorded, and whether the group held its
+/// limit of in-flight messages (so no new message could be taken).
+type RoundResult = (Vec<PoppedMessage>, Vec<DlqMove>, Option<i64>, Queued, bool);
 
 impl Consumption {
     /// Takes up to `max_messages` visible messages for a group, waiting up
@@ -203,7 +215,7 @@ impl Consumption {
                 return Ok(PopResponse::default());
             }
             let sub = self.subscription(&group, &topic)?;
-            let (messages, dlq, next_visible, written) =
+            let (messages, dlq, next_visible, written, at_limit) =
                 self.round(&sub, &group, &topic, &filter, max, req.invisible_ms)?;
             // Should this call be dropped from here on (its caller went
             // away: a consumer closing during its long poll cancels the
@@ -228,6 +240,15 @@ impl Consumption {
                     sub.state.lock().unmark_moving(q, o, attempt, now);
                     return Err(e);
                 }
+            }
+            if messages.is_empty() && at_limit {
+                // Nothing is due again and no new message may be taken:
+                // say so rather than keep the consumer polling blind.
+                return Err(StoreError::TooManyInflight {
+                    group: group.group.name.clone(),
+                    inflight: self.group_inflight(group.id),
+                    limit: self.max_inflight,
+                });
             }
             if !messages.is_empty() || self.is_draining() {
                 undo.disarm();
@@ -262,6 +283,10 @@ impl Consumption {
         invisible_ms: u64,
     ) -> Result<RoundResult> {
         let now = self.clock.now_ms();
+        let new_left = match self.max_inflight {
+            0 => u64::MAX,
+            limit => limit.saturating_sub(self.group_inflight(group.id)),
+        };
         let mut round = Round {
             log: &self.log,
             topic,
@@ -271,6 +296,7 @@ impl Consumption {
             fifo: fifo::applies(&group.group, topic),
             now,
             visible_at: now.saturating_add(invisible_ms.min(i64::MAX as u64) as i64),
+            new_left,
             out: Vec::new(),
             bytes: 0,
             dlq: Vec::new(),
@@ -284,7 +310,7 @@ impl Consumption {
         });
         let next_visible = next_visible?;
         let written = written?;
-        Ok((round.out, round.dlq, next_visible, written))
+        Ok((round.out, round.dlq, next_visible, written, new_left == 0))
     }
 }
 

@@ -290,6 +290,12 @@ impl SubState {
         self.by_deadline.first().map(|(t, _, _)| *t)
     }
 
+    /// Returns how many deliveries are in flight (received, not acked),
+    /// visible again or not.
+    pub(crate) fn inflight_len(&self) -> u64 {
+        self.inflight.len() as u64
+    }
+
     /// Returns (in flight and visible again at `now`, in flight and not).
     pub(crate) fn inflight_counts(&self, now: i64) -> (u64, u64) {
         let expired = self
