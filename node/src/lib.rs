@@ -1,11 +1,12 @@
 //! What a Pier node binary needs around its services, shared by `pier-store`
 //! and `pier-proxy`: TOML config files, logging from `RUST_LOG`, the
-//! shutdown signal, gRPC server reflection, the TCP listener and the metrics
-//! exporter ([`metrics`]). None of it
+//! shutdown signal, gRPC server reflection, the TCP listener, the metrics
+//! exporter ([`metrics`]) and the tracer ([`trace`]). None of it
 //! is store or proxy logic, so it lives here, beside the binaries, and never
 //! pulls in RocksDB.
 
 pub mod metrics;
+pub mod trace;
 
 use std::path::Path;
 
@@ -42,16 +43,50 @@ pub fn tune_c_allocator() {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+/// How log lines are written: `text` for people, `json` (one object a line,
+/// with the fields of the spans around it, among them `trace_id` inside a
+/// traced request) for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colored on a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("log format must be text or json, not {s:?}")),
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), in `format`.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // The innermost span (`span`) and the whole stack (`spans`) carry
+        // the trace id of the request a line was written in.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -68,6 +68,12 @@ pub struct ProxyConfig {
     /// OTLP/HTTP collector URL metrics are pushed to (unset: no push, unless
     /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
     pub otlp_endpoint: Option<String>,
+    /// Share of new traces recorded and sent to the OTLP endpoint (0: off,
+    /// unset: `OTEL_TRACES_SAMPLER`, else off); parent-based, see
+    /// `pier_node::trace::sampling`.
+    pub trace_sample_ratio: Option<f64>,
+    /// `text` or `json` log lines.
+    pub log_format: pier_node::LogFormat,
     /// Most messages in one SendMessage (`limits`).
     pub max_send_messages: usize,
     /// Most body bytes in one SendMessage.
@@ -142,6 +148,8 @@ impl Default for ProxyConfig {
             txn_max_checks: CheckPolicy::MAX_CHECKS,
             metrics_listen: None,
             otlp_endpoint: None,
+            trace_sample_ratio: None,
+            log_format: pier_node::LogFormat::Text,
             max_send_messages: limits::DEFAULT_MAX_SEND_MESSAGES,
             max_send_bytes: limits::DEFAULT_MAX_SEND_BYTES,
             max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,

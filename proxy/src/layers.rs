@@ -2,7 +2,8 @@
 //! tower layers every call to them passes through.
 //!
 //! Today: metrics time every call (`rocketmq_rpc_latency`, see
-//! `pier_node::metrics::rpc`), then authentication (`auth::AuthLayer`)
+//! `pier_node::metrics::rpc`), a server span traces it
+//! (`pier_node::trace::layer`), then authentication (`auth::AuthLayer`)
 //! checks its signature. Cross-cutting concerns that look at calls rather than at
 //! the protocol go here, one layer each, so no handler has to change for
 //! them: authentication and ACLs (reject before the handler runs), metrics
@@ -15,6 +16,7 @@
 use std::sync::Arc;
 
 use pier_node::metrics::rpc::RpcLatencyLayer;
+use pier_node::trace::layer::TraceLayer;
 use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::admin::proxy_admin_service_server::ProxyAdminServiceServer;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
@@ -29,10 +31,12 @@ use crate::service::Messaging;
 /// The layers around every service of the client port, outermost first.
 pub fn stack(
     gate: Arc<Gate>,
-) -> ServiceBuilder<Stack<AuthLayer, Stack<RpcLatencyLayer, Identity>>> {
-    // Latency outermost, so refused calls are timed and counted too.
+) -> ServiceBuilder<Stack<AuthLayer, Stack<TraceLayer, Stack<RpcLatencyLayer, Identity>>>> {
+    // Latency outermost, so refused calls are timed and counted too; the
+    // server span outside authentication, so refused calls are traced.
     ServiceBuilder::new()
         .layer(RpcLatencyLayer::new("grpc"))
+        .layer(TraceLayer)
         .layer(AuthLayer::new(gate))
 }
 

@@ -18,6 +18,7 @@
 //! - [`renew`]: background renewal of push consumers' receipts;
 //! - [`convert`]: client messages <-> stored messages;
 //! - [`authority`]: lets any HTTP/2 `:authority` through to the services;
+//! - [`trace`]: the send and receive spans that carry a message's trace;
 //! - [`server`]: putting it together and stopping gracefully.
 
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod status;
+pub mod trace;
 pub mod validate;
 
 pub use config::ProxyConfig;

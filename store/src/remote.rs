@@ -120,7 +120,15 @@ macro_rules! forward {
             $(
                 async fn $name(&self, req: $req) -> Result<$resp> {
                     let mut c = self.pick().$client.clone();
-                    c.$name(req).await.map(|r| r.into_inner()).map_err(from_status)
+                    // The call carries the current trace (`traceparent`).
+                    pier_node::trace::span::outgoing(
+                        concat!("store.", stringify!($name)),
+                        req,
+                        |r| async move { c.$name(r).await },
+                    )
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(from_status)
                 }
             )*
         }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pier_node::trace::span as trace;
 use pier_proto::admin::*;
 use pier_proto::store::*;
 
@@ -207,29 +208,38 @@ impl Drop for Store {
 #[async_trait]
 impl StoreApi for Store {
     async fn append(&self, req: AppendRequest) -> Result<AppendResponse> {
-        self.check_running()?;
-        let topic = self.catalog.topic(&req.topic)?;
-        let sent = metrics::Sent::of(&req.messages);
-        let appended = self
-            .log
-            .append(topic, req.messages, &self.timers, &self.txn)
-            .await?;
-        metrics::get().sent(&req.topic, sent);
-        Ok(appended)
+        trace::child("store.append", async {
+            self.check_running()?;
+            let topic = self.catalog.topic(&req.topic)?;
+            let sent = metrics::Sent::of(&req.messages);
+            let appended = self
+                .log
+                .append(topic, req.messages, &self.timers, &self.txn)
+                .await?;
+            metrics::get().sent(&req.topic, sent);
+            Ok(appended)
+        })
+        .await
     }
 
     async fn pop(&self, req: PopRequest) -> Result<PopResponse> {
-        self.check_running()?;
-        let (topic, group) = (req.topic.clone(), req.group.clone());
-        let popped = self.pop.pop(req).await?;
-        metrics::get().delivered(&topic, &group, &popped.messages);
-        Ok(popped)
+        trace::child("store.pop", async {
+            self.check_running()?;
+            let (topic, group) = (req.topic.clone(), req.group.clone());
+            let popped = self.pop.pop(req).await?;
+            metrics::get().delivered(&topic, &group, &popped.messages);
+            Ok(popped)
+        })
+        .await
     }
 
     async fn ack(&self, req: AckRequest) -> Result<AckResponse> {
-        self.check_running()?;
-        self.pop.ack(&req.delivery).await?;
-        Ok(AckResponse {})
+        trace::child("store.ack", async {
+            self.check_running()?;
+            self.pop.ack(&req.delivery).await?;
+            Ok(AckResponse {})
+        })
+        .await
     }
 
     async fn ack_many(&self, req: AckManyRequest) -> Result<AckManyResponse> {

@@ -91,21 +91,8 @@ impl Exporter {
             .scope_info_enabled(false)
             .build()
             .map_err(|e| anyhow::anyhow!("metrics exporter: {e}"))?;
-        // `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are read by the
-        // builder; the service name is Pier's unless the first is set.
-        let mut resource = Resource::builder();
-        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-            resource = resource.with_service_name(who.service);
-        }
-        let resource = resource
-            .with_attributes([
-                KeyValue::new("node_id", who.node_id.clone()),
-                KeyValue::new("node_type", node_type(who.service)),
-                KeyValue::new("mode", who.mode),
-            ])
-            .build();
         let mut provider = SdkMeterProvider::builder()
-            .with_resource(resource)
+            .with_resource(resource(&who))
             .with_reader(reader);
         if let Some(push) = otlp::reader(otlp_endpoint)? {
             provider = provider.with_reader(push);
@@ -149,6 +136,23 @@ impl Exporter {
             tracing::debug!(error = %e, "meter provider shutdown");
         }
     }
+}
+
+/// Who a node is, for its metrics and its spans alike. `OTEL_SERVICE_NAME`
+/// and `OTEL_RESOURCE_ATTRIBUTES` are read by the builder; the service name
+/// is Pier's unless the first is set.
+pub(crate) fn resource(who: &Identity) -> Resource {
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(who.service);
+    }
+    resource
+        .with_attributes([
+            KeyValue::new("node_id", who.node_id.clone()),
+            KeyValue::new("node_type", node_type(who.service)),
+            KeyValue::new("mode", who.mode),
+        ])
+        .build()
 }
 
 /// RocketMQ's `node_type` label values.

@@ -91,6 +91,13 @@ struct Args {
     /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "PIER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Share of new traces sent to the OTLP endpoint, 0 to 1, parent-based
+    /// [default: OTEL_TRACES_SAMPLER, else 0: off].
+    #[arg(long, env = "PIER_TRACE_SAMPLE_RATIO")]
+    trace_sample_ratio: Option<f64>,
+    /// `text` or `json` (one object a line, with the trace id).
+    #[arg(long, env = "PIER_LOG_FORMAT")]
+    log_format: Option<node::LogFormat>,
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
@@ -102,7 +109,6 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     node::tune_c_allocator();
-    node::init_logging();
     let args = Args::parse();
     let mut cfg: ProxyConfig = node::load_config(args.config.as_deref())?;
     if let Some(v) = args.listen {
@@ -165,6 +171,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.otlp_endpoint {
         cfg.otlp_endpoint = Some(v);
     }
+    if let Some(v) = args.trace_sample_ratio {
+        cfg.trace_sample_ratio = Some(v);
+    }
+    if let Some(v) = args.log_format {
+        cfg.log_format = v;
+    }
+    node::init_logging(cfg.log_format);
     args.limits.apply(&mut cfg);
     if cfg.store.is_some() && args.limits.max_inflight_per_group.is_some() {
         // Consumption state lives on the store node, and so does its limit.
@@ -183,21 +196,25 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-    let metrics = node::metrics::Exporter::start(
-        node::metrics::Identity {
-            service: "pier-proxy",
-            node_id: listener.local_addr()?.to_string(),
-            mode: if cfg.store.is_some() {
-                "cluster"
-            } else {
-                "standalone"
-            },
+    let who = node::metrics::Identity {
+        service: "pier-proxy",
+        node_id: listener.local_addr()?.to_string(),
+        mode: if cfg.store.is_some() {
+            "cluster"
+        } else {
+            "standalone"
         },
+    };
+    let tracing =
+        node::trace::Tracing::start(&who, cfg.trace_sample_ratio, cfg.otlp_endpoint.as_deref())?;
+    let metrics = node::metrics::Exporter::start(
+        who,
         node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
         cfg.otlp_endpoint.as_deref(),
     )
     .await?;
     let served = pier_proxy::server::serve(cfg, listener, node::shutdown_signal()).await;
     metrics.shutdown().await;
+    tracing.shutdown().await;
     served
 }

@@ -55,7 +55,8 @@ pub(super) async fn receive_message(
         req.group.as_ref(),
     );
     let mut deliveries = VecDeque::new();
-    let mut frames: Vec<Content> = match inner.receive(&ctx, req).await {
+    let received = crate::trace::receive(inner.receive(&ctx, req)).await;
+    let mut frames: Vec<Content> = match received {
         Ok(msgs) if msgs.is_empty() => vec![Content::Status(Status {
             code: Code::MessageNotFound as i32,
             message: "no new message".into(),

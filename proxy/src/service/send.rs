@@ -34,27 +34,32 @@ pub(super) async fn send_message(
     // asserts exactly one): a request-level failure still answers one
     // entry per message.
     let ids = message_ids(request.get_ref());
-    reply!(
-        "SendMessage",
-        request,
-        inner,
-        |r: &SendMessageRequest| Target::new(
-            r.messages.first().and_then(|m| m.topic.as_ref()),
-            None
-        ),
-        Inner::send,
-        |s: Status| SendMessageResponse {
-            entries: ids
-                .into_iter()
-                .map(|message_id| SendResultEntry {
-                    status: Some(s.clone()),
-                    message_id,
-                    ..Default::default()
-                })
-                .collect(),
-            status: Some(s),
-        }
-    )
+    // A span continuing the producer's trace (its messages' trace_context).
+    let trace = crate::trace::SendTrace::of(request.get_ref());
+    crate::trace::send(trace, async move {
+        reply!(
+            "SendMessage",
+            request,
+            inner,
+            |r: &SendMessageRequest| Target::new(
+                r.messages.first().and_then(|m| m.topic.as_ref()),
+                None
+            ),
+            Inner::send,
+            |s: Status| SendMessageResponse {
+                entries: ids
+                    .into_iter()
+                    .map(|message_id| SendResultEntry {
+                        status: Some(s.clone()),
+                        message_id,
+                        ..Default::default()
+                    })
+                    .collect(),
+                status: Some(s),
+            }
+        )
+    })
+    .await
 }
 
 impl Inner {

@@ -51,6 +51,13 @@ struct Args {
     /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "PIER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Share of new traces sent to the OTLP endpoint, 0 to 1, parent-based
+    /// [default: OTEL_TRACES_SAMPLER, else 0: off].
+    #[arg(long, env = "PIER_TRACE_SAMPLE_RATIO")]
+    trace_sample_ratio: Option<f64>,
+    /// `text` or `json` (one object a line, with the trace id).
+    #[arg(long, env = "PIER_LOG_FORMAT")]
+    log_format: Option<node::LogFormat>,
     /// Most messages one consumer group may hold received and not yet
     /// acked (0: no limit) [default: 100000]. Past it, receives get
     /// TOO_MANY_REQUESTS until acks free room.
@@ -74,7 +81,6 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     node::tune_c_allocator();
-    node::init_logging();
     let args = Args::parse();
     let mut cfg: StoreNodeConfig = node::load_config(args.config.as_deref())?;
     if let Some(v) = args.listen {
@@ -98,6 +104,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.otlp_endpoint {
         cfg.otlp_endpoint = Some(v);
     }
+    if let Some(v) = args.trace_sample_ratio {
+        cfg.trace_sample_ratio = Some(v);
+    }
+    if let Some(v) = args.log_format {
+        cfg.log_format = v;
+    }
+    node::init_logging(cfg.log_format);
     if let Some(v) = args.max_inflight_per_group {
         cfg.max_inflight_per_group = v;
     }
@@ -113,12 +126,15 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
     // Before the store opens: its gauges register on the installed meter.
+    let who = node::metrics::Identity {
+        service: "pier-store",
+        node_id: addr.to_string(),
+        mode: "store",
+    };
+    let tracing =
+        node::trace::Tracing::start(&who, cfg.trace_sample_ratio, cfg.otlp_endpoint.as_deref())?;
     let metrics = node::metrics::Exporter::start(
-        node::metrics::Identity {
-            service: "pier-store",
-            node_id: addr.to_string(),
-            mode: "store",
-        },
+        who,
         node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
         cfg.otlp_endpoint.as_deref(),
     )
@@ -155,7 +171,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, data = %cfg.data.display(), "pier-store listening");
     let stopped_by_poison = Arc::new(AtomicBool::new(false));
     tonic::transport::Server::builder()
-        .layer(tower::ServiceBuilder::new().layer(RpcLatencyLayer::new("pier_store")))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(RpcLatencyLayer::new("pier_store"))
+                .layer(node::trace::layer::TraceLayer),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -181,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     store.shutdown();
     metrics.shutdown().await;
+    tracing.shutdown().await;
     if stopped_by_poison.load(Ordering::Acquire) {
         anyhow::bail!("stopped: the store was poisoned by a failed write-ahead log write");
     }

@@ -79,6 +79,8 @@ struct AppendJob {
     topic: Arc<TopicEntry>,
     writes: Writes,
     reply: oneshot::Sender<Result<Placed>>,
+    /// The sender's trace context, when it is sampled (for the commit span).
+    trace: Option<opentelemetry::Context>,
 }
 
 /// A way to submit writes to the commit thread, also from plain threads.
@@ -99,6 +101,7 @@ impl CommitHandle {
                 topic,
                 writes,
                 reply,
+                trace: pier_node::trace::span::sampled_current(),
             })
             .map_err(|_| StoreError::ShuttingDown)?;
         Ok(rx)
@@ -174,6 +177,19 @@ fn commit(db: &Db, durability: Durability, jobs: Vec<AppendJob>) {
             job.topic.topic.name
         ))));
     }
+    // One span for the whole group, under the first traced sender's span
+    // and linked to the other traced senders'; it ends after the write.
+    let _span = pier_node::trace::span::shared(
+        "store.group_commit",
+        jobs.iter().filter_map(|j| j.trace.as_ref()),
+        || {
+            let messages: usize = jobs.iter().map(|j| j.writes.items.len()).sum();
+            vec![
+                opentelemetry::KeyValue::new("pier.batch.messages", messages as i64),
+                opentelemetry::KeyValue::new("pier.batch.senders", jobs.len() as i64),
+            ]
+        },
+    );
     match write_batch(db, durability, &jobs) {
         Ok((next, results)) => {
             for job in &jobs {

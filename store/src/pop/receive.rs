@@ -265,10 +265,13 @@ impl Consumption {
                 wake = wake.min(now + Duration::from_millis(in_ms));
             }
             let _waiting = crate::metrics::get().long_poll();
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake.into()) => {}
-            }
+            pier_node::trace::span::child("store.long_poll_wait", async {
+                tokio::select! {
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep_until(wake.into()) => {}
+                }
+            })
+            .await;
         }
     }
 
