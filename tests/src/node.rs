@@ -87,11 +87,8 @@ impl Node {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains("listening") => {
-                    let addr = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("addr="))
-                        .unwrap_or_else(|| panic!("no addr= in {line:?}"))
-                        .to_owned();
+                    let addr =
+                        log_field(&line, "addr").unwrap_or_else(|| panic!("no addr= in {line:?}"));
                     return Node {
                         child: Some(child),
                         addr,
@@ -101,11 +98,8 @@ impl Node {
                 }
                 Ok(line) => {
                     // Logged before the client port's line.
-                    if let Some(a) = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("metrics_addr="))
-                    {
-                        metrics_addr = Some(a.to_owned());
+                    if let Some(a) = log_field(&line, "metrics_addr") {
+                        metrics_addr = Some(a);
                     }
                 }
                 Err(_) => {
@@ -217,4 +211,17 @@ impl Drop for Node {
             let _ = child.wait();
         }
     }
+}
+
+/// A field of a log line: `name=value` in text lines, `fields.name` in
+/// JSON ones (`--log-format json`).
+pub fn log_field(line: &str, name: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        return v["fields"][name].as_str().map(str::to_owned);
+    }
+    let prefix = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
 }

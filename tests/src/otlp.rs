@@ -1,7 +1,7 @@
-//! An OTLP/HTTP metrics receiver for tests: accepts `POST /v1/metrics`,
-//! decodes each body with the official `opentelemetry-proto` definitions,
-//! keeps the requests, answers 200. Stopped (and its thread joined) when
-//! dropped.
+//! An OTLP/HTTP receiver for tests: accepts `POST /v1/metrics` and
+//! `POST /v1/traces`, decodes each body with the official
+//! `opentelemetry-proto` definitions, keeps the requests, answers 200.
+//! Stopped (and its thread joined) when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,14 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost014::Message;
 
 /// A running receiver.
 pub struct Receiver {
     pub addr: String,
     received: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -27,18 +30,23 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let addr = listener.local_addr().expect("addr").to_string();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let traces = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (received, stop) = (received.clone(), stop.clone());
+            let (received, traces, stop) = (received.clone(), traces.clone(), stop.clone());
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
-                    if let Ok(conn) = conn {
-                        if let Some(req) = serve(conn) {
-                            received.lock().unwrap_or_else(|e| e.into_inner()).push(req);
+                    match conn.ok().and_then(serve) {
+                        Some(Export::Metrics(req)) => {
+                            received.lock().unwrap_or_else(|e| e.into_inner()).push(req)
                         }
+                        Some(Export::Traces(req)) => {
+                            traces.lock().unwrap_or_else(|e| e.into_inner()).push(req)
+                        }
+                        None => {}
                     }
                 }
             })
@@ -46,6 +54,7 @@ impl Receiver {
         Receiver {
             addr,
             received,
+            traces,
             stop,
             thread: Some(thread),
         }
@@ -90,9 +99,82 @@ impl Receiver {
     }
 }
 
+/// A decoded export request.
+enum Export {
+    Metrics(ExportMetricsServiceRequest),
+    Traces(ExportTraceServiceRequest),
+}
+
+/// A span received, with the `service.name` of the node that sent it.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    pub service: String,
+    pub span: Span,
+}
+
+impl ReceivedSpan {
+    pub fn trace_id(&self) -> String {
+        hex::encode(&self.span.trace_id)
+    }
+    pub fn span_id(&self) -> String {
+        hex::encode(&self.span.span_id)
+    }
+    pub fn parent_span_id(&self) -> String {
+        hex::encode(&self.span.parent_span_id)
+    }
+    /// The (trace id, span id) of each link.
+    pub fn links(&self) -> Vec<(String, String)> {
+        self.span
+            .links
+            .iter()
+            .map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id)))
+            .collect()
+    }
+    /// An attribute's value, as text.
+    pub fn attribute(&self, key: &str) -> Option<String> {
+        self.span
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                AnyValue::StringValue(s) => Some(s.clone()),
+                AnyValue::IntValue(i) => Some(i.to_string()),
+                other => Some(format!("{other:?}")),
+            })
+    }
+}
+
+impl Receiver {
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        let traces = self.traces.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for req in traces.iter() {
+            for rs in &req.resource_spans {
+                let service = rs
+                    .resource
+                    .as_ref()
+                    .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+                    .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                        AnyValue::StringValue(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                    out.push(ReceivedSpan {
+                        service: service.clone(),
+                        span: span.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Reads one HTTP/1 request; answers it; returns the decoded body of a
-/// `POST /v1/metrics`.
-fn serve(conn: TcpStream) -> Option<ExportMetricsServiceRequest> {
+/// `POST /v1/metrics` or `/v1/traces`.
+fn serve(conn: TcpStream) -> Option<Export> {
     let mut reader = BufReader::new(conn.try_clone().ok()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).ok()?;
@@ -116,10 +198,17 @@ fn serve(conn: TcpStream) -> Option<ExportMetricsServiceRequest> {
     let _ = conn.write_all(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
     );
-    if !request_line.starts_with("POST /v1/metrics ") {
-        return None;
+    if request_line.starts_with("POST /v1/metrics ") {
+        ExportMetricsServiceRequest::decode(body.as_slice())
+            .ok()
+            .map(Export::Metrics)
+    } else if request_line.starts_with("POST /v1/traces ") {
+        ExportTraceServiceRequest::decode(body.as_slice())
+            .ok()
+            .map(Export::Traces)
+    } else {
+        None
     }
-    ExportMetricsServiceRequest::decode(body.as_slice()).ok()
 }
 
 impl Drop for Receiver {

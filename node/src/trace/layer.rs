@@ -79,8 +79,14 @@ where
         };
         let cx = span::start(name, SpanKind::Server, &parent, Vec::new(), attributes);
         let log = span::log_span(&cx);
+        // Inner layers do work (and log) in `call` too, before the future.
+        let inner = {
+            let _log = log.enter();
+            let _cx = cx.clone().attach();
+            self.inner.call(req)
+        };
         TracedCall::On {
-            inner: self.inner.call(req).with_context(cx).instrument(log),
+            inner: inner.with_context(cx).instrument(log),
         }
     }
 }
