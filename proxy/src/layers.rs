@@ -28,10 +28,11 @@ use crate::admin::ProxyAdmin;
 use crate::auth::{AuthLayer, Gate};
 use crate::service::Messaging;
 
+/// The layers of [`stack`]: latency outside tracing outside authentication.
+pub type Layers = Stack<AuthLayer, Stack<TraceLayer, Stack<RpcLatencyLayer, Identity>>>;
+
 /// The layers around every service of the client port, outermost first.
-pub fn stack(
-    gate: Arc<Gate>,
-) -> ServiceBuilder<Stack<AuthLayer, Stack<TraceLayer, Stack<RpcLatencyLayer, Identity>>>> {
+pub fn stack(gate: Arc<Gate>) -> ServiceBuilder<Layers> {
     // Latency outermost, so refused calls are timed and counted too; the
     // server span outside authentication, so refused calls are traced.
     ServiceBuilder::new()
