@@ -78,7 +78,14 @@ where
             vec![KeyValue::new("rpc.system", "grpc")]
         };
         let cx = span::start(name, SpanKind::Server, &parent, Vec::new(), attributes);
-        let log = span::log_span(&cx);
+        // Log lines carry a trace id someone can look up: one that is
+        // exported, or the caller's. A new trace left unsampled is nobody's,
+        // and formatting its id for every call would be wasted.
+        let log = if span::is_sampled(&cx) || span::has_caller(&parent) {
+            span::log_span(&cx)
+        } else {
+            tracing::Span::none()
+        };
         // Inner layers do work (and log) in `call` too, before the future.
         let inner = {
             let _log = log.enter();

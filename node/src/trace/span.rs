@@ -101,6 +101,17 @@ pub(super) fn log_span(cx: &Context) -> tracing::Span {
     tracing::info_span!("trace", trace_id = %sc.trace_id(), span_id = %sc.span_id())
 }
 
+/// Whether `cx`'s span is sampled.
+pub(super) fn is_sampled(cx: &Context) -> bool {
+    cx.span().span_context().is_sampled()
+}
+
+/// Whether `cx` (extracted from a call) holds a caller's span context,
+/// sampled or not.
+pub(super) fn has_caller(cx: &Context) -> bool {
+    cx.span().span_context().is_valid()
+}
+
 /// Runs `fut` with `cx` current (and its trace id on log lines).
 async fn within<F: Future>(cx: Context, fut: F) -> F::Output {
     let log = log_span(&cx);
