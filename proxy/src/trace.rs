@@ -12,6 +12,18 @@ use opentelemetry::KeyValue;
 use pier_node::trace::span;
 use pier_proto::rocketmq::{Message, SendMessageRequest};
 
+/// A message's trace: its `trace_context` (where the OpenTelemetry
+/// instrumentation of the official Java client writes `traceparent`), else
+/// a `traceparent` user property (where some instrumentation versions put
+/// their extra properties).
+fn traceparent(m: &Message) -> Option<&str> {
+    m.system_properties
+        .as_ref()
+        .and_then(|s| s.trace_context.as_deref())
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| m.user_properties.get("traceparent").map(String::as_str))
+}
+
 /// What the `send` span of a SendMessage needs, read before the request
 /// is consumed: `None` while tracing is off or when no message carries a
 /// `traceparent` (the clients write one trace per request; a batch shares
@@ -28,11 +40,7 @@ impl SendTrace {
         if !pier_node::trace::on() {
             return None;
         }
-        let parent = req
-            .messages
-            .iter()
-            .filter_map(|m| m.system_properties.as_ref()?.trace_context.as_deref())
-            .find(|t| !t.trim().is_empty())?;
+        let parent = req.messages.iter().find_map(traceparent)?;
         Some(SendTrace {
             parent: parent.to_owned(),
             topic: req
@@ -90,11 +98,7 @@ where
                 span::set_attribute(|| {
                     KeyValue::new("messaging.batch.message_count", messages.len() as i64)
                 });
-                span::link_current(
-                    messages.iter().filter_map(|(m, _)| {
-                        m.system_properties.as_ref()?.trace_context.as_deref()
-                    }),
-                );
+                span::link_current(messages.iter().filter_map(|(m, _)| traceparent(m)));
             }
             received
         },

@@ -140,6 +140,55 @@ async fn one_message_is_one_trace_across_proxy_and_store() {
     assert!(store.stop(), "the store stops cleanly with tracing on");
 }
 
+/// Standalone, sampling a tiny share of new traces: a producer's sampled
+/// trace is still followed (parent-based), here given as a `traceparent`
+/// user property, and the store's spans sit under the send span in-process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampled_producer_trace_is_followed_at_a_tiny_ratio() {
+    let receiver = Receiver::start();
+    let endpoint = format!("http://{}", receiver.addr);
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::start_with_env(
+        "pier-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.path().to_str().expect("utf-8"),
+            "--otlp-endpoint",
+            &endpoint,
+            "--trace-sample-ratio",
+            "0.000001",
+        ],
+        &FAST_EXPORT,
+    );
+    let c = Raw::connect(&node.endpoint()).await;
+    c.create_topic("followed", 1).await;
+    let mut m = message("followed", "x");
+    m.user_properties
+        .insert("traceparent".into(), traceparent());
+    let sent = c.send(m).await;
+    assert_eq!(sent.status.expect("status").code, Code::Ok as i32);
+    let spans = spans_until(&receiver, "the followed send", |spans| {
+        find(spans, "pier-proxy", "store.group_commit").is_some()
+    })
+    .await;
+    let send = find(&spans, "pier-proxy", "send").expect("send span");
+    assert_eq!(send.parent_span_id(), PRODUCER_SPAN);
+    let append = find(&spans, "pier-proxy", "store.append").expect("append span");
+    assert_eq!(append.parent_span_id(), send.span_id());
+    assert!(node.stop());
+    // Nothing else was sampled: every span exported is of the producer's
+    // trace (the RPCs' own new traces fell outside the ratio).
+    let others: Vec<_> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id() != TRACE_ID)
+        .map(|s| s.span.name)
+        .collect();
+    assert!(others.is_empty(), "spans of other traces: {others:?}");
+}
+
 /// `--trace-sample-ratio 0` turns tracing off: not even a sampled caller's
 /// trace is exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
