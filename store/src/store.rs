@@ -243,11 +243,14 @@ impl StoreApi for Store {
     }
 
     async fn ack_many(&self, req: AckManyRequest) -> Result<AckManyResponse> {
-        self.check_running()?;
-        let results = self.pop.ack_many(req.deliveries).await;
-        Ok(AckManyResponse {
-            outcomes: results.into_iter().map(ack_outcome).collect(),
+        trace::child("store.ack", async {
+            self.check_running()?;
+            let results = self.pop.ack_many(req.deliveries).await;
+            Ok(AckManyResponse {
+                outcomes: results.into_iter().map(ack_outcome).collect(),
+            })
         })
+        .await
     }
 
     async fn change_invisible(

@@ -136,6 +136,33 @@ async fn one_message_is_one_trace_across_proxy_and_store() {
         "receive links: {:?}",
         receive.links()
     );
+    // An ack and a long poll with nothing to deliver have their store
+    // spans too (in the traces of those RPCs).
+    assert_eq!(
+        c.ack("traced-g", "traced", &pier_tests::raw::handle(&msgs[0]))
+            .await,
+        Code::Ok
+    );
+    let (code, _) = c.receive("traced-g", "traced", 1, 30_000, 300).await;
+    assert_eq!(code, Code::MessageNotFound);
+    let spans = spans_until(&receiver, "the ack and long-poll spans", |spans| {
+        let on_store = |name: &str| {
+            spans
+                .iter()
+                .any(|s| s.service == "pier-store" && s.span.name == name)
+        };
+        on_store("store.ack") && on_store("store.long_poll_wait")
+    })
+    .await;
+    let wait = spans
+        .iter()
+        .find(|s| s.span.name == "store.long_poll_wait")
+        .expect("long-poll span");
+    let pop = spans
+        .iter()
+        .find(|s| s.span.span_id == wait.span.parent_span_id)
+        .expect("the long poll's parent");
+    assert_eq!(pop.span.name, "store.pop");
     assert!(proxy.stop(), "the proxy stops cleanly with tracing on");
     assert!(store.stop(), "the store stops cleanly with tracing on");
 }

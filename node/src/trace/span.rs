@@ -9,9 +9,10 @@
 //! with a `trace_id` field.
 
 use std::future::Future;
+use std::sync::OnceLock;
 
 use opentelemetry::context::FutureExt;
-use opentelemetry::global::BoxedSpan;
+use opentelemetry::global::{BoxedSpan, BoxedTracer};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
@@ -74,6 +75,13 @@ fn inject(cx: &Context, metadata: &mut tonic::metadata::MetadataMap) {
     TraceContextPropagator::new().inject_context(cx, &mut Metadata(metadata));
 }
 
+/// Pier's tracer, taken from the global provider once: spans are only
+/// started after [`super::Tracing::start`] installed it.
+fn tracer() -> &'static BoxedTracer {
+    static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
+    TRACER.get_or_init(|| opentelemetry::global::tracer("pier"))
+}
+
 /// Starts a span under `parent` and returns the context holding it (the
 /// span ends when the last clone of that context is dropped).
 pub(super) fn start(
@@ -83,13 +91,13 @@ pub(super) fn start(
     links: Vec<Link>,
     attributes: Vec<KeyValue>,
 ) -> Context {
-    let tracer = opentelemetry::global::tracer("pier");
+    let tracer = tracer();
     let span = tracer
         .span_builder(name)
         .with_kind(kind)
         .with_links(links)
         .with_attributes(attributes)
-        .start_with_context(&tracer, parent);
+        .start_with_context(tracer, parent);
     parent.with_span(span)
 }
 
@@ -213,14 +221,14 @@ pub fn shared<'a>(
     let links = callers
         .map(|c| Link::with_context(c.span().span_context().clone()))
         .collect();
-    let tracer = opentelemetry::global::tracer("pier");
+    let tracer = tracer();
     Some(
         tracer
             .span_builder(name)
             .with_kind(SpanKind::Internal)
             .with_links(links)
             .with_attributes(attributes())
-            .start_with_context(&tracer, first),
+            .start_with_context(tracer, first),
     )
 }
 
