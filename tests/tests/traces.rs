@@ -294,15 +294,40 @@ async fn json_log_lines_carry_the_trace_id() {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
     assert_eq!(v["level"], "DEBUG", "{line}");
     assert_eq!(v["span"]["trace_id"], TRACE_ID, "{line}");
-    // The server span of that call is exported with the caller's trace id.
-    spans_until(&receiver, "the refused call's server span", |spans| {
+    // An admin call refused with a gRPC status marks its span failed.
+    let refused = c
+        .admin()
+        .create_topic(pier_proto::admin::CreateTopicRequest::default())
+        .await;
+    assert_eq!(
+        refused.expect_err("unsigned admin call").code(),
+        tonic::Code::Unauthenticated
+    );
+    // The server span of the send is exported with the caller's trace id.
+    let admin_span = "pier.admin.v1.AdminService/CreateTopic";
+    let spans = spans_until(&receiver, "the refused calls' server spans", |spans| {
         find(
             spans,
             "pier-proxy",
             "apache.rocketmq.v2.MessagingService/SendMessage",
         )
         .is_some()
+            && spans.iter().any(|s| s.span.name == admin_span)
     })
     .await;
+    let admin = spans
+        .iter()
+        .find(|s| s.span.name == admin_span)
+        .expect("admin span");
+    assert_eq!(
+        admin.span.status.as_ref().map(|s| s.code),
+        Some(2),
+        "status ERROR: {:?}",
+        admin.span.status
+    );
+    assert_eq!(
+        admin.attribute("rpc.grpc.status_code").as_deref(),
+        Some("16")
+    );
     assert!(node.stop());
 }

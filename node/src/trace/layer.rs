@@ -42,9 +42,9 @@ pub struct Traced<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for Traced<S>
+impl<S, B, ResB> Service<Request<B>> for Traced<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = http::Response<ResB>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -93,6 +93,7 @@ where
             self.inner.call(req)
         };
         TracedCall::On {
+            span: cx.clone(),
             inner: inner.with_context(cx).instrument(log),
         }
     }
@@ -111,19 +112,51 @@ mod call {
         pub enum TracedCall<F> {
             /// Tracing is off.
             Off { #[pin] inner: F },
-            /// Under a server span.
-            On { #[pin] inner: Instrumented<WithContext<F>> },
+            /// Under a server span (`span` holds it, for the status).
+            On { span: opentelemetry::Context, #[pin] inner: Instrumented<WithContext<F>> },
         }
     }
 
-    impl<F: Future> Future for TracedCall<F> {
+    impl<F, ResB, E> Future for TracedCall<F>
+    where
+        F: Future<Output = Result<http::Response<ResB>, E>>,
+    {
         type Output = F::Output;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
             match self.project() {
                 TracedCallProj::Off { inner } => inner.poll(cx),
-                TracedCallProj::On { inner } => inner.poll(cx),
+                TracedCallProj::On { span, inner } => {
+                    let out = std::task::ready!(inner.poll(cx));
+                    if let Ok(resp) = &out {
+                        record_status(span, resp.headers());
+                    }
+                    Poll::Ready(out)
+                }
             }
+        }
+    }
+
+    /// A call answered with a gRPC error at once (the status in the
+    /// headers: a refusal, a handler's error) marks its span failed; a
+    /// status sent in trailers after a streamed body is not seen here.
+    /// RocketMQ's business errors travel inside OK replies and stay out.
+    fn record_status(cx: &opentelemetry::Context, headers: &http::HeaderMap) {
+        use opentelemetry::trace::{Status, TraceContextExt};
+        let Some(code) = headers.get("grpc-status").and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let span = cx.span();
+        if let Ok(n) = code.parse::<i64>() {
+            span.set_attribute(KeyValue::new("rpc.grpc.status_code", n));
+        }
+        if code != "0" {
+            let message = headers
+                .get("grpc-message")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            span.set_status(Status::error(message));
         }
     }
 }
