@@ -48,6 +48,17 @@ pub struct ProxyConfig {
     pub txn_check_backoff: u32,
     pub txn_max_check_interval_ms: u64,
     pub txn_max_checks: u32,
+    /// PEM certificate chain served on the client port (with `tls_key`);
+    /// TLS and plaintext are then both accepted there (see `listener`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// With `tls_cert`: close plaintext connections.
+    pub tls_required: bool,
+    /// Client connections open at once; more are refused (reset).
+    pub max_connections: usize,
+    /// Cluster mode: reach the store over TLS, trusting this PEM CA.
+    pub store_tls_ca: Option<PathBuf>,
 }
 
 impl ProxyConfig {
@@ -82,6 +93,11 @@ impl Default for ProxyConfig {
             txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
             txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
             txn_max_checks: CheckPolicy::MAX_CHECKS,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            max_connections: 10_000,
+            store_tls_ca: None,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`session`]: Telemetry sessions and settings;
 //! - [`renew`]: background renewal of push consumers' receipts;
 //! - [`convert`]: client messages <-> stored messages;
+//! - [`listener`]: the client port's TLS and connection limit (accepting
+//!   is `pier_node::listener`);
 //! - [`authority`]: lets any HTTP/2 `:authority` through to the services;
 //! - [`server`]: putting it together and stopping gracefully.
 
@@ -23,6 +25,7 @@ pub mod context;
 pub mod convert;
 pub mod faults;
 pub mod layers;
+pub mod listener;
 pub mod receipt;
 pub mod renew;
 pub mod server;

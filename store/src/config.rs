@@ -30,6 +30,11 @@ pub struct StoreNodeConfig {
     pub txn_max_check_interval_ms: u64,
     /// [`CheckPolicy::max_checks`].
     pub txn_max_checks: u32,
+    /// PEM certificate chain: serve TLS only (proxies then connect with
+    /// `store_tls_ca`); reloaded on SIGHUP and when the file changes.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl StoreNodeConfig {
@@ -56,6 +61,8 @@ impl Default for StoreNodeConfig {
             txn_check_backoff: CheckPolicy::DEFAULT_CHECK_BACKOFF,
             txn_max_check_interval_ms: CheckPolicy::MAX_CHECK_INTERVAL_MS,
             txn_max_checks: CheckPolicy::MAX_CHECKS,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -16,7 +16,11 @@ const { parseArgs, logger, finish, hardLimit, sleep } = require('./common');
 const args = parseArgs({
   endpoint: null, topic: null, group: null, count: 100, prefix: 'node',
   timeout: 120, tail: 3, await: 2000, concurrency: 16,
+  // 'true': the client's TLS on (it trusts NODE_EXTRA_CA_CERTS besides the
+  // system's roots).
+  tls: 'false',
 });
+const sslEnabled = args.tls === 'true';
 
 const t0 = Date.now();
 const s = {
@@ -34,6 +38,7 @@ process.on('unhandledRejection', (e) => {
 async function produce() {
   const producer = new Producer({
     endpoints: args.endpoint, namespace: '', topics: [ args.topic ], logger: logger('producer'),
+    sslEnabled,
   });
   await producer.startup();
   try {
@@ -62,7 +67,7 @@ async function consume() {
   const consumer = new SimpleConsumer({
     endpoints: args.endpoint, namespace: '', consumerGroup: args.group,
     subscriptions: new Map([[ args.topic, '*' ]]), awaitDuration: args.await,
-    logger: logger('simple'),
+    logger: logger('simple'), sslEnabled,
   });
   await consumer.startup();
   const seen = new Map();

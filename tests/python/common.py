@@ -39,6 +39,9 @@ def arg_parser(doc, topic_help=None):
     ap.add_argument("--topic", required=True, help=topic_help)
     ap.add_argument("--request-timeout", type=int, default=3,
                     help="client RPC timeout in whole seconds (default: 3)")
+    ap.add_argument("--tls", action="store_true",
+                    help="turn the client's TLS on (it trusts the roots in "
+                         "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, else the system's)")
     return ap
 
 

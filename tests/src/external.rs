@@ -9,13 +9,33 @@ use crate::Raw;
 /// Runs a script of tests/python with the tools' venv, off the async
 /// runtime.
 pub async fn python(tools: &Path, script: &str, args: Vec<String>) -> Output {
+    python_env(tools, script, args, &[]).await
+}
+
+/// [`python`] with more environment variables (e.g. the TLS roots).
+pub async fn python_env(
+    tools: &Path,
+    script: &str,
+    args: Vec<String>,
+    env: &[(&'static str, PathBuf)],
+) -> Output {
     let py = tools.join("venv/bin/python");
-    run_script(py, "python", script, args, None).await
+    run_script(py, "python", script, args, env.to_vec()).await
 }
 
 /// Runs `node tests/node/<script> <args>` off the async runtime, with
 /// the official client the tools installed on `NODE_PATH`.
 pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
+    node_env(tools, script, args, &[]).await
+}
+
+/// [`node`] with more environment variables (e.g. the TLS roots).
+pub async fn node_env(
+    tools: &Path,
+    script: &str,
+    args: Vec<String>,
+    env: &[(&'static str, PathBuf)],
+) -> Output {
     let modules = tools.join("node/node_modules");
     assert!(
         modules.join("rocketmq-client-nodejs/package.json").exists(),
@@ -27,20 +47,23 @@ pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
         "node",
         script,
         args,
-        Some(("NODE_PATH", modules)),
+        [("NODE_PATH", modules)]
+            .into_iter()
+            .chain(env.iter().cloned())
+            .collect(),
     )
     .await
 }
 
 /// `program tests/<dir>/<script> <args>` off the async runtime, with a
-/// temporary `HOME` (the clients write logs under it) and one optional
-/// extra environment variable.
+/// temporary `HOME` (the clients write logs under it) and extra
+/// environment variables.
 async fn run_script(
     program: PathBuf,
     dir: &str,
     script: &str,
     args: Vec<String>,
-    env: Option<(&'static str, PathBuf)>,
+    env: Vec<(&'static str, PathBuf)>,
 ) -> Output {
     let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(script);
     tokio::task::spawn_blocking(move || {
@@ -49,9 +72,7 @@ async fn run_script(
             .args(args)
             .env("HOME", std::env::temp_dir())
             .stdin(Stdio::null());
-        if let Some((k, v)) = env {
-            cmd.env(k, v);
-        }
+        cmd.envs(env);
         cmd.output()
             .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
     })

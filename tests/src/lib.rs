@@ -9,7 +9,7 @@
 //! message helpers), [`deploy`] (a Pier in either mode, [`both_modes!`]),
 //! [`tools`] (installing the external tools), [`external`] (running the
 //! official clients), [`go`] and [`java`] (the Go and Java scenario
-//! programs).
+//! programs), [`tls`] (test certificates, TLS connections).
 
 pub mod deploy;
 pub mod external;
@@ -17,6 +17,7 @@ pub mod go;
 pub mod java;
 pub mod node;
 pub mod raw;
+pub mod tls;
 pub mod tools;
 
 pub use deploy::{Mode, Pier};

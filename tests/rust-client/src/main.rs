@@ -31,6 +31,9 @@ struct Args {
     timeout: u64,
     groups: usize,
     delay: i64,
+    /// The client's TLS on: it trusts the system's roots, which
+    /// rustls-native-certs 0.6 reads from `SSL_CERT_FILE` when set.
+    tls: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         timeout: 120,
         groups: 4,
         delay: 3,
+        tls: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
             "--timeout" => a.timeout = num(&v)?,
             "--groups" => a.groups = num(&v)?.max(1) as usize,
             "--delay" => a.delay = num(&v)? as i64,
+            "--tls" => a.tls = v == "true",
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -73,10 +78,10 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn client_option(endpoint: &str) -> ClientOption {
+fn client_option(a: &Args) -> ClientOption {
     let mut o = ClientOption::default();
-    o.set_access_url(endpoint);
-    o.set_enable_tls(false);
+    o.set_access_url(&a.endpoint);
+    o.set_enable_tls(a.tls);
     // Short polls keep the receive loop responsive (the crate's default is 40 s).
     o.set_long_polling_timeout(Duration::from_secs(5));
     o
@@ -125,7 +130,7 @@ macro_rules! shut_down {
 async fn start_producer(a: &Args) -> Result<Producer, String> {
     let mut po = ProducerOption::default();
     po.set_topics(vec![a.topic.clone()]);
-    let mut p = Producer::new(po, client_option(&a.endpoint)).map_err(err)?;
+    let mut p = Producer::new(po, client_option(a)).map_err(err)?;
     p.start()
         .await
         .map_err(|e| format!("producer start: {e:?}"))?;
@@ -136,7 +141,7 @@ async fn start_consumer(a: &Args) -> Result<SimpleConsumer, String> {
     let mut co = SimpleConsumerOption::default();
     co.set_topics(vec![a.topic.clone()]);
     co.set_consumer_group(a.group.clone());
-    let mut c = SimpleConsumer::new(co, client_option(&a.endpoint)).map_err(err)?;
+    let mut c = SimpleConsumer::new(co, client_option(a)).map_err(err)?;
     c.start()
         .await
         .map_err(|e| format!("consumer start: {e:?}"))?;
@@ -389,7 +394,7 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
     let counter = checks.clone();
     let mut producer = Producer::new_transaction_producer(
         po,
-        client_option(&a.endpoint),
+        client_option(a),
         Box::new(move |_tx_id, _message| {
             counter.fetch_add(1, Ordering::SeqCst);
             TransactionResolution::ROLLBACK

@@ -32,6 +32,12 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) timeout: u64,
+    /// Connect with TLS, trusting the system's roots (or --tls-ca).
+    #[arg(long, global = true, env = "PIER_TLS")]
+    pub(crate) tls: bool,
+    /// Connect with TLS, trusting only the CA certificate(s) in this PEM file.
+    #[arg(long, global = true, env = "PIER_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
