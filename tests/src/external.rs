@@ -20,7 +20,7 @@ pub async fn python_env(
     env: &[(&'static str, PathBuf)],
 ) -> Output {
     let py = tools.join("venv/bin/python");
-    run_script(py, "python", script, args, env.to_vec()).await
+    run_script(py, "python", script, args, env.to_vec(), &[]).await
 }
 
 /// Runs `node tests/node/<script> <args>` off the async runtime, with
@@ -29,7 +29,10 @@ pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
     node_env(tools, script, args, &[]).await
 }
 
-/// [`node`] with more environment variables (e.g. the TLS roots).
+/// [`node`] with more environment variables (e.g. the TLS roots). With
+/// `NODE_EXTRA_CA_CERTS` among them, `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` is
+/// removed: grpc-js takes its roots from that file instead of Node's store
+/// when it is set (some hosts set it globally).
 pub async fn node_env(
     tools: &Path,
     script: &str,
@@ -51,19 +54,25 @@ pub async fn node_env(
             .into_iter()
             .chain(env.iter().cloned())
             .collect(),
+        if env.iter().any(|(k, _)| *k == "NODE_EXTRA_CA_CERTS") {
+            &["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"][..]
+        } else {
+            &[]
+        },
     )
     .await
 }
 
 /// `program tests/<dir>/<script> <args>` off the async runtime, with a
-/// temporary `HOME` (the clients write logs under it) and extra
-/// environment variables.
+/// temporary `HOME` (the clients write logs under it), extra environment
+/// variables and some removed.
 async fn run_script(
     program: PathBuf,
     dir: &str,
     script: &str,
     args: Vec<String>,
     env: Vec<(&'static str, PathBuf)>,
+    remove: &'static [&'static str],
 ) -> Output {
     let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(script);
     tokio::task::spawn_blocking(move || {
@@ -73,6 +82,9 @@ async fn run_script(
             .env("HOME", std::env::temp_dir())
             .stdin(Stdio::null());
         cmd.envs(env);
+        for k in remove {
+            cmd.env_remove(k);
+        }
         cmd.output()
             .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
     })
