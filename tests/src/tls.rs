@@ -118,13 +118,13 @@ pub async fn plain_channel(endpoint: &str) -> Result<Channel, tonic::transport::
         .await
 }
 
-/// A bare TLS handshake with `endpoint` offering `alpn`: the protocol the
-/// server chose, or the handshake error.
-pub async fn handshake(
+/// A TLS connection to `endpoint` (as `127.0.0.1`) trusting only `ca_pem`,
+/// offering the ALPN protocols `alpn`.
+pub async fn tls_stream(
     endpoint: &str,
     ca_pem: &[u8],
     alpn: &[&[u8]],
-) -> Result<Option<Vec<u8>>, std::io::Error> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
@@ -142,8 +142,18 @@ pub async fn handshake(
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1")
         .expect("IP server name")
         .to_owned();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await?;
+        .await
+}
+
+/// A bare TLS handshake with `endpoint` offering `alpn`: the protocol the
+/// server chose, or the handshake error.
+pub async fn handshake(
+    endpoint: &str,
+    ca_pem: &[u8],
+    alpn: &[&[u8]],
+) -> Result<Option<Vec<u8>>, std::io::Error> {
+    let tls = tls_stream(endpoint, ca_pem, alpn).await?;
     Ok(tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec))
 }

@@ -139,6 +139,12 @@ async fn certificates_reload_on_sighup_and_on_change_keeping_open_connections() 
         "the bad file is reported"
     );
     assert!(works(tls_channel(&ep, &second.ca_pem())).await);
+    // Logged once: the next polls (every 3 s) see the same files.
+    assert!(
+        node.wait_log(&["not reloaded"], Duration::from_secs(7))
+            .is_none(),
+        "the same bad file is reported again"
+    );
 
     // Good files again, no signal: picked up by the file watch.
     first.issue(&first.cert, &first.key);
