@@ -106,6 +106,15 @@ mod tests {
             ..base()
         };
         assert!(options(&zero).is_err());
+        let from_file: ProxyConfig = toml::from_str(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_required = true\n\
+             max_connections = 5\nstore_tls_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(from_file.tls_key.as_deref(), Some("k.pem".as_ref()));
+        assert!(from_file.tls_required);
+        assert_eq!(from_file.max_connections, 5);
+        assert_eq!(from_file.store_tls_ca.as_deref(), Some("ca.pem".as_ref()));
         let (plain, resolver) = options(&base()).unwrap();
         assert!(plain.tls.is_none() && resolver.is_none());
         assert_eq!(plain.max_connections, 10_000);
