@@ -24,6 +24,8 @@ pub struct Pier {
     generation: Arc<AtomicUsize>,
     _limits: Vec<CpuLimit>,
     _data: tempfile::TempDir,
+    /// The test certificates of a TLS run.
+    _pki: Option<pier_tests::tls::TestPki>,
 }
 
 impl Pier {
@@ -32,6 +34,26 @@ impl Pier {
         let data = tempfile::tempdir()?;
         let node = Node::standalone(data.path());
         Pier::with(vec![node], 1, "standalone, flush=sync".into(), data).await
+    }
+
+    /// One standalone proxy serving TLS, with every load connection over
+    /// TLS: the cost of TLS against [`Pier::standalone`].
+    pub async fn standalone_tls() -> anyhow::Result<Pier> {
+        let data = tempfile::tempdir()?;
+        let pki = pier_tests::tls::TestPki::new("bench");
+        let flags = pki.flags();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let node = Node::standalone_with(data.path(), &flags);
+        let conns = Conns::connect_with(&[node.endpoint()], Some(&pki.ca_pem())).await?;
+        let mut pier = Pier::with_conns(
+            vec![node],
+            conns,
+            "standalone, flush=sync, TLS".into(),
+            data,
+        )
+        .await?;
+        pier._pki = Some(pki);
+        Ok(pier)
     }
 
     /// One store and `proxies` proxies over it; clients are spread over the
@@ -71,9 +93,18 @@ impl Pier {
             .iter()
             .map(Node::endpoint)
             .collect();
+        let conns = Conns::connect(&endpoints).await?;
+        Pier::with_conns(nodes, conns, config, data).await
+    }
+
+    async fn with_conns(
+        nodes: Vec<Node>,
+        conns: Conns,
+        config: String,
+        data: tempfile::TempDir,
+    ) -> anyhow::Result<Pier> {
         let pids = nodes.iter().map(Node::pid).collect();
         let nodes = std::sync::Mutex::new(nodes);
-        let conns = Conns::connect(&endpoints).await?;
         let pier = Pier {
             config,
             pids,
@@ -82,6 +113,7 @@ impl Pier {
             generation: Arc::new(AtomicUsize::new(0)),
             _limits: Vec::new(),
             _data: data,
+            _pki: None,
         };
         pier.create().await?;
         Ok(pier)
@@ -124,6 +156,18 @@ impl Pier {
             synced: true,
             start: || {
                 Box::pin(async { Ok(Box::new(Pier::standalone().await?) as Box<dyn System>) })
+            },
+        }
+    }
+
+    /// Only run when asked for (`--only "pier standalone TLS"`).
+    pub fn standalone_tls_spec() -> Spec {
+        Spec {
+            label: "pier standalone TLS",
+            pops: true,
+            synced: true,
+            start: || {
+                Box::pin(async { Ok(Box::new(Pier::standalone_tls().await?) as Box<dyn System>) })
             },
         }
     }

@@ -45,6 +45,23 @@ impl H2 {
         Ok(H2 { sender })
     }
 
+    /// Connects to `addr` over TLS (ALPN h2) trusting only `ca_pem`: the
+    /// same connection with TLS's cost added, for an on/off comparison.
+    pub async fn connect_tls(addr: &str, ca_pem: &[u8]) -> anyhow::Result<H2> {
+        let tls = pier_tests::tls::tls_stream(addr, ca_pem, &[b"h2"])
+            .await
+            .with_context(|| format!("TLS connection to {addr}"))?;
+        tls.get_ref().0.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tls))
+            .await
+            .with_context(|| format!("HTTP/2 handshake with {addr}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(H2 { sender })
+    }
+
     /// The origin the generated clients put in front of their paths
     /// (`with_origin`): HTTP/2 requests need a scheme and an authority.
     pub fn origin(addr: &str) -> anyhow::Result<http::Uri> {

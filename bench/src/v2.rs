@@ -31,15 +31,29 @@ pub struct Conns {
 
 impl Conns {
     pub async fn connect(endpoints: &[String]) -> anyhow::Result<Conns> {
+        Conns::connect_with(endpoints, None).await
+    }
+
+    /// [`Conns::connect`], over TLS trusting `tls_ca` (PEM) when given.
+    pub async fn connect_with(
+        endpoints: &[String],
+        tls_ca: Option<&[u8]>,
+    ) -> anyhow::Result<Conns> {
         let mut raw = Vec::new();
         let mut fast = Vec::new();
         for endpoint in endpoints {
             let origin = H2::origin(endpoint)?;
             for _ in 0..CONNECTIONS_PER_ENDPOINT {
-                raw.push(Raw::connect(endpoint).await);
+                let (admin, h2) = match tls_ca {
+                    None => (Raw::connect(endpoint).await, H2::connect(endpoint).await?),
+                    Some(ca) => (
+                        Raw::over(endpoint, pier_tests::tls::tls_channel(endpoint, ca).await?),
+                        H2::connect_tls(endpoint, ca).await?,
+                    ),
+                };
+                raw.push(admin);
                 fast.push(
-                    Messaging::with_origin(H2::connect(endpoint).await?, origin.clone())
-                        .max_decoding_message_size(64 << 20),
+                    Messaging::with_origin(h2, origin.clone()).max_decoding_message_size(64 << 20),
                 );
             }
         }

@@ -1,9 +1,13 @@
 //! What a Pier node binary needs around its services, shared by `pier-store`
 //! and `pier-proxy`: TOML config files, logging from `RUST_LOG`, the
-//! shutdown signal, gRPC server reflection, the TCP listener, the metrics
-//! exporter ([`metrics`]) and the tracer ([`trace`]). None of it
-//! is store or proxy logic, so it lives here, beside the binaries, and never
-//! pulls in RocksDB.
+//! shutdown signal, gRPC server reflection, the TCP listener ([`listener`]:
+//! connection limit, plaintext and TLS on one port) with its certificates
+//! ([`tls`]: loading, reloading), the metrics exporter ([`metrics`]) and the
+//! tracer ([`trace`]). None of it is store or proxy logic, so it lives here,
+//! beside the binaries, and never pulls in RocksDB.
+
+pub mod listener;
+pub mod tls;
 
 pub mod metrics;
 pub mod trace;
@@ -124,17 +128,4 @@ pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'stati
         b = b.with_service_name(*s);
     }
     b
-}
-
-/// The incoming connections of a bound listener, with Nagle's algorithm off:
-/// request/response RPCs otherwise stall on delayed ACKs (tens of ms each).
-pub fn incoming(
-    listener: tokio::net::TcpListener,
-) -> anyhow::Result<tonic::transport::server::TcpIncoming> {
-    tonic::transport::server::TcpIncoming::from_listener(
-        listener,
-        true,
-        Some(std::time::Duration::from_secs(60)),
-    )
-    .map_err(|e| anyhow::anyhow!("listener: {e}"))
 }

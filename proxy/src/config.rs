@@ -85,6 +85,17 @@ pub struct ProxyConfig {
     pub rate_per_client: u64,
     /// Requests per second one authenticated user may make (0: no limit).
     pub rate_per_user: u64,
+    /// PEM certificate chain served on the client port (with `tls_key`);
+    /// TLS and plaintext are then both accepted there (see `listener`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// With `tls_cert`: close plaintext connections.
+    pub tls_required: bool,
+    /// Client connections open at once; more are refused (reset).
+    pub max_connections: usize,
+    /// Cluster mode: reach the store over TLS, trusting this PEM CA.
+    pub store_tls_ca: Option<PathBuf>,
 }
 
 /// A secret setting: Debug never shows it, so logging a config is safe.
@@ -155,6 +166,11 @@ impl Default for ProxyConfig {
             max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
             rate_per_client: limits::DEFAULT_RATE_PER_CLIENT,
             rate_per_user: limits::DEFAULT_RATE_PER_USER,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            max_connections: 10_000,
+            store_tls_ca: None,
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - [`session`]: Telemetry sessions and settings;
 //! - [`renew`]: background renewal of push consumers' receipts;
 //! - [`convert`]: client messages <-> stored messages;
+//! - [`listener`]: the client port's TLS and connection limit (accepting
+//!   is `pier_node::listener`);
 //! - [`authority`]: lets any HTTP/2 `:authority` through to the services;
 //! - [`trace`]: the send and receive spans that carry a message's trace;
 //! - [`server`]: putting it together and stopping gracefully.
@@ -30,6 +32,7 @@ pub mod convert;
 pub mod faults;
 pub mod layers;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod receipt;
 pub mod renew;

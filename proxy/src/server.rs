@@ -25,6 +25,7 @@ use crate::authority;
 use crate::config::ProxyConfig;
 use crate::faults::FaultLog;
 use crate::layers;
+use crate::listener;
 use crate::metrics;
 use crate::renew::Renewer;
 use crate::service::Messaging;
@@ -59,6 +60,15 @@ async fn stop_signal(
     }
 }
 
+/// The CA the store link trusts, read from `path` (cluster mode with TLS).
+fn store_tls_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|p| {
+        std::fs::read(p)
+            .map_err(|e| anyhow::anyhow!("cannot read store_tls_ca {}: {e}", p.display()))
+    })
+    .transpose()
+}
+
 /// Runs a proxy on `listener` until `shutdown` resolves (then returns
 /// `Ok`), or until its embedded store is poisoned (then returns an error).
 pub async fn serve(
@@ -67,9 +77,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
+    // TLS files and limits are checked before anything else is started.
+    let (listen_options, cert_resolver) = listener::options(&cfg)?;
     let addr: SocketAddr = listener.local_addr()?;
     let (embedded, store): (Option<Arc<Store>>, Arc<dyn StoreApi>) = match &cfg.store {
-        Some(remote) => (None, Arc::new(RemoteStore::connect(remote)?)),
+        Some(remote) => (
+            None,
+            Arc::new(RemoteStore::connect_with(
+                remote,
+                store_tls_ca(cfg.store_tls_ca.as_deref())?,
+            )?),
+        ),
         None => {
             let s = Arc::new(Store::open(
                 &cfg.data,
@@ -89,6 +107,7 @@ pub async fn serve(
     let gate = security.gate.clone();
     let store = metrics::MeteredStore::wrap(store);
     let (drain_tx, drain_rx) = watch::channel(false);
+    let reload_task = cert_resolver.map(|r| listener::spawn_reloader(r, drain_rx.clone()));
     let sessions = Sessions::new();
     let _connections = metrics::Connections::register(&sessions);
     let faults = Arc::new(FaultLog::default());
@@ -155,7 +174,7 @@ pub async fn serve(
             }
         }
     };
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
         .layer(layers::stack(gate))
         .add_service(health_service)
@@ -164,8 +183,19 @@ pub async fn serve(
         .add_service(layers::messaging(messaging.clone()))
         .add_service(layers::admin(store.clone()))
         .add_service(layers::proxy_admin(proxy_admin))
-        .serve_with_incoming_shutdown(authority::filter_incoming(node::incoming(listener)?), stop)
-        .await?;
+        .serve_with_incoming_shutdown(
+            authority::filter_incoming(node::listener::accept(listener, listen_options)),
+            stop,
+        )
+        .await;
+    if let Some(t) = reload_task {
+        // It ends with the drain; a server that failed never drained.
+        if served.is_err() {
+            t.abort();
+        }
+        let _ = t.await;
+    }
+    served?;
     let _ = renew_task.await;
     let _ = relay_task.await;
     let _ = expiry_task.await;

@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 
 /// A server address: `host:port`, optionally written `http://host:port`.
 ///
-/// IPv6 literals are written in brackets (`[::1]:8081`). TLS (`https://`) is
-/// not supported.
+/// IPv6 literals are written in brackets (`[::1]:8081`). TLS is not part of
+/// the address (`https://` is refused): it is turned on in the
+/// [`crate::ClientConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerAddr {
     host: String,
@@ -99,7 +100,9 @@ impl FromStr for ServerAddr {
         let rest = if let Some((scheme, rest)) = input.split_once("://") {
             match scheme.to_ascii_lowercase().as_str() {
                 "http" => rest,
-                "https" => return Err(bad("TLS (https) is not supported")),
+                "https" => return Err(bad(
+                    "for TLS, give host:port and turn TLS on (ClientConfig::with_tls, pier --tls)",
+                )),
                 _ => return Err(bad("unknown scheme")),
             }
         } else {

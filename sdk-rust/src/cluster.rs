@@ -46,7 +46,8 @@ impl Cluster {
             .endpoints()
             .iter()
             .map(|addr| {
-                let channel = connect::endpoint(addr, connect_timeout)?.connect_lazy();
+                let channel =
+                    connect::endpoint(addr, connect_timeout, config.tls_trust())?.connect_lazy();
                 let client = MessagingServiceClient::with_interceptor(channel, headers.clone())
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE);

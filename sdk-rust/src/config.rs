@@ -2,6 +2,7 @@
 //! servers are, which namespace, which credentials, and how long a call may
 //! take.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::addr::ServerAddr;
@@ -56,6 +57,16 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Which certificates a TLS connection trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsTrust {
+    /// The operating system's roots (`rustls-native-certs`: on Linux the
+    /// distribution's bundle, or the file named by `SSL_CERT_FILE`).
+    SystemRoots,
+    /// Only the CA certificate(s) in this PEM file.
+    CaFile(PathBuf),
+}
+
 /// How to reach a RocketMQ 5 / Pier cluster.
 ///
 /// ```
@@ -73,7 +84,7 @@ pub struct ClientConfig {
     endpoints: Vec<ServerAddr>,
     namespace: String,
     credentials: Option<Credentials>,
-    tls: bool,
+    tls: Option<TlsTrust>,
     request_timeout: Duration,
 }
 
@@ -106,7 +117,7 @@ impl ClientConfig {
             endpoints: unique,
             namespace: String::new(),
             credentials: None,
-            tls: false,
+            tls: None,
             request_timeout: Duration::from_secs(3),
         })
     }
@@ -124,11 +135,22 @@ impl ClientConfig {
         self
     }
 
-    /// Asks for TLS. This build of the SDK speaks plaintext HTTP/2 only
-    /// (tonic's `tls` feature is not enabled), so building a client with TLS
-    /// on fails with [`Error::Unsupported`].
+    /// Turns TLS on (trusting the system's roots, unless a CA was given
+    /// with [`ClientConfig::with_tls_ca`]) or off. The server must offer
+    /// ALPN `h2`, as Pier does.
     pub fn with_tls(mut self, on: bool) -> ClientConfig {
-        self.tls = on;
+        self.tls = match (on, self.tls) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(TlsTrust::SystemRoots),
+        };
+        self
+    }
+
+    /// Turns TLS on, trusting only the CA certificate(s) in the PEM file
+    /// `ca` (read when the client connects).
+    pub fn with_tls_ca(mut self, ca: impl Into<PathBuf>) -> ClientConfig {
+        self.tls = Some(TlsTrust::CaFile(ca.into()));
         self
     }
 
@@ -154,9 +176,14 @@ impl ClientConfig {
         self.credentials.as_ref()
     }
 
-    /// Whether TLS was asked for.
+    /// Whether TLS is on.
     pub fn tls(&self) -> bool {
-        self.tls
+        self.tls.is_some()
+    }
+
+    /// What TLS trusts, when it is on.
+    pub fn tls_trust(&self) -> Option<&TlsTrust> {
+        self.tls.as_ref()
     }
 
     /// Deadline of unary calls.
@@ -166,13 +193,6 @@ impl ClientConfig {
 
     /// Checks what can be checked before connecting.
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.tls {
-            return Err(Error::Unsupported(
-                "TLS is not available in this build of pier-sdk (tonic's `tls` feature is off); \
-                 use a plaintext endpoint or terminate TLS in a sidecar"
-                    .into(),
-            ));
-        }
         if self.request_timeout.is_zero() {
             return Err(Error::invalid("the request timeout must be positive"));
         }
@@ -194,11 +214,15 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_a_clear_error() {
-        let c = ClientConfig::new("a:1").unwrap().with_tls(true);
-        let e = c.validate().unwrap_err();
-        assert!(matches!(e, Error::Unsupported(_)));
-        assert!(e.to_string().contains("TLS"), "{e}");
+    fn tls_switches_and_trusts() {
+        let c = ClientConfig::new("a:1").unwrap();
+        assert!(!c.tls());
+        let c = c.with_tls(true);
+        assert_eq!(c.tls_trust(), Some(&TlsTrust::SystemRoots));
+        assert!(c.validate().is_ok());
+        let c = c.with_tls_ca("/ca.pem").with_tls(true);
+        assert_eq!(c.tls_trust(), Some(&TlsTrust::CaFile("/ca.pem".into())));
+        assert!(!c.with_tls(false).tls());
     }
 
     #[test]

@@ -22,10 +22,10 @@ use pier_proto::rocketmq::messaging_service_client::MessagingServiceClient;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub use crate::addr::ServerAddr;
-use crate::config::Credentials;
+use crate::config::{Credentials, TlsTrust};
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::sign;
@@ -157,6 +157,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Deadline of unary calls (long polls compute their own).
     pub request_timeout: Duration,
+    /// TLS, and what it trusts (`None`: plaintext).
+    pub tls: Option<TlsTrust>,
 }
 
 impl Default for ConnectOptions {
@@ -164,6 +166,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -180,7 +183,7 @@ pub struct Connection {
 impl Connection {
     /// Dials `addr` and waits until the connection is up.
     pub async fn connect(addr: ServerAddr, options: ConnectOptions) -> Result<Connection> {
-        let endpoint = endpoint(&addr, options.connect_timeout)?;
+        let endpoint = endpoint(&addr, options.connect_timeout, options.tls.as_ref())?;
         let channel = match tokio::time::timeout(options.connect_timeout, endpoint.connect()).await
         {
             Ok(r) => r.map_err(|source| Error::Transport {
@@ -256,20 +259,46 @@ impl Connection {
 /// The channel settings every connection uses: `addr` with the crate's
 /// user agent, no Nagle delay and HTTP/2 keep-alives (a dead peer is noticed
 /// within the keep-alive timeout instead of at the next call's deadline).
-pub(crate) fn endpoint(addr: &ServerAddr, connect_timeout: Duration) -> Result<Endpoint> {
+///
+/// With `tls`, the channel speaks TLS (ALPN `h2`), verifying the server's
+/// certificate against `tls` for the host of `addr`.
+pub(crate) fn endpoint(
+    addr: &ServerAddr,
+    connect_timeout: Duration,
+    tls: Option<&TlsTrust>,
+) -> Result<Endpoint> {
     let transport = |source| Error::Transport {
         endpoint: addr.to_string(),
         source,
     };
-    Ok(Endpoint::from_shared(addr.uri())
-        .map_err(transport)?
+    let mut endpoint = match tls {
+        None => Endpoint::from_shared(addr.uri()).map_err(transport)?,
+        Some(trust) => Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(transport)?
+            .tls_config(tls_config(trust)?)
+            .map_err(transport)?,
+    };
+    endpoint = endpoint.connect_timeout(connect_timeout);
+    Ok(endpoint
         .user_agent(format!("pier-sdk/{CLIENT_VERSION}"))
         .map_err(transport)?
-        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true))
+}
+
+/// tonic's TLS settings for `trust` (rustls with `ring`).
+fn tls_config(trust: &TlsTrust) -> Result<ClientTlsConfig> {
+    Ok(match trust {
+        TlsTrust::SystemRoots => ClientTlsConfig::new().with_native_roots(),
+        TlsTrust::CaFile(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::invalid(format!("cannot read TLS CA file {}: {e}", path.display()))
+            })?;
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+        }
+    })
 }
 
 /// A request carrying `grpc-timeout = timeout`.

@@ -83,7 +83,7 @@ mod sign;
 pub mod time;
 
 pub use addr::ServerAddr;
-pub use config::{ClientConfig, Credentials};
+pub use config::{ClientConfig, Credentials, TlsTrust};
 pub use consumer::push::{ConsumeResult, MessageListener, PushConsumer, PushConsumerBuilder};
 pub use consumer::simple::{SimpleConsumer, SimpleConsumerBuilder};
 pub use consumer::FilterExpression;

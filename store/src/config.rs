@@ -45,6 +45,11 @@ pub struct StoreNodeConfig {
     pub log_format: pier_node::LogFormat,
     /// [`StoreOptions::max_inflight_per_group`].
     pub max_inflight_per_group: u64,
+    /// PEM certificate chain: serve TLS only (proxies then connect with
+    /// `store_tls_ca`); reloaded on SIGHUP and when the file changes.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl StoreNodeConfig {
@@ -76,6 +81,8 @@ impl Default for StoreNodeConfig {
             trace_sample_ratio: None,
             log_format: pier_node::LogFormat::Text,
             max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pier_proto::admin::admin_service_client::AdminServiceClient;
 use pier_proto::store::store_client::StoreClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::api::{CheckStream, StoreApi};
 use crate::error::{Result, StoreError};
@@ -40,13 +40,27 @@ impl RemoteStore {
     /// Connects lazily: the proxy starts even while the store is still
     /// starting, and calls fail with `Unavailable` until it answers.
     pub fn connect(addr: &str) -> Result<RemoteStore> {
-        let uri = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
+        RemoteStore::connect_with(addr, None)
+    }
+
+    /// [`RemoteStore::connect`], over TLS when `tls_ca` (a PEM CA
+    /// certificate) is given: the store node's certificate must be signed
+    /// by it and name the host of `addr` (a DNS name or an IP address).
+    pub fn connect_with(addr: &str, tls_ca: Option<Vec<u8>>) -> Result<RemoteStore> {
+        let scheme = if tls_ca.is_some() { "https" } else { "http" };
+        let uri = match addr.split_once("://") {
+            Some((_, rest)) => format!("{scheme}://{rest}"),
+            None => format!("{scheme}://{addr}"),
         };
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| StoreError::invalid(format!("bad store address {addr:?}: {e}")))?
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| StoreError::invalid(format!("bad store address {addr:?}: {e}")))?;
+        if let Some(ca) = tls_ca {
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| StoreError::invalid(format!("store link TLS: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30));

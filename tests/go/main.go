@@ -38,6 +38,7 @@ var (
 	flagFailSeq  = flag.Int("fail-once-seq", -1, "fifo: the first delivery of this sequence number fails once")
 	flagConsumer = flag.String("consumer", "simple", "load: simple or push")
 	flagTimeout  = flag.Int("timeout", 120, "seconds before the run gives up")
+	flagTLS      = flag.Bool("tls", false, "keep the client's default TLS on (it trusts any certificate)")
 	flagLogLevel = flag.String("log-level", "warn", "client log level (to stderr): debug, info, warn, error")
 )
 
@@ -93,8 +94,9 @@ func main() {
 	_ = os.Setenv(rmq.ENABLE_CONSOLE_APPENDER, "true")
 	_ = os.Setenv(rmq.CLIENT_LOG_LEVEL, *flagLogLevel)
 	rmq.ResetLogger()
-	// Pier serves plaintext h2c; the client defaults to TLS (protocol.md §6.2).
-	rmq.EnableSsl = false
+	// The client defaults to TLS (protocol.md §6.2); the tests turn it off
+	// unless -tls (a Pier with a certificate serves both on one port).
+	rmq.EnableSsl = *flagTLS
 
 	deadline = started.Add(time.Duration(*flagTimeout) * time.Second)
 	res.set("case", *flagCase)

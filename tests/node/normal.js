@@ -16,10 +16,14 @@ const { parseArgs, logger, finish, hardLimit, sleep } = require('./common');
 const args = parseArgs({
   endpoint: null, topic: null, group: null, count: 100, prefix: 'node',
   timeout: 120, tail: 3, await: 2000, concurrency: 16, accessKey: '', secretKey: '',
+  // 'true': the client's TLS on (it trusts NODE_EXTRA_CA_CERTS besides the
+  // system's roots).
+  tls: 'false',
 });
 // Signs every call when given a user's keys (a server with auth on).
 const sessionCredentials = args.accessKey
   ? { accessKey: args.accessKey, accessSecret: args.secretKey } : undefined;
+const sslEnabled = args.tls === 'true';
 
 const t0 = Date.now();
 const s = {
@@ -38,6 +42,7 @@ async function produce() {
   const producer = new Producer({
     endpoints: args.endpoint, namespace: '', topics: [ args.topic ], logger: logger('producer'),
     sessionCredentials,
+    sslEnabled,
   });
   await producer.startup();
   try {
@@ -66,7 +71,7 @@ async function consume() {
   const consumer = new SimpleConsumer({
     endpoints: args.endpoint, namespace: '', consumerGroup: args.group,
     subscriptions: new Map([[ args.topic, '*' ]]), awaitDuration: args.await,
-    logger: logger('simple'), sessionCredentials,
+    logger: logger('simple'), sessionCredentials, sslEnabled,
   });
   await consumer.startup();
   const seen = new Map();

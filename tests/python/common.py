@@ -41,6 +41,9 @@ def arg_parser(doc, topic_help=None):
                     help="client RPC timeout in whole seconds (default: 3)")
     ap.add_argument("--access-key", default="", help="sign calls as this user (server with auth on)")
     ap.add_argument("--secret-key", default="", help="the user's secret key")
+    ap.add_argument("--tls", action="store_true",
+                    help="turn the client's TLS on (it trusts the roots in "
+                         "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, else the system's)")
     return ap
 
 

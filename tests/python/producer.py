@@ -73,7 +73,7 @@ def main():
     producer = None
     try:
         config = ClientConfiguration(args.endpoint, Credentials(args.access_key, args.secret_key), request_timeout=args.request_timeout)
-        producer = Producer(config, topics=[args.topic])  # tls_enable defaults to False
+        producer = Producer(config, topics=[args.topic], tls_enable=args.tls)
         producer.startup()
         state["phase"] = "send"
         for i in range(args.count):

@@ -81,7 +81,8 @@ class Run(Runner):
             config, a.group,
             subscription={a.topic: FilterExpression(a.tag)},
             await_duration=a.await_duration,
-        ))  # tls_enable defaults to False
+            tls_enable=a.tls,
+        ))
         self.phase = "receive"
         self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
         if self.tracker.distinct_expected() >= a.expect and a.tail > 0:

@@ -9,32 +9,35 @@ use crate::Raw;
 /// Runs a script of tests/python with the tools' venv, off the async
 /// runtime.
 pub async fn python(tools: &Path, script: &str, args: Vec<String>) -> Output {
-    python_with_env(tools, script, args, Vec::new()).await
+    python_env(tools, script, args, &[]).await
 }
 
-/// [`python`] with more environment variables.
-pub async fn python_with_env(
+/// [`python`] with more environment variables (e.g. the TLS roots).
+pub async fn python_env(
     tools: &Path,
     script: &str,
     args: Vec<String>,
-    env: Vec<(&'static str, PathBuf)>,
+    env: &[(&'static str, PathBuf)],
 ) -> Output {
     let py = tools.join("venv/bin/python");
-    run_script(py, "python", script, args, env).await
+    run_script(py, "python", script, args, env.to_vec(), &[]).await
 }
 
 /// Runs `node tests/node/<script> <args>` off the async runtime, with
 /// the official client the tools installed on `NODE_PATH`.
 pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
-    node_with_env(tools, script, args, Vec::new()).await
+    node_env(tools, script, args, &[]).await
 }
 
-/// [`node`] with more environment variables.
-pub async fn node_with_env(
+/// [`node`] with more environment variables (e.g. the TLS roots). With
+/// `NODE_EXTRA_CA_CERTS` among them, `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` is
+/// removed: grpc-js takes its roots from that file instead of Node's store
+/// when it is set (some hosts set it globally).
+pub async fn node_env(
     tools: &Path,
     script: &str,
     args: Vec<String>,
-    mut env: Vec<(&'static str, PathBuf)>,
+    env: &[(&'static str, PathBuf)],
 ) -> Output {
     let modules = tools.join("node/node_modules");
     assert!(
@@ -42,19 +45,34 @@ pub async fn node_with_env(
         "rocketmq-client-nodejs is not installed in {} (are node and npm on PATH? see tests/scripts/setup-tools.sh)",
         modules.display()
     );
-    env.push(("NODE_PATH", modules));
-    run_script("node".into(), "node", script, args, env).await
+    run_script(
+        "node".into(),
+        "node",
+        script,
+        args,
+        [("NODE_PATH", modules)]
+            .into_iter()
+            .chain(env.iter().cloned())
+            .collect(),
+        if env.iter().any(|(k, _)| *k == "NODE_EXTRA_CA_CERTS") {
+            &["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"][..]
+        } else {
+            &[]
+        },
+    )
+    .await
 }
 
 /// `program tests/<dir>/<script> <args>` off the async runtime, with a
-/// temporary `HOME` (the clients write logs under it) and extra
-/// environment variables.
+/// temporary `HOME` (the clients write logs under it), extra environment
+/// variables and some removed.
 async fn run_script(
     program: PathBuf,
     dir: &str,
     script: &str,
     args: Vec<String>,
     env: Vec<(&'static str, PathBuf)>,
+    remove: &'static [&'static str],
 ) -> Output {
     let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(script);
     tokio::task::spawn_blocking(move || {
@@ -63,8 +81,9 @@ async fn run_script(
             .args(args)
             .env("HOME", std::env::temp_dir())
             .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
+        cmd.envs(env);
+        for k in remove {
+            cmd.env_remove(k);
         }
         cmd.output()
             .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))

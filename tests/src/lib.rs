@@ -10,7 +10,8 @@
 //! [`tools`] (installing the external tools), [`external`] (running the
 //! official clients), [`go`] and [`java`] (the Go and Java scenario
 //! programs), [`prometheus`] (metrics pages and a real Prometheus), [`otlp`] (an OTLP
-//! metrics receiver), [`fleet`] (two proxies behind nginx, killed and restarted).
+//! metrics receiver), [`fleet`] (two proxies behind nginx, killed and restarted),
+//! [`tls`] (test certificates, TLS connections).
 
 pub mod deploy;
 pub mod external;
@@ -23,6 +24,7 @@ pub mod prometheus;
 pub mod raw;
 pub mod rust_client;
 pub mod signing;
+pub mod tls;
 pub mod tools;
 
 pub use deploy::{Mode, Pier};

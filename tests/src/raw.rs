@@ -41,6 +41,24 @@ impl Raw {
         }
     }
 
+    /// A `Raw` over a channel made elsewhere (TLS, say).
+    pub fn over(endpoint: &str, channel: Channel) -> Raw {
+        Raw {
+            endpoint: endpoint.to_owned(),
+            client_id: format!(
+                "pier-test@{}@{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            channel,
+        }
+    }
+
+    /// The connection under this client.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     pub fn messaging(&self) -> MessagingServiceClient<Channel> {
         MessagingServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }

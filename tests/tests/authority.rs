@@ -12,7 +12,7 @@ use pier_proto::rocketmq::{
 use pier_tests::external::*;
 use pier_tests::*;
 use prost::Message as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,10 +68,14 @@ async fn python_client_with_two_proxy_addresses() {
     assert_drained(c, "py-two-simple").await;
 }
 
+/// A byte stream RawH2 speaks over: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// A minimal HTTP/2 client that sends whatever `:authority` bytes it is
 /// given (the `h2` client refuses invalid ones), one call at a time.
 struct RawH2 {
-    tcp: TcpStream,
+    tcp: Box<dyn Io>,
     encoder: Encoder<'static>,
     decoder: Decoder<'static>,
     next_stream: u32,
@@ -126,7 +130,19 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 impl RawH2 {
     async fn connect(endpoint: &str) -> RawH2 {
-        let mut tcp = TcpStream::connect(endpoint).await.expect("connect");
+        let tcp = TcpStream::connect(endpoint).await.expect("connect");
+        RawH2::over(Box::new(tcp)).await
+    }
+
+    /// Over TLS (ALPN h2), trusting `ca_pem`.
+    async fn connect_tls(endpoint: &str, ca_pem: &[u8]) -> RawH2 {
+        let tls = pier_tests::tls::tls_stream(endpoint, ca_pem, &[b"h2"])
+            .await
+            .expect("TLS connect");
+        RawH2::over(Box::new(tls)).await
+    }
+
+    async fn over(mut tcp: Box<dyn Io>) -> RawH2 {
         let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         hello.extend_from_slice(&frame(SETTINGS, 0, 0, &[]));
         tcp.write_all(&hello).await.expect("preface");
@@ -334,4 +350,23 @@ fn http_authority_is_invalid(value: &[u8]) -> bool {
         .ok()
         .and_then(|s| s.parse::<tonic::codegen::http::uri::Authority>().ok())
         .is_none()
+}
+
+/// The filter works on the decrypted stream: the same odd values reach the
+/// services over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_authorities_over_tls_get_answers() {
+    let pki = pier_tests::tls::TestPki::new("authority");
+    let data = tempfile::tempdir().unwrap();
+    let flags = pki.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let proxy = Node::standalone_with(data.path(), &flags);
+    let ep = proxy.endpoint();
+    let list = format!("{ep},127.0.0.1:1");
+    let mut h2 = RawH2::connect_tls(&ep, &pki.ca_pem()).await;
+    for authority in [list.as_bytes(), b"a:1;b:2", b"", ep.as_bytes()] {
+        assert!(authority == ep.as_bytes() || http_authority_is_invalid(authority));
+        assert_healthy(&mut h2, authority).await;
+        assert_healthy(&mut h2, authority).await;
+    }
 }

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pier_tests::external::{args, node_with_env, python_with_env, summary};
+use pier_tests::external::{args, node_env, python_env, summary};
 use pier_tests::fleet::{nginx_binary, Fleet, Nginx};
 use pier_tests::*;
 
@@ -68,26 +68,15 @@ async fn through_nginx(tls: bool) {
     node_args.extend(args(&["--drain", "90", "--tls", tls_flag]));
     let ca: PathBuf = nginx.ca.clone();
 
+    let py_env = [("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", ca.clone())];
+    // grpc-js takes its roots from gRPC's roots variable when it is set
+    // (this machine sets it to the system bundle), so the CA goes there
+    // rather than in NODE_EXTRA_CA_CERTS.
+    let node_env_vars = [("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", ca)];
     let chaos = fleet.chaos(Duration::from_secs(every), Duration::from_millis(500));
     let (py, node) = tokio::join!(
-        python_with_env(
-            &tools,
-            "fleet.py",
-            py_args,
-            vec![("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", ca.clone())]
-        ),
-        node_with_env(
-            &tools,
-            "fleet.js",
-            node_args,
-            // grpc-js 1.14 builds its own TLS context, which Node's
-            // NODE_EXTRA_CA_CERTS does not reach ("unable to verify the first
-            // certificate"); it reads gRPC's roots variable instead.
-            vec![
-                ("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", ca.clone()),
-                ("NODE_EXTRA_CA_CERTS", ca)
-            ]
-        ),
+        python_env(&tools, "fleet.py", py_args, &py_env),
+        node_env(&tools, "fleet.js", node_args, &node_env_vars),
     );
     let kills = chaos.stop();
     let mode = if tls { "TLS at nginx" } else { "plaintext" };

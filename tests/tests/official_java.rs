@@ -5,7 +5,8 @@
 //! (`"127.0.0.1:A;127.0.0.1:B"`). tests/java's `pier.Scenarios` does the work
 //! and prints one JSON summary line, checked here; tests/scripts/setup-java.sh
 //! builds it (run from `pier_tests::java::ensure_java`). TLS is off in the
-//! client: Pier serves plaintext HTTP/2 (protocol.md §6.1, §7).
+//! client here (`--tls true` turns it on: `official_tls.rs` runs the client
+//! with its default TLS against a proxy that requires TLS).
 //!
 //! Topics and groups are created through the admin API first: Pier does not
 //! create them on first use by default.

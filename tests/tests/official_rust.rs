@@ -64,10 +64,19 @@ fn rust_client() -> PathBuf {
 
 /// Runs the rust-client binary off the async runtime.
 async fn run_client(args: Vec<String>) -> Output {
+    run_client_env(args, None).await
+}
+
+/// [`run_client`] with `SSL_CERT_FILE` set: the crate's TLS (tonic 0.9,
+/// rustls-native-certs 0.6) then trusts exactly the roots in that file.
+async fn run_client_env(args: Vec<String>, ssl_cert_file: Option<PathBuf>) -> Output {
     let bin = rust_client();
     tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(args)
+        let mut cmd = Command::new(bin);
+        if let Some(roots) = ssl_cert_file {
+            cmd.env("SSL_CERT_FILE", roots);
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run rust-client")
@@ -216,3 +225,48 @@ three_modes!(
     rust_delay_messages_wait_for_their_timestamp,
     rust_transactions_commit_and_rollback,
 );
+
+/// The crate with its TLS on (`ClientOption::set_enable_tls(true)`: an
+/// `https` endpoint with the system's roots) against a standalone Pier that
+/// requires TLS, trusting the test CA through `SSL_CERT_FILE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_crate_with_tls() {
+    let pki = pier_tests::tls::TestPki::new("rust-crate");
+    let data = tempfile::tempdir().unwrap();
+    let flags = pki.flags();
+    let mut node_args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    node_args.push("--tls-required");
+    let node = Node::standalone_with(data.path(), &node_args);
+    let ep = node.endpoint();
+    let channel = pier_tests::tls::tls_channel(&ep, &pki.ca_pem())
+        .await
+        .unwrap();
+    let c = Raw::over(&ep, channel);
+    c.create_topic("rust-tls", 2).await;
+    c.create_group("rust-tls-g", 17).await;
+    let out = run_client_env(
+        args(&[
+            "--case",
+            "normal",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "rust-tls",
+            "--group",
+            "rust-tls-g",
+            "--count",
+            "50",
+            "--timeout",
+            "120",
+            "--tls",
+            "true",
+        ]),
+        Some(pki.ca.clone()),
+    )
+    .await;
+    let r = summary_ok(&out, "rust-client normal over TLS");
+    assert_eq!(r["sent"], 50, "{r}");
+    assert_eq!(r["received"], 50, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_drained(&c, "rust-tls-g").await;
+}

@@ -34,6 +34,10 @@ impl Ctx {
         if cluster {
             v.push(Pier::cluster_spec());
         }
+        // TLS on vs off, when asked for by name (`--only`).
+        if self.only.iter().any(|o| o.contains("TLS")) {
+            v.push(Pier::standalone_tls_spec());
+        }
         if self.peers && !self.quick {
             v.extend(
                 crate::peers::durable_peers()

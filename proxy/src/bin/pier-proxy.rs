@@ -98,6 +98,23 @@ struct Args {
     /// `text` or `json` (one object a line, with the trace id).
     #[arg(long, env = "PIER_LOG_FORMAT")]
     log_format: Option<node::LogFormat>,
+    /// PEM certificate chain: serve TLS (ALPN h2) beside plaintext on the
+    /// client port; reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "PIER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PIER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert: refuse plaintext connections (`--tls-required` alone
+    /// means true).
+    #[arg(long, env = "PIER_TLS_REQUIRED", num_args = 0..=1, default_missing_value = "true")]
+    tls_required: Option<bool>,
+    /// Client connections open at once; more are refused [default: 10000].
+    #[arg(long, env = "PIER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Cluster mode: reach the store over TLS, trusting this PEM CA file.
+    #[arg(long, env = "PIER_STORE_TLS_CA")]
+    store_tls_ca: Option<PathBuf>,
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
@@ -164,6 +181,21 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.auto_create {
         cfg.auto_create = v;
+    }
+    if let Some(v) = args.tls_cert {
+        cfg.tls_cert = Some(v);
+    }
+    if let Some(v) = args.tls_key {
+        cfg.tls_key = Some(v);
+    }
+    if let Some(v) = args.tls_required {
+        cfg.tls_required = v;
+    }
+    if let Some(v) = args.max_connections {
+        cfg.max_connections = v;
+    }
+    if let Some(v) = args.store_tls_ca {
+        cfg.store_tls_ca = Some(v);
     }
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);

@@ -76,6 +76,13 @@ struct Args {
         requires = "admin_user"
     )]
     admin_secret: Option<String>,
+    /// PEM certificate chain: serve TLS only (ALPN h2); reloaded on SIGHUP
+    /// and when the file changes. Proxies connect with --store-tls-ca.
+    #[arg(long, env = "PIER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PIER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -97,6 +104,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.retention_hours {
         cfg.retention_hours = v;
+    }
+    if let Some(v) = args.tls_cert {
+        cfg.tls_cert = Some(v);
+    }
+    if let Some(v) = args.tls_key {
+        cfg.tls_key = Some(v);
     }
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);
@@ -139,6 +152,17 @@ async fn main() -> anyhow::Result<()> {
         cfg.otlp_endpoint.as_deref(),
     )
     .await?;
+    // Checked before the store is opened: a bad certificate stops the start.
+    let certs = node::tls::TlsFiles::from_options(cfg.tls_cert.clone(), cfg.tls_key.clone())?
+        .map(node::tls::CertResolver::load)
+        .transpose()?;
+    let listen_options = node::listener::ListenOptions {
+        tls: certs.as_ref().map(|c| c.server_config()).transpose()?,
+        // Only proxies and operators connect here: a store given a
+        // certificate speaks TLS only.
+        tls_required: certs.is_some(),
+        ..Default::default()
+    };
     let store = Arc::new(Store::open(
         &cfg.data,
         StoreOptions {
@@ -168,9 +192,15 @@ async fn main() -> anyhow::Result<()> {
     let reflection_alpha =
         node::reflection(&["pier.store.v1.Store", "pier.admin.v1.AdminService"]).build_v1alpha()?;
 
-    tracing::info!(%addr, data = %cfg.data.display(), "pier-store listening");
+    tracing::info!(%addr, data = %cfg.data.display(), tls = certs.is_some(), "pier-store listening");
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let reload_task = certs.map(|c| {
+        node::tls::spawn_reloader(c, node::tls::POLL_EVERY, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+    });
     let stopped_by_poison = Arc::new(AtomicBool::new(false));
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .layer(
             tower::ServiceBuilder::new()
                 .layer(RpcLatencyLayer::new("pier_store"))
@@ -181,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
         .add_service(reflection_alpha)
         .add_service(StoreEndpoint::service(api.clone()))
         .add_service(AdminServiceServer::new(AdminEndpoint(api)))
-        .serve_with_incoming_shutdown(node::incoming(listener)?, {
+        .serve_with_incoming_shutdown(node::listener::accept(listener, listen_options), {
             let store = store.clone();
             let mut poisoned = store.poisoned();
             let stopped_by_poison = stopped_by_poison.clone();
@@ -198,7 +228,12 @@ async fn main() -> anyhow::Result<()> {
                 store.drain();
             }
         })
-        .await?;
+        .await;
+    let _ = stopping.send(true);
+    if let Some(t) = reload_task {
+        let _ = t.await;
+    }
+    served?;
     store.shutdown();
     metrics.shutdown().await;
     tracing.shutdown().await;

@@ -34,6 +34,9 @@ struct Args {
     /// A user's keys: every call is signed (a server with auth on).
     access_key: String,
     secret_key: String,
+    /// The client's TLS on: it trusts the system's roots, which
+    /// rustls-native-certs 0.6 reads from `SSL_CERT_FILE` when set.
+    tls: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         delay: 3,
         access_key: String::new(),
         secret_key: String::new(),
+        tls: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
             "--delay" => a.delay = num(&v)? as i64,
             "--access-key" => a.access_key = v,
             "--secret-key" => a.secret_key = v,
+            "--tls" => a.tls = v == "true",
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -87,7 +92,7 @@ fn client_option(a: &Args) -> ClientOption {
         o.set_access_key(&a.access_key);
         o.set_secret_key(&a.secret_key);
     }
-    o.set_enable_tls(false);
+    o.set_enable_tls(a.tls);
     // Short polls keep the receive loop responsive (the crate's default is 40 s).
     o.set_long_polling_timeout(Duration::from_secs(5));
     o
@@ -136,7 +141,7 @@ macro_rules! shut_down {
 async fn start_producer(a: &Args) -> Result<Producer, String> {
     let mut po = ProducerOption::default();
     po.set_topics(vec![a.topic.clone()]);
-    let mut p = Producer::new(po, client_option(&a)).map_err(err)?;
+    let mut p = Producer::new(po, client_option(a)).map_err(err)?;
     p.start()
         .await
         .map_err(|e| format!("producer start: {e:?}"))?;
@@ -147,7 +152,7 @@ async fn start_consumer(a: &Args) -> Result<SimpleConsumer, String> {
     let mut co = SimpleConsumerOption::default();
     co.set_topics(vec![a.topic.clone()]);
     co.set_consumer_group(a.group.clone());
-    let mut c = SimpleConsumer::new(co, client_option(&a)).map_err(err)?;
+    let mut c = SimpleConsumer::new(co, client_option(a)).map_err(err)?;
     c.start()
         .await
         .map_err(|e| format!("consumer start: {e:?}"))?;
@@ -400,7 +405,7 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
     let counter = checks.clone();
     let mut producer = Producer::new_transaction_producer(
         po,
-        client_option(&a),
+        client_option(a),
         Box::new(move |_tx_id, _message| {
             counter.fetch_add(1, Ordering::SeqCst);
             TransactionResolution::ROLLBACK

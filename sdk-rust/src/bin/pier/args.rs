@@ -51,6 +51,12 @@ pub(crate) struct Cli {
         requires = "access_key"
     )]
     pub(crate) secret_key: Option<String>,
+    /// Connect with TLS, trusting the system's roots (or --tls-ca).
+    #[arg(long, global = true, env = "PIER_TLS")]
+    pub(crate) tls: bool,
+    /// Connect with TLS, trusting only the CA certificate(s) in this PEM file.
+    #[arg(long, global = true, env = "PIER_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use clap::Parser;
 use pier::admin::Admin;
 use pier::connect::{ConnectOptions, Connection};
-use pier::{ClientConfig, Credentials};
+use pier::{ClientConfig, Credentials, TlsTrust};
 
 use crate::args::{Cli, Command};
 
@@ -64,8 +64,14 @@ fn one_line(e: &anyhow::Error) -> String {
 /// Runs the command: data-plane commands go through the SDK's clients,
 /// admin commands through one plain connection.
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let tls = match (&cli.tls_ca, cli.tls) {
+        (Some(ca), _) => Some(TlsTrust::CaFile(ca.clone())),
+        (None, true) => Some(TlsTrust::SystemRoots),
+        (None, false) => None,
+    };
     let options = ConnectOptions {
         request_timeout: Duration::from_secs(cli.timeout),
+        tls: tls.clone(),
         ..ConnectOptions::default()
     };
     let json = cli.json;
@@ -76,6 +82,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let sdk_config = || {
         ClientConfig::from_addrs(vec![cli.endpoint.clone()]).map(|c| {
             let c = c.with_request_timeout(options.request_timeout);
+            let c = match &tls {
+                Some(TlsTrust::CaFile(ca)) => c.with_tls_ca(ca),
+                Some(TlsTrust::SystemRoots) => c.with_tls(true),
+                None => c,
+            };
             match &credentials {
                 Some(cr) => c.with_credentials(cr.clone()),
                 None => c,

@@ -157,8 +157,10 @@ public final class Scenarios {
     private ClientConfiguration config() {
         return ClientConfiguration.newBuilder()
             .setEndpoints(args.str("endpoints"))
-            // Pier serves plaintext HTTP/2 only (protocol.md §6.1, §7).
-            .enableSsl(false)
+            // TLS is the client's default; the tests turn it off unless
+            // `--tls true` (Pier serves both on one port when it has a
+            // certificate; the client trusts any certificate).
+            .enableSsl("true".equals(args.m().get("tls")))
             // The default (3 s) is for a production server; tests run a debug
             // build beside other tests on 2 cores, and a timed-out send is resent
             // by the client, which stores the message twice and shows up here as a

@@ -1,0 +1,159 @@
+//! Test certificates (made with `rcgen`: a CA and server certificates for
+//! `127.0.0.1` and `localhost`) and TLS connections to a Pier.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+/// A certificate authority in a temporary directory, with one server
+/// certificate it signed: `ca` (PEM, what clients trust), `cert` and `key`
+/// (PEM, what a node serves).
+pub struct TestPki {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl TestPki {
+    pub fn new(name: &str) -> TestPki {
+        let dir = tempfile::tempdir().expect("temp dir for certificates");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("Pier test CA {name}"));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca_cert = params.self_signed(&ca_key).expect("CA certificate");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem()).expect("write CA");
+        let pki = TestPki {
+            cert: dir.path().join("server.pem"),
+            key: dir.path().join("server.key"),
+            ca,
+            _dir: dir,
+            ca_cert,
+            ca_key,
+        };
+        pki.issue(&pki.cert, &pki.key);
+        pki
+    }
+
+    /// Writes a new server certificate for `127.0.0.1` and `localhost`,
+    /// signed by this CA, to `cert` and `key` (replacing them whole, as an
+    /// operator's `mv` would).
+    pub fn issue(&self, cert: &Path, key: &Path) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "pier test server");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_key = KeyPair::generate().expect("server key");
+        let server = params
+            .signed_by(&server_key, &self.ca_cert, &self.ca_key)
+            .expect("server certificate");
+        replace(cert, server.pem().as_bytes());
+        replace(key, server_key.serialize_pem().as_bytes());
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(&self.ca).expect("read CA")
+    }
+
+    /// `--tls-cert CERT --tls-key KEY` as strings.
+    pub fn flags(&self) -> [String; 4] {
+        [
+            "--tls-cert".into(),
+            self.cert.display().to_string(),
+            "--tls-key".into(),
+            self.key.display().to_string(),
+        ]
+    }
+}
+
+/// Writes `path` through a temporary file and a rename: a reader sees the
+/// old or the new content, never half of it.
+fn replace(path: &Path, content: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).expect("write temporary file");
+    std::fs::rename(&tmp, path).expect("rename into place");
+}
+
+/// A TLS channel to `endpoint` (`host:port`) trusting only `ca_pem`; tonic
+/// refuses a server that does not agree on ALPN `h2`. One connection.
+pub async fn tls_channel(
+    endpoint: &str,
+    ca_pem: &[u8],
+) -> Result<Channel, tonic::transport::Error> {
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+    Channel::from_shared(format!("https://{endpoint}"))
+        .expect("uri")
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+}
+
+/// A plaintext channel to `endpoint`. One connection.
+pub async fn plain_channel(endpoint: &str) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("http://{endpoint}"))
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+}
+
+/// A TLS connection to `endpoint` (as `127.0.0.1`) trusting only `ca_pem`,
+/// offering the ALPN protocols `alpn`.
+pub async fn tls_stream(
+    endpoint: &str,
+    ca_pem: &[u8],
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.expect("CA PEM")).expect("CA accepted");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(endpoint).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")
+        .expect("IP server name")
+        .to_owned();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+/// A bare TLS handshake with `endpoint` offering `alpn`: the protocol the
+/// server chose, or the handshake error.
+pub async fn handshake(
+    endpoint: &str,
+    ca_pem: &[u8],
+    alpn: &[&[u8]],
+) -> Result<Option<Vec<u8>>, std::io::Error> {
+    let tls = tls_stream(endpoint, ca_pem, alpn).await?;
+    Ok(tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec))
+}
