@@ -11,7 +11,7 @@ use pier_proto::admin::{
     ConsumerGroup, CreateGroupRequest, CreateTopicRequest, DeleteGroupRequest, DeleteTopicRequest,
     DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, DescribeTopicResponse,
     ListClientsRequest, ListClientsResponse, ListGroupsRequest, ListTopicsRequest, Topic,
-    TopicType,
+    TopicType, UpdateGroupRequest, UpdateTopicRequest,
 };
 
 use pier_proto::admin::{
@@ -115,6 +115,18 @@ impl Admin {
         })
     }
 
+    /// Replaces a topic's type and queue count (queues may grow, never
+    /// shrink); returns the topic as the server now stores it.
+    pub async fn update_topic(&self, topic: Topic) -> Result<Topic> {
+        require_name("topic", &topic.name)?;
+        let req = UpdateTopicRequest { topic: Some(topic) };
+        let resp = self
+            .call(req, |mut c, r| async move { c.update_topic(r).await })
+            .await?;
+        resp.topic
+            .ok_or_else(|| Error::Protocol("UpdateTopic answered without a topic".into()))
+    }
+
     /// All topics.
     pub async fn list_topics(&self) -> Result<Vec<Topic>> {
         let resp = self
@@ -161,6 +173,19 @@ impl Admin {
                 .ok_or_else(|| Error::Protocol("CreateGroup answered without a group".into()))?,
             created: resp.created,
         })
+    }
+
+    /// Replaces a group's settings (`max_attempts == 0` means the server
+    /// default; no retry policy keeps the current one); returns the group
+    /// as the server now stores it.
+    pub async fn update_group(&self, group: ConsumerGroup) -> Result<ConsumerGroup> {
+        require_name("group", &group.name)?;
+        let req = UpdateGroupRequest { group: Some(group) };
+        let resp = self
+            .call(req, |mut c, r| async move { c.update_group(r).await })
+            .await?;
+        resp.group
+            .ok_or_else(|| Error::Protocol("UpdateGroup answered without a group".into()))
     }
 
     /// The clients connected to the proxy this admin client talks to,

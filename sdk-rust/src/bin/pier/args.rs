@@ -5,7 +5,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pier::connect::DEFAULT_ENDPOINT;
 use pier::ServerAddr;
-use pier_proto::admin::TopicType;
+use pier_proto::admin::retry_policy::Strategy;
+use pier_proto::admin::{CustomizedBackoff, ExponentialBackoff, RetryPolicy, TopicType};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,10 +58,10 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Create, list, describe and delete topics.
+    /// Create, update, list, describe and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
-    /// Create, list, describe and delete consumer groups.
+    /// Create, update, list, describe and delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
     /// List the clients connected to the proxy.
@@ -90,6 +91,19 @@ pub(crate) enum TopicCommand {
         #[arg(long = "type", value_enum, default_value_t = TopicKind::Normal)]
         kind: TopicKind,
         /// Number of queues [default: the server's, 8].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        queues: Option<u32>,
+    },
+    /// Change a topic's type or grow its queue count (fields not given stay
+    /// as they are). As RocketMQ, the message type may change; queues never
+    /// shrink (their messages and cursors would be orphaned).
+    Update {
+        /// Topic name.
+        name: String,
+        /// New message type.
+        #[arg(long = "type", value_enum)]
+        kind: Option<TopicKind>,
+        /// New number of queues (at least the current one).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         queues: Option<u32>,
     },
@@ -198,6 +212,24 @@ pub(crate) enum GroupCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         max_attempts: Option<u32>,
     },
+    /// Change a group's settings (fields not given stay as they are).
+    Update {
+        /// Consumer group name.
+        name: String,
+        /// Deliver messages of one message group in order (true or false).
+        #[arg(long, value_name = "BOOL")]
+        fifo: Option<bool>,
+        /// Deliveries before a message goes to the dead-letter queue.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_attempts: Option<u32>,
+        /// Exponential retry backoff: INITIAL_MS,MAX_MS,MULTIPLIER.
+        #[arg(long, value_name = "INITIAL,MAX,MULT", value_parser = parse_exponential,
+              conflicts_with = "retry_customized")]
+        retry_exponential: Option<RetryPolicy>,
+        /// Retry backoff step by step: MS,MS,... (the last one repeats).
+        #[arg(long, value_name = "MS,...", value_parser = parse_customized)]
+        retry_customized: Option<RetryPolicy>,
+    },
     /// List consumer groups.
     List,
     /// Show a group's settings, backlog per topic and dead-letter count.
@@ -299,6 +331,33 @@ fn parse_interval(s: &str) -> Result<f64, String> {
             "{s:?} is not a number of seconds between 0.1 and 3600"
         )),
     }
+}
+
+fn parse_exponential(s: &str) -> Result<RetryPolicy, String> {
+    let bad = || format!("{s:?} is not INITIAL_MS,MAX_MS,MULTIPLIER (e.g. 1000,7200000,2)");
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [initial, max, mult] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let e = ExponentialBackoff {
+        initial_ms: initial.parse().map_err(|_| bad())?,
+        max_ms: max.parse().map_err(|_| bad())?,
+        multiplier: mult.parse().map_err(|_| bad())?,
+    };
+    Ok(RetryPolicy {
+        strategy: Some(Strategy::Exponential(e)),
+    })
+}
+
+fn parse_customized(s: &str) -> Result<RetryPolicy, String> {
+    let next_ms = s
+        .split(',')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(|_| format!("{s:?} is not a comma-separated list of milliseconds"))?;
+    Ok(RetryPolicy {
+        strategy: Some(Strategy::Customized(CustomizedBackoff { next_ms })),
+    })
 }
 
 fn parse_endpoint(s: &str) -> Result<ServerAddr, String> {
@@ -412,6 +471,56 @@ pub(crate) mod tests {
         }
         assert!(parse(&["group", "create", "g1", "--max-attempts", "0"]).is_err());
         assert!(parse(&["group", "describe"]).is_err());
+    }
+
+    #[test]
+    fn update_arguments() {
+        let cli = parse(&["topic", "update", "t", "--type", "fifo", "--queues", "16"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Topic(TopicCommand::Update {
+                kind: Some(TopicKind::Fifo),
+                queues: Some(16),
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "group",
+            "update",
+            "g",
+            "--fifo",
+            "false",
+            "--retry-exponential",
+            "500,60000,1.5",
+        ])
+        .unwrap();
+        let Command::Group(GroupCommand::Update {
+            fifo,
+            max_attempts,
+            retry_exponential,
+            ..
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!((fifo, max_attempts), (Some(false), None));
+        let Some(Strategy::Exponential(e)) = retry_exponential.and_then(|r| r.strategy) else {
+            panic!()
+        };
+        assert_eq!((e.initial_ms, e.max_ms, e.multiplier), (500, 60_000, 1.5));
+        assert!(parse_customized("1000, 5000").is_ok());
+        assert!(parse_customized("1s").is_err());
+        assert!(parse_exponential("1,2").is_err());
+        assert!(parse(&[
+            "group",
+            "update",
+            "g",
+            "--retry-exponential",
+            "1,2,2",
+            "--retry-customized",
+            "1"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `pier group …`: create, list, describe and delete consumer groups.
+//! `pier group …`: create, update, list, describe and delete consumer groups.
 
 use pier::admin::{Admin, Created};
 use pier_proto::admin::retry_policy::Strategy;
@@ -24,6 +24,26 @@ pub(crate) async fn run(admin: &Admin, cmd: GroupCommand) -> anyhow::Result<(Str
                 created_at_ms: 0,
             };
             render_group_created(&admin.create_group(group).await?)
+        }
+        GroupCommand::Update {
+            name,
+            fifo,
+            max_attempts,
+            retry_exponential,
+            retry_customized,
+        } => {
+            // The API replaces the whole definition: start from the current one.
+            let mut g = admin.describe_group(&name).await?.group.unwrap_or_default();
+            g.name = name;
+            if let Some(fifo) = fifo {
+                g.fifo = fifo;
+            }
+            if let Some(n) = max_attempts {
+                g.max_attempts = n;
+            }
+            // None keeps the server's current policy.
+            g.retry_policy = retry_exponential.or(retry_customized);
+            render_group_updated(&admin.update_group(g).await?)
         }
         GroupCommand::List => render_groups(&admin.list_groups().await?),
         GroupCommand::Describe { name } => {
@@ -68,6 +88,17 @@ fn render_group_created(c: &Created<ConsumerGroup>) -> (String, Value) {
         text,
         json!({ "created": c.created, "group": group_json(g) }),
     )
+}
+
+fn render_group_updated(g: &ConsumerGroup) -> (String, Value) {
+    let text = format!(
+        "updated group {} (fifo: {}, max attempts: {}, retry: {})",
+        g.name,
+        yes_no(g.fifo),
+        g.max_attempts,
+        retry_text(g.retry_policy.as_ref())
+    );
+    (text, json!({ "group": group_json(g) }))
 }
 
 fn render_groups(groups: &[ConsumerGroup]) -> (String, Value) {
@@ -189,6 +220,10 @@ mod tests {
             7_200_000
         );
         assert_eq!(render_groups(&[]).0, "no groups");
+        assert_eq!(
+            render_group_updated(&g).0,
+            "updated group g1 (fifo: yes, max attempts: 17, retry: exponential 1s..2h x2)"
+        );
         assert_eq!(retry_text(None), "server default");
     }
 }
