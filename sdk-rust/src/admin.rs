@@ -13,6 +13,10 @@ use pier_proto::admin::{
     ListClientsRequest, ListClientsResponse, ListGroupsRequest, ListTopicsRequest, Topic,
     TopicType, UpdateGroupRequest, UpdateTopicRequest,
 };
+use pier_proto::admin::{
+    PurgeTopicRequest, RedriveDlqRequest, RedriveDlqResponse, ResetOffsetRequest,
+    ResetOffsetResponse,
+};
 
 use pier_proto::admin::{
     AclDecision, AclRule, CreateUserRequest, CreateUserResponse, DeleteUserRequest,
@@ -232,6 +236,34 @@ impl Admin {
         self.call(req, |mut c, r| async move { c.delete_group(r).await })
             .await
             .map(drop)
+    }
+
+    /// Sends one bounded batch of a group's dead-lettered messages back to
+    /// their topics; call again from `next_offset` while `more`.
+    pub async fn redrive_dlq(&self, req: RedriveDlqRequest) -> Result<RedriveDlqResponse> {
+        require_name("group", &req.group)?;
+        self.call(req, |mut c, r| async move { c.redrive_dlq(r).await })
+            .await
+    }
+
+    /// Moves a group's position on a topic (oldest, newest, a time).
+    pub async fn reset_offset(&self, req: ResetOffsetRequest) -> Result<ResetOffsetResponse> {
+        require_name("group", &req.group)?;
+        require_name("topic", &req.topic)?;
+        self.call(req, |mut c, r| async move { c.reset_offset(r).await })
+            .await
+    }
+
+    /// Deletes every message of a topic; returns how many there were.
+    pub async fn purge_topic(&self, name: &str) -> Result<u64> {
+        require_name("topic", name)?;
+        let req = PurgeTopicRequest {
+            topic: name.to_owned(),
+        };
+        let resp = self
+            .call(req, |mut c, r| async move { c.purge_topic(r).await })
+            .await?;
+        Ok(resp.purged)
     }
 
     /// Creates a user of the client port, or sets an existing user's

@@ -79,6 +79,9 @@ pub(crate) enum Command {
     Receive(ReceiveArgs),
     /// Rates, backlog, lag and dead letters per topic and consumer group.
     Stats(StatsArgs),
+    /// Dead-letter queues: send messages back (redrive).
+    #[command(subcommand)]
+    Dlq(crate::dlq::DlqCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +109,11 @@ pub(crate) enum TopicCommand {
         /// New number of queues (at least the current one).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         queues: Option<u32>,
+    },
+    /// Delete every message a topic holds (the topic and its groups stay).
+    Purge {
+        /// Topic name.
+        name: String,
     },
     /// List topics.
     List,
@@ -230,6 +238,35 @@ pub(crate) enum GroupCommand {
         #[arg(long, value_name = "MS,...", value_parser = parse_customized)]
         retry_customized: Option<RetryPolicy>,
     },
+    /// Move a group's position on a topic: to the oldest message, past
+    /// the newest, or to the first stored at or after a time.
+    Reset {
+        /// Consumer group name.
+        name: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// `oldest`, `newest`, or a time (ms since the epoch, RFC 3339 UTC,
+        /// or ago: 10m, 2h).
+        #[arg(long, value_name = "WHERE", value_parser = parse_reset_target)]
+        to: ResetTarget,
+        /// Only this queue.
+        #[arg(long, value_name = "N")]
+        queue: Option<u32>,
+        /// Reset even while the group has messages of the topic in flight
+        /// (their receipt handles become stale).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Skip a group's backlog on a topic (other groups keep theirs); drops
+    /// its in-flight messages there.
+    Purge {
+        /// Consumer group name.
+        name: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
     /// List consumer groups.
     List,
     /// Show a group's settings, backlog per topic and dead-letter count.
@@ -330,6 +367,23 @@ fn parse_interval(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{s:?} is not a number of seconds between 0.1 and 3600"
         )),
+    }
+}
+
+/// Where `pier group reset --to` puts a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResetTarget {
+    Oldest,
+    Newest,
+    /// Ms since the epoch.
+    At(i64),
+}
+
+fn parse_reset_target(s: &str) -> Result<ResetTarget, String> {
+    match s {
+        "oldest" => Ok(ResetTarget::Oldest),
+        "newest" => Ok(ResetTarget::Newest),
+        t => crate::when::parse_time(t).map(ResetTarget::At),
     }
 }
 
@@ -521,6 +575,37 @@ pub(crate) mod tests {
             "1"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn reset_and_purge_arguments() {
+        let cli = parse(&["group", "reset", "g", "--topic", "t", "--to", "oldest"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Group(GroupCommand::Reset {
+                to: ResetTarget::Oldest,
+                queue: None,
+                force: false,
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "group", "reset", "g", "--topic", "t", "--to", "1000", "--queue", "2", "--force",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Group(GroupCommand::Reset {
+                to: ResetTarget::At(1000),
+                queue: Some(2),
+                force: true,
+                ..
+            })
+        ));
+        assert!(parse(&["group", "reset", "g", "--topic", "t", "--to", "later"]).is_err());
+        assert!(parse(&["group", "reset", "g", "--to", "newest"]).is_err());
+        assert!(parse(&["group", "purge", "g", "--topic", "t"]).is_ok());
+        assert!(parse(&["topic", "purge", "t"]).is_ok());
     }
 
     #[test]

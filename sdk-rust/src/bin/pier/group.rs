@@ -1,11 +1,15 @@
-//! `pier group …`: create, update, list, describe and delete consumer groups.
+//! `pier group …`: create, update, list, describe and delete consumer
+//! groups; reset a group's position on a topic, or skip its backlog there.
 
 use pier::admin::{Admin, Created};
 use pier_proto::admin::retry_policy::Strategy;
-use pier_proto::admin::{ConsumerGroup, DescribeGroupResponse, RetryPolicy};
+use pier_proto::admin::{
+    ConsumerGroup, DescribeGroupResponse, ResetOffsetRequest, ResetOffsetResponse, ResetTo,
+    RetryPolicy,
+};
 use serde_json::{json, Value};
 
-use crate::args::GroupCommand;
+use crate::args::{GroupCommand, ResetTarget};
 use crate::render::{deleted, fields, format_ms, format_time, table, yes_no};
 
 /// Runs one group command; returns what to print.
@@ -44,6 +48,42 @@ pub(crate) async fn run(admin: &Admin, cmd: GroupCommand) -> anyhow::Result<(Str
             // None keeps the server's current policy.
             g.retry_policy = retry_exponential.or(retry_customized);
             render_group_updated(&admin.update_group(g).await?)
+        }
+        GroupCommand::Reset {
+            name,
+            topic,
+            to,
+            queue,
+            force,
+        } => {
+            let (to, timestamp_ms) = match to {
+                ResetTarget::Oldest => (ResetTo::Oldest, 0),
+                ResetTarget::Newest => (ResetTo::Newest, 0),
+                ResetTarget::At(ms) => (ResetTo::Timestamp, ms),
+            };
+            let req = ResetOffsetRequest {
+                group: name,
+                topic,
+                to: to as i32,
+                timestamp_ms,
+                queue,
+                force,
+            };
+            let resp = admin.reset_offset(req.clone()).await?;
+            render_reset(&req, &resp)
+        }
+        GroupCommand::Purge { name, topic } => {
+            // Skipping the backlog is a forced reset past the newest message.
+            let req = ResetOffsetRequest {
+                group: name,
+                topic,
+                to: ResetTo::Newest as i32,
+                timestamp_ms: 0,
+                queue: None,
+                force: true,
+            };
+            let resp = admin.reset_offset(req.clone()).await?;
+            render_reset(&req, &resp)
         }
         GroupCommand::List => render_groups(&admin.list_groups().await?),
         GroupCommand::Describe { name } => {
@@ -101,6 +141,40 @@ fn render_group_updated(g: &ConsumerGroup) -> (String, Value) {
     (text, json!({ "group": group_json(g) }))
 }
 
+fn render_reset(req: &ResetOffsetRequest, r: &ResetOffsetResponse) -> (String, Value) {
+    let skipped: i128 = r
+        .queues
+        .iter()
+        .map(|q| i128::from(q.to_offset) - i128::from(q.from_offset))
+        .sum();
+    let mut text = format!(
+        "moved group {} on topic {} ({} queue(s)): {}",
+        req.group,
+        req.topic,
+        r.queues.len(),
+        match skipped {
+            0 => "no change of position".to_owned(),
+            n if n > 0 => format!("{n} message(s) skipped"),
+            n => format!("{} message(s) to be delivered again", -n),
+        }
+    );
+    if r.dropped_inflight > 0 {
+        text.push_str(&format!(
+            "; {} in-flight delivery(ies) dropped",
+            r.dropped_inflight
+        ));
+    }
+    let queues: Vec<Value> = r
+        .queues
+        .iter()
+        .map(|q| json!({ "queue": q.queue, "from_offset": q.from_offset, "to_offset": q.to_offset }))
+        .collect();
+    (
+        text,
+        json!({ "group": req.group, "topic": req.topic, "queues": queues, "dropped_inflight": r.dropped_inflight }),
+    )
+}
+
 fn render_groups(groups: &[ConsumerGroup]) -> (String, Value) {
     let value = json!({ "groups": groups.iter().map(group_json).collect::<Vec<_>>() });
     if groups.is_empty() {
@@ -140,14 +214,21 @@ fn render_group_description(d: &DescribeGroupResponse) -> (String, Value) {
         let rows: Vec<Vec<String>> = d
             .backlog
             .iter()
-            .map(|b| vec![b.topic.clone(), b.ready.to_string(), b.inflight.to_string()])
+            .map(|b| {
+                vec![
+                    b.topic.clone(),
+                    b.ready.to_string(),
+                    b.inflight.to_string(),
+                    format_ms(u64::try_from(b.lag_ms).unwrap_or(0)),
+                ]
+            })
             .collect();
-        text.push_str(&table(&["TOPIC", "READY", "INFLIGHT"], &rows));
+        text.push_str(&table(&["TOPIC", "READY", "INFLIGHT", "LAG"], &rows));
     }
     let backlog: Vec<Value> = d
         .backlog
         .iter()
-        .map(|b| json!({ "topic": b.topic, "ready": b.ready, "inflight": b.inflight }))
+        .map(|b| json!({ "topic": b.topic, "ready": b.ready, "inflight": b.inflight, "lag_ms": b.lag_ms }))
         .collect();
     (
         text,
@@ -202,7 +283,7 @@ mod tests {
                 topic: "orders".into(),
                 ready: 3,
                 inflight: 1,
-                lag_ms: 0,
+                lag_ms: 90_000,
             }],
             dlq: 2,
         };
@@ -212,7 +293,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dead letters:  2\n"), "{text}");
-        assert!(text.contains("orders  3      1"), "{text}");
+        assert!(text.contains("orders  3      1         90s"), "{text}");
+        assert_eq!(value["backlog"][0]["lag_ms"], 90_000);
         assert_eq!(value["dlq"], 2);
         assert_eq!(value["backlog"][0]["ready"], 3);
         assert_eq!(
@@ -220,6 +302,23 @@ mod tests {
             7_200_000
         );
         assert_eq!(render_groups(&[]).0, "no groups");
+        let req = ResetOffsetRequest {
+            group: "g1".into(),
+            topic: "orders".into(),
+            ..Default::default()
+        };
+        let resp = ResetOffsetResponse {
+            queues: vec![pier_proto::admin::QueueReset {
+                queue: 0,
+                from_offset: 10,
+                to_offset: 4,
+            }],
+            dropped_inflight: 2,
+        };
+        assert_eq!(
+            render_reset(&req, &resp).0,
+            "moved group g1 on topic orders (1 queue(s)): 6 message(s) to be delivered again; 2 in-flight delivery(ies) dropped"
+        );
         assert_eq!(
             render_group_updated(&g).0,
             "updated group g1 (fifo: yes, max attempts: 17, retry: exponential 1s..2h x2)"

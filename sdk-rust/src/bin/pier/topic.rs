@@ -1,4 +1,4 @@
-//! `pier topic …`: create, update, list, describe and delete topics.
+//! `pier topic …`: create, update, purge, list, describe and delete topics.
 
 use pier::admin::{topic_type_name, Admin, Created};
 use pier_proto::admin::{DescribeTopicResponse, Topic, TopicType};
@@ -25,6 +25,13 @@ pub(crate) async fn run(admin: &Admin, cmd: TopicCommand) -> anyhow::Result<(Str
                 topic.queues = queues;
             }
             render_topic_updated(&admin.update_topic(topic).await?)
+        }
+        TopicCommand::Purge { name } => {
+            let purged = admin.purge_topic(&name).await?;
+            (
+                format!("purged topic {name}: {purged} message(s) deleted"),
+                json!({ "topic": name, "purged": purged }),
+            )
         }
         TopicCommand::List => render_topics(&admin.list_topics().await?),
         TopicCommand::Describe { name } => {
