@@ -32,9 +32,7 @@ fn to_status(e: StoreError) -> Status {
         StoreError::InvalidArgument { .. }
         | StoreError::TypeConflict { .. }
         | StoreError::IllegalFilter { .. } => Code::InvalidArgument,
-        StoreError::StaleDelivery { .. } | StoreError::GroupBusy { .. } => {
-            Code::FailedPrecondition
-        }
+        StoreError::StaleDelivery { .. } | StoreError::GroupBusy { .. } => Code::FailedPrecondition,
         StoreError::TooManyInflight { .. } => Code::ResourceExhausted,
         StoreError::ShuttingDown | StoreError::Unavailable { .. } => Code::Unavailable,
         StoreError::Storage { .. } | StoreError::Poisoned | StoreError::Link { .. } => {

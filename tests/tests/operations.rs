@@ -99,12 +99,20 @@ async fn update_topic_and_group(mode: Mode) {
     // Queues never shrink: one line, non-zero, INVALID_ARGUMENT.
     let o = run(&ep, &["topic", "update", "ops-upd", "--queues", "2"]).await;
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("can grow but not shrink"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("can grow but not shrink"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(stderr(&o).trim().lines().count(), 1);
     let o = run(&ep, &["topic", "update", "ops-none", "--queues", "2"]).await;
     assert!(stderr(&o).contains("NOT_FOUND"), "{}", stderr(&o));
 
-    ok(&ep, &["group", "update", "ops-upd-g", "--max-attempts", "3"]).await;
+    ok(
+        &ep,
+        &["group", "update", "ops-upd-g", "--max-attempts", "3"],
+    )
+    .await;
     let v = json(
         &ep,
         &[
@@ -190,10 +198,16 @@ async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
     assert_eq!(body(&msgs[0]), "poison");
     assert_eq!(attempt(&msgs[0]), 1);
     assert_eq!(
-        msgs[0].system_properties.as_ref().map(|s| s.message_id.as_str()),
+        msgs[0]
+            .system_properties
+            .as_ref()
+            .map(|s| s.message_id.as_str()),
         Some(id.as_str())
     );
-    assert_eq!(c.ack("ops-dlq-g", "ops-dlq", &handle(&msgs[0])).await, Code::Ok);
+    assert_eq!(
+        c.ack("ops-dlq-g", "ops-dlq", &handle(&msgs[0])).await,
+        Code::Ok
+    );
     assert!(drain(c, "ops-dlq-g", "ops-dlq", 500).await.is_empty());
     // The other group, which had consumed it, does not see it again.
     assert!(drain(c, "ops-dlq-other", "ops-dlq", 500).await.is_empty());
@@ -220,10 +234,20 @@ async fn reset_by_timestamp_redelivers_what_came_after(mode: Mode) {
     assert_eq!(drain(c, "ops-reset-g", "ops-reset", 500).await.len(), 2);
     // One message held in flight: the reset is refused, with its code.
     c.send(message("ops-reset", "f")).await;
-    let (_, held) = c.receive("ops-reset-g", "ops-reset", 1, 30_000, 2_000).await;
+    let (_, held) = c
+        .receive("ops-reset-g", "ops-reset", 1, 30_000, 2_000)
+        .await;
     assert_eq!(held.len(), 1);
     let at_arg = at.to_string();
-    let reset = ["group", "reset", "ops-reset-g", "--topic", "ops-reset", "--to", &at_arg];
+    let reset = [
+        "group",
+        "reset",
+        "ops-reset-g",
+        "--topic",
+        "ops-reset",
+        "--to",
+        &at_arg,
+    ];
     let o = run(&ep, &reset).await;
     assert!(!o.status.success());
     let err = stderr(&o);
@@ -250,14 +274,29 @@ async fn reset_by_timestamp_redelivers_what_came_after(mode: Mode) {
     // Oldest: everything again; one queue only is accepted, a bad one not.
     ok(
         &ep,
-        &["group", "reset", "ops-reset-g", "--topic", "ops-reset", "--to", "oldest"],
+        &[
+            "group",
+            "reset",
+            "ops-reset-g",
+            "--topic",
+            "ops-reset",
+            "--to",
+            "oldest",
+        ],
     )
     .await;
     assert_eq!(drain(c, "ops-reset-g", "ops-reset", 500).await.len(), 6);
     let o = run(
         &ep,
         &[
-            "group", "reset", "ops-reset-g", "--topic", "ops-reset", "--to", "newest", "--queue",
+            "group",
+            "reset",
+            "ops-reset-g",
+            "--topic",
+            "ops-reset",
+            "--to",
+            "newest",
+            "--queue",
             "9",
         ],
     )
@@ -280,7 +319,11 @@ async fn purge_leaves_other_groups_alone(mode: Mode) {
     assert_eq!(v["backlog"][0]["inflight"], 1, "{v}");
     assert!(v["backlog"][0]["lag_ms"].as_i64().is_some(), "{v}");
 
-    let out = ok(&ep, &["group", "purge", "ops-purge-a", "--topic", "ops-purge"]).await;
+    let out = ok(
+        &ep,
+        &["group", "purge", "ops-purge-a", "--topic", "ops-purge"],
+    )
+    .await;
     assert!(out.contains("1 in-flight delivery(ies) dropped"), "{out}");
     assert!(drain(c, "ops-purge-a", "ops-purge", 500).await.is_empty());
     assert_eq!(drain(c, "ops-purge-b", "ops-purge", 500).await.len(), 3);

@@ -93,7 +93,8 @@ pub(crate) async fn run(
 
 fn render(group: &str, redriven: u64, skipped: u64, copy: bool) -> (String, Value) {
     let verb = if copy { "copied" } else { "moved" };
-    let mut text = format!("{verb} {redriven} dead-lettered message(s) of group {group} back to their topics");
+    let mut text =
+        format!("{verb} {redriven} dead-lettered message(s) of group {group} back to their topics");
     if skipped > 0 {
         text.push_str(&format!(
             "; {skipped} left in %DLQ%{group}: their topic no longer exists"

@@ -167,7 +167,9 @@ fn render_reset(req: &ResetOffsetRequest, r: &ResetOffsetResponse) -> (String, V
     let queues: Vec<Value> = r
         .queues
         .iter()
-        .map(|q| json!({ "queue": q.queue, "from_offset": q.from_offset, "to_offset": q.to_offset }))
+        .map(
+            |q| json!({ "queue": q.queue, "from_offset": q.from_offset, "to_offset": q.to_offset }),
+        )
         .collect();
     (
         text,

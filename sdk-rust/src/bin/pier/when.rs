@@ -97,7 +97,14 @@ mod tests {
         assert_eq!(parse_at("2000-03-01T00:00:00Z", 0), Ok(951_868_800_000));
         assert_eq!(parse_at("10m", 1_000_000), Ok(400_000));
         assert_eq!(parse_at("1d", 86_400_000), Ok(0));
-        for bad in ["", "0", "-5", "yesterday", "2026-13-01T00:00:00Z", "2026-12-06"] {
+        for bad in [
+            "",
+            "0",
+            "-5",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-12-06",
+        ] {
             assert!(parse_at(bad, 0).is_err(), "{bad}");
         }
     }
