@@ -257,6 +257,8 @@ fn retry_text(p: Option<&RetryPolicy>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::tests::parse;
+    use crate::args::{Command, TopicCommand, TopicKind};
     use pier_proto::admin::{ExponentialBackoff, TopicBacklog};
 
     #[test]
@@ -326,5 +328,86 @@ mod tests {
             "updated group g1 (fifo: yes, max attempts: 17, retry: exponential 1s..2h x2)"
         );
         assert_eq!(retry_text(None), "server default");
+    }
+
+    #[test]
+    fn update_arguments() {
+        let cli = parse(&["topic", "update", "t", "--type", "fifo", "--queues", "16"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Topic(TopicCommand::Update {
+                kind: Some(TopicKind::Fifo),
+                queues: Some(16),
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "group",
+            "update",
+            "g",
+            "--fifo",
+            "false",
+            "--retry-exponential",
+            "500,60000,1.5",
+        ])
+        .unwrap();
+        let Command::Group(GroupCommand::Update {
+            fifo,
+            max_attempts,
+            retry_exponential,
+            ..
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!((fifo, max_attempts), (Some(false), None));
+        let Some(Strategy::Exponential(e)) = retry_exponential.and_then(|r| r.strategy) else {
+            panic!()
+        };
+        assert_eq!((e.initial_ms, e.max_ms, e.multiplier), (500, 60_000, 1.5));
+        assert!(parse(&["group", "update", "g", "--retry-customized", "1000, 5000"]).is_ok());
+        assert!(parse(&["group", "update", "g", "--retry-customized", "1s"]).is_err());
+        assert!(parse(&["group", "update", "g", "--retry-exponential", "1,2"]).is_err());
+        assert!(parse(&[
+            "group",
+            "update",
+            "g",
+            "--retry-exponential",
+            "1,2,2",
+            "--retry-customized",
+            "1"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn reset_and_purge_arguments() {
+        let cli = parse(&["group", "reset", "g", "--topic", "t", "--to", "oldest"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Group(GroupCommand::Reset {
+                to: ResetTarget::Oldest,
+                queue: None,
+                force: false,
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "group", "reset", "g", "--topic", "t", "--to", "1000", "--queue", "2", "--force",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Group(GroupCommand::Reset {
+                to: ResetTarget::At(1000),
+                queue: Some(2),
+                force: true,
+                ..
+            })
+        ));
+        assert!(parse(&["group", "reset", "g", "--topic", "t", "--to", "later"]).is_err());
+        assert!(parse(&["group", "reset", "g", "--to", "newest"]).is_err());
+        assert!(parse(&["group", "purge", "g", "--topic", "t"]).is_ok());
+        assert!(parse(&["topic", "purge", "t"]).is_ok());
     }
 }
