@@ -2,7 +2,7 @@
 //! changes something (create, update, delete, grant, revoke, redrive,
 //! reset, purge), naming the RPC, the authenticated user (from the per-call
 //! context the auth layer filled in), the caller's address and the outcome.
-//! Reads (List*, Describe*) are logged at DEBUG.
+//! Reads (List*, Describe*, Find*) are logged at DEBUG.
 //!
 //! It wraps the admin service rather than each handler, so an RPC added to
 //! the API is logged without anyone remembering to.
@@ -39,7 +39,7 @@ impl<S: NamedService> NamedService for Audited<S> {
 
 /// Whether an admin RPC only reads.
 fn reads_only(rpc: &str) -> bool {
-    rpc.starts_with("List") || rpc.starts_with("Describe")
+    rpc.starts_with("List") || rpc.starts_with("Describe") || rpc.starts_with("Find")
 }
 
 /// The gRPC outcome of a reply, as far as its headers tell: an error

@@ -207,5 +207,6 @@ metered!(
     redrive_dlq: RedriveDlqRequest => RedriveDlqResponse;
     reset_offset: ResetOffsetRequest => ResetOffsetResponse;
     purge_topic: PurgeTopicRequest => PurgeTopicResponse;
+    find_messages: FindMessagesRequest => FindMessagesResponse;
     receipt_secret: ReceiptSecretRequest => ReceiptSecretResponse;
 );

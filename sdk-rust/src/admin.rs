@@ -14,8 +14,8 @@ use pier_proto::admin::{
     TopicType, UpdateGroupRequest, UpdateTopicRequest,
 };
 use pier_proto::admin::{
-    PurgeTopicRequest, RedriveDlqRequest, RedriveDlqResponse, ResetOffsetRequest,
-    ResetOffsetResponse,
+    FindMessagesRequest, FindMessagesResponse, PurgeTopicRequest, RedriveDlqRequest,
+    RedriveDlqResponse, ResetOffsetRequest, ResetOffsetResponse,
 };
 
 use pier_proto::admin::{
@@ -251,6 +251,13 @@ impl Admin {
         require_name("group", &req.group)?;
         require_name("topic", &req.topic)?;
         self.call(req, |mut c, r| async move { c.reset_offset(r).await })
+            .await
+    }
+
+    /// Messages of a topic found by id or key, with each group's state.
+    pub async fn find_messages(&self, req: FindMessagesRequest) -> Result<FindMessagesResponse> {
+        require_name("topic", &req.topic)?;
+        self.call(req, |mut c, r| async move { c.find_messages(r).await })
             .await
     }
 

@@ -94,6 +94,8 @@ pub trait StoreApi: Send + Sync + 'static {
     async fn reset_offset(&self, req: ResetOffsetRequest) -> Result<ResetOffsetResponse>;
     /// Deletes every message of a topic.
     async fn purge_topic(&self, req: PurgeTopicRequest) -> Result<PurgeTopicResponse>;
+    /// Finds messages of a topic by id or key, with each group's state.
+    async fn find_messages(&self, req: FindMessagesRequest) -> Result<FindMessagesResponse>;
     /// Every user (with its secret, for proxies to check signatures) and
     /// rule; long-polls while nothing changed since `known_generation`.
     async fn auth_snapshot(&self, req: AuthSnapshotRequest) -> Result<AuthSnapshotResponse>;

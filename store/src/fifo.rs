@@ -162,6 +162,11 @@ impl Lanes {
         Some(((queue, offset), group))
     }
 
+    /// Whether the message at (queue, offset) is parked.
+    pub(crate) fn is_parked(&self, queue: u32, offset: u64) -> bool {
+        self.parked.contains_key(&(queue, offset))
+    }
+
     /// Returns how many messages of `queue` are parked.
     pub(crate) fn parked_in(&self, queue: u32) -> usize {
         self.parked.range((queue, 0)..=(queue, u64::MAX)).count()

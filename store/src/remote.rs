@@ -176,6 +176,7 @@ forward!(
     admin.redrive_dlq: a::RedriveDlqRequest => a::RedriveDlqResponse;
     admin.reset_offset: a::ResetOffsetRequest => a::ResetOffsetResponse;
     admin.purge_topic: a::PurgeTopicRequest => a::PurgeTopicResponse;
+    admin.find_messages: a::FindMessagesRequest => a::FindMessagesResponse;
 );
 
 #[cfg(test)]

@@ -178,6 +178,7 @@ serve!(AdminEndpoint, AdminService, {}
     redrive_dlq: a::RedriveDlqRequest => a::RedriveDlqResponse;
     reset_offset: a::ResetOffsetRequest => a::ResetOffsetResponse;
     purge_topic: a::PurgeTopicRequest => a::PurgeTopicResponse;
+    find_messages: a::FindMessagesRequest => a::FindMessagesResponse;
 );
 
 #[cfg(test)]

@@ -435,6 +435,10 @@ impl StoreApi for Store {
         })
     }
 
+    async fn find_messages(&self, req: FindMessagesRequest) -> Result<FindMessagesResponse> {
+        self.pop.find(req)
+    }
+
     async fn auth_snapshot(&self, req: AuthSnapshotRequest) -> Result<AuthSnapshotResponse> {
         // A drain ends the long poll, so a stopping node is not held up.
         let mut drain = self.drain_signal.subscribe();

@@ -1,7 +1,8 @@
 //! Operations (README, Operations) through the `pier` CLI, in both modes:
 //! topic and group updates, dead-letter redrive, resetting a group's
 //! position, purging a topic or a group's backlog, lag in `group describe`,
-//! and the admin audit log with the authenticated user.
+//! finding a message with each group's state, and the admin audit log with
+//! the authenticated user.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output, Stdio};
@@ -340,7 +341,82 @@ async fn purge_leaves_other_groups_alone(mode: Mode) {
     assert_eq!(drain(c, "ops-purge-b", "ops-purge", 2_000).await, ["6"]);
 }
 
+async fn find_message_shows_each_groups_state(mode: Mode) {
+    let p = Pier::start(mode, &[]).await;
+    let (c, ep) = (&p.raw, p.raw.endpoint.clone());
+    c.create_topic("ops-find", 1).await;
+    c.create_group("ops-find-acker", 17).await;
+    c.create_group("ops-find-holder", 17).await;
+    c.create_group("ops-find-dead", 1).await;
+    let mut m = message("ops-find", "the order");
+    if let Some(sp) = m.system_properties.as_mut() {
+        sp.keys = vec!["order-42".into()];
+    }
+    let id = c.send(m).await.entries[0].message_id.clone();
+    c.send(message("ops-find", "another")).await;
+
+    assert_eq!(drain(c, "ops-find-acker", "ops-find", 500).await.len(), 2);
+    let (_, held) = c
+        .receive("ops-find-holder", "ops-find", 16, 60_000, 2_000)
+        .await;
+    assert_eq!(held.len(), 2);
+    // One attempt allowed: both go to the DLQ once their invisibility ends.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.describe_group("ops-find-dead").await.dlq < 2 {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        let _ = c.receive("ops-find-dead", "ops-find", 16, 1_000, 300).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let v = json(
+        &ep,
+        &[
+            "message", "find", "--topic", "ops-find", "--key", "order-42",
+        ],
+    )
+    .await;
+    let found = v["messages"].as_array().expect("messages");
+    assert_eq!(found.len(), 1, "{v}");
+    assert_eq!(found[0]["message_id"], id.as_str());
+    assert_eq!(found[0]["body"], "the order");
+    let state = |g: &str| {
+        found[0]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .find(|s| s["group"] == g)
+            .cloned()
+            .unwrap_or_else(|| panic!("no state for {g}: {v}"))
+    };
+    assert_eq!(state("ops-find-acker")["state"], "acked");
+    assert_eq!(state("ops-find-holder")["state"], "inflight");
+    assert_eq!(state("ops-find-holder")["attempt"], 1);
+    assert_eq!(state("ops-find-dead")["state"], "dead-lettered");
+    // By id, as text.
+    let out = ok(&ep, &["message", "show", &id, "--topic", "ops-find"]).await;
+    assert!(
+        out.contains("order-42") && out.contains("inflight"),
+        "{out}"
+    );
+    // Acked by the holder now; then unknown ids fail with one line.
+    for m in &held {
+        c.ack("ops-find-holder", "ops-find", &handle(m)).await;
+    }
+    let v = json(&ep, &["message", "show", &id, "--topic", "ops-find"]).await;
+    let holder = v["messages"][0]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|s| s["group"] == "ops-find-holder")
+        .cloned();
+    assert_eq!(holder.expect("holder")["state"], "acked");
+    let o = run(&ep, &["message", "show", "NOPE", "--topic", "ops-find"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+}
+
 both_modes!(
+    find_message_shows_each_groups_state,
     update_topic_and_group,
     dead_letter_is_redriven_and_consumed_once,
     reset_by_timestamp_redelivers_what_came_after,

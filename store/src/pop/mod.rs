@@ -7,7 +7,8 @@
 //! - [`ack`]: ack, ack many, change invisible duration;
 //! - [`dlq`]: moving a message to its group's dead-letter queue;
 //! - [`redrive`]: sending dead-lettered messages back (admin);
-//! - [`reset`]: moving a group's position on a topic (admin).
+//! - [`reset`]: moving a group's position on a topic (admin);
+//! - [`find`]: finding messages by id or key, with each group's state (admin).
 //!
 //! Every change goes through [`Consumption::change`]: under the
 //! subscription's lock, memory changes and the matching stored changes are
@@ -17,6 +18,7 @@
 
 mod ack;
 mod dlq;
+mod find;
 mod gauges;
 mod receive;
 mod redrive;

@@ -86,7 +86,12 @@ impl Consumption {
     /// The offset of the first message of a queue that entered its log at
     /// or after `ts` (or the queue's end). Entry times rise with offsets,
     /// so a binary search; offsets with no entry (deleted) are stepped over.
-    fn first_stored_since(&self, topic: &TopicEntry, queue: u32, ts: i64) -> Result<u64> {
+    pub(super) fn first_stored_since(
+        &self,
+        topic: &TopicEntry,
+        queue: u32,
+        ts: i64,
+    ) -> Result<u64> {
         let Some(ql) = topic.queues.get(queue as usize) else {
             return Ok(0);
         };

@@ -82,6 +82,9 @@ pub(crate) enum Command {
     /// Dead-letter queues: send messages back (redrive).
     #[command(subcommand)]
     Dlq(crate::dlq::DlqCommand),
+    /// Find messages by id or key, with each consumer group's state.
+    #[command(subcommand)]
+    Message(crate::message::MessageCommand),
 }
 
 #[derive(Subcommand, Debug)]

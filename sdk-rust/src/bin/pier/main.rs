@@ -6,7 +6,7 @@
 //! `pier: <reason>`; usage errors exit with status 2.
 //!
 //! Modules: `args` (the command line), `topic`, `group`, `client`, `user`,
-//! `acl` and `dlq` (the admin commands), `when` (time arguments), `stats`
+//! `acl`, `dlq` and `message` (the admin commands), `when` (time arguments), `stats`
 //! (rates and backlog), `send` and
 //! `receive` (the data plane, through the SDK's
 //! clients), `render` (text and JSON output).
@@ -16,6 +16,7 @@ mod args;
 mod client;
 mod dlq;
 mod group;
+mod message;
 mod receive;
 mod render;
 mod send;
@@ -96,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Acl(c) => acl::run(&admin_client().await?, c).await?,
         Command::Stats(a) => stats::run(&admin_client().await?, a).await?,
         Command::Dlq(c) => dlq::run(&admin_client().await?, c, cli.timeout).await?,
+        Command::Message(c) => message::run(&admin_client().await?, c).await?,
     };
     render::emit(json, &text, &value);
     Ok(())
