@@ -167,6 +167,24 @@ async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Refusals, each with its code: an empty time range, an unknown group.
+    let o = run(
+        &ep,
+        &[
+            "dlq",
+            "redrive",
+            "--group",
+            "ops-dlq-g",
+            "--since",
+            "1h",
+            "--until",
+            "2h",
+        ],
+    )
+    .await;
+    assert!(stderr(&o).contains("INVALID_ARGUMENT"), "{}", stderr(&o));
+    let o = run(&ep, &["dlq", "redrive", "--group", "ops-nobody"]).await;
+    assert!(stderr(&o).contains("NOT_FOUND"), "{}", stderr(&o));
     // A filter that matches nothing moves nothing.
     let v = json(
         &ep,
