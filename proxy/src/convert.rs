@@ -123,6 +123,7 @@ pub fn to_stored(m: rmq::Message, kind: MessageKind) -> StoredMessage {
         trace_context: sp.trace_context.unwrap_or_default(),
         dlq_origin_topic: String::new(),
         dlq_origin_message_id: String::new(),
+        redrive_group: String::new(),
         txn_check_after_ms: sp
             .orphaned_transaction_recovery_duration
             .as_ref()

@@ -25,6 +25,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::ServiceBuilder;
 
 use crate::admin::ProxyAdmin;
+use crate::audit::Audited;
 use crate::auth::{AuthLayer, Gate};
 use crate::service::Messaging;
 
@@ -48,9 +49,10 @@ pub fn messaging(messaging: Messaging) -> MessagingServiceServer<Messaging> {
         .max_encoding_message_size(MAX_GRPC_MESSAGE)
 }
 
-/// `pier.admin.v1.AdminService`, answered by the store behind this proxy.
-pub fn admin(store: Arc<dyn StoreApi>) -> AdminServiceServer<AdminEndpoint> {
-    AdminServiceServer::new(AdminEndpoint(store))
+/// `pier.admin.v1.AdminService`, answered by the store behind this proxy;
+/// every call is written to the audit log (`audit`) with its user.
+pub fn admin(store: Arc<dyn StoreApi>) -> Audited<AdminServiceServer<AdminEndpoint>> {
+    Audited::new(AdminServiceServer::new(AdminEndpoint(store)))
 }
 
 /// `pier.admin.v1.ProxyAdminService`, answered by this proxy.

@@ -24,6 +24,7 @@
 //! - [`server`]: putting it together and stopping gracefully.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod authority;
 pub mod config;

@@ -204,5 +204,9 @@ metered!(
     grant_acl: GrantAclRequest => GrantAclResponse;
     revoke_acl: RevokeAclRequest => RevokeAclResponse;
     list_acls: ListAclsRequest => ListAclsResponse;
+    redrive_dlq: RedriveDlqRequest => RedriveDlqResponse;
+    reset_offset: ResetOffsetRequest => ResetOffsetResponse;
+    purge_topic: PurgeTopicRequest => PurgeTopicResponse;
+    find_messages: FindMessagesRequest => FindMessagesResponse;
     receipt_secret: ReceiptSecretRequest => ReceiptSecretResponse;
 );

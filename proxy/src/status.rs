@@ -107,6 +107,9 @@ impl From<StoreError> for Rejection {
             // push consumer after a short pause, the simple consumers by
             // raising it to the application); meanwhile acks free room.
             StoreError::TooManyInflight { .. } => Code::TooManyRequests,
+            // Only the admin API changes positions; it answers with the
+            // store's gRPC status, this is for completeness.
+            StoreError::GroupBusy { .. } => Code::BadRequest,
             StoreError::Unavailable { .. } => Code::ProxyTimeout,
             StoreError::ShuttingDown
             | StoreError::Storage { .. }

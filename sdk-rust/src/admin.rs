@@ -11,7 +11,11 @@ use pier_proto::admin::{
     ConsumerGroup, CreateGroupRequest, CreateTopicRequest, DeleteGroupRequest, DeleteTopicRequest,
     DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, DescribeTopicResponse,
     ListClientsRequest, ListClientsResponse, ListGroupsRequest, ListTopicsRequest, Topic,
-    TopicType,
+    TopicType, UpdateGroupRequest, UpdateTopicRequest,
+};
+use pier_proto::admin::{
+    FindMessagesRequest, FindMessagesResponse, PurgeTopicRequest, RedriveDlqRequest,
+    RedriveDlqResponse, ResetOffsetRequest, ResetOffsetResponse,
 };
 
 use pier_proto::admin::{
@@ -115,6 +119,18 @@ impl Admin {
         })
     }
 
+    /// Replaces a topic's type and queue count (queues may grow, never
+    /// shrink); returns the topic as the server now stores it.
+    pub async fn update_topic(&self, topic: Topic) -> Result<Topic> {
+        require_name("topic", &topic.name)?;
+        let req = UpdateTopicRequest { topic: Some(topic) };
+        let resp = self
+            .call(req, |mut c, r| async move { c.update_topic(r).await })
+            .await?;
+        resp.topic
+            .ok_or_else(|| Error::Protocol("UpdateTopic answered without a topic".into()))
+    }
+
     /// All topics.
     pub async fn list_topics(&self) -> Result<Vec<Topic>> {
         let resp = self
@@ -163,6 +179,19 @@ impl Admin {
         })
     }
 
+    /// Replaces a group's settings (`max_attempts == 0` means the server
+    /// default; no retry policy keeps the current one); returns the group
+    /// as the server now stores it.
+    pub async fn update_group(&self, group: ConsumerGroup) -> Result<ConsumerGroup> {
+        require_name("group", &group.name)?;
+        let req = UpdateGroupRequest { group: Some(group) };
+        let resp = self
+            .call(req, |mut c, r| async move { c.update_group(r).await })
+            .await?;
+        resp.group
+            .ok_or_else(|| Error::Protocol("UpdateGroup answered without a group".into()))
+    }
+
     /// The clients connected to the proxy this admin client talks to,
     /// optionally only those of a consumer group or of a topic.
     pub async fn list_clients(&self, group: &str, topic: &str) -> Result<ListClientsResponse> {
@@ -207,6 +236,41 @@ impl Admin {
         self.call(req, |mut c, r| async move { c.delete_group(r).await })
             .await
             .map(drop)
+    }
+
+    /// Sends one bounded batch of a group's dead-lettered messages back to
+    /// their topics; call again from `next_offset` while `more`.
+    pub async fn redrive_dlq(&self, req: RedriveDlqRequest) -> Result<RedriveDlqResponse> {
+        require_name("group", &req.group)?;
+        self.call(req, |mut c, r| async move { c.redrive_dlq(r).await })
+            .await
+    }
+
+    /// Moves a group's position on a topic (oldest, newest, a time).
+    pub async fn reset_offset(&self, req: ResetOffsetRequest) -> Result<ResetOffsetResponse> {
+        require_name("group", &req.group)?;
+        require_name("topic", &req.topic)?;
+        self.call(req, |mut c, r| async move { c.reset_offset(r).await })
+            .await
+    }
+
+    /// Messages of a topic found by id or key, with each group's state.
+    pub async fn find_messages(&self, req: FindMessagesRequest) -> Result<FindMessagesResponse> {
+        require_name("topic", &req.topic)?;
+        self.call(req, |mut c, r| async move { c.find_messages(r).await })
+            .await
+    }
+
+    /// Deletes every message of a topic; returns how many there were.
+    pub async fn purge_topic(&self, name: &str) -> Result<u64> {
+        require_name("topic", name)?;
+        let req = PurgeTopicRequest {
+            topic: name.to_owned(),
+        };
+        let resp = self
+            .call(req, |mut c, r| async move { c.purge_topic(r).await })
+            .await?;
+        Ok(resp.purged)
     }
 
     /// Creates a user of the client port, or sets an existing user's

@@ -85,6 +85,17 @@ pub trait StoreApi: Send + Sync + 'static {
     async fn revoke_acl(&self, req: RevokeAclRequest) -> Result<RevokeAclResponse>;
     /// Lists the ACL rules, of every user or of one.
     async fn list_acls(&self, req: ListAclsRequest) -> Result<ListAclsResponse>;
+
+    /// Sends dead-lettered messages of a group back to their topics (moved,
+    /// or copied), for that group only, attempts starting again.
+    async fn redrive_dlq(&self, req: RedriveDlqRequest) -> Result<RedriveDlqResponse>;
+    /// Moves a group's position on a topic (oldest, newest, a time);
+    /// refused while it holds messages there in flight, unless forced.
+    async fn reset_offset(&self, req: ResetOffsetRequest) -> Result<ResetOffsetResponse>;
+    /// Deletes every message of a topic.
+    async fn purge_topic(&self, req: PurgeTopicRequest) -> Result<PurgeTopicResponse>;
+    /// Finds messages of a topic by id or key, with each group's state.
+    async fn find_messages(&self, req: FindMessagesRequest) -> Result<FindMessagesResponse>;
     /// Every user (with its secret, for proxies to check signatures) and
     /// rule; long-polls while nothing changed since `known_generation`.
     async fn auth_snapshot(&self, req: AuthSnapshotRequest) -> Result<AuthSnapshotResponse>;

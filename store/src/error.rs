@@ -112,6 +112,19 @@ pub enum StoreError {
         /// The store's limit.
         limit: u64,
     },
+    /// An admin change of a group's position was refused: the group holds
+    /// messages of that topic in flight, which the change would orphan.
+    #[error(
+        "consumer group {group} holds {inflight} messages of topic {topic} received and not yet acked (or waiting behind them); ack them, wait for them to expire, or force the reset (their receipt handles become stale)"
+    )]
+    GroupBusy {
+        /// The consumer group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// In-flight (and FIFO-parked) messages of the queues reset.
+        inflight: u64,
+    },
     /// The store is stopping and takes no more calls.
     #[error("the store is shutting down")]
     ShuttingDown,

@@ -162,6 +162,30 @@ impl Lanes {
         Some(((queue, offset), group))
     }
 
+    /// Whether the message at (queue, offset) is parked.
+    pub(crate) fn is_parked(&self, queue: u32, offset: u64) -> bool {
+        self.parked.contains_key(&(queue, offset))
+    }
+
+    /// Returns how many messages of `queue` are parked.
+    pub(crate) fn parked_in(&self, queue: u32) -> usize {
+        self.parked.range((queue, 0)..=(queue, u64::MAX)).count()
+    }
+
+    /// Drops every parked message of `queue` (its position was reset: the
+    /// scan will find them again).
+    pub(crate) fn drop_queue(&mut self, queue: u32, pending: &mut Pending) {
+        let offsets: Vec<u64> = self
+            .parked
+            .range((queue, 0)..=(queue, u64::MAX))
+            .map(|((_, o), _)| *o)
+            .collect();
+        for o in offsets {
+            self.unpark(queue, o);
+            pending.delete_parked(queue, o);
+        }
+    }
+
     fn unpark(&mut self, queue: u32, offset: u64) {
         let Some(group) = self.parked.remove(&(queue, offset)) else {
             return;

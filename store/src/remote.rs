@@ -195,6 +195,10 @@ forward!(
     admin.grant_acl: a::GrantAclRequest => a::GrantAclResponse;
     admin.revoke_acl: a::RevokeAclRequest => a::RevokeAclResponse;
     admin.list_acls: a::ListAclsRequest => a::ListAclsResponse;
+    admin.redrive_dlq: a::RedriveDlqRequest => a::RedriveDlqResponse;
+    admin.reset_offset: a::ResetOffsetRequest => a::ResetOffsetResponse;
+    admin.purge_topic: a::PurgeTopicRequest => a::PurgeTopicResponse;
+    admin.find_messages: a::FindMessagesRequest => a::FindMessagesResponse;
 );
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ fn to_status(e: StoreError) -> Status {
         StoreError::InvalidArgument { .. }
         | StoreError::TypeConflict { .. }
         | StoreError::IllegalFilter { .. } => Code::InvalidArgument,
-        StoreError::StaleDelivery { .. } => Code::FailedPrecondition,
+        StoreError::StaleDelivery { .. } | StoreError::GroupBusy { .. } => Code::FailedPrecondition,
         StoreError::TooManyInflight { .. } => Code::ResourceExhausted,
         StoreError::ShuttingDown | StoreError::Unavailable { .. } => Code::Unavailable,
         StoreError::Storage { .. } | StoreError::Poisoned | StoreError::Link { .. } => {
@@ -175,6 +175,10 @@ serve!(AdminEndpoint, AdminService, {}
     grant_acl: a::GrantAclRequest => a::GrantAclResponse;
     revoke_acl: a::RevokeAclRequest => a::RevokeAclResponse;
     list_acls: a::ListAclsRequest => a::ListAclsResponse;
+    redrive_dlq: a::RedriveDlqRequest => a::RedriveDlqResponse;
+    reset_offset: a::ResetOffsetRequest => a::ResetOffsetResponse;
+    purge_topic: a::PurgeTopicRequest => a::PurgeTopicResponse;
+    find_messages: a::FindMessagesRequest => a::FindMessagesResponse;
 );
 
 #[cfg(test)]

@@ -388,7 +388,7 @@ impl StoreApi for Store {
         let group = self.catalog.group(&req.name)?;
         let backlog = self.pop.backlog(&group)?;
         let dlq = match self.catalog.topic(&format!("%DLQ%{}", group.group.name)) {
-            Ok(t) => t.queues.iter().map(|q| q.stored()).sum(),
+            Ok(t) => self.log.count(&t)?,
             Err(_) => 0,
         };
         Ok(DescribeGroupResponse {
@@ -428,6 +428,28 @@ impl StoreApi for Store {
 
     async fn list_acls(&self, req: ListAclsRequest) -> Result<ListAclsResponse> {
         Ok(self.auth.list_acls(&req.user))
+    }
+
+    async fn redrive_dlq(&self, req: RedriveDlqRequest) -> Result<RedriveDlqResponse> {
+        self.check_running()?;
+        self.pop.redrive(req).await
+    }
+
+    async fn reset_offset(&self, req: ResetOffsetRequest) -> Result<ResetOffsetResponse> {
+        self.check_running()?;
+        self.pop.reset(req).await
+    }
+
+    async fn purge_topic(&self, req: PurgeTopicRequest) -> Result<PurgeTopicResponse> {
+        self.check_running()?;
+        let topic = self.catalog.topic(&req.topic)?;
+        Ok(PurgeTopicResponse {
+            purged: self.log.purge(&topic)?,
+        })
+    }
+
+    async fn find_messages(&self, req: FindMessagesRequest) -> Result<FindMessagesResponse> {
+        self.pop.find(req)
     }
 
     async fn auth_snapshot(&self, req: AuthSnapshotRequest) -> Result<AuthSnapshotResponse> {

@@ -30,6 +30,7 @@ impl StoreError {
             StoreError::TransactionNotFound { .. } => "transaction-not-found",
             StoreError::TimerNotFound { .. } => "timer-not-found",
             StoreError::TooManyInflight { .. } => "too-many-inflight",
+            StoreError::GroupBusy { .. } => "group-busy",
             StoreError::ShuttingDown => "shutting-down",
             StoreError::Storage { .. } => "storage",
             StoreError::Poisoned => "poisoned",
@@ -78,6 +79,11 @@ impl StoreError {
                 inflight,
                 limit,
             } => vec![group.clone(), inflight.to_string(), limit.to_string()],
+            StoreError::GroupBusy {
+                group,
+                topic,
+                inflight,
+            } => vec![group.clone(), topic.clone(), inflight.to_string()],
             StoreError::Link { code, reason } => vec![code.clone(), reason.clone()],
             // The cause stays on the node where it happened, which logged
             // it (`server`): storage details do not travel.
@@ -138,6 +144,11 @@ impl StoreError {
                 group: next(),
                 inflight: next().parse().unwrap_or_default(),
                 limit: next().parse().unwrap_or_default(),
+            },
+            "group-busy" => StoreError::GroupBusy {
+                group: next(),
+                topic: next(),
+                inflight: next().parse().unwrap_or_default(),
             },
             "shutting-down" => StoreError::ShuttingDown,
             "storage" => StoreError::Storage {
@@ -242,6 +253,11 @@ mod tests {
                 group: "g".into(),
                 inflight: 7,
                 limit: 5,
+            },
+            StoreError::GroupBusy {
+                group: "g".into(),
+                topic: "t".into(),
+                inflight: 3,
             },
             StoreError::ShuttingDown,
             StoreError::Poisoned,

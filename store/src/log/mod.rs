@@ -1,9 +1,10 @@
 //! Per-queue message logs: where appended messages go ([`append`]), the
-//! group-commit thread that makes them durable ([`commit`]), and reading
-//! them back.
+//! group-commit thread that makes them durable ([`commit`]), reading them
+//! back, and emptying a topic ([`purge`]).
 
 mod append;
 mod commit;
+mod purge;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -101,6 +102,36 @@ impl MessageLog {
                 Some(decode_message(&v, topic, queue, offset).map(|m| (offset, m)))
             }
         }))
+    }
+
+    /// Counts the messages a topic holds, entry by entry (a dead-letter
+    /// queue has holes where redriven messages left, which the queue
+    /// bounds do not show). For admin answers, not hot paths.
+    pub(crate) fn count(&self, topic: &TopicEntry) -> Result<u64> {
+        let mut n = 0;
+        for (q, ql) in (0u32..).zip(&topic.queues) {
+            for item in self.read_keys(topic, q, ql.min_offset(), ql.committed())? {
+                item?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn read_keys(
+        &self,
+        topic: &TopicEntry,
+        queue: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<impl Iterator<Item = Result<db::Entry>> + '_> {
+        let upper = keys::log_key(topic.id, queue, to).to_vec();
+        self.db.scan(
+            Cf::Log,
+            &keys::log_key(topic.id, queue, from),
+            Direction::Forward,
+            Some(upper),
+        )
     }
 
     /// Lets queued appends finish, then stops the commit thread.

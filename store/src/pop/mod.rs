@@ -5,7 +5,10 @@
 //! - [`receive`]: pop — redeliveries, then FIFO messages whose group
 //!   unlocked, then new messages; long polling;
 //! - [`ack`]: ack, ack many, change invisible duration;
-//! - [`dlq`]: moving a message to its group's dead-letter queue.
+//! - [`dlq`]: moving a message to its group's dead-letter queue;
+//! - [`redrive`]: sending dead-lettered messages back (admin);
+//! - [`reset`]: moving a group's position on a topic (admin);
+//! - [`find`]: finding messages by id or key, with each group's state (admin).
 //!
 //! Every change goes through [`Consumption::change`]: under the
 //! subscription's lock, memory changes and the matching stored changes are
@@ -15,8 +18,11 @@
 
 mod ack;
 mod dlq;
+mod find;
 mod gauges;
 mod receive;
+mod redrive;
+mod reset;
 mod state;
 mod writer;
 

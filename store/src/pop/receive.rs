@@ -35,6 +35,9 @@ struct Round<'a> {
     log: &'a MessageLog,
     topic: &'a TopicEntry,
     filter: &'a TagFilter,
+    /// The receiving group: a message sent back from another group's
+    /// dead-letter queue (`redrive_group`) is not for it.
+    group: &'a str,
     max: usize,
     max_attempts: u32,
     fifo: bool,
@@ -147,7 +150,8 @@ impl Round<'_> {
             let mut exhausted = true;
             for item in self.log.read_range(self.topic, queue, cursor, committed)? {
                 let (offset, message) = item?;
-                let wanted = self.filter.matches(message.tag.as_deref());
+                let wanted = self.filter.matches(message.tag.as_deref())
+                    && (message.redrive_group.is_empty() || message.redrive_group == self.group);
                 if wanted && !self.has_room(&message) {
                     // The cursor stays on it: the next pop starts there.
                     exhausted = false;
@@ -294,6 +298,7 @@ impl Consumption {
             log: &self.log,
             topic,
             filter,
+            group: &group.group.name,
             max,
             max_attempts: group.group.max_attempts,
             fifo: fifo::applies(&group.group, topic),

@@ -319,6 +319,29 @@ impl SubState {
         oldest
     }
 
+    /// Messages of `queue` in flight or parked behind their FIFO group.
+    pub(crate) fn held_in(&self, queue: u32) -> u64 {
+        let inflight = self.inflight.keys().filter(|(q, _)| *q == queue).count();
+        (inflight + self.lanes.parked_in(queue)) as u64
+    }
+
+    /// Ends every delivery of `queue` and drops its parked messages, then
+    /// puts its cursor at `cursor`. Returns how many deliveries ended.
+    pub(crate) fn reset_queue(&mut self, queue: u32, cursor: u64) -> u64 {
+        let held: Vec<u64> = self
+            .inflight
+            .keys()
+            .filter(|(q, _)| *q == queue)
+            .map(|(_, o)| *o)
+            .collect();
+        for &o in &held {
+            self.forget(queue, o);
+        }
+        self.lanes.drop_queue(queue, &mut self.pending);
+        self.set_cursor(queue, cursor);
+        held.len() as u64
+    }
+
     /// FIFO: takes the oldest parked message whose group has unlocked.
     pub(crate) fn take_ready(&mut self) -> Option<((u32, u64), String)> {
         self.lanes.take_ready(&mut self.pending)

@@ -5,7 +5,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pier::connect::DEFAULT_ENDPOINT;
 use pier::ServerAddr;
-use pier_proto::admin::TopicType;
+use pier_proto::admin::retry_policy::Strategy;
+use pier_proto::admin::{CustomizedBackoff, ExponentialBackoff, RetryPolicy, TopicType};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,10 +64,10 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Create, list, describe and delete topics.
+    /// Create, update, list, describe and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
-    /// Create, list, describe and delete consumer groups.
+    /// Create, update, list, describe and delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
     /// List the clients connected to the proxy.
@@ -84,6 +85,12 @@ pub(crate) enum Command {
     Receive(ReceiveArgs),
     /// Rates, backlog, lag and dead letters per topic and consumer group.
     Stats(StatsArgs),
+    /// Dead-letter queues: send messages back (redrive).
+    #[command(subcommand)]
+    Dlq(crate::dlq::DlqCommand),
+    /// Find messages by id or key, with each consumer group's state.
+    #[command(subcommand)]
+    Message(crate::message::MessageCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,6 +105,24 @@ pub(crate) enum TopicCommand {
         /// Number of queues [default: the server's, 8].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         queues: Option<u32>,
+    },
+    /// Change a topic's type or grow its queue count (fields not given stay
+    /// as they are). As RocketMQ, the message type may change; queues never
+    /// shrink (their messages and cursors would be orphaned).
+    Update {
+        /// Topic name.
+        name: String,
+        /// New message type.
+        #[arg(long = "type", value_enum)]
+        kind: Option<TopicKind>,
+        /// New number of queues (at least the current one).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        queues: Option<u32>,
+    },
+    /// Delete every message a topic holds (the topic and its groups stay).
+    Purge {
+        /// Topic name.
+        name: String,
     },
     /// List topics.
     List,
@@ -204,6 +229,53 @@ pub(crate) enum GroupCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         max_attempts: Option<u32>,
     },
+    /// Change a group's settings (fields not given stay as they are).
+    Update {
+        /// Consumer group name.
+        name: String,
+        /// Deliver messages of one message group in order (true or false).
+        #[arg(long, value_name = "BOOL")]
+        fifo: Option<bool>,
+        /// Deliveries before a message goes to the dead-letter queue.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_attempts: Option<u32>,
+        /// Exponential retry backoff: INITIAL_MS,MAX_MS,MULTIPLIER.
+        #[arg(long, value_name = "INITIAL,MAX,MULT", value_parser = parse_exponential,
+              conflicts_with = "retry_customized")]
+        retry_exponential: Option<RetryPolicy>,
+        /// Retry backoff step by step: MS,MS,... (the last one repeats).
+        #[arg(long, value_name = "MS,...", value_parser = parse_customized)]
+        retry_customized: Option<RetryPolicy>,
+    },
+    /// Move a group's position on a topic: to the oldest message, past
+    /// the newest, or to the first stored at or after a time.
+    Reset {
+        /// Consumer group name.
+        name: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// `oldest`, `newest`, or a time (ms since the epoch, RFC 3339 UTC,
+        /// or ago: 10m, 2h).
+        #[arg(long, value_name = "WHERE", value_parser = parse_reset_target)]
+        to: ResetTarget,
+        /// Only this queue.
+        #[arg(long, value_name = "N")]
+        queue: Option<u32>,
+        /// Reset even while the group has messages of the topic in flight
+        /// (their receipt handles become stale).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Skip a group's backlog on a topic (other groups keep theirs); drops
+    /// its in-flight messages there.
+    Purge {
+        /// Consumer group name.
+        name: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
     /// List consumer groups.
     List,
     /// Show a group's settings, backlog per topic and dead-letter count.
@@ -305,6 +377,50 @@ fn parse_interval(s: &str) -> Result<f64, String> {
             "{s:?} is not a number of seconds between 0.1 and 3600"
         )),
     }
+}
+
+/// Where `pier group reset --to` puts a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResetTarget {
+    Oldest,
+    Newest,
+    /// Ms since the epoch.
+    At(i64),
+}
+
+fn parse_reset_target(s: &str) -> Result<ResetTarget, String> {
+    match s {
+        "oldest" => Ok(ResetTarget::Oldest),
+        "newest" => Ok(ResetTarget::Newest),
+        t => crate::when::parse_time(t).map(ResetTarget::At),
+    }
+}
+
+fn parse_exponential(s: &str) -> Result<RetryPolicy, String> {
+    let bad = || format!("{s:?} is not INITIAL_MS,MAX_MS,MULTIPLIER (e.g. 1000,7200000,2)");
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [initial, max, mult] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let e = ExponentialBackoff {
+        initial_ms: initial.parse().map_err(|_| bad())?,
+        max_ms: max.parse().map_err(|_| bad())?,
+        multiplier: mult.parse().map_err(|_| bad())?,
+    };
+    Ok(RetryPolicy {
+        strategy: Some(Strategy::Exponential(e)),
+    })
+}
+
+fn parse_customized(s: &str) -> Result<RetryPolicy, String> {
+    let next_ms = s
+        .split(',')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(|_| format!("{s:?} is not a comma-separated list of milliseconds"))?;
+    Ok(RetryPolicy {
+        strategy: Some(Strategy::Customized(CustomizedBackoff { next_ms })),
+    })
 }
 
 fn parse_endpoint(s: &str) -> Result<ServerAddr, String> {

@@ -5,21 +5,25 @@
 //! `--json`. Any failure exits with status 1 and one line on stderr,
 //! `pier: <reason>`; usage errors exit with status 2.
 //!
-//! Modules: `args` (the command line), `topic`, `group`, `client`, `user`
-//! and `acl` (the admin commands), `stats` (rates and backlog), `send` and
+//! Modules: `args` (the command line), `topic`, `group`, `client`, `user`,
+//! `acl`, `dlq` and `message` (the admin commands), `when` (time arguments), `stats`
+//! (rates and backlog), `send` and
 //! `receive` (the data plane, through the SDK's
 //! clients), `render` (text and JSON output).
 
 mod acl;
 mod args;
 mod client;
+mod dlq;
 mod group;
+mod message;
 mod receive;
 mod render;
 mod send;
 mod stats;
 mod topic;
 mod user;
+mod when;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -103,6 +107,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(c) => user::run(&admin_client().await?, c).await?,
         Command::Acl(c) => acl::run(&admin_client().await?, c).await?,
         Command::Stats(a) => stats::run(&admin_client().await?, a).await?,
+        Command::Dlq(c) => dlq::run(&admin_client().await?, c, cli.timeout).await?,
+        Command::Message(c) => message::run(&admin_client().await?, c).await?,
     };
     render::emit(json, &text, &value);
     Ok(())

@@ -1,7 +1,7 @@
-//! `pier topic …`: create, list, describe and delete topics.
+//! `pier topic …`: create, update, purge, list, describe and delete topics.
 
 use pier::admin::{topic_type_name, Admin, Created};
-use pier_proto::admin::{DescribeTopicResponse, Topic};
+use pier_proto::admin::{DescribeTopicResponse, Topic, TopicType};
 use serde_json::{json, Value};
 
 use crate::args::TopicCommand;
@@ -13,6 +13,25 @@ pub(crate) async fn run(admin: &Admin, cmd: TopicCommand) -> anyhow::Result<(Str
         TopicCommand::Create { name, kind, queues } => {
             let kind = kind.into();
             render_topic_created(&admin.create_topic(&name, kind, queues.unwrap_or(0)).await?)
+        }
+        TopicCommand::Update { name, kind, queues } => {
+            // The API replaces the whole definition: start from the current one.
+            let mut topic = admin.describe_topic(&name).await?.topic.unwrap_or_default();
+            topic.name = name;
+            if let Some(kind) = kind {
+                topic.r#type = TopicType::from(kind) as i32;
+            }
+            if let Some(queues) = queues {
+                topic.queues = queues;
+            }
+            render_topic_updated(&admin.update_topic(topic).await?)
+        }
+        TopicCommand::Purge { name } => {
+            let purged = admin.purge_topic(&name).await?;
+            (
+                format!("purged topic {name}: {purged} message(s) deleted"),
+                json!({ "topic": name, "purged": purged }),
+            )
         }
         TopicCommand::List => render_topics(&admin.list_topics().await?),
         TopicCommand::Describe { name } => {
@@ -54,6 +73,16 @@ fn render_topic_created(c: &Created<Topic>) -> (String, Value) {
         text,
         json!({ "created": c.created, "topic": topic_json(t) }),
     )
+}
+
+fn render_topic_updated(t: &Topic) -> (String, Value) {
+    let text = format!(
+        "updated topic {} ({}, {})",
+        t.name,
+        topic_type_name(t.r#type),
+        queues_text(t.queues)
+    );
+    (text, json!({ "topic": topic_json(t) }))
 }
 
 fn render_topics(topics: &[Topic]) -> (String, Value) {
@@ -146,6 +175,9 @@ mod tests {
         let (text, value) = render_topic_created(&created);
         assert_eq!(text, "topic orders already exists (fifo, 8 queues)");
         assert_eq!(value["created"], false);
+        let (text, value) = render_topic_updated(&topics[1]);
+        assert_eq!(text, "updated topic a (normal, 1 queue)");
+        assert_eq!(value["topic"]["queues"], 1);
 
         let d = DescribeTopicResponse {
             topic: Some(topics[0].clone()),
