@@ -44,11 +44,37 @@ impl Pier {
         let flags = pki.flags();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let node = Node::standalone_with(data.path(), &flags);
-        let conns = Conns::connect_with(&[node.endpoint()], Some(&pki.ca_pem())).await?;
+        let conns = Conns::connect_with(&[node.endpoint()], Some(&pki.ca_pem()), None).await?;
         let mut pier = Pier::with_conns(
             vec![node],
             conns,
             "standalone, flush=sync, TLS".into(),
+            data,
+        )
+        .await?;
+        pier._pki = Some(pki);
+        Ok(pier)
+    }
+
+    /// [`Pier::standalone_tls`] with authentication on as well: every load
+    /// call is signed (a date and an HMAC per call, as the official clients
+    /// do) and checked by the proxy, with the ACL decision of an admin
+    /// user. The cost of TLS plus auth against [`Pier::standalone`].
+    pub async fn standalone_secure() -> anyhow::Result<Pier> {
+        const USER: (&str, &str) = ("bench", "bench-secret-for-the-load-run");
+        let data = tempfile::tempdir()?;
+        let pki = pier_tests::tls::TestPki::new("bench");
+        let mut flags = pki.flags().to_vec();
+        flags
+            .extend(["--auth", "--admin-user", USER.0, "--admin-secret", USER.1].map(String::from));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let node = Node::standalone_with(data.path(), &flags);
+        let conns =
+            Conns::connect_with(&[node.endpoint()], Some(&pki.ca_pem()), Some(USER)).await?;
+        let mut pier = Pier::with_conns(
+            vec![node],
+            conns,
+            "standalone, flush=sync, TLS, auth".into(),
             data,
         )
         .await?;
@@ -168,6 +194,20 @@ impl Pier {
             synced: true,
             start: || {
                 Box::pin(async { Ok(Box::new(Pier::standalone_tls().await?) as Box<dyn System>) })
+            },
+        }
+    }
+
+    /// Only run when asked for (`--only "pier standalone TLS+auth"`).
+    pub fn standalone_secure_spec() -> Spec {
+        Spec {
+            label: "pier standalone TLS+auth",
+            pops: true,
+            synced: true,
+            start: || {
+                Box::pin(async {
+                    Ok(Box::new(Pier::standalone_secure().await?) as Box<dyn System>)
+                })
             },
         }
     }

@@ -27,17 +27,21 @@ pub struct Conns {
     pub raw: Vec<Raw>,
     fast: Vec<Messaging>,
     next: AtomicUsize,
+    credentials: Option<std::sync::Arc<(String, String)>>,
 }
 
 impl Conns {
     pub async fn connect(endpoints: &[String]) -> anyhow::Result<Conns> {
-        Conns::connect_with(endpoints, None).await
+        Conns::connect_with(endpoints, None, None).await
     }
 
-    /// [`Conns::connect`], over TLS trusting `tls_ca` (PEM) when given.
+    /// [`Conns::connect`], over TLS trusting `tls_ca` (PEM) when given, and
+    /// signing every call as a user when `credentials` (access key, secret
+    /// key) are given.
     pub async fn connect_with(
         endpoints: &[String],
         tls_ca: Option<&[u8]>,
+        credentials: Option<(&str, &str)>,
     ) -> anyhow::Result<Conns> {
         let mut raw = Vec::new();
         let mut fast = Vec::new();
@@ -51,6 +55,10 @@ impl Conns {
                         H2::connect_tls(endpoint, ca).await?,
                     ),
                 };
+                let admin = match credentials {
+                    Some((user, secret)) => admin.with_credentials(user, secret),
+                    None => admin,
+                };
                 raw.push(admin);
                 fast.push(
                     Messaging::with_origin(h2, origin.clone()).max_decoding_message_size(64 << 20),
@@ -61,6 +69,8 @@ impl Conns {
             raw,
             fast,
             next: AtomicUsize::new(0),
+            credentials: credentials
+                .map(|(u, k)| std::sync::Arc::new((u.to_owned(), k.to_owned()))),
         })
     }
 
@@ -71,7 +81,10 @@ impl Conns {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         let raw = self.raw[i % self.raw.len()].clone();
         let messaging = self.fast[i % self.fast.len()].clone();
-        let headers = raw.req(()).metadata().clone();
+        let mut headers = raw.req(()).metadata().clone();
+        // Signed anew per call (below), as the official clients do.
+        headers.remove("authorization");
+        headers.remove("x-mq-date-time");
         let mut queue = raw.queue(topic);
         if let Some(b) = queue.broker.as_mut() {
             b.name = broker.to_owned();
@@ -82,6 +95,7 @@ impl Conns {
             group: group.to_owned(),
             queue,
             headers,
+            credentials: self.credentials.clone(),
             id_prefix: format!("{:08X}{i:08X}", std::process::id()),
             seq: 0,
         }
@@ -98,6 +112,8 @@ pub struct V2Client {
     /// shares the machine with the server, so its per-call work is kept to
     /// what any client must do.
     headers: tonic::metadata::MetadataMap,
+    /// A user's keys, when the server has auth on: each call is signed.
+    credentials: Option<std::sync::Arc<(String, String)>>,
     /// Message ids: a per-client prefix and a counter (no random numbers
     /// or syscalls per message).
     id_prefix: String,
@@ -119,7 +135,11 @@ impl V2Client {
         let mut r = tonic::Request::new(msg);
         *r.metadata_mut() = self.headers.clone();
         r.set_timeout(Duration::from_secs(30));
-        r
+        match &self.credentials {
+            // A date and an HMAC per call, as every official client signs.
+            Some(c) => pier_tests::signing::signed(r, &c.0, &c.1),
+            None => r,
+        }
     }
 
     /// Receives up to `max` messages, long polling up to `poll` when none

@@ -20,6 +20,8 @@ pub struct Raw {
     pub endpoint: String,
     pub client_id: String,
     channel: Channel,
+    /// A user's access and secret key: every call is signed with them.
+    credentials: Option<std::sync::Arc<(String, String)>>,
 }
 
 impl Raw {
@@ -38,6 +40,7 @@ impl Raw {
                 uuid::Uuid::new_v4().simple()
             ),
             channel,
+            credentials: None,
         }
     }
 
@@ -51,7 +54,14 @@ impl Raw {
                 uuid::Uuid::new_v4().simple()
             ),
             channel,
+            credentials: None,
         }
+    }
+
+    /// This client signing every call as `user` (a server with auth on).
+    pub fn with_credentials(mut self, user: &str, secret: &str) -> Raw {
+        self.credentials = Some(std::sync::Arc::new((user.to_owned(), secret.to_owned())));
+        self
     }
 
     /// The connection under this client.
@@ -79,7 +89,10 @@ impl Raw {
         md.insert("x-mq-protocol", MetadataValue::from_static("v2"));
         md.insert("x-mq-client-version", MetadataValue::from_static("5.2.1"));
         r.set_timeout(Duration::from_secs(30));
-        r
+        match &self.credentials {
+            Some(c) => crate::signing::signed(r, &c.0, &c.1),
+            None => r,
+        }
     }
 
     pub fn endpoints(&self) -> Endpoints {

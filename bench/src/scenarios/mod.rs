@@ -38,6 +38,9 @@ impl Ctx {
         if self.only.iter().any(|o| o.contains("TLS")) {
             v.push(Pier::standalone_tls_spec());
         }
+        if self.only.iter().any(|o| o.contains("auth")) {
+            v.push(Pier::standalone_secure_spec());
+        }
         if self.peers && !self.quick {
             v.extend(
                 crate::peers::durable_peers()
