@@ -81,13 +81,18 @@ pub async fn serve(
     let (listen_options, cert_resolver) = listener::options(&cfg)?;
     let addr: SocketAddr = listener.local_addr()?;
     let (embedded, store): (Option<Arc<Store>>, Arc<dyn StoreApi>) = match &cfg.store {
-        Some(remote) => (
-            None,
-            Arc::new(RemoteStore::connect_with(
-                remote,
-                store_tls_ca(cfg.store_tls_ca.as_deref())?,
-            )?),
-        ),
+        Some(remote) => {
+            let secret = cfg
+                .cluster_secret
+                .clone()
+                .map(|s| s.validated())
+                .transpose()?;
+            let tls_ca = store_tls_ca(cfg.store_tls_ca.as_deref())?;
+            (
+                None,
+                Arc::new(RemoteStore::connect_secured(remote, tls_ca, secret)?),
+            )
+        }
         None => {
             let s = Arc::new(Store::open(
                 &cfg.data,
@@ -153,7 +158,13 @@ pub async fn serve(
 
     match &cfg.store {
         Some(remote) => {
-            tracing::info!(%addr, store = %remote, "pier-proxy listening (cluster mode)")
+            tracing::info!(%addr, store = %remote, "pier-proxy listening (cluster mode)");
+            if cfg.auth && cfg.cluster_secret.is_none() {
+                tracing::warn!(
+                    "--auth without --cluster-secret: the store node's port must then be \
+                     unreachable to anybody but the proxies, as it serves users' secrets"
+                );
+            }
         }
         None => {
             tracing::info!(%addr, data = %cfg.data.display(), "pier-proxy listening (standalone, embedded store)")

@@ -8,10 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pier_proto::admin::admin_service_client::AdminServiceClient;
 use pier_proto::store::store_client::StoreClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::api::{CheckStream, StoreApi};
 use crate::error::{Result, StoreError};
+use crate::link_auth::{ClusterSecret, LinkToken};
 use crate::server::{ERROR_FIELDS_HEADER, ERROR_KIND_HEADER};
 
 /// Largest message either side accepts: a 4 MiB body plus properties, with
@@ -23,10 +25,13 @@ pub const MAX_GRPC_MESSAGE: usize = 64 << 20;
 /// them, taken in turn, let a busy proxy use the store node's cores.
 const CONNECTIONS: usize = 4;
 
+/// A connection whose calls carry the cluster token.
+type Link = InterceptedService<Channel, LinkToken>;
+
 #[derive(Clone)]
 struct Clients {
-    store: StoreClient<Channel>,
-    admin: AdminServiceClient<Channel>,
+    store: StoreClient<Link>,
+    admin: AdminServiceClient<Link>,
 }
 
 /// The [`StoreApi`] of a store node, over gRPC.
@@ -47,6 +52,17 @@ impl RemoteStore {
     /// certificate) is given: the store node's certificate must be signed
     /// by it and name the host of `addr` (a DNS name or an IP address).
     pub fn connect_with(addr: &str, tls_ca: Option<Vec<u8>>) -> Result<RemoteStore> {
+        RemoteStore::connect_secured(addr, tls_ca, None)
+    }
+
+    /// [`RemoteStore::connect_with`], proving `secret` on every call (see
+    /// `link_auth`) when the store node requires it.
+    pub fn connect_secured(
+        addr: &str,
+        tls_ca: Option<Vec<u8>>,
+        secret: Option<ClusterSecret>,
+    ) -> Result<RemoteStore> {
+        let token = LinkToken::new(secret);
         let scheme = if tls_ca.is_some() { "https" } else { "http" };
         let uri = match addr.split_once("://") {
             Some((_, rest)) => format!("{scheme}://{rest}"),
@@ -68,10 +84,10 @@ impl RemoteStore {
             .map(|_| {
                 let channel = endpoint.connect_lazy();
                 Clients {
-                    store: StoreClient::new(channel.clone())
+                    store: StoreClient::with_interceptor(channel.clone(), token.clone())
                         .max_decoding_message_size(MAX_GRPC_MESSAGE)
                         .max_encoding_message_size(MAX_GRPC_MESSAGE),
-                    admin: AdminServiceClient::new(channel),
+                    admin: AdminServiceClient::with_interceptor(channel, token.clone()),
                 }
             })
             .collect();

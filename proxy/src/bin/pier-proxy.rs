@@ -115,6 +115,9 @@ struct Args {
     /// Cluster mode: reach the store over TLS, trusting this PEM CA file.
     #[arg(long, env = "PIER_STORE_TLS_CA")]
     store_tls_ca: Option<PathBuf>,
+    /// Cluster mode: the store node's --cluster-secret, proved on every call.
+    #[arg(long, env = "PIER_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
@@ -196,6 +199,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.store_tls_ca {
         cfg.store_tls_ca = Some(v);
+    }
+    if let Some(v) = args.cluster_secret {
+        cfg.cluster_secret = Some(pier_store::ClusterSecret::new(v)?);
     }
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);

@@ -13,11 +13,10 @@ use std::sync::Arc;
 use clap::Parser;
 use pier_node as node;
 use pier_node::metrics::rpc::RpcLatencyLayer;
-use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::store::store_server::StoreServer;
 use pier_store::{
-    AdminEndpoint, FlushMode, Store, StoreApi, StoreEndpoint, StoreNodeConfig, StoreOptions,
-    TxnCheckArgs,
+    AdminEndpoint, ClusterSecret, FlushMode, LinkGuard, Store, StoreApi, StoreEndpoint,
+    StoreNodeConfig, StoreOptions, TxnCheckArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -83,6 +82,10 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "PIER_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Secret every call must prove (proxies: the same --cluster-secret);
+    /// health and reflection stay open. Unset: the port serves anybody.
+    #[arg(long, env = "PIER_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
 }
 
 #[tokio::main]
@@ -110,6 +113,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.tls_key {
         cfg.tls_key = Some(v);
+    }
+    if let Some(v) = args.cluster_secret {
+        cfg.cluster_secret = Some(ClusterSecret::new(v)?);
     }
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);
@@ -192,7 +198,20 @@ async fn main() -> anyhow::Result<()> {
     let reflection_alpha =
         node::reflection(&["pier.store.v1.Store", "pier.admin.v1.AdminService"]).build_v1alpha()?;
 
+    let cluster_secret = cfg
+        .cluster_secret
+        .clone()
+        .map(|s| s.validated())
+        .transpose()?;
+    let open_port = cluster_secret.is_none();
+    let guard = LinkGuard::new(cluster_secret);
     tracing::info!(%addr, data = %cfg.data.display(), tls = certs.is_some(), "pier-store listening");
+    if open_port {
+        tracing::warn!(
+            "no --cluster-secret: the store port serves anybody who reaches it, users' secrets \
+             included; set one here and on every proxy"
+        );
+    }
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
     let reload_task = certs.map(|c| {
         node::tls::spawn_reloader(c, node::tls::POLL_EVERY, async move {
@@ -209,8 +228,8 @@ async fn main() -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(StoreEndpoint::service(api.clone()))
-        .add_service(AdminServiceServer::new(AdminEndpoint(api)))
+        .add_service(StoreEndpoint::guarded(api.clone(), guard.clone()))
+        .add_service(AdminEndpoint::guarded(api, guard))
         .serve_with_incoming_shutdown(node::listener::accept(listener, listen_options), {
             let store = store.clone();
             let mut poisoned = store.poisoned();
