@@ -53,6 +53,9 @@ pub struct StoreNodeConfig {
     /// Secret every caller of the store port must prove (see `link_auth`);
     /// unset: the port serves anybody who reaches it.
     pub cluster_secret: Option<crate::ClusterSecret>,
+    /// With `tls_cert`: PEM CA every client (proxy) must show a certificate
+    /// of (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl StoreNodeConfig {
@@ -87,6 +90,7 @@ impl Default for StoreNodeConfig {
             tls_cert: None,
             tls_key: None,
             cluster_secret: None,
+            tls_client_ca: None,
         }
     }
 }

@@ -53,7 +53,7 @@ pub use error::{ack_result, Result, StorageCause, StoreError};
 pub use link_auth::{ClusterSecret, LinkGuard, LinkToken, Refusal, TOKEN_HEADER};
 pub use log::FlushMode;
 pub use metrics::{MAX_GROUP_LABELS, MAX_TOPIC_LABELS};
-pub use remote::{RemoteStore, MAX_GRPC_MESSAGE};
+pub use remote::{LinkOptions, RemoteStore, MAX_GRPC_MESSAGE};
 pub use server::{AdminEndpoint, StoreEndpoint};
 pub use store::{Store, StoreOptions, DEFAULT_RETENTION_MS};
 pub use txn::CheckPolicy;

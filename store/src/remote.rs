@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use pier_proto::admin::admin_service_client::AdminServiceClient;
 use pier_proto::store::store_client::StoreClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::api::{CheckStream, StoreApi};
 use crate::error::{Result, StoreError};
@@ -34,6 +34,19 @@ struct Clients {
     admin: AdminServiceClient<Link>,
 }
 
+/// How a proxy proves itself to its store node, beyond the address.
+/// (No `Debug`: it holds a private key.)
+#[derive(Default, Clone)]
+pub struct LinkOptions {
+    /// PEM CA the store node's certificate must be signed by: TLS when set.
+    pub tls_ca: Option<Vec<u8>>,
+    /// PEM certificate chain and key shown to a store node that asks for
+    /// one (mutual TLS; used only with `tls_ca`).
+    pub tls_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The cluster secret (see `link_auth`).
+    pub secret: Option<ClusterSecret>,
+}
+
 /// The [`StoreApi`] of a store node, over gRPC.
 #[derive(Clone)]
 pub struct RemoteStore {
@@ -52,16 +65,23 @@ impl RemoteStore {
     /// certificate) is given: the store node's certificate must be signed
     /// by it and name the host of `addr` (a DNS name or an IP address).
     pub fn connect_with(addr: &str, tls_ca: Option<Vec<u8>>) -> Result<RemoteStore> {
-        RemoteStore::connect_secured(addr, tls_ca, None)
+        RemoteStore::connect_secured(
+            addr,
+            LinkOptions {
+                tls_ca,
+                ..LinkOptions::default()
+            },
+        )
     }
 
-    /// [`RemoteStore::connect_with`], proving `secret` on every call (see
-    /// `link_auth`) when the store node requires it.
-    pub fn connect_secured(
-        addr: &str,
-        tls_ca: Option<Vec<u8>>,
-        secret: Option<ClusterSecret>,
-    ) -> Result<RemoteStore> {
+    /// [`RemoteStore::connect_with`], with a client certificate and the
+    /// cluster secret proved on every call (see `link_auth`) when given.
+    pub fn connect_secured(addr: &str, link: LinkOptions) -> Result<RemoteStore> {
+        let LinkOptions {
+            tls_ca,
+            tls_identity,
+            secret,
+        } = link;
         let token = LinkToken::new(secret);
         let scheme = if tls_ca.is_some() { "https" } else { "http" };
         let uri = match addr.split_once("://") {
@@ -71,7 +91,10 @@ impl RemoteStore {
         let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| StoreError::invalid(format!("bad store address {addr:?}: {e}")))?;
         if let Some(ca) = tls_ca {
-            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some((cert, key)) = tls_identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
             endpoint = endpoint
                 .tls_config(tls)
                 .map_err(|e| StoreError::invalid(format!("store link TLS: {e}")))?;

@@ -289,3 +289,78 @@ async fn an_open_store_port_is_reported_at_start() {
         "a proxy with --auth and no secret warns"
     );
 }
+
+/// `pier-proxy` over `store` with `extra` flags.
+fn proxy_with(store: &Node, extra: &[&str]) -> Node {
+    let ep = store.endpoint();
+    let mut args = vec!["--listen", "127.0.0.1:0", "--store", ep.as_str()];
+    args.extend_from_slice(extra);
+    Node::start("pier-proxy", &args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_on_the_store_link() {
+    use pier_tests::tls::TestPki;
+    let pki = TestPki::new("mutual");
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        certs.path().join("proxy.pem"),
+        certs.path().join("proxy.key"),
+    );
+    pki.issue_client("pier proxy", &cert, &key);
+    let stranger = TestPki::new("stranger");
+    let (bad_cert, bad_key) = (certs.path().join("bad.pem"), certs.path().join("bad.key"));
+    stranger.issue_client("pier proxy", &bad_cert, &bad_key);
+
+    let data = tempfile::tempdir().unwrap();
+    let ca = pki.ca.display().to_string();
+    let flags = pki.flags();
+    let mut store_flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    store_flags.extend(["--tls-client-ca", &ca, "--cluster-secret", SECRET]);
+    let store = Node::store_with(data.path(), &store_flags);
+
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let proxy = proxy_with(
+        &store,
+        &[
+            "--store-tls-ca",
+            &ca,
+            "--store-tls-cert",
+            &cert,
+            "--store-tls-key",
+            &key,
+            "--cluster-secret",
+            SECRET,
+        ],
+    );
+    let raw = Raw::connect(&proxy.endpoint()).await;
+    raw.create_topic("mutual", 1).await;
+    let sent = raw.send(message("mutual", "both sides known")).await;
+    assert_eq!(sent.status.unwrap().code(), Code::Ok);
+
+    // Without a client certificate, or with one of another CA, the TLS
+    // handshake fails: the proxy (started with its own receipt key) cannot
+    // serve.
+    let (bad_cert, bad_key) = (
+        bad_cert.display().to_string(),
+        bad_key.display().to_string(),
+    );
+    for extra in [
+        vec![],
+        vec!["--store-tls-cert", &bad_cert, "--store-tls-key", &bad_key],
+    ] {
+        let mut flags = vec![
+            "--store-tls-ca",
+            ca.as_str(),
+            "--cluster-secret",
+            SECRET,
+            "--receipt-secret",
+            "some-receipt-key",
+        ];
+        flags.extend(extra);
+        let bad = proxy_with(&store, &flags);
+        let raw = Raw::connect(&bad.endpoint()).await;
+        let listed = raw.admin().list_topics(ListTopicsRequest::default()).await;
+        assert!(listed.is_err(), "{flags:?}: {listed:?}");
+    }
+}

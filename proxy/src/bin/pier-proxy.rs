@@ -118,6 +118,13 @@ struct Args {
     /// Cluster mode: the store node's --cluster-secret, proved on every call.
     #[arg(long, env = "PIER_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
+    /// Cluster mode with --store-tls-ca: PEM certificate chain shown to a
+    /// store node started with --tls-client-ca.
+    #[arg(long, env = "PIER_STORE_TLS_CERT", requires = "store_tls_key")]
+    store_tls_cert: Option<PathBuf>,
+    /// PEM private key of --store-tls-cert.
+    #[arg(long, env = "PIER_STORE_TLS_KEY", requires = "store_tls_cert")]
+    store_tls_key: Option<PathBuf>,
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
@@ -199,6 +206,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.store_tls_ca {
         cfg.store_tls_ca = Some(v);
+    }
+    if let Some(v) = args.store_tls_cert {
+        cfg.store_tls_cert = Some(v);
+    }
+    if let Some(v) = args.store_tls_key {
+        cfg.store_tls_key = Some(v);
     }
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(pier_store::ClusterSecret::new(v)?);

@@ -86,6 +86,10 @@ struct Args {
     /// health and reflection stay open. Unset: the port serves anybody.
     #[arg(long, env = "PIER_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
+    /// With --tls-cert: accept only clients showing a certificate signed by
+    /// this PEM CA (mutual TLS; proxies: --store-tls-cert/--store-tls-key).
+    #[arg(long, env = "PIER_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -113,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.tls_key {
         cfg.tls_key = Some(v);
+    }
+    if let Some(v) = args.tls_client_ca {
+        cfg.tls_client_ca = Some(v);
     }
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(ClusterSecret::new(v)?);
@@ -162,8 +169,16 @@ async fn main() -> anyhow::Result<()> {
     let certs = node::tls::TlsFiles::from_options(cfg.tls_cert.clone(), cfg.tls_key.clone())?
         .map(node::tls::CertResolver::load)
         .transpose()?;
+    let clients = match (&cfg.tls_client_ca, &certs) {
+        (Some(ca), Some(_)) => Some(node::tls::client_verifier(ca)?),
+        (Some(_), None) => anyhow::bail!("tls_client_ca needs tls_cert and tls_key"),
+        (None, _) => None,
+    };
     let listen_options = node::listener::ListenOptions {
-        tls: certs.as_ref().map(|c| c.server_config()).transpose()?,
+        tls: certs
+            .as_ref()
+            .map(|c| c.server_config_for(clients.clone()))
+            .transpose()?,
         // Only proxies and operators connect here: a store given a
         // certificate speaks TLS only.
         tls_required: certs.is_some(),
