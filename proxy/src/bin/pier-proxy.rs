@@ -234,6 +234,10 @@ async fn main() -> anyhow::Result<()> {
         // Consumption state lives on the store node, and so does its limit.
         tracing::warn!("--max-inflight-per-group is ignored in cluster mode: set it on pier-store");
     }
+    if cfg.store.is_none() && cfg.cluster_secret.is_some() {
+        // Standalone: the store is in this process, there is no link.
+        tracing::warn!("--cluster-secret is ignored in standalone mode: it guards the store link");
+    }
     if cfg.store.is_some() && args.txn.any_set() {
         // Checks run where the half messages are: on the store node.
         tracing::warn!("--txn-* flags are ignored in cluster mode: set them on pier-store");
