@@ -18,7 +18,8 @@ use anyhow::Context as _;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::task::JoinHandle;
@@ -94,6 +95,26 @@ pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<CertifiedKey>> {
     Ok(Arc::new(certified))
 }
 
+/// A verifier requiring every client to show a certificate signed by a CA
+/// of the PEM file `ca` (read once, at start).
+pub fn client_verifier(ca: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    let pem =
+        std::fs::read(ca).with_context(|| format!("cannot read client CA {}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| anyhow::anyhow!("bad client CA {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow::anyhow!("unusable client CA {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!("no certificate in client CA {}", ca.display());
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| anyhow::anyhow!("client CA {}: {e}", ca.display()))
+}
+
 /// The certificate shown to clients, swappable while the server runs.
 pub struct CertResolver {
     files: TlsFiles,
@@ -143,11 +164,23 @@ impl CertResolver {
     /// A rustls server configuration showing this resolver's certificate,
     /// with ALPN `h2`.
     pub fn server_config(self: &Arc<Self>) -> anyhow::Result<Arc<ServerConfig>> {
-        let mut config = ServerConfig::builder_with_provider(provider())
+        self.server_config_for(None)
+    }
+
+    /// [`CertResolver::server_config`], asking clients for a certificate
+    /// that `clients` accepts when given (mutual TLS, see [`client_verifier`]).
+    pub fn server_config_for(
+        self: &Arc<Self>,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> anyhow::Result<Arc<ServerConfig>> {
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .context("TLS protocol versions")?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Arc::new(config))
     }

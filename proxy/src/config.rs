@@ -96,6 +96,14 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Cluster mode: reach the store over TLS, trusting this PEM CA.
     pub store_tls_ca: Option<PathBuf>,
+    /// Cluster mode: the store node's cluster secret, proved on every call
+    /// (see `pier_store`'s `link_auth`).
+    pub cluster_secret: Option<pier_store::ClusterSecret>,
+    /// Cluster mode with `store_tls_ca`: PEM certificate chain shown to a
+    /// store node that asks for one (its `tls_client_ca`).
+    pub store_tls_cert: Option<PathBuf>,
+    /// PEM private key of `store_tls_cert`.
+    pub store_tls_key: Option<PathBuf>,
 }
 
 /// A secret setting: Debug never shows it, so logging a config is safe.
@@ -171,6 +179,9 @@ impl Default for ProxyConfig {
             tls_required: false,
             max_connections: 10_000,
             store_tls_ca: None,
+            cluster_secret: None,
+            store_tls_cert: None,
+            store_tls_key: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use pier_node as node;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
-use pier_store::{RemoteStore, Store, StoreApi, StoreOptions};
+use pier_store::{LinkOptions, RemoteStore, Store, StoreApi, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -69,6 +69,29 @@ fn store_tls_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>
     .transpose()
 }
 
+/// The client certificate and key of the store link (mutual TLS), read
+/// from `store_tls_cert` and `store_tls_key`.
+fn store_tls_identity(cfg: &ProxyConfig) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {what} {}: {e}", p.display()))
+    };
+    match (&cfg.store_tls_cert, &cfg.store_tls_key) {
+        (Some(cert), Some(key)) => {
+            if cfg.store_tls_ca.is_none() {
+                anyhow::bail!(
+                    "store_tls_cert needs store_tls_ca (the link is plaintext without it)"
+                );
+            }
+            Ok(Some((
+                read("store_tls_cert", cert)?,
+                read("store_tls_key", key)?,
+            )))
+        }
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("store_tls_cert and store_tls_key must be set together"),
+    }
+}
+
 /// Runs a proxy on `listener` until `shutdown` resolves (then returns
 /// `Ok`), or until its embedded store is poisoned (then returns an error).
 pub async fn serve(
@@ -81,13 +104,19 @@ pub async fn serve(
     let (listen_options, cert_resolver) = listener::options(&cfg)?;
     let addr: SocketAddr = listener.local_addr()?;
     let (embedded, store): (Option<Arc<Store>>, Arc<dyn StoreApi>) = match &cfg.store {
-        Some(remote) => (
-            None,
-            Arc::new(RemoteStore::connect_with(
-                remote,
-                store_tls_ca(cfg.store_tls_ca.as_deref())?,
-            )?),
-        ),
+        Some(remote) => {
+            let secret = cfg
+                .cluster_secret
+                .clone()
+                .map(|s| s.validated())
+                .transpose()?;
+            let link = LinkOptions {
+                tls_ca: store_tls_ca(cfg.store_tls_ca.as_deref())?,
+                tls_identity: store_tls_identity(&cfg)?,
+                secret,
+            };
+            (None, Arc::new(RemoteStore::connect_secured(remote, link)?))
+        }
         None => {
             let s = Arc::new(Store::open(
                 &cfg.data,
@@ -153,7 +182,13 @@ pub async fn serve(
 
     match &cfg.store {
         Some(remote) => {
-            tracing::info!(%addr, store = %remote, "pier-proxy listening (cluster mode)")
+            tracing::info!(%addr, store = %remote, "pier-proxy listening (cluster mode)");
+            if cfg.auth && cfg.cluster_secret.is_none() {
+                tracing::warn!(
+                    "--auth without --cluster-secret: the store node's port must then be \
+                     unreachable to anybody but the proxies, as it serves users' secrets"
+                );
+            }
         }
         None => {
             tracing::info!(%addr, data = %cfg.data.display(), "pier-proxy listening (standalone, embedded store)")

@@ -50,6 +50,12 @@ pub struct StoreNodeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Secret every caller of the store port must prove (see `link_auth`);
+    /// unset: the port serves anybody who reaches it.
+    pub cluster_secret: Option<crate::ClusterSecret>,
+    /// With `tls_cert`: PEM CA every client (proxy) must show a certificate
+    /// of (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl StoreNodeConfig {
@@ -83,6 +89,8 @@ impl Default for StoreNodeConfig {
             max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
             tls_cert: None,
             tls_key: None,
+            cluster_secret: None,
+            tls_client_ca: None,
         }
     }
 }

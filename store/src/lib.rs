@@ -20,6 +20,8 @@
 //! - `metrics`: what the store counts and its gauges (OpenTelemetry);
 //! - `worker`: the one way a store thread is started and stopped;
 //! - `remote` / `server`: the API over `pier.store.v1` gRPC;
+//! - `link_auth`: who may call a store node: the cluster secret, its
+//!   token (sent by `remote`) and its check (around `server`'s services);
 //! - `config`: a store node's settings file and flags.
 
 mod api;
@@ -31,6 +33,7 @@ mod db;
 mod error;
 mod fifo;
 mod filter;
+mod link_auth;
 mod log;
 mod metrics;
 mod pop;
@@ -47,9 +50,10 @@ pub use catalog::{reserved_group, reserved_topic, DEFAULT_MAX_ATTEMPTS};
 pub use clock::{now_ms, Clock, ManualClock, SystemClock};
 pub use config::{StoreNodeConfig, TxnCheckArgs};
 pub use error::{ack_result, Result, StorageCause, StoreError};
+pub use link_auth::{ClusterSecret, LinkGuard, LinkToken, Refusal, TOKEN_HEADER};
 pub use log::FlushMode;
 pub use metrics::{MAX_GROUP_LABELS, MAX_TOPIC_LABELS};
-pub use remote::{RemoteStore, MAX_GRPC_MESSAGE};
+pub use remote::{LinkOptions, RemoteStore, MAX_GRPC_MESSAGE};
 pub use server::{AdminEndpoint, StoreEndpoint};
 pub use store::{Store, StoreOptions, DEFAULT_RETENTION_MS};
 pub use txn::CheckPolicy;

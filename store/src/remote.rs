@@ -8,10 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pier_proto::admin::admin_service_client::AdminServiceClient;
 use pier_proto::store::store_client::StoreClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::api::{CheckStream, StoreApi};
 use crate::error::{Result, StoreError};
+use crate::link_auth::{ClusterSecret, LinkToken};
 use crate::server::{ERROR_FIELDS_HEADER, ERROR_KIND_HEADER};
 
 /// Largest message either side accepts: a 4 MiB body plus properties, with
@@ -23,10 +25,26 @@ pub const MAX_GRPC_MESSAGE: usize = 64 << 20;
 /// them, taken in turn, let a busy proxy use the store node's cores.
 const CONNECTIONS: usize = 4;
 
+/// A connection whose calls carry the cluster token.
+type Link = InterceptedService<Channel, LinkToken>;
+
 #[derive(Clone)]
 struct Clients {
-    store: StoreClient<Channel>,
-    admin: AdminServiceClient<Channel>,
+    store: StoreClient<Link>,
+    admin: AdminServiceClient<Link>,
+}
+
+/// How a proxy proves itself to its store node, beyond the address.
+/// (No `Debug`: it holds a private key.)
+#[derive(Default, Clone)]
+pub struct LinkOptions {
+    /// PEM CA the store node's certificate must be signed by: TLS when set.
+    pub tls_ca: Option<Vec<u8>>,
+    /// PEM certificate chain and key shown to a store node that asks for
+    /// one (mutual TLS; used only with `tls_ca`).
+    pub tls_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The cluster secret (see `link_auth`).
+    pub secret: Option<ClusterSecret>,
 }
 
 /// The [`StoreApi`] of a store node, over gRPC.
@@ -47,6 +65,24 @@ impl RemoteStore {
     /// certificate) is given: the store node's certificate must be signed
     /// by it and name the host of `addr` (a DNS name or an IP address).
     pub fn connect_with(addr: &str, tls_ca: Option<Vec<u8>>) -> Result<RemoteStore> {
+        RemoteStore::connect_secured(
+            addr,
+            LinkOptions {
+                tls_ca,
+                ..LinkOptions::default()
+            },
+        )
+    }
+
+    /// [`RemoteStore::connect_with`], with a client certificate and the
+    /// cluster secret proved on every call (see `link_auth`) when given.
+    pub fn connect_secured(addr: &str, link: LinkOptions) -> Result<RemoteStore> {
+        let LinkOptions {
+            tls_ca,
+            tls_identity,
+            secret,
+        } = link;
+        let token = LinkToken::new(secret);
         let scheme = if tls_ca.is_some() { "https" } else { "http" };
         let uri = match addr.split_once("://") {
             Some((_, rest)) => format!("{scheme}://{rest}"),
@@ -55,7 +91,10 @@ impl RemoteStore {
         let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|e| StoreError::invalid(format!("bad store address {addr:?}: {e}")))?;
         if let Some(ca) = tls_ca {
-            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some((cert, key)) = tls_identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
             endpoint = endpoint
                 .tls_config(tls)
                 .map_err(|e| StoreError::invalid(format!("store link TLS: {e}")))?;
@@ -68,10 +107,10 @@ impl RemoteStore {
             .map(|_| {
                 let channel = endpoint.connect_lazy();
                 Clients {
-                    store: StoreClient::new(channel.clone())
+                    store: StoreClient::with_interceptor(channel.clone(), token.clone())
                         .max_decoding_message_size(MAX_GRPC_MESSAGE)
                         .max_encoding_message_size(MAX_GRPC_MESSAGE),
-                    admin: AdminServiceClient::new(channel),
+                    admin: AdminServiceClient::with_interceptor(channel, token.clone()),
                 }
             })
             .collect();

@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use pier_proto::admin::admin_service_server::AdminService;
+use pier_proto::admin::admin_service_server::{AdminService, AdminServiceServer};
 use pier_proto::store::store_server;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::api::StoreApi;
 use crate::error::StoreError;
+use crate::link_auth::LinkGuard;
 use crate::remote::MAX_GRPC_MESSAGE;
 
 /// Metadata key naming the `StoreError` variant of a failed call.
@@ -110,6 +112,30 @@ pub struct AdminEndpoint(
     /// The store served.
     pub Arc<dyn StoreApi>,
 );
+
+/// A service whose calls pass [`LinkGuard`] first.
+pub type Guarded<S> = InterceptedService<S, LinkGuard>;
+
+impl StoreEndpoint {
+    /// [`StoreEndpoint::service`], serving only the callers `guard` lets in.
+    pub fn guarded(
+        api: Arc<dyn StoreApi>,
+        guard: LinkGuard,
+    ) -> Guarded<store_server::StoreServer<StoreEndpoint>> {
+        InterceptedService::new(StoreEndpoint::service(api), guard)
+    }
+}
+
+impl AdminEndpoint {
+    /// The `pier.admin.v1` service of a store node, serving only the callers
+    /// `guard` lets in.
+    pub fn guarded(
+        api: Arc<dyn StoreApi>,
+        guard: LinkGuard,
+    ) -> Guarded<AdminServiceServer<AdminEndpoint>> {
+        InterceptedService::new(AdminServiceServer::new(AdminEndpoint(api)), guard)
+    }
+}
 
 macro_rules! serve {
     ($ty:ty, $trait:path, { $($extra:item)* } $($name:ident: $req:ty => $resp:ty;)*) => {

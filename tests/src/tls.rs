@@ -71,6 +71,20 @@ impl TestPki {
         replace(key, server_key.serialize_pem().as_bytes());
     }
 
+    /// Writes a client certificate (named `name`, for client
+    /// authentication) signed by this CA to `cert` and `key`.
+    pub fn issue_client(&self, name: &str, cert: &Path, key: &Path) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate().expect("client key");
+        let client = params
+            .signed_by(&client_key, &self.ca_cert, &self.ca_key)
+            .expect("client certificate");
+        replace(cert, client.pem().as_bytes());
+        replace(key, client_key.serialize_pem().as_bytes());
+    }
+
     pub fn ca_pem(&self) -> Vec<u8> {
         std::fs::read(&self.ca).expect("read CA")
     }

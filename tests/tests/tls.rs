@@ -230,7 +230,15 @@ async fn cluster_with_tls_on_the_store_link() {
     let stranger = TestPki::new("stranger");
     let wrong_ca = stranger.ca.display().to_string();
     for extra in [vec![], vec!["--store-tls-ca", wrong_ca.as_str()]] {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--store"];
+        // With its own receipt key: a proxy fetches the store's at start
+        // and, the store being unreachable to it, would wait for it.
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--receipt-secret",
+            "k",
+            "--store",
+        ];
         let store_ep = store.endpoint();
         args.push(&store_ep);
         args.extend(extra);

@@ -115,6 +115,16 @@ struct Args {
     /// Cluster mode: reach the store over TLS, trusting this PEM CA file.
     #[arg(long, env = "PIER_STORE_TLS_CA")]
     store_tls_ca: Option<PathBuf>,
+    /// Cluster mode: the store node's --cluster-secret, proved on every call.
+    #[arg(long, env = "PIER_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// Cluster mode with --store-tls-ca: PEM certificate chain shown to a
+    /// store node started with --tls-client-ca.
+    #[arg(long, env = "PIER_STORE_TLS_CERT", requires = "store_tls_key")]
+    store_tls_cert: Option<PathBuf>,
+    /// PEM private key of --store-tls-cert.
+    #[arg(long, env = "PIER_STORE_TLS_KEY", requires = "store_tls_cert")]
+    store_tls_key: Option<PathBuf>,
     /// Transaction checks of the embedded store (standalone mode).
     #[command(flatten)]
     txn: TxnCheckArgs,
@@ -197,6 +207,15 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.store_tls_ca {
         cfg.store_tls_ca = Some(v);
     }
+    if let Some(v) = args.store_tls_cert {
+        cfg.store_tls_cert = Some(v);
+    }
+    if let Some(v) = args.store_tls_key {
+        cfg.store_tls_key = Some(v);
+    }
+    if let Some(v) = args.cluster_secret {
+        cfg.cluster_secret = Some(pier_store::ClusterSecret::new(v)?);
+    }
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);
     }
@@ -214,6 +233,10 @@ async fn main() -> anyhow::Result<()> {
     if cfg.store.is_some() && args.limits.max_inflight_per_group.is_some() {
         // Consumption state lives on the store node, and so does its limit.
         tracing::warn!("--max-inflight-per-group is ignored in cluster mode: set it on pier-store");
+    }
+    if cfg.store.is_none() && cfg.cluster_secret.is_some() {
+        // Standalone: the store is in this process, there is no link.
+        tracing::warn!("--cluster-secret is ignored in standalone mode: it guards the store link");
     }
     if cfg.store.is_some() && args.txn.any_set() {
         // Checks run where the half messages are: on the store node.

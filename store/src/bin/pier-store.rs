@@ -13,11 +13,10 @@ use std::sync::Arc;
 use clap::Parser;
 use pier_node as node;
 use pier_node::metrics::rpc::RpcLatencyLayer;
-use pier_proto::admin::admin_service_server::AdminServiceServer;
 use pier_proto::store::store_server::StoreServer;
 use pier_store::{
-    AdminEndpoint, FlushMode, Store, StoreApi, StoreEndpoint, StoreNodeConfig, StoreOptions,
-    TxnCheckArgs,
+    AdminEndpoint, ClusterSecret, FlushMode, LinkGuard, Store, StoreApi, StoreEndpoint,
+    StoreNodeConfig, StoreOptions, TxnCheckArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -83,6 +82,14 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "PIER_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Secret every call must prove (proxies: the same --cluster-secret);
+    /// health and reflection stay open. Unset: the port serves anybody.
+    #[arg(long, env = "PIER_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// With --tls-cert: accept only clients showing a certificate signed by
+    /// this PEM CA (mutual TLS; proxies: --store-tls-cert/--store-tls-key).
+    #[arg(long, env = "PIER_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -110,6 +117,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = args.tls_key {
         cfg.tls_key = Some(v);
+    }
+    if let Some(v) = args.tls_client_ca {
+        cfg.tls_client_ca = Some(v);
+    }
+    if let Some(v) = args.cluster_secret {
+        cfg.cluster_secret = Some(ClusterSecret::new(v)?);
     }
     if let Some(v) = args.metrics_listen {
         cfg.metrics_listen = Some(v);
@@ -156,8 +169,16 @@ async fn main() -> anyhow::Result<()> {
     let certs = node::tls::TlsFiles::from_options(cfg.tls_cert.clone(), cfg.tls_key.clone())?
         .map(node::tls::CertResolver::load)
         .transpose()?;
+    let clients = match (&cfg.tls_client_ca, &certs) {
+        (Some(ca), Some(_)) => Some(node::tls::client_verifier(ca)?),
+        (Some(_), None) => anyhow::bail!("tls_client_ca needs tls_cert and tls_key"),
+        (None, _) => None,
+    };
     let listen_options = node::listener::ListenOptions {
-        tls: certs.as_ref().map(|c| c.server_config()).transpose()?,
+        tls: certs
+            .as_ref()
+            .map(|c| c.server_config_for(clients.clone()))
+            .transpose()?,
         // Only proxies and operators connect here: a store given a
         // certificate speaks TLS only.
         tls_required: certs.is_some(),
@@ -192,7 +213,20 @@ async fn main() -> anyhow::Result<()> {
     let reflection_alpha =
         node::reflection(&["pier.store.v1.Store", "pier.admin.v1.AdminService"]).build_v1alpha()?;
 
+    let cluster_secret = cfg
+        .cluster_secret
+        .clone()
+        .map(|s| s.validated())
+        .transpose()?;
+    let open_port = cluster_secret.is_none();
+    let guard = LinkGuard::new(cluster_secret);
     tracing::info!(%addr, data = %cfg.data.display(), tls = certs.is_some(), "pier-store listening");
+    if open_port {
+        tracing::warn!(
+            "no --cluster-secret: the store port serves anybody who reaches it, users' secrets \
+             included; set one here and on every proxy"
+        );
+    }
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
     let reload_task = certs.map(|c| {
         node::tls::spawn_reloader(c, node::tls::POLL_EVERY, async move {
@@ -209,8 +243,8 @@ async fn main() -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(StoreEndpoint::service(api.clone()))
-        .add_service(AdminServiceServer::new(AdminEndpoint(api)))
+        .add_service(StoreEndpoint::guarded(api.clone(), guard.clone()))
+        .add_service(AdminEndpoint::guarded(api, guard))
         .serve_with_incoming_shutdown(node::listener::accept(listener, listen_options), {
             let store = store.clone();
             let mut poisoned = store.poisoned();
