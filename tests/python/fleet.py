@@ -154,7 +154,6 @@ def main():
     ap.add_argument("--prefix", default="py")
     ap.add_argument("--invisible", type=int, default=5)
     ap.add_argument("--await", dest="await_duration", type=int, default=5)
-    ap.add_argument("--tls", action="store_true")
     a = ap.parse_args()
 
     hard = threading.Timer(a.seconds + a.drain + 60, lambda: finish(3, {"ok": False, "error": "hard time limit"}))
