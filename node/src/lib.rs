@@ -47,6 +47,51 @@ pub fn tune_c_allocator() {
     }
 }
 
+/// The flags of what a node reports (metrics, traces, log format), the
+/// same on `pier-proxy` and `pier-store`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ObservabilityArgs {
+    /// Address of the Prometheus metrics endpoint (`/metrics`); empty turns
+    /// it off [default: 0.0.0.0:5557, skipped with a warning if taken].
+    #[arg(long, env = "PIER_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Push metrics over OTLP/HTTP to this collector URL (also enabled by
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, env = "PIER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sent to the OTLP endpoint, 0 to 1, parent-based
+    /// [default: OTEL_TRACES_SAMPLER, else 0: off].
+    #[arg(long, env = "PIER_TRACE_SAMPLE_RATIO")]
+    pub trace_sample_ratio: Option<f64>,
+    /// `text` or `json` (one object a line, with the trace id).
+    #[arg(long, env = "PIER_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ObservabilityArgs {
+    /// Overrides the config file's settings with the flags given.
+    pub fn apply(
+        &self,
+        metrics_listen: &mut Option<String>,
+        otlp_endpoint: &mut Option<String>,
+        trace_sample_ratio: &mut Option<f64>,
+        log_format: &mut LogFormat,
+    ) {
+        if let Some(v) = &self.metrics_listen {
+            *metrics_listen = Some(v.clone());
+        }
+        if let Some(v) = &self.otlp_endpoint {
+            *otlp_endpoint = Some(v.clone());
+        }
+        if let Some(v) = self.trace_sample_ratio {
+            *trace_sample_ratio = Some(v);
+        }
+        if let Some(v) = self.log_format {
+            *log_format = v;
+        }
+    }
+}
+
 /// How log lines are written: `text` for people, `json` (one object a line,
 /// with the fields of the spans around it, among them `trace_id` inside a
 /// traced request) for log shippers.

@@ -1,7 +1,6 @@
 //! Building and running tests/rust-client, the driver of the official
 //! RocketMQ 5 Rust crate (`rocketmq` 5.0.0); see tests/tests/official_rust.rs
-//! for why it is a crate of its own. (A copy of the helpers there, so the
-//! auth tests can use them; the two can become one.)
+//! for why it is a crate of its own. Used by every test that runs it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -55,10 +54,19 @@ pub fn rust_client() -> PathBuf {
 
 /// Runs the rust-client binary off the async runtime.
 pub async fn run_client(args: Vec<String>) -> Output {
+    run_client_env(args, None).await
+}
+
+/// [`run_client`] with `SSL_CERT_FILE` set: the crate's TLS (tonic 0.9,
+/// rustls-native-certs 0.6) then trusts exactly the roots in that file.
+pub async fn run_client_env(args: Vec<String>, ssl_cert_file: Option<PathBuf>) -> Output {
     let bin = rust_client();
     tokio::task::spawn_blocking(move || {
-        Command::new(bin)
-            .args(args)
+        let mut cmd = Command::new(bin);
+        if let Some(roots) = ssl_cert_file {
+            cmd.env("SSL_CERT_FILE", roots);
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run rust-client")

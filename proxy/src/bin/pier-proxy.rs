@@ -83,21 +83,8 @@ struct Args {
     /// Create unknown topics and groups on first use (development).
     #[arg(long, env = "PIER_AUTO_CREATE")]
     auto_create: Option<bool>,
-    /// Address of the Prometheus metrics endpoint (`/metrics`); empty turns
-    /// it off [default: 0.0.0.0:5557, skipped with a warning if taken].
-    #[arg(long, env = "PIER_METRICS_LISTEN")]
-    metrics_listen: Option<String>,
-    /// Push metrics over OTLP/HTTP to this collector URL (also enabled by
-    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
-    #[arg(long, env = "PIER_OTLP_ENDPOINT")]
-    otlp_endpoint: Option<String>,
-    /// Share of new traces sent to the OTLP endpoint, 0 to 1, parent-based
-    /// [default: OTEL_TRACES_SAMPLER, else 0: off].
-    #[arg(long, env = "PIER_TRACE_SAMPLE_RATIO")]
-    trace_sample_ratio: Option<f64>,
-    /// `text` or `json` (one object a line, with the trace id).
-    #[arg(long, env = "PIER_LOG_FORMAT")]
-    log_format: Option<node::LogFormat>,
+    #[command(flatten)]
+    observability: node::ObservabilityArgs,
     /// PEM certificate chain: serve TLS (ALPN h2) beside plaintext on the
     /// client port; reloaded on SIGHUP and when the file changes.
     #[arg(long, env = "PIER_TLS_CERT")]
@@ -216,18 +203,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(pier_store::ClusterSecret::new(v)?);
     }
-    if let Some(v) = args.metrics_listen {
-        cfg.metrics_listen = Some(v);
-    }
-    if let Some(v) = args.otlp_endpoint {
-        cfg.otlp_endpoint = Some(v);
-    }
-    if let Some(v) = args.trace_sample_ratio {
-        cfg.trace_sample_ratio = Some(v);
-    }
-    if let Some(v) = args.log_format {
-        cfg.log_format = v;
-    }
+    args.observability.apply(
+        &mut cfg.metrics_listen,
+        &mut cfg.otlp_endpoint,
+        &mut cfg.trace_sample_ratio,
+        &mut cfg.log_format,
+    );
     node::init_logging(cfg.log_format);
     args.limits.apply(&mut cfg);
     if cfg.store.is_some() && args.limits.max_inflight_per_group.is_some() {
