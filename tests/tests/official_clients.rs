@@ -1,5 +1,5 @@
 //! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2
-//! from PyPI) and the real `grpcurl`, against Pier: the client in both modes
+//! from PyPI) and the real `grpcurl`, against Pier: the client in the four deployments of `four_modes!`
 //! (in a cluster, given both proxies), grpcurl against a standalone node.
 //! Tools are installed by `tests/scripts/setup-tools.sh` (run from here).
 

@@ -5,7 +5,7 @@
 //! messages. A raw FIFO consumer then reads the group: every message exactly
 //! once, one in flight at a time, each producer's messages in its send order,
 //! and the whole group in store order (queue offsets 0, 1, 2, ...: the group
-//! is alone in its queue). In both modes (in a cluster, through its first
+//! is alone in its queue). In the four deployments of `four_modes!` (in a cluster, through its first
 //! proxy).
 
 use std::collections::HashSet;

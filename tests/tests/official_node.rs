@@ -1,5 +1,5 @@
 //! The official RocketMQ 5 Node.js client (`rocketmq-client-nodejs` 1.0.8 from
-//! npm) against Pier in both modes (in a cluster, through its first proxy):
+//! npm) against Pier in the four deployments of `four_modes!` (in a cluster, through its first proxy):
 //! the scripts tests/node/{normal,types}.js do the work and print one JSON
 //! summary line, which is checked here. The client
 //! is installed by `tests/scripts/setup-tools.sh` (run from here) under

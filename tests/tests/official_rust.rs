@@ -1,5 +1,5 @@
 //! The official RocketMQ 5 Rust crate (`rocketmq = "=5.0.0"` from crates.io)
-//! against Pier in both modes (in a cluster, through its first proxy). The
+//! against Pier in the four deployments of `four_modes!` (in a cluster, through its first proxy). The
 //! crate is driven by the standalone binary crate tests/rust-client (not a
 //! workspace member: it pins tonic 0.9 / prost 0.11 and needs the `time`
 //! local-offset workaround, see shared/protocol.md §6.3), built here with its

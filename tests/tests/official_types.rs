@@ -1,5 +1,5 @@
 //! FIFO, delay and transactional messages with the official RocketMQ 5
-//! Python client (`rocketmq-python-client` 5.1.2) in both modes (standalone; a cluster, the client given both proxies):
+//! Python client (`rocketmq-python-client` 5.1.2) in the four deployments of `four_modes!` (standalone; a cluster, the client given both proxies):
 //! the scripts tests/python/{fifo,delay,transaction}.py do the work and
 //! print one JSON summary line, which is checked here. Tools are installed by
 //! `tests/scripts/setup-tools.sh` (run from here).
