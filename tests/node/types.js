@@ -29,9 +29,18 @@ const { parseArgs, fail, logger, finish, hardLimit, sleep } = require('./common'
 const args = parseArgs({
   case: null, endpoint: null, topic: null, group: null, count: 20, groups: 4,
   prefix: 'node', timeout: 120, tail: 3, await: 2000, delay: 3000, earlyMs: 50, orphans: 0,
-  produceOnly: 0, bodyPrefix: '', startAtMs: 0,
+  produceOnly: 0, bodyPrefix: '', startAtMs: 0, accessKey: '', secretKey: '', tls: 'false',
 });
 if (!args.produceOnly && (args.bodyPrefix || args.startAtMs)) fail('--body-prefix and --start-at-ms need --produce-only 1');
+
+// What every client here shares: the access point, the user's keys when
+// given (a server with auth on) and TLS with --tls true (the CA comes from
+// GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, read by grpc-js).
+const connection = {
+  endpoints: args.endpoint, namespace: '', sslEnabled: args.tls === 'true',
+  sessionCredentials: args.accessKey
+    ? { accessKey: args.accessKey, accessSecret: args.secretKey } : undefined,
+};
 
 const t0 = Date.now();
 const s = { ok: false, case: args.case, sent: 0, received: 0, duplicates: 0, missing: 0, unexpected: 0,
@@ -44,7 +53,7 @@ process.on('unhandledRejection', (e) => {
 });
 
 function newProducer(extra) {
-  return new Producer({ endpoints: args.endpoint, namespace: '', topics: [ args.topic ],
+  return new Producer({ ...connection, topics: [ args.topic ],
     logger: logger('producer'), ...extra });
 }
 
@@ -52,7 +61,7 @@ function newProducer(extra) {
 // calls onMessage(view, receivedAtMs) for each message and acks it.
 async function simpleConsume(onMessage, done) {
   const consumer = new SimpleConsumer({
-    endpoints: args.endpoint, namespace: '', consumerGroup: args.group,
+    ...connection, consumerGroup: args.group,
     subscriptions: new Map([[ args.topic, '*' ]]), awaitDuration: args.await,
     logger: logger('simple'),
   });
@@ -138,7 +147,7 @@ async function fifo() {
   s.wrong_group = 0;
   s.max_inflight_per_group = 0;
   const consumer = new PushConsumer({
-    endpoints: args.endpoint, namespace: '', consumerGroup: args.group,
+    ...connection, consumerGroup: args.group,
     subscriptions: new Map([[ args.topic, '*' ]]), logger: logger('push'),
     messageListener: {
       async consume(m) {

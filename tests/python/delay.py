@@ -149,9 +149,10 @@ class Run(Runner):
         a = self.args
         config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
         consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                               await_duration=a.await_duration))  # tls_enable defaults to False
+                                               await_duration=a.await_duration, tls_enable=a.tls))
         producer = self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic]))
+            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic],
+            tls_enable=a.tls))
 
         self.phase = "send"
         msg = Message()

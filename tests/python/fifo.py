@@ -212,7 +212,8 @@ class Run(Runner):
     def start_producer(self):
         a = self.args
         return self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic]))
+            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic],
+            tls_enable=a.tls))
 
     def send(self, producer):
         """Sends every group's messages, interleaved; returns the start time."""
@@ -258,7 +259,8 @@ class Run(Runner):
             message_listener=RecordingListener(self.tracker, self, lambda m: m.message_group),
             subscription={a.topic: FilterExpression("*")},
             consumption_thread_count=a.threads,
-        )  # tls_enable defaults to False
+            tls_enable=a.tls,
+        )
         consumer.tracker = self.tracker
         self.started(consumer)
         # Chosen once, from the server's Settings reply (subscription.fifo).

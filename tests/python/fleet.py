@@ -89,7 +89,7 @@ def started(make):
 
 def produce(a):
     producer = started(lambda: Producer(
-        ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
+        ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout),
         (a.topic,), tls_enable=a.tls))
     i = 0
     end = time.monotonic() + a.seconds
@@ -118,7 +118,7 @@ def produce(a):
 def consume(a):
     try:
         consumer = started(lambda: SimpleConsumer(
-            ClientConfiguration(a.endpoint, Credentials(), request_timeout=a.request_timeout),
+            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout),
             a.group, subscription={a.topic: FilterExpression("*")},
             await_duration=a.await_duration, tls_enable=a.tls))
     except Exception as e:  # noqa: BLE001

@@ -87,7 +87,8 @@ class Run(Runner):
             message_listener=RecordingListener(self.tracker, self, lambda m: m.message_id),
             subscription={a.topic: FilterExpression(a.tag)},
             consumption_thread_count=a.threads,
-        )  # tls_enable defaults to False
+            tls_enable=a.tls,
+        )
         consumer.tracker = self.tracker
         self.started(consumer)
         self.phase = "consume"

@@ -225,10 +225,10 @@ class Run(Runner):
         a = self.args
         config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
         consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                               await_duration=a.await_duration))  # tls_enable defaults to False
+                                               await_duration=a.await_duration, tls_enable=a.tls))
         producer = self.started(Producer(
             ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout),
-            topics=[a.topic], checker=Checker(self.s)))
+            topics=[a.topic], checker=Checker(self.s), tls_enable=a.tls))
 
         self.phase = "send"
         tx = self.send(producer, "commit")

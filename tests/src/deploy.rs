@@ -1,13 +1,22 @@
-//! One Pier for one test, in one of three deployments: a standalone proxy
+//! One Pier for one test, in one of four deployments: a standalone proxy
 //! with its embedded store, a cluster of one `pier-store` and two proxies,
-//! or that cluster behind nginx (`deploy/nginx/pier.conf`). Each end-to-end
-//! scenario is written once, taking a [`Mode`], and run in the first two
-//! by [`both_modes!`](crate::both_modes), in all three by
-//! [`three_modes!`](crate::three_modes).
+//! that cluster behind nginx (`deploy/nginx/pier.conf`), or a standalone
+//! proxy requiring TLS and signed calls. Each end-to-end scenario is
+//! written once, taking a [`Mode`], and run in the first two by
+//! [`both_modes!`](crate::both_modes), in the first three by
+//! [`three_modes!`](crate::three_modes), in all four by
+//! [`four_modes!`](crate::four_modes). A scenario runs its official client
+//! through [`Pier::python`], [`Pier::node`] or [`Pier::rust_client`], which
+//! add what the deployment asks of a client (TLS on, a user's keys).
+
+use std::path::PathBuf;
+use std::process::Output;
 
 use tempfile::TempDir;
 
 use crate::fleet::{nginx_binary, Nginx};
+use crate::signing::{auth_flags, ROOT};
+use crate::tls::{tls_channel, TestPki};
 use crate::{Node, Raw};
 
 /// How the Pier under test is deployed.
@@ -20,6 +29,23 @@ pub enum Mode {
     /// The cluster behind nginx running the deploy recipe: clients know
     /// only nginx's address.
     Balanced,
+    /// One `pier-proxy` with an embedded store that refuses plaintext
+    /// (`--tls-required`, a certificate of a test CA) and checks every call
+    /// (`--auth`, admin [`ROOT`]): clients turn their TLS on, trust the CA
+    /// and sign as ROOT.
+    Secure,
+}
+
+/// An official client driven by the tests, for [`Pier::client_flags`] and
+/// [`Pier::client_env`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// tests/python (rocketmq-python-client 5.1.2).
+    Python,
+    /// tests/node (rocketmq-client-nodejs 1.0.8).
+    Node,
+    /// tests/rust-client (the `rocketmq` crate 5.0.0).
+    Rust,
 }
 
 /// A running Pier for one test; everything stops when it is dropped.
@@ -35,6 +61,10 @@ pub struct Pier {
     pub nodes: Vec<Node>,
     /// The load balancer of [`Mode::Balanced`].
     pub nginx: Option<Nginx>,
+    /// The test CA and server certificate of [`Mode::Secure`].
+    pub pki: Option<TestPki>,
+    /// Every flag of the node holding the data beyond `--listen` and
+    /// `--data` (kept for a restart).
     store_flags: Vec<String>,
     data: TempDir,
 }
@@ -45,8 +75,18 @@ impl Pier {
     /// policy.
     pub async fn start(mode: Mode, store_flags: &[&str]) -> Pier {
         let data = tempfile::tempdir().expect("temp dir");
+        let pki = (mode == Mode::Secure).then(|| TestPki::new("secure mode"));
+        let mut all_flags: Vec<String> = store_flags.iter().map(|f| (*f).to_owned()).collect();
+        if let Some(pki) = &pki {
+            all_flags.extend(pki.flags());
+            all_flags.push("--tls-required".into());
+            all_flags.extend(auth_flags().into_iter().map(str::to_owned));
+        }
+        let flag_refs: Vec<&str> = all_flags.iter().map(String::as_str).collect();
         let nodes = match mode {
-            Mode::Standalone => vec![Node::standalone_with(data.path(), store_flags)],
+            Mode::Standalone | Mode::Secure => {
+                vec![Node::standalone_with(data.path(), &flag_refs)]
+            }
             Mode::Cluster | Mode::Balanced => {
                 let store = Node::store_with(data.path(), store_flags);
                 let a = Node::proxy_of(&store);
@@ -59,18 +99,19 @@ impl Pier {
             Nginx::start(&nginx_binary(), &proxies)
         });
         let first = match (mode, &nginx) {
-            (Mode::Standalone, _) => nodes[0].endpoint(),
+            (Mode::Standalone | Mode::Secure, _) => nodes[0].endpoint(),
             (_, Some(n)) => n.endpoint(),
             (_, None) => nodes[1].endpoint(),
         };
-        let raw = Raw::connect(&first).await;
+        let raw = connect_raw(pki.as_ref(), &first).await;
         let mut pier = Pier {
             mode,
             access_point: String::new(),
             raw,
             nodes,
             nginx,
-            store_flags: store_flags.iter().map(|f| (*f).to_owned()).collect(),
+            pki,
+            store_flags: all_flags,
             data,
         };
         let list: Vec<String> = match &pier.nginx {
@@ -84,7 +125,7 @@ impl Pier {
     /// The nodes clients talk to: the standalone proxy, or both proxies.
     pub fn proxies(&self) -> Vec<&Node> {
         match self.mode {
-            Mode::Standalone => vec![&self.nodes[0]],
+            Mode::Standalone | Mode::Secure => vec![&self.nodes[0]],
             Mode::Cluster | Mode::Balanced => self.nodes[1..].iter().collect(),
         }
     }
@@ -101,7 +142,7 @@ impl Pier {
     pub async fn restart_data_node(&mut self) -> bool {
         let clean = self.nodes[0].stop();
         let binary = match self.mode {
-            Mode::Standalone => "pier-proxy",
+            Mode::Standalone | Mode::Secure => "pier-proxy",
             Mode::Cluster | Mode::Balanced => "pier-store",
         };
         let addr = self.nodes[0].addr.clone();
@@ -113,8 +154,8 @@ impl Pier {
         ];
         args.extend(self.store_flags.iter().map(String::as_str));
         self.nodes[0] = Node::start(binary, &args);
-        if self.mode == Mode::Standalone {
-            self.raw = Raw::connect(&self.nodes[0].endpoint()).await;
+        if matches!(self.mode, Mode::Standalone | Mode::Secure) {
+            self.raw = connect_raw(self.pki.as_ref(), &self.nodes[0].endpoint()).await;
         }
         clean
     }
@@ -123,11 +164,96 @@ impl Pier {
     /// client in standalone mode, a client of the last proxy in a cluster.
     pub async fn other(&self) -> Raw {
         match self.mode {
-            Mode::Standalone => self.raw.clone(),
+            Mode::Standalone | Mode::Secure => self.raw.clone(),
             Mode::Cluster | Mode::Balanced => {
                 let last = self.nodes.last().expect("a cluster has proxies");
                 Raw::connect(&last.endpoint()).await
             }
+        }
+    }
+
+    /// What `client` must be told on its command line in this deployment:
+    /// in [`Mode::Secure`], TLS on and [`ROOT`]'s keys (each driver's own
+    /// spelling); nothing otherwise.
+    pub fn client_flags(&self, client: Client) -> Vec<String> {
+        if self.mode != Mode::Secure {
+            return Vec::new();
+        }
+        let (user, secret) = ROOT;
+        let flags: &[&str] = match client {
+            Client::Python => &["--tls", "--access-key", user, "--secret-key", secret],
+            Client::Node => &[
+                "--tls",
+                "true",
+                "--access-key",
+                user,
+                "--secret-key",
+                secret,
+            ],
+            Client::Rust => &[
+                "--tls",
+                "true",
+                "--access-key",
+                user,
+                "--secret-key",
+                secret,
+            ],
+        };
+        flags.iter().map(|f| (*f).to_owned()).collect()
+    }
+
+    /// The environment `client` needs in this deployment: in
+    /// [`Mode::Secure`], the test CA as its TLS roots, through the setting
+    /// its gRPC stack reads (gRPC C-core and grpc-js:
+    /// `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`; grpc-js ignores
+    /// `NODE_EXTRA_CA_CERTS` when that is set, as on some hosts; the Rust
+    /// crate's rustls-native-certs: `SSL_CERT_FILE`). Nothing otherwise.
+    pub fn client_env(&self, client: Client) -> Vec<(&'static str, PathBuf)> {
+        let Some(pki) = &self.pki else {
+            return Vec::new();
+        };
+        let key = match client {
+            Client::Python | Client::Node => "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+            Client::Rust => "SSL_CERT_FILE",
+        };
+        vec![(key, pki.ca.clone())]
+    }
+
+    /// Runs the tests/python `script` with `args` plus what this deployment
+    /// asks of a client ([`Pier::client_flags`], [`Pier::client_env`]).
+    pub async fn python(&self, tools: &std::path::Path, script: &str, args: Vec<String>) -> Output {
+        let args = [args, self.client_flags(Client::Python)].concat();
+        crate::external::python_env(tools, script, args, &self.client_env(Client::Python)).await
+    }
+
+    /// [`Pier::python`] for a tests/node script.
+    pub async fn node(&self, tools: &std::path::Path, script: &str, args: Vec<String>) -> Output {
+        let args = [args, self.client_flags(Client::Node)].concat();
+        crate::external::node_env(tools, script, args, &self.client_env(Client::Node)).await
+    }
+
+    /// [`Pier::python`] for tests/rust-client.
+    pub async fn rust_client(&self, args: Vec<String>) -> Output {
+        let args = [args, self.client_flags(Client::Rust)].concat();
+        let roots = self
+            .client_env(Client::Rust)
+            .into_iter()
+            .next()
+            .map(|(_, p)| p);
+        crate::rust_client::run_client_env(args, roots).await
+    }
+}
+
+/// The admin client of a Pier: plaintext, or with `pki` over TLS trusting
+/// its CA and signing as [`ROOT`].
+async fn connect_raw(pki: Option<&TestPki>, endpoint: &str) -> Raw {
+    match pki {
+        None => Raw::connect(endpoint).await,
+        Some(pki) => {
+            let channel = tls_channel(endpoint, &pki.ca_pem())
+                .await
+                .expect("TLS connection to the secure Pier");
+            Raw::over(endpoint, channel).with_credentials(ROOT.0, ROOT.1)
         }
     }
 }
@@ -167,6 +293,32 @@ macro_rules! three_modes {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn balanced() {
                 super::$name($crate::Mode::Balanced).await
+            }
+        }
+    )*};
+}
+
+/// [`three_modes!`](crate::three_modes) plus a fourth test, `name::secure`:
+/// a standalone Pier requiring TLS and signed calls ([`Mode::Secure`]).
+#[macro_export]
+macro_rules! four_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone() {
+                super::$name($crate::Mode::Standalone).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$name($crate::Mode::Cluster).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn balanced() {
+                super::$name($crate::Mode::Balanced).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn secure() {
+                super::$name($crate::Mode::Secure).await
             }
         }
     )*};

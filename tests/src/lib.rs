@@ -27,7 +27,7 @@ pub mod signing;
 pub mod tls;
 pub mod tools;
 
-pub use deploy::{Mode, Pier};
+pub use deploy::{Client, Mode, Pier};
 pub use node::{bin, bin_dir, Node};
 pub use raw::{attempt, body, handle, message, message_with_id, resource, Raw};
 pub use tools::{ensure_tools, setup_once, tools_dir};

@@ -11,6 +11,7 @@ use pier_proto::admin::{
 use pier_proto::rocketmq::messaging_service_client::MessagingServiceClient;
 use pier_proto::rocketmq::*;
 use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// A raw `apache.rocketmq.v2` + `pier.admin.v1` client, as the official
@@ -73,8 +74,10 @@ impl Raw {
         MessagingServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
-    pub fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel.clone())
+    /// The admin API; its calls are signed like [`Raw::req`]'s when this
+    /// client has credentials.
+    pub fn admin(&self) -> AdminServiceClient<InterceptedService<Channel, Signer>> {
+        AdminServiceClient::with_interceptor(self.channel.clone(), Signer(self.credentials.clone()))
     }
 
     /// Wraps a request with the headers every official client sends.
@@ -400,5 +403,19 @@ pub fn message_with_id(topic: &str, message_id: String, body: Vec<u8>) -> Messag
             ..Default::default()
         }),
         body,
+    }
+}
+
+/// Signs each request with the user and secret it holds, if any (the
+/// admin calls of a [`Raw`] with credentials).
+#[derive(Clone)]
+pub struct Signer(Option<std::sync::Arc<(String, String)>>);
+
+impl tonic::service::Interceptor for Signer {
+    fn call(&mut self, r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        Ok(match &self.0 {
+            Some(c) => crate::signing::signed(r, &c.0, &c.1),
+            None => r,
+        })
     }
 }

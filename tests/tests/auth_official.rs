@@ -41,11 +41,15 @@ async fn pier_with_users(mode: Mode, topic: &str, group: &str) -> AuthPier {
             let (a, b) = (proxy(), proxy());
             vec![store, a, b]
         }
-        Mode::Balanced => unreachable!("the auth scenarios run standalone and in a cluster"),
+        Mode::Balanced | Mode::Secure => {
+            unreachable!("the auth scenarios run standalone and in a cluster")
+        }
     };
     let proxies: Vec<String> = match mode {
         Mode::Standalone => vec![nodes[0].endpoint()],
-        Mode::Cluster | Mode::Balanced => nodes[1..].iter().map(Node::endpoint).collect(),
+        Mode::Cluster | Mode::Balanced | Mode::Secure => {
+            nodes[1..].iter().map(Node::endpoint).collect()
+        }
     };
     let pier = AuthPier {
         _data: data,

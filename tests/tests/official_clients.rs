@@ -1,5 +1,5 @@
 //! The official RocketMQ 5 Python client (`rocketmq-python-client` 5.1.2
-//! from PyPI) and the real `grpcurl`, against Pier: the client in both modes
+//! from PyPI) and the real `grpcurl`, against Pier: the client in the four deployments of `four_modes!`
 //! (in a cluster, given both proxies), grpcurl against a standalone node.
 //! Tools are installed by `tests/scripts/setup-tools.sh` (run from here).
 
@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{three_modes, Mode};
+use pier_tests::{four_modes, Mode};
 
 async fn python_producer_simple_and_push_consumers(mode: Mode) {
     let tools = ensure_tools();
@@ -18,21 +18,22 @@ async fn python_producer_simple_and_push_consumers(mode: Mode) {
     c.create_group("py-simple", 17).await;
     c.create_group("py-push", 17).await;
 
-    let sent = python(
-        &tools,
-        "producer.py",
-        args(&[
-            "--endpoint",
-            &endpoint,
-            "--topic",
-            "py-orders",
-            "--count",
-            "1000",
-            "--prefix",
-            "py",
-        ]),
-    )
-    .await;
+    let sent = pier
+        .python(
+            &tools,
+            "producer.py",
+            args(&[
+                "--endpoint",
+                &endpoint,
+                "--topic",
+                "py-orders",
+                "--count",
+                "1000",
+                "--prefix",
+                "py",
+            ]),
+        )
+        .await;
     let produced = summary(&sent, "producer");
     assert_eq!(produced["sent"], 1000);
 
@@ -52,7 +53,7 @@ async fn python_producer_simple_and_push_consumers(mode: Mode) {
             "--prefix",
             "py",
         ]);
-        python(&tools, script, argv)
+        pier.python(&tools, script, argv)
     };
     let (simple, push) = tokio::join!(
         consume("simple_consumer.py", "py-simple"),
@@ -182,4 +183,4 @@ async fn grpcurl_by_hand() {
     assert!(topics.contains("\"hand\""), "{topics}");
 }
 
-three_modes!(python_producer_simple_and_push_consumers);
+four_modes!(python_producer_simple_and_push_consumers);

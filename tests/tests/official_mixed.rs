@@ -5,7 +5,7 @@
 //! messages. A raw FIFO consumer then reads the group: every message exactly
 //! once, one in flight at a time, each producer's messages in its send order,
 //! and the whole group in store order (queue offsets 0, 1, 2, ...: the group
-//! is alone in its queue). In both modes (in a cluster, through its first
+//! is alone in its queue). In the four deployments of `four_modes!` (in a cluster, through its first
 //! proxy).
 
 use std::collections::HashSet;
@@ -15,7 +15,7 @@ use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::Code;
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{three_modes, Mode};
+use pier_tests::{four_modes, Mode};
 
 const PER_PRODUCER: usize = 150;
 
@@ -37,7 +37,7 @@ async fn python_and_node_producers_share_a_message_group(mode: Mode) {
     let start_at = (now_ms + 5_000).to_string();
     let count = PER_PRODUCER.to_string();
     let started = Instant::now();
-    let py = python(
+    let py = pier.python(
         &tools,
         "fifo.py",
         args(&[
@@ -60,7 +60,7 @@ async fn python_and_node_producers_share_a_message_group(mode: Mode) {
             "60",
         ]),
     );
-    let js = node(
+    let js = pier.node(
         &tools,
         "types.js",
         args(&[
@@ -172,4 +172,4 @@ async fn python_and_node_producers_share_a_message_group(mode: Mode) {
     assert_drained(&c, "mixed-readers").await;
 }
 
-three_modes!(python_and_node_producers_share_a_message_group);
+four_modes!(python_and_node_producers_share_a_message_group);

@@ -1,5 +1,5 @@
 //! The official RocketMQ 5 Node.js client (`rocketmq-client-nodejs` 1.0.8 from
-//! npm) against Pier in both modes (in a cluster, through its first proxy):
+//! npm) against Pier in the four deployments of `four_modes!` (in a cluster, through its first proxy):
 //! the scripts tests/node/{normal,types}.js do the work and print one JSON
 //! summary line, which is checked here. The client
 //! is installed by `tests/scripts/setup-tools.sh` (run from here) under
@@ -10,7 +10,7 @@ use std::time::Instant;
 use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{three_modes, Mode};
+use pier_tests::{four_modes, Mode};
 
 async fn node_producer_and_simple_consumer(mode: Mode) {
     let tools = ensure_tools();
@@ -20,25 +20,26 @@ async fn node_producer_and_simple_consumer(mode: Mode) {
     c.create_group("node-simple", 17).await;
 
     let started = Instant::now();
-    let out = node(
-        &tools,
-        "normal.js",
-        args(&[
-            "--endpoint",
-            &ep,
-            "--topic",
-            "node-orders",
-            "--group",
-            "node-simple",
-            "--count",
-            "500",
-            "--prefix",
-            "node",
-            "--timeout",
-            "120",
-        ]),
-    )
-    .await;
+    let out = pier
+        .node(
+            &tools,
+            "normal.js",
+            args(&[
+                "--endpoint",
+                &ep,
+                "--topic",
+                "node-orders",
+                "--group",
+                "node-simple",
+                "--count",
+                "500",
+                "--prefix",
+                "node",
+                "--timeout",
+                "120",
+            ]),
+        )
+        .await;
     let r = summary_ok(&out, "normal.js");
     eprintln!("normal.js: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["sent"], 500, "{r}");
@@ -55,27 +56,28 @@ async fn node_fifo_push_consumer_in_order(mode: Mode) {
     c.create_typed_topic("node-fifo", TopicType::Fifo, 4).await;
     c.create_fifo_group("node-fifo-group", 0).await;
 
-    let out = node(
-        &tools,
-        "types.js",
-        args(&[
-            "--case",
-            "fifo",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "node-fifo",
-            "--group",
-            "node-fifo-group",
-            "--groups",
-            "8",
-            "--count",
-            "25",
-            "--timeout",
-            "120",
-        ]),
-    )
-    .await;
+    let out = pier
+        .node(
+            &tools,
+            "types.js",
+            args(&[
+                "--case",
+                "fifo",
+                "--endpoint",
+                &ep,
+                "--topic",
+                "node-fifo",
+                "--group",
+                "node-fifo-group",
+                "--groups",
+                "8",
+                "--count",
+                "25",
+                "--timeout",
+                "120",
+            ]),
+        )
+        .await;
     let r = summary_ok(&out, "types.js fifo");
     assert_eq!(r["received"], 200, "{r}");
     assert_eq!(r["out_of_order"], 0, "{r}");
@@ -94,27 +96,28 @@ async fn node_delay_messages_wait_for_their_timestamp(mode: Mode) {
         .await;
     c.create_group("node-delay-group", 17).await;
 
-    let out = node(
-        &tools,
-        "types.js",
-        args(&[
-            "--case",
-            "delay",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "node-delay",
-            "--group",
-            "node-delay-group",
-            "--count",
-            "20",
-            "--delay",
-            "3000",
-            "--timeout",
-            "90",
-        ]),
-    )
-    .await;
+    let out = pier
+        .node(
+            &tools,
+            "types.js",
+            args(&[
+                "--case",
+                "delay",
+                "--endpoint",
+                &ep,
+                "--topic",
+                "node-delay",
+                "--group",
+                "node-delay-group",
+                "--count",
+                "20",
+                "--delay",
+                "3000",
+                "--timeout",
+                "90",
+            ]),
+        )
+        .await;
     let r = summary_ok(&out, "types.js delay");
     assert_eq!(r["received"], 20, "{r}");
     assert_eq!(r["early"], 0, "{r}");
@@ -131,27 +134,28 @@ async fn node_transactions_commit_rollback_orphan(mode: Mode) {
         .await;
     c.create_group("node-tx-group", 17).await;
 
-    let out = node(
-        &tools,
-        "types.js",
-        args(&[
-            "--case",
-            "transaction",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "node-tx",
-            "--group",
-            "node-tx-group",
-            "--count",
-            "20",
-            "--orphans",
-            "2",
-            "--timeout",
-            "90",
-        ]),
-    )
-    .await;
+    let out = pier
+        .node(
+            &tools,
+            "types.js",
+            args(&[
+                "--case",
+                "transaction",
+                "--endpoint",
+                &ep,
+                "--topic",
+                "node-tx",
+                "--group",
+                "node-tx-group",
+                "--count",
+                "20",
+                "--orphans",
+                "2",
+                "--timeout",
+                "90",
+            ]),
+        )
+        .await;
     let r = summary_ok(&out, "types.js transaction");
     assert_eq!(r["committed"], 10, "{r}");
     assert_eq!(r["rolled_back"], 10, "{r}");
@@ -164,7 +168,7 @@ async fn node_transactions_commit_rollback_orphan(mode: Mode) {
     assert_drained(&c, "node-tx-group").await;
 }
 
-three_modes!(
+four_modes!(
     node_producer_and_simple_consumer,
     node_fifo_push_consumer_in_order,
     node_delay_messages_wait_for_their_timestamp,

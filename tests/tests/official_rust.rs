@@ -1,5 +1,5 @@
 //! The official RocketMQ 5 Rust crate (`rocketmq = "=5.0.0"` from crates.io)
-//! against Pier in both modes (in a cluster, through its first proxy). The
+//! against Pier in the four deployments of `four_modes!` (in a cluster, through its first proxy). The
 //! crate is driven by the standalone binary crate tests/rust-client (not a
 //! workspace member: it pins tonic 0.9 / prost 0.11 and needs the `time`
 //! local-offset workaround, see shared/protocol.md §6.3), built here with its
@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use pier_proto::admin::TopicType;
 use pier_tests::external::*;
-use pier_tests::rust_client::{run_client, run_client_env};
+use pier_tests::rust_client::run_client_env;
 use pier_tests::*;
-use pier_tests::{three_modes, Mode};
+use pier_tests::{four_modes, Mode};
 
 async fn rust_producer_and_simple_consumer(mode: Mode) {
     let pier = Pier::start(mode, &[]).await;
@@ -22,21 +22,22 @@ async fn rust_producer_and_simple_consumer(mode: Mode) {
     c.create_group("rust-simple", 17).await;
 
     let started = Instant::now();
-    let out = run_client(args(&[
-        "--case",
-        "normal",
-        "--endpoint",
-        &ep,
-        "--topic",
-        "rust-orders",
-        "--group",
-        "rust-simple",
-        "--count",
-        "200",
-        "--timeout",
-        "120",
-    ]))
-    .await;
+    let out = pier
+        .rust_client(args(&[
+            "--case",
+            "normal",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "rust-orders",
+            "--group",
+            "rust-simple",
+            "--count",
+            "200",
+            "--timeout",
+            "120",
+        ]))
+        .await;
     let r = summary_ok(&out, "rust-client normal");
     eprintln!("normal: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["sent"], 200, "{r}");
@@ -55,23 +56,24 @@ async fn rust_fifo_messages_in_group_order(mode: Mode) {
     c.create_fifo_group("rust-fifo-group", 0).await;
 
     let started = Instant::now();
-    let out = run_client(args(&[
-        "--case",
-        "fifo",
-        "--endpoint",
-        &ep,
-        "--topic",
-        "rust-fifo",
-        "--group",
-        "rust-fifo-group",
-        "--count",
-        "100",
-        "--groups",
-        "4",
-        "--timeout",
-        "120",
-    ]))
-    .await;
+    let out = pier
+        .rust_client(args(&[
+            "--case",
+            "fifo",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "rust-fifo",
+            "--group",
+            "rust-fifo-group",
+            "--count",
+            "100",
+            "--groups",
+            "4",
+            "--timeout",
+            "120",
+        ]))
+        .await;
     let r = summary_ok(&out, "rust-client fifo");
     eprintln!("fifo: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["received"], 100, "{r}");
@@ -89,23 +91,24 @@ async fn rust_delay_messages_wait_for_their_timestamp(mode: Mode) {
     c.create_group("rust-delay-group", 17).await;
 
     let started = Instant::now();
-    let out = run_client(args(&[
-        "--case",
-        "delay",
-        "--endpoint",
-        &ep,
-        "--topic",
-        "rust-delay",
-        "--group",
-        "rust-delay-group",
-        "--count",
-        "20",
-        "--delay",
-        "3",
-        "--timeout",
-        "90",
-    ]))
-    .await;
+    let out = pier
+        .rust_client(args(&[
+            "--case",
+            "delay",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "rust-delay",
+            "--group",
+            "rust-delay-group",
+            "--count",
+            "20",
+            "--delay",
+            "3",
+            "--timeout",
+            "90",
+        ]))
+        .await;
     let r = summary_ok(&out, "rust-client delay");
     eprintln!("delay: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["received"], 20, "{r}");
@@ -123,21 +126,22 @@ async fn rust_transactions_commit_and_rollback(mode: Mode) {
     c.create_group("rust-tx-group", 17).await;
 
     let started = Instant::now();
-    let out = run_client(args(&[
-        "--case",
-        "transaction",
-        "--endpoint",
-        &ep,
-        "--topic",
-        "rust-tx",
-        "--group",
-        "rust-tx-group",
-        "--count",
-        "20",
-        "--timeout",
-        "90",
-    ]))
-    .await;
+    let out = pier
+        .rust_client(args(&[
+            "--case",
+            "transaction",
+            "--endpoint",
+            &ep,
+            "--topic",
+            "rust-tx",
+            "--group",
+            "rust-tx-group",
+            "--count",
+            "20",
+            "--timeout",
+            "90",
+        ]))
+        .await;
     let r = summary_ok(&out, "rust-client transaction");
     eprintln!("transaction: {:.1} s", started.elapsed().as_secs_f64());
     assert_eq!(r["committed"], 10, "{r}");
@@ -149,7 +153,7 @@ async fn rust_transactions_commit_and_rollback(mode: Mode) {
     assert_drained(&c, "rust-tx-group").await;
 }
 
-three_modes!(
+four_modes!(
     rust_producer_and_simple_consumer,
     rust_fifo_messages_in_group_order,
     rust_delay_messages_wait_for_their_timestamp,

@@ -1,5 +1,5 @@
 //! FIFO, delay and transactional messages with the official RocketMQ 5
-//! Python client (`rocketmq-python-client` 5.1.2) in both modes (standalone; a cluster, the client given both proxies):
+//! Python client (`rocketmq-python-client` 5.1.2) in the four deployments of `four_modes!` (standalone; a cluster, the client given both proxies):
 //! the scripts tests/python/{fifo,delay,transaction}.py do the work and
 //! print one JSON summary line, which is checked here. Tools are installed by
 //! `tests/scripts/setup-tools.sh` (run from here).
@@ -9,7 +9,7 @@ use std::time::Instant;
 use pier_proto::admin::TopicType;
 use pier_tests::external::*;
 use pier_tests::*;
-use pier_tests::{three_modes, Mode};
+use pier_tests::{four_modes, Mode};
 
 async fn python_fifo_groups_in_order(mode: Mode) {
     let tools = ensure_tools();
@@ -19,25 +19,26 @@ async fn python_fifo_groups_in_order(mode: Mode) {
     c.create_fifo_group("py-fifo-group", 0).await;
 
     let started = Instant::now();
-    let out = python(
-        &tools,
-        "fifo.py",
-        args(&[
-            "--endpoint",
-            &ep,
-            "--topic",
-            "py-fifo",
-            "--group",
-            "py-fifo-group",
-            "--groups",
-            "3",
-            "--count",
-            "100",
-            "--timeout",
-            "45",
-        ]),
-    )
-    .await;
+    let out = pier
+        .python(
+            &tools,
+            "fifo.py",
+            args(&[
+                "--endpoint",
+                &ep,
+                "--topic",
+                "py-fifo",
+                "--group",
+                "py-fifo-group",
+                "--groups",
+                "3",
+                "--count",
+                "100",
+                "--timeout",
+                "45",
+            ]),
+        )
+        .await;
     let r = summary(&out, "fifo.py");
     eprintln!(
         "fifo.py: {:.1} s in all, send {} s, send + consume {} s",
@@ -68,23 +69,24 @@ async fn python_delay_delivered_on_time(mode: Mode) {
     c.create_group("py-delay-group", 0).await;
 
     let started = Instant::now();
-    let out = python(
-        &tools,
-        "delay.py",
-        args(&[
-            "--endpoint",
-            &ep,
-            "--topic",
-            "py-delay",
-            "--group",
-            "py-delay-group",
-            "--delay",
-            "3",
-            "--timeout",
-            "30",
-        ]),
-    )
-    .await;
+    let out = pier
+        .python(
+            &tools,
+            "delay.py",
+            args(&[
+                "--endpoint",
+                &ep,
+                "--topic",
+                "py-delay",
+                "--group",
+                "py-delay-group",
+                "--delay",
+                "3",
+                "--timeout",
+                "30",
+            ]),
+        )
+        .await;
     let r = summary(&out, "delay.py");
     eprintln!(
         "delay.py: {:.1} s in all, lateness {} ms after the intended time, {} ms after the whole second sent",
@@ -116,23 +118,24 @@ async fn python_transactions_commit_rollback_orphan(mode: Mode) {
     c.create_group("py-tx-group", 0).await;
 
     let started = Instant::now();
-    let out = python(
-        &tools,
-        "transaction.py",
-        args(&[
-            "--endpoint",
-            &ep,
-            "--topic",
-            "py-tx",
-            "--group",
-            "py-tx-group",
-            "--timeout",
-            "40",
-            "--tail",
-            "3",
-        ]),
-    )
-    .await;
+    let out = pier
+        .python(
+            &tools,
+            "transaction.py",
+            args(&[
+                "--endpoint",
+                &ep,
+                "--topic",
+                "py-tx",
+                "--group",
+                "py-tx-group",
+                "--timeout",
+                "40",
+                "--tail",
+                "3",
+            ]),
+        )
+        .await;
     let r = summary(&out, "transaction.py");
     eprintln!(
         "transaction.py: {:.1} s in all, orphan check {} s after the send, delivered after {}",
@@ -152,7 +155,7 @@ async fn python_transactions_commit_rollback_orphan(mode: Mode) {
     assert_drained(&c, "py-tx-group").await;
 }
 
-three_modes!(
+four_modes!(
     python_fifo_groups_in_order,
     python_delay_delivered_on_time,
     python_transactions_commit_rollback_orphan,
