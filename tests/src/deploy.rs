@@ -3,8 +3,7 @@
 //! that cluster behind nginx (`deploy/nginx/pier.conf`), or a standalone
 //! proxy requiring TLS and signed calls. Each end-to-end scenario is
 //! written once, taking a [`Mode`], and run in the first two by
-//! [`both_modes!`](crate::both_modes), in the first three by
-//! [`three_modes!`](crate::three_modes), in all four by
+//! [`both_modes!`](crate::both_modes), in all four by
 //! [`four_modes!`](crate::four_modes). A scenario runs its official client
 //! through [`Pier::python`], [`Pier::node`] or [`Pier::rust_client`], which
 //! add what the deployment asks of a client (TLS on, a user's keys).
@@ -258,68 +257,58 @@ async fn connect_raw(pki: Option<&TestPki>, endpoint: &str) -> Raw {
     }
 }
 
+/// The one shape of every scenario-mode macro: for each named scenario
+/// `async fn name(mode: Mode)`, a module `name` with one test per
+/// `test => Mode` pair (one name at a time, so the pairs can repeat).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! scenario_modes {
+    ($modes:tt) => {};
+    ($modes:tt $name:ident $(, $rest:ident)* $(,)?) => {
+        $crate::scenario_module!($name $modes);
+        $crate::scenario_modes!($modes $($rest),*);
+    };
+}
+
+/// One scenario's module of [`scenario_modes!`](crate::scenario_modes).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! scenario_module {
+    ($name:ident [$($test:ident => $mode:ident),*]) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$name($crate::Mode::$mode).await
+                }
+            )*
+        }
+    };
+}
+
 /// Runs each named scenario `async fn name(mode: Mode)` twice, as the tests
 /// `name::standalone` and `name::cluster`.
 #[macro_export]
 macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn standalone() {
-                super::$name($crate::Mode::Standalone).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cluster() {
-                super::$name($crate::Mode::Cluster).await
-            }
-        }
-    )*};
+    ($($name:ident),* $(,)?) => {
+        $crate::scenario_modes!([standalone => Standalone, cluster => Cluster] $($name),*);
+    };
 }
 
-/// [`both_modes!`](crate::both_modes) plus a third test, `name::balanced`:
-/// the cluster behind nginx ([`Mode::Balanced`]).
-#[macro_export]
-macro_rules! three_modes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn standalone() {
-                super::$name($crate::Mode::Standalone).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cluster() {
-                super::$name($crate::Mode::Cluster).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn balanced() {
-                super::$name($crate::Mode::Balanced).await
-            }
-        }
-    )*};
-}
-
-/// [`three_modes!`](crate::three_modes) plus a fourth test, `name::secure`:
-/// a standalone Pier requiring TLS and signed calls ([`Mode::Secure`]).
+/// [`both_modes!`](crate::both_modes) plus `name::balanced` (the cluster
+/// behind nginx, [`Mode::Balanced`]) and `name::secure` (a standalone Pier
+/// requiring TLS and signed calls, [`Mode::Secure`]).
 #[macro_export]
 macro_rules! four_modes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn standalone() {
-                super::$name($crate::Mode::Standalone).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cluster() {
-                super::$name($crate::Mode::Cluster).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn balanced() {
-                super::$name($crate::Mode::Balanced).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn secure() {
-                super::$name($crate::Mode::Secure).await
-            }
-        }
-    )*};
+    ($($name:ident),* $(,)?) => {
+        $crate::scenario_modes!(
+            [
+                standalone => Standalone,
+                cluster => Cluster,
+                balanced => Balanced,
+                secure => Secure
+            ]
+            $($name),*
+        );
+    };
 }
