@@ -102,6 +102,8 @@ impl Store {
         opts.txn_checks.validate()?;
         let db = Arc::new(Db::open(dir)?);
         let catalog = Arc::new(Catalog::load(db.clone(), clock.clone())?);
+        // Before anything appends: marks what predates the message index.
+        crate::log::index::prepare(&db, &catalog)?;
         let auth = Auth::open(dir, db.clone(), clock.clone())?;
         let log = Arc::new(MessageLog::start(db.clone(), clock.clone(), opts.flush)?);
         let pop = Arc::new(Consumption::start(
@@ -188,6 +190,13 @@ impl Store {
     /// minute); returns how many messages were deleted.
     pub fn sweep_retention(&self, retention_ms: u64) -> Result<u64> {
         retention::sweep(&self.db, &self.catalog, retention_ms, self.clock.now_ms())
+    }
+
+    /// Counts the entries of the message index (keys and ids); for tests,
+    /// which check that every path deleting messages deletes these too.
+    #[doc(hidden)]
+    pub fn index_entries(&self) -> Result<u64> {
+        crate::log::index::count(&self.db)
     }
 
     /// Fails once the store is shutting down, or refuses writes.

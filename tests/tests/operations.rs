@@ -366,6 +366,8 @@ async fn find_message_shows_each_groups_state(mode: Mode) {
     c.create_group("ops-find-acker", 17).await;
     c.create_group("ops-find-holder", 17).await;
     c.create_group("ops-find-dead", 1).await;
+    c.create_group("ops-find-expired", 17).await;
+    let sent_after = now_ms() - 1;
     let mut m = message("ops-find", "the order");
     if let Some(sp) = m.system_properties.as_mut() {
         sp.keys = vec!["order-42".into()];
@@ -378,6 +380,12 @@ async fn find_message_shows_each_groups_state(mode: Mode) {
         .receive("ops-find-holder", "ops-find", 16, 60_000, 2_000)
         .await;
     assert_eq!(held.len(), 2);
+    // Received and never acked: ready again once its invisibility ends.
+    let (_, expired) = c
+        .receive("ops-find-expired", "ops-find", 16, 1_000, 2_000)
+        .await;
+    assert_eq!(expired.len(), 2);
+    let expires = Instant::now() + Duration::from_millis(1_200);
     // One attempt allowed: both go to the DLQ once their invisibility ends.
     let deadline = Instant::now() + Duration::from_secs(20);
     while c.describe_group("ops-find-dead").await.dlq < 2 {
@@ -385,6 +393,7 @@ async fn find_message_shows_each_groups_state(mode: Mode) {
         let _ = c.receive("ops-find-dead", "ops-find", 16, 1_000, 300).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    tokio::time::sleep_until(expires.into()).await;
 
     let v = json(
         &ep,
@@ -410,6 +419,18 @@ async fn find_message_shows_each_groups_state(mode: Mode) {
     assert_eq!(state("ops-find-holder")["state"], "inflight");
     assert_eq!(state("ops-find-holder")["attempt"], 1);
     assert_eq!(state("ops-find-dead")["state"], "dead-lettered");
+    assert_eq!(state("ops-find-expired")["state"], "ready");
+    assert_eq!(state("ops-find-expired")["attempt"], 1);
+    // By time range alone: both messages, oldest first.
+    let since = sent_after.to_string();
+    let v = json(
+        &ep,
+        &["message", "find", "--topic", "ops-find", "--since", &since],
+    )
+    .await;
+    let in_range = v["messages"].as_array().expect("messages");
+    assert_eq!(in_range.len(), 2, "{v}");
+    assert_eq!(in_range[0]["message_id"], id.as_str());
     // By id, as text.
     let out = ok(&ep, &["message", "show", &id, "--topic", "ops-find"]).await;
     assert!(

@@ -181,6 +181,7 @@ impl Catalog {
                 keys::log_topic_prefix(old.id + 1),
             );
             batch.delete_range(Cf::Log, from, to);
+            crate::log::index::delete_topic(batch, old.id);
         })?;
         topics.remove(name);
         // Wake long polls on it so they notice the topic is gone.

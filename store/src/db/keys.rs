@@ -13,8 +13,105 @@
 //!   (a delay message waiting for its time; ordered by due time)
 //! - `txn`:   b'h' | id (16 bytes) -> HalfMessage,
 //!   b'c' | next_check_at_ms u64 | id -> () (half messages by check time)
+//! - `index`: b'k' (a message key) or b'i' (a message id) | topic_id u32 |
+//!   len u16 | the key or id (its first [`INDEX_VALUE_MAX`] bytes) |
+//!   entered_ms u64 | queue u32 | offset u64 -> () (where a message with it
+//!   is, in the order messages entered the log; owned by `log/index`)
+//!   `index`: b'w' | topic_id u32 | queue u32 -> offset u64 (the queue's
+//!   messages below it were stored before the index existed),
+//!   b'v' -> format u32 (written once, when the index was first opened)
 
 const TIMER_KEY_LEN: usize = 20;
+/// Bytes of a key or id the index keeps: longer ones share an entry with
+/// every value of the same first bytes, and lookups compare the message's
+/// own keys, so a long key is still found (never a wrong message).
+pub(crate) const INDEX_VALUE_MAX: usize = 128;
+/// Length of the position (entered_ms | queue | offset) ending an index key.
+const INDEX_POSITION_LEN: usize = 20;
+/// Index entry tags: a message key, a message id, a queue's watermark.
+pub(crate) const INDEX_KEY: u8 = b'k';
+pub(crate) const INDEX_ID: u8 = b'i';
+const INDEX_WATERMARK: u8 = b'w';
+/// Where the index format is recorded.
+pub(crate) const INDEX_VERSION_KEY: &[u8] = b"v";
+
+/// Every index entry of one key or id of a topic starts with this.
+pub(crate) fn index_prefix(tag: u8, topic_id: u32, value: &[u8]) -> Vec<u8> {
+    let value = &value[..value.len().min(INDEX_VALUE_MAX)];
+    let mut k = Vec::with_capacity(7 + value.len() + INDEX_POSITION_LEN);
+    k.push(tag);
+    k.extend_from_slice(&topic_id.to_be_bytes());
+    // At most INDEX_VALUE_MAX, so it fits: the length ends the value, so
+    // the entries of "a" never share a prefix with those of "ab".
+    k.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    k.extend_from_slice(value);
+    k
+}
+
+/// Ends an index prefix with a position: when the message entered the log
+/// (negative times count as 0), its queue and offset.
+pub(crate) fn index_key(mut prefix: Vec<u8>, entered_ms: i64, queue: u32, offset: u64) -> Vec<u8> {
+    prefix.extend_from_slice(&(entered_ms.max(0) as u64).to_be_bytes());
+    prefix.extend_from_slice(&queue.to_be_bytes());
+    prefix.extend_from_slice(&offset.to_be_bytes());
+    prefix
+}
+
+/// An index prefix followed by a time alone: where entries at or after it
+/// start (a seek bound).
+pub(crate) fn index_time_bound(prefix: &[u8], at_ms: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&(at_ms.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// (entered_ms, queue, offset) at the end of an index entry's key.
+pub(crate) fn index_position(key: &[u8]) -> Option<(u64, u32, u64)> {
+    let tail = key.get(key.len().checked_sub(INDEX_POSITION_LEN)?..)?;
+    let at: [u8; 8] = tail.get(..8)?.try_into().ok()?;
+    let q: [u8; 4] = tail.get(8..12)?.try_into().ok()?;
+    let o: [u8; 8] = tail.get(12..20)?.try_into().ok()?;
+    Some((
+        u64::from_be_bytes(at),
+        u32::from_be_bytes(q),
+        u64::from_be_bytes(o),
+    ))
+}
+
+/// The range holding every index entry with `tag` of one topic.
+pub(crate) fn index_topic_range(tag: u8, topic_id: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut from = vec![tag];
+    from.extend_from_slice(&topic_id.to_be_bytes());
+    let to = match topic_id.checked_add(1) {
+        Some(next) => {
+            let mut to = vec![tag];
+            to.extend_from_slice(&next.to_be_bytes());
+            to
+        }
+        None => vec![tag + 1],
+    };
+    (from, to)
+}
+
+/// Both ranges of a topic's key and id entries, and its watermarks'.
+pub(crate) fn index_topic_ranges(topic_id: u32) -> [(Vec<u8>, Vec<u8>); 3] {
+    [INDEX_KEY, INDEX_ID, INDEX_WATERMARK].map(|tag| index_topic_range(tag, topic_id))
+}
+
+pub(crate) fn index_watermark_key(topic_id: u32, queue: u32) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = INDEX_WATERMARK;
+    k[1..5].copy_from_slice(&topic_id.to_be_bytes());
+    k[5..9].copy_from_slice(&queue.to_be_bytes());
+    k
+}
+
+/// Decodes a big-endian u64 value (offsets kept as values).
+pub(crate) fn decode_u64(v: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = v.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
 /// Length of a transaction's check-schedule key.
 pub(crate) const TXN_DUE_KEY_LEN: usize = 25;
 
@@ -176,6 +273,30 @@ mod tests {
     }
 
     #[test]
+    fn index_keys_of_one_value_share_a_prefix_and_sort_by_time() {
+        let p = index_prefix(INDEX_KEY, 3, b"order-1");
+        let early = index_key(p.clone(), 5, 9, 1);
+        let late = index_key(p.clone(), 6, 0, 0);
+        assert!(early < late && early.starts_with(&p) && late.starts_with(&p));
+        assert_eq!(index_position(&late), Some((6, 0, 0)));
+        assert!(index_time_bound(&p, 6) <= late && index_time_bound(&p, 6) > early);
+        // A longer key is not inside a shorter one's prefix.
+        let longer = index_key(index_prefix(INDEX_KEY, 3, b"order-12"), 0, 0, 0);
+        assert!(!longer.starts_with(&p));
+        let (from, to) = index_topic_range(INDEX_KEY, 3);
+        assert!(from[..] <= early[..] && early[..] < to[..]);
+        let (_, last) = index_topic_range(INDEX_ID, u32::MAX);
+        assert!(
+            index_key(
+                index_prefix(INDEX_ID, u32::MAX, &[0xff; 200]),
+                i64::MAX,
+                1,
+                1
+            ) < last
+        );
+    }
+
+    #[test]
     fn txn_due_keys_sort_by_time_and_parse_back() {
         let id = [7u8; 16];
         assert!(txn_due_key(5, &id) < txn_due_key(6, &id));
@@ -208,6 +329,8 @@ mod props {
             let _ = decode_inflight(&b);
             let _ = inflight_position(&b);
             let _ = cursor_queue(&b);
+            let _ = index_position(&b);
+            let _ = decode_u64(&b);
             if let Some((at, _)) = txn_due_parts(&b) {
                 prop_assert_eq!(b.len(), TXN_DUE_KEY_LEN);
                 prop_assert!(at >= 0 || b[1] & 0x80 != 0);

@@ -31,10 +31,13 @@ pub(crate) enum Cf {
     Timer,
     /// Half messages of transactions and their check schedule.
     Txn,
+    /// The message index: each logged message's keys and id -> where it
+    /// is (`log/index`), written in the batch that appends the message.
+    Index,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 5] = [Cf::Log, Cf::Pop, Cf::Meta, Cf::Timer, Cf::Txn];
+    pub(crate) const ALL: [Cf; 6] = [Cf::Log, Cf::Pop, Cf::Meta, Cf::Timer, Cf::Txn, Cf::Index];
 
     /// Returns the name RocksDB knows the column family by (on disk: never
     /// change one).
@@ -45,6 +48,7 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::Timer => "timer",
             Cf::Txn => "txn",
+            Cf::Index => "index",
         }
     }
 
@@ -113,13 +117,14 @@ impl Db {
         })
     }
 
-    fn handles(&self) -> Result<[&ColumnFamily; 5]> {
+    fn handles(&self) -> Result<[&ColumnFamily; 6]> {
         Ok([
             self.handle(Cf::Log)?,
             self.handle(Cf::Pop)?,
             self.handle(Cf::Meta)?,
             self.handle(Cf::Timer)?,
             self.handle(Cf::Txn)?,
+            self.handle(Cf::Index)?,
         ])
     }
 
@@ -241,7 +246,7 @@ fn read_error(cf: Cf, e: rocksdb::Error) -> StoreError {
 
 /// Writes to apply together with [`Db::write`].
 pub(crate) struct Batch<'a> {
-    handles: [&'a ColumnFamily; 5],
+    handles: [&'a ColumnFamily; 6],
     inner: WriteBatch,
 }
 
@@ -324,7 +329,7 @@ mod tests {
     fn column_families_keep_their_names() {
         // The names are on disk: existing data directories must open.
         let names = Cf::ALL.map(Cf::name);
-        assert_eq!(names, ["log", "pop", "meta", "timer", "txn"]);
+        assert_eq!(names, ["log", "pop", "meta", "timer", "txn", "index"]);
     }
 }
 

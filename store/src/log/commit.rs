@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use super::index;
 use crate::catalog::TopicEntry;
 use crate::db::{keys, Cf, Db, Durability};
 use crate::error::{Result, StoreError};
@@ -78,6 +79,9 @@ pub(crate) type Placed = Vec<(u32, u64)>;
 struct AppendJob {
     topic: Arc<TopicEntry>,
     writes: Writes,
+    /// The index entries of each of `writes.items`, read on the sender's
+    /// thread so the commit thread only adds the offsets.
+    index: Vec<index::Entries>,
     reply: oneshot::Sender<Result<Placed>>,
     /// The sender's trace context, when it is sampled (for the commit span).
     trace: Option<opentelemetry::Context>,
@@ -96,10 +100,16 @@ impl CommitHandle {
         writes: Writes,
     ) -> Result<oneshot::Receiver<Result<Placed>>> {
         let (reply, rx) = oneshot::channel();
+        let index = writes
+            .items
+            .iter()
+            .map(|(_, value)| index::Entries::of_encoded(topic.id, value))
+            .collect();
         self.tx
             .send(AppendJob {
                 topic,
                 writes,
+                index,
                 reply,
                 trace: pier_node::trace::span::sampled_current(),
             })
@@ -237,7 +247,8 @@ fn write_batch(
             batch.delete(*cf, k);
         }
         let mut offsets = Vec::with_capacity(job.writes.items.len());
-        for (queue, value) in &job.writes.items {
+        let no_entries = index::Entries::default();
+        for (i, (queue, value)) in job.writes.items.iter().enumerate() {
             let committed = job
                 .topic
                 .queues
@@ -245,6 +256,10 @@ fn write_batch(
                 .map_or(0, |ql| ql.committed());
             let n = next.entry((job.topic.id, *queue)).or_insert(committed);
             batch.put(Cf::Log, keys::log_key(job.topic.id, *queue, *n), value);
+            // In the message's own batch: durable together, never apart.
+            for k in job.index.get(i).unwrap_or(&no_entries).keys(*queue, *n) {
+                batch.put(Cf::Index, k, b"");
+            }
             offsets.push((*queue, *n));
             *n += 1;
         }

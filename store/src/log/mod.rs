@@ -1,9 +1,11 @@
 //! Per-queue message logs: where appended messages go ([`append`]), the
 //! group-commit thread that makes them durable ([`commit`]), reading them
-//! back, and emptying a topic ([`purge`]).
+//! back, the key and id index written with them ([`index`]), and emptying a
+//! topic ([`purge`]).
 
 mod append;
 mod commit;
+pub(crate) mod index;
 mod purge;
 
 use std::sync::atomic::AtomicUsize;

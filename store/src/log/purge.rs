@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::MessageLog;
+use super::{index, MessageLog};
 use crate::catalog::TopicEntry;
 use crate::db::{keys, Cf, Durability};
 use crate::error::Result;
@@ -17,6 +17,7 @@ impl MessageLog {
     pub(crate) fn purge(&self, topic: &TopicEntry) -> Result<u64> {
         let mut batch = self.db.batch()?;
         let mut bounds = Vec::with_capacity(topic.queues.len());
+        let mut ends = Vec::with_capacity(topic.queues.len());
         let mut purged = 0;
         for (q, ql) in (0u32..).zip(&topic.queues) {
             // Appends committed after this read are newer than the purge
@@ -29,7 +30,10 @@ impl MessageLog {
                 keys::log_key(topic.id, q, end),
             );
             bounds.push((ql, end));
+            ends.push(end);
         }
+        // The purged messages' index entries leave in the same write.
+        index::delete_below(&self.db, &mut batch, topic, &ends)?;
         self.db
             .write(batch, Durability::Synced, "purging a topic's messages")?;
         for (ql, end) in bounds {

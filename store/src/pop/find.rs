@@ -1,10 +1,13 @@
-//! Finding messages of a topic by id or key ("did message X arrive, and who
-//! consumed it?"), with what each consumer group of the topic did with each
-//! one: from its cursor and in-flight set, and its dead-letter queue.
+//! Finding messages of a topic by id, by key or by time range ("did
+//! message X arrive, and who consumed it?"), with what each consumer group
+//! of the topic did with each one: from its cursor and in-flight set, and
+//! its dead-letter queue.
 //!
-//! There is no id or key index yet: the topic's queues are scanned from the
-//! first message stored at `since_ms` (binary search by store time), within
-//! a budget of entries per call.
+//! By id or key: the message index (`log/index`), a prefix seek in entry
+//! time order (messages stored before the index existed: a bounded scan).
+//! By time range alone: each queue is entered at its first message stored
+//! at `since_ms` (binary search by store time, which grows with the offset
+//! within a queue) and read up to `until_ms`, at most `limit` per queue.
 
 use std::sync::Arc;
 
@@ -16,11 +19,8 @@ use pier_proto::store::StoredMessage;
 use super::{state, Consumption, Subscription};
 use crate::catalog::{GroupEntry, TopicEntry};
 use crate::error::{Result, StoreError};
+use crate::log::index::{entered_ms, By, Lookup};
 
-/// Log entries one call reads at most, over all queues.
-const SCAN_BUDGET: usize = 200_000;
-/// Dead-letter entries read at most per group, to tell dead-lettered from acked.
-const DLQ_BUDGET: usize = 100_000;
 const DEFAULT_LIMIT: usize = 32;
 const MAX_LIMIT: usize = 1000;
 const DEFAULT_BODY_BYTES: usize = 1024;
@@ -28,9 +28,10 @@ const DEFAULT_BODY_BYTES: usize = 1024;
 impl Consumption {
     /// Finds messages; see the module comment.
     pub(crate) fn find(&self, req: FindMessagesRequest) -> Result<FindMessagesResponse> {
-        if req.message_id.is_empty() && req.key.is_empty() {
+        if req.message_id.is_empty() && req.key.is_empty() && req.since_ms <= 0 && req.until_ms <= 0
+        {
             return Err(StoreError::invalid(
-                "say which message to find: a message id or a key",
+                "say which messages to find: a message id, a key or a time range",
             ));
         }
         let topic = self.catalog.topic(&req.topic)?;
@@ -42,36 +43,28 @@ impl Consumption {
             0 => DEFAULT_BODY_BYTES,
             n => n,
         };
-        let mut found = Vec::new();
-        let mut budget = SCAN_BUDGET;
-        let mut truncated = false;
-        'queues: for (q, ql) in (0u32..).zip(&topic.queues) {
-            let from = if req.since_ms > 0 {
-                self.first_stored_since(&topic, q, req.since_ms)?
-            } else {
-                ql.min_offset()
-            };
-            for item in self.log.read_range(&topic, q, from, ql.committed())? {
-                if budget == 0 {
-                    truncated = true;
-                    break 'queues;
-                }
-                budget -= 1;
-                let (_, m) = item?;
-                if req.until_ms > 0 && m.stored_at_ms.max(m.visible_since_ms) >= req.until_ms {
-                    break;
-                }
-                let hit = (req.message_id.is_empty() || m.message_id == req.message_id)
-                    && (req.key.is_empty() || m.keys.contains(&req.key));
-                if hit {
-                    found.push(m);
-                    if found.len() >= limit {
-                        truncated = true;
-                        break 'queues;
-                    }
-                }
+        let by = if !req.message_id.is_empty() {
+            Some(By::Id(&req.message_id))
+        } else if !req.key.is_empty() {
+            Some(By::Key(&req.key))
+        } else {
+            None
+        };
+        let (found, truncated) = match by {
+            Some(by) => {
+                let lookup = Lookup {
+                    by,
+                    since_ms: req.since_ms.max(0),
+                    until_ms: req.until_ms.max(0),
+                    limit,
+                };
+                // With both an id and a key, the id seeks and the key filters.
+                self.log.lookup(&topic, &lookup, |m| {
+                    req.key.is_empty() || m.keys.contains(&req.key)
+                })?
             }
-        }
+            None => self.stored_between(&topic, req.since_ms, req.until_ms, limit)?,
+        };
         let groups = self.groups_of(&topic)?;
         let now = self.clock.now_ms();
         let mut messages = Vec::with_capacity(found.len());
@@ -89,6 +82,42 @@ impl Consumption {
             messages,
             truncated,
         })
+    }
+
+    /// The first `limit` messages of `topic` that entered its log in
+    /// `[since_ms, until_ms)` (0: unbounded), oldest first; true when there
+    /// were more.
+    fn stored_between(
+        &self,
+        topic: &TopicEntry,
+        since_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<StoredMessage>, bool)> {
+        let mut found = Vec::new();
+        for (q, ql) in (0u32..).zip(&topic.queues) {
+            let from = if since_ms > 0 {
+                self.first_stored_since(topic, q, since_ms)?
+            } else {
+                ql.min_offset()
+            };
+            // One more than the limit tells whether there were more.
+            for item in self
+                .log
+                .read_range(topic, q, from, ql.committed())?
+                .take(limit + 1)
+            {
+                let (_, m) = item?;
+                if until_ms > 0 && entered_ms(&m) >= until_ms {
+                    break;
+                }
+                found.push(m);
+            }
+        }
+        found.sort_by_key(|m| (entered_ms(m), m.queue, m.offset));
+        let truncated = found.len() > limit;
+        found.truncate(limit);
+        Ok((found, truncated))
     }
 
     /// The groups that consume `topic` (state stored, or loaded in memory).
@@ -151,23 +180,22 @@ impl Consumption {
         Ok(s)
     }
 
-    /// Whether `%DLQ%<group>` holds the message with this original id.
+    /// Whether `%DLQ%<group>` holds the message with this original id (a
+    /// dead letter keeps its id: an index seek).
     fn dead_lettered(&self, group: &GroupEntry, message_id: &str) -> Result<bool> {
         let Ok(dlq) = self.catalog.topic(&format!("%DLQ%{}", group.group.name)) else {
             return Ok(false);
         };
-        for (q, ql) in (0u32..).zip(&dlq.queues) {
-            let entries = self
-                .log
-                .read_range(&dlq, q, ql.min_offset(), ql.committed())?;
-            for item in entries.take(DLQ_BUDGET) {
-                let (_, d) = item?;
-                if d.dlq_origin_message_id == message_id {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
+        let lookup = Lookup {
+            by: By::Id(message_id),
+            since_ms: 0,
+            until_ms: 0,
+            limit: 1,
+        };
+        let (hits, _) = self
+            .log
+            .lookup(&dlq, &lookup, |d| d.dlq_origin_message_id == message_id)?;
+        Ok(!hits.is_empty())
     }
 }
 

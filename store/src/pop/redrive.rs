@@ -136,6 +136,8 @@ impl Consumption {
             Err(StoreError::TopicNotFound { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
+        // Read before the message changes: its index entries in the DLQ.
+        let dlq_entries = crate::log::index::Entries::of(dlq.id, &m);
         if !m.dlq_origin_message_id.is_empty() {
             m.message_id = std::mem::take(&mut m.dlq_origin_message_id);
         }
@@ -158,7 +160,10 @@ impl Consumption {
         let deletes = if copy {
             Vec::new()
         } else {
-            vec![(Cf::Log, keys::log_key(dlq.id, 0, offset).to_vec())]
+            // The dead letter's index entries leave with it.
+            std::iter::once((Cf::Log, keys::log_key(dlq.id, 0, offset).to_vec()))
+                .chain(dlq_entries.keys(0, offset).map(|k| (Cf::Index, k)))
+                .collect()
         };
         let writes = Writes {
             items: vec![(queue, m.encode_to_vec())],

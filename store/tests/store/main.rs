@@ -11,5 +11,6 @@ mod conformance;
 mod delay;
 mod delivery;
 mod fifo;
+mod find;
 mod restart;
 mod txn;

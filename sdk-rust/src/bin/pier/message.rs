@@ -24,14 +24,15 @@ pub(crate) enum MessageCommand {
         #[arg(long, value_name = "BYTES", default_value_t = 1024)]
         max_body: u32,
     },
-    /// Find messages of a topic by key (in a time range).
+    /// Find messages of a topic by key (in a time range), or all those
+    /// stored in a time range.
     Find {
         /// The topic.
         #[arg(long)]
         topic: String,
-        /// A message key.
+        /// A message key (without one, give --since or --until).
         #[arg(long)]
-        key: String,
+        key: Option<String>,
         /// Stored at or after this time (ms since the epoch, RFC 3339 UTC, or ago: 10m).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         since: Option<i64>,
@@ -70,7 +71,7 @@ pub(crate) async fn run(admin: &Admin, cmd: MessageCommand) -> anyhow::Result<(S
             max_body,
         } => FindMessagesRequest {
             topic,
-            key,
+            key: key.unwrap_or_default(),
             since_ms: since.unwrap_or(0),
             until_ms: until.unwrap_or(0),
             limit,
