@@ -7,7 +7,8 @@
 //! entries in the same RocksDB write batch as the message itself, so an
 //! entry is durable exactly when its message is, and a crash never leaves
 //! one pointing at nothing. Deleted with the message: by the retention
-//! sweep, a purge, a topic's deletion, and a dead letter leaving its DLQ.
+//! sweep, a topic's deletion, and a dead letter leaving its DLQ; after a
+//! purge, in writes of bounded size (see `delete_below`).
 //!
 //! Entries are ordered by when the message entered its log, so a time range
 //! is a seek too. A message's first [`MAX_KEYS_PER_MESSAGE`] keys are
@@ -34,6 +35,8 @@ use crate::error::Result;
 pub(crate) const MAX_KEYS_PER_MESSAGE: usize = 32;
 /// Log entries the scan of pre-index messages reads at most per lookup.
 const LEGACY_SCAN_BUDGET: usize = 200_000;
+/// Index entries a purge deletes per write.
+const DELETES_PER_WRITE: usize = 10_000;
 /// The index format, recorded at first open.
 const FORMAT: u32 = 1;
 
@@ -284,15 +287,12 @@ impl MessageLog {
     }
 }
 
-/// Adds to `batch` the deletion of every index entry of `topic` below
-/// `ends[queue]` (a purge), and of its watermarks; reads the topic's index
-/// entries, not its messages.
-pub(crate) fn delete_below(
-    db: &Db,
-    batch: &mut Batch<'_>,
-    topic: &TopicEntry,
-    ends: &[u64],
-) -> Result<()> {
+/// Deletes every index entry of `topic` below `ends[queue]` (after a
+/// purge), reading the topic's index entries, not its messages, and
+/// writing at most [`DELETES_PER_WRITE`] deletions at a time.
+pub(crate) fn delete_below(db: &Db, topic: &TopicEntry, ends: &[u64]) -> Result<()> {
+    let mut batch = db.batch()?;
+    let mut pending = 0;
     for tag in [keys::INDEX_KEY, keys::INDEX_ID] {
         let (from, to) = keys::index_topic_range(tag, topic.id);
         for item in db.scan(Cf::Index, &from, Direction::Forward, Some(to))? {
@@ -301,13 +301,27 @@ pub(crate) fn delete_below(
                 .is_some_and(|(_, q, o)| ends.get(q as usize).is_some_and(|end| o < *end));
             if below {
                 batch.delete(Cf::Index, &k);
+                pending += 1;
+            }
+            if pending == DELETES_PER_WRITE {
+                let full = std::mem::replace(&mut batch, db.batch()?);
+                db.write(full, Durability::Buffered, "deleting purged index entries")?;
+                pending = 0;
             }
         }
     }
+    if pending > 0 {
+        db.write(batch, Durability::Buffered, "deleting purged index entries")?;
+    }
+    Ok(())
+}
+
+/// Adds to `batch` the deletion of a purged topic's watermarks: none of
+/// the messages they mark is left.
+pub(crate) fn delete_watermarks(batch: &mut Batch<'_>, topic: &TopicEntry) {
     for q in (0u32..).take(topic.queues.len()) {
         batch.delete(Cf::Index, keys::index_watermark_key(topic.id, q));
     }
-    Ok(())
 }
 
 /// Adds to `batch` the deletion of every index entry of a deleted topic.

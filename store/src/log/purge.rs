@@ -32,13 +32,17 @@ impl MessageLog {
             bounds.push((ql, end));
             ends.push(end);
         }
-        // The purged messages' index entries leave in the same write.
-        index::delete_below(&self.db, &mut batch, topic, &ends)?;
+        index::delete_watermarks(&mut batch, topic);
         self.db
             .write(batch, Durability::Synced, "purging a topic's messages")?;
         for (ql, end) in bounds {
             ql.min_offset.fetch_max(end, Ordering::AcqRel);
         }
+        // Then the purged messages' index entries, in writes of bounded
+        // size (a large topic has millions). A crash in between leaves
+        // entries whose messages are gone: lookups pass over them, and the
+        // topic's next purge or its deletion removes them.
+        index::delete_below(&self.db, topic, &ends)?;
         tracing::info!(topic = %topic.topic.name, purged, "topic purged");
         Ok(purged)
     }

@@ -168,6 +168,25 @@ async fn index_entries_leave_with_their_messages() {
     store.shutdown();
 }
 
+/// A purge deletes index entries in several writes when there are many.
+#[tokio::test]
+async fn a_purge_of_many_messages_deletes_every_entry() {
+    let (_dir, store) = fresh("t", "g", 17).await;
+    for batch in 0..60 {
+        let messages = (0..100)
+            .map(|i| keyed(&format!("B{batch}-{i}"), &["k"]))
+            .collect();
+        append(&*store, "t", messages).await;
+    }
+    assert_eq!(store.index_entries().unwrap(), 12_000);
+    let req = PurgeTopicRequest { topic: "t".into() };
+    assert_eq!(store.purge_topic(req).await.unwrap().purged, 6_000);
+    assert_eq!(store.index_entries().unwrap(), 0);
+    append(&*store, "t", vec![keyed("after", &["k"])]).await;
+    assert_eq!(by_key(&*store, "t", "k", 0).await.0, ["after"]);
+    store.shutdown();
+}
+
 #[tokio::test]
 async fn a_dead_letter_is_found_and_its_entries_leave_when_redriven() {
     let (_dir, store) = fresh("t", "g", 1).await;
