@@ -41,7 +41,7 @@ pub(crate) fn sweep(db: &Db, catalog: &Catalog, retention_ms: u64, now_ms: i64) 
             let from = keys::log_key(topic.id, q, lo);
             let upper = keys::log_key(topic.id, q, hi).to_vec();
             let mut new_lo = lo;
-            let mut unindexed = Vec::new();
+            let mut expired = Vec::new();
             for item in db.scan(Cf::Log, &from, Direction::Forward, Some(upper))? {
                 let (k, v) = item?;
                 let Some(off) = keys::log_offset(&k) else {
@@ -54,14 +54,14 @@ pub(crate) fn sweep(db: &Db, catalog: &Catalog, retention_ms: u64, now_ms: i64) 
                 if since >= cutoff || off - lo >= MAX_DELETE_PER_SWEEP {
                     break;
                 }
-                unindexed.push((off, index::Entries::of(topic.id, &m)));
+                expired.push((off, index::Entries::of(topic.id, &m)));
                 new_lo = off + 1;
             }
             if new_lo > lo {
                 let mut batch = db.batch()?;
                 batch.delete_range(Cf::Log, from, keys::log_key(topic.id, q, new_lo));
                 // Their index entries leave with them.
-                for (off, entries) in &unindexed {
+                for (off, entries) in &expired {
                     entries.delete(&mut batch, q, *off);
                 }
                 db.write(batch, Durability::Buffered, "deleting expired messages")?;
