@@ -17,7 +17,8 @@
 //!   buffer;
 //! - it collects each header block (HEADERS + CONTINUATION frames) and
 //!   decodes it with an HPACK decoder that follows the client's dynamic
-//!   table (every block must be decoded, or that table would be lost);
+//!   table (every block must be decoded, or that table would be lost; why
+//!   decoding all of it is both needed and cheap: `hpack.rs`);
 //! - while every `:authority` parses, the original frames go on byte for
 //!   byte, so `h2`'s HPACK table stays the client's;
 //! - from the first `:authority` that does not parse, the connection is
@@ -187,6 +188,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for AuthorityFilter<IO> {
     }
 }
 
+mod hpack;
+mod huffman;
 mod rewriter;
 
 use rewriter::Rewriter;

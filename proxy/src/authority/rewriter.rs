@@ -3,9 +3,10 @@
 //! blocks whose `:authority` does not parse (see the parent module).
 
 use bytes::{Buf, BufMut, BytesMut};
-use loona_hpack::{Decoder, Encoder};
+use loona_hpack::Encoder;
 use tokio::io::ReadBuf;
 
+use super::hpack::Decoder;
 use super::{
     CONTINUATION, END_HEADERS, END_STREAM, FALLBACK_AUTHORITY, FRAME_HEADER, HEADERS, MAX_BLOCK,
     MAX_FRAME, PADDED, PREFACE, PRIORITY, SWITCH_TABLES, TABLE_SIZE,
@@ -73,7 +74,7 @@ pub(super) struct Rewriter {
     pub(super) out: BytesMut,
     block: Option<Block>,
     /// Follows the client's HPACK context.
-    decoder: Decoder<'static>,
+    decoder: Decoder,
     /// Set once the connection is re-encoded: its table is the one `h2`
     /// decodes with.
     encoder: Option<Encoder<'static>>,
@@ -86,8 +87,7 @@ pub(super) struct Rewriter {
 
 impl Rewriter {
     pub(super) fn new() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(TABLE_SIZE);
+        let decoder = Decoder::new(TABLE_SIZE);
         Rewriter {
             phase: Phase::Preface(0),
             skip: 0,
@@ -290,20 +290,20 @@ impl Rewriter {
         let switching = self.encoder.is_none();
         let mut replaced: Option<Vec<u8>> = None;
         let known_good = &mut self.known_good;
-        let decoded = self.decoder.decode_with_cb(fragment, |name, value| {
+        let decoded = self.decoder.decode(fragment, |name, value| {
             // (Never empty once set: an empty value is not valid.)
-            if &*name != b":authority" || (!known_good.is_empty() && *value == **known_good) {
-                fields.push(&name, &value);
-            } else if valid_authority(&value) {
+            if name != b":authority" || (!known_good.is_empty() && value == known_good.as_slice()) {
+                fields.push(name, value);
+            } else if valid_authority(value) {
                 // A client sends the same value on every call: checked once.
                 known_good.clear();
-                known_good.extend_from_slice(&value);
-                fields.push(&name, &value);
+                known_good.extend_from_slice(value);
+                fields.push(name, value);
             } else {
                 if switching && replaced.is_none() {
                     replaced = Some(value.to_vec());
                 }
-                fields.push(&name, replacement(&value));
+                fields.push(name, replacement(value));
             }
         });
 
