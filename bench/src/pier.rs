@@ -107,7 +107,8 @@ impl Pier {
             ratio,
         ];
         let node = Node::standalone_with(data.path(), &flags);
-        let config = format!("standalone, flush=sync, OTLP/gRPC metrics + traces sampled at {ratio}");
+        let config =
+            format!("standalone, flush=sync, OTLP/gRPC metrics + traces sampled at {ratio}");
         let mut pier = Pier::with(vec![node], 1, config, data).await?;
         pier._sink = Some(sink);
         Ok(pier)

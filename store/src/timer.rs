@@ -190,19 +190,17 @@ impl Firing {
             let w = jobs.entry(topic_id).or_default();
             let mut message = v.get(4..).unwrap_or_default().to_vec();
             if pier_node::trace::on() {
-                spans.extend(
-                    crate::log::trace_context_of(&message).and_then(|tp| {
-                        pier_node::trace::span::resumed("store.delay_fire", &tp, || {
-                            vec![
-                                opentelemetry::KeyValue::new("pier.delay.due_ms", due as i64),
-                                opentelemetry::KeyValue::new(
-                                    "pier.delay.late_ms",
-                                    now.saturating_sub(due) as i64,
-                                ),
-                            ]
-                        })
-                    }),
-                );
+                spans.extend(crate::log::trace_context_of(&message).and_then(|tp| {
+                    pier_node::trace::span::resumed("store.delay_fire", &tp, || {
+                        vec![
+                            opentelemetry::KeyValue::new("pier.delay.due_ms", due as i64),
+                            opentelemetry::KeyValue::new(
+                                "pier.delay.late_ms",
+                                now.saturating_sub(due) as i64,
+                            ),
+                        ]
+                    })
+                }));
             }
             crate::log::stamp_visible_since(&mut message, now);
             w.items.push((queue, message));

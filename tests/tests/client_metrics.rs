@@ -228,3 +228,43 @@ async fn the_java_clients_metrics_reach_the_collector_through_the_proxy() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// With auth on, the Export service sits behind the same check as the
+/// other calls: an unsigned export is refused with UNAUTHENTICATED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_an_unsigned_export_is_refused() {
+    let receiver = Receiver::start();
+    let data = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://{}", receiver.addr);
+    let proxy = Node::start(
+        "pier-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.path().to_str().expect("utf-8"),
+            "--metrics-collector",
+            "proxy",
+            "--otlp-endpoint",
+            &url,
+            "--auth",
+            "--admin-user",
+            "root",
+            "--admin-secret",
+            "root-secret-long-enough-for-the-check",
+        ],
+    );
+    let mut client = MetricsServiceClient::connect(format!("http://{}", proxy.addr))
+        .await
+        .expect("connect the OTLP client to the proxy");
+    let refused = client
+        .export(export_request("unsigned", "rocketmq_send_cost_time"))
+        .await
+        .expect_err("unsigned export refused");
+    assert_eq!(
+        refused.code(),
+        tonic014::Code::Unauthenticated,
+        "{refused:?}"
+    );
+    assert!(receiver.metric_names().is_empty());
+}

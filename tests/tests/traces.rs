@@ -361,7 +361,8 @@ async fn delayed_and_transactional_messages_continue_their_trace() {
     );
     let c = Raw::connect(&node.endpoint()).await;
     c.create_typed_topic("later", TopicType::Delay, 1).await;
-    c.create_typed_topic("paid", TopicType::Transaction, 1).await;
+    c.create_typed_topic("paid", TopicType::Transaction, 1)
+        .await;
 
     let mut delayed = traced_message("later");
     let at_ms = std::time::SystemTime::now()

@@ -93,9 +93,7 @@ fn exports() -> &'static Counter<u64> {
     C.get_or_init(|| {
         opentelemetry::global::meter("pier-node")
             .u64_counter("pier_client_metrics_exports_total")
-            .with_description(
-                "OTLP metrics exports received from clients, by what became of them",
-            )
+            .with_description("OTLP metrics exports received from clients, by what became of them")
             .build()
     })
 }
@@ -366,7 +364,10 @@ mod tests {
             .accept(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]))
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert!(h.accept(one_point()).unwrap().is_empty(), "queued: empty reply");
+        assert!(
+            h.accept(one_point()).unwrap().is_empty(),
+            "queued: empty reply"
+        );
         let reply = h.accept(one_point()).unwrap();
         let reply = ExportMetricsServiceResponse::decode(reply.as_ref()).unwrap();
         let partial = reply.partial_success.unwrap();

@@ -36,7 +36,9 @@ impl std::str::FromStr for Protocol {
         match s.trim().to_ascii_lowercase().as_str() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            "http/json" => Err("OTLP protocol http/json is not supported: use grpc or http/protobuf".into()),
+            "http/json" => {
+                Err("OTLP protocol http/json is not supported: use grpc or http/protobuf".into())
+            }
             other => Err(format!(
                 "unknown OTLP protocol {other:?}: use grpc or http/protobuf"
             )),

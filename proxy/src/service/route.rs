@@ -264,7 +264,10 @@ impl Inner {
             }
             _ => {}
         }
-        s.metric = Some(client_metrics(self.cfg.metrics_collector, s.access_point.clone()));
+        s.metric = Some(client_metrics(
+            self.cfg.metrics_collector,
+            s.access_point.clone(),
+        ));
         s
     }
 }

@@ -59,7 +59,10 @@ pub(super) fn check_due(
             &message.trace_context,
             || {
                 vec![
-                    opentelemetry::KeyValue::new("messaging.destination.name", message.topic.clone()),
+                    opentelemetry::KeyValue::new(
+                        "messaging.destination.name",
+                        message.topic.clone(),
+                    ),
                     opentelemetry::KeyValue::new("pier.txn.checks", i64::from(half.checks)),
                 ]
             },
