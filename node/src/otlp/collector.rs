@@ -45,7 +45,11 @@ impl UnaryService<Bytes> for Export {
     type Future = BoxFuture<Result<Response<Bytes>, Status>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let reply = self.0.accept(request.into_inner()).map(Response::new);
+        let reply = self
+            .0
+            .accept(request.into_inner())
+            .map(Response::new)
+            .map_err(Status::invalid_argument);
         Box::pin(async move { reply })
     }
 }

@@ -106,8 +106,8 @@ fn env(name: &str) -> Option<String> {
 
 impl Otlp {
     /// Where `signal` goes, or `None` when no endpoint is configured (no
-    /// flag, no `OTEL_EXPORTER_OTLP_*ENDPOINT`). Errors on a protocol value
-    /// Pier does not speak.
+    /// flag, no `OTEL_EXPORTER_OTLP_*ENDPOINT`) or `OTEL_SDK_DISABLED=true`.
+    /// Errors on a protocol value Pier does not speak.
     pub fn target(&self, signal: Signal) -> anyhow::Result<Option<Target>> {
         self.target_with(signal, env)
     }
@@ -118,6 +118,10 @@ impl Otlp {
         signal: Signal,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Option<Target>> {
+        // The specification's switch for the whole SDK: no export at all.
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
         let part = signal.env_part();
         let protocol = match self.protocol {
             Some(p) => p,
@@ -273,6 +277,8 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ]);
         assert!(unset.target_with(Signal::Metrics, &json).is_err());
+        let disabled = vars(&[("OTEL_SDK_DISABLED", "true")]);
+        assert_eq!(flag.target_with(Signal::Metrics, &disabled).unwrap(), None);
     }
 
     #[test]

@@ -118,7 +118,9 @@ impl Tracing {
         else {
             return Ok(off);
         };
-        if env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none") {
+        if env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none")
+            || env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        {
             return Ok(off);
         }
         let Some(target) = otlp.target(Signal::Traces)? else {
