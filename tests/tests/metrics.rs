@@ -470,3 +470,38 @@ async fn metrics_and_traces_are_pushed_over_otlp_grpc() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A scrape of a node that has served nothing yet answers, and the node
+/// keeps serving: the gauges' callbacks once built instruments while the
+/// SDK held its collection lock, which deadlocked the node (seen with an
+/// OTLP push due before the first call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_before_any_call_does_not_hang_the_node() {
+    for binary in ["pier-proxy", "pier-store"] {
+        let data = tempfile::tempdir().expect("temp dir");
+        let node = Node::start(
+            binary,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.path().to_str().expect("utf-8"),
+            ],
+        );
+        let addr = metrics_addr(&node);
+        let page = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || scrape(&addr)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{binary}: the first scrape hung"))
+        .expect("scrape task");
+        assert!(page.contains("rocketmq_topic_number"), "{binary}: {page}");
+        if binary == "pier-proxy" {
+            let c = Raw::connect(&node.endpoint()).await;
+            tokio::time::timeout(Duration::from_secs(10), c.create_topic("after-scrape", 1))
+                .await
+                .expect("the proxy still answers after the scrape");
+        }
+    }
+}
