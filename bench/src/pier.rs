@@ -26,6 +26,8 @@ pub struct Pier {
     _data: tempfile::TempDir,
     /// The test certificates of a TLS run.
     _pki: Option<pier_tests::tls::TestPki>,
+    /// The OTLP collector of an observability run.
+    _sink: Option<pier_tests::otlp::Receiver>,
 }
 
 impl Pier {
@@ -79,6 +81,36 @@ impl Pier {
         )
         .await?;
         pier._pki = Some(pki);
+        Ok(pier)
+    }
+
+    /// One standalone proxy with full observability on: spans sampled at
+    /// `ratio` (parent-based; the load's calls carry no `traceparent`, so
+    /// `ratio` of them start a trace) and the metrics pushed as well, both
+    /// over OTLP/gRPC to a local collector the bench starts (the tests'
+    /// receiver, decoding every export and keeping none), with the SDK's
+    /// default batching (spans every 5 s or 512 at a time, at most 2048
+    /// queued) and metric interval (60 s). Metrics are recorded in every
+    /// Pier system (the Prometheus endpoint is always there); what this
+    /// adds is the spans and the pushes. The cost of tracing against
+    /// [`Pier::standalone`].
+    pub async fn standalone_otel(ratio: &'static str) -> anyhow::Result<Pier> {
+        let data = tempfile::tempdir()?;
+        let sink = pier_tests::otlp::Receiver::start_discarding();
+        let endpoint = format!("http://{}", sink.grpc_addr);
+        let flags = [
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-protocol",
+            "grpc",
+            "--trace-sample-ratio",
+            ratio,
+        ];
+        let node = Node::standalone_with(data.path(), &flags);
+        let config =
+            format!("standalone, flush=sync, OTLP/gRPC metrics + traces sampled at {ratio}");
+        let mut pier = Pier::with(vec![node], 1, config, data).await?;
+        pier._sink = Some(sink);
         Ok(pier)
     }
 
@@ -140,6 +172,7 @@ impl Pier {
             _limits: Vec::new(),
             _data: data,
             _pki: None,
+            _sink: None,
         };
         pier.create().await?;
         Ok(pier)
@@ -207,6 +240,34 @@ impl Pier {
             start: || {
                 Box::pin(async {
                     Ok(Box::new(Pier::standalone_secure().await?) as Box<dyn System>)
+                })
+            },
+        }
+    }
+
+    /// Only run when asked for (`--only "pier standalone otel 0.01"`).
+    pub fn standalone_otel_low_spec() -> Spec {
+        Spec {
+            label: "pier standalone otel 0.01",
+            pops: true,
+            synced: true,
+            start: || {
+                Box::pin(async {
+                    Ok(Box::new(Pier::standalone_otel("0.01").await?) as Box<dyn System>)
+                })
+            },
+        }
+    }
+
+    /// Only run when asked for (`--only "pier standalone otel 1.0"`).
+    pub fn standalone_otel_full_spec() -> Spec {
+        Spec {
+            label: "pier standalone otel 1.0",
+            pops: true,
+            synced: true,
+            start: || {
+                Box::pin(async {
+                    Ok(Box::new(Pier::standalone_otel("1.0").await?) as Box<dyn System>)
                 })
             },
         }

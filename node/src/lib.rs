@@ -2,14 +2,15 @@
 //! and `pier-proxy`: TOML config files, logging from `RUST_LOG`, the
 //! shutdown signal, gRPC server reflection, the TCP listener ([`listener`]:
 //! connection limit, plaintext and TLS on one port) with its certificates
-//! ([`tls`]: loading, reloading), the metrics exporter ([`metrics`]) and the
-//! tracer ([`trace`]). None of it is store or proxy logic, so it lives here,
+//! ([`tls`]: loading, reloading), the metrics exporter ([`metrics`]), the
+//! tracer ([`trace`]) and their OTLP settings and forwarding ([`otlp`]). None of it is store or proxy logic, so it lives here,
 //! beside the binaries, and never pulls in RocksDB.
 
 pub mod listener;
 pub mod tls;
 
 pub mod metrics;
+pub mod otlp;
 pub mod trace;
 
 use std::path::Path;
@@ -55,10 +56,14 @@ pub struct ObservabilityArgs {
     /// it off [default: 0.0.0.0:5557, skipped with a warning if taken].
     #[arg(long, env = "PIER_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
-    /// Push metrics over OTLP/HTTP to this collector URL (also enabled by
-    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT).
+    /// Push metrics (and sampled traces) over OTLP to this collector URL
+    /// (also enabled by the standard OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, env = "PIER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` [default: OTEL_EXPORTER_OTLP_PROTOCOL, else
+    /// http/protobuf].
+    #[arg(long, env = "PIER_OTLP_PROTOCOL")]
+    pub otlp_protocol: Option<otlp::Protocol>,
     /// Share of new traces sent to the OTLP endpoint, 0 to 1, parent-based
     /// [default: OTEL_TRACES_SAMPLER, else 0: off].
     #[arg(long, env = "PIER_TRACE_SAMPLE_RATIO")]
@@ -74,6 +79,7 @@ impl ObservabilityArgs {
         &self,
         metrics_listen: &mut Option<String>,
         otlp_endpoint: &mut Option<String>,
+        otlp_protocol: &mut Option<otlp::Protocol>,
         trace_sample_ratio: &mut Option<f64>,
         log_format: &mut LogFormat,
     ) {
@@ -82,6 +88,9 @@ impl ObservabilityArgs {
         }
         if let Some(v) = &self.otlp_endpoint {
             *otlp_endpoint = Some(v.clone());
+        }
+        if let Some(v) = self.otlp_protocol {
+            *otlp_protocol = Some(v);
         }
         if let Some(v) = self.trace_sample_ratio {
             *trace_sample_ratio = Some(v);

@@ -65,9 +65,16 @@ pub struct ProxyConfig {
     /// Address of the Prometheus endpoint (`/metrics`); unset: 0.0.0.0:5557
     /// if free, empty: off (see `pier_node::metrics::listen_setting`).
     pub metrics_listen: Option<String>,
-    /// OTLP/HTTP collector URL metrics are pushed to (unset: no push, unless
+    /// OTLP collector URL metrics and sampled spans go to (unset: none, unless
     /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
     pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` (unset: `OTEL_EXPORTER_OTLP_PROTOCOL`,
+    /// else http/protobuf; see `pier_node::otlp`).
+    pub otlp_protocol: Option<pier_node::otlp::Protocol>,
+    /// Whether the Settings reply turns the official clients' own metrics
+    /// on, collected by this proxy and forwarded to the OTLP endpoint
+    /// (RocketMQ's `metricCollectorMode`; see `pier_node::otlp::collector`).
+    pub metrics_collector: MetricsCollector,
     /// Share of new traces recorded and sent to the OTLP endpoint (0: off,
     /// unset: `OTEL_TRACES_SAMPLER`, else off); parent-based, see
     /// `pier_node::trace::sampling`.
@@ -104,6 +111,32 @@ pub struct ProxyConfig {
     pub store_tls_cert: Option<PathBuf>,
     /// PEM private key of `store_tls_cert`.
     pub store_tls_key: Option<PathBuf>,
+}
+
+/// Where the official clients send their own metrics (RocketMQ's
+/// `metricCollectorMode`, without its `on` mode, which names a collector
+/// the clients reach directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsCollector {
+    /// Client metrics stay off (the Settings reply says `on: false`).
+    #[default]
+    Off,
+    /// The Settings reply turns them on and names the client's own access
+    /// point: the proxy serves the OTLP metrics Export service and forwards
+    /// what it receives to its OTLP endpoint.
+    Proxy,
+}
+
+impl std::str::FromStr for MetricsCollector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MetricsCollector, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(MetricsCollector::Off),
+            "proxy" => Ok(MetricsCollector::Proxy),
+            other => Err(format!("metrics_collector {other:?}: use off or proxy")),
+        }
+    }
 }
 
 /// A secret setting: Debug never shows it, so logging a config is safe.
@@ -167,6 +200,8 @@ impl Default for ProxyConfig {
             txn_max_checks: CheckPolicy::MAX_CHECKS,
             metrics_listen: None,
             otlp_endpoint: None,
+            otlp_protocol: None,
+            metrics_collector: MetricsCollector::Off,
             trace_sample_ratio: None,
             log_format: pier_node::LogFormat::Text,
             max_send_messages: limits::DEFAULT_MAX_SEND_MESSAGES,

@@ -78,6 +78,10 @@ impl Connections {
     /// Registers the gauges counting `sessions`' clients: producers by
     /// language, consumers by group and language (RocketMQ's labels).
     pub fn register(sessions: &Arc<Sessions>) -> Connections {
+        // The callbacks use `get()`'s label cap: its instruments are built
+        // now, as building one inside a callback deadlocks (a collection
+        // holds the SDK's pipeline lock that instrument creation takes).
+        let _ = get();
         let m = opentelemetry::global::meter(METER);
         let gauge = |name: &'static str, what: &'static str, producers: bool| {
             let sessions: Weak<Sessions> = Arc::downgrade(sessions);

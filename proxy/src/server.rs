@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::admin::ProxyAdmin;
 use crate::auth;
 use crate::authority;
-use crate::config::ProxyConfig;
+use crate::config::{MetricsCollector, ProxyConfig};
 use crate::faults::FaultLog;
 use crate::layers;
 use crate::listener;
@@ -103,6 +103,24 @@ pub async fn serve(
     // TLS files and limits are checked before anything else is started.
     let (listen_options, cert_resolver) = listener::options(&cfg)?;
     let addr: SocketAddr = listener.local_addr()?;
+    // metrics_collector = proxy: the clients' own metrics, checked and
+    // forwarded to the OTLP endpoint (pier_node::otlp::forward). Set up
+    // first: a bad endpoint stops the proxy before anything started (the
+    // task ends by itself if a later step fails: its queue's sender goes).
+    let forwarder = match cfg.metrics_collector {
+        MetricsCollector::Proxy => {
+            let otlp = node::otlp::Otlp {
+                endpoint: cfg.otlp_endpoint.clone(),
+                protocol: cfg.otlp_protocol,
+            };
+            let target = otlp.target(node::otlp::Signal::Metrics)?;
+            Some(node::otlp::forward::Forwarder::start(target.as_ref())?)
+        }
+        MetricsCollector::Off => None,
+    };
+    let collector = forwarder
+        .as_ref()
+        .map(|f| node::otlp::collector::MetricsCollector::new(f.handle()));
     let (embedded, store): (Option<Arc<Store>>, Arc<dyn StoreApi>) = match &cfg.store {
         Some(remote) => {
             let secret = cfg
@@ -218,6 +236,7 @@ pub async fn serve(
         .add_service(layers::messaging(messaging.clone()))
         .add_service(layers::admin(store.clone()))
         .add_service(layers::proxy_admin(proxy_admin))
+        .add_optional_service(collector)
         .serve_with_incoming_shutdown(
             authority::filter_incoming(node::listener::accept(listener, listen_options)),
             stop,
@@ -238,6 +257,11 @@ pub async fn serve(
         let _ = t.await;
     }
     messaging.finish().await;
+    if let Some(f) = forwarder {
+        // The server is gone, and its services with it: forward what is
+        // still queued.
+        f.shutdown().await;
+    }
     if let Some(s) = embedded {
         s.shutdown();
     }

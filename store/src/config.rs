@@ -34,9 +34,12 @@ pub struct StoreNodeConfig {
     /// Address of the Prometheus endpoint (`/metrics`); unset: 0.0.0.0:5557
     /// if free, empty: off (see `pier_node::metrics::listen_setting`).
     pub metrics_listen: Option<String>,
-    /// OTLP/HTTP collector URL metrics are pushed to (unset: no push, unless
+    /// OTLP collector URL metrics and sampled spans go to (unset: none, unless
     /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
     pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` (unset: `OTEL_EXPORTER_OTLP_PROTOCOL`,
+    /// else http/protobuf; see `pier_node::otlp`).
+    pub otlp_protocol: Option<pier_node::otlp::Protocol>,
     /// Share of new traces recorded and sent to the OTLP endpoint (0: off,
     /// unset: `OTEL_TRACES_SAMPLER`, else off); parent-based, see
     /// `pier_node::trace::sampling`.
@@ -84,6 +87,7 @@ impl Default for StoreNodeConfig {
             txn_max_checks: CheckPolicy::MAX_CHECKS,
             metrics_listen: None,
             otlp_endpoint: None,
+            otlp_protocol: None,
             trace_sample_ratio: None,
             log_format: pier_node::LogFormat::Text,
             max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,

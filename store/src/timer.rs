@@ -163,6 +163,9 @@ impl Firing {
         let mut count = 0;
         let mut next = Fired::Idle;
         let mut fired_up_to = now;
+        // A span per fired message that carries a sampled trace: its trace
+        // goes on where the message becomes visible (ends after the write).
+        let mut spans = Vec::new();
         let from = floor.to_be_bytes();
         for item in self.db.scan(Cf::Timer, &from, Direction::Forward, None)? {
             let (k, v) = item?;
@@ -186,6 +189,19 @@ impl Firing {
                 .map_or(0, u32::from_be_bytes);
             let w = jobs.entry(topic_id).or_default();
             let mut message = v.get(4..).unwrap_or_default().to_vec();
+            if pier_node::trace::on() {
+                spans.extend(crate::log::trace_context_of(&message).and_then(|tp| {
+                    pier_node::trace::span::resumed("store.delay_fire", &tp, || {
+                        vec![
+                            opentelemetry::KeyValue::new("pier.delay.due_ms", due as i64),
+                            opentelemetry::KeyValue::new(
+                                "pier.delay.late_ms",
+                                now.saturating_sub(due) as i64,
+                            ),
+                        ]
+                    })
+                }));
+            }
             crate::log::stamp_visible_since(&mut message, now);
             w.items.push((queue, message));
             w.deletes.push((Cf::Timer, k.to_vec()));
@@ -215,8 +231,12 @@ impl Firing {
                 .write(b, Durability::Buffered, "dropping orphaned delay timers")?;
         }
         if !batch_jobs.is_empty() {
+            // The group commit of the fired messages is a child of the first
+            // traced one's span (the commit thread reads the current context).
+            let _current = spans.first().map(|cx| cx.clone().attach());
             self.commit.write_all_blocking(batch_jobs)?;
         }
+        drop(spans);
         *floor = (*floor).max(fired_up_to);
         Ok(next)
     }

@@ -1,11 +1,14 @@
-//! An OTLP/HTTP receiver for tests: accepts `POST /v1/metrics` and
+//! An OTLP receiver for tests: over HTTP it accepts `POST /v1/metrics` and
 //! `POST /v1/traces`, decodes each body with the official
-//! `opentelemetry-proto` definitions, keeps the requests, answers 200.
-//! Stopped (and its thread joined) when dropped.
+//! `opentelemetry-proto` definitions, keeps the requests, answers 200; over
+//! gRPC (its own port, [`Receiver::grpc_addr`]) it serves the generated
+//! `MetricsService` and `TraceService` of the same crate (tonic 0.14) and
+//! keeps what they receive alike. Stopped (and its threads joined) when
+//! dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -18,43 +21,72 @@ use prost014::Message;
 
 /// A running receiver.
 pub struct Receiver {
+    /// OTLP/HTTP (`http://{addr}`).
     pub addr: String,
+    /// OTLP/gRPC (`http://{grpc_addr}`).
+    pub grpc_addr: String,
+    grpc: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
     received: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    exports: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Receiver {
+    /// A receiver keeping every request, for tests to look into.
     pub fn start() -> Receiver {
+        Receiver::start_keeping(true)
+    }
+
+    /// A receiver that decodes and counts what it gets ([`Receiver::exports`])
+    /// but keeps nothing: a sink for load runs (the bench), whose memory
+    /// must not grow with the spans of millions of calls.
+    pub fn start_discarding() -> Receiver {
+        Receiver::start_keeping(false)
+    }
+
+    /// Export requests received so far (kept or not).
+    pub fn exports(&self) -> u64 {
+        self.exports.load(Ordering::Relaxed)
+    }
+
+    fn start_keeping(keep: bool) -> Receiver {
+        let exports = Arc::new(AtomicU64::new(0));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let addr = listener.local_addr().expect("addr").to_string();
         let received = Arc::new(Mutex::new(Vec::new()));
         let traces = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let store = Store {
+            metrics: received.clone(),
+            traces: traces.clone(),
+            keep,
+            exports: exports.clone(),
+        };
         let thread = {
-            let (received, traces, stop) = (received.clone(), traces.clone(), stop.clone());
+            let (store, stop) = (store.clone(), stop.clone());
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
                     match conn.ok().and_then(serve) {
-                        Some(Export::Metrics(req)) => {
-                            received.lock().unwrap_or_else(|e| e.into_inner()).push(req)
-                        }
-                        Some(Export::Traces(req)) => {
-                            traces.lock().unwrap_or_else(|e| e.into_inner()).push(req)
-                        }
+                        Some(Export::Metrics(req)) => store.metrics(req),
+                        Some(Export::Traces(req)) => store.traces(req),
                         None => {}
                     }
                 }
             })
         };
+        let (grpc_addr, grpc) = grpc::start(store);
         Receiver {
             addr,
+            grpc_addr,
+            grpc: Some(grpc),
             received,
             traces,
+            exports,
             stop,
             thread: Some(thread),
         }
@@ -96,6 +128,61 @@ impl Receiver {
                 Some((service, total))
             })
         })
+    }
+}
+
+impl Receiver {
+    /// The names of every metric received, with the `service.name` of the
+    /// resource that sent each (empty when it had none).
+    pub fn metric_names(&self) -> Vec<(String, String)> {
+        let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for rm in received.iter().flat_map(|r| &r.resource_metrics) {
+            let service = rm
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    AnyValue::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                out.push((service.clone(), m.name.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// Where both sides put what they receive.
+#[derive(Clone)]
+struct Store {
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    keep: bool,
+    exports: Arc<AtomicU64>,
+}
+
+impl Store {
+    fn metrics(&self, req: ExportMetricsServiceRequest) {
+        self.exports.fetch_add(1, Ordering::Relaxed);
+        if self.keep {
+            self.metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(req);
+        }
+    }
+
+    fn traces(&self, req: ExportTraceServiceRequest) {
+        self.exports.fetch_add(1, Ordering::Relaxed);
+        if self.keep {
+            self.traces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(req);
+        }
     }
 }
 
@@ -213,11 +300,78 @@ fn serve(conn: TcpStream) -> Option<Export> {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
+        if let Some((stop, thread)) = self.grpc.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
         self.stop.store(true, Ordering::Release);
         // Wakes the blocking accept so the thread sees the flag.
         let _ = TcpStream::connect(&self.addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The gRPC side: the generated servers, on a runtime of their own thread.
+mod grpc {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    use tonic014::{Request, Response, Status};
+
+    #[tonic014::async_trait]
+    impl MetricsService for Store {
+        async fn export(
+            &self,
+            req: Request<ExportMetricsServiceRequest>,
+        ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+            self.metrics(req.into_inner());
+            Ok(Response::new(ExportMetricsServiceResponse::default()))
+        }
+    }
+
+    #[tonic014::async_trait]
+    impl TraceService for Store {
+        async fn export(
+            &self,
+            req: Request<ExportTraceServiceRequest>,
+        ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+            self.traces(req.into_inner());
+            Ok(Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    pub(super) fn start(
+        sink: Store,
+    ) -> (String, (tokio::sync::oneshot::Sender<()>, JoinHandle<()>)) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind gRPC receiver");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("receiver runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let _ = tonic014::transport::Server::builder()
+                    .add_service(MetricsServiceServer::new(sink.clone()))
+                    .add_service(TraceServiceServer::new(sink))
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        (addr, (stop_tx, thread))
     }
 }

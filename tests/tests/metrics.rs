@@ -416,3 +416,92 @@ async fn metrics_are_pushed_over_otlp() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `--otlp-protocol grpc`: metrics and spans go over OTLP/gRPC, to the
+/// receiver's gRPC port (the generated MetricsService / TraceService of
+/// opentelemetry-proto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_traces_are_pushed_over_otlp_grpc() {
+    let receiver = pier_tests::otlp::Receiver::start();
+    let data = tempfile::tempdir().expect("temp dir");
+    let endpoint = format!("http://{}", receiver.grpc_addr);
+    let node = Node::start_with_env(
+        "pier-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.path().to_str().expect("utf-8"),
+            "--otlp-endpoint",
+            &endpoint,
+            "--otlp-protocol",
+            "grpc",
+            "--trace-sample-ratio",
+            "1",
+        ],
+        &[
+            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let c = Raw::connect(&node.endpoint()).await;
+    c.create_topic("grpc-orders", 1).await;
+    for i in 0..3 {
+        c.send(message("grpc-orders", &format!("m{i}"))).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pushed = receiver.latest_sum("rocketmq_messages_in_total");
+        let sends = receiver
+            .spans()
+            .iter()
+            .filter(|s| {
+                s.service == "pier-proxy"
+                    && s.span.name == "apache.rocketmq.v2.MessagingService/SendMessage"
+            })
+            .count();
+        if pushed == Some(("pier-proxy".into(), 3)) && sends == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "over gRPC within 20 s: rocketmq_messages_in_total {pushed:?}, {sends} SendMessage spans"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A scrape of a node that has served nothing yet answers, and the node
+/// keeps serving: the gauges' callbacks once built instruments while the
+/// SDK held its collection lock, which deadlocked the node (seen with an
+/// OTLP push due before the first call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_before_any_call_does_not_hang_the_node() {
+    for binary in ["pier-proxy", "pier-store"] {
+        let data = tempfile::tempdir().expect("temp dir");
+        let node = Node::start(
+            binary,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.path().to_str().expect("utf-8"),
+            ],
+        );
+        let addr = metrics_addr(&node);
+        let page = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || scrape(&addr)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{binary}: the first scrape hung"))
+        .expect("scrape task");
+        assert!(page.contains("rocketmq_topic_number"), "{binary}: {page}");
+        if binary == "pier-proxy" {
+            let c = Raw::connect(&node.endpoint()).await;
+            tokio::time::timeout(Duration::from_secs(10), c.create_topic("after-scrape", 1))
+                .await
+                .expect("the proxy still answers after the scrape");
+        }
+    }
+}

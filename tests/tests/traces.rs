@@ -331,3 +331,96 @@ async fn json_log_lines_carry_the_trace_id() {
     );
     assert!(node.stop());
 }
+
+/// A delayed and a transactional message continue the producer's trace
+/// when they become visible: the timer thread's `store.delay_fire` span and
+/// the commit's `store.txn_commit` span sit under the producer's span, and
+/// the group commit of the fired message under `store.delay_fire`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_and_transactional_messages_continue_their_trace() {
+    use pier_proto::admin::TopicType;
+    use pier_proto::rocketmq::{
+        EndTransactionRequest, MessageType, TransactionResolution, TransactionSource,
+    };
+    let receiver = Receiver::start();
+    let endpoint = format!("http://{}", receiver.addr);
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::start_with_env(
+        "pier-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.path().to_str().expect("utf-8"),
+            "--otlp-endpoint",
+            &endpoint,
+            "--trace-sample-ratio",
+            "1",
+        ],
+        &FAST_EXPORT,
+    );
+    let c = Raw::connect(&node.endpoint()).await;
+    c.create_typed_topic("later", TopicType::Delay, 1).await;
+    c.create_typed_topic("paid", TopicType::Transaction, 1)
+        .await;
+
+    let mut delayed = traced_message("later");
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        + 1_000;
+    if let Some(sp) = delayed.system_properties.as_mut() {
+        sp.message_type = MessageType::Delay as i32;
+        sp.delivery_timestamp = Some(prost_types::Timestamp {
+            seconds: at_ms / 1000,
+            nanos: ((at_ms % 1000) * 1_000_000) as i32,
+        });
+    }
+    let sent = c.send(delayed).await;
+    assert_eq!(sent.status.expect("status").code, Code::Ok as i32);
+
+    let mut half = traced_message("paid");
+    if let Some(sp) = half.system_properties.as_mut() {
+        sp.message_type = MessageType::Transaction as i32;
+    }
+    let sent = c.send(half).await;
+    let entry = sent.entries[0].clone();
+    assert_eq!(entry.status.expect("status").code, Code::Ok as i32);
+    let ended = c
+        .messaging()
+        .end_transaction(c.req(EndTransactionRequest {
+            topic: Some(pier_tests::raw::resource("paid")),
+            message_id: entry.message_id,
+            transaction_id: entry.transaction_id,
+            resolution: TransactionResolution::Commit as i32,
+            source: TransactionSource::SourceClient as i32,
+            trace_context: String::new(),
+        }))
+        .await
+        .expect("end transaction")
+        .into_inner();
+    assert_eq!(ended.status.expect("status").code, Code::Ok as i32);
+
+    let spans = spans_until(&receiver, "the fire and commit spans", |spans| {
+        find(spans, "pier-proxy", "store.delay_fire").is_some()
+            && find(spans, "pier-proxy", "store.txn_commit").is_some()
+    })
+    .await;
+    let fire = find(&spans, "pier-proxy", "store.delay_fire").expect("fire span");
+    assert_eq!(fire.parent_span_id(), PRODUCER_SPAN);
+    let commit = find(&spans, "pier-proxy", "store.txn_commit").expect("commit span");
+    assert_eq!(commit.parent_span_id(), PRODUCER_SPAN);
+    assert_eq!(
+        commit.attribute("messaging.destination.name").as_deref(),
+        Some("paid")
+    );
+    let spans = spans_until(&receiver, "the fired message's group commit", |spans| {
+        spans
+            .iter()
+            .any(|s| s.span.name == "store.group_commit" && s.parent_span_id() == fire.span_id())
+    })
+    .await;
+    assert!(!spans.is_empty());
+    assert!(node.stop());
+}

@@ -41,6 +41,11 @@ impl Ctx {
         if self.only.iter().any(|o| o.contains("auth")) {
             v.push(Pier::standalone_secure_spec());
         }
+        // Tracing and OTLP export on vs off (issue 16), likewise.
+        if self.only.iter().any(|o| o.contains("otel")) {
+            v.push(Pier::standalone_otel_low_spec());
+            v.push(Pier::standalone_otel_full_spec());
+        }
         if self.peers && !self.quick {
             v.extend(
                 crate::peers::durable_peers()

@@ -7,7 +7,7 @@
 //!
 //! - [`Exporter`]: the provider, its Prometheus registry, and the HTTP task
 //!   that answers scrapes (owned; stopped by [`Exporter::shutdown`]);
-//!   optionally a periodic OTLP/HTTP push (`otlp`);
+//!   optionally a periodic OTLP push, HTTP/protobuf or gRPC (`otlp`);
 //! - [`rpc`]: the tower layer timing every gRPC call (`rocketmq_rpc_latency`);
 //! - [`LabelCap`]: the bound on how many values a label may take.
 //!
@@ -76,12 +76,12 @@ impl Exporter {
     /// Installs the global meter provider (so the instruments declared from
     /// now on record) and, unless turned off, binds the Prometheus endpoint.
     /// Logs the bound address (`metrics_addr=`) so scripts and tests that
-    /// ask for port 0 can find it. `otlp_endpoint` (or the standard
-    /// `OTEL_EXPORTER_OTLP_*` variables) adds a push to a collector.
+    /// ask for port 0 can find it. An OTLP endpoint (`otlp`, or the
+    /// standard `OTEL_EXPORTER_OTLP_*` variables) adds a push to a collector.
     pub async fn start(
         who: Identity,
         listen: Listen<'_>,
-        otlp_endpoint: Option<&str>,
+        otlp: &crate::otlp::Otlp,
     ) -> anyhow::Result<Exporter> {
         let registry = prometheus::Registry::new();
         let reader = opentelemetry_prometheus::exporter()
@@ -94,7 +94,7 @@ impl Exporter {
         let mut provider = SdkMeterProvider::builder()
             .with_resource(resource(&who))
             .with_reader(reader);
-        if let Some(push) = otlp::reader(otlp_endpoint)? {
+        if let Some(push) = otlp::reader(otlp)? {
             provider = provider.with_reader(push);
         }
         let provider = provider.build();

@@ -1,5 +1,5 @@
 //! A node's traces: the OpenTelemetry tracer provider both binaries install
-//! at start, exporting spans over OTLP/HTTP (protobuf) in batches.
+//! at start, exporting spans over OTLP (HTTP/protobuf or gRPC) in batches.
 //!
 //! - [`Tracing`]: the provider and its batch exporter task (owned; flushed
 //!   and stopped by [`Tracing::shutdown`]);
@@ -19,15 +19,12 @@ pub mod span;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
 use crate::metrics::Identity;
-
-/// Path of the traces signal under an OTLP/HTTP base URL.
-const TRACES_PATH: &str = "/v1/traces";
+use crate::otlp::{Otlp, Signal};
 
 static ON: AtomicBool = AtomicBool::new(false);
 
@@ -95,19 +92,6 @@ pub fn sampling(
     }))
 }
 
-/// The URL spans are sent to, from `--otlp-endpoint` (a collector's base
-/// URL, or the full traces URL).
-fn traces_url(base: &str) -> String {
-    let base = base.trim().trim_end_matches('/');
-    // The same setting may name the metrics URL in full.
-    let base = base.strip_suffix("/v1/metrics").unwrap_or(base);
-    if base.ends_with(TRACES_PATH) {
-        base.to_owned()
-    } else {
-        format!("{base}{TRACES_PATH}")
-    }
-}
-
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -120,14 +104,11 @@ pub struct Tracing {
 impl Tracing {
     /// Installs the global tracer provider when a sampler is configured
     /// (`ratio`, else `OTEL_TRACES_SAMPLER`) and an endpoint is known
-    /// (`otlp_endpoint`, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`); `OTEL_TRACES_EXPORTER=none` turns it
-    /// off. Batching follows the standard `OTEL_BSP_*` variables.
-    pub fn start(
-        who: &Identity,
-        ratio: Option<f64>,
-        otlp_endpoint: Option<&str>,
-    ) -> anyhow::Result<Tracing> {
+    /// (`otlp`, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, see [`crate::otlp`]);
+    /// `OTEL_TRACES_EXPORTER=none` turns it off. Batching follows the
+    /// standard `OTEL_BSP_*` variables.
+    pub fn start(who: &Identity, ratio: Option<f64>, otlp: &Otlp) -> anyhow::Result<Tracing> {
         let off = Tracing { provider: None };
         let Some(sampling) = sampling(
             ratio,
@@ -137,26 +118,16 @@ impl Tracing {
         else {
             return Ok(off);
         };
-        if env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none") {
+        if env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none")
+            || env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        {
             return Ok(off);
         }
-        let endpoint = otlp_endpoint.map(str::trim).filter(|e| !e.is_empty());
-        if endpoint.is_none()
-            && env("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
-            && env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
-        {
+        let Some(target) = otlp.target(Signal::Traces)? else {
             tracing::warn!("traces are sampled but no OTLP endpoint is set: tracing stays off");
             return Ok(off);
-        }
-        let mut exporter = SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary);
-        if let Some(e) = endpoint {
-            exporter = exporter.with_endpoint(traces_url(e));
-        }
-        let exporter = exporter
-            .build()
-            .map_err(|e| anyhow::anyhow!("OTLP span exporter: {e}"))?;
+        };
+        let exporter = crate::otlp::span_exporter(&target)?;
         let ratio = Sampler::TraceIdRatioBased(sampling.ratio);
         let sampler = if sampling.parent_based {
             Sampler::ParentBased(Box::new(ratio))
@@ -171,12 +142,11 @@ impl Tracing {
         opentelemetry::global::set_tracer_provider(provider.clone());
         ON.store(true, Ordering::Relaxed);
         tracing::info!(
-            endpoint = endpoint
-                .map(traces_url)
-                .unwrap_or_else(|| "from OTEL_* variables".into()),
+            endpoint = %target.url,
+            protocol = %target.protocol,
             ratio = sampling.ratio,
             parent_based = sampling.parent_based,
-            "exporting traces over OTLP/HTTP"
+            "exporting traces over OTLP"
         );
         Ok(Tracing {
             provider: Some(provider),
@@ -235,18 +205,5 @@ mod tests {
         );
         assert!(sampling(None, Some("traceidratio"), Some("x")).is_err());
         assert!(sampling(None, Some("jaeger_remote"), None).is_err());
-    }
-
-    #[test]
-    fn the_traces_path_is_added_once() {
-        assert_eq!(traces_url("http://c:4318/"), "http://c:4318/v1/traces");
-        assert_eq!(
-            traces_url("http://c:4318/v1/metrics"),
-            "http://c:4318/v1/traces"
-        );
-        assert_eq!(
-            traces_url("http://c:4318/v1/traces"),
-            "http://c:4318/v1/traces"
-        );
     }
 }

@@ -189,6 +189,36 @@ pub async fn continued<F: Future>(
     within(cx, fut).await
 }
 
+/// A span `name` continuing the trace a message was sent in, for work a
+/// background thread does on it outside any request (a delay timer firing,
+/// a transaction check): a child of the message's `traceparent`, so the
+/// message's trace goes on where it becomes visible. `None` while tracing
+/// is off, or when the message carries no valid, sampled `traceparent`
+/// (nothing then is recorded). The span ends when the returned context (and
+/// every clone) is dropped; attach it (`Context::attach`) to make the work
+/// done meanwhile (a group commit) its child.
+pub fn resumed(
+    name: &'static str,
+    traceparent: &str,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+) -> Option<Context> {
+    if !on() {
+        return None;
+    }
+    let sc = parse(traceparent)?;
+    if !sc.is_sampled() {
+        return None;
+    }
+    let parent = Context::new().with_remote_span_context(sc);
+    Some(start(
+        name,
+        SpanKind::Internal,
+        &parent,
+        Vec::new(),
+        attributes(),
+    ))
+}
+
 /// Links the current span to the span contexts that `traceparents` name
 /// (the messages a receive hands out, to the sends that made them).
 pub fn link_current<'a>(traceparents: impl Iterator<Item = &'a str>) {

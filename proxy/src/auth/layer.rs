@@ -83,7 +83,11 @@ fn kind_of(path: &str) -> Kind {
     const MESSAGING: &str = "/apache.rocketmq.v2.MessagingService/";
     if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
         Kind::Open
-    } else if path == "/apache.rocketmq.v2.MessagingService/Telemetry" {
+    } else if path == "/apache.rocketmq.v2.MessagingService/Telemetry"
+        || path == pier_node::otlp::forward::EXPORT_PATH
+    {
+        // The clients' own metrics (metrics_collector = proxy) are signed
+        // like their other calls; any user may send them.
         Kind::Stream
     } else if path.starts_with(MESSAGING) {
         Kind::Messaging

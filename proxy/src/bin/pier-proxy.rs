@@ -85,6 +85,10 @@ struct Args {
     auto_create: Option<bool>,
     #[command(flatten)]
     observability: node::ObservabilityArgs,
+    /// `proxy`: turn the official clients' own metrics on (Settings) and
+    /// forward them to the OTLP endpoint; `off` [default].
+    #[arg(long, env = "PIER_METRICS_COLLECTOR")]
+    metrics_collector: Option<pier_proxy::config::MetricsCollector>,
     /// PEM certificate chain: serve TLS (ALPN h2) beside plaintext on the
     /// client port; reloaded on SIGHUP and when the file changes.
     #[arg(long, env = "PIER_TLS_CERT")]
@@ -203,9 +207,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(pier_store::ClusterSecret::new(v)?);
     }
+    if let Some(v) = args.metrics_collector {
+        cfg.metrics_collector = v;
+    }
     args.observability.apply(
         &mut cfg.metrics_listen,
         &mut cfg.otlp_endpoint,
+        &mut cfg.otlp_protocol,
         &mut cfg.trace_sample_ratio,
         &mut cfg.log_format,
     );
@@ -241,12 +249,15 @@ async fn main() -> anyhow::Result<()> {
             "standalone"
         },
     };
-    let tracing =
-        node::trace::Tracing::start(&who, cfg.trace_sample_ratio, cfg.otlp_endpoint.as_deref())?;
+    let otlp = node::otlp::Otlp {
+        endpoint: cfg.otlp_endpoint.clone(),
+        protocol: cfg.otlp_protocol,
+    };
+    let tracing = node::trace::Tracing::start(&who, cfg.trace_sample_ratio, &otlp)?;
     let metrics = node::metrics::Exporter::start(
         who,
         node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
-        cfg.otlp_endpoint.as_deref(),
+        &otlp,
     )
     .await?;
     let served = pier_proxy::server::serve(cfg, listener, node::shutdown_signal()).await;

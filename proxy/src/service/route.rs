@@ -8,6 +8,7 @@ use tonic::{Request, Response};
 
 use super::{Inner, RpcResult, Target, DEFAULT_BATCH};
 use crate::auth::Need;
+use crate::config::MetricsCollector;
 use crate::context::ClientContext;
 use crate::convert;
 use crate::status::{ok, Rejection};
@@ -263,11 +264,29 @@ impl Inner {
             }
             _ => {}
         }
-        s.metric = Some(Metric {
+        s.metric = Some(client_metrics(
+            self.cfg.metrics_collector,
+            s.access_point.clone(),
+        ));
+        s
+    }
+}
+
+/// Where a client sends its own metrics. In collector mode `proxy` that is
+/// the access point it connected with (as RocketMQ's proxy does), which
+/// reaches this proxy's Export service; a client that named none, or one
+/// without addresses, keeps them off (the Java client refuses endpoints
+/// without an address).
+fn client_metrics(mode: MetricsCollector, access_point: Option<Endpoints>) -> Metric {
+    match (mode, access_point) {
+        (MetricsCollector::Proxy, Some(ap)) if !ap.addresses.is_empty() => Metric {
+            on: true,
+            endpoints: Some(ap),
+        },
+        _ => Metric {
             on: false,
             endpoints: None,
-        });
-        s
+        },
     }
 }
 

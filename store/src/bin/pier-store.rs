@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
     args.observability.apply(
         &mut cfg.metrics_listen,
         &mut cfg.otlp_endpoint,
+        &mut cfg.otlp_protocol,
         &mut cfg.trace_sample_ratio,
         &mut cfg.log_format,
     );
@@ -138,12 +139,15 @@ async fn main() -> anyhow::Result<()> {
         node_id: addr.to_string(),
         mode: "store",
     };
-    let tracing =
-        node::trace::Tracing::start(&who, cfg.trace_sample_ratio, cfg.otlp_endpoint.as_deref())?;
+    let otlp = node::otlp::Otlp {
+        endpoint: cfg.otlp_endpoint.clone(),
+        protocol: cfg.otlp_protocol,
+    };
+    let tracing = node::trace::Tracing::start(&who, cfg.trace_sample_ratio, &otlp)?;
     let metrics = node::metrics::Exporter::start(
         who,
         node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
-        cfg.otlp_endpoint.as_deref(),
+        &otlp,
     )
     .await?;
     // Checked before the store is opened: a bad certificate stops the start.

@@ -36,6 +36,21 @@ pub(crate) fn stamp_visible_since(encoded: &mut Vec<u8>, now_ms: u64) {
     let _ = prost::Message::encode(&stamp, encoded);
 }
 
+/// The one field of a [`StoredMessage`] a background thread reads to
+/// continue the message's trace (same tag): decoding only it skips the
+/// body instead of copying it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceContextOnly {
+    #[prost(string, tag = "15")]
+    trace_context: String,
+}
+
+/// The `traceparent` an encoded [`StoredMessage`] carries, if any.
+pub(crate) fn trace_context_of(encoded: &[u8]) -> Option<String> {
+    let t: TraceContextOnly = prost::Message::decode(encoded).ok()?;
+    (!t.trace_context.is_empty()).then_some(t.trace_context)
+}
+
 /// The message logs of every topic and the thread that appends to them.
 pub(crate) struct MessageLog {
     db: Arc<Db>,

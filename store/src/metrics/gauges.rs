@@ -61,6 +61,11 @@ pub(crate) struct Gauges(#[allow(dead_code)] Vec<ObservableGauge<u64>>);
 
 /// Registers the store's gauges on the global meter.
 pub(crate) fn register(sources: Sources) -> Gauges {
+    // The callbacks below read the label caps of `get()`; building those
+    // instruments inside a callback would deadlock: a collection (a scrape,
+    // an OTLP push) holds the SDK's pipeline lock while it runs callbacks,
+    // and creating an instrument takes the same lock. So they exist first.
+    let _ = get();
     let meter = opentelemetry::global::meter(METER);
     let catalog = sources.catalog.clone();
     let db = sources.db.clone();

@@ -47,7 +47,27 @@ pub(super) fn check_due(
         };
         let message = half.message.clone().unwrap_or_default();
         let topic_gone = catalog.topic(&message.topic).is_err();
-        if half.checks >= policy.max_checks || topic_gone {
+        let rolled_back = half.checks >= policy.max_checks || topic_gone;
+        // The message's trace goes on with its check or its rollback (a
+        // span of this pass, ended with the iteration).
+        let _span = pier_node::trace::span::resumed(
+            if rolled_back {
+                "store.txn_rollback"
+            } else {
+                "store.txn_check"
+            },
+            &message.trace_context,
+            || {
+                vec![
+                    opentelemetry::KeyValue::new(
+                        "messaging.destination.name",
+                        message.topic.clone(),
+                    ),
+                    opentelemetry::KeyValue::new("pier.txn.checks", i64::from(half.checks)),
+                ]
+            },
+        );
+        if rolled_back {
             b.delete(Cf::Txn, keys::txn_half_key(&id));
             db.write(b, Durability::Buffered, "rolling back a transaction")?;
             tracing::warn!(

@@ -142,14 +142,52 @@ impl Transactions {
         let id = parse_id(&req.transaction_id).ok_or_else(|| not_found(&req.transaction_id))?;
         let _guard = self.lock.lock().await;
         let half = load(&self.db, &id)?.ok_or_else(|| not_found(&req.transaction_id))?;
-        let mut m = half.message.clone().unwrap_or_default();
+        let m = half.message.clone().unwrap_or_default();
         if m.topic != topic.topic.name {
             return Err(not_found(&req.transaction_id));
         }
         let message_id = m.message_id.clone();
-        let half_key = keys::txn_half_key(&id);
-        let due_key = keys::txn_due_key(half.next_check_at_ms, &id);
-        match Resolution::try_from(req.resolution).unwrap_or(Resolution::Unknown) {
+        let resolution = Resolution::try_from(req.resolution).unwrap_or(Resolution::Unknown);
+        // A commit or rollback continues the message's trace (a span under
+        // its producer's, linked to this EndTransaction call's).
+        let name = match resolution {
+            Resolution::Commit => "store.txn_commit",
+            Resolution::Rollback => "store.txn_rollback",
+            Resolution::Unknown => "store.txn_unknown",
+        };
+        let traceparent = m.trace_context.clone();
+        let topic_name = m.topic.clone();
+        let attributes = move || {
+            vec![opentelemetry::KeyValue::new(
+                "messaging.destination.name",
+                topic_name,
+            )]
+        };
+        pier_node::trace::span::continued(
+            name,
+            opentelemetry::trace::SpanKind::Internal,
+            Some(&traceparent),
+            attributes,
+            self.resolve(log, topic, resolution, m, &half, &id),
+        )
+        .await?;
+        Ok(EndTransactionResponse { message_id })
+    }
+
+    /// Writes what `resolution` asks of the half message `half` (id `id`,
+    /// message `m`).
+    async fn resolve(
+        &self,
+        log: &MessageLog,
+        topic: Arc<crate::catalog::TopicEntry>,
+        resolution: Resolution,
+        mut m: StoredMessage,
+        half: &HalfMessage,
+        id: &[u8; 16],
+    ) -> Result<()> {
+        let half_key = keys::txn_half_key(id);
+        let due_key = keys::txn_due_key(half.next_check_at_ms, id);
+        match resolution {
             Resolution::Commit => {
                 m.topic.clear();
                 // Retention counts from the commit, when consumers first see it.
@@ -175,7 +213,7 @@ impl Transactions {
             }
             Resolution::Unknown => {}
         }
-        Ok(EndTransactionResponse { message_id })
+        Ok(())
     }
 
     /// Returns a receiver of the checks issued from now on.
