@@ -31,7 +31,7 @@ pub(crate) enum MessageCommand {
         #[arg(long)]
         topic: String,
         /// A message key (without one, give --since or --until).
-        #[arg(long)]
+        #[arg(long, required_unless_present_any = ["since", "until"])]
         key: Option<String>,
         /// Stored at or after this time (ms since the epoch, RFC 3339 UTC, or ago: 10m).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -187,7 +187,10 @@ mod tests {
             Command::Message(MessageCommand::Show { .. })
         ));
         assert!(parse(&["message", "show", "ID1"]).is_err());
+        // A key or a time range is needed: a whole topic is not listed.
         assert!(parse(&["message", "find", "--topic", "t"]).is_err());
+        assert!(parse(&["message", "find", "--topic", "t", "--since", "10m"]).is_ok());
+        assert!(parse(&["message", "find", "--topic", "t", "--key", "k"]).is_ok());
         let r = FindMessagesResponse {
             messages: vec![FoundMessage {
                 topic: "t".into(),
