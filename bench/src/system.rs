@@ -25,7 +25,12 @@ pub trait System: Send + Sync {
 /// How a consumer acknowledges what it received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
-    /// One ack call per message (what the official clients do).
+    /// One ack per message (what the official clients do), the acks of one
+    /// receive sent together rather than each waiting for the last one's
+    /// reply: a push consumer acks from its consumption threads as each
+    /// message is done, and RabbitMQ's and NATS' acks are one-way frames
+    /// anyway. Request/reply systems (Pier and RocketMQ over gRPC, Redis)
+    /// still wait for every reply before the next receive.
     EachMessage,
     /// One ack call for the whole batch received.
     Batched,

@@ -208,21 +208,25 @@ impl V2Client {
             Ack::EachMessage => msgs.iter().map(|m| vec![entry(m)]).collect(),
             Ack::Batched => vec![msgs.iter().map(entry).collect()],
         };
-        for entries in batches {
-            let r = self
-                .messaging
-                .clone()
-                .ack_message(self.req(AckMessageRequest {
-                    group: Some(pier_tests::resource(&self.group)),
-                    topic: Some(pier_tests::resource(&self.topic)),
-                    entries,
-                }))
-                .await?
-                .into_inner();
-            for e in &r.entries {
-                ok(e.status.as_ref(), "ack")?;
+        // One call per message, all in flight together: a push consumer acks
+        // each message from its consumption threads as it finishes, without
+        // waiting for the previous ack's reply (see `Ack::EachMessage`).
+        let calls = batches.into_iter().map(|entries| {
+            let mut messaging = self.messaging.clone();
+            let req = self.req(AckMessageRequest {
+                group: Some(pier_tests::resource(&self.group)),
+                topic: Some(pier_tests::resource(&self.topic)),
+                entries,
+            });
+            async move {
+                let r = messaging.ack_message(req).await?.into_inner();
+                for e in &r.entries {
+                    ok(e.status.as_ref(), "ack")?;
+                }
+                anyhow::Ok(())
             }
-        }
+        });
+        futures::future::try_join_all(calls).await?;
         Ok(())
     }
 }

@@ -204,27 +204,27 @@ impl Client for RedisClient {
             Ack::EachMessage => ids.chunks(1).collect(),
             Ack::Batched => vec![&ids[..]],
         };
-        for batch in batches {
-            // XACK only leaves the group's pending list; the entries stay in
-            // the stream (memory, AOF) unless deleted. A queue forgets what
-            // was consumed, so delete them in the same round trip.
-            let (acked, _deleted): (usize, usize) = redis::pipe()
-                .cmd("XACK")
-                .arg(&self.key)
-                .arg(GROUP)
-                .arg(batch)
-                .cmd("XDEL")
-                .arg(&self.key)
-                .arg(batch)
-                .query_async(&mut self.conn)
-                .await
-                .context("XACK + XDEL")?;
-            anyhow::ensure!(
-                acked == batch.len(),
-                "XACK acknowledged {acked} of {}",
-                batch.len()
-            );
+        // XACK only leaves the group's pending list; the entries stay in the
+        // stream (memory, AOF) unless deleted. A queue forgets what was
+        // consumed, so each XACK is followed by an XDEL of the same ids. Per
+        // message, the pairs go out together in one pipeline (one round
+        // trip), as the gRPC clients send their per-message acks together.
+        let mut pipe = redis::pipe();
+        for batch in &batches {
+            pipe.cmd("XACK").arg(&self.key).arg(GROUP).arg(*batch);
+            pipe.cmd("XDEL").arg(&self.key).arg(*batch);
         }
+        let counts: Vec<usize> = pipe
+            .query_async(&mut self.conn)
+            .await
+            .context("XACK + XDEL")?;
+        // Replies alternate: XACK's count, then XDEL's.
+        let acked: usize = counts.iter().step_by(2).sum();
+        anyhow::ensure!(
+            acked == ids.len(),
+            "XACK acknowledged {acked} of {}",
+            ids.len()
+        );
         Ok(ids.len())
     }
 }

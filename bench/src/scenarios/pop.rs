@@ -1,5 +1,6 @@
 //! `pop`: drain a backlog with receive (batch 32) and acks, one ack call per
-//! message (as the official clients do) and one per batch.
+//! message (as the official clients do; a receive's acks are sent together,
+//! see `Ack::EachMessage`) and one per batch.
 
 use super::{body_1k, start, Ctx};
 use crate::load::{drain, fill};
