@@ -76,6 +76,29 @@ pub(crate) async fn ack(store: &dyn StoreApi, group: &str, p: &PoppedMessage) {
     store.ack(AckRequest { delivery }).await.unwrap();
 }
 
+/// Makes a current delivery invisible for `invisible_ms` from now.
+pub(crate) async fn change_invisible(
+    store: &dyn StoreApi,
+    group: &str,
+    p: &PoppedMessage,
+    invisible_ms: u64,
+) -> ChangeInvisibleResponse {
+    let req = ChangeInvisibleRequest {
+        delivery: delivery(group, p),
+        invisible_ms,
+        expected_visible_at_ms: 0,
+    };
+    store.change_invisible(req).await.unwrap()
+}
+
+/// Releases deliveries (back to the queue, no attempt counted); returns
+/// how many were still current.
+pub(crate) async fn release(store: &dyn StoreApi, group: &str, got: &[PoppedMessage]) -> u32 {
+    let deliveries = got.iter().filter_map(|p| delivery(group, p)).collect();
+    let req = ReleaseRequest { deliveries };
+    store.release(req).await.unwrap().released
+}
+
 /// Describes a group.
 pub(crate) async fn describe(store: &dyn StoreApi, group: &str) -> DescribeGroupResponse {
     let req = DescribeGroupRequest { name: group.into() };
