@@ -129,18 +129,26 @@ pub(crate) async fn pop(
     invisible_ms: u64,
     poll_ms: u64,
 ) -> Vec<PoppedMessage> {
-    store
-        .pop(PopRequest {
-            group: group.into(),
-            topic: topic.into(),
-            filter: None,
-            max_messages: max,
-            invisible_ms,
-            poll_ms,
-        })
-        .await
-        .unwrap()
-        .messages
+    let req = pop_request(topic, group, max, invisible_ms, poll_ms);
+    store.pop(req).await.unwrap().messages
+}
+
+/// A pop of up to `max` messages of `topic` for `group`, without a filter.
+pub(crate) fn pop_request(
+    topic: &str,
+    group: &str,
+    max: u32,
+    invisible_ms: u64,
+    poll_ms: u64,
+) -> PopRequest {
+    PopRequest {
+        group: group.into(),
+        topic: topic.into(),
+        filter: None,
+        max_messages: max,
+        invisible_ms,
+        poll_ms,
+    }
 }
 
 pub(crate) fn delivery(group: &str, p: &PoppedMessage) -> Option<DeliveryRef> {

@@ -161,15 +161,11 @@ async fn tag_filter_skips_other_tags() {
     .await;
     let got = store
         .pop(PopRequest {
-            group: "g".into(),
-            topic: "t".into(),
             filter: Some(Filter {
                 kind: filter::Kind::Tag as i32,
                 expression: "a || c".into(),
             }),
-            max_messages: 10,
-            invisible_ms: 10_000,
-            poll_ms: 0,
+            ..pop_request("t", "g", 10, 10_000, 0)
         })
         .await
         .unwrap()
@@ -204,12 +200,7 @@ async fn type_conflict_and_unknown_names_are_refused() {
         "{err:?}"
     );
     let err = store
-        .pop(PopRequest {
-            group: "nope".into(),
-            topic: "t".into(),
-            max_messages: 1,
-            ..Default::default()
-        })
+        .pop(pop_request("t", "nope", 1, 0, 0))
         .await
         .unwrap_err();
     assert!(
@@ -318,14 +309,7 @@ async fn a_pop_dropped_before_answering_leaves_its_messages_visible() {
     use std::task::Poll;
     let (_dir, store) = fresh("t", "g", 17).await;
     send(&*store, "t", &["a"]).await;
-    let req = PopRequest {
-        group: "g".into(),
-        topic: "t".into(),
-        filter: None,
-        max_messages: 1,
-        invisible_ms: 60_000,
-        poll_ms: 0,
-    };
+    let req = pop_request("t", "g", 1, 60_000, 0);
     {
         let mut fut = std::pin::pin!(store.pop(req));
         // One poll takes the message and then waits for the WAL sync of
