@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::system::{Ack, System};
+use crate::system::{Ack, Client, System};
 
 /// Latencies are recorded in microseconds.
 // The bounds are constants the library accepts (1 <= low, high >= 2 * low,
@@ -63,32 +63,23 @@ pub async fn closed_send(
     label: &str,
 ) -> anyhow::Result<Outcome> {
     let pb = progress(label, None);
-    let mut clients = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        clients.push(sys.client().await?);
-    }
+    let clients = connect(sys, concurrency).await?;
     let body: Arc<[u8]> = body.into();
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for mut c in clients {
-        let (body, pb) = (body.clone(), pb.clone());
+        let (body, mut tally) = (body.clone(), Tally::new(&pb));
         tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
-            let mut n = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
                 c.send(&body).await?;
-                h.record(t.elapsed().as_micros().max(1) as u64).ok();
-                n += 1;
-                pb.inc(1);
+                tally.record(t, 1);
             }
-            anyhow::Ok((n, h))
+            anyhow::Ok(tally.done())
         }));
     }
-    let out = gather(tasks, start).await;
-    pb.finish_and_clear();
-    out
+    gather(tasks, start, pb).await
 }
 
 /// Open loop: message `i` is due at `start + i / rate`; `workers` clients
@@ -104,19 +95,14 @@ pub async fn open_send(
 ) -> anyhow::Result<Outcome> {
     let total = (rate * duration.as_secs_f64()) as u64;
     let pb = progress(label, Some(total));
-    let mut clients = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        clients.push(sys.client().await?);
-    }
+    let clients = connect(sys, workers).await?;
     let next = Arc::new(AtomicU64::new(0));
     let body = Arc::new(body);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut c in clients {
-        let (next, body, pb) = (next.clone(), body.clone(), pb.clone());
+        let (next, body, mut tally) = (next.clone(), body.clone(), Tally::new(&pb));
         tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
-            let mut n = 0u64;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -125,16 +111,12 @@ pub async fn open_send(
                 let due = start + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
                 c.send(&body(due)).await?;
-                h.record(due.elapsed().as_micros().max(1) as u64).ok();
-                n += 1;
-                pb.inc(1);
+                tally.record(due, 1);
             }
-            anyhow::Ok((n, h))
+            anyhow::Ok(tally.done())
         }));
     }
-    let out = gather(tasks, start).await;
-    pb.finish_and_clear();
-    out
+    gather(tasks, start, pb).await
 }
 
 /// Fills the queue with `n` messages (closed loop, `concurrency` clients).
@@ -185,33 +167,27 @@ pub async fn drain(
     label: &str,
 ) -> anyhow::Result<Outcome> {
     let pb = progress(label, Some(total));
-    let mut clients = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        clients.push(sys.client().await?);
-    }
+    let clients = connect(sys, concurrency).await?;
     let done = Arc::new(AtomicU64::new(0));
     let idle = Duration::from_secs(5);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut c in clients {
-        let (done, pb) = (done.clone(), pb.clone());
+        let (done, mut tally) = (done.clone(), Tally::new(&pb));
         tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
-            let mut n = 0u64;
             let mut last = Instant::now();
             let mut end = start;
             while done.load(Ordering::Relaxed) < total && last.elapsed() < idle {
                 let t = Instant::now();
                 let got = c.pop(batch, ack).await? as u64;
                 if got > 0 {
-                    h.record(t.elapsed().as_micros().max(1) as u64).ok();
-                    n += got;
+                    tally.record(t, got);
                     done.fetch_add(got, Ordering::Relaxed);
-                    pb.inc(got);
                     last = Instant::now();
                     end = last;
                 }
             }
+            let (n, h) = tally.done();
             anyhow::Ok((n, h, end))
         }));
     }
@@ -248,10 +224,52 @@ pub fn consume_until(
     })
 }
 
-/// One load task's count and latencies.
-type Task = tokio::task::JoinHandle<anyhow::Result<(u64, Histogram<u64>)>>;
+/// One client per load task.
+async fn connect(sys: &dyn System, n: usize) -> anyhow::Result<Vec<Box<dyn Client>>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(sys.client().await?);
+    }
+    Ok(clients)
+}
 
-async fn gather(tasks: Vec<Task>, start: Instant) -> anyhow::Result<Outcome> {
+/// What one load task counts: messages and the latency of their calls,
+/// shown on the progress bar as they come.
+struct Tally {
+    n: u64,
+    h: Histogram<u64>,
+    pb: ProgressBar,
+}
+
+impl Tally {
+    fn new(pb: &ProgressBar) -> Tally {
+        Tally {
+            n: 0,
+            h: histogram(),
+            pb: pb.clone(),
+        }
+    }
+
+    /// Counts `msgs` messages of a call that started (or was due) at `since`.
+    fn record(&mut self, since: Instant, msgs: u64) {
+        self.h
+            .record(since.elapsed().as_micros().max(1) as u64)
+            .ok();
+        self.n += msgs;
+        self.pb.inc(msgs);
+    }
+
+    fn done(self) -> (u64, Histogram<u64>) {
+        (self.n, self.h)
+    }
+}
+
+/// One load task's count and latencies.
+pub type Task = tokio::task::JoinHandle<anyhow::Result<(u64, Histogram<u64>)>>;
+
+/// Adds up what the load tasks counted and measured, since `start`, and
+/// clears `pb` once they are all done.
+pub async fn gather(tasks: Vec<Task>, start: Instant, pb: ProgressBar) -> anyhow::Result<Outcome> {
     let mut hist = histogram();
     let mut msgs = 0;
     for t in tasks {
@@ -259,6 +277,7 @@ async fn gather(tasks: Vec<Task>, start: Instant) -> anyhow::Result<Outcome> {
         msgs += n;
         hist.add(h).ok();
     }
+    pb.finish_and_clear();
     Ok(Outcome {
         msgs,
         elapsed: start.elapsed(),

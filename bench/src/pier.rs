@@ -43,19 +43,8 @@ impl Pier {
     pub async fn standalone_tls() -> anyhow::Result<Pier> {
         let data = tempfile::tempdir()?;
         let pki = pier_tests::tls::TestPki::new("bench");
-        let flags = pki.flags();
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let node = Node::standalone_with(data.path(), &flags);
-        let conns = Conns::connect_with(&[node.endpoint()], Some(&pki.ca_pem()), None).await?;
-        let mut pier = Pier::with_conns(
-            vec![node],
-            conns,
-            "standalone, flush=sync, TLS".into(),
-            data,
-        )
-        .await?;
-        pier._pki = Some(pki);
-        Ok(pier)
+        let flags = pki.flags().to_vec();
+        Pier::over_tls(data, pki, flags, None, "standalone, flush=sync, TLS").await
     }
 
     /// [`Pier::standalone_tls`] with authentication on as well: every load
@@ -69,17 +58,30 @@ impl Pier {
         let mut flags = pki.flags().to_vec();
         flags
             .extend(["--auth", "--admin-user", USER.0, "--admin-secret", USER.1].map(String::from));
+        Pier::over_tls(
+            data,
+            pki,
+            flags,
+            Some(USER),
+            "standalone, flush=sync, TLS, auth",
+        )
+        .await
+    }
+
+    /// One standalone proxy started with `flags` (among them its TLS
+    /// certificate from `pki`), every load connection over TLS, signed as
+    /// `user` when one is given.
+    async fn over_tls(
+        data: tempfile::TempDir,
+        pki: pier_tests::tls::TestPki,
+        flags: Vec<String>,
+        user: Option<(&str, &str)>,
+        config: &str,
+    ) -> anyhow::Result<Pier> {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let node = Node::standalone_with(data.path(), &flags);
-        let conns =
-            Conns::connect_with(&[node.endpoint()], Some(&pki.ca_pem()), Some(USER)).await?;
-        let mut pier = Pier::with_conns(
-            vec![node],
-            conns,
-            "standalone, flush=sync, TLS, auth".into(),
-            data,
-        )
-        .await?;
+        let conns = Conns::connect_with(&[node.endpoint()], Some(&pki.ca_pem()), user).await?;
+        let mut pier = Pier::with_conns(vec![node], conns, config.into(), data).await?;
         pier._pki = Some(pki);
         Ok(pier)
     }

@@ -151,22 +151,24 @@ fn goals(r: &[Record]) -> Vec<Goal> {
         ceiling,
         0.7,
     ));
+    // Pier's pop (standalone) with `acks` ("one ack per batch", "ack per message").
+    let pier_pop = |acks: &str| {
+        best(r, "pop", |x| {
+            is(x, "pier", "standalone") && x.config.contains(acks)
+        })
+    };
     let redis_pop = best(r, "pop", |x| {
         is(x, "redis", "always") && x.config.contains("one ack per batch")
     });
     g.push(ratio_goal(
         "pop, batched acks, vs Redis XREADGROUP+XACK (always)",
-        best(r, "pop", |x| {
-            is(x, "pier", "standalone") && x.config.contains("one ack per batch")
-        }),
+        pier_pop("one ack per batch"),
         redis_pop,
         1.0,
     ));
     g.push(ratio_goal(
         "pop, ack per message, vs Redis batched (always)",
-        best(r, "pop", |x| {
-            is(x, "pier", "standalone") && x.config.contains("ack per message")
-        }),
+        pier_pop("ack per message"),
         redis_pop,
         0.5,
     ));
@@ -174,9 +176,7 @@ fn goals(r: &[Record]) -> Vec<Goal> {
     // both; the faster one is the stricter comparison).
     g.push(ratio_goal(
         "pop, ack per message, vs RocketMQ (ack per message, its faster flush mode)",
-        best(r, "pop", |x| {
-            is(x, "pier", "standalone") && x.config.contains("ack per message")
-        }),
+        pier_pop("ack per message"),
         best(r, "pop", |x| {
             x.system == "rocketmq" && x.config.contains("ack per message")
         }),
@@ -206,9 +206,7 @@ fn goals(r: &[Record]) -> Vec<Goal> {
             met: None,
         });
     }
-    let raw_each = best(r, "pop", |x| {
-        is(x, "pier", "standalone") && x.config.contains("ack per message")
-    });
+    let raw_each = pier_pop("ack per message");
     g.push(ratio_goal(
         "sdk PushConsumer vs raw pop, ack per message",
         best(r, "sdk", |x| x.system == "pier"),
@@ -441,41 +439,41 @@ fn series_name(r: &Record) -> String {
     format!("{} ({config})", r.system)
 }
 
-fn send_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
+/// The canvas of a chart and the builder of its plot, with `caption`:
+/// every chart of the report has the same size, margins and font.
+fn canvas(path: &Path) -> anyhow::Result<DrawingArea<SVGBackend<'_>, plotters::coord::Shift>> {
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let max_y = send
-        .iter()
-        .map(|r| r.throughput_msgs_per_s)
-        .fold(1.0, f64::max)
-        * 1.1;
-    let max_c = send.iter().map(|r| r.concurrency).max().unwrap_or(1) as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "send: durable msg/s vs concurrency (1 KiB)",
-            ("sans-serif", 20),
-        )
+    Ok(root)
+}
+
+fn plot<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0.8f64..max_c * 1.25).log_scale(), 0f64..max_y)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrency")
-        .y_desc("msg/s")
-        .draw()?;
-    let mut names: Vec<String> = send.iter().map(|r| series_name(r)).collect();
-    names.dedup();
-    for (i, name) in names.iter().enumerate() {
+        .y_label_area_size(70);
+    b
+}
+
+/// Draws each named series as a line with dots, and their legend at the
+/// upper left.
+fn draw_lines<'a, 'b: 'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, pts)) in series.into_iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let pts: Vec<(f64, f64)> = send
-            .iter()
-            .filter(|r| &series_name(r) == name)
-            .map(|r| (r.concurrency as f64, r.throughput_msgs_per_s))
-            .collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(name.clone())
+            .label(name)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
@@ -487,6 +485,38 @@ fn send_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
+    Ok(())
+}
+
+fn send_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
+    let root = canvas(path)?;
+    let max_y = send
+        .iter()
+        .map(|r| r.throughput_msgs_per_s)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let max_c = send.iter().map(|r| r.concurrency).max().unwrap_or(1) as f64;
+    let mut chart = plot(&root, "send: durable msg/s vs concurrency (1 KiB)")
+        .build_cartesian_2d((0.8f64..max_c * 1.25).log_scale(), 0f64..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrency")
+        .y_desc("msg/s")
+        .draw()?;
+    let mut names: Vec<String> = send.iter().map(|r| series_name(r)).collect();
+    names.dedup();
+    let series = names
+        .into_iter()
+        .map(|name| {
+            let pts = send
+                .iter()
+                .filter(|r| series_name(r) == name)
+                .map(|r| (r.concurrency as f64, r.throughput_msgs_per_s))
+                .collect();
+            (name, pts)
+        })
+        .collect();
+    draw_lines(&mut chart, series)?;
     root.present()?;
     Ok(())
 }
@@ -494,17 +524,9 @@ fn send_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
 /// p50 / p99 / p99.9 / max of each system's send at concurrency 16.
 fn latency_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
     let at: Vec<&&Record> = send.iter().filter(|r| r.concurrency == 16).collect();
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
+    let root = canvas(path)?;
     let max_y = at.iter().map(|r| r.max_ms).fold(1.0, f64::max) * 1.5;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "send latency at concurrency 16 (ms, log scale)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(70)
+    let mut chart = plot(&root, "send latency at concurrency 16 (ms, log scale)")
         .build_cartesian_2d(0f64..3.2, (0.01f64..max_y).log_scale())?;
     chart
         .configure_mesh()
@@ -518,27 +540,18 @@ fn latency_chart(path: &Path, send: &[&Record]) -> anyhow::Result<()> {
         })
         .y_desc("ms")
         .draw()?;
-    for (i, r) in at.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let pts: Vec<(f64, f64)> = [r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms]
-            .iter()
-            .enumerate()
-            .map(|(k, v)| (k as f64, v.max(0.01)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(series_name(r))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
-        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    let series = at
+        .iter()
+        .map(|r| {
+            let pts = [r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms]
+                .iter()
+                .enumerate()
+                .map(|(k, v)| (k as f64, v.max(0.01)))
+                .collect();
+            (series_name(r), pts)
+        })
+        .collect();
+    draw_lines(&mut chart, series)?;
     root.present()?;
     Ok(())
 }

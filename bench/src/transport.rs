@@ -33,16 +33,7 @@ impl H2 {
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         tcp.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(tcp))
-            .await
-            .with_context(|| format!("HTTP/2 handshake with {addr}"))?;
-        tokio::spawn(async move {
-            // Ends when every handle is dropped or the server goes away; a
-            // call in flight then fails with the connection's error.
-            let _ = conn.await;
-        });
-        Ok(H2 { sender })
+        H2::handshake(tcp, addr).await
     }
 
     /// Connects to `addr` over TLS (ALPN h2) trusting only `ca_pem`: the
@@ -52,11 +43,21 @@ impl H2 {
             .await
             .with_context(|| format!("TLS connection to {addr}"))?;
         tls.get_ref().0.set_nodelay(true)?;
+        H2::handshake(tls, addr).await
+    }
+
+    /// Starts HTTP/2 on a connected stream to `addr`.
+    async fn handshake<IO>(io: IO, addr: &str) -> anyhow::Result<H2>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(tls))
+            .handshake(TokioIo::new(io))
             .await
             .with_context(|| format!("HTTP/2 handshake with {addr}"))?;
         tokio::spawn(async move {
+            // Ends when every handle is dropped or the server goes away; a
+            // call in flight then fails with the connection's error.
             let _ = conn.await;
         });
         Ok(H2 { sender })

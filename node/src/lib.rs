@@ -29,6 +29,21 @@ pub fn load_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow
     }
 }
 
+/// Overrides config keys with the flags of the same name that were given:
+/// `override_given!(cfg, args: listen, data)` sets `cfg.listen` to
+/// `args.listen` when that flag (an `Option`) is `Some`, and so on; a value
+/// is converted with `Into` (so a flag `T` fills a key `Option<T>`).
+#[macro_export]
+macro_rules! override_given {
+    ($cfg:ident, $args:ident: $($key:ident),+ $(,)?) => {
+        $(
+            if let Some(v) = $args.$key {
+                $cfg.$key = v.into();
+            }
+        )+
+    };
+}
+
 /// Tunes glibc malloc, which RocksDB (C++) allocates through: the Rust side
 /// uses mimalloc, but block-cache blocks and memtable arenas come and go by
 /// megabytes, and glibc's defaults hand freed memory straight back to the

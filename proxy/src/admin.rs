@@ -12,9 +12,11 @@ use crate::session::Sessions;
 
 /// The proxy's own admin service.
 pub struct ProxyAdmin {
+    /// The live client sessions of this proxy.
     pub sessions: Arc<Sessions>,
     /// This proxy's client-facing address, named in each answer.
     pub proxy: String,
+    /// How long a silent client is kept, reported with the list.
     pub client_expiry_ms: u64,
 }
 

@@ -7,6 +7,8 @@ use pier_store::{CheckPolicy, FlushMode, StoreOptions};
 
 use crate::limits;
 
+/// Everything `pier-proxy` is configured with: the TOML file's keys, each
+/// overridable by a flag (see README "Configuration").
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
@@ -59,8 +61,11 @@ pub struct ProxyConfig {
     /// Transaction checks of the embedded store (see [`CheckPolicy`]); in
     /// cluster mode the store node's own settings apply.
     pub txn_first_check_ms: u64,
+    /// See [`CheckPolicy::backoff_factor`].
     pub txn_check_backoff: u32,
+    /// See [`CheckPolicy::max_interval_ms`].
     pub txn_max_check_interval_ms: u64,
+    /// See [`CheckPolicy::max_checks`].
     pub txn_max_checks: u32,
     /// Address of the Prometheus endpoint (`/metrics`); unset: 0.0.0.0:5557
     /// if free, empty: off (see `pier_node::metrics::listen_setting`).
@@ -163,6 +168,7 @@ impl std::fmt::Debug for SecretString {
 }
 
 impl ProxyConfig {
+    /// The embedded store's transaction check policy.
     pub fn txn_checks(&self) -> CheckPolicy {
         CheckPolicy {
             first_check_ms: self.txn_first_check_ms,

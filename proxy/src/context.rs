@@ -7,12 +7,15 @@ use tonic::metadata::MetadataMap;
 
 use crate::auth::{Principal, Refused};
 
+/// Who is calling: a call's client headers and authenticated user.
 #[derive(Debug, Clone, Default)]
 pub struct ClientContext {
     /// `x-mq-client-id`: ties a client's telemetry stream, heartbeats,
     /// settings and auto-renewed receipts together.
     pub client_id: Option<String>,
+    /// `x-mq-language`: the client's SDK language (JAVA, GOLANG, ...).
     pub language: String,
+    /// `x-mq-client-version`: the client's SDK version.
     pub version: String,
     /// `x-mq-namespace`, used when a Resource carries no namespace.
     pub namespace: String,
@@ -40,6 +43,7 @@ impl ClientContext {
         self.user.as_deref()
     }
 
+    /// The context the metadata alone gives (no user).
     pub fn from_metadata(md: &MetadataMap) -> ClientContext {
         let get = |k: &str| {
             md.get(k)

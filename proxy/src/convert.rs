@@ -10,6 +10,7 @@ use prost_types::{Duration as PbDuration, Timestamp};
 
 use crate::status::Rejection;
 
+/// Milliseconds since the epoch as a protobuf Timestamp.
 pub fn timestamp(ms: i64) -> Timestamp {
     Timestamp {
         seconds: ms.div_euclid(1000),
@@ -25,6 +26,7 @@ pub fn timestamp_ms(t: &Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
+/// Milliseconds as a protobuf Duration.
 pub fn duration(ms: u64) -> PbDuration {
     PbDuration {
         seconds: (ms / 1000) as i64,
@@ -42,6 +44,7 @@ pub fn duration_ms(d: &PbDuration) -> Option<u64> {
         .checked_add(d.nanos as u64 / 1_000_000)
 }
 
+/// The MD5 of a body in upper-case hex, as the clients check it.
 pub fn md5_upper_hex(body: &[u8]) -> String {
     hex::encode_upper(Md5::digest(body))
 }
@@ -143,10 +146,15 @@ fn message_type(kind: i32) -> MessageType {
 
 /// What a consumer receives for one delivery.
 pub struct Delivery<'a> {
+    /// The topic as the consumer named it, echoed back.
     pub topic: &'a Resource,
+    /// The handle that acks or changes this delivery.
     pub receipt_handle: String,
+    /// Delivery attempt, from 1.
     pub attempt: u32,
+    /// How long the message stays invisible.
     pub invisible_ms: u64,
+    /// The address reported as the message's store host.
     pub store_host: &'a str,
 }
 

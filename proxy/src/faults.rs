@@ -36,6 +36,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// The words the log uses for this kind.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::StoreUnavailable => "store unavailable",
@@ -51,6 +52,7 @@ impl FaultKind {
 /// The server-side cause of a failed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
+    /// What kind of failure it was.
     pub kind: FaultKind,
     /// The error and its chain of causes, for the log only.
     pub cause: String,
@@ -70,6 +72,7 @@ struct Window {
 }
 
 impl<K: Hash + Eq> RateLimiter<K> {
+    /// A limiter letting one event per key through every `every`.
     pub fn new(every: Duration) -> RateLimiter<K> {
         RateLimiter {
             every,
@@ -121,6 +124,7 @@ impl FaultLog {
     /// At most one line per RPC and kind of cause this often.
     pub const EVERY: Duration = Duration::from_secs(10);
 
+    /// A log of at most one line per RPC and kind every `every`.
     pub fn new(every: Duration) -> FaultLog {
         FaultLog {
             limiter: RateLimiter::new(every),

@@ -44,7 +44,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Which limit a call ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
+    /// The client id's rate (`rate_per_client`).
     Client,
+    /// The authenticated user's rate (`rate_per_user`).
     User,
 }
 
@@ -52,8 +54,11 @@ pub enum Scope {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} {key:?} sent more than {rate} requests per second; retry later", match .scope { Scope::Client => "client", Scope::User => "user" })]
 pub struct Throttled {
+    /// Which rate was exceeded.
     pub scope: Scope,
+    /// The client id or user name.
     pub key: String,
+    /// Its rate, in requests per second.
     pub rate: u64,
 }
 
@@ -146,6 +151,7 @@ impl Buckets {
         self.table.lock().buckets.len()
     }
 
+    /// Whether no key has a bucket.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -158,6 +164,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// The limits `cfg` sets (a rate of 0 is no limit).
     pub fn new(cfg: &ProxyConfig) -> RateLimiter {
         let now = Instant::now();
         RateLimiter {
@@ -172,6 +179,7 @@ impl RateLimiter {
         self.check_at(ctx, Instant::now())
     }
 
+    /// [`RateLimiter::check`] at the time `now`.
     pub fn check_at(&self, ctx: &ClientContext, now: Instant) -> Result<(), Throttled> {
         if let (Some(b), Some(user)) = (&self.per_user, ctx.user().map(|p| p.name.as_str())) {
             if !b.admit(user, now) {

@@ -21,40 +21,93 @@ const VERSION: u8 = 1;
 const RECALL_VERSION: u8 = 0x52;
 const TAG_LEN: usize = 16;
 
+/// The delivery a receipt handle names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
+    /// Full name of the consumer group it was delivered to.
     pub group: String,
+    /// Full name of the topic.
     pub topic: String,
+    /// Queue of the message.
     pub queue: u32,
+    /// Offset of the message in its queue.
     pub offset: u64,
+    /// Delivery attempt (the store's delivery generation).
     pub attempt: u32,
+    /// When the handle was issued, ms since the epoch.
     pub issued_ms: i64,
 }
 
+/// Why a handle cannot be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptError {
+    /// Not a handle of this layout (what is wrong with it).
     #[error("receipt handle is malformed: {0}")]
     Malformed(&'static str),
+    /// The tag does not match: not issued under this key.
     #[error("receipt handle was not issued by this Pier fleet (signature mismatch)")]
     Forged,
 }
 
+/// The fleet-wide key that issues and opens receipt and recall handles.
 #[derive(Clone)]
 pub struct ReceiptKey {
     key: Vec<u8>,
 }
 
 impl ReceiptKey {
+    /// A key from the fleet's receipt secret.
     pub fn new(secret: &[u8]) -> ReceiptKey {
         ReceiptKey {
             key: secret.to_vec(),
         }
     }
 
+    // HMAC accepts a key of any length (a long one is hashed first):
+    // `new_from_slice` cannot fail for it, whatever the secret.
+    #[allow(clippy::expect_used)]
     fn mac(&self) -> Hmac<Sha256> {
         Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
     }
 
+    /// Appends the HMAC tag to `b` and encodes the whole as base64url.
+    fn seal(&self, mut b: Vec<u8>) -> String {
+        let mut mac = self.mac();
+        mac.update(&b);
+        let tag = mac.finalize().into_bytes();
+        b.extend_from_slice(&tag[..TAG_LEN]);
+        URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// Decodes a handle sealed by [`ReceiptKey::seal`] and checks its tag;
+    /// returns what was sealed, whose first byte must be `version` (else
+    /// `wrong_version`) and which is at least `min_len` bytes long.
+    fn unseal(
+        &self,
+        handle: &str,
+        min_len: usize,
+        version: u8,
+        wrong_version: &'static str,
+    ) -> Result<Vec<u8>, ReceiptError> {
+        let mut b = URL_SAFE_NO_PAD
+            .decode(handle.trim())
+            .map_err(|_| ReceiptError::Malformed("not base64url"))?;
+        if b.len() < min_len + TAG_LEN {
+            return Err(ReceiptError::Malformed("too short"));
+        }
+        let (body, tag) = b.split_at(b.len() - TAG_LEN);
+        let mut mac = self.mac();
+        mac.update(body);
+        mac.verify_truncated_left(tag)
+            .map_err(|_| ReceiptError::Forged)?;
+        b.truncate(b.len() - TAG_LEN);
+        if b.first() != Some(&version) {
+            return Err(ReceiptError::Malformed(wrong_version));
+        }
+        Ok(b)
+    }
+
+    /// A handle for the delivery `r`.
     pub fn issue(&self, r: &Receipt) -> String {
         let mut b = Vec::with_capacity(32 + r.topic.len() + r.group.len() + TAG_LEN);
         b.push(VERSION);
@@ -70,46 +123,31 @@ impl ReceiptKey {
             b.extend_from_slice(&(len as u16).to_be_bytes());
             b.extend_from_slice(&s.as_bytes()[..len]);
         }
-        let mut mac = self.mac();
-        mac.update(&b);
-        let tag = mac.finalize().into_bytes();
-        b.extend_from_slice(&tag[..TAG_LEN]);
-        URL_SAFE_NO_PAD.encode(b)
+        self.seal(b)
     }
 
+    /// The delivery a handle names, if this key issued it.
     pub fn open(&self, handle: &str) -> Result<Receipt, ReceiptError> {
-        let b = URL_SAFE_NO_PAD
-            .decode(handle.trim())
-            .map_err(|_| ReceiptError::Malformed("not base64url"))?;
-        if b.len() < 1 + 4 + 8 + 4 + 8 + 2 + 2 + TAG_LEN {
-            return Err(ReceiptError::Malformed("too short"));
-        }
-        let (body, tag) = b.split_at(b.len() - TAG_LEN);
-        let mut mac = self.mac();
-        mac.update(body);
-        mac.verify_truncated_left(tag)
-            .map_err(|_| ReceiptError::Forged)?;
-        let mut r = Reader { b: body };
-        if r.take(1)?[0] != VERSION {
-            return Err(ReceiptError::Malformed("unknown version"));
-        }
-        let queue = u32::from_be_bytes(r.array()?);
-        let offset = u64::from_be_bytes(r.array()?);
-        let attempt = u32::from_be_bytes(r.array()?);
-        let issued_ms = i64::from_be_bytes(r.array()?);
-        let topic = r.string()?;
-        let group = r.string()?;
+        let body = self.unseal(
+            handle,
+            1 + 4 + 8 + 4 + 8 + 2 + 2,
+            VERSION,
+            "unknown version",
+        )?;
+        let mut r = Reader { b: &body[1..] };
+        // Fields are read in the order they are laid out.
+        let receipt = Receipt {
+            queue: u32::from_be_bytes(r.array()?),
+            offset: u64::from_be_bytes(r.array()?),
+            attempt: u32::from_be_bytes(r.array()?),
+            issued_ms: i64::from_be_bytes(r.array()?),
+            topic: r.string()?,
+            group: r.string()?,
+        };
         if !r.b.is_empty() {
             return Err(ReceiptError::Malformed("trailing bytes"));
         }
-        Ok(Receipt {
-            group,
-            topic,
-            queue,
-            offset,
-            attempt,
-            issued_ms,
-        })
+        Ok(receipt)
     }
 }
 
@@ -123,30 +161,13 @@ impl ReceiptKey {
         b.extend_from_slice(&(len as u16).to_be_bytes());
         b.extend_from_slice(&topic.as_bytes()[..len]);
         b.extend_from_slice(timer);
-        let mut mac = self.mac();
-        mac.update(&b);
-        let tag = mac.finalize().into_bytes();
-        b.extend_from_slice(&tag[..TAG_LEN]);
-        URL_SAFE_NO_PAD.encode(b)
+        self.seal(b)
     }
 
     /// (topic, timer key) of a recall handle.
     pub fn open_recall(&self, handle: &str) -> Result<(String, Vec<u8>), ReceiptError> {
-        let b = URL_SAFE_NO_PAD
-            .decode(handle.trim())
-            .map_err(|_| ReceiptError::Malformed("not base64url"))?;
-        if b.len() < 1 + 2 + TAG_LEN {
-            return Err(ReceiptError::Malformed("too short"));
-        }
-        let (body, tag) = b.split_at(b.len() - TAG_LEN);
-        let mut mac = self.mac();
-        mac.update(body);
-        mac.verify_truncated_left(tag)
-            .map_err(|_| ReceiptError::Forged)?;
-        let mut r = Reader { b: body };
-        if r.take(1)?[0] != RECALL_VERSION {
-            return Err(ReceiptError::Malformed("not a recall handle"));
-        }
+        let body = self.unseal(handle, 1 + 2, RECALL_VERSION, "not a recall handle")?;
+        let mut r = Reader { b: &body[1..] };
         let topic = r.string()?;
         Ok((topic, r.b.to_vec()))
     }

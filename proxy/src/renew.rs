@@ -28,6 +28,8 @@ struct Entry {
     until_ms: i64,
 }
 
+/// Renews the invisibility of push consumers' deliveries in the background
+/// until they are acked, nacked or held too long (`auto_renew_max_ms`).
 pub struct Renewer {
     /// Keyed by receipt handle, as acks and nacks name them.
     entries: DashMap<String, Entry>,
@@ -36,6 +38,7 @@ pub struct Renewer {
 }
 
 impl Renewer {
+    /// A renewer giving deliveries `invisible_ms` at a time, for at most `max_ms`.
     pub fn new(invisible_ms: u64, max_ms: u64) -> Arc<Renewer> {
         Arc::new(Renewer {
             entries: DashMap::new(),
@@ -49,6 +52,8 @@ impl Renewer {
         self.invisible_ms
     }
 
+    /// Renews the delivery `handle` names, received by `client_id`, until
+    /// it is forgotten.
     pub fn track(
         &self,
         handle: String,
@@ -67,18 +72,22 @@ impl Renewer {
         );
     }
 
+    /// Stops renewing a delivery (acked, nacked, dead-lettered).
     pub fn forget(&self, handle: &str) {
         self.entries.remove(handle);
     }
 
+    /// Stops renewing every delivery of a client that went away.
     pub fn forget_client(&self, client_id: &str) {
         self.entries.retain(|_, e| e.client_id != client_id);
     }
 
+    /// Deliveries being renewed.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no delivery is being renewed.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

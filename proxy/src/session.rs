@@ -19,26 +19,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::ClientContext;
 
+/// Where the commands for a client's Telemetry stream go.
 pub type CommandSender = mpsc::Sender<Result<TelemetryCommand, tonic::Status>>;
 
+/// A client connected through its Telemetry stream.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// Distinguishes streams of one client id, so a stale stream closing
     /// does not remove its replacement.
     pub stream_id: u64,
+    /// Producer, push or simple consumer (from its settings).
     pub client_type: ClientType,
+    /// The settings it last sent.
     pub settings: Option<Settings>,
+    /// Its Telemetry stream.
     pub sender: CommandSender,
+    /// When it was last heard of (stream, heartbeat, settings).
     pub last_seen_ms: i64,
     /// The `x-mq-namespace` header of the stream, for Resources without one.
     pub namespace: String,
-    /// The `x-mq-language` and `x-mq-client-version` headers.
+    /// The `x-mq-language` header.
     pub language: String,
+    /// The `x-mq-client-version` header.
     pub version: String,
     /// Cancelled when the session expires: its stream's reader stops.
     pub ended: CancellationToken,
 }
 
+/// The clients connected to this proxy, by client id.
 #[derive(Default)]
 pub struct Sessions {
     by_client: DashMap<String, Session>,
@@ -46,6 +54,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// No session yet.
     pub fn new() -> Arc<Sessions> {
         Arc::new(Sessions::default())
     }
@@ -134,6 +143,7 @@ impl Sessions {
         out
     }
 
+    /// Records the settings a client sent on its current stream.
     pub fn update_settings(&self, client_id: &str, stream_id: u64, settings: &Settings) {
         if let Some(mut s) = self.by_client.get_mut(client_id) {
             if s.stream_id == stream_id {
@@ -145,6 +155,7 @@ impl Sessions {
         }
     }
 
+    /// Marks a client as seen now.
     pub fn touch(&self, client_id: &str) {
         if let Some(mut s) = self.by_client.get_mut(client_id) {
             s.last_seen_ms = pier_store::now_ms();
@@ -161,14 +172,17 @@ impl Sessions {
             .is_some()
     }
 
+    /// Whether the client has a session.
     pub fn contains(&self, client_id: &str) -> bool {
         self.by_client.contains_key(client_id)
     }
 
+    /// Number of sessions.
     pub fn len(&self) -> usize {
         self.by_client.len()
     }
 
+    /// Whether there is no session.
     pub fn is_empty(&self) -> bool {
         self.by_client.is_empty()
     }
@@ -192,6 +206,7 @@ impl Sessions {
         })
     }
 
+    /// The session of a client.
     pub fn get(&self, client_id: &str) -> Option<Session> {
         self.by_client.get(client_id).map(|s| s.clone())
     }

@@ -17,13 +17,16 @@ use crate::receipt::ReceiptError;
 /// A failure of one request (or one entry of a batch), as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
+    /// The code the client is answered with.
     pub code: Code,
+    /// What the client is told.
     pub message: String,
     /// Set when the server, not the request, is at fault.
     pub fault: Option<Fault>,
 }
 
 impl Rejection {
+    /// A rejection of the request itself (no fault of the server).
     pub fn new(code: Code, message: impl Into<String>) -> Rejection {
         Rejection {
             code,
@@ -45,6 +48,7 @@ impl Rejection {
         }
     }
 
+    /// The Status to answer with, in a code `ctx`'s client knows.
     pub fn to_status(&self, ctx: &ClientContext) -> Status {
         Status {
             code: compatible(self.code, ctx) as i32,
@@ -53,6 +57,7 @@ impl Rejection {
     }
 }
 
+/// The OK status.
 pub fn ok() -> Status {
     Status {
         code: Code::Ok as i32,

@@ -8,7 +8,9 @@ use crate::status::Rejection;
 /// Limits that apply to every message, and to each SendMessage.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Largest message body accepted, in bytes.
     pub max_body_size: usize,
+    /// Longest delivery time ahead for delay messages, in ms.
     pub max_delay_ms: u64,
     /// Most messages in one SendMessage.
     pub max_send_messages: usize,
@@ -16,10 +18,15 @@ pub struct Limits {
     pub max_send_bytes: usize,
 }
 
+/// Most user properties on one message.
 pub const MAX_USER_PROPERTIES: usize = 128;
+/// Most bytes of user property keys and values on one message.
 pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+/// Longest message group, in bytes.
 pub const MAX_MESSAGE_GROUP_BYTES: usize = 64;
+/// Longest topic name (as RocketMQ).
 pub const MAX_TOPIC_LEN: usize = 127;
+/// Longest consumer group name (as RocketMQ).
 pub const MAX_GROUP_LEN: usize = 120;
 
 /// Property keys RocketMQ reserves for itself (protocol.md §9.1).
@@ -101,65 +108,74 @@ pub fn full_name(r: &Resource, header_ns: &str) -> String {
     }
 }
 
-pub fn topic(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection> {
-    let r = r.ok_or_else(|| Rejection::new(Code::IllegalTopic, "topic is required"))?;
-    let name = r.name.as_str();
-    if name.is_empty() {
-        return Err(Rejection::new(Code::IllegalTopic, "topic name is empty"));
-    }
-    if name.len() > MAX_TOPIC_LEN {
-        return Err(Rejection::new(
-            Code::IllegalTopic,
-            format!(
-                "topic name is {} characters long; the limit is {MAX_TOPIC_LEN}",
-                name.len()
-            ),
-        ));
-    }
-    if !name_ok(name) || !name_ok(&r.resource_namespace) {
-        return Err(Rejection::new(
-            Code::IllegalTopic,
-            format!("topic name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"),
-        ));
-    }
-    if pier_store::reserved_topic(name) {
-        return Err(Rejection::new(
-            Code::IllegalTopic,
-            format!("topic name {name:?} is reserved for RocketMQ's system topics"),
-        ));
-    }
-    Ok(full_name(r, header_ns))
+/// How a kind of resource name is checked, and refused.
+struct NameRules {
+    /// What the messages call it.
+    what: &'static str,
+    /// The code a bad name is refused with.
+    code: Code,
+    max_len: usize,
+    /// Names RocketMQ keeps for itself, and what for.
+    reserved: fn(&str) -> bool,
+    reserved_for: &'static str,
 }
 
+const TOPIC: NameRules = NameRules {
+    what: "topic",
+    code: Code::IllegalTopic,
+    max_len: MAX_TOPIC_LEN,
+    reserved: pier_store::reserved_topic,
+    reserved_for: "RocketMQ's system topics",
+};
+
+const GROUP: NameRules = NameRules {
+    what: "consumer group",
+    code: Code::IllegalConsumerGroup,
+    max_len: MAX_GROUP_LEN,
+    reserved: pier_store::reserved_group,
+    reserved_for: "RocketMQ's system groups",
+};
+
+/// The full name of a valid topic (see [`full_name`]).
+pub fn topic(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection> {
+    checked_name(r, header_ns, &TOPIC)
+}
+
+/// The full name of a valid consumer group (see [`full_name`]).
 pub fn group(r: Option<&Resource>, header_ns: &str) -> Result<String, Rejection> {
-    let r =
-        r.ok_or_else(|| Rejection::new(Code::IllegalConsumerGroup, "consumer group is required"))?;
+    checked_name(r, header_ns, &GROUP)
+}
+
+fn checked_name(
+    r: Option<&Resource>,
+    header_ns: &str,
+    rules: &NameRules,
+) -> Result<String, Rejection> {
+    let what = rules.what;
+    let refuse = |reason: String| Err(Rejection::new(rules.code, reason));
+    let Some(r) = r else {
+        return refuse(format!("{what} is required"));
+    };
     let name = r.name.as_str();
     if name.is_empty() {
-        return Err(Rejection::new(
-            Code::IllegalConsumerGroup,
-            "consumer group name is empty",
-        ));
+        return refuse(format!("{what} name is empty"));
     }
-    if name.len() > MAX_GROUP_LEN {
-        return Err(Rejection::new(
-            Code::IllegalConsumerGroup,
-            format!(
-                "consumer group name is {} characters long; the limit is {MAX_GROUP_LEN}",
-                name.len()
-            ),
+    if name.len() > rules.max_len {
+        return refuse(format!(
+            "{what} name is {} characters long; the limit is {}",
+            name.len(),
+            rules.max_len
         ));
     }
     if !name_ok(name) || !name_ok(&r.resource_namespace) {
-        return Err(Rejection::new(
-            Code::IllegalConsumerGroup,
-            format!("consumer group name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"),
+        return refuse(format!(
+            "{what} name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"
         ));
     }
-    if pier_store::reserved_group(name) {
-        return Err(Rejection::new(
-            Code::IllegalConsumerGroup,
-            format!("consumer group name {name:?} is reserved for RocketMQ's system groups"),
+    if (rules.reserved)(name) {
+        return refuse(format!(
+            "{what} name {name:?} is reserved for {}",
+            rules.reserved_for
         ));
     }
     Ok(full_name(r, header_ns))

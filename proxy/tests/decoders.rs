@@ -13,6 +13,7 @@ use pier_proto::rocketmq::{Code, Message, Resource, SystemProperties};
 use pier_proxy::context::parse_grpc_timeout;
 use pier_proxy::convert;
 use pier_proxy::receipt::{Receipt, ReceiptError, ReceiptKey};
+use pier_proxy::status::Rejection;
 use pier_proxy::validate::{self, Limits};
 use proptest::prelude::*;
 use prost_types::{Duration as PbDuration, Timestamp};
@@ -220,21 +221,20 @@ proptest! {
 
     #[test]
     fn names_validate_to_their_code(r in proptest::option::of(resource()), ns in name()) {
-        match validate::topic(r.as_ref(), &ns) {
-            Ok(full) => {
-                let r = r.as_ref().unwrap();
-                prop_assert!(!r.name.is_empty() && r.name.len() <= validate::MAX_TOPIC_LEN);
-                prop_assert!(full.ends_with(&r.name));
+        type Validator = fn(Option<&Resource>, &str) -> Result<String, Rejection>;
+        let kinds: [(Validator, usize, Code); 2] = [
+            (validate::topic, validate::MAX_TOPIC_LEN, Code::IllegalTopic),
+            (validate::group, validate::MAX_GROUP_LEN, Code::IllegalConsumerGroup),
+        ];
+        for (check, max_len, code) in kinds {
+            match check(r.as_ref(), &ns) {
+                Ok(full) => {
+                    let r = r.as_ref().unwrap();
+                    prop_assert!(!r.name.is_empty() && r.name.len() <= max_len);
+                    prop_assert!(full.ends_with(&r.name));
+                }
+                Err(e) => prop_assert_eq!(e.code, code),
             }
-            Err(e) => prop_assert_eq!(e.code, Code::IllegalTopic),
-        }
-        match validate::group(r.as_ref(), &ns) {
-            Ok(full) => {
-                let r = r.as_ref().unwrap();
-                prop_assert!(!r.name.is_empty() && r.name.len() <= validate::MAX_GROUP_LEN);
-                prop_assert!(full.ends_with(&r.name));
-            }
-            Err(e) => prop_assert_eq!(e.code, Code::IllegalConsumerGroup),
         }
     }
 

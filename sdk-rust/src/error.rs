@@ -93,17 +93,14 @@ impl Error {
     /// server errors. Business errors (bad topic, bad receipt handle, ...)
     /// are not retryable.
     pub fn is_retryable(&self) -> bool {
+        // Every connection failure, and these answers of a server.
+        if self.is_transport() {
+            return true;
+        }
         match self {
-            Error::Transport { .. } => true,
             Error::Rpc { code, .. } => matches!(
                 code,
-                tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Unknown
-                    | tonic::Code::Cancelled
-                    | tonic::Code::Aborted
-                    | tonic::Code::ResourceExhausted
-                    | tonic::Code::Internal
+                tonic::Code::Aborted | tonic::Code::ResourceExhausted | tonic::Code::Internal
             ),
             Error::Status { code, .. } => matches!(
                 Code::try_from(*code),

@@ -194,6 +194,16 @@ impl StoreError {
         }
     }
 
+    /// Returns an `AlreadyExists`: `what` (`topic`, `consumer group`) named
+    /// `name` exists with the `existing` settings.
+    pub(crate) fn already_exists(what: &str, name: String, existing: String) -> Self {
+        StoreError::AlreadyExists {
+            what: what.into(),
+            name,
+            existing,
+        }
+    }
+
     /// Returns an `InvalidArgument` with this reason.
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         StoreError::InvalidArgument {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{body_1k, start, Ctx};
-use crate::load::{histogram, open_send, Outcome};
+use crate::load::{gather, histogram, open_send, Outcome, Task};
 use crate::pier::Pier;
 use crate::record::Record;
 use crate::system::{rss_mib, Ack, System};
@@ -76,7 +76,7 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
     // `base`, so the consumer can charge the whole path to the message.
     let base = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut consumers = Vec::new();
+    let mut consumers: Vec<Task> = Vec::new();
     for _ in 0..CONSUMERS {
         let c = pier.pier_client();
         let stop = stop.clone();
@@ -120,15 +120,9 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
     // Let the consumers take what is still in flight, then stop them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut e2e = histogram();
-    let mut delivered = 0;
-    for c in consumers {
-        let (n, h) = c.await??;
-        delivered += n;
-        e2e.add(h).ok();
-    }
-    if delivered < sent.msgs {
-        eprintln!("  warning: {delivered} of {} delivered", sent.msgs);
+    let e2e = gather(consumers, base, indicatif::ProgressBar::hidden()).await?;
+    if e2e.msgs < sent.msgs {
+        eprintln!("  warning: {} of {} delivered", e2e.msgs, sent.msgs);
     }
     let rss = rss_mib(&pier.pids());
     let send = Record::new(
@@ -140,10 +134,10 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
         rss,
     )
     .with_rate(rate);
+    // Delivered over the time the sends took.
     let e2e = Outcome {
-        msgs: delivered,
         elapsed: sent.elapsed,
-        hist: e2e,
+        ..e2e
     };
     let e2e = Record::new(
         "latency",

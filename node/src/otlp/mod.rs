@@ -169,36 +169,35 @@ fn signal_url(base: &str, signal: Signal, protocol: Protocol) -> String {
     }
 }
 
+/// Builds an OTLP exporter (`MetricExporter`, `SpanExporter`: their
+/// builders have the same steps but no common trait) for the target `$t`;
+/// `$what` names it in the error.
+macro_rules! exporter {
+    ($exporter:ident, $t:expr, $what:literal) => {{
+        let t: &Target = $t;
+        let built = match t.protocol {
+            Protocol::Grpc => $exporter::builder()
+                .with_tonic()
+                .with_endpoint(t.url.clone())
+                .build(),
+            Protocol::HttpProtobuf => $exporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(t.url.clone())
+                .build(),
+        };
+        built.map_err(|e| anyhow::anyhow!("OTLP {} exporter ({}): {e}", $what, t.protocol))
+    }};
+}
+
 /// The OTLP exporter of the node's own metrics.
 pub(crate) fn metric_exporter(t: &Target) -> anyhow::Result<MetricExporter> {
-    let built = match t.protocol {
-        Protocol::Grpc => MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(t.url.clone())
-            .build(),
-        Protocol::HttpProtobuf => MetricExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(t.url.clone())
-            .build(),
-    };
-    built.map_err(|e| anyhow::anyhow!("OTLP metrics exporter ({}): {e}", t.protocol))
+    exporter!(MetricExporter, t, "metrics")
 }
 
 /// The OTLP exporter of the node's spans.
 pub(crate) fn span_exporter(t: &Target) -> anyhow::Result<SpanExporter> {
-    let built = match t.protocol {
-        Protocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(t.url.clone())
-            .build(),
-        Protocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(t.url.clone())
-            .build(),
-    };
-    built.map_err(|e| anyhow::anyhow!("OTLP span exporter ({}): {e}", t.protocol))
+    exporter!(SpanExporter, t, "span")
 }
 
 #[cfg(test)]

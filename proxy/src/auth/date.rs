@@ -27,26 +27,6 @@ pub(crate) struct ClientDate {
     pub(crate) compact: bool,
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
 /// Reads `len` ASCII digits at `at`.
 fn digits(s: &[u8], at: usize, len: usize) -> Option<i64> {
     let part = s.get(at..at + len)?;
@@ -55,29 +35,28 @@ fn digits(s: &[u8], at: usize, len: usize) -> Option<i64> {
     })
 }
 
-fn epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
-    let valid = (1..=12).contains(&mo)
-        && d >= 1
-        && d <= days_in_month(y, mo)
-        && (0..24).contains(&h)
-        && (0..60).contains(&mi)
-        // 60: a leap second, as RFC 3339 allows.
-        && (0..=60).contains(&s);
-    valid.then(|| days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
+/// Seconds since the epoch of a UTC date and time read from `b`: year,
+/// month, day, hour, minute and second are the digits at these (offset,
+/// length) places. `None` for a date that does not exist.
+fn epoch(b: &[u8], places: [(usize, usize); 6]) -> Option<i64> {
+    let [y, mo, d, h, mi, s] = places.map(|(at, len)| digits(b, at, len));
+    let month = time::Month::try_from(u8::try_from(mo?).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(y?).ok()?, month, u8::try_from(d?).ok()?)
+            .ok()?;
+    let (h, mi, s) = (h?, mi?, s?);
+    // 60: a leap second, as RFC 3339 allows.
+    let valid = (0..24).contains(&h) && (0..60).contains(&mi) && (0..=60).contains(&s);
+    // The Julian day number of 1970-01-01.
+    let days = i64::from(date.to_julian_day()) - 2_440_588;
+    valid.then(|| days * 86_400 + h * 3600 + mi * 60 + s)
 }
 
 /// Parses a date in one of the clients' formats.
 pub(crate) fn parse(s: &str) -> Option<ClientDate> {
     let b = s.as_bytes();
     if b.len() == 16 && b[8] == b'T' && b[15] == b'Z' {
-        let secs = epoch(
-            digits(b, 0, 4)?,
-            digits(b, 4, 2)?,
-            digits(b, 6, 2)?,
-            digits(b, 9, 2)?,
-            digits(b, 11, 2)?,
-            digits(b, 13, 2)?,
-        )?;
+        let secs = epoch(b, [(0, 4), (4, 2), (6, 2), (9, 2), (11, 2), (13, 2)])?;
         return Some(ClientDate {
             epoch_secs: secs,
             compact: true,
@@ -90,14 +69,7 @@ pub(crate) fn parse(s: &str) -> Option<ClientDate> {
     if b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let local = epoch(
-        digits(b, 0, 4)?,
-        digits(b, 5, 2)?,
-        digits(b, 8, 2)?,
-        digits(b, 11, 2)?,
-        digits(b, 14, 2)?,
-        digits(b, 17, 2)?,
-    )?;
+    let local = epoch(b, [(0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2)])?;
     let mut at = 19;
     if b.get(at) == Some(&b'.') {
         at += 1;

@@ -30,16 +30,13 @@ fn headers(ak: &str, signature: &str, date: Option<&str>) -> http::HeaderMap {
     h
 }
 
-fn rule(user: &str, resource: &str, actions: &[&str], deny: bool, sources: &[&str]) -> AclRule {
+/// A rule of alice's, the user of these tests.
+fn rule(resource: &str, actions: &[&str], decision: AclDecision, sources: &[&str]) -> AclRule {
     AclRule {
-        user: user.into(),
+        user: "alice".into(),
         resource: resource.into(),
         actions: actions.iter().map(|a| a.to_string()).collect(),
-        decision: if deny {
-            AclDecision::Deny
-        } else {
-            AclDecision::Allow
-        } as i32,
+        decision: decision as i32,
         sources: sources.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -159,10 +156,10 @@ fn dates_outside_the_window_are_stale() {
 fn acl_decisions() {
     let g = gate(
         vec![
-            rule("alice", "Topic:orders-*", &["Pub"], false, &[]),
-            rule("alice", "Topic:orders-secret", &["Pub"], true, &[]),
-            rule("alice", "Group:*", &["Sub"], false, &[]),
-            rule("alice", "Topic:local", &["Sub"], false, &["10.0.0.0/8"]),
+            rule("Topic:orders-*", &["Pub"], AclDecision::Allow, &[]),
+            rule("Topic:orders-secret", &["Pub"], AclDecision::Deny, &[]),
+            rule("Group:*", &["Sub"], AclDecision::Allow, &[]),
+            rule("Topic:local", &["Sub"], AclDecision::Allow, &["10.0.0.0/8"]),
         ],
         false,
     );
@@ -213,7 +210,10 @@ fn acl_decisions() {
 
 #[test]
 fn a_new_copy_of_the_rules_replaces_cached_decisions() {
-    let g = gate(vec![rule("alice", "Topic:t", &["Pub"], false, &[])], false);
+    let g = gate(
+        vec![rule("Topic:t", &["Pub"], AclDecision::Allow, &[])],
+        false,
+    );
     let a = Principal {
         name: "alice".into(),
         admin: false,
@@ -230,7 +230,7 @@ fn a_new_copy_of_the_rules_replaces_cached_decisions() {
             secret: "alice-secret".into(),
             admin: false,
         }],
-        rules: vec![rule("alice", "Topic:t", &["Pub"], true, &[])],
+        rules: vec![rule("Topic:t", &["Pub"], AclDecision::Deny, &[])],
     });
     assert!(
         g.authorize(Some(&a), &need).is_err(),

@@ -444,19 +444,13 @@ mod tests {
 
     #[test]
     fn agrees_with_a_reference_decoder_while_the_table_churns() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::authority::tests::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut ours = Decoder::new(4096);
         let mut reference = loona_hpack::Decoder::new();
         reference.set_max_allowed_table_size(4096);
         for round in 0..2000 {
             let mut block = Vec::new();
-            if next() % 10 == 0 {
+            if next().is_multiple_of(10) {
                 // A size update, then one field (the reference refuses a
                 // block that ends with an update).
                 let size = (next() % 4097) as usize;
@@ -476,9 +470,9 @@ mod tests {
                 let len = (next() % 300) as usize;
                 let value: Vec<u8> = (0..len).map(|_| (next() % 256) as u8).collect();
                 let name = format!("x-{}", next() % 50);
-                let huffman = next() % 2 == 0;
+                let huffman = next().is_multiple_of(2);
                 let kind = [0x40, 0x40, 0x00, 0x10][(next() % 4) as usize];
-                if next() % 3 == 0 {
+                if next().is_multiple_of(3) {
                     // Name index 1, `:authority`, fits every prefix.
                     let mut one = Vec::new();
                     literal(&mut one, kind | 1, b"", &value, huffman);

@@ -95,6 +95,7 @@ pub struct AuthorityFilter<IO> {
 }
 
 impl<IO> AuthorityFilter<IO> {
+    /// Wraps a freshly accepted connection.
     pub fn new(io: IO) -> Self {
         AuthorityFilter {
             io,

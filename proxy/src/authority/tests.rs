@@ -351,12 +351,8 @@ fn odd_authorities_become_valid_ones() {
 
 #[test]
 fn what_h2_refuses() {
-    for bad in [
-        &b"127.0.0.1:8081,127.0.0.1:8082"[..],
-        b"a:1,b:2",
-        b"",
-        b"a b",
-    ] {
+    let refused: [&[u8]; 4] = [b"127.0.0.1:8081,127.0.0.1:8082", b"a:1,b:2", b"", b"a b"];
+    for bad in refused {
         assert!(!valid_authority(bad), "{bad:?}");
     }
 }
@@ -545,16 +541,21 @@ fn broken_hpack_after_re_encoding_makes_h2_fail_the_connection() {
     assert_eq!(got[2].kind, PING);
 }
 
-#[test]
-fn random_input_never_panics() {
-    // xorshift: reproducible noise, some of it well framed.
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
+/// A xorshift generator from `seed`: reproducible noise for the tests of
+/// the filter and of its HPACK decoder.
+pub(super) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         seed
-    };
+    }
+}
+
+#[test]
+fn random_input_never_panics() {
+    // Reproducible noise, some of it well framed.
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for round in 0..3000 {
         let mut input = PREFACE.to_vec();
         for _ in 0..(next() % 6) {

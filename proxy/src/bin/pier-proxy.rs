@@ -129,86 +129,21 @@ async fn main() -> anyhow::Result<()> {
     node::tune_c_allocator();
     let args = Args::parse();
     let mut cfg: ProxyConfig = node::load_config(args.config.as_deref())?;
-    if let Some(v) = args.listen {
-        cfg.listen = v;
-    }
-    if let Some(v) = args.data {
-        cfg.data = v;
-    }
-    if let Some(v) = args.store {
-        cfg.store = Some(v);
-    }
-    if let Some(v) = args.flush {
-        cfg.flush = v;
-    }
-    if let Some(v) = args.ack_flush {
-        cfg.ack_flush = v;
-    }
-    if let Some(v) = args.retention_hours {
-        cfg.retention_hours = v;
-    }
-    if let Some(v) = args.max_body_size {
-        cfg.max_body_size = v;
-    }
-    if let Some(v) = args.max_delay_ms {
-        cfg.max_delay_ms = v;
-    }
-    if let Some(v) = args.auto_renew_invisible_ms {
-        cfg.auto_renew_invisible_ms = v;
-    }
-    if let Some(v) = args.auto_renew_max_ms {
-        cfg.auto_renew_max_ms = v;
-    }
-    if let Some(v) = args.max_long_poll_ms {
-        cfg.max_long_poll_ms = v;
-    }
-    if let Some(v) = args.client_expiry_ms {
-        cfg.client_expiry_ms = v;
-    }
+    node::override_given!(
+        cfg, args: listen, data, store, flush, ack_flush, retention_hours, max_body_size,
+        max_delay_ms, auto_renew_invisible_ms, auto_renew_max_ms, max_long_poll_ms,
+        client_expiry_ms, auth, auth_local_time_dates, admin_user, auto_create, tls_cert,
+        tls_key, tls_required, max_connections, store_tls_ca, store_tls_cert, store_tls_key,
+        metrics_collector
+    );
     if let Some(v) = args.receipt_secret {
         cfg.receipt_secret = Some(pier_proxy::config::SecretString::new(v));
-    }
-    if let Some(v) = args.auth {
-        cfg.auth = v;
-    }
-    if let Some(v) = args.auth_local_time_dates {
-        cfg.auth_local_time_dates = v;
-    }
-    if let Some(v) = args.admin_user {
-        cfg.admin_user = Some(v);
     }
     if let Some(v) = args.admin_secret {
         cfg.admin_secret = Some(pier_proxy::config::SecretString::new(v));
     }
-    if let Some(v) = args.auto_create {
-        cfg.auto_create = v;
-    }
-    if let Some(v) = args.tls_cert {
-        cfg.tls_cert = Some(v);
-    }
-    if let Some(v) = args.tls_key {
-        cfg.tls_key = Some(v);
-    }
-    if let Some(v) = args.tls_required {
-        cfg.tls_required = v;
-    }
-    if let Some(v) = args.max_connections {
-        cfg.max_connections = v;
-    }
-    if let Some(v) = args.store_tls_ca {
-        cfg.store_tls_ca = Some(v);
-    }
-    if let Some(v) = args.store_tls_cert {
-        cfg.store_tls_cert = Some(v);
-    }
-    if let Some(v) = args.store_tls_key {
-        cfg.store_tls_key = Some(v);
-    }
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(pier_store::ClusterSecret::new(v)?);
-    }
-    if let Some(v) = args.metrics_collector {
-        cfg.metrics_collector = v;
     }
     args.observability.apply(
         &mut cfg.metrics_listen,

@@ -16,31 +16,14 @@ use crate::receipt::Receipt;
 use crate::status::{ok, Rejection};
 use crate::validate;
 
-pub(super) async fn ack_message(
-    inner: &Inner,
-    request: Request<AckMessageRequest>,
-) -> RpcResult<AckMessageResponse> {
-    reply!(
-        "AckMessage",
-        request,
-        inner,
-        |r: &AckMessageRequest| Target::new(r.topic.as_ref(), r.group.as_ref()),
-        Inner::ack,
-        |s| AckMessageResponse {
-            status: Some(s),
-            entries: vec![],
-        }
-    )
-}
-
+/// Not answered through `reply!`: Java and Python keep whatever handle
+/// comes back, even with an error, so an error returns the handle they sent.
 pub(super) async fn change_invisible_duration(
     inner: &Inner,
     request: Request<ChangeInvisibleDurationRequest>,
 ) -> RpcResult<ChangeInvisibleDurationResponse> {
     let ctx = ClientContext::of(&request);
     let req = request.into_inner();
-    // Java and Python keep whatever handle comes back, even with an
-    // error, so an error returns the handle they sent.
     let resp = match inner.change_invisible(&ctx, &req).await {
         Ok(handle) => ChangeInvisibleDurationResponse {
             status: Some(ok()),
@@ -58,28 +41,26 @@ pub(super) async fn change_invisible_duration(
     Ok(Response::new(resp))
 }
 
-pub(super) async fn forward_to_dlq(
-    inner: &Inner,
-    request: Request<ForwardMessageToDeadLetterQueueRequest>,
-) -> RpcResult<ForwardMessageToDeadLetterQueueResponse> {
-    let ctx = ClientContext::of(&request);
-    let req = request.into_inner();
-    let status = match inner.forward_to_dlq(&ctx, &req).await {
-        Ok(()) => ok(),
-        Err(rej) => {
-            let target = Target::new(req.topic.as_ref(), req.group.as_ref());
-            inner
-                .faults
-                .report("ForwardMessageToDeadLetterQueue", target, &rej);
-            rej.to_status(&ctx)
-        }
-    };
-    Ok(Response::new(ForwardMessageToDeadLetterQueueResponse {
-        status: Some(status),
-    }))
-}
-
 impl Inner {
+    /// What every call about a delivery checks first: the call is admitted,
+    /// its group and topic are valid names, and its user may consume the
+    /// topic as that group. Returns the full (group, topic) names.
+    fn admit_consumer(
+        &self,
+        ctx: &ClientContext,
+        group: Option<&Resource>,
+        topic: Option<&Resource>,
+    ) -> Result<(String, String), Rejection> {
+        self.admit(ctx)?;
+        let group = validate::group(group, &ctx.namespace)?;
+        let topic = validate::topic(topic, &ctx.namespace)?;
+        self.authorize(
+            ctx,
+            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
+        )?;
+        Ok((group, topic))
+    }
+
     /// Opens a receipt handle and checks it belongs to this group and topic.
     fn delivery(
         &self,
@@ -110,20 +91,14 @@ impl Inner {
         Ok((r, d))
     }
 
-    async fn ack(
+    pub(super) async fn ack(
         &self,
         ctx: &ClientContext,
         req: AckMessageRequest,
     ) -> Result<AckMessageResponse, Rejection> {
         // A call the auth layer refused is answered here, entry by entry.
         self.authorize(ctx, &[])?;
-        self.admit(ctx)?;
-        let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
-        let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
-        self.authorize(
-            ctx,
-            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
-        )?;
+        let (group, topic) = self.admit_consumer(ctx, req.group.as_ref(), req.topic.as_ref())?;
         if req.entries.is_empty() {
             return Err(Rejection::new(
                 Code::BadRequest,
@@ -210,13 +185,7 @@ impl Inner {
         ctx: &ClientContext,
         req: &ChangeInvisibleDurationRequest,
     ) -> Result<String, Rejection> {
-        self.admit(ctx)?;
-        let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
-        let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
-        self.authorize(
-            ctx,
-            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
-        )?;
+        let (group, topic) = self.admit_consumer(ctx, req.group.as_ref(), req.topic.as_ref())?;
         let (receipt, d) = self.delivery(&req.receipt_handle, &group, &topic)?;
         let ms = req
             .invisible_duration
@@ -248,23 +217,17 @@ impl Inner {
         }))
     }
 
-    async fn forward_to_dlq(
+    pub(super) async fn forward_to_dlq(
         &self,
         ctx: &ClientContext,
-        req: &ForwardMessageToDeadLetterQueueRequest,
-    ) -> Result<(), Rejection> {
-        self.admit(ctx)?;
-        let group = validate::group(req.group.as_ref(), &ctx.namespace)?;
-        let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
-        self.authorize(
-            ctx,
-            &[Need::topic(&topic, Action::Sub), Need::group(&group)],
-        )?;
+        req: ForwardMessageToDeadLetterQueueRequest,
+    ) -> Result<ForwardMessageToDeadLetterQueueResponse, Rejection> {
+        let (group, topic) = self.admit_consumer(ctx, req.group.as_ref(), req.topic.as_ref())?;
         let (_, d) = self.delivery(&req.receipt_handle, &group, &topic)?;
         self.renewer.forget(&req.receipt_handle);
         self.store
             .forward_to_dlq(st::ForwardToDlqRequest { delivery: Some(d) })
             .await?;
-        Ok(())
+        Ok(ForwardMessageToDeadLetterQueueResponse { status: Some(ok()) })
     }
 }

@@ -5,8 +5,10 @@
 //! (protocol.md §4.1). Only Telemetry uses gRPC errors, as the reference does.
 //!
 //! One module per family of RPCs; this one holds what they share (the
-//! [`Messaging`] state, topic and group lookups, batch statuses, the report
-//! of failures the server caused) and the trait impl, which only delegates:
+//! [`Messaging`] state, the checks every call starts with, topic and group
+//! lookups, batch statuses, the report of failures the server caused) and
+//! the trait impl, which answers a plain unary RPC with its family's
+//! handler through `reply!` and delegates the others:
 //!
 //! - `route`: QueryRoute, QueryAssignment, Heartbeat, and the settings a
 //!   client is answered on its Telemetry stream;
@@ -25,6 +27,7 @@ use futures::Stream;
 use pier_proto::rocketmq::messaging_service_server::MessagingService;
 use pier_proto::rocketmq::*;
 use pier_proto::store as st;
+use pier_store::auth::policy::Action;
 use pier_store::{StoreApi, StoreError};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -39,7 +42,7 @@ use crate::receipt::ReceiptKey;
 use crate::renew::Renewer;
 use crate::session::Sessions;
 use crate::status::{ok, Rejection};
-use crate::validate::Limits;
+use crate::validate::{self, Limits};
 
 /// Answers a unary RPC whose handler returns `Result<reply, Rejection>`:
 /// a rejection becomes the reply `$err` builds around its status, and is
@@ -80,6 +83,7 @@ const MAX_INVISIBLE_MS: u64 = 12 * 3600 * 1000;
 type RpcResult<T> = Result<Response<T>, tonic::Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
 
+/// The `MessagingService` the official clients call; cheap to clone.
 #[derive(Clone)]
 pub struct Messaging {
     inner: Arc<Inner>,
@@ -106,6 +110,7 @@ struct Inner {
 impl Messaging {
     // Each argument is one part `server` assembled; a struct of them would
     // only repeat this list.
+    /// The service over `store`, with the parts `server` assembled.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn StoreApi>,
@@ -204,6 +209,28 @@ impl Inner {
         let id = require_client(ctx)?;
         self.rate.check(ctx)?;
         Ok(id)
+    }
+
+    /// What a batch RPC (send, ack) checks first: a call the auth layer
+    /// refused is answered here, entry by entry, then it is admitted.
+    fn admit_batch(&self, ctx: &ClientContext) -> Result<(), Rejection> {
+        self.authorize(ctx, &[])?;
+        self.admit(ctx)?;
+        Ok(())
+    }
+
+    /// What a producer's call about one topic checks first (recall, end of
+    /// a transaction): the call is admitted, the topic is a valid name and
+    /// the user may publish to it. Returns the topic's full name.
+    fn admit_producer(
+        &self,
+        ctx: &ClientContext,
+        topic: Option<&Resource>,
+    ) -> Result<String, Rejection> {
+        self.admit(ctx)?;
+        let topic = validate::topic(topic, &ctx.namespace)?;
+        self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])?;
+        Ok(topic)
     }
 }
 
@@ -331,7 +358,17 @@ impl MessagingService for Messaging {
         &self,
         request: Request<QueryRouteRequest>,
     ) -> RpcResult<QueryRouteResponse> {
-        route::query_route(&self.inner, request).await
+        reply!(
+            "QueryRoute",
+            request,
+            &self.inner,
+            |r: &QueryRouteRequest| Target::new(r.topic.as_ref(), None),
+            Inner::query_route,
+            |s| QueryRouteResponse {
+                status: Some(s),
+                message_queues: vec![],
+            }
+        )
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> RpcResult<HeartbeatResponse> {
@@ -349,7 +386,17 @@ impl MessagingService for Messaging {
         &self,
         request: Request<QueryAssignmentRequest>,
     ) -> RpcResult<QueryAssignmentResponse> {
-        route::query_assignment(&self.inner, request).await
+        reply!(
+            "QueryAssignment",
+            request,
+            &self.inner,
+            |r: &QueryAssignmentRequest| Target::new(r.topic.as_ref(), r.group.as_ref()),
+            Inner::query_assignment,
+            |s| QueryAssignmentResponse {
+                status: Some(s),
+                assignments: vec![],
+            }
+        )
     }
 
     type ReceiveMessageStream = BoxStream<ReceiveMessageResponse>;
@@ -365,14 +412,34 @@ impl MessagingService for Messaging {
         &self,
         request: Request<AckMessageRequest>,
     ) -> RpcResult<AckMessageResponse> {
-        ack::ack_message(&self.inner, request).await
+        reply!(
+            "AckMessage",
+            request,
+            &self.inner,
+            |r: &AckMessageRequest| Target::new(r.topic.as_ref(), r.group.as_ref()),
+            Inner::ack,
+            |s| AckMessageResponse {
+                status: Some(s),
+                entries: vec![],
+            }
+        )
     }
 
     async fn forward_message_to_dead_letter_queue(
         &self,
         request: Request<ForwardMessageToDeadLetterQueueRequest>,
     ) -> RpcResult<ForwardMessageToDeadLetterQueueResponse> {
-        ack::forward_to_dlq(&self.inner, request).await
+        reply!(
+            "ForwardMessageToDeadLetterQueue",
+            request,
+            &self.inner,
+            |r: &ForwardMessageToDeadLetterQueueRequest| Target::new(
+                r.topic.as_ref(),
+                r.group.as_ref()
+            ),
+            Inner::forward_to_dlq,
+            |s| ForwardMessageToDeadLetterQueueResponse { status: Some(s) }
+        )
     }
 
     type PullMessageStream = BoxStream<PullMessageResponse>;
@@ -422,7 +489,14 @@ impl MessagingService for Messaging {
         &self,
         request: Request<EndTransactionRequest>,
     ) -> RpcResult<EndTransactionResponse> {
-        transaction::end_transaction(&self.inner, request).await
+        reply!(
+            "EndTransaction",
+            request,
+            &self.inner,
+            |r: &EndTransactionRequest| Target::new(r.topic.as_ref(), None),
+            Inner::end_transaction,
+            |s| EndTransactionResponse { status: Some(s) }
+        )
     }
 
     type TelemetryStream = BoxStream<TelemetryCommand>;
@@ -452,7 +526,17 @@ impl MessagingService for Messaging {
         &self,
         request: Request<RecallMessageRequest>,
     ) -> RpcResult<RecallMessageResponse> {
-        recall::recall_message(&self.inner, request).await
+        reply!(
+            "RecallMessage",
+            request,
+            &self.inner,
+            |r: &RecallMessageRequest| Target::new(r.topic.as_ref(), None),
+            Inner::recall,
+            |s| RecallMessageResponse {
+                status: Some(s),
+                message_id: String::new(),
+            }
+        )
     }
 
     async fn sync_lite_subscription(

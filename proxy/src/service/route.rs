@@ -50,48 +50,14 @@ fn access_point(e: Option<Endpoints>) -> Result<Endpoints, Rejection> {
     Ok(e)
 }
 
-pub(super) async fn query_route(
-    inner: &Inner,
-    request: Request<QueryRouteRequest>,
-) -> RpcResult<QueryRouteResponse> {
-    reply!(
-        "QueryRoute",
-        request,
-        inner,
-        |r: &QueryRouteRequest| Target::new(r.topic.as_ref(), None),
-        Inner::query_route,
-        |s| QueryRouteResponse {
-            status: Some(s),
-            message_queues: vec![],
-        }
-    )
-}
-
-pub(super) async fn query_assignment(
-    inner: &Inner,
-    request: Request<QueryAssignmentRequest>,
-) -> RpcResult<QueryAssignmentResponse> {
-    reply!(
-        "QueryAssignment",
-        request,
-        inner,
-        |r: &QueryAssignmentRequest| Target::new(r.topic.as_ref(), r.group.as_ref()),
-        Inner::query_assignment,
-        |s| QueryAssignmentResponse {
-            status: Some(s),
-            assignments: vec![],
-        }
-    )
-}
-
 pub(super) async fn heartbeat(
     inner: &Inner,
     request: Request<HeartbeatRequest>,
 ) -> RpcResult<HeartbeatResponse> {
-    // Always OK, even for an empty probe (Go) or an unknown client.
-    let ctx = ClientContext::of(&request);
-    // A consumer's heartbeat needs Sub as its group (as the reference).
+    // Always OK, even for an empty probe (Go) or an unknown client. A
+    // consumer's heartbeat needs Sub as its group (as the reference).
     let req = request.get_ref();
+    let ctx = ClientContext::of(&request);
     let consumer = !matches!(
         ClientType::try_from(req.client_type).unwrap_or(ClientType::Unspecified),
         ClientType::Producer | ClientType::Unspecified
@@ -113,7 +79,7 @@ pub(super) async fn heartbeat(
 }
 
 impl Inner {
-    async fn query_route(
+    pub(super) async fn query_route(
         &self,
         ctx: &ClientContext,
         req: QueryRouteRequest,
@@ -153,7 +119,7 @@ impl Inner {
         })
     }
 
-    async fn query_assignment(
+    pub(super) async fn query_assignment(
         &self,
         ctx: &ClientContext,
         req: QueryAssignmentRequest,

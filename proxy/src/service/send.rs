@@ -68,9 +68,7 @@ impl Inner {
         ctx: &ClientContext,
         req: SendMessageRequest,
     ) -> Result<SendMessageResponse, Rejection> {
-        // A call the auth layer refused is answered here, entry by entry.
-        self.authorize(ctx, &[])?;
-        self.admit(ctx)?;
+        self.admit_batch(ctx)?;
         let Some(first) = req.messages.first() else {
             return Err(Rejection::new(
                 Code::MessageCorrupted,

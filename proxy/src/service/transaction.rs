@@ -5,44 +5,19 @@
 use futures::StreamExt;
 use pier_proto::rocketmq::*;
 use pier_proto::store as st;
-use pier_store::auth::policy::Action;
-use tonic::{Request, Response};
 
-use super::{Inner, Messaging, RpcResult, Target};
-use crate::auth::Need;
+use super::{Inner, Messaging};
 use crate::context::ClientContext;
 use crate::convert::{self, Delivery};
 use crate::status::{ok, Rejection};
-use crate::validate;
-
-pub(super) async fn end_transaction(
-    inner: &Inner,
-    request: Request<EndTransactionRequest>,
-) -> RpcResult<EndTransactionResponse> {
-    let ctx = ClientContext::of(&request);
-    let req = request.into_inner();
-    let target = Target::new(req.topic.as_ref(), None);
-    let status = match inner.end_transaction(&ctx, req).await {
-        Ok(()) => ok(),
-        Err(rej) => {
-            inner.faults.report("EndTransaction", target, &rej);
-            rej.to_status(&ctx)
-        }
-    };
-    Ok(Response::new(EndTransactionResponse {
-        status: Some(status),
-    }))
-}
 
 impl Inner {
-    async fn end_transaction(
+    pub(super) async fn end_transaction(
         &self,
         ctx: &ClientContext,
         req: EndTransactionRequest,
-    ) -> Result<(), Rejection> {
-        self.admit(ctx)?;
-        let topic = validate::topic(req.topic.as_ref(), &ctx.namespace)?;
-        self.authorize(ctx, &[Need::topic(&topic, Action::Pub)])?;
+    ) -> Result<EndTransactionResponse, Rejection> {
+        let topic = self.admit_producer(ctx, req.topic.as_ref())?;
         if req.transaction_id.trim().is_empty() {
             return Err(Rejection::new(
                 Code::InvalidTransactionId,
@@ -63,7 +38,7 @@ impl Inner {
                 resolution: resolution as i32,
             })
             .await?;
-        Ok(())
+        Ok(EndTransactionResponse { status: Some(ok()) })
     }
 
     async fn relay_check(&self, check: st::TransactionCheck) {

@@ -193,10 +193,9 @@ pub(crate) async fn ack(core: &ClientCore, group: &str, m: &MessageView) -> Resu
             lite_topic: None,
         }],
     };
-    let (_, resp) = core
-        .unary(Some(m.origin), |mut rpc, t| {
-            let req = req.clone();
-            async move { Ok(rpc.ack_message(request(req, t)).await?.into_inner()) }
+    let resp = core
+        .call(Some(m.origin), req, |mut rpc, r| async move {
+            rpc.ack_message(r).await
         })
         .await?;
     let entry = resp.entries.first().and_then(|e| e.status.as_ref());
@@ -220,15 +219,9 @@ pub(crate) async fn change_invisible(
         lite_topic: None,
         suspend: None,
     };
-    let (_, resp) = core
-        .unary(Some(m.origin), |mut rpc, t| {
-            let req = req.clone();
-            async move {
-                Ok(rpc
-                    .change_invisible_duration(request(req, t))
-                    .await?
-                    .into_inner())
-            }
+    let resp = core
+        .call(Some(m.origin), req, |mut rpc, r| async move {
+            rpc.change_invisible_duration(r).await
         })
         .await?;
     check(resp.status.as_ref())?;
@@ -258,15 +251,9 @@ pub(crate) async fn forward_to_dlq(
         max_delivery_attempts: max_attempts,
         lite_topic: None,
     };
-    let (_, resp) = core
-        .unary(Some(m.origin), |mut rpc, t| {
-            let req = req.clone();
-            async move {
-                Ok(rpc
-                    .forward_message_to_dead_letter_queue(request(req, t))
-                    .await?
-                    .into_inner())
-            }
+    let resp = core
+        .call(Some(m.origin), req, |mut rpc, r| async move {
+            rpc.forward_message_to_dead_letter_queue(r).await
         })
         .await?;
     check(resp.status.as_ref())

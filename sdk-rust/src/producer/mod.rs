@@ -22,7 +22,6 @@ pub use self::sender::SendReceipt;
 use self::sender::Sender;
 pub use self::transaction::Transaction;
 use crate::config::ClientConfig;
-use crate::connect::request;
 use crate::error::{check, Error, Result};
 use crate::message::Message;
 use crate::session::{self, ClientCore, TransactionCheckHandler};
@@ -172,10 +171,9 @@ impl Producer {
             topic: Some(core.resource(topic)),
             recall_handle: recall_handle.to_owned(),
         };
-        let (_, resp) = core
-            .unary(None, |mut rpc, t| {
-                let req = req.clone();
-                async move { Ok(rpc.recall_message(request(req, t)).await?.into_inner()) }
+        let resp = core
+            .call(None, req, |mut rpc, r| async move {
+                rpc.recall_message(r).await
             })
             .await?;
         check(resp.status.as_ref())?;

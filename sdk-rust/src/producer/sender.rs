@@ -167,14 +167,11 @@ impl Sender {
             .iter()
             .map(|m| self.wire(m, queues, transactional))
             .collect::<Result<Vec<_>>>()?;
+        // The ids `wire` gave the messages, to answer with.
         let ids: Vec<String> = wire
             .iter()
-            .map(|m| {
-                m.system_properties
-                    .as_ref()
-                    .map(|s| s.message_id.clone())
-                    .unwrap_or_default()
-            })
+            .filter_map(|m| m.system_properties.as_ref())
+            .map(|s| s.message_id.clone())
             .collect();
         let req = SendMessageRequest { messages: wire };
         let policy = self.core.retry_policy(retry::default_producer_policy());

@@ -8,7 +8,6 @@ use pier_proto::rocketmq::{
 };
 
 use super::sender::{SendReceipt, Sender};
-use crate::connect::request;
 use crate::error::{check, Error, Result};
 use crate::message::Message;
 
@@ -72,10 +71,9 @@ impl Transaction {
                 source: TransactionSource::SourceClient as i32,
                 trace_context: String::new(),
             };
-            let (_, resp) = core
-                .unary(Some(receipt.origin), |mut rpc, t| {
-                    let req = req.clone();
-                    async move { Ok(rpc.end_transaction(request(req, t)).await?.into_inner()) }
+            let resp = core
+                .call(Some(receipt.origin), req, |mut rpc, r| async move {
+                    rpc.end_transaction(r).await
                 })
                 .await?;
             check(resp.status.as_ref())?;

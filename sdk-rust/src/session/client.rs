@@ -242,17 +242,40 @@ impl ClientCore {
             .await
     }
 
+    /// Sends `req` as one unary call (see [`ClientCore::unary`]), cloned
+    /// for each attempt, and returns the answer.
+    pub(crate) async fn call<Req, Resp, F, Fut>(
+        &self,
+        preferred: Option<usize>,
+        req: Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Rpc, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let (_, resp) = self
+            .unary(preferred, |rpc, t| {
+                let answer = call(rpc, request(req.clone(), t));
+                async move { Ok(answer.await?.into_inner()) }
+            })
+            .await?;
+        Ok(resp)
+    }
+
     /// The route of `topic`: fails on an unknown topic or an empty route.
     pub(crate) async fn query_route(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let req = QueryRouteRequest {
             topic: Some(self.resource(topic)),
             endpoints: Some(self.cluster.endpoints()),
         };
-        let (_, resp) = self
-            .unary(None, |mut rpc, t| {
-                let req = req.clone();
-                async move { Ok(rpc.query_route(request(req, t)).await?.into_inner()) }
-            })
+        let resp = self
+            .call(
+                None,
+                req,
+                |mut rpc, r| async move { rpc.query_route(r).await },
+            )
             .await?;
         check(resp.status.as_ref())?;
         if resp.message_queues.is_empty() {

@@ -326,15 +326,8 @@ mod tests {
 
     fn rule(resource: &str, actions: &[&str], deny: bool, sources: &[&str]) -> Policy {
         Policy::parse(&AclRule {
-            user: "alice".into(),
-            resource: resource.into(),
-            actions: actions.iter().map(|s| s.to_string()).collect(),
-            decision: if deny {
-                AclDecision::Deny
-            } else {
-                AclDecision::Allow
-            } as i32,
             sources: sources.iter().map(|s| s.to_string()).collect(),
+            ..crate::auth::tests::rule("alice", resource, actions, deny)
         })
         .unwrap()
     }

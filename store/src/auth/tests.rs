@@ -15,7 +15,9 @@ fn user(name: &str, secret: &str, admin: bool) -> CreateUserRequest {
     }
 }
 
-fn rule(user: &str, resource: &str, actions: &[&str], deny: bool) -> AclRule {
+/// An ACL rule from any address, as a client sends it (also the fixture of
+/// the policy tests).
+pub(super) fn rule(user: &str, resource: &str, actions: &[&str], deny: bool) -> AclRule {
     AclRule {
         user: user.into(),
         resource: resource.into(),

@@ -84,30 +84,10 @@ async fn main() -> anyhow::Result<()> {
     node::tune_c_allocator();
     let args = Args::parse();
     let mut cfg: StoreNodeConfig = node::load_config(args.config.as_deref())?;
-    if let Some(v) = args.listen {
-        cfg.listen = v;
-    }
-    if let Some(v) = args.data {
-        cfg.data = v;
-    }
-    if let Some(v) = args.flush {
-        cfg.flush = v;
-    }
-    if let Some(v) = args.ack_flush {
-        cfg.ack_flush = v;
-    }
-    if let Some(v) = args.retention_hours {
-        cfg.retention_hours = v;
-    }
-    if let Some(v) = args.tls_cert {
-        cfg.tls_cert = Some(v);
-    }
-    if let Some(v) = args.tls_key {
-        cfg.tls_key = Some(v);
-    }
-    if let Some(v) = args.tls_client_ca {
-        cfg.tls_client_ca = Some(v);
-    }
+    node::override_given!(
+        cfg, args: listen, data, flush, ack_flush, retention_hours, tls_cert, tls_key,
+        tls_client_ca
+    );
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(ClusterSecret::new(v)?);
     }
@@ -119,9 +99,7 @@ async fn main() -> anyhow::Result<()> {
         &mut cfg.log_format,
     );
     node::init_logging(cfg.log_format);
-    if let Some(v) = args.max_inflight_per_group {
-        cfg.max_inflight_per_group = v;
-    }
+    node::override_given!(cfg, args: max_inflight_per_group);
     args.txn.apply(
         &mut cfg.txn_first_check_ms,
         &mut cfg.txn_check_backoff,

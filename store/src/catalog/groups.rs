@@ -19,7 +19,7 @@ pub(crate) struct GroupEntry {
 impl Catalog {
     /// Creates a group; `Ok((entry, false))` when an identical one exists.
     pub(crate) fn create_group(&self, group: ConsumerGroup) -> Result<(Arc<GroupEntry>, bool)> {
-        let group = normalize_group(group)?;
+        let mut group = normalize_group(group)?;
         let mut groups = self.groups.entries.write();
         if let Some(old) = groups.get(&group.name) {
             let same = old.group.fifo == group.fifo
@@ -32,17 +32,14 @@ impl Catalog {
                 "fifo {}, max attempts {}",
                 old.group.fifo, old.group.max_attempts
             );
-            return Err(StoreError::AlreadyExists {
-                what: "consumer group".into(),
-                name: group.name,
+            return Err(StoreError::already_exists(
+                "consumer group",
+                group.name,
                 existing,
-            });
+            ));
         }
         let (id, now) = self.next();
-        let group = ConsumerGroup {
-            created_at_ms: now,
-            ..group
-        };
+        group.created_at_ms = now;
         self.put_meta(keys::meta_group_key(&group.name), id, &group)?;
         let entry = Arc::new(GroupEntry { id, group });
         groups.insert(entry.group.name.clone(), entry.clone());

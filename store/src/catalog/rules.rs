@@ -48,15 +48,26 @@ pub fn reserved_group(name: &str) -> bool {
     name.starts_with("CID_RMQ_SYS_")
 }
 
-/// Fills in defaults and checks a topic definition.
-pub(crate) fn normalize_topic(mut t: Topic) -> Result<Topic> {
-    check_name("topic", &t.name)?;
-    if reserved_topic(&t.name) {
+/// Checks the name of a `what` (see [`check_name`]) and refuses one that
+/// is `reserved` for `why`.
+fn check_usable_name(what: &str, name: &str, reserved: bool, why: &str) -> Result<()> {
+    check_name(what, name)?;
+    if reserved {
         return Err(StoreError::invalid(format!(
-            "topic name {:?} is reserved for RocketMQ's system topics",
-            t.name
+            "{what} name {name:?} is reserved for {why}"
         )));
     }
+    Ok(())
+}
+
+/// Fills in defaults and checks a topic definition.
+pub(crate) fn normalize_topic(mut t: Topic) -> Result<Topic> {
+    check_usable_name(
+        "topic",
+        &t.name,
+        reserved_topic(&t.name),
+        "RocketMQ's system topics",
+    )?;
     if t.r#type == TopicType::Unspecified as i32 {
         t.r#type = TopicType::Normal as i32;
     }
@@ -74,13 +85,12 @@ pub(crate) fn normalize_topic(mut t: Topic) -> Result<Topic> {
 
 /// Fills in defaults and checks a group definition.
 pub(crate) fn normalize_group(mut g: ConsumerGroup) -> Result<ConsumerGroup> {
-    check_name("consumer group", &g.name)?;
-    if reserved_group(&g.name) {
-        return Err(StoreError::invalid(format!(
-            "consumer group name {:?} is reserved for RocketMQ's system groups (prefix CID_RMQ_SYS_)",
-            g.name
-        )));
-    }
+    check_usable_name(
+        "consumer group",
+        &g.name,
+        reserved_group(&g.name),
+        "RocketMQ's system groups (prefix CID_RMQ_SYS_)",
+    )?;
     default_up_to(
         &mut g.max_attempts,
         DEFAULT_MAX_ATTEMPTS,

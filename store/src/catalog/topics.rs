@@ -93,7 +93,7 @@ impl TopicEntry {
 impl Catalog {
     /// Creates a topic; `Ok((entry, false))` when an identical one exists.
     pub(crate) fn create_topic(&self, topic: Topic) -> Result<(Arc<TopicEntry>, bool)> {
-        let topic = normalize_topic(topic)?;
+        let mut topic = normalize_topic(topic)?;
         let mut topics = self.topics.entries.write();
         if let Some(old) = topics.get(&topic.name) {
             if old.topic.r#type == topic.r#type && old.topic.queues == topic.queues {
@@ -104,17 +104,10 @@ impl Catalog {
                 type_name(old.topic.r#type),
                 old.topic.queues
             );
-            return Err(StoreError::AlreadyExists {
-                what: "topic".into(),
-                name: topic.name,
-                existing,
-            });
+            return Err(StoreError::already_exists("topic", topic.name, existing));
         }
         let (id, now) = self.next();
-        let topic = Topic {
-            created_at_ms: now,
-            ..topic
-        };
+        topic.created_at_ms = now;
         self.put_meta(keys::meta_topic_key(&topic.name), id, &topic)?;
         let entry = Arc::new(TopicEntry {
             id,

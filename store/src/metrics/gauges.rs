@@ -112,39 +112,21 @@ pub(crate) fn register(sources: Sources) -> Gauges {
         "milliseconds",
         |s| s.backlog.lag_ms as u64,
     ));
-    {
-        let catalog = catalog.clone();
-        g.push(gauge(
-            &meter,
-            "rocketmq_topic_number",
-            "Topics",
-            "",
-            move |o| {
-                if let Some(c) = catalog.upgrade() {
-                    o.observe(c.topics().len() as u64, &[]);
-                }
-            },
-        ));
-    }
-    g.push(gauge(
+    g.push(weak_gauge(
         &meter,
-        "rocketmq_consumer_group_number",
-        "Consumer groups",
-        "",
-        move |o| {
-            if let Some(c) = catalog.upgrade() {
-                o.observe(c.groups().len() as u64, &[]);
-            }
-        },
+        &catalog,
+        ("rocketmq_topic_number", "Topics", ""),
+        |c| c.topics().len() as u64,
+    ));
+    g.push(weak_gauge(
+        &meter,
+        &catalog,
+        ("rocketmq_consumer_group_number", "Consumer groups", ""),
+        |c| c.groups().len() as u64,
     ));
     let db_gauge =
         |name: &'static str, what: &'static str, unit: &'static str, f: fn(&Db) -> u64| {
-            let db = db.clone();
-            gauge(&meter, name, what, unit, move |o| {
-                if let Some(db) = db.upgrade() {
-                    o.observe(f(&db), &[]);
-                }
-            })
+            weak_gauge(&meter, &db, (name, what, unit), f)
         };
     g.push(db_gauge(
         "rocketmq_storage_size",
@@ -183,6 +165,22 @@ pub(crate) fn register(sources: Sources) -> Gauges {
         },
     ));
     Gauges(g)
+}
+
+/// A gauge of what `f` reads from `source` while it is alive; `about` is
+/// its (name, description, unit).
+fn weak_gauge<T: Send + Sync + 'static>(
+    meter: &Meter,
+    source: &Weak<T>,
+    about: (&'static str, &'static str, &'static str),
+    f: fn(&T) -> u64,
+) -> ObservableGauge<u64> {
+    let source = source.clone();
+    gauge(meter, about.0, about.1, about.2, move |o| {
+        if let Some(s) = source.upgrade() {
+            o.observe(f(&s), &[]);
+        }
+    })
 }
 
 fn gauge(

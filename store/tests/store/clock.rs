@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use pier_proto::store::*;
-use pier_store::{ManualClock, Store, StoreApi, StoreOptions};
+use pier_store::{ManualClock, Store, StoreOptions};
 
 use crate::common::*;
 
@@ -31,14 +30,7 @@ async fn invisible_deadlines_follow_a_manual_clock() {
     assert_eq!(second[0].attempt, 2);
 
     // A changed deadline is counted from the clock's now too.
-    let r = store
-        .change_invisible(ChangeInvisibleRequest {
-            delivery: delivery("g", &second[0]),
-            invisible_ms: 500,
-            expected_visible_at_ms: 0,
-        })
-        .await
-        .unwrap();
+    let r = change_invisible(&store, "g", &second[0], 500).await;
     assert_eq!(r.visible_at_ms, 1_010_000 + 500);
 
     let d = describe(&store, "g").await;

@@ -76,6 +76,29 @@ pub(crate) async fn ack(store: &dyn StoreApi, group: &str, p: &PoppedMessage) {
     store.ack(AckRequest { delivery }).await.unwrap();
 }
 
+/// Makes a current delivery invisible for `invisible_ms` from now.
+pub(crate) async fn change_invisible(
+    store: &dyn StoreApi,
+    group: &str,
+    p: &PoppedMessage,
+    invisible_ms: u64,
+) -> ChangeInvisibleResponse {
+    let req = ChangeInvisibleRequest {
+        delivery: delivery(group, p),
+        invisible_ms,
+        expected_visible_at_ms: 0,
+    };
+    store.change_invisible(req).await.unwrap()
+}
+
+/// Releases deliveries (back to the queue, no attempt counted); returns
+/// how many were still current.
+pub(crate) async fn release(store: &dyn StoreApi, group: &str, got: &[PoppedMessage]) -> u32 {
+    let deliveries = got.iter().filter_map(|p| delivery(group, p)).collect();
+    let req = ReleaseRequest { deliveries };
+    store.release(req).await.unwrap().released
+}
+
 /// Describes a group.
 pub(crate) async fn describe(store: &dyn StoreApi, group: &str) -> DescribeGroupResponse {
     let req = DescribeGroupRequest { name: group.into() };
@@ -106,18 +129,26 @@ pub(crate) async fn pop(
     invisible_ms: u64,
     poll_ms: u64,
 ) -> Vec<PoppedMessage> {
-    store
-        .pop(PopRequest {
-            group: group.into(),
-            topic: topic.into(),
-            filter: None,
-            max_messages: max,
-            invisible_ms,
-            poll_ms,
-        })
-        .await
-        .unwrap()
-        .messages
+    let req = pop_request(topic, group, max, invisible_ms, poll_ms);
+    store.pop(req).await.unwrap().messages
+}
+
+/// A pop of up to `max` messages of `topic` for `group`, without a filter.
+pub(crate) fn pop_request(
+    topic: &str,
+    group: &str,
+    max: u32,
+    invisible_ms: u64,
+    poll_ms: u64,
+) -> PopRequest {
+    PopRequest {
+        group: group.into(),
+        topic: topic.into(),
+        filter: None,
+        max_messages: max,
+        invisible_ms,
+        poll_ms,
+    }
 }
 
 pub(crate) fn delivery(group: &str, p: &PoppedMessage) -> Option<DeliveryRef> {

@@ -237,15 +237,9 @@ async fn take(
     }
 }
 
+/// A pop that does not wait (see [`pop_request`]).
 fn pop_req(topic: &str, group: &str, max: u32, invisible_ms: u64) -> PopRequest {
-    PopRequest {
-        group: group.into(),
-        topic: topic.into(),
-        filter: None,
-        max_messages: max,
-        invisible_ms,
-        poll_ms: 0,
-    }
+    pop_request(topic, group, max, invisible_ms, 0)
 }
 
 fn basics<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> Run<'a> {

@@ -106,6 +106,15 @@ async fn long_poll_wakes_on_send() {
 /// short backoff, and the redelivery must follow the backoff, not the end of
 /// the poll (seen with the Java client: 500 ms backoff, redelivered after the
 /// 20 s long poll).
+/// Asserts that `took` is about `ms`: not less (but for 10 ms of timer
+/// rounding), and well under 2 s.
+fn assert_about(took: Duration, ms: u64, what: &str) {
+    assert!(
+        took >= Duration::from_millis(ms - 10) && took < Duration::from_secs(2),
+        "{what} after {took:?}, not about {ms} ms"
+    );
+}
+
 #[tokio::test]
 async fn long_poll_wakes_when_a_deadline_is_brought_forward() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,23 +128,13 @@ async fn long_poll_wakes_when_a_deadline_is_brought_forward() {
     // Let the poll find nothing and go to sleep until its end.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
-    store
-        .change_invisible(ChangeInvisibleRequest {
-            delivery: delivery("g", &first[0]),
-            invisible_ms: 200,
-            expected_visible_at_ms: 0,
-        })
-        .await
-        .unwrap();
+    change_invisible(&*store, "g", &first[0], 200).await;
     let got = waiter.await.unwrap();
     let took = t0.elapsed();
     assert_eq!(got.len(), 1);
     assert_eq!(body(&got[0]), "nacked");
     assert_eq!(got[0].attempt, 2);
-    assert!(
-        took >= Duration::from_millis(190) && took < Duration::from_secs(2),
-        "redelivered {took:?} after the change, not about 200 ms"
-    );
+    assert_about(took, 200, "redelivered after the change");
 }
 
 #[tokio::test]
@@ -143,11 +142,7 @@ async fn long_poll_times_out_empty() {
     let (_dir, store) = fresh("t", "g", 17).await;
     let t0 = Instant::now();
     assert!(pop(&*store, "t", "g", 8, 10_000, 300).await.is_empty());
-    let e = t0.elapsed();
-    assert!(
-        e >= Duration::from_millis(290) && e < Duration::from_secs(2),
-        "{e:?}"
-    );
+    assert_about(t0.elapsed(), 300, "answered empty");
 }
 
 #[tokio::test]
@@ -166,15 +161,11 @@ async fn tag_filter_skips_other_tags() {
     .await;
     let got = store
         .pop(PopRequest {
-            group: "g".into(),
-            topic: "t".into(),
             filter: Some(Filter {
                 kind: filter::Kind::Tag as i32,
                 expression: "a || c".into(),
             }),
-            max_messages: 10,
-            invisible_ms: 10_000,
-            poll_ms: 0,
+            ..pop_request("t", "g", 10, 10_000, 0)
         })
         .await
         .unwrap()
@@ -209,12 +200,7 @@ async fn type_conflict_and_unknown_names_are_refused() {
         "{err:?}"
     );
     let err = store
-        .pop(PopRequest {
-            group: "nope".into(),
-            topic: "t".into(),
-            max_messages: 1,
-            ..Default::default()
-        })
+        .pop(pop_request("t", "nope", 1, 0, 0))
         .await
         .unwrap_err();
     assert!(
@@ -302,13 +288,7 @@ async fn released_deliveries_come_back_at_once_without_counting_an_attempt() {
         let got = pop(&*store, "t", "g", 10, 60_000, 0).await;
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|p| p.attempt == 1), "{got:?}");
-        let released = store
-            .release(ReleaseRequest {
-                deliveries: got.iter().filter_map(|p| delivery("g", p)).collect(),
-            })
-            .await
-            .unwrap();
-        assert_eq!(released.released, 2);
+        assert_eq!(release(&*store, "g", &got).await, 2);
     }
     let got = pop(&*store, "t", "g", 10, 60_000, 0).await;
     assert_eq!(got.len(), 2);
@@ -316,13 +296,7 @@ async fn released_deliveries_come_back_at_once_without_counting_an_attempt() {
         ack(&*store, "g", p).await;
     }
     // Releasing what is acked does nothing.
-    let released = store
-        .release(ReleaseRequest {
-            deliveries: got.iter().filter_map(|p| delivery("g", p)).collect(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(released.released, 0);
+    assert_eq!(release(&*store, "g", &got).await, 0);
     let d = describe(&*store, "g").await;
     assert_eq!((d.backlog[0].ready, d.backlog[0].inflight), (0, 0), "{d:?}");
 }
@@ -335,14 +309,7 @@ async fn a_pop_dropped_before_answering_leaves_its_messages_visible() {
     use std::task::Poll;
     let (_dir, store) = fresh("t", "g", 17).await;
     send(&*store, "t", &["a"]).await;
-    let req = PopRequest {
-        group: "g".into(),
-        topic: "t".into(),
-        filter: None,
-        max_messages: 1,
-        invisible_ms: 60_000,
-        poll_ms: 0,
-    };
+    let req = pop_request("t", "g", 1, 60_000, 0);
     {
         let mut fut = std::pin::pin!(store.pop(req));
         // One poll takes the message and then waits for the WAL sync of

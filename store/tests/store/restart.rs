@@ -64,14 +64,7 @@ async fn restart_after_many_concurrent_acks_finds_exactly_the_unacked() {
                         let n: u32 = b[1..].parse().unwrap();
                         if n.is_multiple_of(3) {
                             // Left in flight, with a changed deadline.
-                            store
-                                .change_invisible(ChangeInvisibleRequest {
-                                    delivery: delivery("g", &p),
-                                    invisible_ms: 120_000,
-                                    expected_visible_at_ms: 0,
-                                })
-                                .await
-                                .unwrap();
+                            change_invisible(&*store, "g", &p, 120_000).await;
                             kept.push(b);
                         } else {
                             ack(&*store, "g", &p).await;

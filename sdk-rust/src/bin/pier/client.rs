@@ -5,7 +5,7 @@ use pier_proto::admin::{ClientInfo, ListClientsResponse};
 use serde_json::{json, Value};
 
 use crate::args::ClientCommand;
-use crate::render::{format_time, table};
+use crate::render::{format_time, table_of};
 
 /// Runs one client command; returns what to print.
 pub(crate) async fn run(admin: &Admin, cmd: ClientCommand) -> anyhow::Result<(String, Value)> {
@@ -43,39 +43,29 @@ fn render_clients(r: &ListClientsResponse) -> (String, Value) {
     if r.clients.is_empty() {
         return (format!("no clients connected to proxy {}", r.proxy), value);
     }
-    let rows: Vec<Vec<String>> = r
-        .clients
-        .iter()
-        .map(|c| {
-            vec![
-                c.client_id.clone(),
-                c.client_type.clone(),
-                format!("{} {}", c.language, c.version),
-                if c.group.is_empty() {
-                    "-".into()
-                } else {
-                    c.group.clone()
-                },
-                c.topics.join(","),
-                format_time(u64::try_from(c.last_seen_ms).unwrap_or(0)),
-            ]
-        })
-        .collect();
+    let header = [
+        "client id",
+        "type",
+        "client",
+        "group",
+        "topics",
+        "last seen",
+    ];
+    let rows = table_of(&header, &r.clients, |c| {
+        let group = if c.group.is_empty() { "-" } else { &c.group };
+        vec![
+            c.client_id.clone(),
+            c.client_type.clone(),
+            format!("{} {}", c.language, c.version),
+            group.to_owned(),
+            c.topics.join(","),
+            format_time(u64::try_from(c.last_seen_ms).unwrap_or(0)),
+        ]
+    });
     let text = format!(
-        "clients of proxy {} (dropped when unseen for {} s)\n{}",
+        "clients of proxy {} (dropped when unseen for {} s)\n{rows}",
         r.proxy,
         r.client_expiry_ms / 1000,
-        table(
-            &[
-                "client id",
-                "type",
-                "client",
-                "group",
-                "topics",
-                "last seen"
-            ],
-            &rows
-        )
     );
     (text, value)
 }

@@ -10,7 +10,7 @@ use pier_proto::admin::{
 use serde_json::{json, Value};
 
 use crate::args::{GroupCommand, ResetTarget};
-use crate::render::{deleted, fields, format_ms, format_time, table, yes_no};
+use crate::render::{created, deleted, fields, format_ms, format_time, listing, table_of, yes_no};
 
 /// Runs one group command; returns what to print.
 pub(crate) async fn run(admin: &Admin, cmd: GroupCommand) -> anyhow::Result<(String, Value)> {
@@ -119,15 +119,7 @@ fn group_json(g: &ConsumerGroup) -> Value {
 fn render_group_created(c: &Created<ConsumerGroup>) -> (String, Value) {
     let g = &c.value;
     let what = format!("fifo: {}, max attempts: {}", yes_no(g.fifo), g.max_attempts);
-    let text = if c.created {
-        format!("created group {} ({what})", g.name)
-    } else {
-        format!("group {} already exists ({what})", g.name)
-    };
-    (
-        text,
-        json!({ "created": c.created, "group": group_json(g) }),
-    )
+    created("group", &g.name, c.created, &what, group_json(g))
 }
 
 fn render_group_updated(g: &ConsumerGroup) -> (String, Value) {
@@ -178,24 +170,19 @@ fn render_reset(req: &ResetOffsetRequest, r: &ResetOffsetResponse) -> (String, V
 }
 
 fn render_groups(groups: &[ConsumerGroup]) -> (String, Value) {
-    let value = json!({ "groups": groups.iter().map(group_json).collect::<Vec<_>>() });
-    if groups.is_empty() {
-        return ("no groups".into(), value);
-    }
-    let rows: Vec<Vec<String>> = groups
-        .iter()
-        .map(|g| {
+    listing(
+        "groups",
+        groups,
+        group_json,
+        &["NAME", "FIFO", "MAX_ATTEMPTS", "CREATED"],
+        |g| {
             vec![
                 g.name.clone(),
                 yes_no(g.fifo).into(),
                 g.max_attempts.to_string(),
                 format_time(g.created_at_ms),
             ]
-        })
-        .collect();
-    (
-        table(&["NAME", "FIFO", "MAX_ATTEMPTS", "CREATED"], &rows),
-        value,
+        },
     )
 }
 
@@ -213,19 +200,16 @@ fn render_group_description(d: &DescribeGroupResponse) -> (String, Value) {
     if d.backlog.is_empty() {
         text.push_str("no backlog");
     } else {
-        let rows: Vec<Vec<String>> = d
-            .backlog
-            .iter()
-            .map(|b| {
-                vec![
-                    b.topic.clone(),
-                    b.ready.to_string(),
-                    b.inflight.to_string(),
-                    format_ms(u64::try_from(b.lag_ms).unwrap_or(0)),
-                ]
-            })
-            .collect();
-        text.push_str(&table(&["TOPIC", "READY", "INFLIGHT", "LAG"], &rows));
+        let header = ["TOPIC", "READY", "INFLIGHT", "LAG"];
+        text.push_str(&table_of(&header, &d.backlog, |b| {
+            let lag = u64::try_from(b.lag_ms).unwrap_or(0);
+            vec![
+                b.topic.clone(),
+                b.ready.to_string(),
+                b.inflight.to_string(),
+                format_ms(lag),
+            ]
+        }));
     }
     let backlog: Vec<Value> = d
         .backlog

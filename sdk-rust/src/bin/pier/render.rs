@@ -26,6 +26,44 @@ pub(crate) fn deleted(what: &str, name: &str) -> (String, Value) {
     (format!("deleted {what} {name}"), json!({ "deleted": name }))
 }
 
+/// What a create prints: `created <kind> <name> (<what>)`, or that it
+/// already existed; `{"created": bool, "<kind>": value}`.
+pub(crate) fn created(
+    kind: &str,
+    name: &str,
+    created: bool,
+    what: &str,
+    value: Value,
+) -> (String, Value) {
+    let text = if created {
+        format!("created {kind} {name} ({what})")
+    } else {
+        format!("{kind} {name} already exists ({what})")
+    };
+    let mut object = serde_json::Map::new();
+    object.insert("created".into(), created.into());
+    object.insert(kind.into(), value);
+    (text, Value::Object(object))
+}
+
+/// What a list prints: a table with a row per item (`row` gives its
+/// cells), or `no <plural>`; `{"<plural>": [to_json(item), ...]}`.
+pub(crate) fn listing<T>(
+    plural: &str,
+    items: &[T],
+    to_json: impl Fn(&T) -> Value,
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> (String, Value) {
+    let mut object = serde_json::Map::new();
+    object.insert(plural.into(), items.iter().map(to_json).collect());
+    let value = Value::Object(object);
+    if items.is_empty() {
+        return (format!("no {plural}"), value);
+    }
+    (table_of(header, items, row), value)
+}
+
 /// `1500ms`, `3s`, `5m`, `2h`: the largest unit that divides `ms` exactly.
 pub(crate) fn format_ms(ms: u64) -> String {
     match ms {
@@ -52,6 +90,12 @@ pub(crate) fn fields(items: &[(&str, String)]) -> String {
         .iter()
         .map(|(k, v)| format!("{:<width$}  {v}\n", format!("{k}:")))
         .collect()
+}
+
+/// A [`table`] with a row per item, whose cells `row` gives.
+pub(crate) fn table_of<T>(header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    table(header, &rows)
 }
 
 /// A left-aligned table with a header row; columns separated by two spaces.

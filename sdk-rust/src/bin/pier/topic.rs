@@ -5,7 +5,7 @@ use pier_proto::admin::{DescribeTopicResponse, Topic, TopicType};
 use serde_json::{json, Value};
 
 use crate::args::TopicCommand;
-use crate::render::{deleted, fields, format_time, table};
+use crate::render::{created, deleted, fields, format_time, listing, table_of};
 
 /// Runs one topic command; returns what to print.
 pub(crate) async fn run(admin: &Admin, cmd: TopicCommand) -> anyhow::Result<(String, Value)> {
@@ -64,15 +64,7 @@ fn queues_text(n: u32) -> String {
 fn render_topic_created(c: &Created<Topic>) -> (String, Value) {
     let t = &c.value;
     let what = format!("{}, {}", topic_type_name(t.r#type), queues_text(t.queues));
-    let text = if c.created {
-        format!("created topic {} ({what})", t.name)
-    } else {
-        format!("topic {} already exists ({what})", t.name)
-    };
-    (
-        text,
-        json!({ "created": c.created, "topic": topic_json(t) }),
-    )
+    created("topic", &t.name, c.created, &what, topic_json(t))
 }
 
 fn render_topic_updated(t: &Topic) -> (String, Value) {
@@ -86,22 +78,15 @@ fn render_topic_updated(t: &Topic) -> (String, Value) {
 }
 
 fn render_topics(topics: &[Topic]) -> (String, Value) {
-    let value = json!({ "topics": topics.iter().map(topic_json).collect::<Vec<_>>() });
-    if topics.is_empty() {
-        return ("no topics".into(), value);
-    }
-    let rows: Vec<Vec<String>> = topics
-        .iter()
-        .map(|t| {
-            vec![
-                t.name.clone(),
-                topic_type_name(t.r#type),
-                t.queues.to_string(),
-                format_time(t.created_at_ms),
-            ]
-        })
-        .collect();
-    (table(&["NAME", "TYPE", "QUEUES", "CREATED"], &rows), value)
+    let header = ["NAME", "TYPE", "QUEUES", "CREATED"];
+    listing("topics", topics, topic_json, &header, |t| {
+        vec![
+            t.name.clone(),
+            topic_type_name(t.r#type),
+            t.queues.to_string(),
+            format_time(t.created_at_ms),
+        ]
+    })
 }
 
 fn render_topic_description(d: &DescribeTopicResponse) -> (String, Value) {
@@ -112,24 +97,18 @@ fn render_topic_description(d: &DescribeTopicResponse) -> (String, Value) {
         ("queues", t.queues.to_string()),
         ("created", format_time(t.created_at_ms)),
     ]);
-    let rows: Vec<Vec<String>> = d
-        .queues
-        .iter()
-        .map(|q| {
+    if !d.queues.is_empty() {
+        text.push('\n');
+        let header = ["QUEUE", "MIN_OFFSET", "MAX_OFFSET", "MESSAGES"];
+        text.push_str(&table_of(&header, &d.queues, |q| {
+            let messages = q.max_offset.saturating_sub(q.min_offset);
             vec![
                 q.queue.to_string(),
                 q.min_offset.to_string(),
                 q.max_offset.to_string(),
-                q.max_offset.saturating_sub(q.min_offset).to_string(),
+                messages.to_string(),
             ]
-        })
-        .collect();
-    if !rows.is_empty() {
-        text.push('\n');
-        text.push_str(&table(
-            &["QUEUE", "MIN_OFFSET", "MAX_OFFSET", "MESSAGES"],
-            &rows,
-        ));
+        }));
     }
     let queues: Vec<Value> = d
         .queues

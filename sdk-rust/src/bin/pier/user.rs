@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::acl::{rule_json, rule_row, RULE_HEADER};
 use crate::args::UserCommand;
-use crate::render::{fields, format_time, table, yes_no};
+use crate::render::{fields, format_time, listing, table_of, yes_no};
 
 /// Runs one user command; returns what to print.
 pub(crate) async fn run(admin: &Admin, cmd: UserCommand) -> anyhow::Result<(String, Value)> {
@@ -47,21 +47,15 @@ fn user_json(u: &User) -> Value {
 }
 
 fn render_users(users: &[User]) -> (String, Value) {
-    let value = json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() });
-    if users.is_empty() {
-        return ("no users".into(), value);
-    }
-    let rows: Vec<Vec<String>> = users
-        .iter()
-        .map(|u| {
-            vec![
-                u.name.clone(),
-                yes_no(u.admin).into(),
-                format_time(u64::try_from(u.created_ms).unwrap_or(0)),
-            ]
-        })
-        .collect();
-    (table(&["user", "admin", "created"], &rows), value)
+    let header = ["user", "admin", "created"];
+    listing("users", users, user_json, &header, |u| {
+        let created_ms = u64::try_from(u.created_ms).unwrap_or(0);
+        vec![
+            u.name.clone(),
+            yes_no(u.admin).into(),
+            format_time(created_ms),
+        ]
+    })
 }
 
 fn render_user(d: &DescribeUserResponse) -> (String, Value) {
@@ -77,8 +71,7 @@ fn render_user(d: &DescribeUserResponse) -> (String, Value) {
     if d.rules.is_empty() {
         text.push_str("no ACL rules\n");
     } else {
-        let rows: Vec<Vec<String>> = d.rules.iter().map(rule_row).collect();
-        text.push_str(&table(RULE_HEADER, &rows));
+        text.push_str(&table_of(RULE_HEADER, &d.rules, rule_row));
     }
     let value = json!({
         "user": user_json(&u),

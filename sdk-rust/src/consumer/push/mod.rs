@@ -37,7 +37,6 @@ use self::consume::{receive_loop, Shared};
 pub use self::listener::{ConsumeResult, MessageListener};
 use super::FilterExpression;
 use crate::config::ClientConfig;
-use crate::connect::request;
 use crate::error::{check, Error, Result};
 use crate::session::{self, ClientCore};
 
@@ -166,14 +165,13 @@ impl PushConsumerBuilder {
 /// when it assigns none).
 async fn assignments(core: &ClientCore, group: &str, topic: &str) -> Result<Vec<MessageQueue>> {
     let req = QueryAssignmentRequest {
-        topic: Some(core.resource(topic)),
-        group: Some(core.resource(group)),
         endpoints: Some(core.cluster.endpoints()),
+        group: Some(core.resource(group)),
+        topic: Some(core.resource(topic)),
     };
-    let (_, resp) = core
-        .unary(None, |mut rpc, t| {
-            let req = req.clone();
-            async move { Ok(rpc.query_assignment(request(req, t)).await?.into_inner()) }
+    let resp = core
+        .call(None, req, |mut rpc, r| async move {
+            rpc.query_assignment(r).await
         })
         .await?;
     check(resp.status.as_ref())?;
