@@ -34,10 +34,8 @@ Run with the venv made by tests/scripts/setup-tools.sh.
 import threading
 import time
 
-from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
-                      Message, Producer, SimpleConsumer, TransactionChecker,
-                      TransactionResolution)
-from common import Runner, arg_parser
+from rocketmq import Message, Producer, TransactionChecker, TransactionResolution
+from common import Runner, arg_parser, client_config, receive_tail_limit, simple_consumer
 
 NAME = "transaction"
 CASES = ("commit", "rollback", "orphan")
@@ -211,23 +209,18 @@ class Run(Runner):
         with self.s.lock:
             self.s.receive_errors.append(text)
 
-    def loop(self, consumer, until, stop_when_complete, tail):
-        def complete():
-            with self.s.lock:
-                return stop_when_complete and bool(self.s.received["commit"] and self.s.received["orphan"])
-        self.receive_loop(consumer, until, tail, complete)
+    def complete(self):
+        with self.s.lock:
+            return bool(self.s.received["commit"] and self.s.received["orphan"])
 
     def hard_limit(self):
-        a = self.args
-        return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
+        return receive_tail_limit(self.args)
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
-        consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                               await_duration=a.await_duration, tls_enable=a.tls))
+        consumer = self.started(simple_consumer(a))
         producer = self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout),
+            client_config(a),
             topics=[a.topic], checker=Checker(self.s), tls_enable=a.tls))
 
         self.phase = "send"

@@ -6,8 +6,10 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use pier_proto::admin::{AclDecision, AclRule, ListTopicsRequest, TopicType};
+use pier_proto::admin::AclDecision::{self, Allow, Deny};
+use pier_proto::admin::{AclRule, ListTopicsRequest, TopicType};
 use pier_proto::rocketmq::*;
+use pier_tests::raw::{producer_settings, settings_command};
 use pier_tests::signing::*;
 use pier_tests::*;
 use tokio_stream::StreamExt;
@@ -51,20 +53,9 @@ async fn send_as(c: &Raw, topic: &str, user: &str, secret: &str) -> (Status, usi
 async fn receive_as(c: &Raw, group: &str, topic: &str, user: &str, secret: &str) -> Status {
     use receive_message_response::Content;
     let req = ReceiveMessageRequest {
-        group: Some(resource(group)),
-        message_queue: Some(c.queue(topic)),
         filter_expression: None,
-        batch_size: 1,
-        invisible_duration: Some(prost_types::Duration {
-            seconds: 30,
-            nanos: 0,
-        }),
-        auto_renew: false,
-        long_polling_timeout: Some(prost_types::Duration {
-            seconds: 0,
-            nanos: 100_000_000,
-        }),
-        attempt_id: None,
+        long_polling_timeout: Some(millis(100)),
+        ..c.receive_request(group, topic, 1)
     };
     let mut stream = c
         .messaging()
@@ -80,21 +71,47 @@ async fn receive_as(c: &Raw, group: &str, topic: &str, user: &str, secret: &str)
     panic!("no status frame")
 }
 
+/// The users of the ACL test, with their secrets.
+const ALICE: (&str, &str) = ("alice", "a-pw");
+const BOB: (&str, &str) = ("bob", "b-pw");
+
+/// Whether a send to `topic` as `user` gets `code` now.
+async fn send_gets(c: &Raw, topic: &str, (user, secret): (&str, &str), code: Code) -> bool {
+    is(&send_as(c, topic, user, secret).await.0, code)
+}
+
+/// Grants `rule` as the admin `root`.
+async fn grant(root: &pier::admin::Admin, rule: AclRule) {
+    root.grant_acl(rule).await.expect("GrantAcl");
+}
+
+/// Whether alice may receive from `topic` as group `g1`: the receive is
+/// not refused as forbidden.
+async fn alice_may_receive(c: &Raw, topic: &str) -> bool {
+    !is(
+        &receive_as(c, "g1", topic, "alice", "a-pw").await,
+        Code::Forbidden,
+    )
+}
+
 fn is(s: &Status, code: Code) -> bool {
     s.code == code as i32
 }
 
-fn rule(user: &str, resource: &str, actions: &[&str], deny: bool, sources: &[&str]) -> AclRule {
+fn rule(
+    user: &str,
+    resource: &str,
+    actions: &[&str],
+    decision: AclDecision,
+    sources: &[&str],
+) -> AclRule {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
     AclRule {
         user: user.into(),
         resource: resource.into(),
-        actions: actions.iter().map(|a| a.to_string()).collect(),
-        decision: if deny {
-            AclDecision::Deny
-        } else {
-            AclDecision::Allow
-        } as i32,
-        sources: sources.iter().map(|s| s.to_string()).collect(),
+        actions: strings(actions),
+        decision: decision as i32,
+        sources: strings(sources),
     }
 }
 
@@ -109,9 +126,7 @@ async fn every_authentication_failure_is_unauthorized_and_says_which_part() {
     root.create_user("alice", "alice-secret", false)
         .await
         .unwrap();
-    root.grant_acl(rule("alice", "Topic:t", &["Pub"], false, &[]))
-        .await
-        .unwrap();
+    grant(&root, rule("alice", "Topic:t", &["Pub"], Allow, &[])).await;
 
     let now = date(0);
     let cases: Vec<(&str, tonic::Request<QueryRouteRequest>, &str)> = vec![
@@ -252,17 +267,9 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     assert_eq!(s.message, "user alice lacks Pub on Topic:orders-eu");
 
     // A prefix rule.
-    root.grant_acl(rule("alice", "Topic:orders-*", &["Pub"], false, &[]))
-        .await
-        .unwrap();
-    assert!(
-        eventually(within, || async {
-            is(&send_as(&c, "orders-eu", "alice", "a-pw").await.0, Code::Ok)
-        })
-        .await
-        .is_some(),
-        "the prefix rule allows orders-eu"
-    );
+    grant(&root, rule("alice", "Topic:orders-*", &["Pub"], Allow, &[])).await;
+    let ok = eventually(within, || send_gets(&c, "orders-eu", ALICE, Code::Ok)).await;
+    assert!(ok.is_some(), "the prefix rule allows orders-eu");
     let (s, _) = send_as(&c, "secret", "alice", "a-pw").await;
     assert_eq!(s.message, "user alice lacks Pub on Topic:secret");
     // A route needs Pub or Sub on the topic.
@@ -275,17 +282,7 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     ));
     // A producer's settings need Pub on each topic it declares: the
     // Telemetry stream ends with PERMISSION_DENIED.
-    let settings = TelemetryCommand {
-        status: None,
-        command: Some(telemetry_command::Command::Settings(Settings {
-            client_type: Some(ClientType::Producer as i32),
-            pub_sub: Some(settings::PubSub::Publishing(Publishing {
-                topics: vec![resource("secret")],
-                ..Default::default()
-            })),
-            ..Default::default()
-        })),
-    };
+    let settings = settings_command(producer_settings("secret"));
     let mut stream = c
         .messaging()
         .telemetry(signed(
@@ -304,9 +301,11 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     assert_eq!(err.message(), "user alice lacks Pub on Topic:secret");
 
     // Receive needs Sub on the topic and on the group.
-    root.grant_acl(rule("alice", "Topic:orders-eu", &["Sub"], false, &[]))
-        .await
-        .unwrap();
+    grant(
+        &root,
+        rule("alice", "Topic:orders-eu", &["Sub"], Allow, &[]),
+    )
+    .await;
     assert!(eventually(within, || async {
         receive_as(&c, "g1", "orders-eu", "alice", "a-pw")
             .await
@@ -315,75 +314,46 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     })
     .await
     .is_some());
-    root.grant_acl(rule("alice", "Group:*", &["Sub"], false, &[]))
-        .await
-        .unwrap();
-    assert!(eventually(within, || async {
-        !is(
-            &receive_as(&c, "g1", "orders-eu", "alice", "a-pw").await,
-            Code::Forbidden,
-        )
-    })
-    .await
-    .is_some());
+    grant(&root, rule("alice", "Group:*", &["Sub"], Allow, &[])).await;
+    let allowed = eventually(within, || alice_may_receive(&c, "orders-eu")).await;
+    assert!(
+        allowed.is_some(),
+        "alice may receive from orders-eu in time"
+    );
 
     // Deny wins over the prefix Allow.
-    root.grant_acl(rule("alice", "Topic:orders-eu", &["Pub"], true, &[]))
-        .await
-        .unwrap();
-    assert!(eventually(within, || async {
-        is(
-            &send_as(&c, "orders-eu", "alice", "a-pw").await.0,
-            Code::Forbidden,
-        )
+    grant(&root, rule("alice", "Topic:orders-eu", &["Pub"], Deny, &[])).await;
+    let denied = eventually(within, || {
+        send_gets(&c, "orders-eu", ALICE, Code::Forbidden)
     })
-    .await
-    .is_some());
+    .await;
+    assert!(denied.is_some(), "the Deny rule refuses orders-eu");
     assert!(is(
         &send_as(&c, "orders-us", "alice", "a-pw").await.0,
         Code::TopicNotFound
     ));
 
     // Source networks: the client is 127.0.0.1.
-    root.grant_acl(rule(
-        "alice",
-        "Topic:local",
-        &["Sub"],
-        false,
-        &["10.0.0.0/8"],
-    ))
-    .await
-    .unwrap();
+    grant(
+        &root,
+        rule("alice", "Topic:local", &["Sub"], Allow, &["10.0.0.0/8"]),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = receive_as(&c, "g1", "local", "alice", "a-pw").await;
     assert_eq!(s.message, "user alice lacks Sub on Topic:local");
-    root.grant_acl(rule(
-        "alice",
-        "Topic:local",
-        &["Sub"],
-        false,
-        &["127.0.0.0/8"],
-    ))
-    .await
-    .unwrap();
-    assert!(eventually(within, || async {
-        !is(
-            &receive_as(&c, "g1", "local", "alice", "a-pw").await,
-            Code::Forbidden,
-        )
-    })
-    .await
-    .is_some());
+    grant(
+        &root,
+        rule("alice", "Topic:local", &["Sub"], Allow, &["127.0.0.0/8"]),
+    )
+    .await;
+    let allowed = eventually(within, || alice_may_receive(&c, "local")).await;
+    assert!(allowed.is_some(), "alice may receive from local in time");
 
     // `*`: any resource.
-    root.grant_acl(rule("bob", "*", &["All"], false, &[]))
-        .await
-        .unwrap();
-    assert!(eventually(within, || async {
-        is(&send_as(&c, "secret", "bob", "b-pw").await.0, Code::Ok)
-    })
-    .await
-    .is_some());
+    grant(&root, rule("bob", "*", &["All"], Allow, &[])).await;
+    let ok = eventually(within, || send_gets(&c, "secret", BOB, Code::Ok)).await;
+    assert!(ok.is_some(), "the rule on * allows bob any topic");
     // ... but not the admin API, which needs an admin user.
     let bob = admin_as(&ep, "bob", "b-pw").await;
     assert!(bob.create_user("eve", "x", true).await.is_err());
@@ -424,7 +394,7 @@ async fn changes_reach_every_proxy_of_a_store_within_a_second() {
     .await
     .is_some());
     root_a
-        .grant_acl(rule("carol", "Topic:t", &["Pub"], false, &[]))
+        .grant_acl(rule("carol", "Topic:t", &["Pub"], Allow, &[]))
         .await
         .unwrap();
     let took = eventually(Duration::from_secs(5), || async {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use pier_proto::rocketmq::*;
 use pier_tests::external::*;
+use pier_tests::otlp::Exporting;
 use pier_tests::prometheus::{sample, scrape, Prometheus};
 use pier_tests::*;
 use pier_tests::{both_modes, Mode};
@@ -33,42 +34,13 @@ async fn prometheus_scrapes_a_cluster_after_python_traffic() {
         &[Prometheus::deploy_dir().join("pier-alerts.yml")],
     );
 
-    let sent = python(
-        &tools,
-        "producer.py",
-        args(&[
-            "--endpoint",
-            &pier.access_point,
-            "--topic",
-            "obs-orders",
-            "--count",
-            "50",
-            "--prefix",
-            "obs",
-        ]),
-    )
-    .await;
-    assert_eq!(summary(&sent, "producer")["sent"], 50);
-    let got = python(
-        &tools,
-        "simple_consumer.py",
-        args(&[
-            "--endpoint",
-            &pier.access_point,
-            "--topic",
-            "obs-orders",
-            "--group",
-            "obs-readers",
-            "--expect",
-            "50",
-            "--timeout",
-            "60",
-            "--prefix",
-            "obs",
-        ]),
-    )
-    .await;
-    assert_eq!(summary(&got, "simple consumer")["received"], 50);
+    let common = format!(
+        "--endpoint {} --topic obs-orders --prefix obs",
+        pier.access_point
+    );
+    let consumer = "--group obs-readers --timeout 60";
+    let got = python_send_then_receive(&tools, &common, 50, consumer, &[]).await;
+    assert_eq!(got["received"], 50, "{got}");
 
     let within = Duration::from_secs(30);
     let every_target_up =
@@ -348,21 +320,12 @@ async fn pier_stats_shows_the_backlog_per_group() {
         got.extend(ms);
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let out = Command::new(bin("pier"))
-        .args([
-            "--endpoint",
-            &pier.proxies()[1].endpoint(),
-            "--json",
-            "stats",
-        ])
-        .args(["--interval", "0.2", "--group", "stats-readers"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pier stats");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let ep = pier.proxies()[1].endpoint();
+    let out = run_ok(
+        Command::new(bin("pier"))
+            .args(["--endpoint", &ep, "--json", "stats"])
+            .args(["--interval", "0.2", "--group", "stats-readers"]),
+        "pier stats",
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let g = &v["groups"][0];
@@ -380,22 +343,8 @@ async fn pier_stats_shows_the_backlog_per_group() {
 /// collector (here a receiver decoding them with opentelemetry-proto).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_pushed_over_otlp() {
-    let receiver = pier_tests::otlp::Receiver::start();
-    let data = tempfile::tempdir().expect("temp dir");
-    let endpoint = format!("http://{}", receiver.addr);
-    let node = Node::start_with_env(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
-            "--otlp-endpoint",
-            &endpoint,
-        ],
-        &[("OTEL_METRIC_EXPORT_INTERVAL", "300")],
-    );
-    let c = Raw::connect(&node.endpoint()).await;
+    let t = Exporting::start(&[], &[("OTEL_METRIC_EXPORT_INTERVAL", "300")]).await;
+    let (c, receiver) = (&t.c, &t.receiver);
     c.create_topic("otlp-orders", 1).await;
     for i in 0..3 {
         c.send(message("otlp-orders", &format!("m{i}"))).await;
@@ -422,29 +371,15 @@ async fn metrics_are_pushed_over_otlp() {
 /// opentelemetry-proto).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_traces_are_pushed_over_otlp_grpc() {
-    let receiver = pier_tests::otlp::Receiver::start();
-    let data = tempfile::tempdir().expect("temp dir");
-    let endpoint = format!("http://{}", receiver.grpc_addr);
-    let node = Node::start_with_env(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
-            "--otlp-endpoint",
-            &endpoint,
-            "--otlp-protocol",
-            "grpc",
-            "--trace-sample-ratio",
-            "1",
-        ],
+    let t = Exporting::start(
+        &["--otlp-protocol", "grpc", "--trace-sample-ratio", "1"],
         &[
             ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
-    );
-    let c = Raw::connect(&node.endpoint()).await;
+    )
+    .await;
+    let (c, receiver) = (&t.c, &t.receiver);
     c.create_topic("grpc-orders", 1).await;
     for i in 0..3 {
         c.send(message("grpc-orders", &format!("m{i}"))).await;

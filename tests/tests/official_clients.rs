@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use pier_tests::external::*;
 use pier_tests::*;
 use pier_tests::{four_modes, Mode};
+use serde_json::json;
 
 async fn python_producer_simple_and_push_consumers(mode: Mode) {
     let tools = ensure_tools();
@@ -18,53 +19,27 @@ async fn python_producer_simple_and_push_consumers(mode: Mode) {
     c.create_group("py-simple", 17).await;
     c.create_group("py-push", 17).await;
 
-    let sent = pier
-        .python(
-            &tools,
-            "producer.py",
-            args(&[
-                "--endpoint",
-                &endpoint,
-                "--topic",
-                "py-orders",
-                "--count",
-                "1000",
-                "--prefix",
-                "py",
-            ]),
-        )
-        .await;
+    let line = format!("--endpoint {endpoint} --topic py-orders --count 1000 --prefix py");
+    let sent = pier.python(&tools, "producer.py", cli(&line)).await;
     let produced = summary(&sent, "producer");
     assert_eq!(produced["sent"], 1000);
 
     // Both consumers at once, each in its own group.
     let consume = |script: &'static str, group: &'static str| {
-        let argv = args(&[
-            "--endpoint",
-            &endpoint,
-            "--topic",
-            "py-orders",
-            "--group",
-            group,
-            "--expect",
-            "1000",
-            "--timeout",
-            "120",
-            "--prefix",
-            "py",
-        ]);
-        pier.python(&tools, script, argv)
+        let line = format!(
+            "--endpoint {endpoint} --topic py-orders --group {group} --expect 1000 --timeout 120 \
+             --prefix py"
+        );
+        pier.python(&tools, script, cli(&line))
     };
     let (simple, push) = tokio::join!(
         consume("simple_consumer.py", "py-simple"),
         consume("push_consumer.py", "py-push")
     );
     let simple = summary(&simple, "simple consumer");
-    assert_eq!(simple["received"], 1000, "{simple}");
-    assert_eq!(simple["duplicates"], 0, "{simple}");
+    assert_fields(&simple, json!({"received": 1000, "duplicates": 0}));
     let push = summary(&push, "push consumer");
-    assert_eq!(push["received"], 1000, "{push}");
-    assert_eq!(push["duplicates"], 0, "{push}");
+    assert_fields(&push, json!({"received": 1000, "duplicates": 0}));
 
     // Both groups consumed everything: nothing ready or in flight remains.
     for g in ["py-simple", "py-push"] {

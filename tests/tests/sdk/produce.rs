@@ -161,16 +161,8 @@ both_modes!(produce_and_receive);
 
 /// Delay messages arrive at their time; a recalled one never does.
 async fn delay_and_recall(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
-    let (cfg, raw) = (config(&p.proxies()), &p.raw);
-    raw.create_typed_topic("reminders", TopicType::Delay, 2)
-        .await;
-    raw.create_group("reminder-svc", 5).await;
-    let producer = Producer::builder(cfg.clone())
-        .topic("reminders")
-        .start()
-        .await
-        .unwrap();
+    let (_pier, cfg) = start(mode, "reminders", TopicType::Delay, "reminder-svc").await;
+    let producer = sdk::producer(&cfg, "reminders").await;
     let sent_at = Instant::now();
     producer
         .send(
@@ -232,11 +224,7 @@ both_modes!(delay_and_recall);
 /// Commit delivers, rollback discards, and a transaction left open is
 /// resolved by the producer's checker when the server asks.
 async fn transactions(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
-    let (cfg, raw) = (config(&p.proxies()), &p.raw);
-    raw.create_typed_topic("payments", TopicType::Transaction, 2)
-        .await;
-    raw.create_group("ledger", 5).await;
+    let (_pier, cfg) = start(mode, "payments", TopicType::Transaction, "ledger").await;
     let checked: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = checked.clone();
     let producer = Producer::builder(cfg.clone())
@@ -341,11 +329,7 @@ async fn namespace_scopes_topics_and_groups() {
     raw.create_topic("staging%orders", 2).await;
     raw.create_group("staging%billing", 5).await;
     let cfg = config(&[&p]).with_namespace("staging");
-    let producer = Producer::builder(cfg.clone())
-        .topic("orders")
-        .start()
-        .await
-        .unwrap();
+    let producer = sdk::producer(&cfg, "orders").await;
     producer
         .send(&Message::builder("orders", "scoped").build().unwrap())
         .await
