@@ -93,8 +93,17 @@ pub fn cli(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()
 }
 
-/// Asserts that `summary` holds each field of `expected` (a JSON object)
-/// with that value; fields not named are not checked.
+/// Asserts that the JSON summary `$summary` holds each field of the JSON
+/// object that follows with that value (fields not named are not checked):
+/// `assert_fields!(r, {"sent": 10, "duplicates": 0})`.
+#[macro_export]
+macro_rules! assert_fields {
+    ($summary:expr, $($fields:tt)+) => {
+        $crate::external::assert_fields(&$summary, $crate::serde_json::json!($($fields)+))
+    };
+}
+
+/// [`assert_fields!`](crate::assert_fields) as a function.
 pub fn assert_fields(summary: &serde_json::Value, expected: serde_json::Value) {
     let serde_json::Value::Object(fields) = expected else {
         panic!("expected fields must be a JSON object, not {expected}");

@@ -124,18 +124,39 @@ pub async fn tls_channel(
         .await
 }
 
-/// A standalone Pier on `data` requiring TLS with `pki`'s server
-/// certificate, and an admin client to it over TLS.
-pub async fn tls_pier(pki: &TestPki, data: &Path) -> (crate::Node, crate::Raw) {
-    let flags = pki.flags();
-    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    args.push("--tls-required");
-    let node = crate::Node::standalone_with(data, &args);
-    let ep = node.endpoint();
-    let channel = tls_channel(&ep, &pki.ca_pem())
-        .await
-        .expect("TLS connection");
-    (node, crate::Raw::over(&ep, channel))
+/// A standalone Pier requiring TLS with a certificate of a new test CA,
+/// with a topic of 2 queues and a group reading it, and an admin client to
+/// it over TLS; everything stops when it is dropped.
+pub struct TlsPier {
+    pub pki: TestPki,
+    pub c: crate::Raw,
+    pub node: crate::Node,
+    _data: tempfile::TempDir,
+}
+
+impl TlsPier {
+    /// `name` names the CA; `topic` and `group` (17 attempts) are created.
+    pub async fn start(name: &str, topic: &str, group: &str) -> TlsPier {
+        let pki = TestPki::new(name);
+        let data = tempfile::tempdir().expect("temp dir");
+        let flags = pki.flags();
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.push("--tls-required");
+        let node = crate::Node::standalone_with(data.path(), &args);
+        let ep = node.endpoint();
+        let channel = tls_channel(&ep, &pki.ca_pem())
+            .await
+            .expect("TLS connection");
+        let c = crate::Raw::over(&ep, channel);
+        c.create_topic(topic, 2).await;
+        c.create_group(group, 17).await;
+        TlsPier {
+            pki,
+            c,
+            node,
+            _data: data,
+        }
+    }
 }
 
 /// A plaintext channel to `endpoint`. One connection.

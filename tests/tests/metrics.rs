@@ -5,6 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::*;
 use pier_tests::external::*;
 use pier_tests::otlp::Exporting;
@@ -21,10 +22,8 @@ fn metrics_addr(n: &Node) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_a_cluster_after_python_traffic() {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Cluster, &[]).await;
-    let c = pier.raw.clone();
-    c.create_topic("obs-orders", 4).await;
-    c.create_group("obs-readers", 17).await;
+    let topic = ("obs-orders", TopicType::Normal, 4);
+    let pier = Pier::with_topic(Mode::Cluster, topic, "obs-readers").await;
     let proxies: Vec<String> = pier.proxies().into_iter().map(metrics_addr).collect();
     let prom = Prometheus::start(
         &[
@@ -302,10 +301,9 @@ fn the_shipped_prometheus_config_and_alert_rules_are_valid() {
 /// (through a proxy of a cluster: the store node measures them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pier_stats_shows_the_backlog_per_group() {
-    let pier = Pier::start(Mode::Cluster, &[]).await;
+    let topic = ("stats-orders", TopicType::Normal, 2);
+    let pier = Pier::with_topic(Mode::Cluster, topic, "stats-readers").await;
     let c = pier.raw.clone();
-    c.create_topic("stats-orders", 2).await;
-    c.create_group("stats-readers", 17).await;
     for i in 0..5 {
         c.send(message("stats-orders", &format!("m{i}"))).await;
     }

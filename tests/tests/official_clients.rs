@@ -9,7 +9,6 @@ use std::process::{Command, Output, Stdio};
 use pier_tests::external::*;
 use pier_tests::*;
 use pier_tests::{four_modes, Mode};
-use serde_json::json;
 
 async fn python_producer_simple_and_push_consumers(mode: Mode) {
     let tools = ensure_tools();
@@ -37,9 +36,9 @@ async fn python_producer_simple_and_push_consumers(mode: Mode) {
         consume("push_consumer.py", "py-push")
     );
     let simple = summary(&simple, "simple consumer");
-    assert_fields(&simple, json!({"received": 1000, "duplicates": 0}));
+    assert_fields!(simple, {"received": 1000, "duplicates": 0});
     let push = summary(&push, "push consumer");
-    assert_fields(&push, json!({"received": 1000, "duplicates": 0}));
+    assert_fields!(push, {"received": 1000, "duplicates": 0});
 
     // Both groups consumed everything: nothing ready or in flight remains.
     for g in ["py-simple", "py-push"] {

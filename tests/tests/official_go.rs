@@ -7,10 +7,10 @@
 //! assertions are on that summary and on the server's group state.
 
 use pier_proto::admin::TopicType::{self, Delay, Fifo, Normal, Transaction};
-use pier_tests::external::{assert_drained, assert_fields, cli, summary_ok};
+use pier_tests::assert_fields;
+use pier_tests::external::{assert_drained, cli, summary_ok};
 use pier_tests::go::scenario;
 use pier_tests::{both_modes, Mode, Pier};
-use serde_json::json;
 
 both_modes!(
     normal,
@@ -62,23 +62,19 @@ async fn start_and_run(
 async fn normal(mode: Mode) {
     let topic = ("go-normal", Normal, 4);
     let (pier, r) = start_and_run(mode, topic, "go-normal-group", "normal", "-count 200").await;
-    assert_fields(
-        &r,
-        json!({"sent": 200, "received": 200, "duplicates": 0, "missing": 0}),
-    );
+    assert_fields!(r, {"sent": 200, "received": 200, "duplicates": 0, "missing": 0});
     assert_eq!(r["unexpected"], 0, "{r}");
     // Tags, keys, properties, the 1 MiB body and the rest arrived intact.
-    assert_fields(&r, json!({"mismatched": 0, "ack_errors": 0}));
+    assert_fields!(r, {"mismatched": 0, "ack_errors": 0});
     assert_drained(&pier.raw, "go-normal-group").await;
 }
 
 async fn async_send(mode: Mode) {
     let topic = ("go-async", Normal, 4);
     let (pier, r) = start_and_run(mode, topic, "go-async-group", "async", "-count 300").await;
-    assert_fields(
-        &r,
-        json!({"sent": 300, "send_errors": 0, "received": 300, "duplicates": 0, "mismatched": 0}),
-    );
+    assert_fields!(r, {
+        "sent": 300, "send_errors": 0, "received": 300, "duplicates": 0, "mismatched": 0
+    });
     assert_drained(&pier.raw, "go-async-group").await;
 }
 
@@ -89,7 +85,7 @@ async fn invisible(mode: Mode) {
     // Not before the new invisible duration (a few ms of rounding aside),
     // and soon after it.
     assert!((1995..6000).contains(&back), "{r}");
-    assert_fields(&r, json!({"first_attempt": 1, "second_attempt": 2}));
+    assert_fields!(r, {"first_attempt": 1, "second_attempt": 2});
     // The change issued a new receipt handle and the ack with it held.
     assert_eq!(r["handle_changed"], true, "{r}");
     assert_eq!(r["extra"], 0, "{r}");
@@ -99,8 +95,8 @@ async fn invisible(mode: Mode) {
 async fn filter(mode: Mode) {
     let topic = ("go-filter", Normal, 4);
     let (pier, r) = start_and_run(mode, topic, "go-filter-group", "filter", "-count 20").await;
-    assert_fields(&r, json!({"sent": 80, "received_a": 20, "received_b": 20}));
-    assert_fields(&r, json!({"received_other": 0, "duplicates": 0}));
+    assert_fields!(r, {"sent": 80, "received_a": 20, "received_b": 20});
+    assert_fields!(r, {"received_other": 0, "duplicates": 0});
     // Messages the filter skips are not left waiting for the group.
     assert_drained(&pier.raw, "go-filter-group").await;
 }
@@ -115,32 +111,20 @@ async fn fifo(mode: Mode) {
     let line = "-topic go-fifo -group go-fifo-group -producers 3 -groups 4 -count 25 \
                 -fail-once-seq 5";
     let r = run(&pier, "fifo", line).await;
-    assert_fields(
-        &r,
-        json!({"consumer": "push", "sent": 300, "received": 300}),
-    );
-    assert_fields(
-        &r,
-        json!({"message_groups": 12, "out_of_order": 0, "duplicates": 0}),
-    );
+    assert_fields!(r, {"consumer": "push", "sent": 300, "received": 300});
+    assert_fields!(r, {"message_groups": 12, "out_of_order": 0, "duplicates": 0});
     // The client chose its FIFO consume service from the Settings reply:
     // one message of a group at a time.
     assert_eq!(r["max_inflight_per_group"], 1, "{r}");
     // The failed sequence number 5 was retried in place in every group.
-    assert_fields(
-        &r,
-        json!({"retried_in_order": 12, "retry_attempt_not_2": 0}),
-    );
+    assert_fields!(r, {"retried_in_order": 12, "retry_attempt_not_2": 0});
     assert_drained(&pier.raw, "go-fifo-group").await;
 }
 
 async fn delay(mode: Mode) {
     let (topic, more) = (("go-delay", Delay, 4), "-count 20 -delay-ms 3000");
     let (pier, r) = start_and_run(mode, topic, "go-delay-group", "delay", more).await;
-    assert_fields(
-        &r,
-        json!({"sent": 20, "received": 20, "early": 0, "wrong_timestamp": 0}),
-    );
+    assert_fields!(r, {"sent": 20, "received": 20, "early": 0, "wrong_timestamp": 0});
     let late = r["max_late_ms"].as_i64().expect("max_late_ms");
     assert!(
         late < 3000,
@@ -168,17 +152,11 @@ async fn transaction(mode: Mode) {
         .await;
     let line = "-topic go-tx -group go-tx-group -count 20 -orphans 2";
     let r = run(&pier, "transaction", line).await;
-    assert_fields(
-        &r,
-        json!({"committed": 10, "rolled_back": 10, "orphans": 2}),
-    );
+    assert_fields!(r, {"committed": 10, "rolled_back": 10, "orphans": 2});
     // The committed half and both orphans (committed by the checker when
     // the server asked), each once; never a rolled-back one.
-    assert_fields(
-        &r,
-        json!({"received": 12, "unexpected": 0, "duplicates": 0}),
-    );
-    assert_fields(&r, json!({"orphans_checked": 2, "unexpected_checks": 0}));
+    assert_fields!(r, {"received": 12, "unexpected": 0, "duplicates": 0});
+    assert_fields!(r, {"orphans_checked": 2, "unexpected_checks": 0});
     assert_drained(&pier.raw, "go-tx-group").await;
 }
 
@@ -195,20 +173,11 @@ async fn retry(mode: Mode) {
     let r = run(&pier, "retry", line).await;
     // Doomed messages: delivered with attempts 1, 2, 3, then moved to
     // %DLQ%go-retry-group, where they arrive intact, once each.
-    assert_fields(
-        &r,
-        json!({
-            "doomed": 5,
-            "doomed_min_attempts": 3,
-            "doomed_max_attempts": 3,
-            "doomed_bad_sequence": 0,
-            "doomed_over_delivered": 0,
-            "dlq_received": 5,
-            "dlq_duplicates": 0,
-            "dlq_unexpected": 0,
-            "dlq_mismatched": 0
-        }),
-    );
+    assert_fields!(r, {
+        "doomed": 5, "doomed_min_attempts": 3, "doomed_max_attempts": 3,
+        "doomed_bad_sequence": 0, "doomed_over_delivered": 0, "dlq_received": 5,
+        "dlq_duplicates": 0, "dlq_unexpected": 0, "dlq_mismatched": 0
+    });
     // Flaky messages: failed once, succeeded on attempt 2.
     assert_eq!(r["flaky_ok"], 5, "{r}");
     assert_drained(&pier.raw, "go-retry-group").await;
@@ -225,11 +194,8 @@ async fn load(mode: Mode, consumer: &str) {
     let more = format!("-count 2000 -producers 2 -consumer {consumer}");
     let (pier, r) = start_and_run(mode, (&topic, Normal, 8), &group, "load", &more).await;
     assert_eq!(r["consumer"], consumer, "{r}");
-    assert_fields(
-        &r,
-        json!({"sent": 2000, "send_errors": 0, "received": 2000}),
-    );
-    assert_fields(&r, json!({"missing": 0, "body_errors": 0, "ack_errors": 0}));
+    assert_fields!(r, {"sent": 2000, "send_errors": 0, "received": 2000});
+    assert_fields!(r, {"missing": 0, "body_errors": 0, "ack_errors": 0});
     // Every message is acked once, well within its invisible time: nothing
     // comes back.
     assert_eq!(r["duplicates"], 0, "{r}");

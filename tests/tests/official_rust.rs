@@ -12,13 +12,13 @@ use pier_tests::external::*;
 use pier_tests::rust_client::run_client_env;
 use pier_tests::*;
 use pier_tests::{four_modes, Mode};
-use serde_json::json;
 
 async fn rust_producer_and_simple_consumer(mode: Mode) {
     let line = "--case normal --topic rust-orders --group rust-simple --count 200 --timeout 120";
     let (pier, r) = Pier::scenario(mode, Client::Rust, (Normal, 4), line).await;
-    assert_fields(&r, json!({"sent": 200, "unique_ids": 200, "received": 200}));
-    assert_fields(&r, json!({"duplicates": 0, "missing": 0, "extra": 0}));
+    assert_fields!(r, {
+        "sent": 200, "unique_ids": 200, "received": 200, "duplicates": 0, "missing": 0, "extra": 0
+    });
     assert_drained(&pier.raw, "rust-simple").await;
 }
 
@@ -26,10 +26,7 @@ async fn rust_fifo_messages_in_group_order(mode: Mode) {
     let line = "--case fifo --topic rust-fifo --group rust-fifo-group --count 100 --groups 4 \
                 --timeout 120";
     let (pier, r) = Pier::scenario(mode, Client::Rust, (Fifo, 4), line).await;
-    assert_fields(
-        &r,
-        json!({"received": 100, "out_of_order": 0, "duplicates": 0, "wrong_group": 0}),
-    );
+    assert_fields!(r, {"received": 100, "out_of_order": 0, "duplicates": 0, "wrong_group": 0});
     assert_drained(&pier.raw, "rust-fifo-group").await;
 }
 
@@ -38,21 +35,17 @@ async fn rust_delay_messages_wait_for_their_timestamp(mode: Mode) {
                 --timeout 90";
     let (pier, r) = Pier::scenario(mode, Client::Rust, (Delay, 4), line).await;
     assert!(r["max_late_ms"].as_i64().unwrap() < 10_000, "{r}");
-    assert_fields(
-        &r,
-        json!({"received": 20, "early": 0, "wrong_timestamp": 0}),
-    );
+    assert_fields!(r, {"received": 20, "early": 0, "wrong_timestamp": 0});
     assert_drained(&pier.raw, "rust-delay-group").await;
 }
 
 async fn rust_transactions_commit_and_rollback(mode: Mode) {
     let line = "--case transaction --topic rust-tx --group rust-tx-group --count 20 --timeout 90";
     let (pier, r) = Pier::scenario(mode, Client::Rust, (Transaction, 4), line).await;
-    assert_fields(
-        &r,
-        json!({"committed": 10, "rolled_back": 10, "received": 10}),
-    );
-    assert_fields(&r, json!({"unexpected": 0, "duplicates": 0, "extra": 0}));
+    assert_fields!(r, {
+        "committed": 10, "rolled_back": 10, "received": 10, "unexpected": 0, "duplicates": 0,
+        "extra": 0
+    });
     assert_drained(&pier.raw, "rust-tx-group").await;
 }
 
@@ -68,19 +61,15 @@ four_modes!(
 /// requires TLS, trusting the test CA through `SSL_CERT_FILE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_crate_with_tls() {
-    let pki = pier_tests::tls::TestPki::new("rust-crate");
-    let data = tempfile::tempdir().unwrap();
-    let (_node, c) = pier_tests::tls::tls_pier(&pki, data.path()).await;
-    let ep = c.endpoint.clone();
-    c.create_topic("rust-tls", 2).await;
-    c.create_group("rust-tls-g", 17).await;
+    let t = pier_tests::tls::TlsPier::start("rust-crate", "rust-tls", "rust-tls-g").await;
+    let (ep, c) = (t.c.endpoint.clone(), &t.c);
     let line = "--case normal --topic rust-tls --group rust-tls-g --count 50 --timeout 120";
     let out = run_client_env(
         cli(&format!("{line} --endpoint {ep} --tls true")),
-        Some(pki.ca.clone()),
+        Some(t.pki.ca.clone()),
     )
     .await;
     let r = summary_ok(&out, "rust-client normal over TLS");
-    assert_fields(&r, json!({"sent": 50, "received": 50, "duplicates": 0}));
-    assert_drained(&c, "rust-tls-g").await;
+    assert_fields!(r, {"sent": 50, "received": 50, "duplicates": 0});
+    assert_drained(c, "rust-tls-g").await;
 }

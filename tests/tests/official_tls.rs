@@ -12,56 +12,43 @@
 //! The Rust crate 5.0.0 with TLS is in `official_rust.rs` (it builds there).
 
 use pier_tests::external::*;
-use pier_tests::tls::{tls_pier, TestPki};
+use pier_tests::tls::TlsPier;
 use pier_tests::*;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_with_tls() {
     let tools = ensure_tools();
-    let pki = TestPki::new("python");
-    let data = tempfile::tempdir().unwrap();
-    let (_node, c) = tls_pier(&pki, data.path()).await;
-    c.create_topic("py-tls", 2).await;
-    c.create_group("py-tls-g", 17).await;
-    let env = [("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", pki.ca.clone())];
+    let t = TlsPier::start("python", "py-tls", "py-tls-g").await;
+    let env = [("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", t.pki.ca.clone())];
     let common = format!(
         "--endpoint {} --topic py-tls --prefix pytls --tls",
-        c.endpoint
+        t.c.endpoint
     );
     let consumer = "--group py-tls-g --timeout 120";
     let got = python_send_then_receive(&tools, &common, 100, consumer, &env).await;
-    assert_fields(&got, json!({"received": 100, "duplicates": 0}));
-    assert_drained(&c, "py-tls-g").await;
+    assert_fields!(got, {"received": 100, "duplicates": 0});
+    assert_drained(&t.c, "py-tls-g").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_with_tls() {
     let tools = ensure_tools();
-    let pki = TestPki::new("node");
-    let data = tempfile::tempdir().unwrap();
-    let (_node, c) = tls_pier(&pki, data.path()).await;
-    c.create_topic("node-tls", 2).await;
-    c.create_group("node-tls-g", 17).await;
+    let t = TlsPier::start("node", "node-tls", "node-tls-g").await;
     let line = format!(
         "--endpoint {} --topic node-tls --group node-tls-g --count 100 --prefix nodetls \
          --timeout 120 --tls true",
-        c.endpoint
+        t.c.endpoint
     );
-    let env = [("NODE_EXTRA_CA_CERTS", pki.ca.clone())];
+    let env = [("NODE_EXTRA_CA_CERTS", t.pki.ca.clone())];
     let out = node_env(&tools, "normal.js", cli(&line), &env).await;
     let r = summary_ok(&out, "normal.js over TLS");
-    assert_fields(&r, json!({"sent": 100, "received": 100, "duplicates": 0}));
-    assert_drained(&c, "node-tls-g").await;
+    assert_fields!(r, {"sent": 100, "received": 100, "duplicates": 0});
+    assert_drained(&t.c, "node-tls-g").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_with_its_default_tls() {
-    let pki = TestPki::new("java");
-    let data = tempfile::tempdir().unwrap();
-    let (_node, c) = tls_pier(&pki, data.path()).await;
-    c.create_topic("j-tls", 2).await;
-    c.create_group("j-tls-g", 17).await;
+    let t = TlsPier::start("java", "j-tls", "j-tls-g").await;
     let opts = [
         ("timeout", "120"),
         ("topic", "j-tls"),
@@ -69,25 +56,21 @@ async fn java_with_its_default_tls() {
         ("count", "50"),
         ("tls", "true"),
     ];
-    let r = pier_tests::java::scenario("normal", &c.endpoint, &opts)
+    let r = pier_tests::java::scenario("normal", &t.c.endpoint, &opts)
         .await
         .summary_ok("java normal over TLS");
-    assert_fields(&r, json!({"sent": 50, "received": 50, "duplicates": 0}));
-    assert_drained(&c, "j-tls-g").await;
+    assert_fields!(r, {"sent": 50, "received": 50, "duplicates": 0});
+    assert_drained(&t.c, "j-tls-g").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_with_its_default_tls() {
-    let pki = TestPki::new("go");
-    let data = tempfile::tempdir().unwrap();
-    let (_node, c) = tls_pier(&pki, data.path()).await;
-    c.create_topic("go-tls", 2).await;
-    c.create_group("go-tls-g", 17).await;
+    let t = TlsPier::start("go", "go-tls", "go-tls-g").await;
     let args = [
         "-topic", "go-tls", "-group", "go-tls-g", "-count", "100", "-tls",
     ];
-    let out = pier_tests::go::scenario("normal", &c.endpoint, &args).await;
+    let out = pier_tests::go::scenario("normal", &t.c.endpoint, &args).await;
     let r = summary_ok(&out, "go normal over TLS");
-    assert_fields(&r, json!({"sent": 100, "received": 100, "duplicates": 0}));
-    assert_drained(&c, "go-tls-g").await;
+    assert_fields!(r, {"sent": 100, "received": 100, "duplicates": 0});
+    assert_drained(&t.c, "go-tls-g").await;
 }

@@ -5,22 +5,22 @@
 //! `tests/scripts/setup-tools.sh` (run from here).
 
 use pier_proto::admin::TopicType::{Delay, Fifo, Transaction};
+use pier_tests::assert_fields;
 use pier_tests::external::*;
 use pier_tests::{four_modes, Client, Mode, Pier};
-use serde_json::json;
 
 async fn python_fifo_groups_in_order(mode: Mode) {
     let line = "fifo.py --topic py-fifo --group py-fifo-group --groups 3 --count 100 --timeout 45";
     let (pier, r) = Pier::scenario(mode, Client::Python, (Fifo, 4), line).await;
     assert_eq!(r["fifo_mode"], true, "Settings must say fifo: {r}");
-    assert_fields(&r, json!({"sent": 300, "received": 300}));
+    assert_fields!(r, {"sent": 300, "received": 300});
     for g in ["g0", "g1", "g2"] {
         let s = &r["groups"][g];
         assert_eq!(s["in_order"], true, "{g}: {s}");
         assert_eq!(s["received"], 100, "{g}: {s}");
         assert_eq!(s["duplicates"], 0, "{g}: {s}");
     }
-    assert_fields(&r, json!({"nacks": 0, "dlq": 0}));
+    assert_fields!(r, {"nacks": 0, "dlq": 0});
     assert_drained(&pier.raw, "py-fifo-group").await;
 }
 
@@ -44,10 +44,7 @@ async fn python_delay_delivered_on_time(mode: Mode) {
 async fn python_transactions_commit_rollback_orphan(mode: Mode) {
     let line = "transaction.py --topic py-tx --group py-tx-group --timeout 40 --tail 3";
     let (pier, r) = Pier::scenario(mode, Client::Python, (Transaction, 2), line).await;
-    assert_fields(
-        &r["received"],
-        json!({"commit": 1, "rollback": 0, "orphan": 1}),
-    );
+    assert_fields!(r["received"], {"commit": 1, "rollback": 0, "orphan": 1});
     assert!(
         r["orphan_check_after_s"].is_number(),
         "checker not called: {r}"

@@ -63,6 +63,11 @@ async fn refused(ep: &str, args: &[&str], says: &str) -> String {
     err
 }
 
+/// A command line's words (no argument here holds a space).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// `pier --json …` parsed.
 async fn json(ep: &str, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
@@ -128,15 +133,7 @@ async fn update_topic_and_group(mode: Mode) {
     .await;
     let v = json(
         &ep,
-        &[
-            "group",
-            "update",
-            "ops-upd-g",
-            "--fifo",
-            "true",
-            "--retry-customized",
-            "1000,5000",
-        ],
+        &words("group update ops-upd-g --fifo true --retry-customized 1000,5000"),
     )
     .await;
     assert_eq!(v["group"]["max_attempts"], 3, "{v}");
@@ -182,16 +179,7 @@ async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
     // Refusals, each with its code: an empty time range, an unknown group.
     refused(
         &ep,
-        &[
-            "dlq",
-            "redrive",
-            "--group",
-            "ops-dlq-g",
-            "--since",
-            "1h",
-            "--until",
-            "2h",
-        ],
+        &words("dlq redrive --group ops-dlq-g --since 1h --until 2h"),
         "INVALID_ARGUMENT",
     )
     .await;
@@ -210,16 +198,9 @@ async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
     assert_eq!(v["redriven"], 0);
     let out = ok(
         &ep,
-        &[
-            "dlq",
-            "redrive",
-            "--group",
-            "ops-dlq-g",
-            "--message-id",
-            &id,
-            "--rate",
-            "10",
-        ],
+        &words(&format!(
+            "dlq redrive --group ops-dlq-g --message-id {id} --rate 10"
+        )),
     )
     .await;
     assert!(out.contains("moved 1 dead-lettered message"), "{out}");
@@ -309,31 +290,13 @@ async fn reset_by_timestamp_redelivers_what_came_after(mode: Mode) {
     // Oldest: everything again; one queue only is accepted, a bad one not.
     ok(
         &ep,
-        &[
-            "group",
-            "reset",
-            "ops-reset-g",
-            "--topic",
-            "ops-reset",
-            "--to",
-            "oldest",
-        ],
+        &words("group reset ops-reset-g --topic ops-reset --to oldest"),
     )
     .await;
     assert_eq!(drain(c, "ops-reset-g", "ops-reset", 500).await.len(), 6);
     refused(
         &ep,
-        &[
-            "group",
-            "reset",
-            "ops-reset-g",
-            "--topic",
-            "ops-reset",
-            "--to",
-            "newest",
-            "--queue",
-            "9",
-        ],
+        &words("group reset ops-reset-g --topic ops-reset --to newest --queue 9"),
         "INVALID_ARGUMENT",
     )
     .await;
@@ -499,15 +462,7 @@ async fn admin_actions_need_an_admin_and_are_logged_with_the_user() {
     // A user that is not an admin is refused the new RPCs.
     refused(
         &ep,
-        &[
-            "--access-key",
-            "bob",
-            "--secret-key",
-            "bob-secret",
-            "topic",
-            "purge",
-            "ops-audit",
-        ],
+        &words("--access-key bob --secret-key bob-secret topic purge ops-audit"),
         "not an admin",
     )
     .await;

@@ -232,12 +232,8 @@ async fn cluster_with_tls_on_the_store_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_and_the_cli_over_tls() {
-    let pki = TestPki::new("sdk");
-    let data = tempfile::tempdir().unwrap();
-    let (_node, raw) = pier_tests::tls::tls_pier(&pki, data.path()).await;
-    let ep = raw.endpoint.clone();
-    raw.create_topic("sdk-tls", 2).await;
-    raw.create_group("sdk-tls-readers", 5).await;
+    let t = pier_tests::tls::TlsPier::start("sdk", "sdk-tls", "sdk-tls-readers").await;
+    let (pki, ep) = (&t.pki, t.c.endpoint.clone());
 
     let cfg = ClientConfig::new(&ep)
         .unwrap()

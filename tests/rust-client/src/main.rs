@@ -223,24 +223,18 @@ async fn case_normal(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), St
     }
     let send_ms = t0.elapsed().as_millis();
     let expected: HashSet<String> = (0..a.count).map(|i| format!("rust-{i}")).collect();
-    let mut t = Tally::default();
     let mut bad_tag = 0usize;
     let t1 = Instant::now();
-    if a.count > 0 {
-        consume(&consumer, &a.topic, |m| {
-            if m.tag() != Some("rust") {
-                bad_tag += 1;
-            }
-            t.record(m, Some(&expected));
-            t.got.len() == expected.len()
-        })
-        .await?;
-    }
     let Tally {
         got,
         duplicates,
         unexpected,
-    } = t;
+    } = receive_expected(&consumer, &a.topic, &expected, |m| {
+        if m.tag() != Some("rust") {
+            bad_tag += 1;
+        }
+    })
+    .await?;
     let recv_ms = t1.elapsed().as_millis();
     let extra = drain_extra(&consumer, &a.topic).await?;
     let missing = expected.len() - got.len();
@@ -437,19 +431,8 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
             rolled_back += 1;
         }
     }
-    let mut t = Tally::default();
-    if !committed.is_empty() {
-        consume(&consumer, &a.topic, |m| {
-            t.record(m, Some(&committed));
-            t.got.len() == committed.len()
-        })
-        .await?;
-    }
-    let Tally {
-        got,
-        duplicates,
-        unexpected,
-    } = t;
+    let t = receive_expected(&consumer, &a.topic, &committed, |_| {}).await?;
+    let (got, unexpected, duplicates) = (t.got, t.unexpected, t.duplicates);
     let extra = drain_extra(&consumer, &a.topic).await?;
     shut_down!(producer, consumer);
     let ok = got.len() == committed.len() && unexpected == 0 && duplicates == 0 && extra.is_empty();
@@ -465,6 +448,26 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
             ("checks", checks.load(Ordering::SeqCst).to_string()),
         ],
     ))
+}
+
+/// Receives until every body of `expected` arrived (or the time is up),
+/// tallying each delivery; `also` sees every message too.
+async fn receive_expected(
+    c: &SimpleConsumer,
+    topic: &str,
+    expected: &HashSet<String>,
+    mut also: impl FnMut(&MessageView),
+) -> Result<Tally, String> {
+    let mut t = Tally::default();
+    if !expected.is_empty() {
+        consume(c, topic, |m| {
+            also(m);
+            t.record(m, Some(expected));
+            t.got.len() == expected.len()
+        })
+        .await?;
+    }
+    Ok(t)
 }
 
 /// The bodies received, each kept once: a body received again counts as a
