@@ -311,6 +311,19 @@ class Runner:
         # --max-errors where the script has it.
         self.receive_loop(consumer, until, tail, done, max_errors=getattr(self.args, "max_errors", 3))
 
+    def receive_then_tail(self, consumer, tail_await=None, tail_anyway=False):
+        """The receive phase until --timeout or `complete()`, then, once
+        complete (or anyway with `tail_anyway`) and with --tail > 0, a tail of
+        --tail seconds, long-polling `tail_await` seconds if given."""
+        a = self.args
+        self.phase = "receive"
+        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
+        if a.tail > 0 and (tail_anyway or self.complete()):
+            self.phase = "tail"
+            if tail_await is not None:
+                consumer.await_duration = tail_await
+            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
+
     def receive_loop(self, consumer, until, tail, done, max_errors=3):
         """Calls `receive_once(consumer, tail)` until the monotonic time
         `until` or until `done()` holds. A failed receive is noted through

@@ -164,14 +164,7 @@ class Run(Runner):
             self.r["sent"] = True
             self.r["message_id"] = receipt.message_id
 
-        self.phase = "receive"
-        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-        with self.lock:
-            got = self.r["received"] > 0
-        if got and a.tail > 0:
-            self.phase = "tail"
-            consumer.await_duration = a.tail_await
-            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
+        self.receive_then_tail(consumer, tail_await=a.tail_await)
 
 
 def main():

@@ -17,8 +17,6 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import time
-
 from common import Runner, Tracker, consumer_arg_parser, simple_consumer, tracker_problems
 
 MAX_BATCH = 32
@@ -73,11 +71,7 @@ class Run(Runner):
     def work(self):
         a = self.args
         consumer = self.started(simple_consumer(a, a.tag))
-        self.phase = "receive"
-        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-        if self.tracker.distinct_expected() >= a.expect and a.tail > 0:
-            self.phase = "tail"
-            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
+        self.receive_then_tail(consumer)
 
 
 def main():

@@ -234,12 +234,7 @@ class Run(Runner):
             self.s.resolved_at["rollback"] = time.monotonic()
         self.send(producer, "orphan")   # never committed nor rolled back
 
-        self.phase = "receive"
-        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-        if a.tail > 0:
-            self.phase = "tail"
-            consumer.await_duration = a.tail_await
-            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
+        self.receive_then_tail(consumer, tail_await=a.tail_await, tail_anyway=True)
 
 
 def main():

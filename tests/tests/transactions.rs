@@ -23,6 +23,13 @@ fn half(topic: &str, body: &str) -> Message {
     m
 }
 
+/// Sends `m` and returns its entry, asserting it was stored.
+async fn sent_ok(c: &Raw, m: Message) -> SendResultEntry {
+    let e = c.send(m).await.entries[0].clone();
+    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32, "{e:?}");
+    e
+}
+
 /// Ends `r`'s transaction as its producer would.
 async fn end(c: &Raw, topic: &str, r: &SendResultEntry, resolution: TransactionResolution) -> Code {
     end_as(c, topic, r, resolution, TransactionSource::SourceClient).await
@@ -177,12 +184,7 @@ async fn unanswered_checks_roll_back(mode: Mode) {
     let (_keep, mut checks) = b.producer_stream("orphans").await;
 
     let sent_at = std::time::Instant::now();
-    let e = a
-        .send(plain_half("orphans", "never-answered"))
-        .await
-        .entries[0]
-        .clone();
-    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32);
+    let e = sent_ok(a, plain_half("orphans", "never-answered")).await;
 
     // Rollback is due about 6 s after the send; listen until well past it.
     let listen_until = sent_at + Duration::from_secs(8);
@@ -265,12 +267,7 @@ async fn cluster_check_reaches_producer_through_another_proxy() {
     a.create_group("failover-readers", 17).await;
 
     let (keep_a, _checks_on_a) = a.producer_stream("failover-tx").await;
-    let e = a
-        .send(plain_half("failover-tx", "survives-proxy-death"))
-        .await
-        .entries[0]
-        .clone();
-    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32);
+    let e = sent_ok(&a, plain_half("failover-tx", "survives-proxy-death")).await;
     pa.kill();
     drop(keep_a);
 

@@ -90,6 +90,12 @@ pub(crate) async fn dlq_reader(cfg: ClientConfig, raw: &Raw, group: &str) -> Sim
     }
 }
 
+/// Asserts that a receive of up to `batch` messages gets none.
+pub(crate) async fn assert_nothing_to_receive(c: &SimpleConsumer, batch: usize) {
+    let got = c.receive(batch, Duration::from_secs(30)).await.unwrap();
+    assert!(got.is_empty(), "{got:?}");
+}
+
 /// Receives until `n` messages arrived (acking them) or `limit` passes.
 pub(crate) async fn drain(c: &SimpleConsumer, n: usize, limit: Duration) -> Vec<MessageView> {
     let deadline = Instant::now() + limit;

@@ -86,11 +86,7 @@ async fn produce_and_receive(mode: Mode) {
     assert_eq!(got[0].body_text(), "one");
     assert_eq!(got[0].properties().get("p").map(String::as_str), Some("v"));
     assert_eq!(got[0].keys(), ["k1"]);
-    assert!(tagged
-        .receive(8, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&tagged, 8).await;
     tagged.shutdown().await;
 
     let consumer = simple(recv_cfg, "billing", "orders", Duration::from_secs(2)).await;
@@ -126,11 +122,7 @@ async fn produce_and_receive(mode: Mode) {
     assert_eq!(stale.code(), Some(Code::InvalidReceiptHandle), "{stale}");
     assert!(matches!(stale, Error::Status { code: 40013, .. }));
     consumer.ack(&again).await.unwrap();
-    assert!(consumer
-        .receive(8, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 8).await;
 
     let e = consumer
         .receive(0, Duration::from_secs(30))
@@ -192,11 +184,7 @@ async fn delay_and_recall(mode: Mode) {
     );
 
     let consumer = simple(cfg, "reminder-svc", "reminders", Duration::from_secs(1)).await;
-    assert!(consumer
-        .receive(4, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 4).await;
     let got = drain(&consumer, 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body_text(), "later");
@@ -208,11 +196,7 @@ async fn delay_and_recall(mode: Mode) {
     assert!(got[0].delivery_time().is_some());
     // The recalled one stays away.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(consumer
-        .receive(4, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 4).await;
     consumer.shutdown().await;
     producer.shutdown().await;
 }
@@ -306,11 +290,7 @@ async fn transactions(mode: Mode) {
         .iter()
         .all(|b| b.starts_with("orphan")));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(consumer
-        .receive(4, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 4).await;
     consumer.shutdown().await;
     producer.shutdown().await;
 }
