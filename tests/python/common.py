@@ -157,12 +157,13 @@ def tracker_problems(r):
 
 
 def delivery_problems(r):
-    """What a summary with `unexpected`, `corrupted` and `ack_errors` counts
-    (and their samples) says went wrong with the deliveries, as sentences."""
+    """What a summary with `unexpected` and `ack_errors` counts (and their
+    samples) and perhaps `corrupted` says went wrong with the deliveries, as
+    sentences."""
     p = []
     if r["unexpected"]:
         p.append(f"{r['unexpected']} unexpected bodies (e.g. {r['unexpected_sample'][:3]})")
-    if r["corrupted"]:
+    if r.get("corrupted"):
         p.append(f"{r['corrupted']} messages flagged corrupted (body digest mismatch)")
     if r["ack_errors"]:
         p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")

@@ -35,7 +35,8 @@ import threading
 import time
 
 from rocketmq import Message, Producer, TransactionChecker, TransactionResolution
-from common import Runner, arg_parser, client_config, receive_tail_limit, simple_consumer
+from common import (Runner, arg_parser, client_config, delivery_problems, receive_tail_limit,
+                    simple_consumer)
 
 NAME = "transaction"
 CASES = ("commit", "rollback", "orphan")
@@ -157,11 +158,7 @@ class Run(Runner):
             p.append(f"orphan (committed by the checker) received {got['orphan']} times (want 1)")
         if r["orphan_check_after_s"] is None:
             p.append("the checker was never called for the orphan")
-        if r["unexpected"]:
-            p.append(f"{r['unexpected']} unexpected bodies (e.g. {r['unexpected_sample'][:3]})")
-        if r["ack_errors"]:
-            p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")
-        return p
+        return p + delivery_problems(r)
 
     def send(self, producer, case):
         s = self.s

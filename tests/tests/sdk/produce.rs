@@ -156,24 +156,14 @@ async fn delay_and_recall(mode: Mode) {
     let (_pier, cfg) = start(mode, "reminders", TopicType::Delay, "reminder-svc").await;
     let producer = sdk::producer(&cfg, "reminders").await;
     let sent_at = Instant::now();
-    producer
-        .send(
-            &Message::builder("reminders", "later")
-                .delay(Duration::from_secs(2))
-                .build()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let recalled = producer
-        .send(
-            &Message::builder("reminders", "recalled")
-                .delay(Duration::from_secs(2))
-                .build()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let in_two_seconds = |body: &str| {
+        Message::builder("reminders", body)
+            .delay(Duration::from_secs(2))
+            .build()
+            .unwrap()
+    };
+    producer.send(&in_two_seconds("later")).await.unwrap();
+    let recalled = producer.send(&in_two_seconds("recalled")).await.unwrap();
     let handle = recalled
         .recall_handle
         .clone()
