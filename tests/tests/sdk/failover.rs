@@ -163,13 +163,9 @@ async fn clients_reconnect_after_a_proxy_restart() {
 /// calls fail over to the live one, and consumption runs there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoint_in_the_list_is_skipped() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    let raw = Raw::connect(&p.endpoint()).await;
-    raw.create_topic("orders", 2).await;
-    raw.create_group("billing", 5).await;
+    let (p, _) = start(Mode::Standalone, "orders", TopicType::Normal, "billing").await;
     // Port 1 on loopback: connection refused.
-    let cfg = ClientConfig::new(&format!("127.0.0.1:1,{}", p.endpoint()))
+    let cfg = ClientConfig::new(&format!("127.0.0.1:1,{}", p.raw.endpoint))
         .unwrap()
         .with_request_timeout(Duration::from_secs(2));
     let producer = sdk::producer(&cfg, "orders").await;

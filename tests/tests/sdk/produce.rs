@@ -293,19 +293,17 @@ both_modes!(transactions);
 /// the application only ever names the short ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_scopes_topics_and_groups() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    let raw = Raw::connect(&p.endpoint()).await;
-    raw.create_topic("staging%orders", 2).await;
-    raw.create_group("staging%billing", 5).await;
-    let cfg = config(&[&p]).with_namespace("staging");
+    // Created by their full names; the clients name the short ones.
+    let (topic, group) = ("staging%orders", "staging%billing");
+    let (_pier, plain) = start(Mode::Standalone, topic, TopicType::Normal, group).await;
+    let cfg = plain.clone().with_namespace("staging");
     let producer = sdk::producer(&cfg, "orders").await;
     producer
         .send(&Message::builder("orders", "scoped").build().unwrap())
         .await
         .unwrap();
     // Without the namespace the topic does not exist.
-    let e = Producer::builder(config(&[&p]))
+    let e = Producer::builder(plain)
         .topic("orders")
         .start()
         .await

@@ -172,12 +172,7 @@ both_modes!(nack_redelivery_dlq);
 /// nothing received is left unconsumed, and the rest stays for the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_consumer_shutdown_finishes_in_flight_messages() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    let raw = Raw::connect(&p.endpoint()).await;
-    raw.create_topic("jobs", 2).await;
-    raw.create_group("workers", 5).await;
-    let cfg = config(&[&p]);
+    let (_pier, cfg) = start(Mode::Standalone, "jobs", TopicType::Normal, "workers").await;
     let producer = sdk::producer(&cfg, "jobs").await;
     let batch = sdk::numbered("jobs", "job", 0..100);
     producer.send_batch(&batch).await.unwrap();
