@@ -33,4 +33,4 @@ pub use node::{bin, bin_dir, Node};
 pub use raw::{attempt, body, handle, message, message_with_id, millis, resource, Raw};
 /// For [`assert_fields!`].
 pub use serde_json;
-pub use tools::{ensure_tools, run_ok, setup_once, tools_dir};
+pub use tools::{ensure_tools, run_ok, setup_once, stdout_ok, tools_dir};

@@ -55,6 +55,19 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
+/// The stdout of a command that must have succeeded (its stdout and stderr
+/// shown otherwise).
+pub fn stdout_ok(out: &Output, what: &str) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
 /// Runs the tools installer (idempotent, fast when already installed).
 pub fn ensure_tools() -> PathBuf {
     setup_once("setup-tools.sh");

@@ -69,18 +69,8 @@ fn call(tools: &Path, ep: &str, method: &str, request: &str) -> serde_json::Valu
             method,
         ],
     );
-    let reply = ok_stdout(&out, method);
+    let reply = stdout_ok(&out, method);
     serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{method}: {e}: {reply}"))
-}
-
-fn ok_stdout(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "grpcurl {what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +82,7 @@ async fn grpcurl_by_hand() {
     let c = Raw::connect(&ep).await;
     c.create_topic("hand", 2).await;
 
-    let list = ok_stdout(&grpcurl(&tools, &["-plaintext", &ep, "list"]), "list");
+    let list = stdout_ok(&grpcurl(&tools, &["-plaintext", &ep, "list"]), "list");
     for svc in [
         "apache.rocketmq.v2.MessagingService",
         "pier.admin.v1.AdminService",
@@ -102,7 +92,7 @@ async fn grpcurl_by_hand() {
     }
     // Only what the proxy serves is listed.
     assert!(!list.contains("pier.store.v1.Store"), "{list}");
-    let desc = ok_stdout(
+    let desc = stdout_ok(
         &grpcurl(
             &tools,
             &[
@@ -141,7 +131,7 @@ async fn grpcurl_by_hand() {
     assert_eq!(v["entries"][0]["messageId"], "GRPCURL0001");
 
     // The admin API by hand too.
-    let topics = ok_stdout(
+    let topics = stdout_ok(
         &grpcurl(
             &tools,
             &[

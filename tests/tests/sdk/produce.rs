@@ -240,24 +240,13 @@ async fn transactions(mode: Mode) {
         .unwrap();
     tx.rollback().await.unwrap();
     // Left open: the server asks the checker after ~1 s.
-    let mut tx = producer.begin_transaction().unwrap();
-    tx.send(
-        &Message::builder("payments", "orphan-commit")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    drop(tx);
-    let mut tx = producer.begin_transaction().unwrap();
-    tx.send(
-        &Message::builder("payments", "orphan-rollback")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    drop(tx);
+    for body in ["orphan-commit", "orphan-rollback"] {
+        let mut tx = producer.begin_transaction().unwrap();
+        tx.send(&Message::builder("payments", body).build().unwrap())
+            .await
+            .unwrap();
+        drop(tx);
+    }
 
     let consumer = simple(cfg, "ledger", "payments", Duration::from_secs(1)).await;
     let got = drain(&consumer, 2, Duration::from_secs(25)).await;
