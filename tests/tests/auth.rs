@@ -71,6 +71,15 @@ async fn receive_as(c: &Raw, group: &str, topic: &str, user: &str, secret: &str)
     panic!("no status frame")
 }
 
+/// A standalone proxy with auth on, a client of it (unsigned unless a
+/// call is signed) and its admin [`ROOT`].
+async fn auth_standalone(data: &std::path::Path) -> (Node, Raw, pier::admin::Admin) {
+    let proxy = Node::standalone_with(data, &auth_flags());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    let root = admin_as(&proxy.endpoint(), ROOT.0, ROOT.1).await;
+    (proxy, c, root)
+}
+
 /// The users of the ACL test, with their secrets.
 const ALICE: (&str, &str) = ("alice", "a-pw");
 const BOB: (&str, &str) = ("bob", "b-pw");
@@ -133,10 +142,8 @@ fn rule(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_authentication_failure_is_unauthorized_and_says_which_part() {
     let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone_with(data.path(), &auth_flags());
+    let (proxy, c, root) = auth_standalone(data.path()).await;
     let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
-    let root = admin_as(&ep, ROOT.0, ROOT.1).await;
     root.create_topic("t", TopicType::Normal, 2).await.unwrap();
     root.create_user("alice", "alice-secret", false)
         .await
@@ -259,10 +266,8 @@ async fn every_authentication_failure_is_unauthorized_and_says_which_part() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone_with(data.path(), &auth_flags());
+    let (proxy, c, root) = auth_standalone(data.path()).await;
     let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
-    let root = admin_as(&ep, ROOT.0, ROOT.1).await;
     for t in ["orders-eu", "secret", "local"] {
         root.create_topic(t, TopicType::Normal, 1).await.unwrap();
     }

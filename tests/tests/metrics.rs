@@ -337,16 +337,21 @@ async fn pier_stats_shows_the_backlog_per_group() {
     assert!(topics.iter().any(|t| t["topic"] == "stats-orders"), "{v}");
 }
 
+/// Creates `topic` (one queue) and sends three messages to it.
+async fn send_three(c: &Raw, topic: &str) {
+    c.create_topic(topic, 1).await;
+    for i in 0..3 {
+        c.send(message(topic, &format!("m{i}"))).await;
+    }
+}
+
 /// `--otlp-endpoint`: the node pushes its metrics over OTLP/HTTP to a
 /// collector (here a receiver decoding them with opentelemetry-proto).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_pushed_over_otlp() {
     let t = Exporting::start(&[], &[("OTEL_METRIC_EXPORT_INTERVAL", "300")]).await;
     let (c, receiver) = (&t.c, &t.receiver);
-    c.create_topic("otlp-orders", 1).await;
-    for i in 0..3 {
-        c.send(message("otlp-orders", &format!("m{i}"))).await;
-    }
+    send_three(c, "otlp-orders").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some((service, n)) = receiver.latest_sum("rocketmq_messages_in_total") {
@@ -378,10 +383,7 @@ async fn metrics_and_traces_are_pushed_over_otlp_grpc() {
     )
     .await;
     let (c, receiver) = (&t.c, &t.receiver);
-    c.create_topic("grpc-orders", 1).await;
-    for i in 0..3 {
-        c.send(message("grpc-orders", &format!("m{i}"))).await;
-    }
+    send_three(c, "grpc-orders").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let pushed = receiver.latest_sum("rocketmq_messages_in_total");
