@@ -747,7 +747,7 @@ fn typed(
             let mut m = message(topic, &format!("{prefix}{i}"));
             let sp = m.system_properties.as_mut().expect("set");
             sp.message_type = kind as i32;
-            sp.delivery_timestamp = at.clone();
+            sp.delivery_timestamp = at;
             m
         })
         .collect()
