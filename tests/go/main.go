@@ -227,6 +227,14 @@ func leavePush(c rmq.PushConsumer) {
 	go func() { _ = c.GracefulStop() }()
 }
 
+// startTimed runs a client's Start, bounded to 30 s, and adds the time it
+// took to start_s.
+func startTimed(what string, start func() error) error {
+	t0 := time.Now()
+	defer func() { addSeconds("start_s", time.Since(t0)) }()
+	return bounded(what+" Start", 30*time.Second, start)
+}
+
 func startProducer(topics []string, opts ...rmq.ProducerOption) (rmq.Producer, error) {
 	// Without WithTopics, Start() never returns (protocol.md §6.2).
 	opts = append(opts, rmq.WithTopics(topics...))
@@ -234,12 +242,7 @@ func startProducer(topics []string, opts ...rmq.ProducerOption) (rmq.Producer, e
 	if err != nil {
 		return nil, fmt.Errorf("NewProducer: %w", err)
 	}
-	t0 := time.Now()
-	defer func() { addSeconds("start_s", time.Since(t0)) }()
-	if err := bounded("producer Start", 30*time.Second, p.Start); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return p, startTimed("producer", p.Start)
 }
 
 // awaitDuration of simple consumers. The client sends no
@@ -256,12 +259,7 @@ func startSimple(group, topic string, filter *rmq.FilterExpression) (rmq.SimpleC
 	if err != nil {
 		return nil, fmt.Errorf("NewSimpleConsumer: %w", err)
 	}
-	t0 := time.Now()
-	defer func() { addSeconds("start_s", time.Since(t0)) }()
-	if err := bounded("simple consumer Start", 30*time.Second, c.Start); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, startTimed("simple consumer", c.Start)
 }
 
 func startPush(group, topic string, filter *rmq.FilterExpression, threads int32, fifoAccel bool,
@@ -275,12 +273,7 @@ func startPush(group, topic string, filter *rmq.FilterExpression, threads int32,
 	if err != nil {
 		return nil, fmt.Errorf("NewPushConsumer: %w", err)
 	}
-	t0 := time.Now()
-	defer func() { addSeconds("start_s", time.Since(t0)) }()
-	if err := bounded("push consumer Start", 30*time.Second, c.Start); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, startTimed("push consumer", c.Start)
 }
 
 // isEmpty tells an empty receive (MESSAGE_NOT_FOUND, code 40401, reaches

@@ -61,4 +61,45 @@ function hardLimit(seconds, summaryFn) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { parseArgs, fail, logger, finish, hardLimit, sleep };
+// Receives with the started SimpleConsumer `consumer` until `done()` holds,
+// then `tailSeconds` more; calls onMessage(view, receivedAtMs) for each
+// message and acks it. Counts into the summary `s` (received, corrupted,
+// receive_errors, ack_errors); five failed receives in a row end it with the
+// last error. Shuts the consumer down.
+async function receiveAll(consumer, s, tailSeconds, onMessage, done) {
+  let tailUntil = null;
+  let errors = 0;
+  try {
+    for (;;) {
+      if (tailUntil === null && done()) tailUntil = Date.now() + tailSeconds * 1000;
+      if (tailUntil !== null && Date.now() >= tailUntil) break;
+      let msgs;
+      try {
+        msgs = await consumer.receive(32, 20000);
+        errors = 0;
+      } catch (e) {
+        s.receive_errors = (s.receive_errors || 0) + 1;
+        process.stderr.write(`receive failed: ${e && e.stack || e}\n`);
+        if (++errors >= 5) throw e;
+        await sleep(500);
+        continue;
+      }
+      const at = Date.now();
+      for (const m of msgs) {
+        s.received++;
+        if (m.corrupted) s.corrupted++;
+        onMessage(m, at);
+        try {
+          await consumer.ack(m);
+        } catch (e) {
+          s.ack_errors++;
+          process.stderr.write(`ack failed: ${e && e.stack || e}\n`);
+        }
+      }
+    }
+  } finally {
+    await consumer.shutdown().catch(() => {});
+  }
+}
+
+module.exports = { parseArgs, fail, logger, finish, hardLimit, sleep, receiveAll };

@@ -11,7 +11,7 @@
 // "unexpected", ...}. Exit: 0 pass, 1 check failed, 2 error, 3 hard time limit
 // (--timeout). Needs NODE_PATH=$PIER_TOOLS_DIR/node/node_modules.
 const { Producer, SimpleConsumer } = require('rocketmq-client-nodejs');
-const { parseArgs, logger, finish, hardLimit, sleep } = require('./common');
+const { parseArgs, logger, finish, hardLimit, receiveAll } = require('./common');
 
 const args = parseArgs({
   endpoint: null, topic: null, group: null, count: 100, prefix: 'node',
@@ -75,47 +75,19 @@ async function consume() {
   });
   await consumer.startup();
   const seen = new Map();
-  let consecutiveErrors = 0;
-  let tailUntil = null;
-  try {
-    for (;;) {
-      if (tailUntil === null && seen.size >= args.count) tailUntil = Date.now() + args.tail * 1000;
-      if (tailUntil !== null && Date.now() >= tailUntil) break;
-      let msgs;
-      try {
-        msgs = await consumer.receive(32, 20000);
-        consecutiveErrors = 0;
-      } catch (e) {
-        s.receive_errors++;
-        process.stderr.write(`receive failed: ${e && e.stack || e}\n`);
-        if (++consecutiveErrors >= 5) throw e;
-        await sleep(500);
-        continue;
-      }
-      for (const m of msgs) {
-        const body = m.body.toString();
-        if (m.corrupted) s.corrupted++;
-        const match = body.match(/^(.*)-(\d+)$/);
-        if (!match || match[1] !== args.prefix || Number(match[2]) >= args.count) {
-          s.unexpected++;
-        } else if (seen.has(body)) {
-          s.duplicates++;
-        } else {
-          seen.set(body, true);
-        }
-        s.received++;
-        try {
-          await consumer.ack(m);
-        } catch (e) {
-          s.ack_errors++;
-          process.stderr.write(`ack failed: ${e && e.stack || e}\n`);
-        }
-      }
-      s.missing = args.count - seen.size;
+  const judge = (m) => {
+    const body = m.body.toString();
+    const match = body.match(/^(.*)-(\d+)$/);
+    if (!match || match[1] !== args.prefix || Number(match[2]) >= args.count) {
+      s.unexpected++;
+    } else if (seen.has(body)) {
+      s.duplicates++;
+    } else {
+      seen.set(body, true);
     }
-  } finally {
-    await consumer.shutdown().catch(() => {});
-  }
+    s.missing = args.count - seen.size;
+  };
+  await receiveAll(consumer, s, args.tail, judge, () => seen.size >= args.count);
 }
 
 (async () => {

@@ -24,7 +24,7 @@
 // 3 hard time limit (--timeout). Needs NODE_PATH=$PIER_TOOLS_DIR/node/node_modules.
 const { Producer, SimpleConsumer, PushConsumer, ConsumeResult } = require('rocketmq-client-nodejs');
 const { TransactionResolution } = require('rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition_pb');
-const { parseArgs, fail, logger, finish, hardLimit, sleep } = require('./common');
+const { parseArgs, fail, logger, finish, hardLimit, sleep, receiveAll } = require('./common');
 
 const args = parseArgs({
   case: null, endpoint: null, topic: null, group: null, count: 20, groups: 4,
@@ -66,38 +66,7 @@ async function simpleConsume(onMessage, done) {
     logger: logger('simple'),
   });
   await consumer.startup();
-  let tailUntil = null;
-  let errors = 0;
-  try {
-    for (;;) {
-      if (tailUntil === null && done()) tailUntil = Date.now() + args.tail * 1000;
-      if (tailUntil !== null && Date.now() >= tailUntil) break;
-      let msgs;
-      try {
-        msgs = await consumer.receive(32, 20000);
-        errors = 0;
-      } catch (e) {
-        process.stderr.write(`receive failed: ${e && e.stack || e}\n`);
-        if (++errors >= 5) throw e;
-        await sleep(500);
-        continue;
-      }
-      const at = Date.now();
-      for (const m of msgs) {
-        s.received++;
-        if (m.corrupted) s.corrupted++;
-        onMessage(m, at);
-        try {
-          await consumer.ack(m);
-        } catch (e) {
-          s.ack_errors++;
-          process.stderr.write(`ack failed: ${e && e.stack || e}\n`);
-        }
-      }
-    }
-  } finally {
-    await consumer.shutdown().catch(() => {});
-  }
+  await receiveAll(consumer, s, args.tail, onMessage, done);
 }
 
 // Counts a body against the expected set: unexpected / duplicate / first sight.

@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 
-from rocketmq import ConsumeResult, MessageListener
+from rocketmq import (ClientConfiguration, ConsumeResult, Credentials, FilterExpression,
+                      MessageListener, SimpleConsumer)
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 
@@ -45,6 +46,41 @@ def arg_parser(doc, topic_help=None):
                     help="turn the client's TLS on (it trusts the roots in "
                          "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, else the system's)")
     return ap
+
+
+def consumer_arg_parser(doc, timeout_help, invisible_help):
+    """arg_parser with the options of the scripts consuming "{prefix}-{i}"
+    bodies exactly once: --group, --expect, --timeout, --prefix, --invisible
+    and --tag."""
+    ap = arg_parser(doc)
+    ap.add_argument("--group", required=True, help="consumer group")
+    ap.add_argument("--expect", required=True, type=int, help="number of bodies expected")
+    ap.add_argument("--timeout", required=True, type=float, help=timeout_help)
+    ap.add_argument("--prefix", default="msg", help='body prefix: bodies are "{prefix}-{i}" (default: msg)')
+    ap.add_argument("--invisible", type=int, default=30, help=invisible_help)
+    ap.add_argument("--tag", default="*", help='TAG filter expression (default: "*")')
+    return ap
+
+
+def client_config(a):
+    """The client configuration of the parsed command line `a`: its endpoint,
+    the user's keys and the request timeout."""
+    return ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key),
+                               request_timeout=a.request_timeout)
+
+
+def simple_consumer(a, tag="*"):
+    """A SimpleConsumer of `a.group` on `a.topic` filtering on `tag`, long-polling
+    `a.await_duration` seconds, with TLS as `a.tls` says (not started yet)."""
+    return SimpleConsumer(client_config(a), a.group, subscription={a.topic: FilterExpression(tag)},
+                          await_duration=a.await_duration, tls_enable=a.tls)
+
+
+def receive_tail_limit(a):
+    """The hard limit of a script receiving through the main phase and a tail
+    (--timeout, --tail, --tail-await), with grace for three requests and the
+    shutdown."""
+    return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
 
 
 class Tracker:
@@ -117,9 +153,17 @@ def tracker_problems(r):
         p.append(f"{r['missing']} expected bodies missing (e.g. {r['missing_sample'][:3]})")
     if r["duplicates"]:
         p.append(f"{r['duplicates']} duplicate deliveries (e.g. {r['duplicate_sample'][:1]})")
+    return p + delivery_problems(r)
+
+
+def delivery_problems(r):
+    """What a summary with `unexpected` and `ack_errors` counts (and their
+    samples) and perhaps `corrupted` says went wrong with the deliveries, as
+    sentences."""
+    p = []
     if r["unexpected"]:
         p.append(f"{r['unexpected']} unexpected bodies (e.g. {r['unexpected_sample'][:3]})")
-    if r["corrupted"]:
+    if r.get("corrupted"):
         p.append(f"{r['corrupted']} messages flagged corrupted (body digest mismatch)")
     if r["ack_errors"]:
         p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")
@@ -255,6 +299,31 @@ class Runner:
 
     def receive_error(self, text):
         raise NotImplementedError
+
+    def complete(self):
+        """Whether the main phase of `loop` has everything it waits for."""
+        raise NotImplementedError
+
+    def loop(self, consumer, until, stop_when_complete, tail):
+        """`receive_loop` until the monotonic time `until` and, with
+        `stop_when_complete`, until `complete()` holds."""
+        def done():
+            return stop_when_complete and self.complete()
+        # --max-errors where the script has it.
+        self.receive_loop(consumer, until, tail, done, max_errors=getattr(self.args, "max_errors", 3))
+
+    def receive_then_tail(self, consumer, tail_await=None, tail_anyway=False):
+        """The receive phase until --timeout or `complete()`, then, once
+        complete (or anyway with `tail_anyway`) and with --tail > 0, a tail of
+        --tail seconds, long-polling `tail_await` seconds if given."""
+        a = self.args
+        self.phase = "receive"
+        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
+        if a.tail > 0 and (tail_anyway or self.complete()):
+            self.phase = "tail"
+            if tail_await is not None:
+                consumer.await_duration = tail_await
+            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
 
     def receive_loop(self, consumer, until, tail, done, max_errors=3):
         """Calls `receive_once(consumer, tail)` until the monotonic time

@@ -27,9 +27,8 @@ Run with the venv made by tests/scripts/setup-tools.sh.
 import threading
 import time
 
-from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
-                      Message, Producer, SimpleConsumer)
-from common import Runner, arg_parser
+from rocketmq import Message, Producer
+from common import Runner, arg_parser, client_config, receive_tail_limit, simple_consumer
 
 NAME = "delay"
 
@@ -135,24 +134,17 @@ class Run(Runner):
         with self.lock:
             self.r["receive_errors"].append(text)
 
-    def loop(self, consumer, until, stop_when_received, tail):
-        def received():
-            with self.lock:
-                return stop_when_received and self.r["received"] > 0
-        self.receive_loop(consumer, until, tail, received)
+    def complete(self):
+        with self.lock:
+            return self.r["received"] > 0
 
     def hard_limit(self):
-        a = self.args
-        return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
+        return receive_tail_limit(self.args)
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
-        consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                               await_duration=a.await_duration, tls_enable=a.tls))
-        producer = self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic],
-            tls_enable=a.tls))
+        consumer = self.started(simple_consumer(a))
+        producer = self.started(Producer(client_config(a), topics=[a.topic], tls_enable=a.tls))
 
         self.phase = "send"
         msg = Message()
@@ -172,14 +164,7 @@ class Run(Runner):
             self.r["sent"] = True
             self.r["message_id"] = receipt.message_id
 
-        self.phase = "receive"
-        self.loop(consumer, self.start + a.timeout, stop_when_received=True, tail=False)
-        with self.lock:
-            got = self.r["received"] > 0
-        if got and a.tail > 0:
-            self.phase = "tail"
-            consumer.await_duration = a.tail_await
-            self.loop(consumer, time.monotonic() + a.tail, stop_when_received=False, tail=True)
+        self.receive_then_tail(consumer, tail_await=a.tail_await)
 
 
 def main():

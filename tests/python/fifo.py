@@ -33,9 +33,9 @@ Run with the venv made by tests/scripts/setup-tools.sh.
 import threading
 import time
 
-from rocketmq import (ClientConfiguration, Credentials, FilterExpression, Message, Producer,
-                      PushConsumer)
-from common import CountingAcks, RecordingListener, Runner, arg_parser
+from rocketmq import FilterExpression, Message, Producer, PushConsumer
+from common import (CountingAcks, RecordingListener, Runner, arg_parser, client_config,
+                    delivery_problems)
 
 NAME = "fifo"
 
@@ -195,14 +195,9 @@ class Run(Runner):
                 p.append(f"group {g}: received {v['received']} ({v['distinct']} distinct), "
                          f"{v['duplicates']} duplicates, {v['missing']} missing, "
                          f"{v['out_of_order']} out of order, first deviation {v['first_deviation']}")
-        if r["unexpected"]:
-            p.append(f"{r['unexpected']} unexpected bodies (e.g. {r['unexpected_sample'][:3]})")
         if r["wrong_group"]:
             p.append(f"{r['wrong_group']} messages with a wrong message_group (e.g. {r['wrong_group_sample'][:2]})")
-        if r["corrupted"]:
-            p.append(f"{r['corrupted']} messages flagged corrupted (body digest mismatch)")
-        if r["ack_errors"]:
-            p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")
+        p += delivery_problems(r)
         if r["acked"] < r["received"]:
             p.append(f"only {r['acked']} of {r['received']} deliveries acked")
         if r["nacks"] or r["dlq"]:
@@ -211,9 +206,7 @@ class Run(Runner):
 
     def start_producer(self):
         a = self.args
-        return self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout), topics=[a.topic],
-            tls_enable=a.tls))
+        return self.started(Producer(client_config(a), topics=[a.topic], tls_enable=a.tls))
 
     def send(self, producer):
         """Sends every group's messages, interleaved; returns the start time."""
@@ -253,7 +246,7 @@ class Run(Runner):
         if a.produce_only:
             self.produce()
             return
-        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
+        config = client_config(a)
         consumer = CheckedPushConsumer(
             config, a.group,
             message_listener=RecordingListener(self.tracker, self, lambda m: m.message_group),

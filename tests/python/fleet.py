@@ -23,9 +23,8 @@ import sys
 import threading
 import time
 
-from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
-                      Message, Producer, SimpleConsumer)
-from common import arg_parser
+from rocketmq import FilterExpression, Message, Producer, SimpleConsumer
+from common import arg_parser, client_config
 
 lock = threading.Lock()
 acked = set()
@@ -89,7 +88,7 @@ def started(make):
 
 def produce(a):
     producer = started(lambda: Producer(
-        ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout),
+        client_config(a),
         (a.topic,), tls_enable=a.tls))
     i = 0
     end = time.monotonic() + a.seconds
@@ -118,7 +117,7 @@ def produce(a):
 def consume(a):
     try:
         consumer = started(lambda: SimpleConsumer(
-            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout),
+            client_config(a),
             a.group, subscription={a.topic: FilterExpression("*")},
             await_duration=a.await_duration, tls_enable=a.tls))
     except Exception as e:  # noqa: BLE001

@@ -17,8 +17,8 @@ import os
 import sys
 import threading
 
-from rocketmq import ClientConfiguration, Credentials, Message, Producer
-from common import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, arg_parser, shutdown_quietly
+from rocketmq import Message, Producer
+from common import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, arg_parser, client_config, shutdown_quietly
 
 
 _out_lock = threading.Lock()
@@ -72,7 +72,7 @@ def main():
 
     producer = None
     try:
-        config = ClientConfiguration(args.endpoint, Credentials(args.access_key, args.secret_key), request_timeout=args.request_timeout)
+        config = client_config(args)
         producer = Producer(config, topics=[args.topic], tls_enable=args.tls)
         producer.startup()
         state["phase"] = "send"

@@ -23,9 +23,9 @@ Run with the venv made by tests/scripts/setup-tools.sh.
 """
 import time
 
-from rocketmq import ClientConfiguration, Credentials, FilterExpression, PushConsumer
-from common import (CountingAcks, RecordingListener, Runner, Tracker, arg_parser,
-                    tracker_problems)
+from rocketmq import FilterExpression, PushConsumer
+from common import (CountingAcks, RecordingListener, Runner, Tracker, client_config,
+                    consumer_arg_parser, tracker_problems)
 
 NAME = "push_consumer"
 
@@ -81,7 +81,7 @@ class Run(Runner):
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
+        config = client_config(a)
         consumer = CheckedPushConsumer(
             config, a.group,
             message_listener=RecordingListener(self.tracker, self, lambda m: m.message_id),
@@ -101,15 +101,9 @@ class Run(Runner):
 
 
 def main():
-    ap = arg_parser(__doc__)
-    ap.add_argument("--group", required=True, help="consumer group")
-    ap.add_argument("--expect", required=True, type=int, help="number of bodies expected")
-    ap.add_argument("--timeout", required=True, type=float,
-                    help="seconds (from start, startup included) to collect all expected bodies")
-    ap.add_argument("--prefix", default="msg", help='body prefix: bodies are "{prefix}-{i}" (default: msg)')
-    ap.add_argument("--invisible", type=int, default=30,
-                    help="accepted for symmetry with simple_consumer.py; push consumers auto-renew and send none")
-    ap.add_argument("--tag", default="*", help='TAG filter expression (default: "*")')
+    ap = consumer_arg_parser(
+        __doc__, timeout_help="seconds (from start, startup included) to collect all expected bodies",
+        invisible_help="accepted for symmetry with simple_consumer.py; push consumers auto-renew and send none")
     ap.add_argument("--tail", type=float, default=3.0,
                     help="seconds to keep consuming after all bodies arrived (default: 3)")
     ap.add_argument("--threads", type=int, default=4,

@@ -17,11 +17,7 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-import time
-
-from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
-                      SimpleConsumer)
-from common import Runner, Tracker, arg_parser, tracker_problems
+from common import Runner, Tracker, consumer_arg_parser, simple_consumer, tracker_problems
 
 MAX_BATCH = 32
 NAME = "simple_consumer"
@@ -64,10 +60,8 @@ class Run(Runner):
         with self.tracker.lock:
             self.tracker.receive_errors.append(text)
 
-    def loop(self, consumer, until, stop_when_complete, tail):
-        def complete():
-            return stop_when_complete and self.tracker.distinct_expected() >= self.args.expect
-        self.receive_loop(consumer, until, tail, complete, max_errors=self.args.max_errors)
+    def complete(self):
+        return self.tracker.distinct_expected() >= self.args.expect
 
     def hard_limit(self):
         # Main phase + tail + one long poll + shutdown grace.
@@ -76,30 +70,14 @@ class Run(Runner):
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
-        consumer = self.started(SimpleConsumer(
-            config, a.group,
-            subscription={a.topic: FilterExpression(a.tag)},
-            await_duration=a.await_duration,
-            tls_enable=a.tls,
-        ))
-        self.phase = "receive"
-        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-        if self.tracker.distinct_expected() >= a.expect and a.tail > 0:
-            self.phase = "tail"
-            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
+        consumer = self.started(simple_consumer(a, a.tag))
+        self.receive_then_tail(consumer)
 
 
 def main():
-    ap = arg_parser(__doc__)
-    ap.add_argument("--group", required=True, help="consumer group")
-    ap.add_argument("--expect", required=True, type=int, help="number of bodies expected")
-    ap.add_argument("--timeout", required=True, type=float,
-                    help="seconds (from start) to collect all expected bodies")
-    ap.add_argument("--prefix", default="msg", help='body prefix: bodies are "{prefix}-{i}" (default: msg)')
-    ap.add_argument("--invisible", type=int, default=30,
-                    help="invisible duration in whole seconds for each receive (default: 30)")
-    ap.add_argument("--tag", default="*", help='TAG filter expression (default: "*")')
+    ap = consumer_arg_parser(
+        __doc__, timeout_help="seconds (from start) to collect all expected bodies",
+        invisible_help="invisible duration in whole seconds for each receive (default: 30)")
     ap.add_argument("--await", dest="await_duration", type=int, default=5,
                     help="long-polling await duration in whole seconds (default: 5)")
     ap.add_argument("--tail", type=float, default=3.0,

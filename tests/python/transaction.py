@@ -34,10 +34,9 @@ Run with the venv made by tests/scripts/setup-tools.sh.
 import threading
 import time
 
-from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
-                      Message, Producer, SimpleConsumer, TransactionChecker,
-                      TransactionResolution)
-from common import Runner, arg_parser
+from rocketmq import Message, Producer, TransactionChecker, TransactionResolution
+from common import (Runner, arg_parser, client_config, delivery_problems, receive_tail_limit,
+                    simple_consumer)
 
 NAME = "transaction"
 CASES = ("commit", "rollback", "orphan")
@@ -159,11 +158,7 @@ class Run(Runner):
             p.append(f"orphan (committed by the checker) received {got['orphan']} times (want 1)")
         if r["orphan_check_after_s"] is None:
             p.append("the checker was never called for the orphan")
-        if r["unexpected"]:
-            p.append(f"{r['unexpected']} unexpected bodies (e.g. {r['unexpected_sample'][:3]})")
-        if r["ack_errors"]:
-            p.append(f"{r['ack_errors']} acks failed (e.g. {r['error_sample'][:1]})")
-        return p
+        return p + delivery_problems(r)
 
     def send(self, producer, case):
         s = self.s
@@ -211,23 +206,18 @@ class Run(Runner):
         with self.s.lock:
             self.s.receive_errors.append(text)
 
-    def loop(self, consumer, until, stop_when_complete, tail):
-        def complete():
-            with self.s.lock:
-                return stop_when_complete and bool(self.s.received["commit"] and self.s.received["orphan"])
-        self.receive_loop(consumer, until, tail, complete)
+    def complete(self):
+        with self.s.lock:
+            return bool(self.s.received["commit"] and self.s.received["orphan"])
 
     def hard_limit(self):
-        a = self.args
-        return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
+        return receive_tail_limit(self.args)
 
     def work(self):
         a = self.args
-        config = ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout)
-        consumer = self.started(SimpleConsumer(config, a.group, subscription={a.topic: FilterExpression("*")},
-                                               await_duration=a.await_duration, tls_enable=a.tls))
+        consumer = self.started(simple_consumer(a))
         producer = self.started(Producer(
-            ClientConfiguration(a.endpoint, Credentials(a.access_key, a.secret_key), request_timeout=a.request_timeout),
+            client_config(a),
             topics=[a.topic], checker=Checker(self.s), tls_enable=a.tls))
 
         self.phase = "send"
@@ -241,12 +231,7 @@ class Run(Runner):
             self.s.resolved_at["rollback"] = time.monotonic()
         self.send(producer, "orphan")   # never committed nor rolled back
 
-        self.phase = "receive"
-        self.loop(consumer, self.start + a.timeout, stop_when_complete=True, tail=False)
-        if a.tail > 0:
-            self.phase = "tail"
-            consumer.await_duration = a.tail_await
-            self.loop(consumer, time.monotonic() + a.tail, stop_when_complete=False, tail=True)
+        self.receive_then_tail(consumer, tail_await=a.tail_await, tail_anyway=True)
 
 
 def main():

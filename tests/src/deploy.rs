@@ -10,7 +10,9 @@
 
 use std::path::PathBuf;
 use std::process::Output;
+use std::time::Instant;
 
+use pier_proto::admin::TopicType;
 use tempfile::TempDir;
 
 use crate::fleet::{nginx_binary, Nginx};
@@ -181,15 +183,7 @@ impl Pier {
         let (user, secret) = ROOT;
         let flags: &[&str] = match client {
             Client::Python => &["--tls", "--access-key", user, "--secret-key", secret],
-            Client::Node => &[
-                "--tls",
-                "true",
-                "--access-key",
-                user,
-                "--secret-key",
-                secret,
-            ],
-            Client::Rust => &[
+            Client::Node | Client::Rust => &[
                 "--tls",
                 "true",
                 "--access-key",
@@ -229,6 +223,92 @@ impl Pier {
     pub async fn node(&self, tools: &std::path::Path, script: &str, args: Vec<String>) -> Output {
         let args = [args, self.client_flags(Client::Node)].concat();
         crate::external::node_env(tools, script, args, &self.client_env(Client::Node)).await
+    }
+
+    /// Creates `topic` (`kind`, `queues` queues) and `group` reading it (a
+    /// FIFO group for a FIFO topic), as most client scenarios begin.
+    pub async fn topic_and_group(
+        &self,
+        topic: &str,
+        kind: TopicType,
+        queues: u32,
+        group: &str,
+        max_attempts: u32,
+    ) {
+        self.raw.create_typed_topic(topic, kind, queues).await;
+        if kind == TopicType::Fifo {
+            self.raw.create_fifo_group(group, max_attempts).await;
+        } else {
+            self.raw.create_group(group, max_attempts).await;
+        }
+    }
+
+    /// Starts a Pier in `mode` with `topic` (`kind`, with `queues` queues)
+    /// and `group` reading it (17 attempts, FIFO for a FIFO topic).
+    pub async fn with_topic(
+        mode: Mode,
+        (topic, kind, queues): (&str, TopicType, u32),
+        group: &str,
+    ) -> Pier {
+        let pier = Pier::start(mode, &[]).await;
+        pier.topic_and_group(topic, kind, queues, group, 17).await;
+        pier
+    }
+
+    /// Starts a Pier in `mode` and runs one scenario of an official client
+    /// there ([`Pier::run_client`]); returns the Pier and the summary.
+    pub async fn scenario(
+        mode: Mode,
+        client: Client,
+        topic: (TopicType, u32),
+        line: &str,
+    ) -> (Pier, serde_json::Value) {
+        let pier = Pier::start(mode, &[]).await;
+        let r = pier.run_client(client, topic, line).await;
+        (pier, r)
+    }
+
+    /// Runs one scenario of an official client and returns its JSON
+    /// summary, asserting the client's own verdict `"ok": true`. `line` is
+    /// the command line after the program: for Python and Node the script
+    /// first (`"types.js --case fifo --topic t --group g --count 25"`), for
+    /// Rust the options only. The topic and the group it names (`--topic`,
+    /// `--group`) are created first: a topic of `kind` with `queues` queues,
+    /// a group with the default 17 attempts, FIFO for a FIFO topic.
+    /// `--endpoint` is added: the access point (every proxy) for Python, the
+    /// first proxy for Node and Rust.
+    pub async fn run_client(
+        &self,
+        client: Client,
+        (kind, queues): (TopicType, u32),
+        line: &str,
+    ) -> serde_json::Value {
+        let mut words = crate::external::cli(line);
+        let named = |flag: &str| {
+            let at = words.iter().position(|w| w == flag)?;
+            words.get(at + 1).cloned()
+        };
+        if let (Some(topic), Some(group)) = (named("--topic"), named("--group")) {
+            self.topic_and_group(&topic, kind, queues, &group, 0).await;
+        }
+        let endpoint = match client {
+            Client::Python => self.access_point.clone(),
+            Client::Node | Client::Rust => self.raw.endpoint.clone(),
+        };
+        // Python and Node name their script first; Rust has one program.
+        let script = (client != Client::Rust).then(|| words.remove(0));
+        words.splice(0..0, ["--endpoint".to_owned(), endpoint]);
+        let started = Instant::now();
+        let out = match (client, script) {
+            (Client::Python, Some(s)) => self.python(&crate::ensure_tools(), &s, words).await,
+            (Client::Node, Some(s)) => self.node(&crate::ensure_tools(), &s, words).await,
+            _ => self.rust_client(words).await,
+        };
+        eprintln!(
+            "{client:?} {line}: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        crate::external::summary_ok(&out, &format!("{client:?} {line}"))
     }
 
     /// [`Pier::python`] for tests/rust-client.

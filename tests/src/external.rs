@@ -7,12 +7,7 @@ use std::process::{Command, Output, Stdio};
 use crate::Raw;
 
 /// Runs a script of tests/python with the tools' venv, off the async
-/// runtime.
-pub async fn python(tools: &Path, script: &str, args: Vec<String>) -> Output {
-    python_env(tools, script, args, &[]).await
-}
-
-/// [`python`] with more environment variables (e.g. the TLS roots).
+/// runtime, with more environment variables `env` (e.g. the TLS roots).
 pub async fn python_env(
     tools: &Path,
     script: &str,
@@ -24,12 +19,8 @@ pub async fn python_env(
 }
 
 /// Runs `node tests/node/<script> <args>` off the async runtime, with
-/// the official client the tools installed on `NODE_PATH`.
-pub async fn node(tools: &Path, script: &str, args: Vec<String>) -> Output {
-    node_env(tools, script, args, &[]).await
-}
-
-/// [`node`] with more environment variables (e.g. the TLS roots). With
+/// the official client the tools installed on `NODE_PATH` and more
+/// environment variables `env` (e.g. the TLS roots). With
 /// `NODE_EXTRA_CA_CERTS` among them, `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` is
 /// removed: grpc-js takes its roots from that file instead of Node's store
 /// when it is set (some hosts set it globally).
@@ -94,6 +85,54 @@ async fn run_script(
 
 pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A client's options written as on a command line, split at white space
+/// (no value the tests pass holds a space).
+pub fn cli(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Asserts that the JSON summary `$summary` holds each field of the JSON
+/// object that follows with that value (fields not named are not checked):
+/// `assert_fields!(r, {"sent": 10, "duplicates": 0})`.
+#[macro_export]
+macro_rules! assert_fields {
+    ($summary:expr, $($fields:tt)+) => {
+        $crate::external::assert_fields(&$summary, $crate::serde_json::json!($($fields)+))
+    };
+}
+
+/// [`assert_fields!`](crate::assert_fields) as a function.
+pub fn assert_fields(summary: &serde_json::Value, expected: serde_json::Value) {
+    let serde_json::Value::Object(fields) = expected else {
+        panic!("expected fields must be a JSON object, not {expected}");
+    };
+    for (name, want) in fields {
+        assert_eq!(summary[name.as_str()], want, "{name}: {summary}");
+    }
+}
+
+/// tests/python/producer.py sending `count` messages, then
+/// simple_consumer.py expecting them. Both get the options `common` (the
+/// endpoint, the topic, the body prefix; keys or `--tls` where needed) and
+/// the environment `env`; the consumer also `consumer` (its group and
+/// timeout). Asserts that every message was sent; returns the consumer's
+/// summary, its own verdict checked.
+pub async fn python_send_then_receive(
+    tools: &Path,
+    common: &str,
+    count: usize,
+    consumer: &str,
+    env: &[(&'static str, PathBuf)],
+) -> serde_json::Value {
+    let line = format!("{common} --count {count}");
+    let sent = python_env(tools, "producer.py", cli(&line), env).await;
+    let sent = summary(&sent, "producer.py");
+    assert_eq!(sent["sent"], count, "{sent}");
+    let line = format!("{common} --expect {count} {consumer}");
+    let got = python_env(tools, "simple_consumer.py", cli(&line), env).await;
+    summary_ok(&got, "simple_consumer.py")
 }
 
 /// Asserts a zero exit status and returns the JSON summary (the last

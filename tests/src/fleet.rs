@@ -131,8 +131,9 @@ impl Drop for Chaos {
 /// A self-signed CA and a server certificate it signed for IP 127.0.0.1,
 /// made with the `openssl` CLI in `dir`: (ca.crt, server.crt, server.key).
 pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |n: &str| dir.join(n);
-    let s = |p: &PathBuf| p.to_str().expect("utf-8 path").to_owned();
+    // Every path is one word (a temporary directory): the openssl command
+    // lines below are split at white space.
+    let p = |n: &str| dir.join(n).to_str().expect("utf-8 path").to_owned();
     let (ca_key, ca, key, csr, crt, ext) = (
         p("ca.key"),
         p("ca.crt"),
@@ -146,67 +147,20 @@ pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .expect("write extensions");
-    let steps: Vec<Vec<String>> = vec![
-        [
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Pier test CA",
-            "-keyout",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .chain([s(&ca_key), "-out".into(), s(&ca)])
-        .collect(),
-        [
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .chain([s(&key), "-out".into(), s(&csr)])
-        .collect(),
-        vec![
-            "x509".into(),
-            "-req".into(),
-            "-in".into(),
-            s(&csr),
-            "-CA".into(),
-            s(&ca),
-            "-CAkey".into(),
-            s(&ca_key),
-            "-CAcreateserial".into(),
-            "-days".into(),
-            "2".into(),
-            "-extfile".into(),
-            s(&ext),
-            "-out".into(),
-            s(&crt),
-        ],
+    let steps = [
+        format!("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=Pier-test-CA -keyout {ca_key} -out {ca}"),
+        format!("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {key} -out {csr}"),
+        format!("x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 2 -extfile {ext} -out {crt}"),
     ];
-    for args in steps {
-        let out = Command::new("openssl")
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl (tests/scripts/setup-nginx.sh installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+    for step in steps {
+        // tests/scripts/setup-nginx.sh installs openssl.
+        let args: Vec<&str> = step.split_whitespace().collect();
+        crate::run_ok(
+            Command::new("openssl").args(&args),
+            &format!("openssl {step}"),
         );
     }
-    (ca, crt, key)
+    (ca.into(), crt.into(), key.into())
 }
 
 /// `deploy/nginx/pier.conf` with its example addresses, ports and

@@ -11,7 +11,7 @@
 //! official clients), [`go`] and [`java`] (the Go and Java scenario
 //! programs), [`prometheus`] (metrics pages and a real Prometheus), [`otlp`] (an OTLP
 //! metrics receiver), [`fleet`] (two proxies behind nginx, killed and restarted),
-//! [`tls`] (test certificates, TLS connections).
+//! [`tls`] (test certificates, TLS connections), [`sdk`] (Pier's own SDK).
 
 pub mod deploy;
 pub mod external;
@@ -23,11 +23,14 @@ pub mod otlp;
 pub mod prometheus;
 pub mod raw;
 pub mod rust_client;
+pub mod sdk;
 pub mod signing;
 pub mod tls;
 pub mod tools;
 
 pub use deploy::{Client, Mode, Pier};
 pub use node::{bin, bin_dir, Node};
-pub use raw::{attempt, body, handle, message, message_with_id, resource, Raw};
-pub use tools::{ensure_tools, setup_once, tools_dir};
+pub use raw::{attempt, body, handle, message, message_with_id, millis, resource, Raw};
+/// For [`assert_fields!`].
+pub use serde_json;
+pub use tools::{ensure_tools, run_ok, setup_once, stdout_ok, tools_dir};

@@ -117,7 +117,13 @@ impl Node {
 
     /// [`Node::standalone`] with more flags.
     pub fn standalone_with(data: &Path, extra: &[&str]) -> Node {
-        Node::with_data("pier-proxy", data, extra)
+        Node::with_data("pier-proxy", data, extra, &[])
+    }
+
+    /// [`Node::standalone_with`] and environment variables (e.g. the
+    /// OpenTelemetry export intervals).
+    pub fn standalone_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        Node::with_data("pier-proxy", data, extra, env)
     }
 
     pub fn store(data: &Path) -> Node {
@@ -126,15 +132,15 @@ impl Node {
 
     /// [`Node::store`] with more flags.
     pub fn store_with(data: &Path, extra: &[&str]) -> Node {
-        Node::with_data("pier-store", data, extra)
+        Node::with_data("pier-store", data, extra, &[])
     }
 
     /// `binary` on an ephemeral port with its data in `data`.
-    fn with_data(binary: &str, data: &Path, extra: &[&str]) -> Node {
+    fn with_data(binary: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut args = vec!["--listen", "127.0.0.1:0", "--data"];
         args.push(data.to_str().expect("utf-8 path"));
         args.extend_from_slice(extra);
-        Node::start(binary, &args)
+        Node::start_with_env(binary, &args, env)
     }
 
     /// Waits (up to `within`) for a log line containing every one of
@@ -152,10 +158,14 @@ impl Node {
     }
 
     pub fn proxy_of(store: &Node) -> Node {
-        Node::start(
-            "pier-proxy",
-            &["--listen", "127.0.0.1:0", "--store", &store.addr],
-        )
+        Node::proxy_of_with(store, &[])
+    }
+
+    /// [`Node::proxy_of`] with more flags.
+    pub fn proxy_of_with(store: &Node, extra: &[&str]) -> Node {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--store", &store.addr];
+        args.extend_from_slice(extra);
+        Node::start("pier-proxy", &args)
     }
 
     pub fn port(&self) -> u16 {

@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost014::Message;
 
@@ -98,16 +99,7 @@ impl Receiver {
         let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
         received.iter().rev().find_map(|req| {
             req.resource_metrics.iter().find_map(|rm| {
-                let service = rm
-                    .resource
-                    .as_ref()?
-                    .attributes
-                    .iter()
-                    .find(|kv| kv.key == "service.name")
-                    .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                        AnyValue::StringValue(s) => Some(s.clone()),
-                        _ => None,
-                    })?;
+                let service = service_name(rm.resource.as_ref())?;
                 let metric = rm
                     .scope_metrics
                     .iter()
@@ -131,6 +123,18 @@ impl Receiver {
     }
 }
 
+/// The `service.name` of a resource (a string attribute), if it has one.
+fn service_name(resource: Option<&Resource>) -> Option<String> {
+    let kv = resource?
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")?;
+    match kv.value.as_ref()?.value.as_ref()? {
+        AnyValue::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 impl Receiver {
     /// The names of every metric received, with the `service.name` of the
     /// resource that sent each (empty when it had none).
@@ -138,20 +142,49 @@ impl Receiver {
         let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for rm in received.iter().flat_map(|r| &r.resource_metrics) {
-            let service = rm
-                .resource
-                .as_ref()
-                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                    AnyValue::StringValue(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let service = service_name(rm.resource.as_ref()).unwrap_or_default();
             for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
                 out.push((service.clone(), m.name.clone()));
             }
         }
         out
+    }
+}
+
+/// A standalone proxy pushing its telemetry to a receiver of its own, and
+/// a client of it; everything stops when it is dropped.
+pub struct Exporting {
+    pub receiver: Receiver,
+    pub node: crate::Node,
+    pub c: crate::Raw,
+    /// The node's data directory, kept for its life.
+    pub data: tempfile::TempDir,
+}
+
+impl Exporting {
+    /// The proxy gets `--otlp-endpoint` (the receiver's HTTP port, or its
+    /// gRPC port when `flags` hold `--otlp-protocol grpc`), then `flags`,
+    /// and the environment `env`.
+    pub async fn start(flags: &[&str], env: &[(&str, &str)]) -> Exporting {
+        let receiver = Receiver::start();
+        let grpc = flags.windows(2).any(|w| w == ["--otlp-protocol", "grpc"]);
+        let addr = if grpc {
+            &receiver.grpc_addr
+        } else {
+            &receiver.addr
+        };
+        let endpoint = format!("http://{addr}");
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut all = vec!["--otlp-endpoint", endpoint.as_str()];
+        all.extend_from_slice(flags);
+        let node = crate::Node::standalone_with_env(data.path(), &all, env);
+        let c = crate::Raw::connect(&node.endpoint()).await;
+        Exporting {
+            receiver,
+            node,
+            c,
+            data,
+        }
     }
 }
 
@@ -238,15 +271,7 @@ impl Receiver {
         let mut out = Vec::new();
         for req in traces.iter() {
             for rs in &req.resource_spans {
-                let service = rs
-                    .resource
-                    .as_ref()
-                    .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-                    .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                        AnyValue::StringValue(s) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
+                let service = service_name(rs.resource.as_ref()).unwrap_or_default();
                 for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
                     out.push(ReceivedSpan {
                         service: service.clone(),

@@ -33,16 +33,7 @@ impl Raw {
             .connect()
             .await
             .expect("connect");
-        Raw {
-            endpoint: endpoint.to_owned(),
-            client_id: format!(
-                "pier-test@{}@{}",
-                std::process::id(),
-                uuid::Uuid::new_v4().simple()
-            ),
-            channel,
-            credentials: None,
-        }
+        Raw::over(endpoint, channel)
     }
 
     /// A `Raw` over a channel made elsewhere (TLS, say).
@@ -192,6 +183,20 @@ impl Raw {
 }
 
 impl Raw {
+    /// Creates `topic` (with `queues` queues) and a group `{topic}-readers`,
+    /// sends one message `text` and asserts it is received: the path from
+    /// a client to the data and back works.
+    pub async fn assert_round_trip(&self, topic: &str, queues: u32, text: &str) {
+        let group = format!("{topic}-readers");
+        self.create_topic(topic, queues).await;
+        self.create_group(&group, 5).await;
+        let sent = self.send(message(topic, text)).await;
+        assert_eq!(sent.status.expect("a status").code(), Code::Ok);
+        let (code, got) = self.receive(&group, topic, 10, 30_000, 2_000).await;
+        assert_eq!(code, Code::Ok);
+        assert_eq!(got.iter().map(body).collect::<Vec<_>>(), [text]);
+    }
+
     pub async fn send(&self, msg: Message) -> SendMessageResponse {
         self.messaging()
             .send_message(self.req(SendMessageRequest {
@@ -227,6 +232,17 @@ impl Raw {
         poll_ms: u64,
     ) -> (Code, Vec<Message>) {
         let req = ReceiveMessageRequest {
+            invisible_duration: Some(millis(invisible_ms)),
+            long_polling_timeout: Some(millis(poll_ms)),
+            ..self.receive_request(group, topic, batch)
+        };
+        self.receive_raw(req).await
+    }
+
+    /// A receive of up to `batch` messages of every tag: invisible for 30 s,
+    /// no auto-renew, no long polling.
+    pub fn receive_request(&self, group: &str, topic: &str, batch: i32) -> ReceiveMessageRequest {
+        ReceiveMessageRequest {
             group: Some(resource(group)),
             message_queue: Some(self.queue(topic)),
             filter_expression: Some(FilterExpression {
@@ -234,18 +250,11 @@ impl Raw {
                 expression: "*".into(),
             }),
             batch_size: batch,
-            invisible_duration: Some(prost_types::Duration {
-                seconds: (invisible_ms / 1000) as i64,
-                nanos: ((invisible_ms % 1000) * 1_000_000) as i32,
-            }),
+            invisible_duration: Some(millis(30_000)),
             auto_renew: false,
-            long_polling_timeout: Some(prost_types::Duration {
-                seconds: (poll_ms / 1000) as i64,
-                nanos: ((poll_ms % 1000) * 1_000_000) as i32,
-            }),
+            long_polling_timeout: Some(millis(0)),
             attempt_id: None,
-        };
-        self.receive_raw(req).await
+        }
     }
 
     pub async fn receive_raw(&self, req: ReceiveMessageRequest) -> (Code, Vec<Message>) {
@@ -297,31 +306,43 @@ impl Raw {
     }
 }
 
+/// The Settings a producer declaring `topic` sends first on its Telemetry
+/// stream.
+pub fn producer_settings(topic: &str) -> Settings {
+    Settings {
+        client_type: Some(ClientType::Producer as i32),
+        pub_sub: Some(settings::PubSub::Publishing(Publishing {
+            topics: vec![resource(topic)],
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// `settings` as a Telemetry command.
+pub fn settings_command(settings: Settings) -> TelemetryCommand {
+    TelemetryCommand {
+        status: None,
+        command: Some(telemetry_command::Command::Settings(settings)),
+    }
+}
+
+/// A client's Telemetry stream: the sender that keeps it open, the commands
+/// the server pushes, and the server's Settings reply.
+pub type Telemetry = (
+    tokio::sync::mpsc::Sender<TelemetryCommand>,
+    tonic::Streaming<TelemetryCommand>,
+    Settings,
+);
+
 impl Raw {
-    /// Opens a producer's Telemetry stream declaring `topic`, waits for the
-    /// Settings reply, and returns the stream of commands the server pushes
-    /// (with the sender that keeps the stream open).
-    pub async fn producer_stream(
-        &self,
-        topic: &str,
-    ) -> (
-        tokio::sync::mpsc::Sender<TelemetryCommand>,
-        tonic::Streaming<TelemetryCommand>,
-    ) {
+    /// Opens a Telemetry stream, sends `settings` first, and waits (5 s at
+    /// most) for the server's Settings reply, asserting its status is OK.
+    pub async fn telemetry_with(&self, settings: Settings) -> Telemetry {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
-        tx.send(TelemetryCommand {
-            status: None,
-            command: Some(telemetry_command::Command::Settings(Settings {
-                client_type: Some(ClientType::Producer as i32),
-                pub_sub: Some(settings::PubSub::Publishing(Publishing {
-                    topics: vec![resource(topic)],
-                    ..Default::default()
-                })),
-                ..Default::default()
-            })),
-        })
-        .await
-        .expect("queue settings");
+        tx.send(settings_command(settings))
+            .await
+            .expect("queue settings");
         let mut req = self.req(tokio_stream::wrappers::ReceiverStream::new(rx));
         req.set_timeout(Duration::from_secs(120));
         let mut inbound = self
@@ -339,6 +360,20 @@ impl Raw {
         let Some(telemetry_command::Command::Settings(s)) = reply.command else {
             panic!("expected settings, got {:?}", reply.command);
         };
+        (tx, inbound, s)
+    }
+
+    /// Opens a producer's Telemetry stream declaring `topic`, waits for the
+    /// Settings reply, and returns the stream of commands the server pushes
+    /// (with the sender that keeps the stream open).
+    pub async fn producer_stream(
+        &self,
+        topic: &str,
+    ) -> (
+        tokio::sync::mpsc::Sender<TelemetryCommand>,
+        tonic::Streaming<TelemetryCommand>,
+    ) {
+        let (tx, inbound, s) = self.telemetry_with(producer_settings(topic)).await;
         let Some(settings::PubSub::Publishing(p)) = s.pub_sub else {
             panic!("producer settings carry publishing");
         };
@@ -363,6 +398,14 @@ pub fn attempt(m: &Message) -> i32 {
         .as_ref()
         .and_then(|s| s.delivery_attempt)
         .expect("delivered messages carry delivery_attempt")
+}
+
+/// `ms` milliseconds as a protobuf Duration.
+pub fn millis(ms: u64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
 }
 
 pub fn body(m: &Message) -> String {

@@ -63,12 +63,7 @@ impl TestPki {
             .distinguished_name
             .push(DnType::CommonName, "pier test server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_key = KeyPair::generate().expect("server key");
-        let server = params
-            .signed_by(&server_key, &self.ca_cert, &self.ca_key)
-            .expect("server certificate");
-        replace(cert, server.pem().as_bytes());
-        replace(key, server_key.serialize_pem().as_bytes());
+        self.sign(params, cert, key);
     }
 
     /// Writes a client certificate (named `name`, for client
@@ -77,12 +72,18 @@ impl TestPki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let client_key = KeyPair::generate().expect("client key");
-        let client = params
-            .signed_by(&client_key, &self.ca_cert, &self.ca_key)
-            .expect("client certificate");
-        replace(cert, client.pem().as_bytes());
-        replace(key, client_key.serialize_pem().as_bytes());
+        self.sign(params, cert, key);
+    }
+
+    /// Signs a certificate of `params` for a new key with this CA, and
+    /// writes both to `cert` and `key`.
+    fn sign(&self, params: CertificateParams, cert: &Path, key: &Path) {
+        let new_key = KeyPair::generate().expect("key");
+        let signed = params
+            .signed_by(&new_key, &self.ca_cert, &self.ca_key)
+            .expect("certificate");
+        replace(cert, signed.pem().as_bytes());
+        replace(key, new_key.serialize_pem().as_bytes());
     }
 
     pub fn ca_pem(&self) -> Vec<u8> {
@@ -121,6 +122,41 @@ pub async fn tls_channel(
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
+}
+
+/// A standalone Pier requiring TLS with a certificate of a new test CA,
+/// with a topic of 2 queues and a group reading it, and an admin client to
+/// it over TLS; everything stops when it is dropped.
+pub struct TlsPier {
+    pub pki: TestPki,
+    pub c: crate::Raw,
+    pub node: crate::Node,
+    _data: tempfile::TempDir,
+}
+
+impl TlsPier {
+    /// `name` names the CA; `topic` and `group` (17 attempts) are created.
+    pub async fn start(name: &str, topic: &str, group: &str) -> TlsPier {
+        let pki = TestPki::new(name);
+        let data = tempfile::tempdir().expect("temp dir");
+        let flags = pki.flags();
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.push("--tls-required");
+        let node = crate::Node::standalone_with(data.path(), &args);
+        let ep = node.endpoint();
+        let channel = tls_channel(&ep, &pki.ca_pem())
+            .await
+            .expect("TLS connection");
+        let c = crate::Raw::over(&ep, channel);
+        c.create_topic(topic, 2).await;
+        c.create_group(group, 17).await;
+        TlsPier {
+            pki,
+            c,
+            node,
+            _data: data,
+        }
+    }
 }
 
 /// A plaintext channel to `endpoint`. One connection.

@@ -31,19 +31,41 @@ pub fn setup_once(script: &str) -> Output {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
         .join(script);
-    let out = Command::new("bash")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {script}: {e}"));
-    assert!(
-        out.status.success(),
-        "tests/scripts/{script} failed ({})",
-        out.status
+    let out = run_ok(
+        Command::new("bash").arg(&path).stderr(Stdio::inherit()),
+        &format!("tests/scripts/{script}"),
     );
     done.push((script.to_owned(), out.clone()));
     out
+}
+
+/// Runs `cmd` with stdin closed to its end and returns its output,
+/// asserting that it succeeded (showing its stderr otherwise).
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The stdout of a command that must have succeeded (its stdout and stderr
+/// shown otherwise).
+pub fn stdout_ok(out: &Output, what: &str) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
 
 /// Runs the tools installer (idempotent, fast when already installed).

@@ -6,8 +6,10 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use pier_proto::admin::{AclDecision, AclRule, ListTopicsRequest, TopicType};
+use pier_proto::admin::AclDecision::{self, Allow, Deny};
+use pier_proto::admin::{AclRule, ListTopicsRequest, TopicType};
 use pier_proto::rocketmq::*;
+use pier_tests::raw::{producer_settings, settings_command};
 use pier_tests::signing::*;
 use pier_tests::*;
 use tokio_stream::StreamExt;
@@ -51,20 +53,9 @@ async fn send_as(c: &Raw, topic: &str, user: &str, secret: &str) -> (Status, usi
 async fn receive_as(c: &Raw, group: &str, topic: &str, user: &str, secret: &str) -> Status {
     use receive_message_response::Content;
     let req = ReceiveMessageRequest {
-        group: Some(resource(group)),
-        message_queue: Some(c.queue(topic)),
         filter_expression: None,
-        batch_size: 1,
-        invisible_duration: Some(prost_types::Duration {
-            seconds: 30,
-            nanos: 0,
-        }),
-        auto_renew: false,
-        long_polling_timeout: Some(prost_types::Duration {
-            seconds: 0,
-            nanos: 100_000_000,
-        }),
-        attempt_id: None,
+        long_polling_timeout: Some(millis(100)),
+        ..c.receive_request(group, topic, 1)
     };
     let mut stream = c
         .messaging()
@@ -80,38 +71,84 @@ async fn receive_as(c: &Raw, group: &str, topic: &str, user: &str, secret: &str)
     panic!("no status frame")
 }
 
+/// A standalone proxy with auth on, a client of it (unsigned unless a
+/// call is signed) and its admin [`ROOT`].
+async fn auth_standalone(data: &std::path::Path) -> (Node, Raw, pier::admin::Admin) {
+    let proxy = Node::standalone_with(data, &auth_flags());
+    let c = Raw::connect(&proxy.endpoint()).await;
+    let root = admin_as(&proxy.endpoint(), ROOT.0, ROOT.1).await;
+    (proxy, c, root)
+}
+
+/// The users of the ACL test, with their secrets.
+const ALICE: (&str, &str) = ("alice", "a-pw");
+const BOB: (&str, &str) = ("bob", "b-pw");
+const CAROL: (&str, &str) = ("carol", "c-pw");
+
+/// Waits (5 s at most) until `check` holds, and asserts that it took less
+/// than a second (how fast a change reaches every proxy).
+async fn within_a_second<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let took = eventually(Duration::from_secs(5), check)
+        .await
+        .unwrap_or_else(|| panic!("{what}: not within 5 s"));
+    eprintln!("{what}: {took:?}");
+    assert!(took < Duration::from_secs(1), "{what}: {took:?}");
+}
+
+/// Whether a send to `topic` as `user` gets `code` now.
+async fn send_gets(c: &Raw, topic: &str, (user, secret): (&str, &str), code: Code) -> bool {
+    is(&send_as(c, topic, user, secret).await.0, code)
+}
+
+/// Grants `rule` as the admin `root`.
+async fn grant(root: &pier::admin::Admin, rule: AclRule) {
+    root.grant_acl(rule).await.expect("GrantAcl");
+}
+
+/// Whether alice may receive from `topic` as group `g1`: the receive is
+/// not refused as forbidden.
+async fn alice_may_receive(c: &Raw, topic: &str) -> bool {
+    !is(
+        &receive_as(c, "g1", topic, "alice", "a-pw").await,
+        Code::Forbidden,
+    )
+}
+
 fn is(s: &Status, code: Code) -> bool {
     s.code == code as i32
 }
 
-fn rule(user: &str, resource: &str, actions: &[&str], deny: bool, sources: &[&str]) -> AclRule {
+fn rule(
+    user: &str,
+    resource: &str,
+    actions: &[&str],
+    decision: AclDecision,
+    sources: &[&str],
+) -> AclRule {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
     AclRule {
         user: user.into(),
         resource: resource.into(),
-        actions: actions.iter().map(|a| a.to_string()).collect(),
-        decision: if deny {
-            AclDecision::Deny
-        } else {
-            AclDecision::Allow
-        } as i32,
-        sources: sources.iter().map(|s| s.to_string()).collect(),
+        actions: strings(actions),
+        decision: decision as i32,
+        sources: strings(sources),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_authentication_failure_is_unauthorized_and_says_which_part() {
     let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone_with(data.path(), &auth_flags());
+    let (proxy, c, root) = auth_standalone(data.path()).await;
     let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
-    let root = admin_as(&ep, ROOT.0, ROOT.1).await;
     root.create_topic("t", TopicType::Normal, 2).await.unwrap();
     root.create_user("alice", "alice-secret", false)
         .await
         .unwrap();
-    root.grant_acl(rule("alice", "Topic:t", &["Pub"], false, &[]))
-        .await
-        .unwrap();
+    grant(&root, rule("alice", "Topic:t", &["Pub"], Allow, &[])).await;
 
     let now = date(0);
     let cases: Vec<(&str, tonic::Request<QueryRouteRequest>, &str)> = vec![
@@ -229,10 +266,8 @@ async fn every_authentication_failure_is_unauthorized_and_says_which_part() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     let data = tempfile::tempdir().unwrap();
-    let proxy = Node::standalone_with(data.path(), &auth_flags());
+    let (proxy, c, root) = auth_standalone(data.path()).await;
     let ep = proxy.endpoint();
-    let c = Raw::connect(&ep).await;
-    let root = admin_as(&ep, ROOT.0, ROOT.1).await;
     for t in ["orders-eu", "secret", "local"] {
         root.create_topic(t, TopicType::Normal, 1).await.unwrap();
     }
@@ -252,17 +287,9 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     assert_eq!(s.message, "user alice lacks Pub on Topic:orders-eu");
 
     // A prefix rule.
-    root.grant_acl(rule("alice", "Topic:orders-*", &["Pub"], false, &[]))
-        .await
-        .unwrap();
-    assert!(
-        eventually(within, || async {
-            is(&send_as(&c, "orders-eu", "alice", "a-pw").await.0, Code::Ok)
-        })
-        .await
-        .is_some(),
-        "the prefix rule allows orders-eu"
-    );
+    grant(&root, rule("alice", "Topic:orders-*", &["Pub"], Allow, &[])).await;
+    let ok = eventually(within, || send_gets(&c, "orders-eu", ALICE, Code::Ok)).await;
+    assert!(ok.is_some(), "the prefix rule allows orders-eu");
     let (s, _) = send_as(&c, "secret", "alice", "a-pw").await;
     assert_eq!(s.message, "user alice lacks Pub on Topic:secret");
     // A route needs Pub or Sub on the topic.
@@ -275,17 +302,7 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     ));
     // A producer's settings need Pub on each topic it declares: the
     // Telemetry stream ends with PERMISSION_DENIED.
-    let settings = TelemetryCommand {
-        status: None,
-        command: Some(telemetry_command::Command::Settings(Settings {
-            client_type: Some(ClientType::Producer as i32),
-            pub_sub: Some(settings::PubSub::Publishing(Publishing {
-                topics: vec![resource("secret")],
-                ..Default::default()
-            })),
-            ..Default::default()
-        })),
-    };
+    let settings = settings_command(producer_settings("secret"));
     let mut stream = c
         .messaging()
         .telemetry(signed(
@@ -304,9 +321,11 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     assert_eq!(err.message(), "user alice lacks Pub on Topic:secret");
 
     // Receive needs Sub on the topic and on the group.
-    root.grant_acl(rule("alice", "Topic:orders-eu", &["Sub"], false, &[]))
-        .await
-        .unwrap();
+    grant(
+        &root,
+        rule("alice", "Topic:orders-eu", &["Sub"], Allow, &[]),
+    )
+    .await;
     assert!(eventually(within, || async {
         receive_as(&c, "g1", "orders-eu", "alice", "a-pw")
             .await
@@ -315,75 +334,46 @@ async fn acl_decisions_allow_deny_prefix_wildcard_and_sources() {
     })
     .await
     .is_some());
-    root.grant_acl(rule("alice", "Group:*", &["Sub"], false, &[]))
-        .await
-        .unwrap();
-    assert!(eventually(within, || async {
-        !is(
-            &receive_as(&c, "g1", "orders-eu", "alice", "a-pw").await,
-            Code::Forbidden,
-        )
-    })
-    .await
-    .is_some());
+    grant(&root, rule("alice", "Group:*", &["Sub"], Allow, &[])).await;
+    let allowed = eventually(within, || alice_may_receive(&c, "orders-eu")).await;
+    assert!(
+        allowed.is_some(),
+        "alice may receive from orders-eu in time"
+    );
 
     // Deny wins over the prefix Allow.
-    root.grant_acl(rule("alice", "Topic:orders-eu", &["Pub"], true, &[]))
-        .await
-        .unwrap();
-    assert!(eventually(within, || async {
-        is(
-            &send_as(&c, "orders-eu", "alice", "a-pw").await.0,
-            Code::Forbidden,
-        )
+    grant(&root, rule("alice", "Topic:orders-eu", &["Pub"], Deny, &[])).await;
+    let denied = eventually(within, || {
+        send_gets(&c, "orders-eu", ALICE, Code::Forbidden)
     })
-    .await
-    .is_some());
+    .await;
+    assert!(denied.is_some(), "the Deny rule refuses orders-eu");
     assert!(is(
         &send_as(&c, "orders-us", "alice", "a-pw").await.0,
         Code::TopicNotFound
     ));
 
     // Source networks: the client is 127.0.0.1.
-    root.grant_acl(rule(
-        "alice",
-        "Topic:local",
-        &["Sub"],
-        false,
-        &["10.0.0.0/8"],
-    ))
-    .await
-    .unwrap();
+    grant(
+        &root,
+        rule("alice", "Topic:local", &["Sub"], Allow, &["10.0.0.0/8"]),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = receive_as(&c, "g1", "local", "alice", "a-pw").await;
     assert_eq!(s.message, "user alice lacks Sub on Topic:local");
-    root.grant_acl(rule(
-        "alice",
-        "Topic:local",
-        &["Sub"],
-        false,
-        &["127.0.0.0/8"],
-    ))
-    .await
-    .unwrap();
-    assert!(eventually(within, || async {
-        !is(
-            &receive_as(&c, "g1", "local", "alice", "a-pw").await,
-            Code::Forbidden,
-        )
-    })
-    .await
-    .is_some());
+    grant(
+        &root,
+        rule("alice", "Topic:local", &["Sub"], Allow, &["127.0.0.0/8"]),
+    )
+    .await;
+    let allowed = eventually(within, || alice_may_receive(&c, "local")).await;
+    assert!(allowed.is_some(), "alice may receive from local in time");
 
     // `*`: any resource.
-    root.grant_acl(rule("bob", "*", &["All"], false, &[]))
-        .await
-        .unwrap();
-    assert!(eventually(within, || async {
-        is(&send_as(&c, "secret", "bob", "b-pw").await.0, Code::Ok)
-    })
-    .await
-    .is_some());
+    grant(&root, rule("bob", "*", &["All"], Allow, &[])).await;
+    let ok = eventually(within, || send_gets(&c, "secret", BOB, Code::Ok)).await;
+    assert!(ok.is_some(), "the rule on * allows bob any topic");
     // ... but not the admin API, which needs an admin user.
     let bob = admin_as(&ep, "bob", "b-pw").await;
     assert!(bob.create_user("eve", "x", true).await.is_err());
@@ -418,35 +408,25 @@ async fn changes_reach_every_proxy_of_a_store_within_a_second() {
     root_a.create_user("carol", "c-pw", false).await.unwrap();
 
     // Granted through A, used through B.
-    assert!(eventually(Duration::from_secs(2), || async {
-        is(&send_as(&cb, "t", "carol", "c-pw").await.0, Code::Forbidden)
+    let refused = eventually(Duration::from_secs(2), || {
+        send_gets(&cb, "t", CAROL, Code::Forbidden)
+    });
+    assert!(refused.await.is_some());
+    grant(&root_a, rule("carol", "Topic:t", &["Pub"], Allow, &[])).await;
+    within_a_second("the grant through A reaching B", || {
+        send_gets(&cb, "t", CAROL, Code::Ok)
     })
-    .await
-    .is_some());
-    root_a
-        .grant_acl(rule("carol", "Topic:t", &["Pub"], false, &[]))
-        .await
-        .unwrap();
-    let took = eventually(Duration::from_secs(5), || async {
-        is(&send_as(&cb, "t", "carol", "c-pw").await.0, Code::Ok)
-    })
-    .await
-    .expect("proxy B sees the grant");
-    eprintln!("grant through A reached B in {took:?}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    .await;
 
     // Revoked through B, refused by A.
     root_b
         .revoke_acl("carol", "Topic:t", AclDecision::Allow)
         .await
         .unwrap();
-    let took = eventually(Duration::from_secs(5), || async {
-        is(&send_as(&ca, "t", "carol", "c-pw").await.0, Code::Forbidden)
+    within_a_second("the revoke through B reaching A", || {
+        send_gets(&ca, "t", CAROL, Code::Forbidden)
     })
-    .await
-    .expect("proxy A sees the revoke");
-    eprintln!("revoke through B reached A in {took:?}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    .await;
 
     // A deleted user is unknown everywhere.
     root_a.delete_user("carol").await.unwrap();

@@ -113,61 +113,22 @@ async fn python_client_with_keys(mode: Mode) {
     let tools = ensure_tools();
     let pier = pier_with_users(mode, "auth-py", "auth-py-group").await;
     let ep = pier.access_point.clone();
-    let producer = |ak: &str, sk: &str, count: &str| {
-        python(
-            &tools,
-            "producer.py",
-            args(&[
-                "--endpoint",
-                &ep,
-                "--topic",
-                "auth-py",
-                "--count",
-                count,
-                "--prefix",
-                "py",
-                "--timeout",
-                "60",
-                "--access-key",
-                ak,
-                "--secret-key",
-                sk,
-            ]),
-        )
+    let common = |ak: &str, sk: &str| {
+        format!("--endpoint {ep} --topic auth-py --prefix py --timeout 60 --access-key {ak} --secret-key {sk}")
     };
-    let sent = producer("app", "app-secret", "50").await;
-    assert_eq!(summary(&sent, "producer")["sent"], 50);
-    let consumed = python(
-        &tools,
-        "simple_consumer.py",
-        args(&[
-            "--endpoint",
-            &ep,
-            "--topic",
-            "auth-py",
-            "--group",
-            "auth-py-group",
-            "--expect",
-            "50",
-            "--timeout",
-            "60",
-            "--prefix",
-            "py",
-            "--access-key",
-            "app",
-            "--secret-key",
-            "app-secret",
-        ]),
-    )
-    .await;
-    let r = summary(&consumed, "simple consumer");
+    let producer = |ak: &str, sk: &str| {
+        let line = format!("{} --count 1", common(ak, sk));
+        python_env(&tools, "producer.py", cli(&line), &[])
+    };
+    let consumer = "--group auth-py-group";
+    let r = python_send_then_receive(&tools, &common("app", "app-secret"), 50, consumer, &[]).await;
     assert_eq!(r["received"], 50, "{r}");
 
     // The Python client reports only "failed to fetch topic route" or the
     // like; its log file (under $HOME, the temp dir) has the server's code.
     let log = std::env::temp_dir().join("logs/rocketmq_python/rocketmq_client.log");
     let before = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
-    let wrong = producer("app", "not-the-secret", "1").await;
+    let wrong = producer("app", "not-the-secret").await;
     assert_refused(&wrong, "wrong secret", &["failed"]);
     let seen = std::fs::read(&log).unwrap_or_default();
     let seen = String::from_utf8_lossy(seen.get(before..).unwrap_or_default());
@@ -177,7 +138,7 @@ async fn python_client_with_keys(mode: Mode) {
         "no UNAUTHORIZED in {}",
         log.display()
     );
-    let reader = producer("reader", "reader-secret", "1").await;
+    let reader = producer("reader", "reader-secret").await;
     assert_refused(&reader, "no Pub", &["FORBIDDEN", "40300", "lacks Pub"]);
 }
 
@@ -199,55 +160,22 @@ async fn node_client_with_keys(mode: Mode) {
 }
 
 async fn node_script(tools: &std::path::Path, ep: &str, ak: &str, sk: &str, count: &str) -> Output {
-    node(
-        tools,
-        "normal.js",
-        args(&[
-            "--endpoint",
-            ep,
-            "--topic",
-            "auth-node",
-            "--group",
-            "auth-node-group",
-            "--count",
-            count,
-            "--prefix",
-            "node",
-            "--timeout",
-            "60",
-            "--tail",
-            "1",
-            "--access-key",
-            ak,
-            "--secret-key",
-            sk,
-        ]),
-    )
-    .await
+    let line = format!(
+        "--endpoint {ep} --topic auth-node --group auth-node-group --count {count} --prefix node \
+         --timeout 60 --tail 1 --access-key {ak} --secret-key {sk}"
+    );
+    node_env(tools, "normal.js", cli(&line), &[]).await
 }
 
 async fn rust_client_with_keys(mode: Mode) {
     let pier = pier_with_users(mode, "auth-rust", "auth-rust-group").await;
     let ep = pier.first.clone();
     let run = |ak: &'static str, sk: &'static str, count: &'static str| {
-        pier_tests::rust_client::run_client(args(&[
-            "--case",
-            "normal",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "auth-rust",
-            "--group",
-            "auth-rust-group",
-            "--count",
-            count,
-            "--timeout",
-            "60",
-            "--access-key",
-            ak,
-            "--secret-key",
-            sk,
-        ]))
+        let line = format!(
+            "--case normal --endpoint {ep} --topic auth-rust --group auth-rust-group \
+             --count {count} --timeout 60 --access-key {ak} --secret-key {sk}"
+        );
+        pier_tests::rust_client::run_client(cli(&line))
     };
     let ok = run("app", "app-secret", "50").await;
     let r = summary_ok(&ok, "rust-client normal");

@@ -25,44 +25,9 @@ async fn python_client_with_two_proxy_addresses() {
     // The client's documented multi-address form: both proxies, ';'-joined.
     let both = pier.access_point.clone();
 
-    let sent = python(
-        &tools,
-        "producer.py",
-        args(&[
-            "--endpoint",
-            &both,
-            "--topic",
-            "py-two",
-            "--count",
-            "200",
-            "--prefix",
-            "two",
-        ]),
-    )
-    .await;
-    let sent = summary(&sent, "producer");
-    assert_eq!(sent["sent"], 200, "{sent}");
-
-    let got = python(
-        &tools,
-        "simple_consumer.py",
-        args(&[
-            "--endpoint",
-            &both,
-            "--topic",
-            "py-two",
-            "--group",
-            "py-two-simple",
-            "--expect",
-            "200",
-            "--timeout",
-            "120",
-            "--prefix",
-            "two",
-        ]),
-    )
-    .await;
-    let got = summary_ok(&got, "simple consumer");
+    let common = format!("--endpoint {both} --topic py-two --prefix two");
+    let consumer = "--group py-two-simple --timeout 120";
+    let got = python_send_then_receive(&tools, &common, 200, consumer, &[]).await;
     assert_eq!(got["received"], 200, "{got}");
     assert_eq!(got["duplicates"], 0, "{got}");
     assert_drained(c, "py-two-simple").await;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::*;
 use pier_tests::*;
 use pier_tests::{both_modes, Mode};
@@ -21,10 +22,8 @@ async fn send_code(c: &Raw, m: Message) -> Code {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_codes() {
-    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let pier = Pier::with_topic(Mode::Standalone, ("t", TopicType::Normal, 2), "g").await;
     let c = pier.raw.clone();
-    c.create_topic("t", 2).await;
-    c.create_group("g", 17).await;
 
     let sp = |f: &dyn Fn(&mut SystemProperties)| {
         let mut m = message("t", "x");
@@ -202,10 +201,8 @@ async fn validation_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_receipt_handles() {
-    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let pier = Pier::with_topic(Mode::Standalone, ("t", TopicType::Normal, 1), "g").await;
     let c = pier.raw.clone();
-    c.create_topic("t", 1).await;
-    c.create_group("g", 17).await;
     c.create_group("other", 17).await;
     c.send(message("t", "m")).await;
     let (_, msgs) = c.receive("g", "t", 1, 30_000, 1_000).await;
@@ -330,10 +327,8 @@ both_modes!(batch_ack_answers_each_entry_in_order);
 /// send.system_topic, recv.system_group).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_system_names_are_reserved() {
-    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let pier = Pier::with_topic(Mode::Standalone, ("t", TopicType::Normal, 1), "g").await;
     let c = pier.raw.clone();
-    c.create_topic("t", 1).await;
-    c.create_group("g", 17).await;
 
     for name in ["RMQ_SYS_TRANS_HALF_TOPIC", "TBW102", "rmq_sys_anything"] {
         let r = c

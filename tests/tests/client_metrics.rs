@@ -17,24 +17,17 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use pier_proto::rocketmq::{
-    settings, telemetry_command, Address, AddressScheme, ClientType, Code, Endpoints, Publishing,
-    Settings, TelemetryCommand,
-};
+use pier_proto::rocketmq::{Address, AddressScheme, Endpoints, Settings};
 use pier_tests::otlp::Receiver;
-use pier_tests::raw::{resource, Raw};
+use pier_tests::raw::{producer_settings, Raw};
 use pier_tests::Node;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 fn collector_proxy(data: &Path, otlp: &str, protocol: &str) -> Node {
-    Node::start_with_env(
-        "pier-proxy",
+    Node::standalone_with_env(
+        data,
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().expect("utf-8"),
             "--metrics-listen",
             "",
             "--metrics-collector",
@@ -96,38 +89,12 @@ async fn wait_for_metric(receiver: &Receiver, service: &str, name: &str) {
 
 /// The Settings reply a producer gets, having named `access_point`.
 async fn settings_reply(raw: &Raw, access_point: Endpoints) -> Settings {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(TelemetryCommand {
-        status: None,
-        command: Some(telemetry_command::Command::Settings(Settings {
-            client_type: Some(ClientType::Producer as i32),
-            access_point: Some(access_point),
-            pub_sub: Some(settings::PubSub::Publishing(Publishing {
-                topics: vec![resource("cm-topic")],
-                ..Default::default()
-            })),
-            ..Default::default()
-        })),
-    })
-    .await
-    .expect("queue settings");
-    let mut inbound = raw
-        .messaging()
-        .telemetry(raw.req(tokio_stream::wrappers::ReceiverStream::new(rx)))
-        .await
-        .expect("telemetry")
-        .into_inner();
-    let reply = tokio::time::timeout(Duration::from_secs(5), inbound.message())
-        .await
-        .expect("settings reply in time")
-        .expect("telemetry stream")
-        .expect("a settings reply");
-    assert_eq!(reply.status.expect("status").code, Code::Ok as i32);
-    let Some(telemetry_command::Command::Settings(s)) = reply.command else {
-        panic!("expected settings, got {:?}", reply.command);
+    let settings = Settings {
+        access_point: Some(access_point),
+        ..producer_settings("cm-topic")
     };
-    drop(tx);
-    s
+    let (_open, _stream, reply) = raw.telemetry_with(settings).await;
+    reply
 }
 
 /// Raw calls: the Settings reply names the client's access point; an

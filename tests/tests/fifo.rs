@@ -22,10 +22,8 @@ fn grouped(topic: &str, group: &str, body: &str, queue: i32) -> Message {
 }
 
 async fn consumer_settings_fifo(c: &Raw, group: &str, topic: &str) -> bool {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(TelemetryCommand {
-        status: None,
-        command: Some(telemetry_command::Command::Settings(Settings {
+    let (_open, _stream, s) = c
+        .telemetry_with(Settings {
             client_type: Some(ClientType::PushConsumer as i32),
             pub_sub: Some(settings::PubSub::Subscription(Subscription {
                 group: Some(resource(group)),
@@ -39,24 +37,8 @@ async fn consumer_settings_fifo(c: &Raw, group: &str, topic: &str) -> bool {
                 ..Default::default()
             })),
             ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
-    let mut inbound = c
-        .messaging()
-        .telemetry(c.req(tokio_stream::wrappers::ReceiverStream::new(rx)))
-        .await
-        .unwrap()
-        .into_inner();
-    let reply = tokio::time::timeout(Duration::from_secs(5), inbound.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let Some(telemetry_command::Command::Settings(s)) = reply.command else {
-        panic!("settings reply expected")
-    };
+        })
+        .await;
     let Some(settings::PubSub::Subscription(sub)) = s.pub_sub else {
         panic!("subscription expected")
     };

@@ -326,8 +326,13 @@ impl<R: prost::Message + Default + Send + 'static> Codec for RawCodec<R> {
     }
 }
 
-fn grpc(ch: &Channel) -> tonic::client::Grpc<Channel> {
-    tonic::client::Grpc::new(ch.clone()).max_decoding_message_size(64 << 20)
+/// A gRPC client on `ch`, ready to send.
+async fn grpc(ch: &Channel) -> Result<tonic::client::Grpc<Channel>, tonic::Status> {
+    let mut g = tonic::client::Grpc::new(ch.clone()).max_decoding_message_size(64 << 20);
+    g.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    Ok(g)
 }
 
 fn request<T>(body: T, md: &MetadataMap) -> tonic::Request<T> {
@@ -336,23 +341,30 @@ fn request<T>(body: T, md: &MetadataMap) -> tonic::Request<T> {
     r
 }
 
+/// Every reply of a stream, until the server ends it.
+async fn all<R>(mut s: tonic::Streaming<R>) -> Result<Vec<R>, tonic::Status> {
+    let mut out = Vec::new();
+    while let Some(m) = s.message().await? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
 async fn unary<R: prost::Message + Default + Send + 'static>(
     ch: &Channel,
     path: &'static str,
     body: Vec<u8>,
     md: &MetadataMap,
 ) -> Result<R, tonic::Status> {
-    let mut g = grpc(ch);
-    g.ready()
+    grpc(ch)
+        .await?
+        .unary(
+            request(body, md),
+            PathAndQuery::from_static(path),
+            RawCodec(PhantomData),
+        )
         .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    g.unary(
-        request(body, md),
-        PathAndQuery::from_static(path),
-        RawCodec(PhantomData),
-    )
-    .await
-    .map(tonic::Response::into_inner)
+        .map(tonic::Response::into_inner)
 }
 
 async fn streaming<R: prost::Message + Default + Send + 'static>(
@@ -361,23 +373,15 @@ async fn streaming<R: prost::Message + Default + Send + 'static>(
     body: Vec<u8>,
     md: &MetadataMap,
 ) -> Result<Vec<R>, tonic::Status> {
-    let mut g = grpc(ch);
-    g.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut s = g
+    let replies = grpc(ch)
+        .await?
         .server_streaming(
             request(body, md),
             PathAndQuery::from_static(path),
             RawCodec(PhantomData),
         )
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(m) = s.message().await? {
-        out.push(m);
-    }
-    Ok(out)
+        .await?;
+    all(replies.into_inner()).await
 }
 
 async fn bidi<R: prost::Message + Default + Send + 'static>(
@@ -386,25 +390,17 @@ async fn bidi<R: prost::Message + Default + Send + 'static>(
     bodies: Vec<Vec<u8>>,
     md: &MetadataMap,
 ) -> Result<Vec<R>, tonic::Status> {
-    let mut g = grpc(ch);
-    g.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     // A finite stream: the client half-closes after its commands, and the
     // server must then end its side.
-    let mut s = g
+    let replies = grpc(ch)
+        .await?
         .streaming(
             request(tokio_stream::iter(bodies), md),
             PathAndQuery::from_static(path),
             RawCodec(PhantomData),
         )
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(m) = s.message().await? {
-        out.push(m);
-    }
-    Ok(out)
+        .await?;
+    all(replies.into_inner()).await
 }
 
 // ---------------------------------------------------------------------------
@@ -737,6 +733,35 @@ fn pb_duration(ms: u64) -> prost_types::Duration {
 
 /// A delivery time within the node's limit (40 days) yet never reached in
 /// a run, so the delay messages stay recallable.
+/// `n` messages `{prefix}{i}` to `topic` of type `kind`, due at `at` (for
+/// delay messages).
+fn typed(
+    topic: &str,
+    prefix: &str,
+    n: usize,
+    kind: MessageType,
+    at: Option<prost_types::Timestamp>,
+) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            let mut m = message(topic, &format!("{prefix}{i}"));
+            let sp = m.system_properties.as_mut().expect("set");
+            sp.message_type = kind as i32;
+            sp.delivery_timestamp = at;
+            m
+        })
+        .collect()
+}
+
+/// Sends `messages` in one well-formed request, asserting every one was
+/// stored.
+async fn send_all(ch: &Channel, messages: Vec<Message>, md: &MetadataMap, what: &str) -> Reply {
+    let send = SendMessageRequest { messages }.encode_to_vec();
+    let r = call(Rpc::SendMessage, ch, send, md).await.expect(what);
+    assert!(r.codes.iter().all(|c| *c == OK), "{what}: {r:?}");
+    r
+}
+
 fn far_future() -> prost_types::Timestamp {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -787,13 +812,8 @@ impl State {
             Rpc::AckMessage | Rpc::ForwardToDlq | Rpc::ChangeInvisibleDuration
                 if self.receipts.is_empty() =>
             {
-                let msgs: Vec<Message> =
-                    (0..16).map(|i| message(TOPIC, &format!("m{i}"))).collect();
-                let send = SendMessageRequest { messages: msgs }.encode_to_vec();
-                let r = call(Rpc::SendMessage, &ch, send, md)
-                    .await
-                    .expect("refill send");
-                assert!(r.codes.iter().all(|c| *c == OK), "refill send: {r:?}");
+                let msgs = typed(TOPIC, "m", 16, MessageType::Normal, None);
+                send_all(&ch, msgs, md, "refill send").await;
                 let recv = self.receive_request(16).encode_to_vec();
                 let r = call(Rpc::ReceiveMessage, &ch, recv, md)
                     .await
@@ -801,36 +821,13 @@ impl State {
                 self.learn(r.issued);
             }
             Rpc::RecallMessage if self.recalls.is_empty() => {
-                let msgs: Vec<Message> = (0..8)
-                    .map(|i| {
-                        let mut m = message(DELAY_TOPIC, &format!("d{i}"));
-                        let sp = m.system_properties.as_mut().expect("set");
-                        sp.message_type = MessageType::Delay as i32;
-                        sp.delivery_timestamp = Some(far_future());
-                        m
-                    })
-                    .collect();
-                let send = SendMessageRequest { messages: msgs }.encode_to_vec();
-                let r = call(Rpc::SendMessage, &ch, send, md)
-                    .await
-                    .expect("refill delay send");
-                assert!(r.codes.iter().all(|c| *c == OK), "refill delay send: {r:?}");
+                let msgs = typed(DELAY_TOPIC, "d", 8, MessageType::Delay, Some(far_future()));
+                let r = send_all(&ch, msgs, md, "refill delay send").await;
                 self.learn(r.issued);
             }
             Rpc::EndTransaction if self.transactions.is_empty() => {
-                let msgs: Vec<Message> = (0..8)
-                    .map(|i| {
-                        let mut m = message(TXN_TOPIC, &format!("x{i}"));
-                        let sp = m.system_properties.as_mut().expect("set");
-                        sp.message_type = MessageType::Transaction as i32;
-                        m
-                    })
-                    .collect();
-                let send = SendMessageRequest { messages: msgs }.encode_to_vec();
-                let r = call(Rpc::SendMessage, &ch, send, md)
-                    .await
-                    .expect("refill txn send");
-                assert!(r.codes.iter().all(|c| *c == OK), "refill txn send: {r:?}");
+                let msgs = typed(TXN_TOPIC, "x", 8, MessageType::Transaction, None);
+                let r = send_all(&ch, msgs, md, "refill txn send").await;
                 self.learn(r.issued);
             }
             _ => {}
@@ -1196,17 +1193,7 @@ async fn mutated_requests_of_every_rpc() {
     let cluster = std::env::var("PIER_FUZZ_MODE").is_ok_and(|m| m == "cluster");
     let (store, node) = if cluster {
         let store = Node::store(dir.path());
-        let proxy = Node::start(
-            "pier-proxy",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--store",
-                &store.endpoint(),
-                "--max-long-poll-ms",
-                "300",
-            ],
-        );
+        let proxy = Node::proxy_of_with(&store, &["--max-long-poll-ms", "300"]);
         (Some(store), proxy)
     } else {
         let node = Node::standalone_with(dir.path(), &["--max-long-poll-ms", "300"]);

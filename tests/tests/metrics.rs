@@ -5,8 +5,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pier_proto::admin::TopicType;
 use pier_proto::rocketmq::*;
 use pier_tests::external::*;
+use pier_tests::otlp::Exporting;
 use pier_tests::prometheus::{sample, scrape, Prometheus};
 use pier_tests::*;
 use pier_tests::{both_modes, Mode};
@@ -20,10 +22,8 @@ fn metrics_addr(n: &Node) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_a_cluster_after_python_traffic() {
     let tools = ensure_tools();
-    let pier = Pier::start(Mode::Cluster, &[]).await;
-    let c = pier.raw.clone();
-    c.create_topic("obs-orders", 4).await;
-    c.create_group("obs-readers", 17).await;
+    let topic = ("obs-orders", TopicType::Normal, 4);
+    let pier = Pier::with_topic(Mode::Cluster, topic, "obs-readers").await;
     let proxies: Vec<String> = pier.proxies().into_iter().map(metrics_addr).collect();
     let prom = Prometheus::start(
         &[
@@ -33,42 +33,13 @@ async fn prometheus_scrapes_a_cluster_after_python_traffic() {
         &[Prometheus::deploy_dir().join("pier-alerts.yml")],
     );
 
-    let sent = python(
-        &tools,
-        "producer.py",
-        args(&[
-            "--endpoint",
-            &pier.access_point,
-            "--topic",
-            "obs-orders",
-            "--count",
-            "50",
-            "--prefix",
-            "obs",
-        ]),
-    )
-    .await;
-    assert_eq!(summary(&sent, "producer")["sent"], 50);
-    let got = python(
-        &tools,
-        "simple_consumer.py",
-        args(&[
-            "--endpoint",
-            &pier.access_point,
-            "--topic",
-            "obs-orders",
-            "--group",
-            "obs-readers",
-            "--expect",
-            "50",
-            "--timeout",
-            "60",
-            "--prefix",
-            "obs",
-        ]),
-    )
-    .await;
-    assert_eq!(summary(&got, "simple consumer")["received"], 50);
+    let common = format!(
+        "--endpoint {} --topic obs-orders --prefix obs",
+        pier.access_point
+    );
+    let consumer = "--group obs-readers --timeout 60";
+    let got = python_send_then_receive(&tools, &common, 50, consumer, &[]).await;
+    assert_eq!(got["received"], 50, "{got}");
 
     let within = Duration::from_secs(30);
     let every_target_up =
@@ -330,10 +301,9 @@ fn the_shipped_prometheus_config_and_alert_rules_are_valid() {
 /// (through a proxy of a cluster: the store node measures them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pier_stats_shows_the_backlog_per_group() {
-    let pier = Pier::start(Mode::Cluster, &[]).await;
+    let topic = ("stats-orders", TopicType::Normal, 2);
+    let pier = Pier::with_topic(Mode::Cluster, topic, "stats-readers").await;
     let c = pier.raw.clone();
-    c.create_topic("stats-orders", 2).await;
-    c.create_group("stats-readers", 17).await;
     for i in 0..5 {
         c.send(message("stats-orders", &format!("m{i}"))).await;
     }
@@ -348,21 +318,12 @@ async fn pier_stats_shows_the_backlog_per_group() {
         got.extend(ms);
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let out = Command::new(bin("pier"))
-        .args([
-            "--endpoint",
-            &pier.proxies()[1].endpoint(),
-            "--json",
-            "stats",
-        ])
-        .args(["--interval", "0.2", "--group", "stats-readers"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pier stats");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let ep = pier.proxies()[1].endpoint();
+    let out = run_ok(
+        Command::new(bin("pier"))
+            .args(["--endpoint", &ep, "--json", "stats"])
+            .args(["--interval", "0.2", "--group", "stats-readers"]),
+        "pier stats",
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let g = &v["groups"][0];
@@ -376,30 +337,21 @@ async fn pier_stats_shows_the_backlog_per_group() {
     assert!(topics.iter().any(|t| t["topic"] == "stats-orders"), "{v}");
 }
 
+/// Creates `topic` (one queue) and sends three messages to it.
+async fn send_three(c: &Raw, topic: &str) {
+    c.create_topic(topic, 1).await;
+    for i in 0..3 {
+        c.send(message(topic, &format!("m{i}"))).await;
+    }
+}
+
 /// `--otlp-endpoint`: the node pushes its metrics over OTLP/HTTP to a
 /// collector (here a receiver decoding them with opentelemetry-proto).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_pushed_over_otlp() {
-    let receiver = pier_tests::otlp::Receiver::start();
-    let data = tempfile::tempdir().expect("temp dir");
-    let endpoint = format!("http://{}", receiver.addr);
-    let node = Node::start_with_env(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
-            "--otlp-endpoint",
-            &endpoint,
-        ],
-        &[("OTEL_METRIC_EXPORT_INTERVAL", "300")],
-    );
-    let c = Raw::connect(&node.endpoint()).await;
-    c.create_topic("otlp-orders", 1).await;
-    for i in 0..3 {
-        c.send(message("otlp-orders", &format!("m{i}"))).await;
-    }
+    let t = Exporting::start(&[], &[("OTEL_METRIC_EXPORT_INTERVAL", "300")]).await;
+    let (c, receiver) = (&t.c, &t.receiver);
+    send_three(c, "otlp-orders").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some((service, n)) = receiver.latest_sum("rocketmq_messages_in_total") {
@@ -422,33 +374,16 @@ async fn metrics_are_pushed_over_otlp() {
 /// opentelemetry-proto).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_traces_are_pushed_over_otlp_grpc() {
-    let receiver = pier_tests::otlp::Receiver::start();
-    let data = tempfile::tempdir().expect("temp dir");
-    let endpoint = format!("http://{}", receiver.grpc_addr);
-    let node = Node::start_with_env(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
-            "--otlp-endpoint",
-            &endpoint,
-            "--otlp-protocol",
-            "grpc",
-            "--trace-sample-ratio",
-            "1",
-        ],
+    let t = Exporting::start(
+        &["--otlp-protocol", "grpc", "--trace-sample-ratio", "1"],
         &[
             ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
-    );
-    let c = Raw::connect(&node.endpoint()).await;
-    c.create_topic("grpc-orders", 1).await;
-    for i in 0..3 {
-        c.send(message("grpc-orders", &format!("m{i}"))).await;
-    }
+    )
+    .await;
+    let (c, receiver) = (&t.c, &t.receiver);
+    send_three(c, "grpc-orders").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let pushed = receiver.latest_sum("rocketmq_messages_in_total");

@@ -18,53 +18,27 @@ async fn python_producer_simple_and_push_consumers(mode: Mode) {
     c.create_group("py-simple", 17).await;
     c.create_group("py-push", 17).await;
 
-    let sent = pier
-        .python(
-            &tools,
-            "producer.py",
-            args(&[
-                "--endpoint",
-                &endpoint,
-                "--topic",
-                "py-orders",
-                "--count",
-                "1000",
-                "--prefix",
-                "py",
-            ]),
-        )
-        .await;
+    let line = format!("--endpoint {endpoint} --topic py-orders --count 1000 --prefix py");
+    let sent = pier.python(&tools, "producer.py", cli(&line)).await;
     let produced = summary(&sent, "producer");
     assert_eq!(produced["sent"], 1000);
 
     // Both consumers at once, each in its own group.
     let consume = |script: &'static str, group: &'static str| {
-        let argv = args(&[
-            "--endpoint",
-            &endpoint,
-            "--topic",
-            "py-orders",
-            "--group",
-            group,
-            "--expect",
-            "1000",
-            "--timeout",
-            "120",
-            "--prefix",
-            "py",
-        ]);
-        pier.python(&tools, script, argv)
+        let line = format!(
+            "--endpoint {endpoint} --topic py-orders --group {group} --expect 1000 --timeout 120 \
+             --prefix py"
+        );
+        pier.python(&tools, script, cli(&line))
     };
     let (simple, push) = tokio::join!(
         consume("simple_consumer.py", "py-simple"),
         consume("push_consumer.py", "py-push")
     );
     let simple = summary(&simple, "simple consumer");
-    assert_eq!(simple["received"], 1000, "{simple}");
-    assert_eq!(simple["duplicates"], 0, "{simple}");
+    assert_fields!(simple, {"received": 1000, "duplicates": 0});
     let push = summary(&push, "push consumer");
-    assert_eq!(push["received"], 1000, "{push}");
-    assert_eq!(push["duplicates"], 0, "{push}");
+    assert_fields!(push, {"received": 1000, "duplicates": 0});
 
     // Both groups consumed everything: nothing ready or in flight remains.
     for g in ["py-simple", "py-push"] {
@@ -95,18 +69,8 @@ fn call(tools: &Path, ep: &str, method: &str, request: &str) -> serde_json::Valu
             method,
         ],
     );
-    let reply = ok_stdout(&out, method);
+    let reply = stdout_ok(&out, method);
     serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{method}: {e}: {reply}"))
-}
-
-fn ok_stdout(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "grpcurl {what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +82,7 @@ async fn grpcurl_by_hand() {
     let c = Raw::connect(&ep).await;
     c.create_topic("hand", 2).await;
 
-    let list = ok_stdout(&grpcurl(&tools, &["-plaintext", &ep, "list"]), "list");
+    let list = stdout_ok(&grpcurl(&tools, &["-plaintext", &ep, "list"]), "list");
     for svc in [
         "apache.rocketmq.v2.MessagingService",
         "pier.admin.v1.AdminService",
@@ -128,7 +92,7 @@ async fn grpcurl_by_hand() {
     }
     // Only what the proxy serves is listed.
     assert!(!list.contains("pier.store.v1.Store"), "{list}");
-    let desc = ok_stdout(
+    let desc = stdout_ok(
         &grpcurl(
             &tools,
             &[
@@ -167,7 +131,7 @@ async fn grpcurl_by_hand() {
     assert_eq!(v["entries"][0]["messageId"], "GRPCURL0001");
 
     // The admin API by hand too.
-    let topics = ok_stdout(
+    let topics = stdout_ok(
         &grpcurl(
             &tools,
             &[

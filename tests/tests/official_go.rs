@@ -6,8 +6,9 @@
 //! tests/scripts/setup-go.sh), which prints one JSON summary line; the
 //! assertions are on that summary and on the server's group state.
 
-use pier_proto::admin::TopicType;
-use pier_tests::external::{assert_drained, summary_ok};
+use pier_proto::admin::TopicType::{self, Delay, Fifo, Normal, Transaction};
+use pier_tests::assert_fields;
+use pier_tests::external::{assert_drained, cli, summary_ok};
 use pier_tests::go::scenario;
 use pier_tests::{both_modes, Mode, Pier};
 
@@ -24,82 +25,67 @@ both_modes!(
     load_push
 );
 
-/// The summary, after checking the client was given every proxy.
-fn checked(out: &std::process::Output, what: &str, mode: Mode) -> serde_json::Value {
-    let r = summary_ok(out, what);
-    let want = if mode == Mode::Cluster { 2 } else { 1 };
+/// Runs `case` with the options `line` (`-topic` and `-group` among them)
+/// and a timeout of 120 s; returns its summary, after checking the
+/// client's own verdict and that it was given every proxy.
+async fn run(pier: &Pier, case: &str, line: &str) -> serde_json::Value {
+    let args = cli(&format!("{line} -timeout 120"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = scenario(case, &pier.access_point, &args).await;
+    let what = format!("go {case}");
+    let r = summary_ok(&out, &what);
+    let want = if pier.mode == Mode::Cluster { 2 } else { 1 };
     assert_eq!(r["addresses"], want, "{what}: {r}");
     r
 }
 
-fn args<'a>(topic: &'a str, group: &'a str, more: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["-topic", topic, "-group", group, "-timeout", "120"];
-    v.extend_from_slice(more);
-    v
+/// [`run`] on a Pier started in `mode`, with the topic named by `topic`
+/// (`kind`, with `queues` queues) and the group `group` (17 attempts)
+/// created first.
+async fn start_and_run(
+    mode: Mode,
+    (topic, kind, queues): (&str, TopicType, u32),
+    group: &str,
+    case: &str,
+    more: &str,
+) -> (Pier, serde_json::Value) {
+    let pier = Pier::with_topic(mode, (topic, kind, queues), group).await;
+    let r = run(
+        &pier,
+        case,
+        &format!("-topic {topic} -group {group} {more}"),
+    )
+    .await;
+    (pier, r)
 }
 
 async fn normal(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    pier.raw.create_topic("go-normal", 4).await;
-    pier.raw.create_group("go-normal-group", 17).await;
-    let out = scenario(
-        "normal",
-        &pier.access_point,
-        &args("go-normal", "go-normal-group", &["-count", "200"]),
-    )
-    .await;
-    let r = checked(&out, "go normal", mode);
-    assert_eq!(r["sent"], 200, "{r}");
-    assert_eq!(r["received"], 200, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
-    assert_eq!(r["missing"], 0, "{r}");
+    let topic = ("go-normal", Normal, 4);
+    let (pier, r) = start_and_run(mode, topic, "go-normal-group", "normal", "-count 200").await;
+    assert_fields!(r, {"sent": 200, "received": 200, "duplicates": 0, "missing": 0});
     assert_eq!(r["unexpected"], 0, "{r}");
     // Tags, keys, properties, the 1 MiB body and the rest arrived intact.
-    assert_eq!(r["mismatched"], 0, "{r}");
-    assert_eq!(r["ack_errors"], 0, "{r}");
+    assert_fields!(r, {"mismatched": 0, "ack_errors": 0});
     assert_drained(&pier.raw, "go-normal-group").await;
 }
 
 async fn async_send(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    pier.raw.create_topic("go-async", 4).await;
-    pier.raw.create_group("go-async-group", 17).await;
-    let out = scenario(
-        "async",
-        &pier.access_point,
-        &args("go-async", "go-async-group", &["-count", "300"]),
-    )
-    .await;
-    let r = checked(&out, "go async", mode);
-    assert_eq!(r["sent"], 300, "{r}");
-    assert_eq!(r["send_errors"], 0, "{r}");
-    assert_eq!(r["received"], 300, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
-    assert_eq!(r["mismatched"], 0, "{r}");
+    let topic = ("go-async", Normal, 4);
+    let (pier, r) = start_and_run(mode, topic, "go-async-group", "async", "-count 300").await;
+    assert_fields!(r, {
+        "sent": 300, "send_errors": 0, "received": 300, "duplicates": 0, "mismatched": 0
+    });
     assert_drained(&pier.raw, "go-async-group").await;
 }
 
 async fn invisible(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    pier.raw.create_topic("go-invisible", 2).await;
-    pier.raw.create_group("go-invisible-group", 17).await;
-    let out = scenario(
-        "invisible",
-        &pier.access_point,
-        &args(
-            "go-invisible",
-            "go-invisible-group",
-            &["-invisible-ms", "2000"],
-        ),
-    )
-    .await;
-    let r = checked(&out, "go invisible", mode);
-    assert_eq!(r["first_attempt"], 1, "{r}");
-    assert_eq!(r["second_attempt"], 2, "{r}");
+    let (topic, more) = (("go-invisible", Normal, 2), "-invisible-ms 2000");
+    let (pier, r) = start_and_run(mode, topic, "go-invisible-group", "invisible", more).await;
     let back = r["back_after_ms"].as_i64().expect("back_after_ms");
     // Not before the new invisible duration (a few ms of rounding aside),
     // and soon after it.
     assert!((1995..6000).contains(&back), "{r}");
+    assert_fields!(r, {"first_attempt": 1, "second_attempt": 2});
     // The change issued a new receipt handle and the ack with it held.
     assert_eq!(r["handle_changed"], true, "{r}");
     assert_eq!(r["extra"], 0, "{r}");
@@ -107,90 +93,38 @@ async fn invisible(mode: Mode) {
 }
 
 async fn filter(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    pier.raw.create_topic("go-filter", 4).await;
-    pier.raw.create_group("go-filter-group", 17).await;
-    let out = scenario(
-        "filter",
-        &pier.access_point,
-        &args("go-filter", "go-filter-group", &["-count", "20"]),
-    )
-    .await;
-    let r = checked(&out, "go filter", mode);
-    assert_eq!(r["sent"], 80, "{r}");
-    assert_eq!(r["received_a"], 20, "{r}");
-    assert_eq!(r["received_b"], 20, "{r}");
-    assert_eq!(r["received_other"], 0, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
+    let topic = ("go-filter", Normal, 4);
+    let (pier, r) = start_and_run(mode, topic, "go-filter-group", "filter", "-count 20").await;
+    assert_fields!(r, {"sent": 80, "received_a": 20, "received_b": 20});
+    assert_fields!(r, {"received_other": 0, "duplicates": 0});
     // Messages the filter skips are not left waiting for the group.
     assert_drained(&pier.raw, "go-filter-group").await;
 }
 
 async fn fifo(mode: Mode) {
     let pier = Pier::start(mode, &[]).await;
-    pier.raw
-        .create_typed_topic("go-fifo", TopicType::Fifo, 4)
-        .await;
+    pier.raw.create_typed_topic("go-fifo", Fifo, 4).await;
     // A short fixed backoff: Go's push consumer waits that long before a retry.
     pier.raw
         .create_group_with_backoff("go-fifo-group", true, 17, 200)
         .await;
-    let out = scenario(
-        "fifo",
-        &pier.access_point,
-        &args(
-            "go-fifo",
-            "go-fifo-group",
-            &[
-                "-producers",
-                "3",
-                "-groups",
-                "4",
-                "-count",
-                "25",
-                "-fail-once-seq",
-                "5",
-            ],
-        ),
-    )
-    .await;
-    let r = checked(&out, "go fifo", mode);
-    assert_eq!(r["consumer"], "push", "{r}");
-    assert_eq!(r["sent"], 300, "{r}");
-    assert_eq!(r["received"], 300, "{r}");
-    assert_eq!(r["message_groups"], 12, "{r}");
-    assert_eq!(r["out_of_order"], 0, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
+    let line = "-topic go-fifo -group go-fifo-group -producers 3 -groups 4 -count 25 \
+                -fail-once-seq 5";
+    let r = run(&pier, "fifo", line).await;
+    assert_fields!(r, {"consumer": "push", "sent": 300, "received": 300});
+    assert_fields!(r, {"message_groups": 12, "out_of_order": 0, "duplicates": 0});
     // The client chose its FIFO consume service from the Settings reply:
     // one message of a group at a time.
     assert_eq!(r["max_inflight_per_group"], 1, "{r}");
     // The failed sequence number 5 was retried in place in every group.
-    assert_eq!(r["retried_in_order"], 12, "{r}");
-    assert_eq!(r["retry_attempt_not_2"], 0, "{r}");
+    assert_fields!(r, {"retried_in_order": 12, "retry_attempt_not_2": 0});
     assert_drained(&pier.raw, "go-fifo-group").await;
 }
 
 async fn delay(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    pier.raw
-        .create_typed_topic("go-delay", TopicType::Delay, 4)
-        .await;
-    pier.raw.create_group("go-delay-group", 17).await;
-    let out = scenario(
-        "delay",
-        &pier.access_point,
-        &args(
-            "go-delay",
-            "go-delay-group",
-            &["-count", "20", "-delay-ms", "3000"],
-        ),
-    )
-    .await;
-    let r = checked(&out, "go delay", mode);
-    assert_eq!(r["sent"], 20, "{r}");
-    assert_eq!(r["received"], 20, "{r}");
-    assert_eq!(r["early"], 0, "{r}");
-    assert_eq!(r["wrong_timestamp"], 0, "{r}");
+    let (topic, more) = (("go-delay", Delay, 4), "-count 20 -delay-ms 3000");
+    let (pier, r) = start_and_run(mode, topic, "go-delay-group", "delay", more).await;
+    assert_fields!(r, {"sent": 20, "received": 20, "early": 0, "wrong_timestamp": 0});
     let late = r["max_late_ms"].as_i64().expect("max_late_ms");
     assert!(
         late < 3000,
@@ -214,27 +148,15 @@ const TXN_FLAGS: [&str; 8] = [
 
 async fn transaction(mode: Mode) {
     let pier = Pier::start(mode, &TXN_FLAGS).await;
-    pier.raw
-        .create_typed_topic("go-tx", TopicType::Transaction, 4)
+    pier.topic_and_group("go-tx", Transaction, 4, "go-tx-group", 17)
         .await;
-    pier.raw.create_group("go-tx-group", 17).await;
-    let out = scenario(
-        "transaction",
-        &pier.access_point,
-        &args("go-tx", "go-tx-group", &["-count", "20", "-orphans", "2"]),
-    )
-    .await;
-    let r = checked(&out, "go transaction", mode);
-    assert_eq!(r["committed"], 10, "{r}");
-    assert_eq!(r["rolled_back"], 10, "{r}");
-    assert_eq!(r["orphans"], 2, "{r}");
+    let line = "-topic go-tx -group go-tx-group -count 20 -orphans 2";
+    let r = run(&pier, "transaction", line).await;
+    assert_fields!(r, {"committed": 10, "rolled_back": 10, "orphans": 2});
     // The committed half and both orphans (committed by the checker when
     // the server asked), each once; never a rolled-back one.
-    assert_eq!(r["received"], 12, "{r}");
-    assert_eq!(r["unexpected"], 0, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
-    assert_eq!(r["orphans_checked"], 2, "{r}");
-    assert_eq!(r["unexpected_checks"], 0, "{r}");
+    assert_fields!(r, {"received": 12, "unexpected": 0, "duplicates": 0});
+    assert_fields!(r, {"orphans_checked": 2, "unexpected_checks": 0});
     assert_drained(&pier.raw, "go-tx-group").await;
 }
 
@@ -246,35 +168,16 @@ async fn retry(mode: Mode) {
         .create_group_with_backoff("go-retry-group", false, 3, 500)
         .await;
     pier.raw.create_group("go-retry-dlq", 17).await;
-    let out = scenario(
-        "retry",
-        &pier.access_point,
-        &args(
-            "go-retry",
-            "go-retry-group",
-            &[
-                "-dlq-group",
-                "go-retry-dlq",
-                "-count",
-                "5",
-                "-max-attempts",
-                "3",
-            ],
-        ),
-    )
-    .await;
-    let r = checked(&out, "go retry", mode);
+    let line = "-topic go-retry -group go-retry-group -dlq-group go-retry-dlq -count 5 \
+                -max-attempts 3";
+    let r = run(&pier, "retry", line).await;
     // Doomed messages: delivered with attempts 1, 2, 3, then moved to
     // %DLQ%go-retry-group, where they arrive intact, once each.
-    assert_eq!(r["doomed"], 5, "{r}");
-    assert_eq!(r["doomed_min_attempts"], 3, "{r}");
-    assert_eq!(r["doomed_max_attempts"], 3, "{r}");
-    assert_eq!(r["doomed_bad_sequence"], 0, "{r}");
-    assert_eq!(r["doomed_over_delivered"], 0, "{r}");
-    assert_eq!(r["dlq_received"], 5, "{r}");
-    assert_eq!(r["dlq_duplicates"], 0, "{r}");
-    assert_eq!(r["dlq_unexpected"], 0, "{r}");
-    assert_eq!(r["dlq_mismatched"], 0, "{r}");
+    assert_fields!(r, {
+        "doomed": 5, "doomed_min_attempts": 3, "doomed_max_attempts": 3,
+        "doomed_bad_sequence": 0, "doomed_over_delivered": 0, "dlq_received": 5,
+        "dlq_duplicates": 0, "dlq_unexpected": 0, "dlq_mismatched": 0
+    });
     // Flaky messages: failed once, succeeded on attempt 2.
     assert_eq!(r["flaky_ok"], 5, "{r}");
     assert_drained(&pier.raw, "go-retry-group").await;
@@ -284,31 +187,15 @@ async fn retry(mode: Mode) {
 }
 
 async fn load(mode: Mode, consumer: &str) {
-    let pier = Pier::start(mode, &[]).await;
     let (topic, group) = (
         format!("go-load-{consumer}"),
         format!("go-load-{consumer}-group"),
     );
-    pier.raw.create_topic(&topic, 8).await;
-    pier.raw.create_group(&group, 17).await;
-    let out = scenario(
-        "load",
-        &pier.access_point,
-        &args(
-            &topic,
-            &group,
-            &["-count", "2000", "-producers", "2", "-consumer", consumer],
-        ),
-    )
-    .await;
-    let r = checked(&out, &format!("go load ({consumer})"), mode);
+    let more = format!("-count 2000 -producers 2 -consumer {consumer}");
+    let (pier, r) = start_and_run(mode, (&topic, Normal, 8), &group, "load", &more).await;
     assert_eq!(r["consumer"], consumer, "{r}");
-    assert_eq!(r["sent"], 2000, "{r}");
-    assert_eq!(r["send_errors"], 0, "{r}");
-    assert_eq!(r["received"], 2000, "{r}");
-    assert_eq!(r["missing"], 0, "{r}");
-    assert_eq!(r["body_errors"], 0, "{r}");
-    assert_eq!(r["ack_errors"], 0, "{r}");
+    assert_fields!(r, {"sent": 2000, "send_errors": 0, "received": 2000});
+    assert_fields!(r, {"missing": 0, "body_errors": 0, "ack_errors": 0});
     // Every message is acked once, well within its invisible time: nothing
     // comes back.
     assert_eq!(r["duplicates"], 0, "{r}");

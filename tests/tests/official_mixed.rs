@@ -37,57 +37,17 @@ async fn python_and_node_producers_share_a_message_group(mode: Mode) {
     let start_at = (now_ms + 5_000).to_string();
     let count = PER_PRODUCER.to_string();
     let started = Instant::now();
-    let py = pier.python(
-        &tools,
-        "fifo.py",
-        args(&[
-            "--produce-only",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "mixed",
-            "--groups",
-            "1",
-            "--group-prefix",
-            "mixed-g",
-            "--count",
-            &count,
-            "--body-prefix",
-            "py/",
-            "--start-at-ms",
-            &start_at,
-            "--timeout",
-            "60",
-        ]),
+    let line = format!(
+        "--produce-only --endpoint {ep} --topic mixed --groups 1 --group-prefix mixed-g \
+         --count {count} --body-prefix py/ --start-at-ms {start_at} --timeout 60"
     );
-    let js = pier.node(
-        &tools,
-        "types.js",
-        args(&[
-            "--case",
-            "fifo",
-            "--produce-only",
-            "1",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "mixed",
-            "--group",
-            "mixed-readers",
-            "--groups",
-            "1",
-            "--prefix",
-            "mixed",
-            "--count",
-            &count,
-            "--body-prefix",
-            "node/",
-            "--start-at-ms",
-            &start_at,
-            "--timeout",
-            "60",
-        ]),
+    let py = pier.python(&tools, "fifo.py", cli(&line));
+    let line = format!(
+        "--case fifo --produce-only 1 --endpoint {ep} --topic mixed --group mixed-readers \
+         --groups 1 --prefix mixed --count {count} --body-prefix node/ --start-at-ms {start_at} \
+         --timeout 60"
     );
+    let js = pier.node(&tools, "types.js", cli(&line));
     let (py, js) = tokio::join!(py, js);
     let rp = summary_ok(&py, "fifo.py --produce-only");
     let rn = summary_ok(&js, "types.js fifo --produce-only");

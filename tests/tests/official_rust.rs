@@ -7,150 +7,46 @@
 //! `$HOME/.cache/pier-rust-client-target`; incremental when warm). It prints
 //! one JSON summary line, checked here.
 
-use std::time::Instant;
-
-use pier_proto::admin::TopicType;
+use pier_proto::admin::TopicType::{Delay, Fifo, Normal, Transaction};
 use pier_tests::external::*;
 use pier_tests::rust_client::run_client_env;
 use pier_tests::*;
 use pier_tests::{four_modes, Mode};
 
 async fn rust_producer_and_simple_consumer(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
-    c.create_topic("rust-orders", 4).await;
-    c.create_group("rust-simple", 17).await;
-
-    let started = Instant::now();
-    let out = pier
-        .rust_client(args(&[
-            "--case",
-            "normal",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "rust-orders",
-            "--group",
-            "rust-simple",
-            "--count",
-            "200",
-            "--timeout",
-            "120",
-        ]))
-        .await;
-    let r = summary_ok(&out, "rust-client normal");
-    eprintln!("normal: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r["sent"], 200, "{r}");
-    assert_eq!(r["unique_ids"], 200, "{r}");
-    assert_eq!(r["received"], 200, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
-    assert_eq!(r["missing"], 0, "{r}");
-    assert_eq!(r["extra"], 0, "{r}");
-    assert_drained(&c, "rust-simple").await;
+    let line = "--case normal --topic rust-orders --group rust-simple --count 200 --timeout 120";
+    let (pier, r) = Pier::scenario(mode, Client::Rust, (Normal, 4), line).await;
+    assert_fields!(r, {
+        "sent": 200, "unique_ids": 200, "received": 200, "duplicates": 0, "missing": 0, "extra": 0
+    });
+    assert_drained(&pier.raw, "rust-simple").await;
 }
 
 async fn rust_fifo_messages_in_group_order(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
-    c.create_typed_topic("rust-fifo", TopicType::Fifo, 4).await;
-    c.create_fifo_group("rust-fifo-group", 0).await;
-
-    let started = Instant::now();
-    let out = pier
-        .rust_client(args(&[
-            "--case",
-            "fifo",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "rust-fifo",
-            "--group",
-            "rust-fifo-group",
-            "--count",
-            "100",
-            "--groups",
-            "4",
-            "--timeout",
-            "120",
-        ]))
-        .await;
-    let r = summary_ok(&out, "rust-client fifo");
-    eprintln!("fifo: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r["received"], 100, "{r}");
-    assert_eq!(r["out_of_order"], 0, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
-    assert_eq!(r["wrong_group"], 0, "{r}");
-    assert_drained(&c, "rust-fifo-group").await;
+    let line = "--case fifo --topic rust-fifo --group rust-fifo-group --count 100 --groups 4 \
+                --timeout 120";
+    let (pier, r) = Pier::scenario(mode, Client::Rust, (Fifo, 4), line).await;
+    assert_fields!(r, {"received": 100, "out_of_order": 0, "duplicates": 0, "wrong_group": 0});
+    assert_drained(&pier.raw, "rust-fifo-group").await;
 }
 
 async fn rust_delay_messages_wait_for_their_timestamp(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
-    c.create_typed_topic("rust-delay", TopicType::Delay, 4)
-        .await;
-    c.create_group("rust-delay-group", 17).await;
-
-    let started = Instant::now();
-    let out = pier
-        .rust_client(args(&[
-            "--case",
-            "delay",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "rust-delay",
-            "--group",
-            "rust-delay-group",
-            "--count",
-            "20",
-            "--delay",
-            "3",
-            "--timeout",
-            "90",
-        ]))
-        .await;
-    let r = summary_ok(&out, "rust-client delay");
-    eprintln!("delay: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r["received"], 20, "{r}");
-    assert_eq!(r["early"], 0, "{r}");
-    assert_eq!(r["wrong_timestamp"], 0, "{r}");
+    let line = "--case delay --topic rust-delay --group rust-delay-group --count 20 --delay 3 \
+                --timeout 90";
+    let (pier, r) = Pier::scenario(mode, Client::Rust, (Delay, 4), line).await;
     assert!(r["max_late_ms"].as_i64().unwrap() < 10_000, "{r}");
-    assert_drained(&c, "rust-delay-group").await;
+    assert_fields!(r, {"received": 20, "early": 0, "wrong_timestamp": 0});
+    assert_drained(&pier.raw, "rust-delay-group").await;
 }
 
 async fn rust_transactions_commit_and_rollback(mode: Mode) {
-    let pier = Pier::start(mode, &[]).await;
-    let (ep, c) = (pier.raw.endpoint.clone(), pier.raw.clone());
-    c.create_typed_topic("rust-tx", TopicType::Transaction, 4)
-        .await;
-    c.create_group("rust-tx-group", 17).await;
-
-    let started = Instant::now();
-    let out = pier
-        .rust_client(args(&[
-            "--case",
-            "transaction",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "rust-tx",
-            "--group",
-            "rust-tx-group",
-            "--count",
-            "20",
-            "--timeout",
-            "90",
-        ]))
-        .await;
-    let r = summary_ok(&out, "rust-client transaction");
-    eprintln!("transaction: {:.1} s", started.elapsed().as_secs_f64());
-    assert_eq!(r["committed"], 10, "{r}");
-    assert_eq!(r["rolled_back"], 10, "{r}");
-    assert_eq!(r["received"], 10, "{r}");
-    assert_eq!(r["unexpected"], 0, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
-    assert_eq!(r["extra"], 0, "{r}");
-    assert_drained(&c, "rust-tx-group").await;
+    let line = "--case transaction --topic rust-tx --group rust-tx-group --count 20 --timeout 90";
+    let (pier, r) = Pier::scenario(mode, Client::Rust, (Transaction, 4), line).await;
+    assert_fields!(r, {
+        "committed": 10, "rolled_back": 10, "received": 10, "unexpected": 0, "duplicates": 0,
+        "extra": 0
+    });
+    assert_drained(&pier.raw, "rust-tx-group").await;
 }
 
 four_modes!(
@@ -165,42 +61,15 @@ four_modes!(
 /// requires TLS, trusting the test CA through `SSL_CERT_FILE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_crate_with_tls() {
-    let pki = pier_tests::tls::TestPki::new("rust-crate");
-    let data = tempfile::tempdir().unwrap();
-    let flags = pki.flags();
-    let mut node_args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    node_args.push("--tls-required");
-    let node = Node::standalone_with(data.path(), &node_args);
-    let ep = node.endpoint();
-    let channel = pier_tests::tls::tls_channel(&ep, &pki.ca_pem())
-        .await
-        .unwrap();
-    let c = Raw::over(&ep, channel);
-    c.create_topic("rust-tls", 2).await;
-    c.create_group("rust-tls-g", 17).await;
+    let t = pier_tests::tls::TlsPier::start("rust-crate", "rust-tls", "rust-tls-g").await;
+    let (ep, c) = (t.c.endpoint.clone(), &t.c);
+    let line = "--case normal --topic rust-tls --group rust-tls-g --count 50 --timeout 120";
     let out = run_client_env(
-        args(&[
-            "--case",
-            "normal",
-            "--endpoint",
-            &ep,
-            "--topic",
-            "rust-tls",
-            "--group",
-            "rust-tls-g",
-            "--count",
-            "50",
-            "--timeout",
-            "120",
-            "--tls",
-            "true",
-        ]),
-        Some(pki.ca.clone()),
+        cli(&format!("{line} --endpoint {ep} --tls true")),
+        Some(t.pki.ca.clone()),
     )
     .await;
     let r = summary_ok(&out, "rust-client normal over TLS");
-    assert_eq!(r["sent"], 50, "{r}");
-    assert_eq!(r["received"], 50, "{r}");
-    assert_eq!(r["duplicates"], 0, "{r}");
-    assert_drained(&c, "rust-tls-g").await;
+    assert_fields!(r, {"sent": 50, "received": 50, "duplicates": 0});
+    assert_drained(c, "rust-tls-g").await;
 }

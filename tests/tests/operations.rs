@@ -54,6 +54,20 @@ async fn ok(ep: &str, args: &[&str]) -> String {
     stdout(&o)
 }
 
+/// `pier <args>`, which must fail saying `says` on stderr; returns stderr.
+async fn refused(ep: &str, args: &[&str], says: &str) -> String {
+    let o = run(ep, args).await;
+    let err = stderr(&o);
+    assert!(!o.status.success(), "pier {args:?} succeeded: {err}");
+    assert!(err.contains(says), "pier {args:?}: {err}");
+    err
+}
+
+/// A command line's words (no argument here holds a space).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// `pier --json …` parsed.
 async fn json(ep: &str, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
@@ -98,16 +112,19 @@ async fn update_topic_and_group(mode: Mode) {
     assert_eq!(v["topic"]["type"], "fifo");
     assert_eq!(v["topic"]["queues"], 4);
     // Queues never shrink: one line, non-zero, INVALID_ARGUMENT.
-    let o = run(&ep, &["topic", "update", "ops-upd", "--queues", "2"]).await;
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("can grow but not shrink"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(stderr(&o).trim().lines().count(), 1);
-    let o = run(&ep, &["topic", "update", "ops-none", "--queues", "2"]).await;
-    assert!(stderr(&o).contains("NOT_FOUND"), "{}", stderr(&o));
+    let err = refused(
+        &ep,
+        &["topic", "update", "ops-upd", "--queues", "2"],
+        "can grow but not shrink",
+    )
+    .await;
+    assert_eq!(err.trim().lines().count(), 1);
+    refused(
+        &ep,
+        &["topic", "update", "ops-none", "--queues", "2"],
+        "NOT_FOUND",
+    )
+    .await;
 
     ok(
         &ep,
@@ -116,15 +133,7 @@ async fn update_topic_and_group(mode: Mode) {
     .await;
     let v = json(
         &ep,
-        &[
-            "group",
-            "update",
-            "ops-upd-g",
-            "--fifo",
-            "true",
-            "--retry-customized",
-            "1000,5000",
-        ],
+        &words("group update ops-upd-g --fifo true --retry-customized 1000,5000"),
     )
     .await;
     assert_eq!(v["group"]["max_attempts"], 3, "{v}");
@@ -168,23 +177,18 @@ async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Refusals, each with its code: an empty time range, an unknown group.
-    let o = run(
+    refused(
         &ep,
-        &[
-            "dlq",
-            "redrive",
-            "--group",
-            "ops-dlq-g",
-            "--since",
-            "1h",
-            "--until",
-            "2h",
-        ],
+        &words("dlq redrive --group ops-dlq-g --since 1h --until 2h"),
+        "INVALID_ARGUMENT",
     )
     .await;
-    assert!(stderr(&o).contains("INVALID_ARGUMENT"), "{}", stderr(&o));
-    let o = run(&ep, &["dlq", "redrive", "--group", "ops-nobody"]).await;
-    assert!(stderr(&o).contains("NOT_FOUND"), "{}", stderr(&o));
+    refused(
+        &ep,
+        &["dlq", "redrive", "--group", "ops-nobody"],
+        "NOT_FOUND",
+    )
+    .await;
     // A filter that matches nothing moves nothing.
     let v = json(
         &ep,
@@ -194,16 +198,9 @@ async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
     assert_eq!(v["redriven"], 0);
     let out = ok(
         &ep,
-        &[
-            "dlq",
-            "redrive",
-            "--group",
-            "ops-dlq-g",
-            "--message-id",
-            &id,
-            "--rate",
-            "10",
-        ],
+        &words(&format!(
+            "dlq redrive --group ops-dlq-g --message-id {id} --rate 10"
+        )),
     )
     .await;
     assert!(out.contains("moved 1 dead-lettered message"), "{out}");
@@ -293,34 +290,16 @@ async fn reset_by_timestamp_redelivers_what_came_after(mode: Mode) {
     // Oldest: everything again; one queue only is accepted, a bad one not.
     ok(
         &ep,
-        &[
-            "group",
-            "reset",
-            "ops-reset-g",
-            "--topic",
-            "ops-reset",
-            "--to",
-            "oldest",
-        ],
+        &words("group reset ops-reset-g --topic ops-reset --to oldest"),
     )
     .await;
     assert_eq!(drain(c, "ops-reset-g", "ops-reset", 500).await.len(), 6);
-    let o = run(
+    refused(
         &ep,
-        &[
-            "group",
-            "reset",
-            "ops-reset-g",
-            "--topic",
-            "ops-reset",
-            "--to",
-            "newest",
-            "--queue",
-            "9",
-        ],
+        &words("group reset ops-reset-g --topic ops-reset --to newest --queue 9"),
+        "INVALID_ARGUMENT",
     )
     .await;
-    assert!(stderr(&o).contains("INVALID_ARGUMENT"), "{}", stderr(&o));
 }
 
 async fn purge_leaves_other_groups_alone(mode: Mode) {
@@ -449,9 +428,12 @@ async fn find_message_shows_each_groups_state(mode: Mode) {
         .find(|s| s["group"] == "ops-find-holder")
         .cloned();
     assert_eq!(holder.expect("holder")["state"], "acked");
-    let o = run(&ep, &["message", "show", "NOPE", "--topic", "ops-find"]).await;
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+    refused(
+        &ep,
+        &["message", "show", "NOPE", "--topic", "ops-find"],
+        "not found",
+    )
+    .await;
 }
 
 both_modes!(
@@ -478,21 +460,12 @@ async fn admin_actions_need_an_admin_and_are_logged_with_the_user() {
     let a = as_root(&["user", "create", "bob", "--secret", "bob-secret"]);
     ok(&ep, &a.iter().map(String::as_str).collect::<Vec<_>>()).await;
     // A user that is not an admin is refused the new RPCs.
-    let o = run(
+    refused(
         &ep,
-        &[
-            "--access-key",
-            "bob",
-            "--secret-key",
-            "bob-secret",
-            "topic",
-            "purge",
-            "ops-audit",
-        ],
+        &words("--access-key bob --secret-key bob-secret topic purge ops-audit"),
+        "not an admin",
     )
     .await;
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("not an admin"), "{}", stderr(&o));
     let a = as_root(&["topic", "purge", "ops-audit"]);
     ok(&ep, &a.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let line = proxy.wait_log(

@@ -65,20 +65,10 @@ async fn receive_all(c: &Raw, topic: &str, want: usize, within: Duration) -> Vec
     let mut got = Vec::new();
     while got.len() < want && Instant::now() < deadline {
         let req = ReceiveMessageRequest {
-            group: Some(resource("g")),
-            message_queue: Some(c.queue(topic)),
             filter_expression: None,
-            batch_size: 32,
-            invisible_duration: Some(prost_types::Duration {
-                seconds: 3,
-                nanos: 0,
-            }),
-            auto_renew: false,
-            long_polling_timeout: Some(prost_types::Duration {
-                seconds: 1,
-                nanos: 0,
-            }),
-            attempt_id: None,
+            invisible_duration: Some(millis(3_000)),
+            long_polling_timeout: Some(millis(1_000)),
+            ..c.receive_request("g", topic, 32)
         };
         let stream = c.messaging().receive_message(c.req(req)).await;
         let Ok(stream) = stream else {

@@ -181,15 +181,7 @@ async fn a_store_with_a_cluster_secret_serves_only_callers_proving_it() {
         &[("PIER_CLUSTER_SECRET", SECRET)],
     );
     let raw = Raw::connect(&proxy.endpoint()).await;
-    raw.create_topic("linked", 1).await;
-    raw.create_group("link-readers", 5).await;
-    let sent = raw.send(message("linked", "proved")).await;
-    assert_eq!(sent.status.unwrap().code(), Code::Ok);
-    let (code, got) = raw
-        .receive("link-readers", "linked", 10, 30_000, 2_000)
-        .await;
-    assert_eq!(code, Code::Ok);
-    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["proved"]);
+    raw.assert_round_trip("linked", 1, "proved").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,13 +224,9 @@ async fn a_proxy_with_another_secret_cannot_serve_and_says_why() {
 
     // Given its receipt key, it starts, but every call through it fails
     // and its log says why.
-    let proxy = Node::start(
-        "pier-proxy",
+    let proxy = Node::proxy_of_with(
+        &store,
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            &store.endpoint(),
             "--cluster-secret",
             "not-the-secret",
             "--receipt-secret",

@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pier::{ClientConfig, FilterExpression, Message, Producer, SimpleConsumer};
+use pier::{ClientConfig, FilterExpression, Producer, SimpleConsumer};
 use pier_proto::admin::ListTopicsRequest;
 use pier_proto::rocketmq::Code;
 use pier_tests::tls::{handshake, plain_channel, tls_channel, TestPki};
@@ -202,27 +202,9 @@ async fn cluster_with_tls_on_the_store_link() {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let store = Node::store_with(data.path(), &flags);
     let ca = pki.ca.display().to_string();
-    let proxy = Node::start(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            &store.endpoint(),
-            "--store-tls-ca",
-            &ca,
-        ],
-    );
+    let proxy = Node::proxy_of_with(&store, &["--store-tls-ca", &ca]);
     let raw = Raw::connect(&proxy.endpoint()).await;
-    raw.create_topic("linked", 2).await;
-    raw.create_group("link-readers", 5).await;
-    let sent = raw.send(message("linked", "through TLS")).await;
-    assert_eq!(sent.status.unwrap().code(), Code::Ok);
-    let (code, got) = raw
-        .receive("link-readers", "linked", 10, 30_000, 2_000)
-        .await;
-    assert_eq!(code, Code::Ok);
-    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["through TLS"]);
+    raw.assert_round_trip("linked", 2, "through TLS").await;
 
     // The store speaks TLS only; a proxy without the CA (plaintext) or
     // trusting another CA cannot use it.
@@ -250,33 +232,15 @@ async fn cluster_with_tls_on_the_store_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_and_the_cli_over_tls() {
-    let pki = TestPki::new("sdk");
-    let data = tempfile::tempdir().unwrap();
-    let node = proxy(data.path(), &pki, &["--tls-required"]);
-    let ep = node.endpoint();
-    let raw = Raw::over(&ep, tls_channel(&ep, &pki.ca_pem()).await.unwrap());
-    raw.create_topic("sdk-tls", 2).await;
-    raw.create_group("sdk-tls-readers", 5).await;
+    let t = pier_tests::tls::TlsPier::start("sdk", "sdk-tls", "sdk-tls-readers").await;
+    let (pki, ep) = (&t.pki, t.c.endpoint.clone());
 
     let cfg = ClientConfig::new(&ep)
         .unwrap()
         .with_tls_ca(&pki.ca)
         .with_request_timeout(Duration::from_secs(5));
-    let producer = Producer::builder(cfg.clone())
-        .topic("sdk-tls")
-        .start()
-        .await
-        .unwrap();
-    for i in 0..5 {
-        producer
-            .send(
-                &Message::builder("sdk-tls", format!("m-{i}"))
-                    .build()
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    let producer = pier_tests::sdk::producer(&cfg, "sdk-tls").await;
+    pier_tests::sdk::send_each(&producer, &pier_tests::sdk::numbered("sdk-tls", "m", 0..5)).await;
     let consumer = SimpleConsumer::builder(cfg, "sdk-tls-readers")
         .subscribe("sdk-tls", FilterExpression::all())
         .await_duration(Duration::from_secs(1))

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use pier_proto::rocketmq::Code;
-use pier_tests::otlp::{ReceivedSpan, Receiver};
+use pier_tests::otlp::{Exporting, ReceivedSpan, Receiver};
 use pier_tests::raw::{message, Raw};
 use pier_tests::Node;
 
@@ -172,31 +172,14 @@ async fn one_message_is_one_trace_across_proxy_and_store() {
 /// user property, and the store's spans sit under the send span in-process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sampled_producer_trace_is_followed_at_a_tiny_ratio() {
-    let receiver = Receiver::start();
-    let endpoint = format!("http://{}", receiver.addr);
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut node = Node::start_with_env(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
-            "--otlp-endpoint",
-            &endpoint,
-            "--trace-sample-ratio",
-            "0.000001",
-        ],
-        &FAST_EXPORT,
-    );
-    let c = Raw::connect(&node.endpoint()).await;
-    c.create_topic("followed", 1).await;
+    let mut t = Exporting::start(&["--trace-sample-ratio", "0.000001"], &FAST_EXPORT).await;
+    t.c.create_topic("followed", 1).await;
     let mut m = message("followed", "x");
     m.user_properties
         .insert("traceparent".into(), traceparent());
-    let sent = c.send(m).await;
+    let sent = t.c.send(m).await;
     assert_eq!(sent.status.expect("status").code, Code::Ok as i32);
-    let spans = spans_until(&receiver, "the followed send", |spans| {
+    let spans = spans_until(&t.receiver, "the followed send", |spans| {
         find(spans, "pier-proxy", "store.group_commit").is_some()
     })
     .await;
@@ -204,10 +187,11 @@ async fn a_sampled_producer_trace_is_followed_at_a_tiny_ratio() {
     assert_eq!(send.parent_span_id(), PRODUCER_SPAN);
     let append = find(&spans, "pier-proxy", "store.append").expect("append span");
     assert_eq!(append.parent_span_id(), send.span_id());
-    assert!(node.stop());
+    assert!(t.node.stop());
     // Nothing else was sampled: every span exported is of the producer's
     // trace (the RPCs' own new traces fell outside the ratio).
-    let others: Vec<_> = receiver
+    let others: Vec<_> = t
+        .receiver
         .spans()
         .into_iter()
         .filter(|s| s.trace_id() != TRACE_ID)
@@ -220,33 +204,16 @@ async fn a_sampled_producer_trace_is_followed_at_a_tiny_ratio() {
 /// trace is exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_zero_exports_nothing() {
-    let receiver = Receiver::start();
-    let endpoint = format!("http://{}", receiver.addr);
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut node = Node::start_with_env(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
-            "--otlp-endpoint",
-            &endpoint,
-            "--trace-sample-ratio",
-            "0",
-        ],
-        &FAST_EXPORT,
-    );
-    let c = Raw::connect(&node.endpoint()).await;
-    c.create_topic("untraced", 1).await;
-    c.create_group("untraced-g", 16).await;
-    let sent = c.send(traced_message("untraced")).await;
+    let mut t = Exporting::start(&["--trace-sample-ratio", "0"], &FAST_EXPORT).await;
+    t.c.create_topic("untraced", 1).await;
+    t.c.create_group("untraced-g", 16).await;
+    let sent = t.c.send(traced_message("untraced")).await;
     assert_eq!(sent.status.expect("status").code, Code::Ok as i32);
-    let (code, _) = c.receive("untraced-g", "untraced", 1, 30_000, 0).await;
+    let (code, _) = t.c.receive("untraced-g", "untraced", 1, 30_000, 0).await;
     assert_eq!(code, Code::Ok);
     // A clean stop flushes whatever was queued.
-    assert!(node.stop());
-    let spans = receiver.spans();
+    assert!(t.node.stop());
+    let spans = t.receiver.spans();
     assert!(spans.is_empty(), "{} spans exported", spans.len());
 }
 
@@ -255,30 +222,20 @@ async fn sampling_zero_exports_nothing() {
 /// refusal of an unsigned call that came with a `traceparent`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_carry_the_trace_id() {
-    let receiver = Receiver::start();
-    let endpoint = format!("http://{}", receiver.addr);
-    let data = tempfile::tempdir().expect("temp dir");
     let mut env = FAST_EXPORT.to_vec();
     env.push(("RUST_LOG", "info,pier_proxy=debug"));
-    let mut node = Node::start_with_env(
-        "pier-proxy",
+    let mut t = Exporting::start(
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
+            "--trace-sample-ratio",
+            "1",
             "--auth",
             "--log-format",
             "json",
-            "--otlp-endpoint",
-            &endpoint,
-            "--trace-sample-ratio",
-            "1",
         ],
         &env,
-    );
-    let c = Raw::connect(&node.endpoint()).await;
-    let mut req = c.req(pier_proto::rocketmq::SendMessageRequest {
+    )
+    .await;
+    let mut req = t.c.req(pier_proto::rocketmq::SendMessageRequest {
         messages: vec![message("refused", "x")],
     });
     req.metadata_mut().insert(
@@ -286,8 +243,9 @@ async fn json_log_lines_carry_the_trace_id() {
         traceparent().parse().expect("ascii metadata"),
     );
     // Refused (no signature); how is not the point here.
-    let _ = c.messaging().send_message(req).await;
-    let line = node
+    let _ = t.c.messaging().send_message(req).await;
+    let line = t
+        .node
         .wait_log(&["call refused"], Duration::from_secs(10))
         .expect("a debug line for the refused call");
     let v: serde_json::Value =
@@ -295,17 +253,17 @@ async fn json_log_lines_carry_the_trace_id() {
     assert_eq!(v["level"], "DEBUG", "{line}");
     assert_eq!(v["span"]["trace_id"], TRACE_ID, "{line}");
     // An admin call refused with a gRPC status marks its span failed.
-    let refused = c
-        .admin()
-        .create_topic(pier_proto::admin::CreateTopicRequest::default())
-        .await;
+    let refused =
+        t.c.admin()
+            .create_topic(pier_proto::admin::CreateTopicRequest::default())
+            .await;
     assert_eq!(
         refused.expect_err("unsigned admin call").code(),
         tonic::Code::Unauthenticated
     );
     // The server span of the send is exported with the caller's trace id.
     let admin_span = "pier.admin.v1.AdminService/CreateTopic";
-    let spans = spans_until(&receiver, "the refused calls' server spans", |spans| {
+    let spans = spans_until(&t.receiver, "the refused calls' server spans", |spans| {
         find(
             spans,
             "pier-proxy",
@@ -329,7 +287,7 @@ async fn json_log_lines_carry_the_trace_id() {
         admin.attribute("rpc.grpc.status_code").as_deref(),
         Some("16")
     );
-    assert!(node.stop());
+    assert!(t.node.stop());
 }
 
 /// A delayed and a transactional message continue the producer's trace
@@ -342,26 +300,9 @@ async fn delayed_and_transactional_messages_continue_their_trace() {
     use pier_proto::rocketmq::{
         EndTransactionRequest, MessageType, TransactionResolution, TransactionSource,
     };
-    let receiver = Receiver::start();
-    let endpoint = format!("http://{}", receiver.addr);
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut node = Node::start_with_env(
-        "pier-proxy",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.path().to_str().expect("utf-8"),
-            "--otlp-endpoint",
-            &endpoint,
-            "--trace-sample-ratio",
-            "1",
-        ],
-        &FAST_EXPORT,
-    );
-    let c = Raw::connect(&node.endpoint()).await;
-    c.create_typed_topic("later", TopicType::Delay, 1).await;
-    c.create_typed_topic("paid", TopicType::Transaction, 1)
+    let mut t = Exporting::start(&["--trace-sample-ratio", "1"], &FAST_EXPORT).await;
+    t.c.create_typed_topic("later", TopicType::Delay, 1).await;
+    t.c.create_typed_topic("paid", TopicType::Transaction, 1)
         .await;
 
     let mut delayed = traced_message("later");
@@ -377,32 +318,32 @@ async fn delayed_and_transactional_messages_continue_their_trace() {
             nanos: ((at_ms % 1000) * 1_000_000) as i32,
         });
     }
-    let sent = c.send(delayed).await;
+    let sent = t.c.send(delayed).await;
     assert_eq!(sent.status.expect("status").code, Code::Ok as i32);
 
     let mut half = traced_message("paid");
     if let Some(sp) = half.system_properties.as_mut() {
         sp.message_type = MessageType::Transaction as i32;
     }
-    let sent = c.send(half).await;
+    let sent = t.c.send(half).await;
     let entry = sent.entries[0].clone();
     assert_eq!(entry.status.expect("status").code, Code::Ok as i32);
-    let ended = c
-        .messaging()
-        .end_transaction(c.req(EndTransactionRequest {
-            topic: Some(pier_tests::raw::resource("paid")),
-            message_id: entry.message_id,
-            transaction_id: entry.transaction_id,
-            resolution: TransactionResolution::Commit as i32,
-            source: TransactionSource::SourceClient as i32,
-            trace_context: String::new(),
-        }))
-        .await
-        .expect("end transaction")
-        .into_inner();
+    let ended =
+        t.c.messaging()
+            .end_transaction(t.c.req(EndTransactionRequest {
+                topic: Some(pier_tests::raw::resource("paid")),
+                message_id: entry.message_id,
+                transaction_id: entry.transaction_id,
+                resolution: TransactionResolution::Commit as i32,
+                source: TransactionSource::SourceClient as i32,
+                trace_context: String::new(),
+            }))
+            .await
+            .expect("end transaction")
+            .into_inner();
     assert_eq!(ended.status.expect("status").code, Code::Ok as i32);
 
-    let spans = spans_until(&receiver, "the fire and commit spans", |spans| {
+    let spans = spans_until(&t.receiver, "the fire and commit spans", |spans| {
         find(spans, "pier-proxy", "store.delay_fire").is_some()
             && find(spans, "pier-proxy", "store.txn_commit").is_some()
     })
@@ -415,12 +356,12 @@ async fn delayed_and_transactional_messages_continue_their_trace() {
         commit.attribute("messaging.destination.name").as_deref(),
         Some("paid")
     );
-    let spans = spans_until(&receiver, "the fired message's group commit", |spans| {
+    let spans = spans_until(&t.receiver, "the fired message's group commit", |spans| {
         spans
             .iter()
             .any(|s| s.span.name == "store.group_commit" && s.parent_span_id() == fire.span_id())
     })
     .await;
     assert!(!spans.is_empty());
-    assert!(node.stop());
+    assert!(t.node.stop());
 }

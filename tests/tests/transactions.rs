@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use pier_proto::admin::TopicType;
+use pier_proto::rocketmq::TransactionResolution::{Commit, Rollback, Unspecified};
 use pier_proto::rocketmq::*;
 use pier_tests::*;
 use pier_tests::{both_modes, Mode};
@@ -22,7 +23,26 @@ fn half(topic: &str, body: &str) -> Message {
     m
 }
 
+/// Sends `m` and returns its entry, asserting it was stored.
+async fn sent_ok(c: &Raw, m: Message) -> SendResultEntry {
+    let e = c.send(m).await.entries[0].clone();
+    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32, "{e:?}");
+    e
+}
+
+/// Ends `r`'s transaction as its producer would.
 async fn end(c: &Raw, topic: &str, r: &SendResultEntry, resolution: TransactionResolution) -> Code {
+    end_as(c, topic, r, resolution, TransactionSource::SourceClient).await
+}
+
+/// [`end`] from `source` (the producer's checker answering a check, say).
+async fn end_as(
+    c: &Raw,
+    topic: &str,
+    r: &SendResultEntry,
+    resolution: TransactionResolution,
+    source: TransactionSource,
+) -> Code {
     let resp = c
         .messaging()
         .end_transaction(c.req(EndTransactionRequest {
@@ -30,7 +50,7 @@ async fn end(c: &Raw, topic: &str, r: &SendResultEntry, resolution: TransactionR
             message_id: r.message_id.clone(),
             transaction_id: r.transaction_id.clone(),
             resolution: resolution as i32,
-            source: TransactionSource::SourceClient as i32,
+            source: source as i32,
             trace_context: String::new(),
         }))
         .await
@@ -57,12 +77,9 @@ async fn transactions(mode: Mode) {
     assert!(!e.transaction_id.is_empty());
     let (code, _) = b.receive("settle", "payments", 8, 30_000, 300).await;
     assert_eq!(code, Code::MessageNotFound, "half messages are invisible");
+    assert_eq!(end(a, "payments", &e, Commit).await, Code::Ok);
     assert_eq!(
-        end(a, "payments", &e, TransactionResolution::Commit).await,
-        Code::Ok
-    );
-    assert_eq!(
-        end(b, "payments", &e, TransactionResolution::Commit).await,
+        end(b, "payments", &e, Commit).await,
         Code::InvalidTransactionId
     );
     let (_, msgs) = b.receive("settle", "payments", 8, 30_000, 2_000).await;
@@ -78,22 +95,16 @@ async fn transactions(mode: Mode) {
 
     // Rollback: never delivered.
     let e = a.send(half("payments", "roll-me-back")).await.entries[0].clone();
+    assert_eq!(end(a, "payments", &e, Rollback).await, Code::Ok);
     assert_eq!(
-        end(a, "payments", &e, TransactionResolution::Rollback).await,
-        Code::Ok
-    );
-    assert_eq!(
-        end(a, "payments", &e, TransactionResolution::Commit).await,
+        end(a, "payments", &e, Commit).await,
         Code::InvalidTransactionId
     );
 
     // UNKNOWN keeps it pending; the store then asks the producer (on its
     // Telemetry stream, through the other proxy), which commits.
     let e = a.send(half("payments", "ask-me")).await.entries[0].clone();
-    assert_eq!(
-        end(a, "payments", &e, TransactionResolution::Unspecified).await,
-        Code::Ok
-    );
+    assert_eq!(end(a, "payments", &e, Unspecified).await, Code::Ok);
     let cmd = tokio::time::timeout(Duration::from_secs(10), checks.message())
         .await
         .expect("an orphan check within 10 s")
@@ -113,10 +124,7 @@ async fn transactions(mode: Mode) {
         32,
         "Node needs the digest"
     );
-    assert_eq!(
-        end(b, "payments", &e, TransactionResolution::Commit).await,
-        Code::Ok
-    );
+    assert_eq!(end(b, "payments", &e, Commit).await, Code::Ok);
     let (_, msgs) = a.receive("settle", "payments", 8, 30_000, 2_000).await;
     assert_eq!(msgs.iter().map(body).collect::<Vec<_>>(), vec!["ask-me"]);
 
@@ -126,12 +134,12 @@ async fn transactions(mode: Mode) {
         ..Default::default()
     };
     assert_eq!(
-        end(a, "payments", &bogus, TransactionResolution::Commit).await,
+        end(a, "payments", &bogus, Commit).await,
         Code::InvalidTransactionId
     );
     let empty = SendResultEntry::default();
     assert_eq!(
-        end(a, "payments", &empty, TransactionResolution::Commit).await,
+        end(a, "payments", &empty, Commit).await,
         Code::InvalidTransactionId
     );
 }
@@ -176,12 +184,7 @@ async fn unanswered_checks_roll_back(mode: Mode) {
     let (_keep, mut checks) = b.producer_stream("orphans").await;
 
     let sent_at = std::time::Instant::now();
-    let e = a
-        .send(plain_half("orphans", "never-answered"))
-        .await
-        .entries[0]
-        .clone();
-    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32);
+    let e = sent_ok(a, plain_half("orphans", "never-answered")).await;
 
     // Rollback is due about 6 s after the send; listen until well past it.
     let listen_until = sent_at + Duration::from_secs(8);
@@ -239,7 +242,7 @@ async fn unanswered_checks_roll_back(mode: Mode) {
         "a rolled-back half message is never delivered: {msgs:?}"
     );
     assert_eq!(
-        end(a, "orphans", &e, TransactionResolution::Commit).await,
+        end(a, "orphans", &e, Commit).await,
         Code::InvalidTransactionId
     );
 }
@@ -264,12 +267,7 @@ async fn cluster_check_reaches_producer_through_another_proxy() {
     a.create_group("failover-readers", 17).await;
 
     let (keep_a, _checks_on_a) = a.producer_stream("failover-tx").await;
-    let e = a
-        .send(plain_half("failover-tx", "survives-proxy-death"))
-        .await
-        .entries[0]
-        .clone();
-    assert_eq!(e.status.as_ref().unwrap().code, Code::Ok as i32);
+    let e = sent_ok(&a, plain_half("failover-tx", "survives-proxy-death")).await;
     pa.kill();
     drop(keep_a);
 
@@ -286,20 +284,12 @@ async fn cluster_check_reaches_producer_through_another_proxy() {
     assert_eq!(c.transaction_id, e.transaction_id);
     assert_eq!(body(c.message.as_ref().unwrap()), "survives-proxy-death");
 
-    let resp = b
-        .messaging()
-        .end_transaction(b.req(EndTransactionRequest {
-            topic: Some(resource("failover-tx")),
-            message_id: e.message_id.clone(),
-            transaction_id: c.transaction_id.clone(),
-            resolution: TransactionResolution::Commit as i32,
-            source: TransactionSource::SourceServerCheck as i32,
-            trace_context: String::new(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(resp.status.unwrap().code, Code::Ok as i32);
+    // The checker commits (the check's transaction id is the send's).
+    let checker = TransactionSource::SourceServerCheck;
+    assert_eq!(
+        end_as(&b, "failover-tx", &e, Commit, checker).await,
+        Code::Ok
+    );
 
     let (_, msgs) = b
         .receive("failover-readers", "failover-tx", 8, 30_000, 2_000)
@@ -318,7 +308,7 @@ async fn cluster_check_reaches_producer_through_another_proxy() {
         .await;
     assert_eq!(code, Code::MessageNotFound, "delivered twice: {again:?}");
     assert_eq!(
-        end(&b, "failover-tx", &e, TransactionResolution::Commit).await,
+        end(&b, "failover-tx", &e, Commit).await,
         Code::InvalidTransactionId
     );
 }

@@ -223,26 +223,18 @@ async fn case_normal(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), St
     }
     let send_ms = t0.elapsed().as_millis();
     let expected: HashSet<String> = (0..a.count).map(|i| format!("rust-{i}")).collect();
-    let mut got = HashSet::new();
-    let mut duplicates = 0usize;
-    let mut unexpected = 0usize;
     let mut bad_tag = 0usize;
     let t1 = Instant::now();
-    if a.count > 0 {
-        consume(&consumer, &a.topic, |m| {
-            let b = String::from_utf8_lossy(m.body()).into_owned();
-            if m.tag() != Some("rust") {
-                bad_tag += 1;
-            }
-            if !expected.contains(&b) {
-                unexpected += 1;
-            } else if !got.insert(b) {
-                duplicates += 1;
-            }
-            got.len() == expected.len()
-        })
-        .await?;
-    }
+    let Tally {
+        got,
+        duplicates,
+        unexpected,
+    } = receive_expected(&consumer, &a.topic, &expected, |m| {
+        if m.tag() != Some("rust") {
+            bad_tag += 1;
+        }
+    })
+    .await?;
     let recv_ms = t1.elapsed().as_millis();
     let extra = drain_extra(&consumer, &a.topic).await?;
     let missing = expected.len() - got.len();
@@ -288,8 +280,8 @@ async fn case_fifo(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), Stri
             .map_err(|e| format!("send {i}: {e:?}"))?;
     }
     let mut next: HashMap<usize, usize> = HashMap::new();
-    let mut got = HashSet::new();
-    let (mut out_of_order, mut duplicates, mut wrong_group) = (0usize, 0usize, 0usize);
+    let mut t = Tally::default();
+    let (mut out_of_order, mut wrong_group) = (0usize, 0usize);
     if a.count > 0 {
         consume(&consumer, &a.topic, |m| {
             let b = String::from_utf8_lossy(m.body()).into_owned();
@@ -309,13 +301,12 @@ async fn case_fifo(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), Stri
                 }
                 *n = seq + 1;
             }
-            if !got.insert(b) {
-                duplicates += 1;
-            }
-            got.len() >= a.count
+            t.record(m, None);
+            t.got.len() >= a.count
         })
         .await?;
     }
+    let (got, duplicates) = (t.got, t.duplicates);
     let extra = drain_extra(&consumer, &a.topic).await?;
     shut_down!(producer, consumer);
     let ok = got.len() == a.count
@@ -356,8 +347,8 @@ async fn case_delay(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), Str
             .map_err(|e| format!("send {i}: {e:?}"))?;
     }
     let sent_done = now_ms();
-    let mut got = HashSet::new();
-    let (mut early, mut wrong_ts, mut duplicates) = (0usize, 0usize, 0usize);
+    let mut t = Tally::default();
+    let (mut early, mut wrong_ts) = (0usize, 0usize);
     let mut max_late_ms = i64::MIN;
     if a.count > 0 {
         consume(&consumer, &a.topic, |m| {
@@ -372,13 +363,12 @@ async fn case_delay(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), Str
             if m.delivery_timestamp() != Some(deliver_at) {
                 wrong_ts += 1;
             }
-            if !got.insert(String::from_utf8_lossy(m.body()).into_owned()) {
-                duplicates += 1;
-            }
-            got.len() >= a.count
+            t.record(m, None);
+            t.got.len() >= a.count
         })
         .await?;
     }
+    let (got, duplicates) = (t.got, t.duplicates);
     shut_down!(producer, consumer);
     let ok = got.len() == a.count && early == 0 && wrong_ts == 0 && duplicates == 0;
     Ok((
@@ -441,20 +431,8 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
             rolled_back += 1;
         }
     }
-    let mut got = HashSet::new();
-    let (mut unexpected, mut duplicates) = (0usize, 0usize);
-    if !committed.is_empty() {
-        consume(&consumer, &a.topic, |m| {
-            let b = String::from_utf8_lossy(m.body()).into_owned();
-            if !committed.contains(&b) {
-                unexpected += 1;
-            } else if !got.insert(b) {
-                duplicates += 1;
-            }
-            got.len() == committed.len()
-        })
-        .await?;
-    }
+    let t = receive_expected(&consumer, &a.topic, &committed, |_| {}).await?;
+    let (got, unexpected, duplicates) = (t.got, t.unexpected, t.duplicates);
     let extra = drain_extra(&consumer, &a.topic).await?;
     shut_down!(producer, consumer);
     let ok = got.len() == committed.len() && unexpected == 0 && duplicates == 0 && extra.is_empty();
@@ -470,6 +448,47 @@ async fn case_transaction(a: &Args) -> Result<(bool, Vec<(&'static str, String)>
             ("checks", checks.load(Ordering::SeqCst).to_string()),
         ],
     ))
+}
+
+/// Receives until every body of `expected` arrived (or the time is up),
+/// tallying each delivery; `also` sees every message too.
+async fn receive_expected(
+    c: &SimpleConsumer,
+    topic: &str,
+    expected: &HashSet<String>,
+    mut also: impl FnMut(&MessageView),
+) -> Result<Tally, String> {
+    let mut t = Tally::default();
+    if !expected.is_empty() {
+        consume(c, topic, |m| {
+            also(m);
+            t.record(m, Some(expected));
+            t.got.len() == expected.len()
+        })
+        .await?;
+    }
+    Ok(t)
+}
+
+/// The bodies received, each kept once: a body received again counts as a
+/// duplicate, one not expected as unexpected (and is not kept).
+#[derive(Default)]
+struct Tally {
+    got: HashSet<String>,
+    duplicates: usize,
+    unexpected: usize,
+}
+
+impl Tally {
+    /// Records one delivery; `expected` `None` takes any body.
+    fn record(&mut self, m: &MessageView, expected: Option<&HashSet<String>>) {
+        let body = String::from_utf8_lossy(m.body()).into_owned();
+        if expected.is_some_and(|e| !e.contains(&body)) {
+            self.unexpected += 1;
+        } else if !self.got.insert(body) {
+            self.duplicates += 1;
+        }
+    }
 }
 
 async fn run(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), String> {

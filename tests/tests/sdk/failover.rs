@@ -30,19 +30,8 @@ async fn cluster_proxy_killed_during_push_consumption() {
     raw.create_topic("stream", 4).await;
     raw.create_group("sink", 16).await;
     let cfg = config(&[&pa, &pb]);
-    let producer = Producer::builder(cfg.clone())
-        .topic("stream")
-        .start()
-        .await
-        .unwrap();
-    let first: Vec<Message> = (0..300)
-        .map(|i| {
-            Message::builder("stream", format!("m-{i}"))
-                .build()
-                .unwrap()
-        })
-        .collect();
-    for chunk in first.chunks(50) {
+    let producer = sdk::producer(&cfg, "stream").await;
+    for chunk in sdk::numbered("stream", "m", 0..300).chunks(50) {
         producer.send_batch(chunk).await.unwrap();
     }
 
@@ -71,16 +60,7 @@ async fn cluster_proxy_killed_during_push_consumption() {
     .await;
     pa.kill();
     // The producer fails over too.
-    for i in 300..400 {
-        producer
-            .send(
-                &Message::builder("stream", format!("m-{i}"))
-                    .build()
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    sdk::send_each(&producer, &sdk::numbered("stream", "m", 300..400)).await;
     wait_until(Duration::from_secs(60), "all 400 messages consumed", || {
         seen.lock().unwrap().len() == 400
     })
@@ -183,30 +163,13 @@ async fn clients_reconnect_after_a_proxy_restart() {
 /// calls fail over to the live one, and consumption runs there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoint_in_the_list_is_skipped() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    let raw = Raw::connect(&p.endpoint()).await;
-    raw.create_topic("orders", 2).await;
-    raw.create_group("billing", 5).await;
+    let (p, _) = start(Mode::Standalone, "orders", TopicType::Normal, "billing").await;
     // Port 1 on loopback: connection refused.
-    let cfg = ClientConfig::new(&format!("127.0.0.1:1,{}", p.endpoint()))
+    let cfg = ClientConfig::new(&format!("127.0.0.1:1,{}", p.raw.endpoint))
         .unwrap()
         .with_request_timeout(Duration::from_secs(2));
-    let producer = Producer::builder(cfg.clone())
-        .topic("orders")
-        .start()
-        .await
-        .unwrap();
-    for i in 0..20 {
-        producer
-            .send(
-                &Message::builder("orders", format!("m-{i}"))
-                    .build()
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    let producer = sdk::producer(&cfg, "orders").await;
+    sdk::send_each(&producer, &sdk::numbered("orders", "m", 0..20)).await;
     let seen = Arc::new(AtomicUsize::new(0));
     let s = seen.clone();
     let consumer = PushConsumer::builder(cfg.clone(), "billing")

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use pier::{ClientConfig, Code, FilterExpression, MessageView, SimpleConsumer};
+use pier_proto::admin::TopicType;
 use pier_tests::*;
 
 mod failover;
@@ -22,6 +23,20 @@ pub(crate) fn config(nodes: &[&Node]) -> ClientConfig {
     ClientConfig::new(&list.join(","))
         .unwrap()
         .with_request_timeout(Duration::from_secs(5))
+}
+
+/// A Pier in `mode` with `topic` (`kind`, 2 queues) and `group` (5
+/// attempts) reading it, and the SDK's configuration naming its proxies.
+pub(crate) async fn start(
+    mode: Mode,
+    topic: &str,
+    kind: TopicType,
+    group: &str,
+) -> (Pier, ClientConfig) {
+    let p = Pier::start(mode, &[]).await;
+    p.topic_and_group(topic, kind, 2, group, 5).await;
+    let cfg = config(&p.proxies());
+    (p, cfg)
 }
 
 /// A group whose failed messages come back after 100 ms.
@@ -73,6 +88,12 @@ pub(crate) async fn dlq_reader(cfg: ClientConfig, raw: &Raw, group: &str) -> Sim
             Err(e) => panic!("{topic}: {e}"),
         }
     }
+}
+
+/// Asserts that a receive of up to `batch` messages gets none.
+pub(crate) async fn assert_nothing_to_receive(c: &SimpleConsumer, batch: usize) {
+    let got = c.receive(batch, Duration::from_secs(30)).await.unwrap();
+    assert!(got.is_empty(), "{got:?}");
 }
 
 /// Receives until `n` messages arrived (acking them) or `limit` passes.

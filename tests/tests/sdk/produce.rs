@@ -86,11 +86,7 @@ async fn produce_and_receive(mode: Mode) {
     assert_eq!(got[0].body_text(), "one");
     assert_eq!(got[0].properties().get("p").map(String::as_str), Some("v"));
     assert_eq!(got[0].keys(), ["k1"]);
-    assert!(tagged
-        .receive(8, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&tagged, 8).await;
     tagged.shutdown().await;
 
     let consumer = simple(recv_cfg, "billing", "orders", Duration::from_secs(2)).await;
@@ -126,11 +122,7 @@ async fn produce_and_receive(mode: Mode) {
     assert_eq!(stale.code(), Some(Code::InvalidReceiptHandle), "{stale}");
     assert!(matches!(stale, Error::Status { code: 40013, .. }));
     consumer.ack(&again).await.unwrap();
-    assert!(consumer
-        .receive(8, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 8).await;
 
     let e = consumer
         .receive(0, Duration::from_secs(30))
@@ -161,35 +153,17 @@ both_modes!(produce_and_receive);
 
 /// Delay messages arrive at their time; a recalled one never does.
 async fn delay_and_recall(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
-    let (cfg, raw) = (config(&p.proxies()), &p.raw);
-    raw.create_typed_topic("reminders", TopicType::Delay, 2)
-        .await;
-    raw.create_group("reminder-svc", 5).await;
-    let producer = Producer::builder(cfg.clone())
-        .topic("reminders")
-        .start()
-        .await
-        .unwrap();
+    let (_pier, cfg) = start(mode, "reminders", TopicType::Delay, "reminder-svc").await;
+    let producer = sdk::producer(&cfg, "reminders").await;
     let sent_at = Instant::now();
-    producer
-        .send(
-            &Message::builder("reminders", "later")
-                .delay(Duration::from_secs(2))
-                .build()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let recalled = producer
-        .send(
-            &Message::builder("reminders", "recalled")
-                .delay(Duration::from_secs(2))
-                .build()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let in_two_seconds = |body: &str| {
+        Message::builder("reminders", body)
+            .delay(Duration::from_secs(2))
+            .build()
+            .unwrap()
+    };
+    producer.send(&in_two_seconds("later")).await.unwrap();
+    let recalled = producer.send(&in_two_seconds("recalled")).await.unwrap();
     let handle = recalled
         .recall_handle
         .clone()
@@ -200,11 +174,7 @@ async fn delay_and_recall(mode: Mode) {
     );
 
     let consumer = simple(cfg, "reminder-svc", "reminders", Duration::from_secs(1)).await;
-    assert!(consumer
-        .receive(4, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 4).await;
     let got = drain(&consumer, 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body_text(), "later");
@@ -216,11 +186,7 @@ async fn delay_and_recall(mode: Mode) {
     assert!(got[0].delivery_time().is_some());
     // The recalled one stays away.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(consumer
-        .receive(4, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 4).await;
     consumer.shutdown().await;
     producer.shutdown().await;
 }
@@ -232,11 +198,7 @@ both_modes!(delay_and_recall);
 /// Commit delivers, rollback discards, and a transaction left open is
 /// resolved by the producer's checker when the server asks.
 async fn transactions(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
-    let (cfg, raw) = (config(&p.proxies()), &p.raw);
-    raw.create_typed_topic("payments", TopicType::Transaction, 2)
-        .await;
-    raw.create_group("ledger", 5).await;
+    let (_pier, cfg) = start(mode, "payments", TopicType::Transaction, "ledger").await;
     let checked: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = checked.clone();
     let producer = Producer::builder(cfg.clone())
@@ -278,24 +240,13 @@ async fn transactions(mode: Mode) {
         .unwrap();
     tx.rollback().await.unwrap();
     // Left open: the server asks the checker after ~1 s.
-    let mut tx = producer.begin_transaction().unwrap();
-    tx.send(
-        &Message::builder("payments", "orphan-commit")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    drop(tx);
-    let mut tx = producer.begin_transaction().unwrap();
-    tx.send(
-        &Message::builder("payments", "orphan-rollback")
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    drop(tx);
+    for body in ["orphan-commit", "orphan-rollback"] {
+        let mut tx = producer.begin_transaction().unwrap();
+        tx.send(&Message::builder("payments", body).build().unwrap())
+            .await
+            .unwrap();
+        drop(tx);
+    }
 
     let consumer = simple(cfg, "ledger", "payments", Duration::from_secs(1)).await;
     let got = drain(&consumer, 2, Duration::from_secs(25)).await;
@@ -318,11 +269,7 @@ async fn transactions(mode: Mode) {
         .iter()
         .all(|b| b.starts_with("orphan")));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(consumer
-        .receive(4, Duration::from_secs(30))
-        .await
-        .unwrap()
-        .is_empty());
+    assert_nothing_to_receive(&consumer, 4).await;
     consumer.shutdown().await;
     producer.shutdown().await;
 }
@@ -335,23 +282,17 @@ both_modes!(transactions);
 /// the application only ever names the short ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_scopes_topics_and_groups() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    let raw = Raw::connect(&p.endpoint()).await;
-    raw.create_topic("staging%orders", 2).await;
-    raw.create_group("staging%billing", 5).await;
-    let cfg = config(&[&p]).with_namespace("staging");
-    let producer = Producer::builder(cfg.clone())
-        .topic("orders")
-        .start()
-        .await
-        .unwrap();
+    // Created by their full names; the clients name the short ones.
+    let (topic, group) = ("staging%orders", "staging%billing");
+    let (_pier, plain) = start(Mode::Standalone, topic, TopicType::Normal, group).await;
+    let cfg = plain.clone().with_namespace("staging");
+    let producer = sdk::producer(&cfg, "orders").await;
     producer
         .send(&Message::builder("orders", "scoped").build().unwrap())
         .await
         .unwrap();
     // Without the namespace the topic does not exist.
-    let e = Producer::builder(config(&[&p]))
+    let e = Producer::builder(plain)
         .topic("orders")
         .start()
         .await

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pier::{ConsumeResult, FilterExpression, Message, MessageView, Producer, PushConsumer};
+use pier::{ConsumeResult, FilterExpression, Message, MessageView, PushConsumer};
 use pier_proto::admin::TopicType;
 use pier_tests::*;
 
@@ -22,11 +22,7 @@ async fn fifo_push(mode: Mode) {
     let (cfg, raw) = (config(&p.proxies()), &p.raw);
     raw.create_typed_topic("trades", TopicType::Fifo, 4).await;
     quick_group(raw, "matcher", true, 3).await;
-    let producer = Producer::builder(cfg.clone())
-        .topic("trades")
-        .start()
-        .await
-        .unwrap();
+    let producer = sdk::producer(&cfg, "trades").await;
     for i in 0..20 {
         for g in ["g1", "g2", "g3"] {
             let body = if g == "g2" && i == 5 {
@@ -110,11 +106,7 @@ async fn nack_redelivery_dlq(mode: Mode) {
     let (cfg, raw) = (config(&p.proxies()), &p.raw);
     raw.create_topic("events", 2).await;
     quick_group(raw, "indexer", false, 3).await;
-    let producer = Producer::builder(cfg.clone())
-        .topic("events")
-        .start()
-        .await
-        .unwrap();
+    let producer = sdk::producer(&cfg, "events").await;
     for i in 0..30 {
         let body = if i == 7 {
             "poison".to_owned()
@@ -180,24 +172,9 @@ both_modes!(nack_redelivery_dlq);
 /// nothing received is left unconsumed, and the rest stays for the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_consumer_shutdown_finishes_in_flight_messages() {
-    let data = tempfile::tempdir().unwrap();
-    let p = Node::standalone(data.path());
-    let raw = Raw::connect(&p.endpoint()).await;
-    raw.create_topic("jobs", 2).await;
-    raw.create_group("workers", 5).await;
-    let cfg = config(&[&p]);
-    let producer = Producer::builder(cfg.clone())
-        .topic("jobs")
-        .start()
-        .await
-        .unwrap();
-    let batch: Vec<Message> = (0..100)
-        .map(|i| {
-            Message::builder("jobs", format!("job-{i}"))
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let (_pier, cfg) = start(Mode::Standalone, "jobs", TopicType::Normal, "workers").await;
+    let producer = sdk::producer(&cfg, "jobs").await;
+    let batch = sdk::numbered("jobs", "job", 0..100);
     producer.send_batch(&batch).await.unwrap();
 
     let started = Arc::new(AtomicUsize::new(0));

@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// A case: `o`'s receive from cmp-normal as cmp-g, with its deadline.
+fn normal_case<'a>(
+    pr: &Probe,
+    id: &'a str,
+    title: &'a str,
+    o: &RecvOpts,
+) -> (&'a str, &'a str, ReceiveMessageRequest, Duration) {
+    (
+        id,
+        title,
+        pr.recv_request("cmp-g", "cmp-normal", o),
+        o.deadline,
+    )
+}
+
 pub(crate) async fn cases_receive_params(pr: &mut Probe) -> anyhow::Result<()> {
     let c = pr.c.clone_ref();
     let base = RecvOpts::new(1, 30_000, 5_000);
@@ -77,27 +92,27 @@ pub(crate) async fn cases_receive_params(pr: &mut Probe) -> anyhow::Result<()> {
     ] {
         let mut o = base.clone();
         o.invisible_ms = ms;
-        cases.push((
-            id,
-            title,
-            pr.recv_request("cmp-g", "cmp-normal", &o),
-            o.deadline,
-        ));
+        cases.push(normal_case(pr, id, title, &o));
     }
     {
         let mut o = base.clone();
         o.poll_ms = Some(10_000);
         o.deadline = Duration::from_secs(2);
-        cases.push((
+        cases.push(normal_case(
+            pr,
             "recv.short_deadline",
             "ReceiveMessage, long_polling_timeout 10 s but a 2 s deadline",
-            pr.recv_request("cmp-g", "cmp-normal", &o),
-            o.deadline,
+            &o,
         ));
         let mut o = base.clone();
         o.poll_ms = None;
         o.deadline = Duration::from_secs(3);
-        cases.push(("recv.go_default", "ReceiveMessage without long_polling_timeout, 3 s deadline (Go simple consumer's default)", pr.recv_request("cmp-g", "cmp-normal", &o), o.deadline));
+        cases.push(normal_case(
+            pr,
+            "recv.go_default",
+            "ReceiveMessage without long_polling_timeout, 3 s deadline (Go simple consumer's default)",
+            &o,
+        ));
     }
     for (id, title, kind, expr) in [
         (
@@ -124,22 +139,13 @@ pub(crate) async fn cases_receive_params(pr: &mut Probe) -> anyhow::Result<()> {
             r#type: kind as i32,
             expression: expr.into(),
         });
-        cases.push((
-            id,
-            title,
-            pr.recv_request("cmp-g", "cmp-normal", &o),
-            o.deadline,
-        ));
+        cases.push(normal_case(pr, id, title, &o));
     }
     {
         let mut o = base.clone();
         o.filter = None;
-        cases.push((
-            "recv.no_filter",
-            "ReceiveMessage without filter_expression",
-            pr.recv_request("cmp-g", "cmp-normal", &o),
-            o.deadline,
-        ));
+        let (id, title) = ("recv.no_filter", "ReceiveMessage without filter_expression");
+        cases.push(normal_case(pr, id, title, &o));
         let mut req = pr.recv_request("cmp-g", "cmp-normal", &base);
         req.message_queue = None;
         cases.push((
