@@ -62,6 +62,25 @@ def consumer_arg_parser(doc, timeout_help, invisible_help):
     return ap
 
 
+def polling_options(ap, tail, tail_after, verb="receiving", await_=None, tail_await=None,
+                    invisible=None):
+    """Adds the timing options of a script that receives until what it expects
+    came, then goes on a while (--tail) to catch what should not come:
+    --tail, and when given a default, --await (long polling), --tail-await
+    (long polling during the tail) and --invisible."""
+    if await_ is not None:
+        ap.add_argument("--await", dest="await_duration", type=int, default=await_,
+                        help=f"long-polling await duration in whole seconds (default: {await_})")
+    ap.add_argument("--tail", type=float, default=tail,
+                    help=f"seconds to keep {verb} after {tail_after} (default: {tail:g})")
+    if tail_await is not None:
+        ap.add_argument("--tail-await", type=int, default=tail_await,
+                        help=f"await duration in whole seconds during the tail (default: {tail_await})")
+    if invisible is not None:
+        ap.add_argument("--invisible", type=int, default=invisible,
+                        help=f"invisible duration in whole seconds for each receive (default: {invisible})")
+
+
 def client_config(a):
     """The client configuration of the parsed command line `a`: its endpoint,
     the user's keys and the request timeout."""
@@ -83,6 +102,16 @@ def receive_tail_limit(a):
     return a.timeout + a.tail + a.tail_await + 3 * a.request_timeout + 10
 
 
+def count_delivery(t, tail, corrupted):
+    """Counts one delivery on tracker `t` (its lock held): in all, in the
+    tail phase, and with a corrupted body."""
+    t.deliveries += 1
+    if tail:
+        t.late += 1
+    if corrupted:
+        t.corrupted += 1
+
+
 class Tracker:
     """Thread-safe record of every delivery, judged against the expected bodies."""
 
@@ -100,11 +129,7 @@ class Tracker:
 
     def record(self, body, message_id, attempt, corrupted, tail=False):
         with self.lock:
-            self.deliveries += 1
-            if tail:
-                self.late += 1
-            if corrupted:
-                self.corrupted += 1
+            count_delivery(self, tail, corrupted)
             self.by_body.setdefault(body, []).append((message_id, attempt))
             if body not in self.expected:
                 self.unexpected.append(body)

@@ -28,7 +28,8 @@ import threading
 import time
 
 from rocketmq import Message, Producer
-from common import Runner, arg_parser, client_config, receive_tail_limit, simple_consumer
+from common import (Runner, arg_parser, client_config, polling_options, receive_tail_limit,
+                    simple_consumer)
 
 NAME = "delay"
 
@@ -177,14 +178,8 @@ def main():
     ap.add_argument("--prefix", default="delay", help="body prefix (default: delay)")
     ap.add_argument("--timeout", type=float, default=30.0,
                     help="seconds (from start) until the message must have been received (default: 30)")
-    ap.add_argument("--await", dest="await_duration", type=int, default=10,
-                    help="long-polling await duration in whole seconds while waiting (default: 10)")
-    ap.add_argument("--tail", type=float, default=2.0,
-                    help="seconds to keep receiving after the message arrived (default: 2)")
-    ap.add_argument("--tail-await", type=int, default=1,
-                    help="await duration in whole seconds during the tail (default: 1)")
-    ap.add_argument("--invisible", type=int, default=30,
-                    help="invisible duration in whole seconds for each receive (default: 30)")
+    polling_options(ap, tail=2.0, tail_after="the message arrived", await_=10, tail_await=1,
+                    invisible=30)
     args = ap.parse_args()
     if args.delay <= 0 or args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0:
         ap.error("--delay, --timeout, --await and --tail-await must be > 0")

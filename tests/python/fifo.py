@@ -35,7 +35,7 @@ import time
 
 from rocketmq import FilterExpression, Message, Producer, PushConsumer
 from common import (CountingAcks, RecordingListener, Runner, arg_parser, client_config,
-                    delivery_problems)
+                    count_delivery, delivery_problems, polling_options)
 
 NAME = "fifo"
 
@@ -65,11 +65,7 @@ class Tracker:
 
     def record(self, body, message_group, attempt, corrupted, tail):
         with self.lock:
-            self.deliveries += 1
-            if tail:
-                self.late += 1
-            if corrupted:
-                self.corrupted += 1
+            count_delivery(self, tail, corrupted)
             if attempt is not None and attempt > 1:
                 self.redelivered += 1
             group, _, idx = body.rpartition("-")
@@ -279,8 +275,7 @@ def main():
                     help='message groups are "{prefix}{n}" (default: g)')
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds (from start) for startup, sending and consuming everything (default: 60)")
-    ap.add_argument("--tail", type=float, default=2.0,
-                    help="seconds to keep consuming after everything arrived (default: 2)")
+    polling_options(ap, tail=2.0, tail_after="everything arrived", verb="consuming")
     ap.add_argument("--threads", type=int, default=4, help="consumption thread count (default: 4)")
     ap.add_argument("--produce-only", action="store_true",
                     help="only send (no consumer); see the module doc")

@@ -25,7 +25,7 @@ import time
 
 from rocketmq import FilterExpression, PushConsumer
 from common import (CountingAcks, RecordingListener, Runner, Tracker, client_config,
-                    consumer_arg_parser, tracker_problems)
+                    consumer_arg_parser, polling_options, tracker_problems)
 
 NAME = "push_consumer"
 
@@ -104,8 +104,7 @@ def main():
     ap = consumer_arg_parser(
         __doc__, timeout_help="seconds (from start, startup included) to collect all expected bodies",
         invisible_help="accepted for symmetry with simple_consumer.py; push consumers auto-renew and send none")
-    ap.add_argument("--tail", type=float, default=3.0,
-                    help="seconds to keep consuming after all bodies arrived (default: 3)")
+    polling_options(ap, tail=3.0, tail_after="all bodies arrived", verb="consuming")
     ap.add_argument("--threads", type=int, default=4,
                     help="consumption thread count (default: 4)")
     args = ap.parse_args()

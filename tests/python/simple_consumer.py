@@ -17,7 +17,8 @@ The client's own log goes to ~/logs/rocketmq_python/rocketmq_client.log.
 
 Run with the venv made by tests/scripts/setup-tools.sh.
 """
-from common import Runner, Tracker, consumer_arg_parser, simple_consumer, tracker_problems
+from common import (Runner, Tracker, consumer_arg_parser, polling_options, simple_consumer,
+                    tracker_problems)
 
 MAX_BATCH = 32
 NAME = "simple_consumer"
@@ -78,10 +79,7 @@ def main():
     ap = consumer_arg_parser(
         __doc__, timeout_help="seconds (from start) to collect all expected bodies",
         invisible_help="invisible duration in whole seconds for each receive (default: 30)")
-    ap.add_argument("--await", dest="await_duration", type=int, default=5,
-                    help="long-polling await duration in whole seconds (default: 5)")
-    ap.add_argument("--tail", type=float, default=3.0,
-                    help="seconds to keep receiving after all bodies arrived (default: 3)")
+    polling_options(ap, tail=3.0, tail_after="all bodies arrived", await_=5)
     ap.add_argument("--max-errors", type=int, default=3,
                     help="give up after this many consecutive receive errors (default: 3)")
     args = ap.parse_args()

@@ -35,8 +35,8 @@ import threading
 import time
 
 from rocketmq import Message, Producer, TransactionChecker, TransactionResolution
-from common import (Runner, arg_parser, client_config, delivery_problems, receive_tail_limit,
-                    simple_consumer)
+from common import (Runner, arg_parser, client_config, delivery_problems, polling_options,
+                    receive_tail_limit, simple_consumer)
 
 NAME = "transaction"
 CASES = ("commit", "rollback", "orphan")
@@ -241,15 +241,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=40.0,
                     help="seconds (from start) until the committed and the orphan message "
                          "must have been received (default: 40)")
-    ap.add_argument("--await", dest="await_duration", type=int, default=5,
-                    help="long-polling await duration in whole seconds (default: 5)")
-    ap.add_argument("--tail", type=float, default=3.0,
-                    help="seconds to keep receiving afterwards, so that the rolled-back "
-                         "message has a chance to show up (default: 3)")
-    ap.add_argument("--tail-await", type=int, default=1,
-                    help="await duration in whole seconds during the tail (default: 1)")
-    ap.add_argument("--invisible", type=int, default=30,
-                    help="invisible duration in whole seconds for each receive (default: 30)")
+    polling_options(ap, tail=3.0, tail_after="that, so that the rolled-back message has a "
+                    "chance to show up", await_=5, tail_await=1, invisible=30)
     args = ap.parse_args()
     if args.timeout <= 0 or args.await_duration <= 0 or args.tail_await <= 0 or args.tail < 0:
         ap.error("--timeout, --await and --tail-await must be > 0; --tail >= 0")
