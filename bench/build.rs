@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("echo.proto").display()
     );
     let fds = protox::compile(["echo.proto"], [&root])?;
-    tonic_build::configure()
+    tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .skip_protoc_run()

@@ -174,8 +174,7 @@ pub async fn echo_server(listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-        .map_err(|e| anyhow::anyhow!("echo server listener: {e}"))?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     println!("listening addr={addr}");
     tonic::transport::Server::builder()
         .add_service(EchoServer::new(EchoService))

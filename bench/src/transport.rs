@@ -17,13 +17,13 @@ use std::task::{Context, Poll};
 use anyhow::Context as _;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tonic::body::BoxBody;
+use tonic::body::Body;
 
 /// A cloneable handle on one HTTP/2 connection (clones share it, as calls
 /// share a tonic `Channel`). The connection closes when the last is dropped.
 #[derive(Clone)]
 pub struct H2 {
-    sender: SendRequest<BoxBody>,
+    sender: SendRequest<Body>,
 }
 
 impl H2 {
@@ -72,7 +72,7 @@ impl H2 {
     }
 }
 
-impl tower_service::Service<http::Request<BoxBody>> for H2 {
+impl tower_service::Service<http::Request<Body>> for H2 {
     type Response = http::Response<hyper::body::Incoming>;
     type Error = hyper::Error;
     type Future =
@@ -82,7 +82,7 @@ impl tower_service::Service<http::Request<BoxBody>> for H2 {
         self.sender.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         Box::pin(self.sender.send_request(req))
     }
 }

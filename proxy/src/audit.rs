@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tonic::body::BoxBody;
+use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
 use tower::Service;
@@ -46,7 +46,7 @@ fn reads_only(rpc: &str) -> bool {
 /// answered without a body carries `grpc-status` in the headers; a reply
 /// with a body (an answer) carries it in the trailers, which are not
 /// awaited here.
-fn outcome(resp: &http::Response<BoxBody>) -> String {
+fn outcome(resp: &http::Response<Body>) -> String {
     match resp.headers().get("grpc-status") {
         None => "OK".into(),
         Some(v) => {
@@ -67,11 +67,11 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for Audited<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<BoxBody>> + Send,
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Send,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
-    type Response = http::Response<BoxBody>;
+    type Response = http::Response<Body>;
     type Error = S::Error;
     type Future = BoxFuture<Self::Response, S::Error>;
 
@@ -130,7 +130,7 @@ mod tests {
     fn outcome_reads_a_trailers_only_error() {
         let resp = tonic::Status::not_found("x").into_http();
         assert_eq!(outcome(&resp), "NotFound");
-        let ok = http::Response::new(tonic::body::empty_body());
+        let ok = http::Response::new(Body::empty());
         assert_eq!(outcome(&ok), "OK");
     }
 }

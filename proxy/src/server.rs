@@ -181,7 +181,7 @@ pub async fn serve(
 
     let relay_task = tokio::spawn(messaging.clone().relay_transaction_checks());
     let expiry_task = tokio::spawn(messaging.clone().expire_clients());
-    let (mut health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<MessagingServiceServer<Messaging>>()
         .await;

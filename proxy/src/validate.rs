@@ -353,6 +353,7 @@ pub fn message(m: &Message, limits: &Limits, now_ms: i64) -> Result<(), Rejectio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use pier_proto::rocketmq::SystemProperties;
 
     fn limits() -> Limits {
@@ -370,7 +371,7 @@ mod tests {
                 name: "t".into(),
                 ..Default::default()
             }),
-            body: b"hi".to_vec(),
+            body: Bytes::from_static(b"hi"),
             system_properties: Some(SystemProperties {
                 message_id: "id".into(),
                 ..Default::default()
@@ -389,7 +390,7 @@ mod tests {
     fn each_rule_has_its_code() {
         assert_eq!(code(&good()), Code::Ok);
         let mut m = good();
-        m.body = vec![0; 17];
+        m.body = vec![0; 17].into();
         assert_eq!(code(&m), Code::MessageBodyTooLarge);
         let mut m = good();
         m.body.clear();
@@ -435,7 +436,7 @@ mod tests {
             Code::PayloadTooLarge
         );
         let mut big = good();
-        big.body = vec![1; 16];
+        big.body = vec![1; 16].into();
         assert_eq!(code(&[big.clone(), m.clone()]), Code::Ok, "18 bytes");
         let r = send_request(&[big.clone(), big], &limits()).unwrap_err();
         assert_eq!(r.code, Code::MessageBodyTooLarge);

@@ -127,7 +127,7 @@ fn message() -> impl Strategy<Value = Message> {
         .prop_map(|(topic, system_properties, body, props)| Message {
             topic,
             system_properties,
-            body,
+            body: body.into(),
             user_properties: props.into_iter().collect::<HashMap<_, _>>(),
         })
 }

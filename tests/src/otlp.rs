@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost014::Message;
+use prost::Message;
 
 /// A running receiver.
 pub struct Receiver {
@@ -349,9 +349,9 @@ mod grpc {
         TraceService, TraceServiceServer,
     };
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-    use tonic014::{Request, Response, Status};
+    use tonic::{Request, Response, Status};
 
-    #[tonic014::async_trait]
+    #[tonic::async_trait]
     impl MetricsService for Store {
         async fn export(
             &self,
@@ -362,7 +362,7 @@ mod grpc {
         }
     }
 
-    #[tonic014::async_trait]
+    #[tonic::async_trait]
     impl TraceService for Store {
         async fn export(
             &self,
@@ -388,7 +388,7 @@ mod grpc {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let _ = tonic014::transport::Server::builder()
+                let _ = tonic::transport::Server::builder()
                     .add_service(MetricsServiceServer::new(sink.clone()))
                     .add_service(TraceServiceServer::new(sink))
                     .serve_with_incoming_shutdown(incoming, async {

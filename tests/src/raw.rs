@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use pier_proto::admin::admin_service_client::AdminServiceClient;
 use pier_proto::admin::{
     self, ConsumerGroup, CreateGroupRequest, CreateTopicRequest, DescribeGroupRequest,
@@ -430,7 +431,7 @@ pub fn message(topic: &str, body: &str) -> Message {
 
 /// The same with the caller's message id (the load generator numbers its
 /// messages instead of drawing a uuid for each).
-pub fn message_with_id(topic: &str, message_id: String, body: Vec<u8>) -> Message {
+pub fn message_with_id(topic: &str, message_id: String, body: impl Into<Bytes>) -> Message {
     Message {
         topic: Some(resource(topic)),
         user_properties: Default::default(),
@@ -445,7 +446,7 @@ pub fn message_with_id(topic: &str, message_id: String, body: Vec<u8>) -> Messag
             born_host: "127.0.0.1".into(),
             ..Default::default()
         }),
-        body,
+        body: body.into(),
     }
 }
 

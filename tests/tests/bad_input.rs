@@ -110,11 +110,11 @@ async fn validation_codes() {
 
     // 4 MiB body plus properties is accepted; one byte more is too large.
     let mut m = message("t", "");
-    m.body = vec![b'a'; 4 * 1024 * 1024];
+    m.body = vec![b'a'; 4 * 1024 * 1024].into();
     m.user_properties.insert("p".into(), "v".repeat(8 * 1024));
     assert_eq!(send_code(&c, m).await, Code::Ok);
     let mut m = message("t", "");
-    m.body = vec![b'a'; 4 * 1024 * 1024 + 1];
+    m.body = vec![b'a'; 4 * 1024 * 1024 + 1].into();
     assert_eq!(send_code(&c, m).await, Code::MessageBodyTooLarge);
 
     // Batch rules: empty, mixed topics.

@@ -147,7 +147,7 @@ async fn the_proxy_collects_client_metrics_and_forwards_them() {
                     nanos: 0,
                 }),
                 tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH),
-                tonic::codec::ProstCodec::default(),
+                tonic_prost::ProstCodec::default(),
             )
             .await
             .expect_err("garbage refused");
@@ -228,10 +228,6 @@ async fn with_auth_an_unsigned_export_is_refused() {
         .export(export_request("unsigned", "rocketmq_send_cost_time"))
         .await
         .expect_err("unsigned export refused");
-    assert_eq!(
-        refused.code(),
-        tonic014::Code::Unauthenticated,
-        "{refused:?}"
-    );
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     assert!(receiver.metric_names().is_empty());
 }

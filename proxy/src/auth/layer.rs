@@ -26,7 +26,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use pier_proto::rocketmq::Status;
-use tonic::body::BoxBody;
+use tonic::body::Body;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
@@ -116,7 +116,7 @@ struct StatusOnly {
 }
 
 /// A gRPC OK reply holding one message whose field 1 is `status`.
-fn body_status_reply(status: Status) -> http::Response<BoxBody> {
+fn body_status_reply(status: Status) -> http::Response<Body> {
     let msg = prost::Message::encode_to_vec(&StatusOnly {
         status: Some(status),
     });
@@ -130,7 +130,7 @@ fn body_status_reply(status: Status) -> http::Response<BoxBody> {
         Ok(Frame::data(frame.freeze())),
         Ok(Frame::trailers(trailers)),
     ];
-    let body = tonic::body::boxed(StreamBody::new(futures::stream::iter(frames)));
+    let body = tonic::body::Body::new(StreamBody::new(futures::stream::iter(frames)));
     let mut resp = http::Response::new(body);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -139,7 +139,7 @@ fn body_status_reply(status: Status) -> http::Response<BoxBody> {
     resp
 }
 
-fn refusal(kind: Kind, headers: &http::HeaderMap, e: AuthError) -> http::Response<BoxBody> {
+fn refusal(kind: Kind, headers: &http::HeaderMap, e: AuthError) -> http::Response<Body> {
     if kind == Kind::Messaging {
         let ctx = ClientContext::from_metadata(&MetadataMap::from_headers(headers.clone()));
         body_status_reply(Rejection::from(e).to_status(&ctx))
@@ -152,10 +152,10 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for Authenticated<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<BoxBody>> + Send,
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Send,
     S::Future: Send + 'static,
 {
-    type Response = http::Response<BoxBody>;
+    type Response = http::Response<Body>;
     type Error = S::Error;
     type Future = futures::future::Either<S::Future, BoxFuture<Self::Response, S::Error>>;
 

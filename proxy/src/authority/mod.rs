@@ -59,7 +59,7 @@ const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// The HPACK dynamic table size `h2` decodes with, which is what the server
-/// advertises: tonic 0.12 does not set `SETTINGS_HEADER_TABLE_SIZE`, so it
+/// advertises: tonic 0.14's server does not set `SETTINGS_HEADER_TABLE_SIZE`, so it
 /// is the protocol's default (a test checks it). The client's encoder may
 /// use at most this (a client that asks for more is refused by our decoder,
 /// then by `h2`), and so does ours once a connection is re-encoded.

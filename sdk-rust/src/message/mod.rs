@@ -55,12 +55,14 @@ pub struct Message {
 }
 
 impl Message {
-    /// Starts building a message for `topic` with `body`.
-    pub fn builder(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> MessageBuilder {
+    /// Starts building a message for `topic` with `body` (a `Vec<u8>`,
+    /// `String`, `&'static str`, `&'static [u8]` or `Bytes`; a `Bytes` body
+    /// is shared, not copied, on its way to the wire).
+    pub fn builder(topic: impl Into<String>, body: impl Into<Bytes>) -> MessageBuilder {
         MessageBuilder {
             fields: Fields {
                 topic: topic.into(),
-                body: Bytes::from(body.into()),
+                body: body.into(),
                 tag: None,
                 keys: Vec::new(),
                 properties: BTreeMap::new(),
@@ -79,6 +81,11 @@ impl Message {
     /// Payload.
     pub fn body(&self) -> &[u8] {
         &self.inner.body
+    }
+
+    /// Payload as shared `Bytes` (a reference count, not a copy).
+    pub fn body_bytes(&self) -> Bytes {
+        self.inner.body.clone()
     }
 
     /// Tag, if any.

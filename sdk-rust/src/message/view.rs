@@ -73,7 +73,7 @@ impl MessageView {
                 tag: sp.tag,
                 keys: sp.keys,
                 properties: m.user_properties.into_iter().collect(),
-                body: Bytes::from(m.body),
+                body: m.body,
                 message_group: sp.message_group,
                 delivery_time: sp.delivery_timestamp.as_ref().and_then(time::system_time),
                 born_time: sp.born_timestamp.as_ref().and_then(time::system_time),
@@ -127,6 +127,12 @@ impl MessageView {
     /// Payload.
     pub fn body(&self) -> &[u8] {
         &self.inner.body
+    }
+
+    /// Payload as shared `Bytes` (a reference count, not a copy: it is the
+    /// buffer the reply was decoded from).
+    pub fn body_bytes(&self) -> Bytes {
+        self.inner.body.clone()
     }
 
     /// Payload as text (invalid UTF-8 replaced).

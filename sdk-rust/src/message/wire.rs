@@ -45,7 +45,8 @@ impl Message {
                 delivery_timestamp: f.deliver_at.map(prost_types::Timestamp::from),
                 ..Default::default()
             }),
-            body: f.body.clone().into(),
+            // A reference count: the wire message shares the body.
+            body: f.body.clone(),
         }
     }
 }
@@ -127,7 +128,7 @@ mod tests {
             (topic.name.as_str(), topic.resource_namespace.as_str()),
             ("orders", "staging")
         );
-        assert_eq!(p.body, b"hi");
+        assert_eq!(p.body, &b"hi"[..]);
         assert_eq!(p.user_properties.get("a").map(String::as_str), Some("1"));
         let sp = p.system_properties.unwrap();
         assert_eq!(sp.message_id, "ID1");

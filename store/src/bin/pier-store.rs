@@ -169,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(user = %name, created = r.created, "admin user ready");
     }
 
-    let (mut health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StoreServer<StoreEndpoint>>().await;
     let reflection =
         node::reflection(&["pier.store.v1.Store", "pier.admin.v1.AdminService"]).build_v1()?;

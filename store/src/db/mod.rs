@@ -10,6 +10,7 @@ pub(crate) mod keys;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Buf;
 use prost::Message;
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DBPinnableSlice, Direction, IteratorMode, Options,
@@ -275,7 +276,13 @@ impl Batch<'_> {
 
 /// Decodes a stored record; `what` names it in the error.
 pub(crate) fn decode<M: Message + Default>(bytes: &[u8], what: &'static str) -> Result<M> {
-    M::decode(bytes).map_err(|e| StoreError::storage(format!("decoding {what}"), e))
+    decode_buf(bytes, what)
+}
+
+/// As [`decode`], from any buffer. Given a `Bytes`, the record's `Bytes`
+/// fields (a message body) become views of it rather than copies.
+pub(crate) fn decode_buf<M: Message + Default>(buf: impl Buf, what: &'static str) -> Result<M> {
+    M::decode(buf).map_err(|e| StoreError::storage(format!("decoding {what}"), e))
 }
 
 #[cfg(test)]
@@ -343,7 +350,7 @@ mod props {
     use proptest::prelude::*;
     use prost::Message;
 
-    use super::decode;
+    use super::{decode, decode_buf};
     use crate::error::StoreError;
 
     fn stored() -> impl Strategy<Value = StoredMessage> {
@@ -363,7 +370,7 @@ mod props {
                         message_id,
                         queue,
                         offset,
-                        body,
+                        body: body.into(),
                         tag,
                         keys,
                         user_properties: props.into_iter().collect(),
@@ -395,7 +402,16 @@ mod props {
         #[test]
         fn stored_messages_round_trip(m in stored(), cut in any::<prop::sample::Index>()) {
             let bytes = m.encode_to_vec();
-            prop_assert_eq!(decode::<StoredMessage>(&bytes, "a stored message").unwrap(), m);
+            prop_assert_eq!(decode::<StoredMessage>(&bytes, "a stored message").unwrap(), m.clone());
+            // From a `Bytes` (how the log iterator decodes) the same message,
+            // its body a view of the record rather than a copy.
+            let shared = bytes::Bytes::from(bytes.clone());
+            let viewed: StoredMessage = decode_buf(shared.clone(), "a stored message").unwrap();
+            prop_assert_eq!(&viewed, &m);
+            if !viewed.body.is_empty() {
+                let within = shared.as_ptr_range();
+                prop_assert!(within.contains(&viewed.body.as_ptr()), "body copied");
+            }
             // A record cut short (a torn or damaged value) is refused or
             // decodes to something, but never panics.
             let short = &bytes[..cut.index(bytes.len() + 1).min(bytes.len())];

@@ -145,7 +145,9 @@ impl MessageLog {
             let key = timers.next_key(due, topic.id);
             let mut value = Vec::with_capacity(4 + m.encoded_len());
             value.extend_from_slice(&queue.to_be_bytes());
-            value.extend_from_slice(&m.encode_to_vec());
+            // Encoded straight after the queue number, with no interim Vec;
+            // a Vec grows as needed, so encoding into it cannot fail.
+            let _ = m.encode(&mut value);
             writes.puts.push((Cf::Timer, key.clone(), value));
             Ok((queue, Placement::Timer(key, due)))
         } else if kind == MessageKind::Transaction {

@@ -11,6 +11,7 @@ mod purge;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use bytes::{Buf, Bytes};
 use pier_proto::store::StoredMessage;
 use rocksdb::Direction;
 
@@ -91,7 +92,7 @@ impl MessageLog {
             .db
             .get(Cf::Log, &keys::log_key(topic.id, queue, offset))?
         {
-            Some(v) => Ok(Some(decode_message(&v, topic, queue, offset)?)),
+            Some(v) => Ok(Some(decode_message(&*v, topic, queue, offset)?)),
             None => Ok(None),
         }
     }
@@ -116,7 +117,7 @@ impl MessageLog {
             Err(e) => Some(Err(e)),
             Ok((k, v)) => {
                 let offset = keys::log_offset(&k)?;
-                Some(decode_message(&v, topic, queue, offset).map(|m| (offset, m)))
+                Some(decode_message(Bytes::from(v), topic, queue, offset).map(|m| (offset, m)))
             }
         }))
     }
@@ -158,8 +159,15 @@ impl MessageLog {
 }
 
 /// Decodes a log entry and fills in where it is stored (not stored with it).
-fn decode_message(v: &[u8], topic: &TopicEntry, queue: u32, offset: u64) -> Result<StoredMessage> {
-    let mut m: StoredMessage = db::decode(v, "a stored message")?;
+/// From a pinned read (`&[u8]`) the body is copied once, out of RocksDB's
+/// block; from an iterator's owned value (`Bytes`) it is a view of that value.
+fn decode_message(
+    v: impl Buf,
+    topic: &TopicEntry,
+    queue: u32,
+    offset: u64,
+) -> Result<StoredMessage> {
+    let mut m: StoredMessage = db::decode_buf(v, "a stored message")?;
     m.topic = topic.topic.name.clone();
     m.queue = queue;
     m.offset = offset;

@@ -109,7 +109,7 @@ pub(crate) fn msg(id: &str, tag: Option<&str>) -> StoredMessage {
     StoredMessage {
         message_id: id.into(),
         tag: tag.map(str::to_owned),
-        body: id.as_bytes().to_vec(),
+        body: id.as_bytes().to_vec().into(),
         kind: MessageKind::Normal as i32,
         queue: u32::MAX,
         ..Default::default()
@@ -163,7 +163,7 @@ pub(crate) fn delivery(group: &str, p: &PoppedMessage) -> Option<DeliveryRef> {
 }
 
 pub(crate) fn body(p: &PoppedMessage) -> String {
-    String::from_utf8(p.message.as_ref().unwrap().body.clone()).unwrap()
+    String::from_utf8(p.message.as_ref().unwrap().body.to_vec()).unwrap()
 }
 
 pub(crate) async fn delay_topic(store: &dyn StoreApi, name: &str) {

@@ -84,7 +84,7 @@ async fn expired_message_comes_back_with_next_attempt_then_goes_to_dlq() {
     let m = dead[0].message.as_ref().unwrap();
     assert_eq!(m.dlq_origin_topic, "t");
     assert_eq!(m.dlq_origin_message_id, "only");
-    assert_eq!(m.body, b"only");
+    assert_eq!(m.body, &b"only"[..]);
 }
 
 #[tokio::test]
@@ -239,7 +239,7 @@ async fn concurrent_sends_all_land_with_distinct_offsets() {
 async fn a_pop_is_bounded_by_bytes_and_leaves_the_rest_for_the_next() {
     let (_dir, store) = fresh("t", "g", 2).await;
     let big = |i: usize| StoredMessage {
-        body: vec![b'x'; 3 << 20],
+        body: vec![b'x'; 3 << 20].into(),
         ..msg(&format!("m{i}"), None)
     };
     append(&*store, "t", (0..12).map(big).collect()).await;
@@ -247,7 +247,7 @@ async fn a_pop_is_bounded_by_bytes_and_leaves_the_rest_for_the_next() {
         &*store,
         "t",
         vec![StoredMessage {
-            body: vec![b'y'; 20 << 20],
+            body: vec![b'y'; 20 << 20].into(),
             ..msg("huge", None)
         }],
     )

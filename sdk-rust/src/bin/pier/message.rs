@@ -196,7 +196,7 @@ mod tests {
                 topic: "t".into(),
                 message_id: "ID1".into(),
                 keys: vec!["k".into()],
-                body: b"hel".to_vec(),
+                body: bytes::Bytes::from_static(b"hel"),
                 body_size: 5,
                 groups: vec![GroupMessageState {
                     group: "g".into(),

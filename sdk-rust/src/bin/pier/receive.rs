@@ -160,7 +160,7 @@ mod tests {
                 receipt_handle: Some("RH".into()),
                 ..Default::default()
             }),
-            body: b"line1\nline2 \xff".to_vec(),
+            body: bytes::Bytes::from_static(b"line1\nline2 \xff"),
         };
         let m = MessageView::from_proto(wire).unwrap();
         assert_eq!(

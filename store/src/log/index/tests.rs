@@ -14,7 +14,7 @@ fn keyed(id: &str, keys: &[&str]) -> StoredMessage {
     StoredMessage {
         message_id: id.into(),
         keys: keys.iter().map(|k| k.to_string()).collect(),
-        body: id.as_bytes().to_vec(),
+        body: id.as_bytes().to_vec().into(),
         kind: MessageKind::Normal as i32,
         queue: u32::MAX,
         ..Default::default()

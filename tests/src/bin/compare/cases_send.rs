@@ -176,14 +176,14 @@ pub(crate) async fn cases_send(pr: &mut Probe) -> anyhow::Result<()> {
             "SendMessage with a body of exactly 4 MiB",
             sink,
             MessageType::Normal,
-            e(|m| m.body = vec![b'a'; MAX_BODY]),
+            e(|m| m.body = vec![b'a'; MAX_BODY].into()),
         ),
         (
             "send.body_over_limit",
             "SendMessage with a body of 4 MiB + 1 byte",
             sink,
             MessageType::Normal,
-            e(|m| m.body = vec![b'a'; MAX_BODY + 1]),
+            e(|m| m.body = vec![b'a'; MAX_BODY + 1].into()),
         ),
         (
             "send.body_empty",

@@ -112,7 +112,7 @@ impl Probe {
                 born_host: "127.0.0.1".into(),
                 ..Default::default()
             }),
-            body: body.as_bytes().to_vec(),
+            body: body.as_bytes().to_vec().into(),
         }
     }
 
