@@ -156,7 +156,7 @@ async fn delay_and_recall(mode: Mode) {
     let (_pier, cfg) = start(mode, "reminders", TopicType::Delay, "reminder-svc").await;
     let producer = sdk::producer(&cfg, "reminders").await;
     let sent_at = Instant::now();
-    let in_two_seconds = |body: &str| {
+    let in_two_seconds = |body: &'static str| {
         Message::builder("reminders", body)
             .delay(Duration::from_secs(2))
             .build()
