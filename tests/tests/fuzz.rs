@@ -762,6 +762,33 @@ async fn send_all(ch: &Channel, messages: Vec<Message>, md: &MetadataMap, what: 
     r
 }
 
+/// A NORMAL topic of `queues` queues, as the admin API creates or
+/// updates it.
+fn normal_topic(name: String, queues: u32) -> admin::Topic {
+    admin::Topic {
+        name,
+        r#type: TopicType::Normal as i32,
+        queues,
+        created_at_ms: 0,
+    }
+}
+
+/// A consumer group that retries with `strategy`, `max_attempts` times.
+fn group_retrying(
+    name: String,
+    max_attempts: u32,
+    strategy: admin::retry_policy::Strategy,
+) -> admin::ConsumerGroup {
+    admin::ConsumerGroup {
+        name,
+        max_attempts,
+        retry_policy: Some(admin::RetryPolicy {
+            strategy: Some(strategy),
+        }),
+        ..Default::default()
+    }
+}
+
 fn far_future() -> prost_types::Timestamp {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -775,18 +802,10 @@ fn far_future() -> prost_types::Timestamp {
 impl State {
     fn receive_request(&self, batch: i32) -> ReceiveMessageRequest {
         ReceiveMessageRequest {
-            group: Some(resource(GROUP)),
-            message_queue: Some(self.raw.queue(TOPIC)),
-            filter_expression: Some(FilterExpression {
-                r#type: FilterType::Tag as i32,
-                expression: "*".into(),
-            }),
-            batch_size: batch,
             // Long enough that the handles stay valid for the whole run.
             invisible_duration: Some(pb_duration(300_000)),
-            auto_renew: false,
             long_polling_timeout: Some(pb_duration(100)),
-            attempt_id: None,
+            ..self.raw.receive_request(GROUP, TOPIC, batch)
         }
     }
 
@@ -981,12 +1000,7 @@ impl State {
                 let name = format!("fuzz-new-{n}");
                 if rpc == Rpc::CreateTopic {
                     admin::CreateTopicRequest {
-                        topic: Some(admin::Topic {
-                            name,
-                            r#type: TopicType::Normal as i32,
-                            queues: 2,
-                            created_at_ms: 0,
-                        }),
+                        topic: Some(normal_topic(name, 2)),
                     }
                     .encode_to_vec()
                 } else {
@@ -994,12 +1008,7 @@ impl State {
                 }
             }
             Rpc::UpdateTopic => admin::UpdateTopicRequest {
-                topic: Some(admin::Topic {
-                    name: SCRATCH_TOPIC.into(),
-                    r#type: TopicType::Normal as i32,
-                    queues: rng.gen_range(2..8),
-                    created_at_ms: 0,
-                }),
+                topic: Some(normal_topic(SCRATCH_TOPIC.into(), rng.gen_range(2..8))),
             }
             .encode_to_vec(),
             Rpc::ListTopics => admin::ListTopicsRequest {}.encode_to_vec(),
@@ -1009,21 +1018,14 @@ impl State {
             Rpc::CreateGroup | Rpc::DeleteGroup => {
                 let name = format!("fuzz-g-{}", rng.gen_range(0..50));
                 if rpc == Rpc::CreateGroup {
+                    let backoff =
+                        admin::retry_policy::Strategy::Exponential(admin::ExponentialBackoff {
+                            initial_ms: 1000,
+                            max_ms: 60_000,
+                            multiplier: 2.0,
+                        });
                     admin::CreateGroupRequest {
-                        group: Some(admin::ConsumerGroup {
-                            name,
-                            max_attempts: 4,
-                            retry_policy: Some(admin::RetryPolicy {
-                                strategy: Some(admin::retry_policy::Strategy::Exponential(
-                                    admin::ExponentialBackoff {
-                                        initial_ms: 1000,
-                                        max_ms: 60_000,
-                                        multiplier: 2.0,
-                                    },
-                                )),
-                            }),
-                            ..Default::default()
-                        }),
+                        group: Some(group_retrying(name, 4, backoff)),
                     }
                     .encode_to_vec()
                 } else {
@@ -1031,18 +1033,13 @@ impl State {
                 }
             }
             Rpc::UpdateGroup => admin::UpdateGroupRequest {
-                group: Some(admin::ConsumerGroup {
-                    name: SCRATCH_GROUP.into(),
-                    max_attempts: rng.gen_range(1..20),
-                    retry_policy: Some(admin::RetryPolicy {
-                        strategy: Some(admin::retry_policy::Strategy::Customized(
-                            admin::CustomizedBackoff {
-                                next_ms: vec![1000, 5000],
-                            },
-                        )),
+                group: Some(group_retrying(
+                    SCRATCH_GROUP.into(),
+                    rng.gen_range(1..20),
+                    admin::retry_policy::Strategy::Customized(admin::CustomizedBackoff {
+                        next_ms: vec![1000, 5000],
                     }),
-                    ..Default::default()
-                }),
+                )),
             }
             .encode_to_vec(),
             Rpc::ListGroups => admin::ListGroupsRequest {}.encode_to_vec(),
@@ -1072,31 +1069,42 @@ fn change_one_char(h: &str, rng: &mut StdRng) -> String {
 /// `body` with its receipt or recall handle forged; `None` for RPCs that
 /// carry none.
 fn forge_handle(rpc: Rpc, body: &[u8], rng: &mut StdRng) -> Option<Vec<u8>> {
-    Some(match rpc {
+    match rpc {
         Rpc::AckMessage => {
             let mut r = AckMessageRequest::decode(body).ok()?;
             for e in &mut r.entries {
                 e.receipt_handle = change_one_char(&e.receipt_handle, rng);
             }
-            r.encode_to_vec()
+            Some(r.encode_to_vec())
         }
         Rpc::ChangeInvisibleDuration => {
-            let mut r = ChangeInvisibleDurationRequest::decode(body).ok()?;
-            r.receipt_handle = change_one_char(&r.receipt_handle, rng);
-            r.encode_to_vec()
+            forge_one(body, rng, |r: &mut ChangeInvisibleDurationRequest| {
+                &mut r.receipt_handle
+            })
         }
-        Rpc::ForwardToDlq => {
-            let mut r = ForwardMessageToDeadLetterQueueRequest::decode(body).ok()?;
-            r.receipt_handle = change_one_char(&r.receipt_handle, rng);
-            r.encode_to_vec()
-        }
-        Rpc::RecallMessage => {
-            let mut r = RecallMessageRequest::decode(body).ok()?;
-            r.recall_handle = change_one_char(&r.recall_handle, rng);
-            r.encode_to_vec()
-        }
-        _ => return None,
-    })
+        Rpc::ForwardToDlq => forge_one(
+            body,
+            rng,
+            |r: &mut ForwardMessageToDeadLetterQueueRequest| &mut r.receipt_handle,
+        ),
+        Rpc::RecallMessage => forge_one(body, rng, |r: &mut RecallMessageRequest| {
+            &mut r.recall_handle
+        }),
+        _ => None,
+    }
+}
+
+/// `body` decoded as an `R`, with the one handle `handle` picks out of it
+/// forged, encoded again.
+fn forge_one<R: prost::Message + Default>(
+    body: &[u8],
+    rng: &mut StdRng,
+    handle: impl FnOnce(&mut R) -> &mut String,
+) -> Option<Vec<u8>> {
+    let mut r = R::decode(body).ok()?;
+    let h = handle(&mut r);
+    *h = change_one_char(h, rng);
+    Some(r.encode_to_vec())
 }
 
 /// The headers an official client sends, each case's deadline included.

@@ -26,19 +26,22 @@ async fn send_many(c: &Raw, msgs: Vec<Message>) -> (Code, Vec<Code>) {
     )
 }
 
+/// Starts a standalone Pier with `flags` and a topic `t` of 2 queues.
+async fn standalone_with_topic(flags: &[&str]) -> Pier {
+    let pier = Pier::start(Mode::Standalone, flags).await;
+    pier.raw.create_topic("t", 2).await;
+    pier
+}
+
 fn sized(topic: &str, i: usize, size: usize) -> Message {
     message_with_id(topic, format!("ID-{i}-{size}"), vec![b'x'; size])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_limits_refuse_whole_requests() {
-    let pier = Pier::start(
-        Mode::Standalone,
-        &["--max-send-messages", "4", "--max-send-bytes", "1000"],
-    )
-    .await;
+    let pier =
+        standalone_with_topic(&["--max-send-messages", "4", "--max-send-bytes", "1000"]).await;
     let c = &pier.raw;
-    c.create_topic("t", 2).await;
 
     let four = (0..4).map(|i| sized("t", i, 10)).collect();
     assert_eq!(send_many(c, four).await, (Code::Ok, vec![Code::Ok; 4]));
@@ -74,9 +77,8 @@ async fn send_limits_refuse_whole_requests() {
 /// The report: 10,000 messages in one call were accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_in_one_call_are_refused_by_default() {
-    let pier = Pier::start(Mode::Standalone, &[]).await;
+    let pier = standalone_with_topic(&[]).await;
     let c = &pier.raw;
-    c.create_topic("t", 2).await;
     let msgs = (0..10_000).map(|i| sized("t", i, 8)).collect();
     assert_eq!(send_many(c, msgs).await.0, Code::PayloadTooLarge);
     let msgs = (0..1024).map(|i| sized("t", i, 8)).collect();
@@ -87,13 +89,8 @@ async fn ten_thousand_messages_in_one_call_are_refused_by_default() {
 async fn a_client_over_its_rate_is_throttled_then_refilled() {
     // 2 per second, a burst of 2: a few quick calls empty the bucket.
     // Sends without fsync: the loop's pace is the limit's, not the disk's.
-    let pier = Pier::start(
-        Mode::Standalone,
-        &["--rate-per-client", "2", "--flush", "async"],
-    )
-    .await;
+    let pier = standalone_with_topic(&["--rate-per-client", "2", "--flush", "async"]).await;
     let c = &pier.raw;
-    c.create_topic("t", 2).await;
     let started = std::time::Instant::now();
     let mut ok = 0;
     let mut throttled = 0;

@@ -82,6 +82,17 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Starts Pier in `mode` with a topic of `queues` queues and consumer
+/// groups (name, max attempts) on it.
+async fn start_with(mode: Mode, topic: &str, queues: u32, groups: &[(&str, u32)]) -> Pier {
+    let p = Pier::start(mode, &[]).await;
+    p.raw.create_topic(topic, queues).await;
+    for &(name, max_attempts) in groups {
+        p.raw.create_group(name, max_attempts).await;
+    }
+    p
+}
+
 /// Receives (and acks) until nothing more arrives within `poll_ms`;
 /// returns the bodies.
 async fn drain(c: &Raw, group: &str, topic: &str, poll_ms: u64) -> Vec<String> {
@@ -148,11 +159,14 @@ async fn update_topic_and_group(mode: Mode) {
 }
 
 async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
+    let p = start_with(
+        mode,
+        "ops-dlq",
+        2,
+        &[("ops-dlq-g", 2), ("ops-dlq-other", 17)],
+    )
+    .await;
     let (c, ep) = (&p.raw, p.raw.endpoint.clone());
-    c.create_topic("ops-dlq", 2).await;
-    c.create_group("ops-dlq-g", 2).await;
-    c.create_group("ops-dlq-other", 17).await;
     let sent = c.send(message("ops-dlq", "poison")).await;
     let id = sent.entries[0].message_id.clone();
     c.send(message("ops-dlq", "fine")).await;
@@ -233,10 +247,8 @@ async fn dead_letter_is_redriven_and_consumed_once(mode: Mode) {
 }
 
 async fn reset_by_timestamp_redelivers_what_came_after(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
+    let p = start_with(mode, "ops-reset", 2, &[("ops-reset-g", 17)]).await;
     let (c, ep) = (&p.raw, p.raw.endpoint.clone());
-    c.create_topic("ops-reset", 2).await;
-    c.create_group("ops-reset-g", 17).await;
     for b in ["a", "b", "c"] {
         c.send(message("ops-reset", b)).await;
     }
@@ -303,11 +315,14 @@ async fn reset_by_timestamp_redelivers_what_came_after(mode: Mode) {
 }
 
 async fn purge_leaves_other_groups_alone(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
+    let p = start_with(
+        mode,
+        "ops-purge",
+        2,
+        &[("ops-purge-a", 17), ("ops-purge-b", 17)],
+    )
+    .await;
     let (c, ep) = (&p.raw, p.raw.endpoint.clone());
-    c.create_topic("ops-purge", 2).await;
-    c.create_group("ops-purge-a", 17).await;
-    c.create_group("ops-purge-b", 17).await;
     for b in ["1", "2", "3"] {
         c.send(message("ops-purge", b)).await;
     }
@@ -339,13 +354,19 @@ async fn purge_leaves_other_groups_alone(mode: Mode) {
 }
 
 async fn find_message_shows_each_groups_state(mode: Mode) {
-    let p = Pier::start(mode, &[]).await;
+    let p = start_with(
+        mode,
+        "ops-find",
+        1,
+        &[
+            ("ops-find-acker", 17),
+            ("ops-find-holder", 17),
+            ("ops-find-dead", 1),
+            ("ops-find-expired", 17),
+        ],
+    )
+    .await;
     let (c, ep) = (&p.raw, p.raw.endpoint.clone());
-    c.create_topic("ops-find", 1).await;
-    c.create_group("ops-find-acker", 17).await;
-    c.create_group("ops-find-holder", 17).await;
-    c.create_group("ops-find-dead", 1).await;
-    c.create_group("ops-find-expired", 17).await;
     let sent_after = now_ms() - 1;
     let mut m = message("ops-find", "the order");
     if let Some(sp) = m.system_properties.as_mut() {

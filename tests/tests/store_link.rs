@@ -63,40 +63,23 @@ async fn calls_with(ch: &Channel, token: Option<&str>) -> Vec<(tonic::Code, Stri
         Ok(()) => (tonic::Code::Ok, String::new()),
         Err(s) => (s.code(), s.message().to_owned()),
     };
+    // The call `$client.$rpc($req)` with `token`, as its code and message.
+    macro_rules! call {
+        ($client:ident . $rpc:ident($req:expr)) => {
+            code($client.$rpc(with_token($req, token)).await.map(drop))
+        };
+    }
     vec![
-        code(
-            store
-                .auth_snapshot(with_token(AuthSnapshotRequest::default(), token))
-                .await
-                .map(drop),
-        ),
-        code(
-            store
-                .receipt_secret(with_token(ReceiptSecretRequest {}, token))
-                .await
-                .map(drop),
-        ),
-        code(
-            admin
-                .list_topics(with_token(ListTopicsRequest::default(), token))
-                .await
-                .map(drop),
-        ),
-        code(
-            admin
-                .create_topic(with_token(
-                    CreateTopicRequest {
-                        topic: Some(pier_proto::admin::Topic {
-                            name: "sneaked-in".into(),
-                            queues: 1,
-                            ..Default::default()
-                        }),
-                    },
-                    token,
-                ))
-                .await
-                .map(drop),
-        ),
+        call!(store.auth_snapshot(AuthSnapshotRequest::default())),
+        call!(store.receipt_secret(ReceiptSecretRequest {})),
+        call!(admin.list_topics(ListTopicsRequest::default())),
+        call!(admin.create_topic(CreateTopicRequest {
+            topic: Some(pier_proto::admin::Topic {
+                name: "sneaked-in".into(),
+                queues: 1,
+                ..Default::default()
+            }),
+        })),
     ]
 }
 

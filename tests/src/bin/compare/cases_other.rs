@@ -8,7 +8,7 @@ pub(crate) async fn cases_other_rpcs(pr: &mut Probe) -> anyhow::Result<()> {
         let raw = c.raw.clone();
         let group = group.to_owned();
         async move {
-            match raw
+            let r = raw
                 .messaging()
                 .forward_message_to_dead_letter_queue(raw.req(
                     ForwardMessageToDeadLetterQueueRequest {
@@ -21,11 +21,8 @@ pub(crate) async fn cases_other_rpcs(pr: &mut Probe) -> anyhow::Result<()> {
                         lite_topic: None,
                     },
                 ))
-                .await
-            {
-                Ok(r) => status_obs(r.into_inner().status.as_ref()),
-                Err(e) => Obs::transport(&e),
-            }
+                .await;
+            reply_obs(r, |r| r.status)
         }
     };
     let o = dlq("garbage!!".into(), "cmp-g", pr.next_id()).await;

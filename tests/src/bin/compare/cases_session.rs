@@ -41,10 +41,7 @@ pub(crate) async fn cases_no_settings(pr: &mut Probe) -> anyhow::Result<()> {
             client_type: ClientType::SimpleConsumer as i32,
         }))
         .await;
-    let o = match hb {
-        Ok(r) => status_obs(r.into_inner().status.as_ref()),
-        Err(e) => Obs::transport(&e),
-    };
+    let o = reply_obs(hb, |r| r.status);
     pr.row(
         "session.heartbeat_without_settings",
         "Heartbeat from a client that never sent Settings",
@@ -56,10 +53,7 @@ pub(crate) async fn cases_no_settings(pr: &mut Probe) -> anyhow::Result<()> {
             group: Some(resource("cmp-g2")),
         }))
         .await;
-    let o = match nt {
-        Ok(r) => status_obs(r.into_inner().status.as_ref()),
-        Err(e) => Obs::transport(&e),
-    };
+    let o = reply_obs(nt, |r| r.status);
     pr.row(
         "session.terminate_unknown_client",
         "NotifyClientTermination from a client that never sent Settings",

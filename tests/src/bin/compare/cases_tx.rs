@@ -7,7 +7,7 @@ pub(crate) async fn cases_tx(pr: &mut Probe) -> anyhow::Result<()> {
     let end = |pr: &Probe, id: String, tx: String, res: TransactionResolution| {
         let raw = pr.pt.raw.clone();
         async move {
-            match raw
+            let r = raw
                 .messaging()
                 .end_transaction(raw.req(EndTransactionRequest {
                     topic: Some(resource("cmp-tx")),
@@ -17,11 +17,8 @@ pub(crate) async fn cases_tx(pr: &mut Probe) -> anyhow::Result<()> {
                     source: TransactionSource::SourceClient as i32,
                     trace_context: String::new(),
                 }))
-                .await
-            {
-                Ok(r) => status_obs(r.into_inner().status.as_ref()),
-                Err(e) => Obs::transport(&e),
-            }
+                .await;
+            reply_obs(r, |r| r.status)
         }
     };
     let m = pr.msg("cmp-tx", MessageType::Transaction, "T1");

@@ -50,6 +50,18 @@ pub(crate) fn status_obs(s: Option<&Status>) -> Obs {
     }
 }
 
+/// What a unary call saw: the status its reply carries (`status` takes it
+/// out of the reply), or the gRPC error the call failed with.
+pub(crate) fn reply_obs<T>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    status: impl FnOnce(T) -> Option<Status>,
+) -> Obs {
+    match r {
+        Ok(r) => status_obs(status(r.into_inner()).as_ref()),
+        Err(e) => Obs::transport(&e),
+    }
+}
+
 pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }

@@ -165,10 +165,7 @@ pub(crate) async fn watch_orphan(
                     trace_context: String::new(),
                 }))
                 .await;
-            let end = match end {
-                Ok(r) => status_obs(r.into_inner().status.as_ref()).outcome,
-                Err(e) => Obs::transport(&e).outcome,
-            };
+            let end = reply_obs(end, |r| r.status).outcome;
             let digest = cmd
                 .message
                 .as_ref()
