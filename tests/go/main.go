@@ -228,11 +228,16 @@ func leavePush(c rmq.PushConsumer) {
 }
 
 // startTimed runs a client's Start, bounded to 30 s, and adds the time it
-// took to start_s.
-func startTimed(what string, start func() error) error {
+// took to start_s. It returns the client only when it started: callers
+// retry while the client they get back is nil.
+func startTimed[C any](c C, what string, start func() error) (C, error) {
 	t0 := time.Now()
 	defer func() { addSeconds("start_s", time.Since(t0)) }()
-	return bounded(what+" Start", 30*time.Second, start)
+	if err := bounded(what+" Start", 30*time.Second, start); err != nil {
+		var none C
+		return none, err
+	}
+	return c, nil
 }
 
 func startProducer(topics []string, opts ...rmq.ProducerOption) (rmq.Producer, error) {
@@ -242,7 +247,7 @@ func startProducer(topics []string, opts ...rmq.ProducerOption) (rmq.Producer, e
 	if err != nil {
 		return nil, fmt.Errorf("NewProducer: %w", err)
 	}
-	return p, startTimed("producer", p.Start)
+	return startTimed(p, "producer", p.Start)
 }
 
 // awaitDuration of simple consumers. The client sends no
@@ -259,7 +264,7 @@ func startSimple(group, topic string, filter *rmq.FilterExpression) (rmq.SimpleC
 	if err != nil {
 		return nil, fmt.Errorf("NewSimpleConsumer: %w", err)
 	}
-	return c, startTimed("simple consumer", c.Start)
+	return startTimed(c, "simple consumer", c.Start)
 }
 
 func startPush(group, topic string, filter *rmq.FilterExpression, threads int32, fifoAccel bool,
@@ -273,7 +278,7 @@ func startPush(group, topic string, filter *rmq.FilterExpression, threads int32,
 	if err != nil {
 		return nil, fmt.Errorf("NewPushConsumer: %w", err)
 	}
-	return c, startTimed("push consumer", c.Start)
+	return startTimed(c, "push consumer", c.Start)
 }
 
 // isEmpty tells an empty receive (MESSAGE_NOT_FOUND, code 40401, reaches
