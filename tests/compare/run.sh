@@ -127,7 +127,7 @@ LIST
 }
 
 # Java scenarios (tests/java's pier.Scenarios, from the java branch), with
-# the options tests/tests/official_java.rs gives them; one line each:
+# the options tests/tests/e2e/official_java.rs gives them; one line each:
 # CASE TOPIC_TYPE GROUP_KIND OPTIONS... (topic java-CASE, group java-CASE-g).
 # Left out: retry (its group needs a customized backoff that neither the
 # pier CLI nor rocketmq.sh sets) and push-load (a load run, not behaviour).

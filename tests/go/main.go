@@ -1,6 +1,6 @@
 // pier-go-scenarios drives Pier with the official RocketMQ 5 Go client
 // (github.com/apache/rocketmq-clients/golang/v5) and prints one JSON summary
-// line on stdout per run; tests/tests/official_go.rs asserts on it. The
+// line on stdout per run; tests/tests/e2e/official_go.rs asserts on it. The
 // client's own log goes to stderr.
 //
 // Usage: pier-go-scenarios -case <name> -endpoint 127.0.0.1:A[;127.0.0.1:B]

@@ -3,7 +3,7 @@
 # client, github.com/apache/rocketmq-clients/golang/v5 as pinned in tests/go/go.mod
 # and go.sum) into one binary outside the clone:
 #
-#   $PIER_TOOLS_DIR/go/bin/pier-go-scenarios   the program tests/tests/official_go.rs runs
+#   $PIER_TOOLS_DIR/go/bin/pier-go-scenarios   the program tests/tests/e2e/official_go.rs runs
 #   $PIER_TOOLS_DIR/go/{mod,cache,path}       GOMODCACHE, GOCACHE, GOPATH
 #   $PIER_TOOLS_DIR/go/.installed             marker: hash of the sources and the Go version
 #

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds tests/java (pier.Scenarios, driving the official RocketMQ 5 Java client
 # org.apache.rocketmq:rocketmq-client-java, pinned in tests/java/pom.xml) for
-# tests/tests/official_java.rs, which runs this script once per test binary.
+# tests/tests/e2e/official_java.rs, which runs this script once per test run.
 #
 # Layout (PIER_TOOLS_DIR defaults to ~/.cache/pier-tools; nothing is written
 # inside the clone):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs nginx (Debian's package) and the openssl CLI for the fleet test
-# (tests/tests/fleet.rs), which runs two proxies behind nginx with the config
+# (tests/tests/e2e/fleet.rs), which runs two proxies behind nginx with the config
 # of deploy/nginx/pier.conf. Prints the nginx binary's path on stdout.
 #
 # Only the binary is used: the test starts its own nginx (`-p TMPDIR -c

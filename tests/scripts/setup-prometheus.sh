@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Prometheus (and promtool) from Debian for the metrics tests
-# (tests/tests/metrics.rs): the package is downloaded with apt and unpacked
+# (tests/tests/e2e/metrics.rs): the package is downloaded with apt and unpacked
 # under the tools dir, not installed system-wide, so no service is started
 # and nothing outside the cache changes.
 #

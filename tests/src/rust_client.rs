@@ -1,5 +1,5 @@
 //! Building and running tests/rust-client, the driver of the official
-//! RocketMQ 5 Rust crate (`rocketmq` 5.0.0); see tests/tests/official_rust.rs
+//! RocketMQ 5 Rust crate (`rocketmq` 5.0.0); see tests/tests/e2e/official_rust.rs
 //! for why it is a crate of its own. Used by every test that runs it.
 
 use std::path::{Path, PathBuf};

@@ -50,7 +50,7 @@ import org.apache.rocketmq.client.apis.producer.TransactionResolution;
  * </pre>
  *
  * Cases: normal, async, invisible, filter, fifo, delay, transaction, retry, push-load.
- * Topics and groups must exist (tests/tests/official_java.rs creates them).
+ * Topics and groups must exist (tests/tests/e2e/official_java.rs creates them).
  *
  * <p>Exit status: 0 the case passed its own checks, 1 a check failed, 2 an error (bad
  * usage, a client call threw), 3 the hard time limit (--timeout) was hit.

@@ -1,7 +1,7 @@
 //! Authentication and ACLs end to end (README, Authentication and ACLs):
 //! every failure of a signature, ACL decisions, the admin API, changes
 //! reaching every proxy of a store, and the `pier user` / `pier acl`
-//! commands. The official clients with auth: tests/tests/auth_official.rs.
+//! commands. The official clients with auth: tests/tests/e2e/auth_official.rs.
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -525,10 +525,8 @@ fn text(o: &Output) -> String {
 fn user_and_acl_commands_round_trip_without_showing_secrets() {
     const SECRET: &str = "S3cret-Value-42";
     let data = tempfile::tempdir().unwrap();
-    // Debug lines too: no secret may show in any of them. (Other tests of
-    // this process may start nodes with debug logs too; harmless.)
-    std::env::set_var("PIER_TEST_LOG", "debug");
-    let proxy = Node::standalone_with(data.path(), &auth_flags());
+    // Debug lines too: no secret may show in any of them.
+    let proxy = Node::standalone_with_env(data.path(), &auth_flags(), &[("RUST_LOG", "debug")]);
     let ep = proxy.endpoint();
     let root = Some(ROOT);
 
