@@ -199,22 +199,18 @@ struct Store {
 
 impl Store {
     fn metrics(&self, req: ExportMetricsServiceRequest) {
-        self.exports.fetch_add(1, Ordering::Relaxed);
-        if self.keep {
-            self.metrics
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(req);
-        }
+        self.record(&self.metrics, req);
     }
 
     fn traces(&self, req: ExportTraceServiceRequest) {
+        self.record(&self.traces, req);
+    }
+
+    /// Counts an export, and keeps it in `list` when asked to.
+    fn record<T>(&self, list: &Mutex<Vec<T>>, req: T) {
         self.exports.fetch_add(1, Ordering::Relaxed);
         if self.keep {
-            self.traces
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(req);
+            list.lock().unwrap_or_else(|e| e.into_inner()).push(req);
         }
     }
 }

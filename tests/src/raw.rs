@@ -240,6 +240,31 @@ impl Raw {
         self.receive_raw(req).await
     }
 
+    /// Receives (invisible for 60 s, long polls of 1 s) until exactly `n`
+    /// messages are held, asking each time for no more than are missing;
+    /// fails past `within`.
+    pub async fn receive_n(
+        &self,
+        group: &str,
+        topic: &str,
+        n: usize,
+        within: Duration,
+    ) -> Vec<Message> {
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + within;
+        while got.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "received {} of {n} from {topic}",
+                got.len()
+            );
+            let want = (n - got.len()) as i32;
+            let (_, ms) = self.receive(group, topic, want, 60_000, 1_000).await;
+            got.extend(ms);
+        }
+        got
+    }
+
     /// A receive of up to `batch` messages of every tag: invisible for 30 s,
     /// no auto-renew, no long polling.
     pub fn receive_request(&self, group: &str, topic: &str, batch: i32) -> ReceiveMessageRequest {

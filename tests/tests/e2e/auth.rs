@@ -540,71 +540,40 @@ fn user_and_acl_commands_round_trip_without_showing_secrets() {
     let o = cli(&ep, Some((ROOT.0, "wrong")), &["user", "list"]);
     assert!(text(&o).contains("bad signature"), "{}", text(&o));
 
+    // Each step: who signs, the command, whether it succeeds, and what its
+    // output must contain.
+    let alice = Some(("alice", SECRET));
+    let create = format!("user create alice --secret {SECRET}");
+    #[rustfmt::skip]
+    let steps: &[(Option<(&str, &str)>, &str, bool, &[&str])] = &[
+        (root, &create, true, &["created user alice"]),
+        (root, &create, true, &["updated user alice"]),
+        (root, "user list", true, &["alice", "root"]),
+        (root, "--json user list", true, &["\"alice\""]),
+        (root, "acl grant alice Topic:orders-* --actions Pub,Sub", true, &["Topic:orders-*"]),
+        (root, "acl grant alice topic:orders-x --actions Pub --deny --source 10.0.0.0/8", true,
+            &["denied alice Pub on Topic:orders-x"]),
+        (root, "acl list --user alice", true, &["Deny", "10.0.0.0/8"]),
+        (root, "user describe alice", true, &["Topic:orders-*"]),
+        (root, "acl grant alice Queue:x --actions Pub", false, &["is not Topic:NAME"]),
+        // alice signs with her secret, and is no admin.
+        (alice, "topic list", false, &["not an admin"]),
+        (root, "acl revoke alice Topic:orders-*", true, &[]),
+        (root, "acl revoke alice Topic:orders-*", false, &["no Allow rule"]),
+        (root, "user delete alice", true, &["1 ACL rule"]),
+        (root, "user describe alice", false, &["user alice does not exist"]),
+    ];
     let mut outputs = Vec::new();
-    let mut run = |keys: Option<(&str, &str)>, args: &[&str]| {
-        let o = cli(&ep, keys, args);
+    for (keys, command, ok, wanted) in steps {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let o = cli(&ep, *keys, &args);
         let t = text(&o);
-        outputs.push(t.clone());
-        (o.status.success(), t)
-    };
-    let (ok, t) = run(root, &["user", "create", "alice", "--secret", SECRET]);
-    assert!(ok && t.contains("created user alice"), "{t}");
-    let (ok, t) = run(root, &["user", "create", "alice", "--secret", SECRET]);
-    assert!(ok && t.contains("updated user alice"), "{t}");
-    let (ok, t) = run(root, &["user", "list"]);
-    assert!(ok && t.contains("alice") && t.contains("root"), "{t}");
-    let (ok, t) = run(root, &["--json", "user", "list"]);
-    assert!(ok && t.contains("\"alice\""), "{t}");
-    let (ok, t) = run(
-        root,
-        &[
-            "acl",
-            "grant",
-            "alice",
-            "Topic:orders-*",
-            "--actions",
-            "Pub,Sub",
-        ],
-    );
-    assert!(ok && t.contains("Topic:orders-*"), "{t}");
-    let (ok, t) = run(
-        root,
-        &[
-            "acl",
-            "grant",
-            "alice",
-            "topic:orders-x",
-            "--actions",
-            "Pub",
-            "--deny",
-            "--source",
-            "10.0.0.0/8",
-        ],
-    );
-    assert!(
-        ok && t.contains("denied alice Pub on Topic:orders-x"),
-        "{t}"
-    );
-    let (ok, t) = run(root, &["acl", "list", "--user", "alice"]);
-    assert!(ok && t.contains("Deny") && t.contains("10.0.0.0/8"), "{t}");
-    let (ok, t) = run(root, &["user", "describe", "alice"]);
-    assert!(ok && t.contains("Topic:orders-*"), "{t}");
-    let (ok, t) = run(
-        root,
-        &["acl", "grant", "alice", "Queue:x", "--actions", "Pub"],
-    );
-    assert!(!ok && t.contains("is not Topic:NAME"), "{t}");
-    // alice signs with her secret, and is no admin.
-    let (ok, t) = run(Some(("alice", SECRET)), &["topic", "list"]);
-    assert!(!ok && t.contains("not an admin"), "{t}");
-    let (ok, t) = run(root, &["acl", "revoke", "alice", "Topic:orders-*"]);
-    assert!(ok, "{t}");
-    let (ok, t) = run(root, &["acl", "revoke", "alice", "Topic:orders-*"]);
-    assert!(!ok && t.contains("no Allow rule"), "{t}");
-    let (ok, t) = run(root, &["user", "delete", "alice"]);
-    assert!(ok && t.contains("1 ACL rule"), "{t}");
-    let (ok, t) = run(root, &["user", "describe", "alice"]);
-    assert!(!ok && t.contains("user alice does not exist"), "{t}");
+        assert_eq!(o.status.success(), *ok, "pier {args:?}: {t}");
+        for w in *wanted {
+            assert!(t.contains(w), "pier {args:?}: {w:?} not in {t}");
+        }
+        outputs.push(t);
+    }
 
     for t in &outputs {
         assert!(!t.contains(SECRET), "a secret was printed: {t}");

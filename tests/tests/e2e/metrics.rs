@@ -124,18 +124,9 @@ async fn gauges_follow_sends_receives_and_acks(mode: Mode) {
         c.send(message(topic, &format!("m{i}"))).await;
     }
     let (received, acked) = (6, 4);
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.len() < received {
-        assert!(
-            Instant::now() < deadline,
-            "received {} of {received}",
-            got.len()
-        );
-        let want = (received - got.len()) as i32;
-        let (_, ms) = c.receive(group, topic, want, 60_000, 1_000).await;
-        got.extend(ms);
-    }
+    let got = c
+        .receive_n(group, topic, received, Duration::from_secs(20))
+        .await;
     for m in &got[..acked] {
         assert_eq!(c.ack(group, topic, &handle(m)).await, Code::Ok);
     }
@@ -307,16 +298,8 @@ async fn pier_stats_shows_the_backlog_per_group() {
     for i in 0..5 {
         c.send(message("stats-orders", &format!("m{i}"))).await;
     }
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.len() < 2 {
-        assert!(Instant::now() < deadline, "received {} of 2", got.len());
-        let want = 2 - got.len() as i32;
-        let (_, ms) = c
-            .receive("stats-readers", "stats-orders", want, 60_000, 1_000)
-            .await;
-        got.extend(ms);
-    }
+    c.receive_n("stats-readers", "stats-orders", 2, Duration::from_secs(20))
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let ep = pier.proxies()[1].endpoint();
     let out = run_ok(
