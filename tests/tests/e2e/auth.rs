@@ -521,6 +521,10 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// One `pier` call of a scripted session: who signs, the command line,
+/// whether it succeeds, and what its output must contain.
+type Step<'a> = (Option<(&'a str, &'a str)>, &'a str, bool, &'a [&'a str]);
+
 #[test]
 fn user_and_acl_commands_round_trip_without_showing_secrets() {
     const SECRET: &str = "S3cret-Value-42";
@@ -540,12 +544,10 @@ fn user_and_acl_commands_round_trip_without_showing_secrets() {
     let o = cli(&ep, Some((ROOT.0, "wrong")), &["user", "list"]);
     assert!(text(&o).contains("bad signature"), "{}", text(&o));
 
-    // Each step: who signs, the command, whether it succeeds, and what its
-    // output must contain.
     let alice = Some(("alice", SECRET));
     let create = format!("user create alice --secret {SECRET}");
     #[rustfmt::skip]
-    let steps: &[(Option<(&str, &str)>, &str, bool, &[&str])] = &[
+    let steps: &[Step] = &[
         (root, &create, true, &["created user alice"]),
         (root, &create, true, &["updated user alice"]),
         (root, "user list", true, &["alice", "root"]),
