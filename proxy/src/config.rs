@@ -168,13 +168,32 @@ impl std::fmt::Debug for SecretString {
 }
 
 impl ProxyConfig {
-    /// The embedded store's transaction check policy.
-    pub fn txn_checks(&self) -> CheckPolicy {
-        CheckPolicy {
-            first_check_ms: self.txn_first_check_ms,
-            backoff_factor: self.txn_check_backoff,
-            max_interval_ms: self.txn_max_check_interval_ms,
-            max_checks: self.txn_max_checks,
+    /// The options the embedded store is opened with (standalone mode).
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            flush: self.flush,
+            ack_flush: self.ack_flush,
+            retention_ms: self.retention_hours.saturating_mul(3600 * 1000),
+            txn_checks: CheckPolicy {
+                first_check_ms: self.txn_first_check_ms,
+                backoff_factor: self.txn_check_backoff,
+                max_interval_ms: self.txn_max_check_interval_ms,
+                max_checks: self.txn_max_checks,
+            },
+            max_inflight_per_group: self.max_inflight_per_group,
+        }
+    }
+
+    /// Where the proxy's metrics and traces go (and, with
+    /// `metrics_collector = proxy`, its clients' metrics).
+    pub fn reporting(&self) -> pier_node::Reporting {
+        pier_node::Reporting {
+            metrics_listen: self.metrics_listen.clone(),
+            otlp: pier_node::otlp::Otlp {
+                endpoint: self.otlp_endpoint.clone(),
+                protocol: self.otlp_protocol,
+            },
+            trace_sample_ratio: self.trace_sample_ratio,
         }
     }
 }
