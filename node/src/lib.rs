@@ -56,17 +56,33 @@ macro_rules! override_given {
 }
 
 /// Declares a setting that takes one of a few words (a config key, a flag,
-/// an environment variable): the enum, with the words as its serde names and
-/// its `FromStr`, whose error names the setting and the words it takes.
-/// `word_enum! { pub enum Mode("mode") { #[default] On = "on", Off = "off" } }`
-/// parses `on` and `off` (exactly), and answers `mode must be on or off, not
-/// "x"` to anything else. Attributes before `enum` (docs, more derives) are
-/// kept.
+/// an environment variable): the enum, with the words as its serde names,
+/// and its `FromStr`, which answers anything else with the message given,
+/// where `{s}` is what was given and `{words}` the words it takes:
+/// `word_enum! { pub enum Mode("mode must be {words}, not {s:?}") { #[default]
+/// On = "on", Off = "off" } }` parses `on` and `off` exactly, and answers
+/// `mode must be on or off, not "x"` to anything else. With `any case` after
+/// the message, a flag's value is trimmed and lowercased first (the config
+/// file's serde names stay exact). Attributes before `enum` (docs, more
+/// derives) are kept.
 #[macro_export]
 macro_rules! word_enum {
     (
         $(#[$meta:meta])*
-        $vis:vis enum $name:ident($what:literal) {
+        $vis:vis enum $name:ident($message:literal, any case) { $($body:tt)* }
+    ) => {
+        $crate::word_enum!(@make $crate::word_folded, $(#[$meta])* $vis enum $name($message) { $($body)* });
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident($message:literal) { $($body:tt)* }
+    ) => {
+        $crate::word_enum!(@make $crate::word_exact, $(#[$meta])* $vis enum $name($message) { $($body)* });
+    };
+    (
+        @make $key:path,
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident($message:literal) {
             $( $(#[$vmeta:meta])* $variant:ident = $word:literal ),+ $(,)?
         }
     ) => {
@@ -79,11 +95,24 @@ macro_rules! word_enum {
         impl std::str::FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
-                $( if s == $word { return Ok($name::$variant); } )+
-                Err(format!("{} must be {}, not {s:?}", $what, $crate::either(&[$($word),+])))
+                let key = $key(s);
+                $( if key == $word { return Ok($name::$variant); } )+
+                Err(format!($message, s = key, words = $crate::either(&[$($word),+])))
             }
         }
     };
+}
+
+/// A [`word_enum!`]'s value as given.
+#[doc(hidden)]
+pub fn word_exact(s: &str) -> String {
+    s.to_owned()
+}
+
+/// A [`word_enum!`]'s value with `any case`: trimmed and lowercased.
+#[doc(hidden)]
+pub fn word_folded(s: &str) -> String {
+    s.trim().to_ascii_lowercase()
 }
 
 /// The words of a [`word_enum!`] as its error message lists them: `a or b`,
@@ -183,7 +212,7 @@ word_enum! {
     /// How log lines are written: `text` for people, `json` (one object a
     /// line, with the fields of the spans around it, among them `trace_id`
     /// inside a traced request) for log shippers.
-    pub enum LogFormat("log format") {
+    pub enum LogFormat("log format must be {words}, not {s:?}") {
         /// Human-readable lines (colored on a terminal).
         #[default]
         Text = "text",
@@ -249,4 +278,40 @@ pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'stati
         b = b.with_service_name(*s);
     }
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    word_enum! {
+        /// A setting that takes its words in any case.
+        enum Switch("switch {s:?}: use {words}", any case) {
+            #[default]
+            Off = "off",
+            On = "on",
+            Auto = "auto",
+        }
+    }
+
+    #[test]
+    fn a_word_setting_parses_its_words_and_names_them_when_refusing() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        // Exact by default: the config file's serde names are exact too.
+        assert_eq!(
+            "JSON".parse::<LogFormat>(),
+            Err(r#"log format must be text or json, not "JSON""#.to_owned())
+        );
+        assert_eq!(" ON ".parse::<Switch>(), Ok(Switch::On));
+        assert_eq!(
+            "Maybe".parse::<Switch>(),
+            Err(r#"switch "maybe": use off, on or auto"#.to_owned())
+        );
+        assert_eq!(Switch::default(), Switch::Off);
+        let named: Switch = toml::from_str::<toml::Table>("v = \"auto\"").unwrap()["v"]
+            .clone()
+            .try_into()
+            .unwrap();
+        assert_eq!(named, Switch::Auto);
+    }
 }

@@ -118,29 +118,18 @@ pub struct ProxyConfig {
     pub store_tls_key: Option<PathBuf>,
 }
 
-/// Where the official clients send their own metrics (RocketMQ's
-/// `metricCollectorMode`, without its `on` mode, which names a collector
-/// the clients reach directly).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricsCollector {
-    /// Client metrics stay off (the Settings reply says `on: false`).
-    #[default]
-    Off,
-    /// The Settings reply turns them on and names the client's own access
-    /// point: the proxy serves the OTLP metrics Export service and forwards
-    /// what it receives to its OTLP endpoint.
-    Proxy,
-}
-
-impl std::str::FromStr for MetricsCollector {
-    type Err = String;
-    fn from_str(s: &str) -> Result<MetricsCollector, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "off" => Ok(MetricsCollector::Off),
-            "proxy" => Ok(MetricsCollector::Proxy),
-            other => Err(format!("metrics_collector {other:?}: use off or proxy")),
-        }
+pier_node::word_enum! {
+    /// Where the official clients send their own metrics (RocketMQ's
+    /// `metricCollectorMode`, without its `on` mode, which names a collector
+    /// the clients reach directly).
+    pub enum MetricsCollector("metrics_collector {s:?}: use {words}", any case) {
+        /// Client metrics stay off (the Settings reply says `on: false`).
+        #[default]
+        Off = "off",
+        /// The Settings reply turns them on and names the client's own
+        /// access point: the proxy serves the OTLP metrics Export service
+        /// and forwards what it receives to its OTLP endpoint.
+        Proxy = "proxy",
     }
 }
 

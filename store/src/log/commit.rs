@@ -29,7 +29,7 @@ const MAX_BATCH_BYTES: usize = 16 << 20;
 pier_node::word_enum! {
     /// When a send is acknowledged.
     #[derive(serde::Serialize)]
-    pub enum FlushMode("flush mode") {
+    pub enum FlushMode("flush mode must be {words}, not {s:?}") {
         /// fsync the WAL before answering (durable across power loss).
         #[default]
         Sync = "sync",
