@@ -32,16 +32,98 @@ pub fn load_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow
 /// Overrides config keys with the flags of the same name that were given:
 /// `override_given!(cfg, args: listen, data)` sets `cfg.listen` to
 /// `args.listen` when that flag (an `Option`) is `Some`, and so on; a value
-/// is converted with `Into` (so a flag `T` fills a key `Option<T>`).
+/// is converted with `Into` (so a flag `T` fills a key `Option<T>`). The
+/// flags of a flattened group are named by its path, and groups are
+/// separated by `;`: `override_given!(cfg, args: listen; args.txn: txn_max_checks)`.
 #[macro_export]
 macro_rules! override_given {
-    ($cfg:ident, $args:ident: $($key:ident),+ $(,)?) => {
-        $(
-            if let Some(v) = $args.$key {
-                $cfg.$key = v.into();
-            }
-        )+
+    // One key at a time: the path is one bracketed token tree, so it can be
+    // repeated for every key.
+    (@keys $cfg:ident, $path:tt, $key:ident $(, $more:ident)*) => {
+        $crate::override_given!(@key $cfg, $path, $key);
+        $crate::override_given!(@keys $cfg, $path $(, $more)*);
     };
+    (@keys $cfg:ident, $path:tt) => {};
+    (@key $cfg:ident, [$($path:tt)+], $key:ident) => {
+        if let Some(v) = $($path)+.$key {
+            $cfg.$key = v.into();
+        }
+    };
+    ($cfg:ident, $($args:ident).+ : $($key:ident),+ $(,)? $(; $($rest:tt)+)?) => {
+        $crate::override_given!(@keys $cfg, [$($args).+] $(, $key)+);
+        $( $crate::override_given!($cfg, $($rest)+); )?
+    };
+}
+
+/// Declares a setting that takes one of a few words (a config key, a flag,
+/// an environment variable): the enum, with the words as its serde names,
+/// and its `FromStr`, which answers anything else with the message given,
+/// where `{s}` is what was given and `{words}` the words it takes:
+/// `word_enum! { pub enum Mode("mode must be {words}, not {s:?}") { #[default]
+/// On = "on", Off = "off" } }` parses `on` and `off` exactly, and answers
+/// `mode must be on or off, not "x"` to anything else. With `any case` after
+/// the message, a flag's value is trimmed and lowercased first (the config
+/// file's serde names stay exact). Attributes before `enum` (docs, more
+/// derives) are kept.
+#[macro_export]
+macro_rules! word_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident($message:literal, any case) { $($body:tt)* }
+    ) => {
+        $crate::word_enum!(@make $crate::word_folded, $(#[$meta])* $vis enum $name($message) { $($body)* });
+    };
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident($message:literal) { $($body:tt)* }
+    ) => {
+        $crate::word_enum!(@make $crate::word_exact, $(#[$meta])* $vis enum $name($message) { $($body)* });
+    };
+    (
+        @make $key:path,
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident($message:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $word:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+        $vis enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $word)] $variant, )+
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let key = $key(s);
+                $( if key == $word { return Ok($name::$variant); } )+
+                Err(format!($message, s = key, words = $crate::either(&[$($word),+])))
+            }
+        }
+    };
+}
+
+/// A [`word_enum!`]'s value as given.
+#[doc(hidden)]
+pub fn word_exact(s: &str) -> String {
+    s.to_owned()
+}
+
+/// A [`word_enum!`]'s value with `any case`: trimmed and lowercased.
+#[doc(hidden)]
+pub fn word_folded(s: &str) -> String {
+    s.trim().to_ascii_lowercase()
+}
+
+/// The words of a [`word_enum!`] as its error message lists them: `a or b`,
+/// `a, b or c`.
+#[doc(hidden)]
+pub fn either(words: &[&str]) -> String {
+    match words.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// Tunes glibc malloc, which RocksDB (C++) allocates through: the Rust side
@@ -64,7 +146,8 @@ pub fn tune_c_allocator() {
 }
 
 /// The flags of what a node reports (metrics, traces, log format), the
-/// same on `pier-proxy` and `pier-store`.
+/// same on `pier-proxy` and `pier-store`; each is named like the config key
+/// it overrides (see [`override_given!`]).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ObservabilityArgs {
     /// Address of the Prometheus metrics endpoint (`/metrics`); empty turns
@@ -88,55 +171,53 @@ pub struct ObservabilityArgs {
     pub log_format: Option<LogFormat>,
 }
 
-impl ObservabilityArgs {
-    /// Overrides the config file's settings with the flags given.
-    pub fn apply(
-        &self,
-        metrics_listen: &mut Option<String>,
-        otlp_endpoint: &mut Option<String>,
-        otlp_protocol: &mut Option<otlp::Protocol>,
-        trace_sample_ratio: &mut Option<f64>,
-        log_format: &mut LogFormat,
-    ) {
-        if let Some(v) = &self.metrics_listen {
-            *metrics_listen = Some(v.clone());
-        }
-        if let Some(v) = &self.otlp_endpoint {
-            *otlp_endpoint = Some(v.clone());
-        }
-        if let Some(v) = self.otlp_protocol {
-            *otlp_protocol = Some(v);
-        }
-        if let Some(v) = self.trace_sample_ratio {
-            *trace_sample_ratio = Some(v);
-        }
-        if let Some(v) = self.log_format {
-            *log_format = v;
-        }
+/// Where a node's metrics and traces go: its config keys `metrics_listen`,
+/// `otlp_endpoint`, `otlp_protocol` and `trace_sample_ratio` (the same on
+/// both nodes).
+#[derive(Debug, Clone, Default)]
+pub struct Reporting {
+    /// The Prometheus endpoint's address (see [`metrics::listen_setting`]).
+    pub metrics_listen: Option<String>,
+    /// The OTLP collector metrics and sampled spans are pushed to.
+    pub otlp: otlp::Otlp,
+    /// The share of new traces sampled (see [`trace::Tracing::start`]).
+    pub trace_sample_ratio: Option<f64>,
+}
+
+/// A node's tracer and metrics exporter, started together before it serves
+/// and shut down together after.
+pub struct Telemetry {
+    tracing: trace::Tracing,
+    metrics: metrics::Exporter,
+}
+
+impl Telemetry {
+    /// Installs the tracer, then starts the metrics exporter, both
+    /// reporting as `who`.
+    pub async fn start(who: metrics::Identity, to: &Reporting) -> anyhow::Result<Telemetry> {
+        let tracing = trace::Tracing::start(&who, to.trace_sample_ratio, &to.otlp)?;
+        let listen = metrics::listen_setting(to.metrics_listen.as_deref());
+        let metrics = metrics::Exporter::start(who, listen, &to.otlp).await?;
+        Ok(Telemetry { tracing, metrics })
+    }
+
+    /// Flushes and stops the metrics exporter, then the tracer.
+    pub async fn shutdown(self) {
+        self.metrics.shutdown().await;
+        self.tracing.shutdown().await;
     }
 }
 
-/// How log lines are written: `text` for people, `json` (one object a line,
-/// with the fields of the spans around it, among them `trace_id` inside a
-/// traced request) for log shippers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines (colored on a terminal).
-    #[default]
-    Text,
-    /// One JSON object a line.
-    Json,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!("log format must be text or json, not {s:?}")),
-        }
+word_enum! {
+    /// How log lines are written: `text` for people, `json` (one object a
+    /// line, with the fields of the spans around it, among them `trace_id`
+    /// inside a traced request) for log shippers.
+    pub enum LogFormat("log format must be {words}, not {s:?}") {
+        /// Human-readable lines (colored on a terminal).
+        #[default]
+        Text = "text",
+        /// One JSON object a line.
+        Json = "json",
     }
 }
 
@@ -197,4 +278,40 @@ pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'stati
         b = b.with_service_name(*s);
     }
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    word_enum! {
+        /// A setting that takes its words in any case.
+        enum Switch("switch {s:?}: use {words}", any case) {
+            #[default]
+            Off = "off",
+            On = "on",
+            Auto = "auto",
+        }
+    }
+
+    #[test]
+    fn a_word_setting_parses_its_words_and_names_them_when_refusing() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        // Exact by default: the config file's serde names are exact too.
+        assert_eq!(
+            "JSON".parse::<LogFormat>(),
+            Err(r#"log format must be text or json, not "JSON""#.to_owned())
+        );
+        assert_eq!(" ON ".parse::<Switch>(), Ok(Switch::On));
+        assert_eq!(
+            "Maybe".parse::<Switch>(),
+            Err(r#"switch "maybe": use off, on or auto"#.to_owned())
+        );
+        assert_eq!(Switch::default(), Switch::Off);
+        let named: Switch = toml::from_str::<toml::Table>("v = \"auto\"").unwrap()["v"]
+            .clone()
+            .try_into()
+            .unwrap();
+        assert_eq!(named, Switch::Auto);
+    }
 }

@@ -106,6 +106,14 @@ impl Conn {
     }
 }
 
+/// Binds a node's port: `listen` is its `listen` setting, named in the
+/// error when the address cannot be bound.
+pub async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))
+}
+
 /// The connections accepted on `listener`, as a stream for tonic's
 /// `serve_with_incoming*`. It never ends and never yields an error: a
 /// failed accept or handshake concerns one connection only.

@@ -118,29 +118,18 @@ pub struct ProxyConfig {
     pub store_tls_key: Option<PathBuf>,
 }
 
-/// Where the official clients send their own metrics (RocketMQ's
-/// `metricCollectorMode`, without its `on` mode, which names a collector
-/// the clients reach directly).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricsCollector {
-    /// Client metrics stay off (the Settings reply says `on: false`).
-    #[default]
-    Off,
-    /// The Settings reply turns them on and names the client's own access
-    /// point: the proxy serves the OTLP metrics Export service and forwards
-    /// what it receives to its OTLP endpoint.
-    Proxy,
-}
-
-impl std::str::FromStr for MetricsCollector {
-    type Err = String;
-    fn from_str(s: &str) -> Result<MetricsCollector, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "off" => Ok(MetricsCollector::Off),
-            "proxy" => Ok(MetricsCollector::Proxy),
-            other => Err(format!("metrics_collector {other:?}: use off or proxy")),
-        }
+pier_node::word_enum! {
+    /// Where the official clients send their own metrics (RocketMQ's
+    /// `metricCollectorMode`, without its `on` mode, which names a collector
+    /// the clients reach directly).
+    pub enum MetricsCollector("metrics_collector {s:?}: use {words}", any case) {
+        /// Client metrics stay off (the Settings reply says `on: false`).
+        #[default]
+        Off = "off",
+        /// The Settings reply turns them on and names the client's own
+        /// access point: the proxy serves the OTLP metrics Export service
+        /// and forwards what it receives to its OTLP endpoint.
+        Proxy = "proxy",
     }
 }
 
@@ -168,13 +157,32 @@ impl std::fmt::Debug for SecretString {
 }
 
 impl ProxyConfig {
-    /// The embedded store's transaction check policy.
-    pub fn txn_checks(&self) -> CheckPolicy {
-        CheckPolicy {
-            first_check_ms: self.txn_first_check_ms,
-            backoff_factor: self.txn_check_backoff,
-            max_interval_ms: self.txn_max_check_interval_ms,
-            max_checks: self.txn_max_checks,
+    /// The options the embedded store is opened with (standalone mode).
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            flush: self.flush,
+            ack_flush: self.ack_flush,
+            retention_ms: self.retention_hours.saturating_mul(3600 * 1000),
+            txn_checks: CheckPolicy {
+                first_check_ms: self.txn_first_check_ms,
+                backoff_factor: self.txn_check_backoff,
+                max_interval_ms: self.txn_max_check_interval_ms,
+                max_checks: self.txn_max_checks,
+            },
+            max_inflight_per_group: self.max_inflight_per_group,
+        }
+    }
+
+    /// Where the proxy's metrics and traces go (and, with
+    /// `metrics_collector = proxy`, its clients' metrics).
+    pub fn reporting(&self) -> pier_node::Reporting {
+        pier_node::Reporting {
+            metrics_listen: self.metrics_listen.clone(),
+            otlp: pier_node::otlp::Otlp {
+                endpoint: self.otlp_endpoint.clone(),
+                protocol: self.otlp_protocol,
+            },
+            trace_sample_ratio: self.trace_sample_ratio,
         }
     }
 }

@@ -230,27 +230,6 @@ pub struct LimitArgs {
     pub rate_per_user: Option<u64>,
 }
 
-impl LimitArgs {
-    /// Overrides the settings the flags give.
-    pub fn apply(&self, cfg: &mut ProxyConfig) {
-        if let Some(v) = self.max_send_messages {
-            cfg.max_send_messages = v;
-        }
-        if let Some(v) = self.max_send_bytes {
-            cfg.max_send_bytes = v;
-        }
-        if let Some(v) = self.max_inflight_per_group {
-            cfg.max_inflight_per_group = v;
-        }
-        if let Some(v) = self.rate_per_client {
-            cfg.rate_per_client = v;
-        }
-        if let Some(v) = self.rate_per_user {
-            cfg.rate_per_user = v;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,23 +39,20 @@ struct Instruments {
 
 fn get() -> &'static Instruments {
     static I: OnceLock<Instruments> = OnceLock::new();
-    I.get_or_init(|| {
-        let m = opentelemetry::global::meter(METER);
-        Instruments {
-            store_calls: m
-                .f64_histogram("pier_proxy_store_call_latency")
-                .with_description(
-                    "Latency of the proxy's calls to its store (pop includes its long poll)",
-                )
-                .with_unit("milliseconds")
-                .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
-                .build(),
-            receipt_rejections: m
-                .u64_counter("pier_proxy_receipt_rejections_total")
-                .with_description("Receipt handles refused as malformed or forged")
-                .build(),
-            groups: LabelCap::new(MAX_GROUP_LABELS),
-        }
+    pier_node::metrics::made_once(&I, METER, |m| Instruments {
+        store_calls: m
+            .f64_histogram("pier_proxy_store_call_latency")
+            .with_description(
+                "Latency of the proxy's calls to its store (pop includes its long poll)",
+            )
+            .with_unit("milliseconds")
+            .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
+            .build(),
+        receipt_rejections: m
+            .u64_counter("pier_proxy_receipt_rejections_total")
+            .with_description("Receipt handles refused as malformed or forged")
+            .build(),
+        groups: LabelCap::new(MAX_GROUP_LABELS),
     })
 }
 

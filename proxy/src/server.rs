@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use pier_node as node;
 use pier_proto::rocketmq::messaging_service_server::MessagingServiceServer;
-use pier_store::{LinkOptions, RemoteStore, Store, StoreApi, StoreOptions};
+use pier_store::{LinkOptions, RemoteStore, Store, StoreApi};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -109,11 +109,7 @@ pub async fn serve(
     // task ends by itself if a later step fails: its queue's sender goes).
     let forwarder = match cfg.metrics_collector {
         MetricsCollector::Proxy => {
-            let otlp = node::otlp::Otlp {
-                endpoint: cfg.otlp_endpoint.clone(),
-                protocol: cfg.otlp_protocol,
-            };
-            let target = otlp.target(node::otlp::Signal::Metrics)?;
+            let target = cfg.reporting().otlp.target(node::otlp::Signal::Metrics)?;
             Some(node::otlp::forward::Forwarder::start(target.as_ref())?)
         }
         MetricsCollector::Off => None,
@@ -136,16 +132,7 @@ pub async fn serve(
             (None, Arc::new(RemoteStore::connect_secured(remote, link)?))
         }
         None => {
-            let s = Arc::new(Store::open(
-                &cfg.data,
-                StoreOptions {
-                    flush: cfg.flush,
-                    ack_flush: cfg.ack_flush,
-                    retention_ms: cfg.retention_hours.saturating_mul(3600 * 1000),
-                    txn_checks: cfg.txn_checks(),
-                    max_inflight_per_group: cfg.max_inflight_per_group,
-                },
-            )?);
+            let s = Arc::new(Store::open(&cfg.data, cfg.store_options())?);
             (Some(s.clone()), s)
         }
     };

@@ -62,13 +62,31 @@ pub struct StoreNodeConfig {
 }
 
 impl StoreNodeConfig {
-    /// Returns the transaction-check policy these settings give.
-    pub fn txn_checks(&self) -> CheckPolicy {
-        CheckPolicy {
-            first_check_ms: self.txn_first_check_ms,
-            backoff_factor: self.txn_check_backoff,
-            max_interval_ms: self.txn_max_check_interval_ms,
-            max_checks: self.txn_max_checks,
+    /// Returns the options the store is opened with.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            flush: self.flush,
+            ack_flush: self.ack_flush,
+            retention_ms: self.retention_hours.saturating_mul(3600 * 1000),
+            txn_checks: CheckPolicy {
+                first_check_ms: self.txn_first_check_ms,
+                backoff_factor: self.txn_check_backoff,
+                max_interval_ms: self.txn_max_check_interval_ms,
+                max_checks: self.txn_max_checks,
+            },
+            max_inflight_per_group: self.max_inflight_per_group,
+        }
+    }
+
+    /// Returns where the node's metrics and traces go.
+    pub fn reporting(&self) -> pier_node::Reporting {
+        pier_node::Reporting {
+            metrics_listen: self.metrics_listen.clone(),
+            otlp: pier_node::otlp::Otlp {
+                endpoint: self.otlp_endpoint.clone(),
+                protocol: self.otlp_protocol,
+            },
+            trace_sample_ratio: self.trace_sample_ratio,
         }
     }
 }
@@ -128,27 +146,5 @@ impl TxnCheckArgs {
             || self.txn_check_backoff.is_some()
             || self.txn_max_check_interval_ms.is_some()
             || self.txn_max_checks.is_some()
-    }
-
-    /// Overrides the settings the flags give.
-    pub fn apply(
-        &self,
-        first_check_ms: &mut u64,
-        backoff: &mut u32,
-        max_interval_ms: &mut u64,
-        max_checks: &mut u32,
-    ) {
-        if let Some(v) = self.txn_first_check_ms {
-            *first_check_ms = v;
-        }
-        if let Some(v) = self.txn_check_backoff {
-            *backoff = v;
-        }
-        if let Some(v) = self.txn_max_check_interval_ms {
-            *max_interval_ms = v;
-        }
-        if let Some(v) = self.txn_max_checks {
-            *max_checks = v;
-        }
     }
 }

@@ -478,23 +478,29 @@ impl StoreApi for Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Opens a store in `dir` with the default options and creates `topic`
+    /// in it: where the crate's unit tests start.
+    pub(crate) async fn open_with_topic(dir: &Path, topic: Topic) -> Store {
+        let store = Store::open(dir, StoreOptions::default()).unwrap();
+        let req = CreateTopicRequest { topic: Some(topic) };
+        store.create_topic(req).await.unwrap();
+        store
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn after_a_failed_write_every_write_fails_and_reads_go_on() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let topic = Topic {
             name: "t".into(),
             ..Default::default()
         };
-        store
-            .create_topic(CreateTopicRequest {
-                topic: Some(topic.clone()),
-            })
-            .await
-            .unwrap();
+        let store = Store::open_with_topic(dir.path(), topic.clone()).await;
         store
             .create_group(CreateGroupRequest {
                 group: Some(ConsumerGroup {

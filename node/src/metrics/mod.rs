@@ -164,6 +164,17 @@ fn node_type(service: &str) -> &'static str {
     }
 }
 
+/// Returns a component's instruments, made by `make` from the global meter
+/// `meter` the first time they are asked for (after the node installed its
+/// meter provider) and kept in `cell` from then on.
+pub fn made_once<T>(
+    cell: &'static std::sync::OnceLock<T>,
+    meter: &'static str,
+    make: impl FnOnce(&opentelemetry::metrics::Meter) -> T,
+) -> &'static T {
+    cell.get_or_init(|| make(&opentelemetry::global::meter(meter)))
+}
+
 /// Label value that every value past a [`LabelCap`] is folded into.
 pub const OTHER: &str = "other";
 

@@ -134,7 +134,13 @@ async fn main() -> anyhow::Result<()> {
         max_delay_ms, auto_renew_invisible_ms, auto_renew_max_ms, max_long_poll_ms,
         client_expiry_ms, auth, auth_local_time_dates, admin_user, auto_create, tls_cert,
         tls_key, tls_required, max_connections, store_tls_ca, store_tls_cert, store_tls_key,
-        metrics_collector
+        metrics_collector;
+        args.txn: txn_first_check_ms, txn_check_backoff, txn_max_check_interval_ms,
+        txn_max_checks;
+        args.observability: metrics_listen, otlp_endpoint, otlp_protocol, trace_sample_ratio,
+        log_format;
+        args.limits: max_send_messages, max_send_bytes, max_inflight_per_group, rate_per_client,
+        rate_per_user
     );
     if let Some(v) = args.receipt_secret {
         cfg.receipt_secret = Some(pier_proxy::config::SecretString::new(v));
@@ -145,15 +151,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(pier_store::ClusterSecret::new(v)?);
     }
-    args.observability.apply(
-        &mut cfg.metrics_listen,
-        &mut cfg.otlp_endpoint,
-        &mut cfg.otlp_protocol,
-        &mut cfg.trace_sample_ratio,
-        &mut cfg.log_format,
-    );
     node::init_logging(cfg.log_format);
-    args.limits.apply(&mut cfg);
     if cfg.store.is_some() && args.limits.max_inflight_per_group.is_some() {
         // Consumption state lives on the store node, and so does its limit.
         tracing::warn!("--max-inflight-per-group is ignored in cluster mode: set it on pier-store");
@@ -166,15 +164,7 @@ async fn main() -> anyhow::Result<()> {
         // Checks run where the half messages are: on the store node.
         tracing::warn!("--txn-* flags are ignored in cluster mode: set them on pier-store");
     }
-    args.txn.apply(
-        &mut cfg.txn_first_check_ms,
-        &mut cfg.txn_check_backoff,
-        &mut cfg.txn_max_check_interval_ms,
-        &mut cfg.txn_max_checks,
-    );
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let listener = node::listener::bind(&cfg.listen).await?;
     let who = node::metrics::Identity {
         service: "pier-proxy",
         node_id: listener.local_addr()?.to_string(),
@@ -184,19 +174,8 @@ async fn main() -> anyhow::Result<()> {
             "standalone"
         },
     };
-    let otlp = node::otlp::Otlp {
-        endpoint: cfg.otlp_endpoint.clone(),
-        protocol: cfg.otlp_protocol,
-    };
-    let tracing = node::trace::Tracing::start(&who, cfg.trace_sample_ratio, &otlp)?;
-    let metrics = node::metrics::Exporter::start(
-        who,
-        node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
-        &otlp,
-    )
-    .await?;
+    let telemetry = node::Telemetry::start(who, &cfg.reporting()).await?;
     let served = pier_proxy::server::serve(cfg, listener, node::shutdown_signal()).await;
-    metrics.shutdown().await;
-    tracing.shutdown().await;
+    telemetry.shutdown().await;
     served
 }

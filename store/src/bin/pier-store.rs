@@ -16,7 +16,7 @@ use pier_node::metrics::rpc::RpcLatencyLayer;
 use pier_proto::store::store_server::StoreServer;
 use pier_store::{
     AdminEndpoint, ClusterSecret, FlushMode, LinkGuard, Store, StoreApi, StoreEndpoint,
-    StoreNodeConfig, StoreOptions, TxnCheckArgs,
+    StoreNodeConfig, TxnCheckArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -86,30 +86,18 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg: StoreNodeConfig = node::load_config(args.config.as_deref())?;
     node::override_given!(
         cfg, args: listen, data, flush, ack_flush, retention_hours, tls_cert, tls_key,
-        tls_client_ca
+        tls_client_ca, max_inflight_per_group;
+        args.txn: txn_first_check_ms, txn_check_backoff, txn_max_check_interval_ms,
+        txn_max_checks;
+        args.observability: metrics_listen, otlp_endpoint, otlp_protocol, trace_sample_ratio,
+        log_format
     );
     if let Some(v) = args.cluster_secret {
         cfg.cluster_secret = Some(ClusterSecret::new(v)?);
     }
-    args.observability.apply(
-        &mut cfg.metrics_listen,
-        &mut cfg.otlp_endpoint,
-        &mut cfg.otlp_protocol,
-        &mut cfg.trace_sample_ratio,
-        &mut cfg.log_format,
-    );
     node::init_logging(cfg.log_format);
-    node::override_given!(cfg, args: max_inflight_per_group);
-    args.txn.apply(
-        &mut cfg.txn_first_check_ms,
-        &mut cfg.txn_check_backoff,
-        &mut cfg.txn_max_check_interval_ms,
-        &mut cfg.txn_max_checks,
-    );
 
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let listener = node::listener::bind(&cfg.listen).await?;
     let addr = listener.local_addr()?;
     // Before the store opens: its gauges register on the installed meter.
     let who = node::metrics::Identity {
@@ -117,17 +105,7 @@ async fn main() -> anyhow::Result<()> {
         node_id: addr.to_string(),
         mode: "store",
     };
-    let otlp = node::otlp::Otlp {
-        endpoint: cfg.otlp_endpoint.clone(),
-        protocol: cfg.otlp_protocol,
-    };
-    let tracing = node::trace::Tracing::start(&who, cfg.trace_sample_ratio, &otlp)?;
-    let metrics = node::metrics::Exporter::start(
-        who,
-        node::metrics::listen_setting(cfg.metrics_listen.as_deref()),
-        &otlp,
-    )
-    .await?;
+    let telemetry = node::Telemetry::start(who, &cfg.reporting()).await?;
     // Checked before the store is opened: a bad certificate stops the start.
     let certs = node::tls::TlsFiles::from_options(cfg.tls_cert.clone(), cfg.tls_key.clone())?
         .map(node::tls::CertResolver::load)
@@ -147,16 +125,7 @@ async fn main() -> anyhow::Result<()> {
         tls_required: certs.is_some(),
         ..Default::default()
     };
-    let store = Arc::new(Store::open(
-        &cfg.data,
-        StoreOptions {
-            flush: cfg.flush,
-            ack_flush: cfg.ack_flush,
-            retention_ms: cfg.retention_hours.saturating_mul(3600 * 1000),
-            txn_checks: cfg.txn_checks(),
-            max_inflight_per_group: cfg.max_inflight_per_group,
-        },
-    )?);
+    let store = Arc::new(Store::open(&cfg.data, cfg.store_options())?);
     let api: Arc<dyn StoreApi> = store.clone();
     if let (Some(name), Some(secret)) = (args.admin_user, args.admin_secret) {
         let r = api
@@ -232,8 +201,7 @@ async fn main() -> anyhow::Result<()> {
     }
     served?;
     store.shutdown();
-    metrics.shutdown().await;
-    tracing.shutdown().await;
+    telemetry.shutdown().await;
     if stopped_by_poison.load(Ordering::Acquire) {
         anyhow::bail!("stopped: the store was poisoned by a failed write-ahead log write");
     }

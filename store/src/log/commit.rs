@@ -26,26 +26,16 @@ use crate::worker::{self, Worker};
 /// burst adds to the senders at its front.
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
-/// When a send is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlushMode {
-    /// fsync the WAL before answering (durable across power loss).
-    #[default]
-    Sync,
-    /// Answer once written to the WAL in the page cache (survives a process
-    /// crash, not a machine crash).
-    Async,
-}
-
-impl std::str::FromStr for FlushMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sync" => Ok(FlushMode::Sync),
-            "async" => Ok(FlushMode::Async),
-            _ => Err(format!("flush mode must be sync or async, not {s:?}")),
-        }
+pier_node::word_enum! {
+    /// When a send is acknowledged.
+    #[derive(serde::Serialize)]
+    pub enum FlushMode("flush mode must be {words}, not {s:?}") {
+        /// fsync the WAL before answering (durable across power loss).
+        #[default]
+        Sync = "sync",
+        /// Answer once written to the WAL in the page cache (survives a
+        /// process crash, not a machine crash).
+        Async = "async",
     }
 }
 

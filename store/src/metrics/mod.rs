@@ -73,63 +73,60 @@ pub(crate) struct Metrics {
 /// The store's instruments, made on first use from the global meter.
 pub(crate) fn get() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
-    M.get_or_init(|| {
-        let m = opentelemetry::global::meter(METER);
-        Metrics {
-            messages_in: m
-                .u64_counter("rocketmq_messages_in_total")
-                .with_description("Messages sent (durably appended)")
-                .with_unit("messages")
-                .build(),
-            throughput_in: m
-                .u64_counter("rocketmq_throughput_in_total")
-                .with_description("Body bytes of messages sent")
-                .with_unit("bytes")
-                .build(),
-            message_size: m
-                .u64_histogram("rocketmq_message_size")
-                .with_description("Body size of messages sent")
-                .with_unit("bytes")
-                .with_boundaries(SIZE_BUCKETS.to_vec())
-                .build(),
-            messages_out: m
-                .u64_counter("rocketmq_messages_out_total")
-                .with_description("Messages delivered to consumers (redeliveries included)")
-                .with_unit("messages")
-                .build(),
-            throughput_out: m
-                .u64_counter("rocketmq_throughput_out_total")
-                .with_description("Body bytes of messages delivered")
-                .with_unit("bytes")
-                .build(),
-            to_dlq: m
-                .u64_counter("rocketmq_send_to_dlq_messages_total")
-                .with_description("Messages moved to a dead-letter queue")
-                .with_unit("messages")
-                .build(),
-            commit_batch: m
-                .u64_histogram("pier_store_commit_batch_messages")
-                .with_description("Messages written by one group commit")
-                .with_unit("messages")
-                .with_boundaries(BATCH_BUCKETS.to_vec())
-                .build(),
-            wal_sync: m
-                .f64_histogram("pier_store_wal_sync_latency")
-                .with_description("Latency of writes synced to the write-ahead log (fsync)")
-                .with_unit("milliseconds")
-                .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
-                .build(),
-            long_polls: m
-                .i64_up_down_counter("pier_store_long_polls_waiting")
-                .with_description("Receives waiting for a message (long polls)")
-                .build(),
-            txn_checks: m
-                .u64_counter("pier_store_transaction_checks_sent_total")
-                .with_description("Checks of unresolved transactions sent to producers")
-                .build(),
-            topics: LabelCap::new(MAX_TOPIC_LABELS),
-            groups: LabelCap::new(MAX_GROUP_LABELS),
-        }
+    pier_node::metrics::made_once(&M, METER, |m| Metrics {
+        messages_in: m
+            .u64_counter("rocketmq_messages_in_total")
+            .with_description("Messages sent (durably appended)")
+            .with_unit("messages")
+            .build(),
+        throughput_in: m
+            .u64_counter("rocketmq_throughput_in_total")
+            .with_description("Body bytes of messages sent")
+            .with_unit("bytes")
+            .build(),
+        message_size: m
+            .u64_histogram("rocketmq_message_size")
+            .with_description("Body size of messages sent")
+            .with_unit("bytes")
+            .with_boundaries(SIZE_BUCKETS.to_vec())
+            .build(),
+        messages_out: m
+            .u64_counter("rocketmq_messages_out_total")
+            .with_description("Messages delivered to consumers (redeliveries included)")
+            .with_unit("messages")
+            .build(),
+        throughput_out: m
+            .u64_counter("rocketmq_throughput_out_total")
+            .with_description("Body bytes of messages delivered")
+            .with_unit("bytes")
+            .build(),
+        to_dlq: m
+            .u64_counter("rocketmq_send_to_dlq_messages_total")
+            .with_description("Messages moved to a dead-letter queue")
+            .with_unit("messages")
+            .build(),
+        commit_batch: m
+            .u64_histogram("pier_store_commit_batch_messages")
+            .with_description("Messages written by one group commit")
+            .with_unit("messages")
+            .with_boundaries(BATCH_BUCKETS.to_vec())
+            .build(),
+        wal_sync: m
+            .f64_histogram("pier_store_wal_sync_latency")
+            .with_description("Latency of writes synced to the write-ahead log (fsync)")
+            .with_unit("milliseconds")
+            .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
+            .build(),
+        long_polls: m
+            .i64_up_down_counter("pier_store_long_polls_waiting")
+            .with_description("Receives waiting for a message (long polls)")
+            .build(),
+        txn_checks: m
+            .u64_counter("pier_store_transaction_checks_sent_total")
+            .with_description("Checks of unresolved transactions sent to producers")
+            .build(),
+        topics: LabelCap::new(MAX_TOPIC_LABELS),
+        groups: LabelCap::new(MAX_GROUP_LABELS),
     })
 }
 

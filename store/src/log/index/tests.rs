@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pier_proto::admin::{CreateTopicRequest, FindMessagesRequest, Topic, TopicType};
+use pier_proto::admin::{FindMessagesRequest, Topic, TopicType};
 use pier_proto::store::{AppendRequest, MessageKind, StoredMessage};
 
 use super::*;
@@ -60,15 +60,13 @@ fn a_message_gets_one_entry_per_distinct_key_and_its_id() {
 async fn messages_from_before_the_index_are_found_by_a_scan() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let topic = Topic {
             name: "t".into(),
             r#type: TopicType::Normal as i32,
             queues: 2,
             created_at_ms: 0,
         };
-        let req = CreateTopicRequest { topic: Some(topic) };
-        store.create_topic(req).await.unwrap();
+        let store = Store::open_with_topic(dir.path(), topic).await;
         let messages = vec![keyed("old-1", &["k"]), keyed("old-2", &["k", "x"])];
         let req = AppendRequest {
             topic: "t".into(),
