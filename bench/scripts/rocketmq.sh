@@ -61,7 +61,6 @@ START_BOUND="${ROCKETMQ_START_BOUND:-300}"
 CLUSTER="PierRefCluster"
 BROKER_NAME="broker-a"
 
-LOG_NAME=rocketmq
 # log, die, apt_install: shared with the test tools' setup scripts.
 . "$(dirname "${BASH_SOURCE[0]}")/../../tests/scripts/lib.sh"
 

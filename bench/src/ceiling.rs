@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 
-use crate::peers::{boxed, PeerSpec, Server};
-use crate::system::{Ack, Client, System};
+use crate::peers::{PeerSpec, Server};
+use crate::system::{boxed, Ack, Client, System};
 use crate::transport::H2;
 
 mod proto {

@@ -62,24 +62,9 @@ pub async fn closed_send(
     body: &[u8],
     label: &str,
 ) -> anyhow::Result<Outcome> {
-    let pb = progress(label, None);
-    let clients = connect(sys, concurrency).await?;
     let body: Arc<[u8]> = body.into();
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = Vec::new();
-    for mut c in clients {
-        let (body, mut tally) = (body.clone(), Tally::new(&pb));
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                c.send(&body).await?;
-                tally.record(t, 1);
-            }
-            anyhow::Ok(tally.done())
-        }));
-    }
-    gather(tasks, start, pb).await
+    let pace = Pace::Closed(duration);
+    send_load(sys, concurrency, label, None, pace, move |_| body.clone()).await
 }
 
 /// Open loop: message `i` is due at `start + i / rate`; `workers` clients
@@ -94,24 +79,68 @@ pub async fn open_send(
     label: &str,
 ) -> anyhow::Result<Outcome> {
     let total = (rate * duration.as_secs_f64()) as u64;
-    let pb = progress(label, Some(total));
-    let clients = connect(sys, workers).await?;
-    let next = Arc::new(AtomicU64::new(0));
-    let body = Arc::new(body);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for mut c in clients {
-        let (next, body, mut tally) = (next.clone(), body.clone(), Tally::new(&pb));
-        tasks.push(tokio::spawn(async move {
-            loop {
+    let pace = Pace::Open {
+        rate,
+        total,
+        next: AtomicU64::new(0),
+    };
+    send_load(sys, workers, label, Some(total), pace, body).await
+}
+
+/// When the load tasks of [`send_load`] send.
+enum Pace {
+    /// Each task sends as soon as its previous answer is back, until the
+    /// duration has passed.
+    Closed(Duration),
+    /// Message `i` is due at `start + i / rate`, `total` messages in all;
+    /// `next` is the next message a task may take.
+    Open {
+        rate: f64,
+        total: u64,
+        next: AtomicU64,
+    },
+}
+
+impl Pace {
+    /// Waits for the next send a task may make and gives the time its
+    /// latency runs from, or `None` when the load is over.
+    async fn next(&self, start: Instant) -> Option<Instant> {
+        match self {
+            Pace::Closed(duration) => (start.elapsed() < *duration).then(Instant::now),
+            Pace::Open { rate, total, next } => {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
+                if i >= *total {
+                    return None;
                 }
                 let due = start + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
-                c.send(&body(due)).await?;
-                tally.record(due, 1);
+                Some(due)
+            }
+        }
+    }
+}
+
+/// Sends from `clients` clients at `pace`, with a progress bar of `len`
+/// messages (a spinner without); `body` makes the message sent at a time.
+async fn send_load<B: AsRef<[u8]> + Send>(
+    sys: &dyn System,
+    clients: usize,
+    label: &str,
+    len: Option<u64>,
+    pace: Pace,
+    body: impl Fn(Instant) -> B + Send + Sync + 'static,
+) -> anyhow::Result<Outcome> {
+    let pb = progress(label, len);
+    let clients = connect(sys, clients).await?;
+    let (pace, body) = (Arc::new(pace), Arc::new(body));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let (pace, body, mut tally) = (pace.clone(), body.clone(), Tally::new(&pb));
+        tasks.push(tokio::spawn(async move {
+            while let Some(t) = pace.next(start).await {
+                c.send(body(t).as_ref()).await?;
+                tally.record(t, 1);
             }
             anyhow::Ok(tally.done())
         }));

@@ -143,35 +143,12 @@ async fn main() -> anyhow::Result<()> {
             || (args.scenario == Types && matches!(s, Fifo | Delay | Txn))
     };
     let mut records = Vec::new();
-    if run(Send) {
-        records.extend(scenarios::send::run(&ctx).await?);
-    }
-    if run(Pop) {
-        records.extend(scenarios::pop::run(&ctx).await?);
-    }
-    if run(Latency) {
-        records.extend(scenarios::latency::run(&ctx).await?);
-    }
-    if run(Mixed) {
-        records.extend(scenarios::mixed::run(&ctx).await?);
-    }
-    if run(Backlog) {
-        records.extend(scenarios::backlog::run(&ctx).await?);
-    }
-    if run(Scale) {
-        records.extend(scenarios::scale::run(&ctx).await?);
-    }
-    if run(Sdk) {
-        records.extend(scenarios::sdk::run(&ctx).await?);
-    }
-    if run(Fifo) {
-        records.extend(scenarios::types::fifo(ctx.quick).await?);
-    }
-    if run(Delay) {
-        records.extend(scenarios::types::delay(ctx.quick).await?);
-    }
-    if run(Txn) {
-        records.extend(scenarios::types::txn(ctx.quick).await?);
+    for s in [
+        Send, Pop, Latency, Mixed, Backlog, Scale, Sdk, Fifo, Delay, Txn,
+    ] {
+        if run(s) {
+            records.extend(measure(s, &ctx).await?);
+        }
     }
     let command = std::iter::once("pier-bench".to_owned())
         .chain(std::env::args().skip(1))
@@ -184,6 +161,24 @@ async fn main() -> anyhow::Result<()> {
         args.out.with_extension("md").display()
     );
     Ok(())
+}
+
+/// Runs one scenario (not `All` or `Types`: `main` expands those).
+async fn measure(s: Scenario, ctx: &Ctx) -> anyhow::Result<Vec<record::Record>> {
+    use Scenario::*;
+    match s {
+        Send => scenarios::send::run(ctx).await,
+        Pop => scenarios::pop::run(ctx).await,
+        Latency => scenarios::latency::run(ctx).await,
+        Mixed => scenarios::mixed::run(ctx).await,
+        Backlog => scenarios::backlog::run(ctx).await,
+        Scale => scenarios::scale::run(ctx).await,
+        Sdk => scenarios::sdk::run(ctx).await,
+        Fifo => scenarios::types::fifo(ctx.quick).await,
+        Delay => scenarios::types::delay(ctx.quick).await,
+        Txn => scenarios::types::txn(ctx.quick).await,
+        All | Types | EchoServer { .. } | PeersCheck | Report => Ok(Vec::new()),
+    }
 }
 
 /// Kills this process's children (Pier nodes, the echo server, peers'

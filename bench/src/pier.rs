@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use pier_tests::Node;
 
 use crate::cpu::CpuLimit;
-use crate::system::{Client, Spec, System};
+use crate::system::{boxed, Client, Spec, System};
 use crate::v2::{Conns, V2Client};
 
 pub struct Pier {
@@ -211,79 +211,43 @@ impl Pier {
 
     /// Starters for the scenarios' system lists.
     pub fn standalone_spec() -> Spec {
-        Spec {
-            label: "pier standalone",
-            pops: true,
-            synced: true,
-            start: || {
-                Box::pin(async { Ok(Box::new(Pier::standalone().await?) as Box<dyn System>) })
-            },
-        }
+        Spec::popping("pier standalone", true, || {
+            Box::pin(async { boxed(Pier::standalone().await) })
+        })
     }
 
     /// Only run when asked for (`--only "pier standalone TLS"`).
     pub fn standalone_tls_spec() -> Spec {
-        Spec {
-            label: "pier standalone TLS",
-            pops: true,
-            synced: true,
-            start: || {
-                Box::pin(async { Ok(Box::new(Pier::standalone_tls().await?) as Box<dyn System>) })
-            },
-        }
+        Spec::popping("pier standalone TLS", true, || {
+            Box::pin(async { boxed(Pier::standalone_tls().await) })
+        })
     }
 
     /// Only run when asked for (`--only "pier standalone TLS+auth"`).
     pub fn standalone_secure_spec() -> Spec {
-        Spec {
-            label: "pier standalone TLS+auth",
-            pops: true,
-            synced: true,
-            start: || {
-                Box::pin(async {
-                    Ok(Box::new(Pier::standalone_secure().await?) as Box<dyn System>)
-                })
-            },
-        }
+        Spec::popping("pier standalone TLS+auth", true, || {
+            Box::pin(async { boxed(Pier::standalone_secure().await) })
+        })
     }
 
     /// Only run when asked for (`--only "pier standalone otel 0.01"`).
     pub fn standalone_otel_low_spec() -> Spec {
-        Spec {
-            label: "pier standalone otel 0.01",
-            pops: true,
-            synced: true,
-            start: || {
-                Box::pin(async {
-                    Ok(Box::new(Pier::standalone_otel("0.01").await?) as Box<dyn System>)
-                })
-            },
-        }
+        Spec::popping("pier standalone otel 0.01", true, || {
+            Box::pin(async { boxed(Pier::standalone_otel("0.01").await) })
+        })
     }
 
     /// Only run when asked for (`--only "pier standalone otel 1.0"`).
     pub fn standalone_otel_full_spec() -> Spec {
-        Spec {
-            label: "pier standalone otel 1.0",
-            pops: true,
-            synced: true,
-            start: || {
-                Box::pin(async {
-                    Ok(Box::new(Pier::standalone_otel("1.0").await?) as Box<dyn System>)
-                })
-            },
-        }
+        Spec::popping("pier standalone otel 1.0", true, || {
+            Box::pin(async { boxed(Pier::standalone_otel("1.0").await) })
+        })
     }
 
     pub fn cluster_spec() -> Spec {
-        Spec {
-            label: "pier cluster (1 store + 2 proxies)",
-            pops: true,
-            synced: true,
-            start: || {
-                Box::pin(async { Ok(Box::new(Pier::cluster(2, None).await?) as Box<dyn System>) })
-            },
-        }
+        Spec::popping("pier cluster (1 store + 2 proxies)", true, || {
+            Box::pin(async { boxed(Pier::cluster(2, None).await) })
+        })
     }
 }
 

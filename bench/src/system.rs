@@ -138,3 +138,20 @@ pub struct Spec {
     pub synced: bool,
     pub start: Start,
 }
+
+impl Spec {
+    /// A system that both sends and pops (every one but the ceilings).
+    pub fn popping(label: &'static str, synced: bool, start: Start) -> Spec {
+        Spec {
+            label,
+            pops: true,
+            synced,
+            start,
+        }
+    }
+}
+
+/// A started system behind the trait object the scenarios measure.
+pub fn boxed<S: System + 'static>(s: anyhow::Result<S>) -> anyhow::Result<Box<dyn System>> {
+    Ok(Box::new(s?))
+}

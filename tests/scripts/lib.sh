@@ -1,12 +1,13 @@
 # Shared by the setup scripts of tests/scripts and bench/scripts/rocketmq.sh.
-# Source it after `set -euo pipefail`, with LOG_NAME set to the script's name:
+# Source it after `set -euo pipefail`:
 #
-#   LOG_NAME=setup-go
 #   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
-# It defines TOOLS_DIR (where the test tools live, outside the clone) and
-# `start` (the script's start, in seconds), and the helpers below.
+# It defines LOG_NAME (the sourcing script's name without .sh, which its log
+# lines start with), TOOLS_DIR (where the test tools live, outside the clone)
+# and `start` (the script's start, in seconds), and the helpers below.
 
+LOG_NAME="$(basename "${BASH_SOURCE[1]}" .sh)"
 TOOLS_DIR="${PIER_TOOLS_DIR:-$HOME/.cache/pier-tools}"
 start=$(date +%s)
 

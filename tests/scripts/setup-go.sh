@@ -15,7 +15,6 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-LOG_NAME=setup-go
 . "$here/lib.sh"
 SRC="$(cd "$here/../go" && pwd)"
 GO_DIR="$TOOLS_DIR/go"

@@ -18,7 +18,6 @@
 # they are missing and apt-get is usable, it installs Debian's packages.
 set -euo pipefail
 
-LOG_NAME=setup-java
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 M2="$TOOLS_DIR/m2"
 PROJECT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../java" && pwd)"

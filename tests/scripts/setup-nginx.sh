@@ -11,7 +11,6 @@
 # fine under CI=true. PIER_NGINX overrides the binary.
 set -euo pipefail
 
-LOG_NAME=setup-nginx
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 find_nginx() {

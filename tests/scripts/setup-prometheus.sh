@@ -13,7 +13,6 @@
 # fine under CI=true.
 set -euo pipefail
 
-LOG_NAME=setup-prometheus
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DIR="$TOOLS_DIR/prometheus"
 MARKER="$DIR/.installed"

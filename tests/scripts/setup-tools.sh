@@ -15,7 +15,6 @@
 # Needs no stdin; fine under CI=true. Override the interpreter with PIER_PYTHON.
 set -euo pipefail
 
-LOG_NAME=setup-tools
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VENV="$TOOLS_DIR/venv"
 BIN="$TOOLS_DIR/bin"

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::system::System;
+use crate::system::boxed;
 
 /// A system a scenario may measure (label, whether it pops, starter).
 pub use crate::system::Spec as PeerSpec;
@@ -30,52 +30,29 @@ pub use crate::system::Spec as PeerSpec;
 /// The durable peers, one entry per configuration.
 pub fn durable_peers() -> Vec<PeerSpec> {
     vec![
-        PeerSpec {
-            label: "redis appendfsync=always",
-            pops: true,
-            synced: true,
-            start: || Box::pin(async { boxed(redis::Redis::start(redis::Fsync::Always).await) }),
-        },
-        PeerSpec {
-            label: "redis appendfsync=everysec",
-            pops: true,
-            synced: false,
-            start: || Box::pin(async { boxed(redis::Redis::start(redis::Fsync::EverySec).await) }),
-        },
-        PeerSpec {
-            label: "rabbitmq quorum queue",
-            pops: true,
-            synced: true,
-            start: || Box::pin(async { boxed(rabbitmq::RabbitMq::start().await) }),
-        },
-        PeerSpec {
-            label: "nats jetstream sync_interval=always",
-            pops: true,
-            synced: true,
-            start: || Box::pin(async { boxed(nats::Nats::start(nats::Sync::Always).await) }),
-        },
-        PeerSpec {
-            label: "nats jetstream sync_interval=default (2 min)",
-            pops: true,
-            synced: false,
-            start: || Box::pin(async { boxed(nats::Nats::start(nats::Sync::Default).await) }),
-        },
-        PeerSpec {
-            label: "rocketmq sync_flush",
-            pops: true,
-            synced: true,
-            start: || {
-                Box::pin(async { boxed(rocketmq::RocketMq::start(rocketmq::Flush::Sync).await) })
-            },
-        },
-        PeerSpec {
-            label: "rocketmq async_flush",
-            pops: true,
-            synced: false,
-            start: || {
-                Box::pin(async { boxed(rocketmq::RocketMq::start(rocketmq::Flush::Async).await) })
-            },
-        },
+        PeerSpec::popping("redis appendfsync=always", true, || {
+            Box::pin(async { boxed(redis::Redis::start(redis::Fsync::Always).await) })
+        }),
+        PeerSpec::popping("redis appendfsync=everysec", false, || {
+            Box::pin(async { boxed(redis::Redis::start(redis::Fsync::EverySec).await) })
+        }),
+        PeerSpec::popping("rabbitmq quorum queue", true, || {
+            Box::pin(async { boxed(rabbitmq::RabbitMq::start().await) })
+        }),
+        PeerSpec::popping("nats jetstream sync_interval=always", true, || {
+            Box::pin(async { boxed(nats::Nats::start(nats::Sync::Always).await) })
+        }),
+        PeerSpec::popping(
+            "nats jetstream sync_interval=default (2 min)",
+            false,
+            || Box::pin(async { boxed(nats::Nats::start(nats::Sync::Default).await) }),
+        ),
+        PeerSpec::popping("rocketmq sync_flush", true, || {
+            Box::pin(async { boxed(rocketmq::RocketMq::start(rocketmq::Flush::Sync).await) })
+        }),
+        PeerSpec::popping("rocketmq async_flush", false, || {
+            Box::pin(async { boxed(rocketmq::RocketMq::start(rocketmq::Flush::Async).await) })
+        }),
     ]
 }
 
@@ -83,10 +60,6 @@ pub fn durable_peers() -> Vec<PeerSpec> {
 /// round trip with no storage (see `crate::ceiling`).
 pub fn ceilings() -> Vec<PeerSpec> {
     crate::ceiling::ceilings()
-}
-
-pub(crate) fn boxed<S: System + 'static>(s: anyhow::Result<S>) -> anyhow::Result<Box<dyn System>> {
-    Ok(Box::new(s?))
 }
 
 /// Where install-peers.sh puts the tools that are not Debian packages.

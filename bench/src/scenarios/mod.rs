@@ -12,6 +12,7 @@ pub mod send;
 pub mod types;
 
 use crate::pier::Pier;
+use crate::record::Record;
 use crate::system::{Spec, System};
 
 /// What every scenario needs to know about the run.
@@ -83,6 +84,33 @@ pub async fn start(spec: &Spec) -> anyhow::Result<Option<Box<dyn System>>> {
         }
         Err(e) => Err(e.context(format!("starting {}", spec.label))),
     }
+}
+
+/// Measures each system of `specs` once per step, in order: starts it (see
+/// [`start`]), resets it before each step, and announces and keeps each
+/// step's record. `measure` gives the record and whether to go on to the
+/// next step with this system.
+pub async fn each_step<T: Copy>(
+    specs: Vec<Spec>,
+    steps: &[T],
+    mut measure: impl AsyncFnMut(&Spec, &dyn System, T) -> anyhow::Result<(Record, bool)>,
+) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let Some(sys) = start(&spec).await? else {
+            continue;
+        };
+        for &step in steps {
+            sys.reset().await?;
+            let (r, go_on) = measure(&spec, sys.as_ref(), step).await?;
+            r.announce();
+            out.push(r);
+            if !go_on {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A 1 KiB body (the default of every scenario).

@@ -12,6 +12,54 @@ use pier_proto::rocketmq::MessageType;
 
 use crate::error::{Error, Result};
 
+/// The header accessors [`Message`] and [`MessageView`] share, written once:
+/// both types keep `tag`, `keys` and `properties` in `self.inner`.
+macro_rules! header_accessors {
+    () => {
+        /// Tag, if any.
+        pub fn tag(&self) -> Option<&str> {
+            self.inner.tag.as_deref()
+        }
+
+        /// Keys.
+        pub fn keys(&self) -> &[String] {
+            &self.inner.keys
+        }
+
+        /// User properties.
+        pub fn properties(&self) -> &BTreeMap<String, String> {
+            &self.inner.properties
+        }
+    };
+}
+
+/// Implements `$trait`, a callback that is given a [`MessageView`] and
+/// answers a `$out` through its one method `$method`, for every
+/// `Fn(MessageView) -> impl Future<Output = $out>` closure, and gives
+/// `dyn $trait` a debug form that names it (a callback is code, nothing to
+/// show). The push consumer's listener and the producer's transaction
+/// checker are such callbacks.
+macro_rules! message_callback {
+    ($trait:ident :: $method:ident -> $out:ty) => {
+        impl std::fmt::Debug for dyn $trait {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($trait))
+            }
+        }
+
+        impl<F, Fut> $trait for F
+        where
+            F: Fn(MessageView) -> Fut + Send + Sync + 'static,
+            Fut: std::future::Future<Output = $out> + Send + 'static,
+        {
+            fn $method(&self, message: MessageView) -> BoxFuture<'static, $out> {
+                Box::pin(self(message))
+            }
+        }
+    };
+}
+pub(crate) use message_callback;
+
 mod view;
 pub(crate) mod wire;
 
@@ -88,20 +136,7 @@ impl Message {
         self.inner.body.clone()
     }
 
-    /// Tag, if any.
-    pub fn tag(&self) -> Option<&str> {
-        self.inner.tag.as_deref()
-    }
-
-    /// Keys.
-    pub fn keys(&self) -> &[String] {
-        &self.inner.keys
-    }
-
-    /// User properties.
-    pub fn properties(&self) -> &BTreeMap<String, String> {
-        &self.inner.properties
-    }
+    header_accessors!();
 
     /// FIFO message group, if any.
     pub fn message_group(&self) -> Option<&str> {

@@ -109,20 +109,7 @@ impl MessageView {
         &self.inner.message_id
     }
 
-    /// Tag, if any.
-    pub fn tag(&self) -> Option<&str> {
-        self.inner.tag.as_deref()
-    }
-
-    /// Keys.
-    pub fn keys(&self) -> &[String] {
-        &self.inner.keys
-    }
-
-    /// User properties.
-    pub fn properties(&self) -> &BTreeMap<String, String> {
-        &self.inner.properties
-    }
+    header_accessors!();
 
     /// Payload.
     pub fn body(&self) -> &[u8] {

@@ -13,7 +13,7 @@ use pier_proto::rocketmq::{
 
 use crate::connect::{deadline, request};
 use crate::error::check;
-use crate::message::MessageView;
+use crate::message::{message_callback, MessageView};
 use crate::session::{ClientCore, TransactionCheckHandler};
 
 /// The outcome a [`TransactionChecker`] gives for a pending transaction.
@@ -36,15 +36,7 @@ pub trait TransactionChecker: Send + Sync + 'static {
     fn check(&self, message: MessageView) -> BoxFuture<'static, TransactionResolution>;
 }
 
-impl<F, Fut> TransactionChecker for F
-where
-    F: Fn(MessageView) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = TransactionResolution> + Send + 'static,
-{
-    fn check(&self, message: MessageView) -> BoxFuture<'static, TransactionResolution> {
-        Box::pin(self(message))
-    }
-}
+message_callback!(TransactionChecker::check -> TransactionResolution);
 
 /// Hands the session's transaction checks to the application's checker.
 pub(crate) struct CheckAnswerer(pub(crate) Arc<dyn TransactionChecker>);

@@ -27,21 +27,12 @@ use crate::message::Message;
 use crate::session::{self, ClientCore, TransactionCheckHandler};
 
 /// Configures and starts a [`Producer`].
+#[derive(Debug)]
 pub struct ProducerBuilder {
     config: ClientConfig,
     topics: Vec<String>,
     checker: Option<Arc<dyn TransactionChecker>>,
     orphan_check_after: Option<Duration>,
-}
-
-impl std::fmt::Debug for ProducerBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProducerBuilder")
-            .field("config", &self.config)
-            .field("topics", &self.topics)
-            .field("checker", &self.checker.is_some())
-            .finish()
-    }
 }
 
 impl ProducerBuilder {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
 use rocketmq::model::common::{FilterExpression, FilterType};
-use rocketmq::model::message::{MessageBuilder, MessageView};
+use rocketmq::model::message::{Message, MessageBuilder, MessageView};
 use rocketmq::model::transaction::{Transaction, TransactionResolution};
 use rocketmq::{Producer, SimpleConsumer};
 
@@ -159,6 +159,25 @@ async fn start_consumer(a: &Args) -> Result<SimpleConsumer, String> {
     Ok(c)
 }
 
+/// Sends `count` messages, the `i`-th one made by `build`; returns the
+/// message ids the server answered with.
+async fn send_all<M: Message, E: std::fmt::Debug>(
+    producer: &Producer,
+    count: usize,
+    build: impl Fn(usize) -> Result<M, E>,
+) -> Result<HashSet<String>, String> {
+    let mut ids = HashSet::new();
+    for i in 0..count {
+        let msg = build(i).map_err(err)?;
+        let r = producer
+            .send(msg)
+            .await
+            .map_err(|e| format!("send {i}: {e:?}"))?;
+        ids.insert(r.message_id().to_string());
+    }
+    Ok(ids)
+}
+
 /// Receives (and acks each message right away) until `done` says so; `seen`
 /// is called for every message, in the order received, before its ack.
 async fn consume(
@@ -206,21 +225,15 @@ async fn case_normal(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), St
     let producer = start_producer(a).await?;
     let consumer = start_consumer(a).await?;
     let t0 = Instant::now();
-    let mut ids = HashSet::new();
-    for i in 0..a.count {
-        let msg = MessageBuilder::builder()
+    let ids = send_all(&producer, a.count, |i| {
+        MessageBuilder::builder()
             .set_topic(a.topic.clone())
             .set_tag("rust")
             .set_keys(vec![format!("key-{i}")])
             .set_body(format!("rust-{i}").into_bytes())
             .build()
-            .map_err(err)?;
-        let r = producer
-            .send(msg)
-            .await
-            .map_err(|e| format!("send {i}: {e:?}"))?;
-        ids.insert(r.message_id().to_string());
-    }
+    })
+    .await?;
     let send_ms = t0.elapsed().as_millis();
     let expected: HashSet<String> = (0..a.count).map(|i| format!("rust-{i}")).collect();
     let mut bad_tag = 0usize;
@@ -265,20 +278,16 @@ async fn case_normal(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), St
 async fn case_fifo(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), String> {
     let producer = start_producer(a).await?;
     let consumer = start_consumer(a).await?;
-    for i in 0..a.count {
+    send_all(&producer, a.count, |i| {
         let (g, seq) = (i % a.groups, i / a.groups);
-        let msg = MessageBuilder::fifo_message_builder(
+        MessageBuilder::fifo_message_builder(
             a.topic.clone(),
             format!("fifo-{g}-{seq}").into_bytes(),
             format!("group-{g}"),
         )
         .build()
-        .map_err(err)?;
-        producer
-            .send(msg)
-            .await
-            .map_err(|e| format!("send {i}: {e:?}"))?;
-    }
+    })
+    .await?;
     let mut next: HashMap<usize, usize> = HashMap::new();
     let mut t = Tally::default();
     let (mut out_of_order, mut wrong_group) = (0usize, 0usize);
@@ -333,19 +342,15 @@ async fn case_delay(a: &Args) -> Result<(bool, Vec<(&'static str, String)>), Str
     let consumer = start_consumer(a).await?;
     // The crate takes whole seconds.
     let deliver_at = now_ms() / 1000 + a.delay;
-    for i in 0..a.count {
-        let msg = MessageBuilder::delay_message_builder(
+    send_all(&producer, a.count, |i| {
+        MessageBuilder::delay_message_builder(
             a.topic.clone(),
             format!("delay-{i}").into_bytes(),
             deliver_at,
         )
         .build()
-        .map_err(err)?;
-        producer
-            .send(msg)
-            .await
-            .map_err(|e| format!("send {i}: {e:?}"))?;
-    }
+    })
+    .await?;
     let sent_done = now_ms();
     let mut t = Tally::default();
     let (mut early, mut wrong_ts) = (0usize, 0usize);

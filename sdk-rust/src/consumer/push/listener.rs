@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use crate::message::MessageView;
+use crate::message::{message_callback, MessageView};
 
 /// What a listener says about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +22,4 @@ pub trait MessageListener: Send + Sync + 'static {
     fn consume(&self, message: MessageView) -> BoxFuture<'static, ConsumeResult>;
 }
 
-impl<F, Fut> MessageListener for F
-where
-    F: Fn(MessageView) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ConsumeResult> + Send + 'static,
-{
-    fn consume(&self, message: MessageView) -> BoxFuture<'static, ConsumeResult> {
-        Box::pin(self(message))
-    }
-}
+message_callback!(MessageListener::consume -> ConsumeResult);

@@ -41,6 +41,7 @@ use crate::error::{check, Error, Result};
 use crate::session::{self, ClientCore};
 
 /// Configures and starts a [`PushConsumer`].
+#[derive(Debug)]
 pub struct PushConsumerBuilder {
     config: ClientConfig,
     group: String,
@@ -51,19 +52,6 @@ pub struct PushConsumerBuilder {
     concurrency: usize,
     receive_concurrency: usize,
     invisible_duration: Option<Duration>,
-}
-
-impl std::fmt::Debug for PushConsumerBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushConsumerBuilder")
-            .field("group", &self.group)
-            .field("subscriptions", &self.subscriptions)
-            .field("max_cache_messages", &self.max_cache_messages)
-            .field("max_cache_bytes", &self.max_cache_bytes)
-            .field("concurrency", &self.concurrency)
-            .field("receive_concurrency", &self.receive_concurrency)
-            .finish()
-    }
 }
 
 impl PushConsumerBuilder {

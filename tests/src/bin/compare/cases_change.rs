@@ -115,14 +115,10 @@ pub(crate) async fn cases_change(pr: &mut Probe) -> anyhow::Result<()> {
             "cmp-normal2",
         ),
     ];
-    for (id, title, spoil, group, topic) in bad {
-        let m = pr.fresh(&c, "cmp-normal", id).await?;
-        let h = handle_of(&m);
-        let sent = spoil.apply(&h);
+    pr.spoiled_handles(&c, &bad, async |pr, m, group, topic, sent| {
         let (o, back) = pr
-            .change(&c, group, topic, &m, &sent, Some(dur_ms(LONG_INVISIBLE_MS)))
+            .change(&c, group, topic, m, sent, Some(dur_ms(LONG_INVISIBLE_MS)))
             .await;
-        let after = pr.ack(&c, "cmp-g", "cmp-normal", &m, &h).await;
         let back = if back.is_empty() {
             "empty"
         } else if back == sent {
@@ -130,15 +126,9 @@ pub(crate) async fn cases_change(pr: &mut Probe) -> anyhow::Result<()> {
         } else {
             "another"
         };
-        pr.row(
-            id,
-            title,
-            o.detail(format!(
-                "handle returned: {back}; genuine ack afterwards: {}",
-                after.outcome
-            )),
-        );
-    }
+        (o, Some(format!("handle returned: {back}")))
+    })
+    .await?;
 
     // Out-of-range durations; a message that becomes visible again is noted.
     for (id, title, d) in [

@@ -245,17 +245,10 @@ pub(crate) async fn cases_ack(pr: &mut Probe) -> anyhow::Result<()> {
             "cmp-notopic",
         ),
     ];
-    for (id, title, spoil, group, topic) in bad {
-        let m = pr.fresh(&c, "cmp-normal", id).await?;
-        let h = handle_of(&m);
-        let o = pr.ack(&c, group, topic, &m, &spoil.apply(&h)).await;
-        let after = pr.ack(&c, "cmp-g", "cmp-normal", &m, &h).await;
-        pr.row(
-            id,
-            title,
-            o.detail(format!("genuine ack afterwards: {}", after.outcome)),
-        );
-    }
+    pr.spoiled_handles(&c, &bad, async |pr, m, group, topic, sent| {
+        (pr.ack(&c, group, topic, m, sent).await, None)
+    })
+    .await?;
     // The message id of another message with a genuine handle.
     let m = pr.fresh(&c, "cmp-normal", "ack-wrong-id").await?;
     let mut other = m.clone();

@@ -327,6 +327,32 @@ impl Probe {
         }
     }
 
+    /// Runs bad-handle cases `(id, title, spoil, group, topic)`: for each, a
+    /// fresh message of cmp-normal (group cmp-g), `call` with its handle
+    /// spoiled (naming `group` and `topic`), then an ack with the genuine
+    /// handle. The row's detail is `call`'s note, if any, then that ack's
+    /// outcome.
+    pub(crate) async fn spoiled_handles(
+        &mut self,
+        c: &Session,
+        cases: &[(&str, &str, Spoil, &str, &str)],
+        mut call: impl AsyncFnMut(&Probe, &Message, &str, &str, &str) -> (Obs, Option<String>),
+    ) -> anyhow::Result<()> {
+        for &(id, title, spoil, group, topic) in cases {
+            let m = self.fresh(c, "cmp-normal", id).await?;
+            let h = handle_of(&m);
+            let (o, note) = call(self, &m, group, topic, &spoil.apply(&h)).await;
+            let after = self.ack(c, "cmp-g", "cmp-normal", &m, &h).await;
+            let after = format!("genuine ack afterwards: {}", after.outcome);
+            let detail = match note {
+                Some(note) => format!("{note}; {after}"),
+                None => after,
+            };
+            self.row(id, title, o.detail(detail));
+        }
+        Ok(())
+    }
+
     /// Sends one message with a fresh body to `topic` and receives it for
     /// the consumer `s` (long invisible time). Other messages received on
     /// the way are acked and noted as strays.

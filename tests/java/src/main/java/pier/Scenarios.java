@@ -22,7 +22,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BiConsumer;
 import java.util.function.BooleanSupplier;
+import java.util.function.Consumer;
+import java.util.function.Function;
 import org.apache.rocketmq.client.apis.ClientConfiguration;
 import org.apache.rocketmq.client.apis.ClientException;
 import org.apache.rocketmq.client.apis.ClientServiceProvider;
@@ -235,6 +238,38 @@ public final class Scenarios {
      * Keeps receiving from {@code c} for {@code ms}: every message arriving then is
      * unexpected (everything that should come has come). Acks what it gets.
      */
+    /**
+     * Receives (16 at a time, each acked) until every key of {@code want} arrived or the
+     * deadline passed; {@code keyOf} gives a delivery's key. A delivery whose key is not
+     * wanted counts as {@code <prefix>unexpected} and goes to {@code onUnexpected}, one
+     * whose key arrived before as {@code <prefix>duplicates}; {@code onFirst} checks each
+     * first delivery of a wanted key. Returns the keys that arrived.
+     */
+    private Set<String> receiveWanted(SimpleConsumer c, Set<String> want,
+            Function<MessageView, String> keyOf, String prefix,
+            Consumer<MessageView> onUnexpected, BiConsumer<MessageView, String> onFirst) {
+        Set<String> seen = new HashSet<>();
+        while (seen.size() < want.size() && beforeDeadline()) {
+            for (MessageView mv : receive(c, 16, Duration.ofSeconds(30))) {
+                String key = keyOf.apply(mv);
+                if (!want.contains(key)) {
+                    s.inc(prefix + "unexpected");
+                    onUnexpected.accept(mv);
+                } else if (!seen.add(key)) {
+                    s.inc(prefix + "duplicates");
+                } else {
+                    onFirst.accept(mv, key);
+                }
+                ack(c, mv);
+            }
+        }
+        return seen;
+    }
+
+    private static String idOf(MessageView mv) {
+        return mv.getMessageId().toString();
+    }
+
     private int tail(SimpleConsumer c, long ms) {
         long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ms);
         int extra = 0;
@@ -364,26 +399,15 @@ public final class Scenarios {
             }
         }
         s.put("distinct_receipt_ids", sent.size());
-        Set<String> seen = new HashSet<>();
+        Set<String> seen;
         try (SimpleConsumer c = simple(group, topic, FilterExpression.SUB_ALL)) {
-            while (seen.size() < sent.size() && beforeDeadline()) {
-                for (MessageView mv : receive(c, 16, Duration.ofSeconds(30))) {
-                    String id = mv.getMessageId().toString();
-                    Sent e = sent.get(id);
-                    if (e == null) {
-                        s.inc("unexpected");
-                    } else if (!seen.add(id)) {
-                        s.inc("duplicates");
-                    } else {
-                        String d = e.diff(mv, topic);
-                        if (d != null) {
-                            s.inc("mismatched");
-                            s.putIfAbsent("first_mismatch", d);
-                        }
-                    }
-                    ack(c, mv);
+            seen = receiveWanted(c, sent.keySet(), Scenarios::idOf, "", mv -> { }, (mv, id) -> {
+                String d = sent.get(id).diff(mv, topic);
+                if (d != null) {
+                    s.inc("mismatched");
+                    s.putIfAbsent("first_mismatch", d);
                 }
-            }
+            });
             s.add("unexpected", tail(c, 2000));
         }
         s.put("received", seen.size());
@@ -692,32 +716,21 @@ public final class Scenarios {
                     s.inc("sent");
                 }
             }
-            Set<String> seen = new HashSet<>();
-            long maxLate = 0;
-            while (seen.size() < n && beforeDeadline()) {
-                for (MessageView mv : receive(c, 16, Duration.ofSeconds(30))) {
-                    long now = System.currentTimeMillis();
-                    String body = text(mv);
-                    Long at = due.get(body);
-                    if (at == null) {
-                        s.inc("unexpected");
-                    } else if (!seen.add(body)) {
-                        s.inc("duplicates");
-                    } else {
-                        if (now < at) {
-                            s.inc("early");
-                            System.err.println(body + " arrived " + (at - now) + " ms early");
-                        }
-                        maxLate = Math.max(maxLate, now - at);
-                        if (!mv.getDeliveryTimestamp().equals(java.util.Optional.of(at))) {
-                            s.inc("wrong_timestamp");
-                        }
-                    }
-                    ack(c, mv);
+            AtomicLong maxLate = new AtomicLong();
+            Set<String> seen = receiveWanted(c, due.keySet(), Scenarios::text, "", mv -> { }, (mv, body) -> {
+                long now = System.currentTimeMillis();
+                long at = due.get(body);
+                if (now < at) {
+                    s.inc("early");
+                    System.err.println(body + " arrived " + (at - now) + " ms early");
                 }
-            }
+                maxLate.accumulateAndGet(now - at, Math::max);
+                if (!mv.getDeliveryTimestamp().equals(java.util.Optional.of(at))) {
+                    s.inc("wrong_timestamp");
+                }
+            });
             s.put("received", seen.size());
-            s.put("max_late_ms", maxLate);
+            s.put("max_late_ms", maxLate.get());
             s.add("unexpected", tail(c, 2000));
         }
         return s.num("received") == n && s.zero("early", "wrong_timestamp", "duplicates",
@@ -781,23 +794,15 @@ public final class Scenarios {
                 want.add(body);
                 s.inc("orphans_sent");
             }
-            Set<String> seen = new HashSet<>();
+            Set<String> seen;
             try (SimpleConsumer c = simple(group, topic, FilterExpression.SUB_ALL)) {
-                while (seen.size() < want.size() && beforeDeadline()) {
-                    for (MessageView mv : receive(c, 16, Duration.ofSeconds(30))) {
-                        String body = text(mv);
-                        if (!want.contains(body)) {
-                            s.inc("unexpected");
-                            System.err.println("unexpected " + body);
-                        } else if (!seen.add(body)) {
-                            s.inc("duplicates");
-                        } else if (body.startsWith("orphan-")) {
+                seen = receiveWanted(c, want, Scenarios::text, "",
+                    mv -> System.err.println("unexpected " + text(mv)), (mv, body) -> {
+                        if (body.startsWith("orphan-")) {
                             if (!checkedAt.containsKey(body)) s.inc("orphan_before_check");
                             s.max("orphan_delivered_ms", msSince(orphansSent));
                         }
-                        ack(c, mv);
-                    }
-                }
+                    });
                 s.add("unexpected", tail(c, 2000));
             }
             s.put("received", seen.size());
@@ -937,25 +942,17 @@ public final class Scenarios {
             s.error("no consumer could start on " + dlq);
             return;
         }
-        Set<String> seen = new HashSet<>();
+        Set<String> seen;
         try {
-            while (seen.size() < want.size() && beforeDeadline()) {
-                for (MessageView mv : receive(c, 16, Duration.ofSeconds(30))) {
-                    String id = mv.getMessageId().toString();
+            seen = receiveWanted(c, want.keySet(), Scenarios::idOf, "dlq_",
+                mv -> System.err.println("unexpected in DLQ: " + describe(mv)), (mv, id) -> {
                     String body = want.get(id);
-                    if (body == null) {
-                        s.inc("dlq_unexpected");
-                        System.err.println("unexpected in DLQ: " + describe(mv));
-                    } else if (!seen.add(id)) {
-                        s.inc("dlq_duplicates");
-                    } else if (!body.equals(text(mv)) || !"always".equals(prop(mv, "kind"))
+                    if (!body.equals(text(mv)) || !"always".equals(prop(mv, "kind"))
                             || !mv.getKeys().contains(body)) {
                         s.inc("dlq_mismatched");
                         System.err.println("changed in DLQ: " + describe(mv));
                     }
-                    ack(c, mv);
-                }
-            }
+                });
             s.add("dlq_unexpected", tail(c, 1000));
         } finally {
             closeQuietly(c);
