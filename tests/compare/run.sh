@@ -47,11 +47,15 @@ RMQ_STARTED=""
 BG_PIDS=""
 cleanup() {
     local rc=$?
+    # Best effort from here on: under `set -e` the first command that fails
+    # (pkill finding no child, say) would end the trap and leave RocketMQ and
+    # Pier running.
+    set +e
     # Probes and scenario runners still going (after a failure) go first.
     local p
     for p in $BG_PIDS; do
         kill -0 "$p" 2>/dev/null && pkill -TERM -P "$p" 2>/dev/null
-        kill -TERM "$p" 2>/dev/null || true
+        kill -TERM "$p" 2>/dev/null
     done
     if [ -n "$RMQ_STARTED" ]; then
         bash "$RMQ" stop "$WORK/rmq" >/dev/null 2>&1 || true
