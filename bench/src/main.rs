@@ -52,6 +52,11 @@ struct Args {
     /// separated), e.g. `--only "pier standalone,tonic-echo,redis appendfsync=always"`.
     #[arg(long, global = true, value_delimiter = ',')]
     only: Vec<String>,
+    /// `send` only: these concurrencies instead of 1, 16, 64 and 256
+    /// (comma separated), e.g. many short rounds of one step when a small
+    /// difference has to be told from this machine's drift.
+    #[arg(long, global = true, value_delimiter = ',')]
+    concurrency: Vec<usize>,
     /// Where the JSON records go (the report and charts go beside it).
     #[arg(long, global = true, default_value = "bench/results/latest.json")]
     out: PathBuf,
@@ -113,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         quick: args.quick,
         peers: !args.no_peers && !args.quick,
         only: args.only.clone(),
+        concurrency: args.concurrency.clone(),
     };
     if ctx.peers {
         peers::ensure_installed(&ctx.only)?;

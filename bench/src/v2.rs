@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pier_proto::rocketmq::receive_message_response::Content;
 use pier_proto::rocketmq::*;
+use pier_tests::signing::Signer;
 use pier_tests::Raw;
 
 use crate::system::{Ack, Client};
@@ -27,7 +28,7 @@ pub struct Conns {
     pub raw: Vec<Raw>,
     fast: Vec<Messaging>,
     next: AtomicUsize,
-    credentials: Option<std::sync::Arc<(String, String)>>,
+    signer: Option<std::sync::Arc<Signer>>,
 }
 
 impl Conns {
@@ -69,8 +70,7 @@ impl Conns {
             raw,
             fast,
             next: AtomicUsize::new(0),
-            credentials: credentials
-                .map(|(u, k)| std::sync::Arc::new((u.to_owned(), k.to_owned()))),
+            signer: credentials.map(|(u, k)| std::sync::Arc::new(Signer::new(u, k))),
         })
     }
 
@@ -95,7 +95,7 @@ impl Conns {
             group: group.to_owned(),
             queue,
             headers,
-            credentials: self.credentials.clone(),
+            signer: self.signer.clone(),
             id_prefix: format!("{:08X}{i:08X}", std::process::id()),
             seq: 0,
         }
@@ -112,8 +112,8 @@ pub struct V2Client {
     /// shares the machine with the server, so its per-call work is kept to
     /// what any client must do.
     headers: tonic::metadata::MetadataMap,
-    /// A user's keys, when the server has auth on: each call is signed.
-    credentials: Option<std::sync::Arc<(String, String)>>,
+    /// Signs as a user, when the server has auth on: each call is signed.
+    signer: Option<std::sync::Arc<Signer>>,
     /// Message ids: a per-client prefix and a counter (no random numbers
     /// or syscalls per message).
     id_prefix: String,
@@ -135,9 +135,10 @@ impl V2Client {
         let mut r = tonic::Request::new(msg);
         *r.metadata_mut() = self.headers.clone();
         r.set_timeout(Duration::from_secs(30));
-        match &self.credentials {
-            // A date and an HMAC per call, as every official client signs.
-            Some(c) => pier_tests::signing::signed(r, &c.0, &c.1),
+        match &self.signer {
+            // Dated to the second, as Java, Go, Python, Node.js and Pier's
+            // SDK date their calls (the Rust client dates each call anew).
+            Some(s) => s.sign(r),
             None => r,
         }
     }

@@ -2,11 +2,12 @@
 //! §5), and a Pier with auth on for the auth tests.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 
 /// The admin user the auth tests start Pier with.
 pub const ROOT: (&str, &str) = ("root", "root-secret");
@@ -54,10 +55,82 @@ pub fn sign_raw<T>(
     r
 }
 
-/// A request signed now by `user` with `secret`.
+/// A request signed now by `user` with `secret`, dated as the official
+/// Rust client dates (RFC 3339, below the second).
 pub fn signed<T>(r: tonic::Request<T>, user: &str, secret: &str) -> tonic::Request<T> {
     let d = date(0);
     sign_raw(r, Some(user), secret, Some(&d))
+}
+
+/// `secs` since the epoch as the Java, Go, Python and Node.js clients and
+/// Pier's SDK write `x-mq-date-time`: `yyyyMMddTHHmmssZ`, to the second
+/// (in UTC here).
+pub fn compact_date(secs: u64) -> String {
+    // `2026-12-06T19:30:00.000Z` -> `20261206T193000Z`.
+    let rfc = pier::time::format_rfc3339_millis(secs * 1000);
+    let mut d: String = rfc
+        .chars()
+        .take(19)
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    d.push('Z');
+    d
+}
+
+/// Signs calls as one user the way the clients that date to the second
+/// sign ([`compact_date`]): the signature covers only the date, so every
+/// call within one second carries the same two header values; they are
+/// computed once per second and shared. (HTTP/2 header compression then
+/// sends the date as a reference to its table; a date that changes with
+/// every call, as the Rust client's does, is new every time for the
+/// client's encoder and the server's decoder alike.)
+pub struct Signer {
+    user: String,
+    secret: String,
+    /// The second signed last, with its date and `authorization` values.
+    current: Mutex<Option<(u64, AsciiMetadataValue, AsciiMetadataValue)>>,
+}
+
+impl Signer {
+    /// Signs as `user` with `secret`.
+    pub fn new(user: &str, secret: &str) -> Signer {
+        Signer {
+            user: user.to_owned(),
+            secret: secret.to_owned(),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// `r`, signed now.
+    pub fn sign<T>(&self, mut r: tonic::Request<T>) -> tonic::Request<T> {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (date, authorization) = {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            match &*current {
+                Some((s, d, a)) if *s == secs => (d.clone(), a.clone()),
+                _ => {
+                    let date = compact_date(secs);
+                    let sig = signature(&self.secret, &date);
+                    let auth = format!(
+                        "MQv2-HMAC-SHA1 Credential={}, SignedHeaders=x-mq-date-time, Signature={sig}",
+                        self.user
+                    );
+                    let pair = (
+                        AsciiMetadataValue::try_from(date).expect("ascii"),
+                        AsciiMetadataValue::try_from(auth).expect("ascii user"),
+                    );
+                    *current = Some((secs, pair.0.clone(), pair.1.clone()));
+                    pair
+                }
+            }
+        };
+        let md = r.metadata_mut();
+        md.insert("x-mq-date-time", date);
+        md.insert("authorization", authorization);
+        r
+    }
 }
 
 /// An admin client of `endpoint` signing as `user`.
@@ -87,5 +160,49 @@ where
             return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compact_date_is_to_the_second_in_utc() {
+        assert_eq!(compact_date(0), "19700101T000000Z");
+        assert_eq!(compact_date(951_782_400 + 3661), "20000229T010101Z");
+    }
+
+    #[test]
+    fn a_signer_signs_the_date_it_sends_and_reuses_it_within_the_second() {
+        let signer = Signer::new("ak", "sk");
+        let header = |r: &tonic::Request<()>, name: &str| {
+            r.metadata().get(name).unwrap().to_str().unwrap().to_owned()
+        };
+        let (a, b) = loop {
+            let a = signer.sign(tonic::Request::new(()));
+            let b = signer.sign(tonic::Request::new(()));
+            // Signed across a second's boundary: try again.
+            if header(&a, "x-mq-date-time") == header(&b, "x-mq-date-time") {
+                break (a, b);
+            }
+        };
+        let date = header(&a, "x-mq-date-time");
+        assert_eq!(
+            header(&a, "authorization"),
+            format!(
+                "MQv2-HMAC-SHA1 Credential=ak, SignedHeaders=x-mq-date-time, Signature={}",
+                signature("sk", &date)
+            )
+        );
+        assert_eq!(header(&a, "authorization"), header(&b, "authorization"));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            [compact_date(now), compact_date(now - 1)].contains(&date),
+            "{date}"
+        );
     }
 }

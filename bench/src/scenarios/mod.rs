@@ -24,6 +24,8 @@ pub struct Ctx {
     /// When not empty, only the systems whose label contains one of these
     /// (for a before/after of one comparison without the whole field).
     pub only: Vec<String>,
+    /// When not empty, the concurrencies `send` measures.
+    pub concurrency: Vec<usize>,
 }
 
 impl Ctx {

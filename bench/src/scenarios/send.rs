@@ -10,7 +10,10 @@ use crate::record::Record;
 use crate::system::rss_mib;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
-    let concurrencies = ctx.size(vec![1, 16, 64, 256], vec![1, 16]);
+    let concurrencies = match ctx.concurrency.as_slice() {
+        [] => ctx.size(vec![1, 16, 64, 256], vec![1, 16]),
+        asked => asked.to_vec(),
+    };
     let duration = ctx.size(Duration::from_secs(10), Duration::from_secs(1));
     let body = body_1k();
     let systems = ctx.systems(true, false, true);

@@ -238,3 +238,51 @@ fn a_new_copy_of_the_rules_replaces_cached_decisions() {
     );
     assert_eq!(g.generation(), Some(8));
 }
+
+#[test]
+fn a_remembered_signature_still_goes_stale_and_dies_with_its_secret() {
+    let g = gate(Vec::new(), false);
+    let good = sign("alice-secret", DATE);
+    let h = headers("alice", &good, Some(DATE));
+    assert_eq!(g.authenticate(&h, None, NOW).unwrap().name, "alice");
+    // The second call is answered from `verified`: the same outcome.
+    let again = g.authenticate(&h, None, NOW).unwrap();
+    assert_eq!((again.name.as_str(), again.admin), ("alice", false));
+    // Freshness is checked on every call.
+    let late = NOW + date::MAX_SKEW_SECS + 1;
+    assert!(matches!(
+        g.authenticate(&h, None, late),
+        Err(AuthError::StaleDate { .. })
+    ));
+    // Another gate of the same generation does not share this one's pairs.
+    let other = Gate::new(true, false);
+    other.apply(AuthSnapshotResponse {
+        generation: 7,
+        changed: true,
+        users: vec![AuthUser {
+            name: "alice".into(),
+            secret: "another-secret".into(),
+            admin: false,
+        }],
+        rules: Vec::new(),
+    });
+    assert!(matches!(
+        other.authenticate(&h, None, NOW),
+        Err(AuthError::BadSignature(_))
+    ));
+    // A new secret is a new generation: the remembered pair no longer counts.
+    g.apply(AuthSnapshotResponse {
+        generation: 8,
+        changed: true,
+        users: vec![AuthUser {
+            name: "alice".into(),
+            secret: "a-new-secret".into(),
+            admin: false,
+        }],
+        rules: Vec::new(),
+    });
+    assert!(matches!(
+        g.authenticate(&h, None, NOW),
+        Err(AuthError::BadSignature(_))
+    ));
+}
