@@ -7,7 +7,8 @@
 //!
 //! - [`Exporter`]: the provider, its Prometheus registry, and the HTTP task
 //!   that answers scrapes (owned; stopped by [`Exporter::shutdown`]);
-//!   optionally a periodic OTLP push, HTTP/protobuf or gRPC (`otlp`);
+//!   optionally a periodic OTLP push, HTTP/protobuf or gRPC, collecting
+//!   from the same reader (`otlp`);
 //! - [`rpc`]: the tower layer timing every gRPC call (`rocketmq_rpc_latency`);
 //! - [`LabelCap`]: the bound on how many values a label may take.
 //!
@@ -70,6 +71,8 @@ pub struct Identity {
 pub struct Exporter {
     provider: SdkMeterProvider,
     endpoint: Option<endpoint::Endpoint>,
+    /// The OTLP push sharing the endpoint's reader, if any (`otlp`).
+    pusher: Option<otlp::Pusher>,
 }
 
 impl Exporter {
@@ -91,14 +94,19 @@ impl Exporter {
             .scope_info_enabled(false)
             .build()
             .map_err(|e| anyhow::anyhow!("metrics exporter: {e}"))?;
+        let reader = otlp::SharedReader(std::sync::Arc::new(reader));
         let mut provider = SdkMeterProvider::builder()
             .with_resource(resource(&who))
-            .with_reader(reader);
-        if let Some(push) = otlp::reader(otlp)? {
-            provider = provider.with_reader(push);
+            .with_reader(reader.clone());
+        let mut shared_push = None;
+        match otlp::push(otlp)? {
+            None => {}
+            Some(otlp::Push::Shared(exporter)) => shared_push = Some(*exporter),
+            Some(otlp::Push::Reader(own)) => provider = provider.with_reader(*own),
         }
         let provider = provider.build();
         opentelemetry::global::set_meter_provider(provider.clone());
+        let pusher = shared_push.map(|exporter| otlp::Pusher::start(reader, exporter));
         let endpoint = match listen {
             Listen::Off => {
                 tracing::info!("metrics endpoint turned off");
@@ -115,7 +123,11 @@ impl Exporter {
             }
             Listen::Required(addr) => Some(endpoint::Endpoint::bind(addr, registry).await?),
         };
-        Ok(Exporter { provider, endpoint })
+        Ok(Exporter {
+            provider,
+            endpoint,
+            pusher,
+        })
     }
 
     /// The address the Prometheus endpoint is bound to, if any.
@@ -127,6 +139,10 @@ impl Exporter {
     pub async fn shutdown(self) {
         if let Some(e) = self.endpoint {
             e.stop().await;
+        }
+        // Its last export reads the reader the provider is about to shut.
+        if let Some(p) = self.pusher {
+            p.stop().await;
         }
         // A last OTLP export runs on this runtime while shutdown blocks:
         // block a thread meant for it, not a worker.
