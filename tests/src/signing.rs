@@ -17,6 +17,12 @@ pub fn auth_flags() -> Vec<&'static str> {
     vec!["--auth", "--admin-user", ROOT.0, "--admin-secret", ROOT.1]
 }
 
+/// The `authorization` value of `access_key` signing `date` with `secret`.
+pub fn authorization(access_key: &str, secret: &str, date: &str) -> String {
+    let sig = signature(secret, date);
+    format!("MQv2-HMAC-SHA1 Credential={access_key}, SignedHeaders=x-mq-date-time, Signature={sig}")
+}
+
 /// Hex HMAC-SHA1 of `date` keyed with `secret`.
 pub fn signature(secret: &str, date: &str) -> String {
     let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -46,10 +52,7 @@ pub fn sign_raw<T>(
         md.insert("x-mq-date-time", MetadataValue::try_from(d).expect("ascii"));
     }
     if let Some(ak) = credential {
-        let sig = signature(secret, date.unwrap_or_default());
-        let v = format!(
-            "MQv2-HMAC-SHA1 Credential={ak}, SignedHeaders=x-mq-date-time, Signature={sig}"
-        );
+        let v = authorization(ak, secret, date.unwrap_or_default());
         md.insert("authorization", MetadataValue::try_from(v).expect("ascii"));
     }
     r
@@ -112,11 +115,7 @@ impl Signer {
                 Some((s, d, a)) if *s == secs => (d.clone(), a.clone()),
                 _ => {
                     let date = compact_date(secs);
-                    let sig = signature(&self.secret, &date);
-                    let auth = format!(
-                        "MQv2-HMAC-SHA1 Credential={}, SignedHeaders=x-mq-date-time, Signature={sig}",
-                        self.user
-                    );
+                    let auth = authorization(&self.user, &self.secret, &date);
                     let pair = (
                         AsciiMetadataValue::try_from(date).expect("ascii"),
                         AsciiMetadataValue::try_from(auth).expect("ascii user"),
@@ -193,7 +192,8 @@ mod tests {
             format!(
                 "MQv2-HMAC-SHA1 Credential=ak, SignedHeaders=x-mq-date-time, Signature={}",
                 signature("sk", &date)
-            )
+            ),
+            "spelled out here, not through `authorization`, so a mistake there shows"
         );
         assert_eq!(header(&a, "authorization"), header(&b, "authorization"));
         let now = SystemTime::now()

@@ -204,11 +204,15 @@ impl Gate {
         peer: Option<IpAddr>,
         now_secs: i64,
     ) -> Result<Principal, AuthError> {
+        let view = self.view.read().clone();
+        // The exact bytes, and the users they are checked against, key the
+        // signatures this thread verified lately.
         let raw = |name: &str| headers.get(name).map(http::HeaderValue::as_bytes);
-        let generation = self.view.read().generation;
-        if let (Some(g), Some(a), Some(d)) =
-            (generation, raw("authorization"), raw("x-mq-date-time"))
-        {
+        let remembered = match (view.generation, raw("authorization"), raw("x-mq-date-time")) {
+            (Some(g), Some(a), Some(d)) => Some((g, a, d)),
+            _ => None,
+        };
+        if let Some((g, a, d)) = remembered {
             // Verified on this thread within the same users; a stale date
             // goes the whole way below, for its error.
             if let Some(hit) = verified::lookup(self.id, g, a, d) {
@@ -235,7 +239,6 @@ impl Gate {
         };
         let date =
             date::parse(date_text).ok_or_else(|| AuthError::MalformedDate(date_text.to_owned()))?;
-        let view = self.view.read().clone();
         let user = view
             .users
             .get(&claim.access_key)
@@ -249,9 +252,7 @@ impl Gate {
                 skew_secs: date.epoch_secs - now_secs,
             });
         }
-        if let (Some(g), Some(a), Some(d)) =
-            (view.generation, raw("authorization"), raw("x-mq-date-time"))
-        {
+        if let Some((g, a, d)) = remembered {
             verified::remember(self.id, g, a, d, &claim.access_key, user.admin, date);
         }
         Ok(Principal {

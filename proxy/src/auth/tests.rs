@@ -239,6 +239,20 @@ fn a_new_copy_of_the_rules_replaces_cached_decisions() {
     assert_eq!(g.generation(), Some(8));
 }
 
+/// A copy of the users holding alice alone, with `secret`, no rules.
+fn only_alice(generation: u64, secret: &str) -> AuthSnapshotResponse {
+    AuthSnapshotResponse {
+        generation,
+        changed: true,
+        users: vec![AuthUser {
+            name: "alice".into(),
+            secret: secret.into(),
+            admin: false,
+        }],
+        rules: Vec::new(),
+    }
+}
+
 #[test]
 fn a_remembered_signature_still_goes_stale_and_dies_with_its_secret() {
     let g = gate(Vec::new(), false);
@@ -256,31 +270,13 @@ fn a_remembered_signature_still_goes_stale_and_dies_with_its_secret() {
     ));
     // Another gate of the same generation does not share this one's pairs.
     let other = Gate::new(true, false);
-    other.apply(AuthSnapshotResponse {
-        generation: 7,
-        changed: true,
-        users: vec![AuthUser {
-            name: "alice".into(),
-            secret: "another-secret".into(),
-            admin: false,
-        }],
-        rules: Vec::new(),
-    });
+    other.apply(only_alice(7, "another-secret"));
     assert!(matches!(
         other.authenticate(&h, None, NOW),
         Err(AuthError::BadSignature(_))
     ));
     // A new secret is a new generation: the remembered pair no longer counts.
-    g.apply(AuthSnapshotResponse {
-        generation: 8,
-        changed: true,
-        users: vec![AuthUser {
-            name: "alice".into(),
-            secret: "a-new-secret".into(),
-            admin: false,
-        }],
-        rules: Vec::new(),
-    });
+    g.apply(only_alice(8, "a-new-secret"));
     assert!(matches!(
         g.authenticate(&h, None, NOW),
         Err(AuthError::BadSignature(_))
