@@ -52,9 +52,8 @@ struct Args {
     /// separated), e.g. `--only "pier standalone,tonic-echo,redis appendfsync=always"`.
     #[arg(long, global = true, value_delimiter = ',')]
     only: Vec<String>,
-    /// `send` only: these concurrencies instead of 1, 16, 64 and 256
-    /// (comma separated), e.g. many short rounds of one step when a small
-    /// difference has to be told from this machine's drift.
+    /// `send` and `paired` only: these concurrencies instead of their
+    /// defaults (1, 16, 64 and 256; 16 and 256), comma separated.
     #[arg(long, global = true, value_delimiter = ',')]
     concurrency: Vec<usize>,
     /// Where the JSON records go (the report and charts go beside it).
@@ -86,6 +85,9 @@ enum Scenario {
     Delay,
     /// Transaction half send + commit round trip.
     Txn,
+    /// The cost of a setting: the Pier systems of `--only` side by side,
+    /// send load in short slices taking turns (not part of `all`).
+    Paired,
     /// fifo, delay and txn.
     Types,
     /// The tonic-echo ceiling's server (started by the bench itself).
@@ -145,12 +147,12 @@ async fn main() -> anyhow::Result<()> {
     use Scenario::*;
     let run = |s: Scenario| {
         args.scenario == s
-            || args.scenario == All
+            || (args.scenario == All && s != Paired)
             || (args.scenario == Types && matches!(s, Fifo | Delay | Txn))
     };
     let mut records = Vec::new();
     for s in [
-        Send, Pop, Latency, Mixed, Backlog, Scale, Sdk, Fifo, Delay, Txn,
+        Send, Pop, Latency, Mixed, Backlog, Scale, Sdk, Fifo, Delay, Txn, Paired,
     ] {
         if run(s) {
             records.extend(measure(s, &ctx).await?);
@@ -183,6 +185,7 @@ async fn measure(s: Scenario, ctx: &Ctx) -> anyhow::Result<Vec<record::Record>> 
         Fifo => scenarios::types::fifo(ctx.quick).await,
         Delay => scenarios::types::delay(ctx.quick).await,
         Txn => scenarios::types::txn(ctx.quick).await,
+        Paired => scenarios::paired::run(ctx).await,
         All | Types | EchoServer { .. } | PeersCheck | Report => Ok(Vec::new()),
     }
 }

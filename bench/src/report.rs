@@ -353,7 +353,7 @@ fn markdown(records: &[Record], runs: &BTreeMap<String, Run>, charts: &[String])
     let _ = writeln!(s, "- Machine: {}", machine());
     let _ = writeln!(
         s,
-        "- Within a scenario every system is measured in the same run, one at a time, on 127.0.0.1, 1 KiB bodies, release build."
+        "- Within a scenario every system is measured in the same run, one at a time (`paired`: running side by side, loaded in turns), on 127.0.0.1, 1 KiB bodies, release build."
     );
     let _ = writeln!(s, "- Runs (command, time, scenarios it produced):");
     let mut commands: Vec<(&str, &str)> = runs

@@ -1,10 +1,12 @@
 //! The scenarios. Each starts the systems it measures, one at a time, and
 //! stops each (by dropping it) before starting the next, so no two systems
-//! share the machine during a measurement.
+//! share the machine during a measurement; `paired` alone keeps its systems
+//! running together and loads one at a time, so drift cannot tell them apart.
 
 pub mod backlog;
 pub mod latency;
 pub mod mixed;
+pub mod paired;
 pub mod pop;
 pub mod scale;
 pub mod sdk;
