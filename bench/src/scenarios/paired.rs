@@ -45,6 +45,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
             systems.push((spec.label, sys));
         }
     }
+    // A peer that does not start is skipped (`start`): what is left must
+    // still be a comparison.
+    anyhow::ensure!(
+        systems.len() >= 2,
+        "paired: fewer than two of the systems named started"
+    );
     let mut out = Vec::new();
     for &c in &concurrencies {
         for (_, sys) in &systems {
