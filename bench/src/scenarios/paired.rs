@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use super::{body_1k, start, Ctx};
-use crate::load::{closed_send, Outcome};
+use crate::load::{closed_send, histogram, Outcome};
 use crate::record::Record;
 use crate::system::rss_mib;
 
@@ -29,10 +29,6 @@ fn slices(ctx: &Ctx) -> (Duration, usize) {
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
     let specs = ctx.systems(false, false, false);
-    anyhow::ensure!(
-        specs.len() >= 2,
-        "paired: name at least two Pier systems with --only (the first in the bench's order is the baseline), e.g. --only \"pier standalone,TLS\""
-    );
     let concurrencies = match ctx.concurrency.as_slice() {
         [] => ctx.size(vec![16, 256], vec![16]),
         asked => asked.to_vec(),
@@ -49,7 +45,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
     // still be a comparison.
     anyhow::ensure!(
         systems.len() >= 2,
-        "paired: fewer than two of the systems named started"
+        "paired: needs two or more systems, named with --only (the first in the bench's order is the baseline), e.g. --only \"pier standalone,TLS\"; {} started",
+        systems.len()
     );
     let mut out = Vec::new();
     for &c in &concurrencies {
@@ -58,7 +55,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
         }
         // rates[system][round], and every slice's outcome merged per system.
         let mut rates = vec![Vec::with_capacity(rounds); systems.len()];
-        let mut totals: Vec<Option<Outcome>> = systems.iter().map(|_| None).collect();
+        let mut totals: Vec<Outcome> = systems
+            .iter()
+            .map(|_| Outcome {
+                msgs: 0,
+                elapsed: Duration::ZERO,
+                hist: histogram(),
+            })
+            .collect();
         for round in 0..rounds {
             let order: Vec<usize> = if round.is_multiple_of(2) {
                 (0..systems.len()).collect()
@@ -70,19 +74,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
                 let o =
                     closed_send(sys.as_ref(), c, slice, &body, &format!("{label} c={c}")).await?;
                 rates[i].push(o.throughput());
-                match &mut totals[i] {
-                    Some(t) => {
-                        t.msgs += o.msgs;
-                        t.elapsed += o.elapsed;
-                        t.hist.add(&o.hist).ok();
-                    }
-                    None => totals[i] = Some(o),
-                }
+                let total = &mut totals[i];
+                total.msgs += o.msgs;
+                total.elapsed += o.elapsed;
+                total.hist.add(&o.hist).ok();
             }
         }
         let (base_label, _) = systems[0];
-        for (i, (_, sys)) in systems.iter().enumerate() {
-            let Some(total) = &totals[i] else { continue };
+        for (i, ((_, sys), total)) in systems.iter().zip(&totals).enumerate() {
             let ratio = median(
                 rates[i]
                     .iter()
