@@ -19,9 +19,17 @@ use super::date::ClientDate;
 /// Pairs remembered per thread: a few clients' current second each.
 const SLOTS: usize = 8;
 
-/// A pair of header values that verified.
+/// What a remembered pair gives a call: the user it named and its date.
 #[derive(Debug, Clone)]
-pub(super) struct Entry {
+pub(super) struct Hit {
+    pub(super) name: String,
+    pub(super) admin: bool,
+    pub(super) date: ClientDate,
+}
+
+/// A pair of header values that verified.
+#[derive(Debug)]
+struct Entry {
     /// The gate and the generation of its users (a test process may hold
     /// several gates).
     gate: u64,
@@ -29,10 +37,10 @@ pub(super) struct Entry {
     authorization: Box<[u8]>,
     date_header: Box<[u8]>,
     /// The user the signature named.
-    pub(super) name: String,
-    pub(super) admin: bool,
+    name: String,
+    admin: bool,
     /// The date header, read.
-    pub(super) date: ClientDate,
+    date: ClientDate,
 }
 
 #[derive(Default)]
@@ -46,14 +54,16 @@ thread_local! {
     static VERIFIED: RefCell<Slots> = RefCell::default();
 }
 
-/// The entry of `authorization` and `date_header` verified by `gate`
+/// The user and date of `authorization` and `date_header` verified by `gate`
 /// against the users of `generation`, if this thread has one.
 pub(super) fn lookup(
     gate: u64,
     generation: u64,
     authorization: &[u8],
     date_header: &[u8],
-) -> Option<Entry> {
+) -> Option<Hit> {
+    // Only what the call needs is copied out: this runs on every signed
+    // call, and the header bytes are only for matching.
     VERIFIED.with(|v| {
         v.borrow()
             .entries
@@ -65,7 +75,11 @@ pub(super) fn lookup(
                     && *e.date_header == *date_header
                     && *e.authorization == *authorization
             })
-            .cloned()
+            .map(|e| Hit {
+                name: e.name.clone(),
+                admin: e.admin,
+                date: e.date,
+            })
     })
 }
 
