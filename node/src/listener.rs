@@ -92,6 +92,37 @@ pub struct Conn {
     io: Io,
     info: TcpConnectInfo,
     _slot: OwnedSemaphorePermit,
+    gate: WriteGate,
+}
+
+/// Lets the runtime run its other ready tasks once before each write goes
+/// to the socket, so replies finished meanwhile leave in the same write.
+///
+/// Why: one group commit answers tens of calls at once, and each call's
+/// task, finishing, wakes its connection's task into tokio's LIFO slot, so
+/// the connection ran right after every single reply and wrote it alone:
+/// about one `writev` per reply at c=256 (0.55 per message counted with
+/// `perf stat`), the largest share of the proxy's CPU after the store.
+/// A connection task that wakes itself goes to the back of the run queue
+/// instead, behind the replies still to finish; when it runs again, HTTP/2
+/// has buffered them all. An idle runtime polls it again at once, so a lone
+/// call waits only for that second poll.
+#[derive(Default)]
+struct WriteGate {
+    /// This write already let the others go first.
+    deferred: bool,
+}
+
+impl WriteGate {
+    /// True when the write should wait for one turn of the run queue (the
+    /// task is woken, so it comes back); false when it goes out now.
+    fn defer(&mut self, cx: &Context<'_>) -> bool {
+        self.deferred = !self.deferred;
+        if self.deferred {
+            cx.waker().wake_by_ref();
+        }
+        self.deferred
+    }
 }
 
 enum Io {
@@ -195,6 +226,7 @@ impl Acceptor {
                 io: Io::Plain(tcp),
                 info,
                 _slot: slot,
+                gate: WriteGate::default(),
             });
         };
         let required = self.options.tls_required;
@@ -229,6 +261,7 @@ impl Acceptor {
                 io,
                 info,
                 _slot: slot,
+                gate: WriteGate::default(),
             })
         });
         None
@@ -292,7 +325,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        if this.gate.defer(cx) {
+            return Poll::Pending;
+        }
+        match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
@@ -303,7 +340,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        if this.gate.defer(cx) {
+            return Poll::Pending;
+        }
+        match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
@@ -394,5 +435,59 @@ mod tests {
         let mut got = [0u8; 1];
         s4.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"x");
+    }
+
+    /// Counts the wake-ups of the task it is the waker of.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn each_write_first_lets_other_tasks_run_once_then_goes_out() {
+        let (l, addr) = bound().await;
+        let incoming = accept(l, ListenOptions::default());
+        tokio::pin!(incoming);
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let mut served = incoming.next().await.unwrap().unwrap();
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        // Deferred, with the task woken so that it comes back...
+        let first = Pin::new(&mut served).poll_write(&mut cx, b"ab");
+        assert!(
+            first.is_pending() && woken() == 1,
+            "{first:?}, {} wakes",
+            woken()
+        );
+        // ...and written when it does, without another wake-up.
+        let second = Pin::new(&mut served).poll_write(&mut cx, b"ab");
+        assert!(
+            matches!(second, Poll::Ready(Ok(2))) && woken() == 1,
+            "{second:?}"
+        );
+        // The next write waits for its turn again; vectored writes alike.
+        let bufs = [io::IoSlice::new(b"c"), io::IoSlice::new(b"d")];
+        assert!(Pin::new(&mut served)
+            .poll_write_vectored(&mut cx, &bufs)
+            .is_pending());
+        assert_eq!(woken(), 2);
+        let written = Pin::new(&mut served).poll_write_vectored(&mut cx, &bufs);
+        assert!(matches!(written, Poll::Ready(Ok(2))), "{written:?}");
+
+        // Through AsyncWriteExt (as HTTP/2 writes), the bytes arrive whole.
+        served.write_all(b"efgh").await.unwrap();
+        let mut got = [0u8; 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"abcdefgh");
     }
 }
