@@ -5,8 +5,9 @@
 //!   most durable writes per second this disk and RocksDB give, with no
 //!   network, protocol or queue logic;
 //! - `tonic-echo`: a tonic unary call echoing the body, served by a child
-//!   process (`pier-bench echo-server`) as Pier's server is another process:
-//!   the most gRPC round trips per second, with no storage.
+//!   process (`pier-bench echo-server`) as Pier's server is another process,
+//!   through Pier's listener (`pier_node::listener`, writes gated): the most
+//!   gRPC round trips per second, with no storage.
 //!
 //! Neither consumes (`PeerSpec::pops` is false).
 
@@ -174,7 +175,9 @@ pub async fn echo_server(listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Pier's own listener (TCP_NODELAY, writes gated by pier_node::gate),
+    // so the ceiling is a call through the same socket handling as Pier's.
+    let incoming = pier_node::listener::accept(listener, Default::default());
     println!("listening addr={addr}");
     tonic::transport::Server::builder()
         .add_service(EchoServer::new(EchoService))
@@ -231,7 +234,7 @@ impl System for TonicEcho {
     }
 
     fn config(&self) -> String {
-        "unary echo, no storage, server in a child process, TCP_NODELAY".into()
+        "unary echo, no storage, server in a child process, Pier's listener (TCP_NODELAY, gated writes)".into()
     }
 
     fn pids(&self) -> Vec<u32> {

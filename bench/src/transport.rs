@@ -9,6 +9,13 @@
 //! the caller's own task removes the hop; the requests on the wire are the
 //! same (tonic still encodes them, sets the path, the headers and the
 //! deadline).
+//!
+//! Its writes pass `pier_node::gate` as the servers' do: a caller sending
+//! its next request as soon as a reply arrives wakes the connection task,
+//! which tokio then runs next, so each request went out in a `writev` of
+//! its own; gated, the requests of the callers woken by one batch of
+//! replies leave together, as grpc-java's write queue (one flush per batch
+//! of queued writes) sends them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +24,7 @@ use std::task::{Context, Poll};
 use anyhow::Context as _;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use pier_node::gate::Gated;
 use tonic::body::Body;
 
 /// A cloneable handle on one HTTP/2 connection (clones share it, as calls
@@ -33,7 +41,7 @@ impl H2 {
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         tcp.set_nodelay(true)?;
-        H2::handshake(tcp, addr).await
+        H2::handshake(Gated::new(tcp), addr).await
     }
 
     /// Connects to `addr` over TLS (ALPN h2) trusting only `ca_pem`: the
@@ -43,7 +51,7 @@ impl H2 {
             .await
             .with_context(|| format!("TLS connection to {addr}"))?;
         tls.get_ref().0.set_nodelay(true)?;
-        H2::handshake(tls, addr).await
+        H2::handshake(Gated::new(tls), addr).await
     }
 
     /// Starts HTTP/2 on a connected stream to `addr`.

@@ -1,11 +1,13 @@
 //! What a Pier node binary needs around its services, shared by `pier-store`
 //! and `pier-proxy`: TOML config files, logging from `RUST_LOG`, the
 //! shutdown signal, gRPC server reflection, the TCP listener ([`listener`]:
-//! connection limit, plaintext and TLS on one port) with its certificates
+//! connection limit, plaintext and TLS on one port, writes coalesced by
+//! [`gate`]) with its certificates
 //! ([`tls`]: loading, reloading), the metrics exporter ([`metrics`]), the
 //! tracer ([`trace`]) and their OTLP settings and forwarding ([`otlp`]). None of it is store or proxy logic, so it lives here,
 //! beside the binaries, and never pulls in RocksDB.
 
+pub mod gate;
 pub mod listener;
 pub mod tls;
 

@@ -38,6 +38,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::gate::WriteGate;
+
 /// Longest time from accept to a finished TLS handshake (or, with TLS
 /// configured, to the client's first byte).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,37 +94,8 @@ pub struct Conn {
     io: Io,
     info: TcpConnectInfo,
     _slot: OwnedSemaphorePermit,
+    /// Replies that finish together leave in one write ([`crate::gate`]).
     gate: WriteGate,
-}
-
-/// Lets the runtime run its other ready tasks once before each write goes
-/// to the socket, so replies finished meanwhile leave in the same write.
-///
-/// Why: one group commit answers tens of calls at once, and each call's
-/// task, finishing, wakes its connection's task into tokio's LIFO slot, so
-/// the connection ran right after every single reply and wrote it alone:
-/// about one `writev` per reply at c=256 (0.55 per message counted with
-/// `perf stat`), the largest share of the proxy's CPU after the store.
-/// A connection task that wakes itself goes to the back of the run queue
-/// instead, behind the replies still to finish; when it runs again, HTTP/2
-/// has buffered them all. An idle runtime polls it again at once, so a lone
-/// call waits only for that second poll.
-#[derive(Default)]
-struct WriteGate {
-    /// This write already let the others go first.
-    deferred: bool,
-}
-
-impl WriteGate {
-    /// True when the write should wait for one turn of the run queue (the
-    /// task is woken, so it comes back); false when it goes out now.
-    fn defer(&mut self, cx: &Context<'_>) -> bool {
-        self.deferred = !self.deferred;
-        if self.deferred {
-            cx.waker().wake_by_ref();
-        }
-        self.deferred
-    }
 }
 
 enum Io {
