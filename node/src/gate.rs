@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Decides, write by write, whether to yield first (see the module comment).
 #[derive(Debug, Default)]
-pub struct WriteGate {
+struct WriteGate {
     /// This write already let the others go first.
     deferred: bool,
 }
@@ -30,7 +30,7 @@ impl WriteGate {
     /// True when the write should wait for one turn of the run queue (the
     /// task is woken, so it comes back and tries again); false when it goes
     /// out now.
-    pub fn defer(&mut self, cx: &Context<'_>) -> bool {
+    fn defer(&mut self, cx: &Context<'_>) -> bool {
         self.deferred = !self.deferred;
         if self.deferred {
             cx.waker().wake_by_ref();
@@ -39,7 +39,9 @@ impl WriteGate {
     }
 }
 
-/// A stream whose writes pass a [`WriteGate`]; reads go straight through.
+/// A stream whose writes pass the gate (see the module comment); reads go
+/// straight through.
+///
 /// Wrap the innermost stream that HTTP/2 writes to: above TLS, not below it
 /// (TLS's flush would retry a deferred write at once).
 #[derive(Debug)]
@@ -55,6 +57,11 @@ impl<IO> Gated<IO> {
             io,
             gate: WriteGate::default(),
         }
+    }
+
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &IO {
+        &self.io
     }
 }
 

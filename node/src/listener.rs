@@ -36,9 +36,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::gate::WriteGate;
+use crate::gate::Gated;
 
 /// Longest time from accept to a finished TLS handshake (or, with TLS
 /// configured, to the client's first byte).
@@ -91,22 +92,19 @@ pub enum Refusal {
 /// An accepted connection: the socket, or a TLS session over it. Holds its
 /// connection slot until dropped.
 pub struct Conn {
-    io: Io,
+    /// Replies that finish together leave in one write ([`crate::gate`]).
+    io: Gated<Io>,
     info: TcpConnectInfo,
     _slot: OwnedSemaphorePermit,
-    /// Replies that finish together leave in one write ([`crate::gate`]).
-    gate: WriteGate,
 }
 
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// The socket (left), or a TLS session over it (right).
+type Io = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 impl Conn {
     /// Whether this connection speaks TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.io, Io::Tls(_))
+        matches!(self.io.get_ref(), Either::Right(_))
     }
 }
 
@@ -196,10 +194,9 @@ impl Acceptor {
         };
         let Some(acceptor) = self.acceptor.clone() else {
             return Some(Conn {
-                io: Io::Plain(tcp),
+                io: Gated::new(Either::Left(tcp)),
                 info,
                 _slot: slot,
-                gate: WriteGate::default(),
             });
         };
         let required = self.options.tls_required;
@@ -213,7 +210,7 @@ impl Acceptor {
                 }
                 if first[0] == TLS_HANDSHAKE {
                     match acceptor.accept(tcp).await {
-                        Ok(tls) => Some(Io::Tls(Box::new(tls))),
+                        Ok(tls) => Some(Either::Right(Box::new(tls))),
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             None
@@ -225,16 +222,15 @@ impl Acceptor {
                     }
                     None
                 } else {
-                    Some(Io::Plain(tcp))
+                    Some(Either::Left(tcp))
                 }
             })
             .await
             .ok()??;
             Some(Conn {
-                io,
+                io: Gated::new(io),
                 info,
                 _slot: slot,
-                gate: WriteGate::default(),
             })
         });
         None
@@ -285,10 +281,7 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
@@ -298,14 +291,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.gate.defer(cx) {
-            return Poll::Pending;
-        }
-        match &mut this.io {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -313,35 +299,19 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.gate.defer(cx) {
-            return Poll::Pending;
-        }
-        match &mut this.io {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
