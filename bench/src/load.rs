@@ -29,6 +29,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Nothing yet: the start of a sum over slices or turns.
+    pub fn empty() -> Outcome {
+        Outcome {
+            msgs: 0,
+            elapsed: Duration::ZERO,
+            hist: histogram(),
+        }
+    }
+
     pub fn throughput(&self) -> f64 {
         self.msgs as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

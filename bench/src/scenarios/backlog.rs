@@ -47,14 +47,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
     for (_, pier, _) in &sides {
         settled = settled.max(settle(&pier.pids(), limit).await);
     }
-    let mut outcomes: Vec<Outcome> = sides
-        .iter()
-        .map(|_| Outcome {
-            msgs: 0,
-            elapsed: Duration::ZERO,
-            hist: histogram(),
-        })
-        .collect();
+    let mut outcomes: Vec<Outcome> = sides.iter().map(|_| Outcome::empty()).collect();
     for turn in 1..=TURNS {
         for ((waiting, pier, _), total) in sides.iter().zip(outcomes.iter_mut()) {
             let label = format!("backlog drain of {waiting}, part {turn}/{TURNS}");

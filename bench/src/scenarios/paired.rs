@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use super::{body_1k, start, Ctx};
-use crate::load::{closed_send, histogram, Outcome};
+use crate::load::{closed_send, Outcome};
 use crate::record::Record;
 use crate::system::rss_mib;
 
@@ -55,14 +55,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
         }
         // rates[system][round], and every slice's outcome merged per system.
         let mut rates = vec![Vec::with_capacity(rounds); systems.len()];
-        let mut totals: Vec<Outcome> = systems
-            .iter()
-            .map(|_| Outcome {
-                msgs: 0,
-                elapsed: Duration::ZERO,
-                hist: histogram(),
-            })
-            .collect();
+        let mut totals: Vec<Outcome> = systems.iter().map(|_| Outcome::empty()).collect();
         for round in 0..rounds {
             let order: Vec<usize> = if round.is_multiple_of(2) {
                 (0..systems.len()).collect()
