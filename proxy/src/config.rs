@@ -16,6 +16,9 @@ pub struct ProxyConfig {
     pub listen: String,
     /// Standalone mode: data directory of the embedded store.
     pub data: PathBuf,
+    /// Standalone mode: directory of the embedded store's write-ahead log
+    /// (unset: `data`); see [`StoreOptions::wal_dir`].
+    pub wal_dir: Option<PathBuf>,
     /// Cluster mode: address of the store node. When set, `data` is unused.
     pub store: Option<String>,
     /// Flush mode of the embedded store's sends.
@@ -170,6 +173,7 @@ impl ProxyConfig {
                 max_checks: self.txn_max_checks,
             },
             max_inflight_per_group: self.max_inflight_per_group,
+            wal_dir: self.wal_dir.clone(),
         }
     }
 
@@ -192,6 +196,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             listen: "0.0.0.0:8081".into(),
             data: PathBuf::from("./pier-data"),
+            wal_dir: None,
             store: None,
             flush: FlushMode::Sync,
             ack_flush: FlushMode::Sync,

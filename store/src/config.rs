@@ -15,6 +15,9 @@ pub struct StoreNodeConfig {
     pub listen: String,
     /// Data directory.
     pub data: PathBuf,
+    /// Directory of the write-ahead log (unset: `data`); see
+    /// [`StoreOptions::wal_dir`].
+    pub wal_dir: Option<PathBuf>,
     /// When a send is acknowledged.
     pub flush: FlushMode,
     /// When acks, changes of invisible time and receives are answered
@@ -75,6 +78,7 @@ impl StoreNodeConfig {
                 max_checks: self.txn_max_checks,
             },
             max_inflight_per_group: self.max_inflight_per_group,
+            wal_dir: self.wal_dir.clone(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Default for StoreNodeConfig {
         StoreNodeConfig {
             listen: "0.0.0.0:8091".into(),
             data: PathBuf::from("./pier-store-data"),
+            wal_dir: None,
             flush: FlushMode::Sync,
             ack_flush: FlushMode::Sync,
             retention_hours: 72,

@@ -8,7 +8,7 @@
 //! - [`Timers`], [`Transactions`], [`Retention`]: delay messages,
 //!   transactions and expiry, each with its background thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -51,6 +51,10 @@ pub struct StoreOptions {
     /// still gets redeliveries, but no new message: it fails with
     /// [`crate::StoreError::TooManyInflight`] when nothing else is due.
     pub max_inflight_per_group: u64,
+    /// Directory of the write-ahead log (`None`: the data directory), e.g.
+    /// on a device of its own. A store opens only with the directory its
+    /// WAL has been in.
+    pub wal_dir: Option<PathBuf>,
 }
 
 impl StoreOptions {
@@ -70,6 +74,7 @@ impl Default for StoreOptions {
             retention_ms: DEFAULT_RETENTION_MS,
             txn_checks: CheckPolicy::default(),
             max_inflight_per_group: StoreOptions::DEFAULT_MAX_INFLIGHT_PER_GROUP,
+            wal_dir: None,
         }
     }
 }
@@ -100,7 +105,7 @@ impl Store {
     /// Opens a store whose deadlines follow `clock` (tests drive time).
     pub fn open_with_clock(dir: &Path, opts: StoreOptions, clock: Arc<dyn Clock>) -> Result<Store> {
         opts.txn_checks.validate()?;
-        let db = Arc::new(Db::open(dir)?);
+        let db = Arc::new(Db::open(dir, opts.wal_dir.as_deref())?);
         let catalog = Arc::new(Catalog::load(db.clone(), clock.clone())?);
         // Before anything appends: marks what predates the message index.
         crate::log::index::prepare(&db, &catalog)?;

@@ -30,6 +30,11 @@ struct Args {
     /// Data directory of the embedded store (standalone mode) [default: ./pier-data].
     #[arg(long, env = "PIER_DATA")]
     data: Option<PathBuf>,
+    /// Directory of the embedded store's write-ahead log, e.g. on a device
+    /// of its own [default: the data directory]. A store then opens only
+    /// with that directory.
+    #[arg(long, env = "PIER_WAL_DIR")]
+    wal_dir: Option<PathBuf>,
     /// Address of a `pier-store` node (cluster mode).
     #[arg(long, env = "PIER_STORE")]
     store: Option<String>,
@@ -130,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut cfg: ProxyConfig = node::load_config(args.config.as_deref())?;
     node::override_given!(
-        cfg, args: listen, data, store, flush, ack_flush, retention_hours, max_body_size,
+        cfg, args: listen, data, wal_dir, store, flush, ack_flush, retention_hours, max_body_size,
         max_delay_ms, auto_renew_invisible_ms, auto_renew_max_ms, max_long_poll_ms,
         client_expiry_ms, auth, auth_local_time_dates, admin_user, auto_create, tls_cert,
         tls_key, tls_required, max_connections, store_tls_ca, store_tls_cert, store_tls_key,

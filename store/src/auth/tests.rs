@@ -2,7 +2,7 @@ use super::*;
 use crate::clock::ManualClock;
 
 fn open(dir: &Path) -> (Arc<Db>, Auth) {
-    let db = Arc::new(Db::open(dir).unwrap());
+    let db = Arc::new(Db::open(dir, None).unwrap());
     let auth = Auth::open(dir, db.clone(), Arc::new(ManualClock::new(1_000))).unwrap();
     (db, auth)
 }
@@ -78,7 +78,7 @@ async fn a_secret_sealed_under_another_key_is_refused() {
         auth.create_user(user("alice", "pw", false)).unwrap();
     }
     std::fs::remove_file(dir.path().join(SEAL_KEY_FILE)).unwrap();
-    let db = Arc::new(Db::open(dir.path()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), None).unwrap());
     let err = Auth::open(dir.path(), db, Arc::new(ManualClock::new(0)))
         .err()
         .expect("a secret that does not decrypt stops the open");

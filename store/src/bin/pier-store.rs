@@ -31,6 +31,11 @@ struct Args {
     /// Data directory.
     #[arg(long, env = "PIER_DATA")]
     data: Option<PathBuf>,
+    /// Directory of the write-ahead log, e.g. on a device of its own
+    /// [default: the data directory]. A store then opens only with that
+    /// directory.
+    #[arg(long, env = "PIER_WAL_DIR")]
+    wal_dir: Option<PathBuf>,
     /// `sync` (fsync before acknowledging a send) or `async`.
     #[arg(long, env = "PIER_FLUSH")]
     flush: Option<FlushMode>,
@@ -85,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut cfg: StoreNodeConfig = node::load_config(args.config.as_deref())?;
     node::override_given!(
-        cfg, args: listen, data, flush, ack_flush, retention_hours, tls_cert, tls_key,
+        cfg, args: listen, data, wal_dir, flush, ack_flush, retention_hours, tls_cert, tls_key,
         tls_client_ca, max_inflight_per_group;
         args.txn: txn_first_check_ms, txn_check_backoff, txn_max_check_interval_ms,
         txn_max_checks;

@@ -6,6 +6,7 @@
 //! fails with [`StoreError::Poisoned`] instead of being acknowledged.
 
 pub(crate) mod keys;
+mod wal;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,11 +81,16 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Opens (or creates) the database in `dir` with every column family.
-    pub(crate) fn open(dir: &Path) -> Result<Db> {
+    /// Opens (or creates) the database in `dir` with every column family,
+    /// its write-ahead log in `wal_dir` (`None`: in `dir`; see [`wal`]).
+    pub(crate) fn open(dir: &Path, wal_dir: Option<&Path>) -> Result<Db> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::storage(format!("creating {}", dir.display()), e))?;
+        let wal_dir = wal::locate(dir, wal_dir)?;
         let mut opts = Options::default();
+        if let Some(wal_dir) = &wal_dir {
+            opts.set_wal_dir(wal_dir);
+        }
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
@@ -311,7 +317,7 @@ mod tests {
     #[test]
     fn a_failed_write_poisons_every_later_write_but_not_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path(), None).unwrap();
         let mut b = db.batch().unwrap();
         b.put(Cf::Meta, b"k", b"v");
         db.write(b, Durability::Synced, "a first write").unwrap();

@@ -133,3 +133,70 @@ async fn a_store_outage_fails_sends_with_one_warn_line_not_one_per_call() {
         assert!(line.contains(part), "{part} missing from {line}");
     }
 }
+
+/// `--wal-dir`: the embedded store's write-ahead log goes there, a kill -9
+/// loses no acknowledged send, and a restart without the setting is
+/// refused (RocksDB would open the store without the writes only in its
+/// log) with an error saying where the log is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_dir_holds_the_log_and_a_restart_without_it_is_refused() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
+    let with_wal = ["--wal-dir", wal.to_str().unwrap()];
+    let mut proxy = Node::standalone_with(&data, &with_wal);
+    let c = Raw::connect(&proxy.endpoint()).await;
+    c.create_topic("walled", 1).await;
+    c.create_group("readers", 16).await;
+    let sent = c.send(message("walled", "kept")).await;
+    assert_eq!(sent.status.expect("a status").code(), Code::Ok);
+    proxy.kill();
+
+    let logs = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".log")
+            })
+            .count()
+    };
+    assert!(logs(&wal) > 0, "the log is in --wal-dir");
+    assert_eq!(logs(&data), 0, "and not beside the data");
+
+    let mut child = Command::new(bin("pier-proxy"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "", "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a proxy without its store's --wal-dir started");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("write-ahead log"), "{stderr}");
+    let wal_real = std::fs::canonicalize(&wal).unwrap();
+    assert!(
+        stderr.contains(wal_real.to_str().unwrap()),
+        "names where the log is: {stderr}"
+    );
+
+    let proxy = Node::standalone_with(&data, &with_wal);
+    let c = Raw::connect(&proxy.endpoint()).await;
+    let (code, got) = c.receive("readers", "walled", 1, 30_000, 2_000).await;
+    assert_eq!(code, Code::Ok);
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["kept"]);
+}

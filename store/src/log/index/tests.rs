@@ -77,7 +77,7 @@ async fn messages_from_before_the_index_are_found_by_a_scan() {
     }
     {
         // What an older version left: no entries, no format record.
-        let db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path(), None).unwrap();
         let mut batch = db.batch().unwrap();
         batch.delete_range(Cf::Index, &[0u8][..], &[0xffu8][..]);
         db.write(batch, Durability::Synced, "forgetting the index")
