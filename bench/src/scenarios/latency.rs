@@ -7,6 +7,9 @@
 //! same open-loop send at the same rate is also measured, in the same run,
 //! against every system that fsyncs before it answers: the durable peers and
 //! a bare RocksDB synced write (the disk with nothing in front of it).
+//! Pier's sends are measured twice: alone, as the others are (the figure
+//! the goals compare), and during the end-to-end run, with consumers
+//! receiving and acking beside them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -72,6 +75,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
 }
 
 async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<Vec<Record>> {
+    // Sends alone first, as every other system is measured: with consumers
+    // draining at the same time, Pier's receives and acks write and sync
+    // consumption state beside the sends (two more WAL syncs per message
+    // here), which the other systems' send figures do not carry.
+    let label = format!("latency {} at {rate}/s, sends alone", pier.config());
+    let body = body_1k();
+    let alone = open_send(pier, rate, duration, WORKERS, move |_| body.clone(), &label).await?;
+    let alone = Record::new(
+        "latency",
+        "pier",
+        format!("{}; send", pier.config()),
+        WORKERS,
+        &alone,
+        rss_mib(&pier.pids()),
+    )
+    .with_rate(rate);
+    alone.announce();
+    // A fresh topic and group, so the consumers below get none of those.
+    pier.reset().await?;
+
     // Every body carries its intended send time, in microseconds since
     // `base`, so the consumer can charge the whole path to the message.
     let base = Instant::now();
@@ -128,7 +151,7 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
     let send = Record::new(
         "latency",
         "pier",
-        format!("{}; send", pier.config()),
+        format!("{}; end-to-end run: its sends", pier.config()),
         WORKERS,
         &sent,
         rss,
@@ -153,5 +176,5 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
     .with_rate(rate);
     send.announce();
     e2e.announce();
-    Ok(vec![send, e2e])
+    Ok(vec![alone, send, e2e])
 }
