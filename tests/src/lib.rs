@@ -29,7 +29,7 @@ pub mod tls;
 pub mod tools;
 
 pub use deploy::{Client, Mode, Pier};
-pub use node::{bin, bin_dir, Node};
+pub use node::{bin, bin_dir, run_to_exit, Node};
 pub use raw::{attempt, body, handle, message, message_with_id, millis, resource, Raw};
 /// For [`assert_fields!`].
 pub use serde_json;

@@ -30,6 +30,33 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Runs `binary` with `args` until it exits, which must be within `within`
+/// (one still running then is killed and the test fails): for starts that
+/// are meant to be refused. Stdout is dropped, stderr kept.
+pub fn run_to_exit<S: AsRef<std::ffi::OsStr>>(
+    binary: &str,
+    args: impl IntoIterator<Item = S>,
+    within: Duration,
+) -> std::process::Output {
+    let mut child = Command::new(bin(binary))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {binary}: {e}"));
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{binary} kept running past {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// A running Pier process; killed (SIGTERM, then SIGKILL) when dropped.
 pub struct Node {
     child: Option<Child>,

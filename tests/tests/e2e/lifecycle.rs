@@ -140,8 +140,6 @@ async fn a_store_outage_fails_sends_with_one_warn_line_not_one_per_call() {
 /// log) with an error saying where the log is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wal_dir_holds_the_log_and_a_restart_without_it_is_refused() {
-    use std::process::{Command, Stdio};
-
     let dir = tempfile::tempdir().unwrap();
     let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
     let with_wal = ["--wal-dir", wal.to_str().unwrap()];
@@ -168,23 +166,18 @@ async fn a_wal_dir_holds_the_log_and_a_restart_without_it_is_refused() {
     assert!(logs(&wal) > 0, "the log is in --wal-dir");
     assert_eq!(logs(&data), 0, "and not beside the data");
 
-    let mut child = Command::new(bin("pier-proxy"))
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "", "--data"])
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a proxy without its store's --wal-dir started");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_to_exit(
+        "pier-proxy",
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("write-ahead log"), "{stderr}");

@@ -214,38 +214,19 @@ fn an_empty_setting_turns_the_endpoint_off_and_a_taken_address_is_an_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let data = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(bin("pier-proxy"))
-        .args([
+    let out = run_to_exit(
+        "pier-proxy",
+        [
             "--listen",
             "127.0.0.1:0",
             "--metrics-listen",
             &addr,
             "--data",
-        ])
-        .arg(data.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pier-proxy");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("pier-proxy kept running on a taken metrics address");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    let _ = child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err);
+            data.path().to_str().expect("utf-8 path"),
+        ],
+        Duration::from_secs(20),
+    );
+    let (status, err) = (out.status, String::from_utf8_lossy(&out.stderr));
     assert!(!status.success());
     assert!(err.contains("cannot listen for metrics"), "{err}");
 }

@@ -3,8 +3,7 @@
 //! proxy with the same secret works, one with another secret cannot serve
 //! and says why, and health and reflection stay open.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use pier_proto::admin::admin_service_client::AdminServiceClient;
@@ -174,8 +173,9 @@ async fn a_proxy_with_another_secret_cannot_serve_and_says_why() {
 
     // It needs the receipt key from the store at start: it stops, naming
     // the cause.
-    let mut child = Command::new(bin("pier-proxy"))
-        .args([
+    let out = run_to_exit(
+        "pier-proxy",
+        [
             "--listen",
             "127.0.0.1:0",
             "--metrics-listen",
@@ -184,21 +184,9 @@ async fn a_proxy_with_another_secret_cannot_serve_and_says_why() {
             &store.endpoint(),
             "--cluster-secret",
             "not-the-secret",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a proxy with another secret did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+        ],
+        Duration::from_secs(20),
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Unauthenticated"), "{stderr}");
