@@ -233,21 +233,23 @@ impl RocketMq {
         }
     }
 
-    /// [`Self::open_telemetry`], retried for up to 30 s while the proxy does
+    /// [`Self::open_telemetry`], retried for up to 90 s while the proxy does
     /// not know the group yet: mqadmin has answered, but the broker's new
-    /// subscription group can reach the proxy's view a moment later (seen
-    /// as "group not found: bench-group-0" right after a start).
+    /// subscription group can reach the proxy's view later (seen as "group
+    /// not found: bench-group-0" right after a start; 30 s of retries were
+    /// not always enough in the latency scenario).
     async fn open_telemetry_when_ready(
         &self,
         raw: &Raw,
     ) -> anyhow::Result<(mpsc::Sender<TelemetryCommand>, tokio::task::JoinHandle<()>)> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
         loop {
             match self.open_telemetry(raw).await {
                 Err(e)
                     if format!("{e:#}").contains("group not found")
                         && std::time::Instant::now() < deadline =>
                 {
+                    eprintln!("  rocketmq: group not yet known, retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 other => return other,

@@ -30,9 +30,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
     let rate = ctx.size(2_000.0, 200.0);
     let duration = ctx.size(Duration::from_secs(60), Duration::from_secs(2));
     let mut out = Vec::new();
+    // Pier in the modes `--only` leaves in (both when it names none).
+    let specs = ctx.systems(true, false, true);
     for cluster in [false, true] {
         if cluster && ctx.quick {
             break;
+        }
+        let label = if cluster {
+            "pier cluster"
+        } else {
+            "pier standalone"
+        };
+        if !specs.iter().any(|s| s.label.starts_with(label)) {
+            continue;
         }
         let pier = if cluster {
             Pier::cluster(2, None).await?
@@ -41,7 +51,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
         };
         out.extend(measure(&pier, rate, duration).await?);
     }
-    for spec in ctx.systems(false, false, true) {
+    for spec in specs {
         if !spec.synced || spec.label.starts_with("pier") {
             continue;
         }
