@@ -243,13 +243,16 @@ impl RocketMq {
         raw: &Raw,
     ) -> anyhow::Result<(mpsc::Sender<TelemetryCommand>, tokio::task::JoinHandle<()>)> {
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let mut said = false;
         loop {
             match self.open_telemetry(raw).await {
                 Err(e)
                     if format!("{e:#}").contains("group not found")
                         && std::time::Instant::now() < deadline =>
                 {
-                    eprintln!("  rocketmq: group not yet known, retrying");
+                    if !std::mem::replace(&mut said, true) {
+                        eprintln!("  rocketmq: its proxy does not know the group yet; retrying for up to 90 s");
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 other => return other,

@@ -85,6 +85,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Record>> {
 }
 
 async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<Vec<Record>> {
+    // One of Pier's rows: `part` of this run, at `rate`.
+    let row = |part: &str, clients: usize, o: &Outcome, rss: Option<f64>| {
+        Record::new(
+            "latency",
+            "pier",
+            format!("{}; {part}", pier.config()),
+            clients,
+            o,
+            rss,
+        )
+        .with_rate(rate)
+    };
     // Sends alone first, as every other system is measured: with consumers
     // draining at the same time, Pier's receives and acks write and sync
     // consumption state beside the sends (two more WAL syncs per message
@@ -92,15 +104,7 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
     let label = format!("latency {} at {rate}/s, sends alone", pier.config());
     let body = body_1k();
     let alone = open_send(pier, rate, duration, WORKERS, move |_| body.clone(), &label).await?;
-    let alone = Record::new(
-        "latency",
-        "pier",
-        format!("{}; send", pier.config()),
-        WORKERS,
-        &alone,
-        rss_mib(&pier.pids()),
-    )
-    .with_rate(rate);
+    let alone = row("send", WORKERS, &alone, rss_mib(&pier.pids()));
     alone.announce();
     // A fresh topic and group, so the consumers below get none of those.
     pier.reset().await?;
@@ -158,32 +162,18 @@ async fn measure(pier: &Pier, rate: f64, duration: Duration) -> anyhow::Result<V
         eprintln!("  warning: {} of {} delivered", e2e.msgs, sent.msgs);
     }
     let rss = rss_mib(&pier.pids());
-    let send = Record::new(
-        "latency",
-        "pier",
-        format!("{}; end-to-end run: its sends", pier.config()),
-        WORKERS,
-        &sent,
-        rss,
-    )
-    .with_rate(rate);
+    let send = row("end-to-end run: its sends", WORKERS, &sent, rss);
     // Delivered over the time the sends took.
     let e2e = Outcome {
         elapsed: sent.elapsed,
         ..e2e
     };
-    let e2e = Record::new(
-        "latency",
-        "pier",
-        format!(
-            "{}; end to end (send to long-polling consumer)",
-            pier.config()
-        ),
+    let e2e = row(
+        "end to end (send to long-polling consumer)",
         CONSUMERS,
         &e2e,
         rss,
-    )
-    .with_rate(rate);
+    );
     send.announce();
     e2e.announce();
     Ok(vec![alone, send, e2e])
