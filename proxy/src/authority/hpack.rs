@@ -24,6 +24,14 @@
 //! decoder is ours, small, and tested against `loona-hpack` as a reference
 //! on random blocks (`tests` below) as well as on RFC 7541's examples.
 //!
+//! One exception to decoding everything: a value the table does not keep
+//! (a literal "without indexing" or "never indexed", §6.2.2–6.2.3) of a
+//! field other than `:authority` matters to nothing but a re-encoding, so
+//! a caller that passes blocks on unchanged may ask to get it still coded
+//! ([`Value::Coded`]) and decode it only if it re-encodes. Clients sign
+//! every call with such a field (`authorization`, which HTTP/2 encoders
+//! never index), and `h2` decodes it again anyway.
+//!
 //! Rules followed (and checked by the tests): the static table of
 //! Appendix A; entries added at the front and evicted from the back so the
 //! table never exceeds its current size (an entry larger than the table
@@ -116,6 +124,28 @@ const STATIC: [(&[u8], &[u8]); 61] = [
     (b"www-authenticate", b""),
 ];
 
+/// A field's value as [`Decoder::decode`] hands it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Value<'a> {
+    /// Decoded.
+    Plain(&'a [u8]),
+    /// Huffman-coded as the block has it: only for a value the table does
+    /// not keep, of a field other than `:authority`, when the caller spares
+    /// the decoding. [`Value::decode_into`] gives its bytes.
+    Coded(&'a [u8]),
+}
+
+impl Value<'_> {
+    /// Appends the value's bytes to `out`, decoding them if need be.
+    pub(super) fn decode_into(self, out: &mut Vec<u8>) -> Result<(), Broken> {
+        match self {
+            Value::Plain(v) => out.extend_from_slice(v),
+            Value::Coded(c) => huffman::decode(c, out)?,
+        }
+        Ok(())
+    }
+}
+
 /// A dynamic table entry: name and value in one buffer.
 struct Entry {
     bytes: Box<[u8]>,
@@ -161,11 +191,15 @@ impl Decoder {
     }
 
     /// Decodes a whole header block, handing each field to `field` in
-    /// order, and updates the table as the block says.
+    /// order, and updates the table as the block says. With `spare`, a
+    /// Huffman-coded value the table does not keep, of a field other than
+    /// `:authority`, comes as [`Value::Coded`] (and a coding error in it is
+    /// not found here).
     pub(super) fn decode(
         &mut self,
         mut block: &[u8],
-        mut field: impl FnMut(&[u8], &[u8]),
+        spare: bool,
+        mut field: impl FnMut(&[u8], Value<'_>),
     ) -> Result<(), Broken> {
         let mut at_start = true;
         while let Some(&first) = block.first() {
@@ -173,10 +207,10 @@ impl Decoder {
                 // Indexed field (§6.1).
                 let index = integer(&mut block, 7)?;
                 let (name, value) = lookup(&self.table, index)?;
-                field(name, value);
+                field(name, Value::Plain(value));
             } else if first & 0x40 != 0 {
                 // Literal, added to the table (§6.2.1).
-                self.literal(&mut block, 6, &mut field)?;
+                self.literal(&mut block, 6, false, &mut field)?;
                 self.insert();
             } else if first & 0x20 != 0 {
                 // Table size update (§6.3): only before the first field.
@@ -193,7 +227,7 @@ impl Decoder {
             } else {
                 // Literal not added to the table, or never to be
                 // (§6.2.2, §6.2.3): the same for a decoder.
-                self.literal(&mut block, 4, &mut field)?;
+                self.literal(&mut block, 4, spare, &mut field)?;
             }
             at_start = false;
         }
@@ -201,12 +235,15 @@ impl Decoder {
     }
 
     /// Reads a literal field into `self.name` and `self.value` and hands
-    /// it to `field`.
+    /// it to `field`; with `spare`, a Huffman-coded value of a field other
+    /// than `:authority` is handed over coded instead (the caller only
+    /// spares values the table does not keep).
     fn literal(
         &mut self,
         block: &mut &[u8],
         prefix: u32,
-        field: &mut impl FnMut(&[u8], &[u8]),
+        spare: bool,
+        field: &mut impl FnMut(&[u8], Value<'_>),
     ) -> Result<(), Broken> {
         let index = integer(block, prefix)?;
         self.name.clear();
@@ -215,9 +252,14 @@ impl Decoder {
         } else {
             self.name.extend_from_slice(lookup(&self.table, index)?.0);
         }
+        if spare && self.name != b":authority" && block.first().is_some_and(|b| b & 0x80 != 0) {
+            let coded = raw_string(block)?;
+            field(&self.name, Value::Coded(coded));
+            return Ok(());
+        }
         self.value.clear();
         string(block, &mut self.value)?;
-        field(&self.name, &self.value);
+        field(&self.name, Value::Plain(&self.value));
         Ok(())
     }
 
@@ -308,18 +350,24 @@ fn integer(block: &mut &[u8], prefix: u32) -> Result<usize, Broken> {
 /// Reads a string literal (§5.2) from the front of `block` into `out`.
 fn string(block: &mut &[u8], out: &mut Vec<u8>) -> Result<(), Broken> {
     let huffman = block.first().ok_or(Broken)? & 0x80 != 0;
-    let len = integer(block, 7)?;
-    if len > block.len() {
-        return Err(Broken);
-    }
-    let (raw, rest) = block.split_at(len);
-    *block = rest;
+    let raw = raw_string(block)?;
     if huffman {
         huffman::decode(raw, out)?;
     } else {
         out.extend_from_slice(raw);
     }
     Ok(())
+}
+
+/// Takes a string literal's bytes, as coded, from the front of `block`.
+fn raw_string<'a>(block: &mut &'a [u8]) -> Result<&'a [u8], Broken> {
+    let len = integer(block, 7)?;
+    if len > block.len() {
+        return Err(Broken);
+    }
+    let (raw, rest) = block.split_at(len);
+    *block = rest;
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -330,7 +378,12 @@ mod tests {
 
     fn decode(decoder: &mut Decoder, block: &[u8]) -> Result<Fields, Broken> {
         let mut out = Vec::new();
-        decoder.decode(block, |n, v| out.push((n.to_vec(), v.to_vec())))?;
+        decoder.decode(block, false, |n, v| {
+            let Value::Plain(v) = v else {
+                panic!("a coded value without spare")
+            };
+            out.push((n.to_vec(), v.to_vec()))
+        })?;
         Ok(out)
     }
 
@@ -446,6 +499,10 @@ mod tests {
     fn agrees_with_a_reference_decoder_while_the_table_churns() {
         let mut next = crate::authority::tests::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut ours = Decoder::new(4096);
+        // The same blocks, sparing what may be spared: the same fields once
+        // the coded values are decoded, and the same table.
+        let mut sparing = Decoder::new(4096);
+        let mut spared = 0;
         let mut reference = loona_hpack::Decoder::new();
         reference.set_max_allowed_table_size(4096);
         for round in 0..2000 {
@@ -458,6 +515,7 @@ mod tests {
                 block.push(0x82);
                 let want: Fields = reference.decode(&block).unwrap();
                 assert_eq!(decode(&mut ours, &block).unwrap(), want, "round {round}");
+                assert_eq!(decode_sparing(&mut sparing, &block).unwrap().0, want);
                 block.clear();
             }
             // References first, to entries there now; then literals, which
@@ -486,7 +544,29 @@ mod tests {
                 .decode(&block)
                 .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
             assert_eq!(decode(&mut ours, &block).unwrap(), want, "round {round}");
+            let (fields, coded) = decode_sparing(&mut sparing, &block).unwrap();
+            assert_eq!(fields, want, "round {round}, sparing");
+            assert_eq!(sparing.entries(), ours.entries(), "round {round}");
+            spared += coded;
         }
+        assert!(spared > 500, "only {spared} values spared");
+    }
+
+    /// [`decode`] with `spare`: the fields with every coded value decoded
+    /// afterwards, and how many came coded (never an `:authority`).
+    fn decode_sparing(decoder: &mut Decoder, block: &[u8]) -> Result<(Fields, usize), Broken> {
+        let mut out = Vec::new();
+        let mut coded = 0;
+        decoder.decode(block, true, |n, v| {
+            if let Value::Coded(_) = v {
+                assert_ne!(n, b":authority");
+                coded += 1;
+            }
+            let mut value = Vec::new();
+            v.decode_into(&mut value).unwrap();
+            out.push((n.to_vec(), value));
+        })?;
+        Ok((out, coded))
     }
 
     #[test]

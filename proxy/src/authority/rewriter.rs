@@ -6,7 +6,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use loona_hpack::Encoder;
 use tokio::io::ReadBuf;
 
-use super::hpack::Decoder;
+use super::hpack::{Broken, Decoder, Value};
 use super::{
     CONTINUATION, END_HEADERS, END_STREAM, FALLBACK_AUTHORITY, FRAME_HEADER, HEADERS, MAX_BLOCK,
     MAX_FRAME, PADDED, PREFACE, PRIORITY, SWITCH_TABLES, TABLE_SIZE,
@@ -33,32 +33,70 @@ struct Block {
     fragments: Vec<(usize, usize)>,
 }
 
-/// The decoded fields of one block, kept in one reused buffer.
+/// The fields of one block, kept in one reused buffer. A value may still be
+/// Huffman-coded (one the decoder was allowed to spare) until
+/// [`Fields::decode_coded`].
 #[derive(Default)]
 struct Fields {
     bytes: Vec<u8>,
-    /// (start, name length, value length) into `bytes`.
-    spans: Vec<(usize, usize, usize)>,
+    /// (start, name length, value length, value still coded) into `bytes`.
+    spans: Vec<(usize, usize, usize, bool)>,
+    /// How many values are still coded.
+    coded: usize,
 }
 
 impl Fields {
     fn clear(&mut self) {
         self.bytes.clear();
         self.spans.clear();
+        self.coded = 0;
     }
 
     fn push(&mut self, name: &[u8], value: &[u8]) {
-        self.spans.push((self.bytes.len(), name.len(), value.len()));
-        self.bytes.extend_from_slice(name);
-        self.bytes.extend_from_slice(value);
+        self.push_as(name, value, false);
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans.iter().filter_map(|&(at, n, v)| {
+    fn push_as(&mut self, name: &[u8], value: &[u8], coded: bool) {
+        self.spans
+            .push((self.bytes.len(), name.len(), value.len(), coded));
+        self.bytes.extend_from_slice(name);
+        self.bytes.extend_from_slice(value);
+        self.coded += usize::from(coded);
+    }
+
+    /// Decodes the values still coded, before the fields are re-encoded.
+    fn decode_coded(&mut self) -> Result<(), Broken> {
+        if self.coded == 0 {
+            return Ok(());
+        }
+        let mut decoded = Fields::default();
+        let mut value = Vec::new();
+        for (name, raw, coded) in self.spans() {
+            value.clear();
+            let raw = if coded {
+                Value::Coded(raw)
+            } else {
+                Value::Plain(raw)
+            };
+            raw.decode_into(&mut value)?;
+            decoded.push(name, &value);
+        }
+        *self = decoded;
+        Ok(())
+    }
+
+    fn spans(&self) -> impl Iterator<Item = (&[u8], &[u8], bool)> {
+        self.spans.iter().filter_map(|&(at, n, v, coded)| {
             let name = self.bytes.get(at..at + n)?;
             let value = self.bytes.get(at + n..at + n + v)?;
-            Some((name, value))
+            Some((name, value, coded))
         })
+    }
+
+    /// The fields, once no value is coded.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        debug_assert_eq!(self.coded, 0, "fields re-encoded with values still coded");
+        self.spans().map(|(name, value, _)| (name, value))
     }
 }
 
@@ -290,7 +328,14 @@ impl Rewriter {
         let switching = self.encoder.is_none();
         let mut replaced: Option<Vec<u8>> = None;
         let known_good = &mut self.known_good;
-        let decoded = self.decoder.decode(fragment, |name, value| {
+        // While the client's blocks go on unchanged, values the table does
+        // not keep are only decoded if this block turns out to need
+        // re-encoding (`h2` decodes them anyway).
+        let decoded = self.decoder.decode(fragment, switching, |name, value| {
+            let value = match value {
+                Value::Plain(v) => v,
+                Value::Coded(c) => return fields.push_as(name, c, true),
+            };
             // (Never empty once set: an empty value is not valid.)
             if name != b":authority" || (!known_good.is_empty() && value == known_good.as_slice()) {
                 fields.push(name, value);
@@ -307,6 +352,12 @@ impl Rewriter {
             }
         });
 
+        // A spared value is decoded before the block is re-encoded; a bad
+        // Huffman code in it is what `h2` would have found.
+        let decoded = decoded.and_then(|()| match replaced {
+            Some(_) => self.fields.decode_coded(),
+            None => Ok(()),
+        });
         if decoded.is_err() {
             // The client's HPACK context is broken (a connection error).
             // Unchanged bytes make `h2` see that for itself, unless it already
