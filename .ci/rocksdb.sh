@@ -12,7 +12,7 @@
 # for `cargo clippy`: 30 to 50 minutes each on two cores. The library itself
 # only changes with librocksdb-sys' version, which is the key here.
 #
-# Cache: ${PIER_ROCKSDB_CACHE:-$HOME/.cache/pier-rocksdb}/<version>/librocksdb.a
+# Cache: ${PIER_ROCKSDB_CACHE:-$HOME/.cache/pier-rocksdb}/<version>-sse42/librocksdb.a
 # Progress goes to stderr; stdout carries only the exports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,10 @@ if [ -z "$version" ]; then
   exit 1
 fi
 cache="${PIER_ROCKSDB_CACHE:-$HOME/.cache/pier-rocksdb}"
-dir="$cache/$version"
+# The compiler flags are part of the key: .cargo/config.toml gives RocksDB
+# SSE4.2 and PCLMUL (hardware CRC32C); a library built without them is not
+# reused.
+dir="$cache/$version-sse42"
 if [ ! -s "$dir/librocksdb.a" ]; then
   echo "rocksdb.sh: building RocksDB for librocksdb-sys $version once (long: C++)" >&2
   build="$cache/build"
