@@ -10,7 +10,8 @@
 # tools, such as tonic-prost-build), so an unrelated dependency change makes
 # cargo compile the whole C++ library again, once for `cargo build` and once
 # for `cargo clippy`: 30 to 50 minutes each on two cores. The library itself
-# only changes with librocksdb-sys' version, which is the key here.
+# only changes with librocksdb-sys' version and its compiler flags, which
+# make the key here.
 #
 # Cache: ${PIER_ROCKSDB_CACHE:-$HOME/.cache/pier-rocksdb}/<version>-sse42/librocksdb.a
 # Progress goes to stderr; stdout carries only the exports.
