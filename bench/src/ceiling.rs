@@ -63,7 +63,13 @@ struct Db {
 impl Db {
     fn open() -> anyhow::Result<Db> {
         let dir = tempfile::tempdir()?;
-        let db = rocksdb::DB::open_default(dir.path())
+        // The log settings of Pier's store (store/src/db): WAL files
+        // written over once used, live logs capped so they are.
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.set_recycle_log_file_num(2);
+        opts.set_max_total_wal_size(256 << 20);
+        let db = rocksdb::DB::open(&opts, dir.path())
             .with_context(|| format!("opening rocksdb in {}", dir.path().display()))?;
         Ok(Db {
             db: Arc::new(db),
