@@ -170,9 +170,15 @@ fn dispatch(shared: &Arc<Shared>, m: MessageView, fifo: bool) {
         _ => {
             let task = shared.clone();
             shared.core.spawn(async move {
+                // The permit bounds listeners, not acks: the next message
+                // may start while this one's ack waits for the server's
+                // sync (as the official clients ack asynchronously). The
+                // message stays cached until settled, so the cache still
+                // bounds what is in flight.
                 let permit = task.concurrency.acquire().await;
-                consume(&task, &m, false).await;
+                let verdict = consume(&task, &m, false).await;
                 drop(permit);
+                settle(&task, &m, verdict).await;
                 task.cache.release(&m);
             });
         }
@@ -183,7 +189,10 @@ fn dispatch(shared: &Arc<Shared>, m: MessageView, fifo: bool) {
 async fn consume_lane(shared: Arc<Shared>, group: String, first: MessageView) {
     let mut next = Some(first);
     while let Some(m) = next {
-        consume(&shared, &m, true).await;
+        // The group's next message waits for this one's ack: the server
+        // holds it back until then anyway.
+        let verdict = consume(&shared, &m, true).await;
+        settle(&shared, &m, verdict).await;
         shared.cache.release(&m);
         next = match shared.lanes.lock() {
             Ok(mut lanes) => match lanes.get_mut(&group).and_then(VecDeque::pop_front) {
@@ -214,17 +223,28 @@ async fn run_listener(shared: &Shared, m: &MessageView) -> ConsumeResult {
     }
 }
 
-/// One message's consumption, to its end: acked, nacked or dead-lettered.
-async fn consume(shared: &Shared, m: &MessageView, fifo: bool) {
-    let core = &shared.core;
-    let policy = core.retry_policy(retry::default_consumer_policy());
+/// How a consumed message is settled with the server.
+enum Verdict {
+    Ack,
+    /// Back after this delay (a failure of a concurrently consumed message).
+    Nack(Duration),
+    /// FIFO: every local attempt failed.
+    DeadLetter {
+        attempts: i32,
+        max_attempts: i32,
+    },
+}
+
+/// Runs the listener on one message (FIFO: again after each failure, up to
+/// the retry policy's attempts) and says how to settle it.
+async fn consume(shared: &Shared, m: &MessageView, fifo: bool) -> Verdict {
+    let policy = shared.core.retry_policy(retry::default_consumer_policy());
     let mut attempt = m.delivery_attempt().max(1);
     loop {
         match run_listener(shared, m).await {
             ConsumeResult::Success => {
                 shared.consumed.fetch_add(1, Ordering::Relaxed);
-                settle(shared, m, "ack", || consumer::ack(core, &shared.group, m)).await;
-                return;
+                return Verdict::Ack;
             }
             ConsumeResult::Failure if fifo => {
                 if attempt < policy.max_attempts {
@@ -232,29 +252,45 @@ async fn consume(shared: &Shared, m: &MessageView, fifo: bool) {
                     attempt += 1;
                     continue;
                 }
-                settle(shared, m, "dead-letter", || {
-                    consumer::forward_to_dlq(core, &shared.group, m, attempt, policy.max_attempts)
-                })
-                .await;
-                return;
+                return Verdict::DeadLetter {
+                    attempts: attempt,
+                    max_attempts: policy.max_attempts,
+                };
             }
-            ConsumeResult::Failure => {
-                let delay = retry::retry_delay(&policy, attempt);
-                settle(shared, m, "nack", || async move {
-                    consumer::change_invisible(core, &shared.group, m, delay)
-                        .await
-                        .map(drop)
-                })
-                .await;
-                return;
-            }
+            ConsumeResult::Failure => return Verdict::Nack(retry::retry_delay(&policy, attempt)),
+        }
+    }
+}
+
+/// Settles a consumed message: acked, nacked or dead-lettered.
+async fn settle(shared: &Shared, m: &MessageView, verdict: Verdict) {
+    let core = &shared.core;
+    let group = &shared.group;
+    match verdict {
+        Verdict::Ack => retrying(shared, m, "ack", || consumer::ack(core, group, m)).await,
+        Verdict::Nack(delay) => {
+            retrying(shared, m, "nack", || async move {
+                consumer::change_invisible(core, group, m, delay)
+                    .await
+                    .map(drop)
+            })
+            .await
+        }
+        Verdict::DeadLetter {
+            attempts,
+            max_attempts,
+        } => {
+            retrying(shared, m, "dead-letter", || {
+                consumer::forward_to_dlq(core, group, m, attempts, max_attempts)
+            })
+            .await
         }
     }
 }
 
 /// Runs an ack/nack/DLQ call, retrying transient failures a few times; an
 /// invalid receipt handle (the delivery expired) is final.
-async fn settle<F, Fut>(shared: &Shared, m: &MessageView, what: &str, call: F)
+async fn retrying<F, Fut>(shared: &Shared, m: &MessageView, what: &str, call: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,

@@ -179,18 +179,28 @@ async fn push_consumer_shutdown_finishes_in_flight_messages() {
 
     let started = Arc::new(AtomicUsize::new(0));
     let finished: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let (s, f) = (started.clone(), finished.clone());
+    // Listeners running now, and the most ever at once.
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (s, f, r, top) = (
+        started.clone(),
+        finished.clone(),
+        running.clone(),
+        most.clone(),
+    );
     let consumer = PushConsumer::builder(cfg.clone(), "workers")
         .subscribe("jobs", FilterExpression::all())
         .max_cache_messages(10)
         .consumption_concurrency(2)
         .receive_concurrency(3)
         .listener(move |m: MessageView| {
-            let (s, f) = (s.clone(), f.clone());
+            let (s, f, r, top) = (s.clone(), f.clone(), r.clone(), top.clone());
             async move {
                 s.fetch_add(1, Ordering::SeqCst);
+                top.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 f.lock().unwrap().insert(m.body_text());
+                r.fetch_sub(1, Ordering::SeqCst);
                 ConsumeResult::Success
             }
         })
@@ -211,6 +221,8 @@ async fn push_consumer_shutdown_finishes_in_flight_messages() {
         "every started message finished"
     );
     assert!(done.len() < 100, "shutdown stopped receiving");
+    // Acks no longer hold a consumption slot, but listeners still do.
+    assert_eq!(most.load(Ordering::SeqCst), 2, "consumption_concurrency");
 
     // The rest is still there for the group, and nothing finished comes back.
     let rest = simple(cfg, "workers", "jobs", Duration::from_secs(1)).await;
