@@ -28,11 +28,17 @@ impl Consumption {
         let Located { d, sub, topic, .. } = self.locate(delivery)?;
         let (unlocks, written) = self.change(&sub, |st| ack_one(st, d));
         let unlocks = unlocks?;
-        written?.durable().await?;
+        let written = written?;
         if unlocks {
-            // The next message of that FIFO group may be waiting.
+            // The next message of that FIFO group may be waiting: wake its
+            // long polls now rather than after this ack's sync, so that
+            // their delivery is written in the same sync or the next.
+            // Nobody sees that message before this ack is durable: the
+            // writer writes changes in the order they were queued, and a
+            // pop answers only once its own change is written.
             topic.notify.notify_waiters();
         }
+        written.durable().await?;
         Ok(())
     }
 
@@ -77,8 +83,12 @@ impl Consumption {
                 }
                 (unlocks, acked)
             });
-            // As for a single ack: memory has changed; a failed write fails
-            // every entry it carried.
+            // As for a single ack: waiting pops are woken before the sync,
+            // memory has changed, and a failed write fails every entry it
+            // carried.
+            if unlocks {
+                topic.notify.notify_waiters();
+            }
             let written = match written {
                 Ok(q) => q.durable().await,
                 Err(e) => Err(e),
@@ -87,9 +97,6 @@ impl Consumption {
                 if let Some(r) = results.get_mut(i) {
                     *r = written.clone();
                 }
-            }
-            if unlocks {
-                topic.notify.notify_waiters();
             }
         }
         results
