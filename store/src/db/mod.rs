@@ -115,11 +115,12 @@ impl Db {
         // was within the disk's noise: bench/results/ab/bytes-per-sync).
         opts.set_bytes_per_sync(1 << 20);
         // Every acknowledged write waits for a WAL fdatasync. Appending to a
-        // fresh log file makes that sync also commit the file's new size and
-        // extents through the ext4 journal; writing over a used log file
-        // (RocksDB marks recycled records with their log number, so stale
-        // ones end the replay) syncs the data only: a lone synced 1 KiB
-        // write took 83 us instead of 120 here. A log file is done with
+        // fresh log file makes that sync also write the file's metadata (its
+        // new size and blocks: a journal commit on a journaled ext4, the
+        // inode on the journal-less ext4 measured here); writing over a
+        // used log file (RocksDB marks recycled records with their log
+        // number, so stale ones end the replay) syncs the data only: a lone
+        // synced 1 KiB write took 83 us instead of 120 here. A log file is done with
         // only once every column family with writes in it has flushed them,
         // and the small ones (consumption state, index) fill their
         // memtables slowly, so the total of live logs is capped: past it
