@@ -63,12 +63,11 @@ struct Db {
 impl Db {
     fn open() -> anyhow::Result<Db> {
         let dir = tempfile::tempdir()?;
-        // The log settings of Pier's store (store/src/db): WAL files
-        // written over once used, live logs capped so they are.
+        // The log settings of Pier's store: WAL files written over once
+        // used, live logs capped so they are.
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
-        opts.set_recycle_log_file_num(2);
-        opts.set_max_total_wal_size(256 << 20);
+        pier_store::tune_wal(&mut opts);
         let db = rocksdb::DB::open(&opts, dir.path())
             .with_context(|| format!("opening rocksdb in {}", dir.path().display()))?;
         Ok(Db {

@@ -49,6 +49,7 @@ pub use api::{CheckStream, StoreApi};
 pub use catalog::{reserved_group, reserved_topic, DEFAULT_MAX_ATTEMPTS};
 pub use clock::{now_ms, Clock, ManualClock, SystemClock};
 pub use config::{StoreNodeConfig, TxnCheckArgs};
+pub use db::tune_wal;
 pub use error::{ack_result, Result, StorageCause, StoreError};
 pub use link_auth::{ClusterSecret, LinkGuard, LinkToken, Refusal, TOKEN_HEADER};
 pub use log::FlushMode;

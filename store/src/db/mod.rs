@@ -20,11 +20,32 @@ use rocksdb::{
 
 use crate::error::{Result, StorageCause, StoreError};
 
-/// Used WAL files kept for reuse instead of deleted (see [`Db::open`]).
+/// Used WAL files kept for reuse instead of deleted (see [`tune_wal`]).
 const WAL_FILES_RECYCLED: usize = 2;
 /// Most bytes of live WAL files before RocksDB flushes the column families
-/// that hold the oldest one (see [`Db::open`]).
+/// that hold the oldest one (see [`tune_wal`]).
 const MAX_TOTAL_WAL_BYTES: u64 = 256 << 20;
+
+/// The store's WAL settings, public so the bench's bare-RocksDB ceiling
+/// opens its database the same way.
+///
+/// Every acknowledged write waits for a WAL fdatasync. Appending to a fresh
+/// log file makes that sync also write the file's metadata (its new size
+/// and blocks: a journal commit on a journaled ext4, the inode on a
+/// journal-less one); writing over a used log file (RocksDB marks recycled
+/// records with their log number, so stale ones end the replay) syncs the
+/// data only: a lone synced 1 KiB write took 83 us instead of 120 on the
+/// machine it was measured on. A log file is done with only once every
+/// column family with writes in it has flushed them, and the small ones
+/// (consumption state, index) fill their memtables slowly, so the total of
+/// live logs is capped: past it RocksDB flushes them. RocksDB's own cap is
+/// four times all the column families' write buffers, gigabytes here, so
+/// few files would be done with early enough to be reused. Recycling works
+/// with the point-in-time WAL recovery the store keeps (the default).
+pub fn tune_wal(opts: &mut Options) {
+    opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);
+    opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+}
 
 /// The column families of a store; see [`keys`] for what each holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,22 +135,7 @@ impl Db {
         // the sends' fsyncs (RocksDB's own advice; its effect on p99 here
         // was within the disk's noise: bench/results/ab/bytes-per-sync).
         opts.set_bytes_per_sync(1 << 20);
-        // Every acknowledged write waits for a WAL fdatasync. Appending to a
-        // fresh log file makes that sync also write the file's metadata (its
-        // new size and blocks: a journal commit on a journaled ext4, the
-        // inode on the journal-less ext4 measured here); writing over a
-        // used log file (RocksDB marks recycled records with their log
-        // number, so stale ones end the replay) syncs the data only: a lone
-        // synced 1 KiB write took 83 us instead of 120 here. A log file is done with
-        // only once every column family with writes in it has flushed them,
-        // and the small ones (consumption state, index) fill their
-        // memtables slowly, so the total of live logs is capped: past it
-        // RocksDB flushes them. Without the cap nothing is recycled before
-        // gigabytes of log pile up, and a restart after a crash replays all
-        // of it. Recycling works with the point-in-time WAL recovery the
-        // store keeps (the default).
-        opts.set_recycle_log_file_num(WAL_FILES_RECYCLED);
-        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        tune_wal(&mut opts);
         tune(&mut opts);
         let cfs = Cf::ALL.map(|cf| {
             let mut cf_opts = Options::default();
