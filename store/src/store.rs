@@ -250,7 +250,13 @@ impl StoreApi for Store {
     async fn ack(&self, req: AckRequest) -> Result<AckResponse> {
         trace::child("store.ack", async {
             self.check_running()?;
-            self.pop.ack(&req.delivery).await?;
+            let d = req
+                .delivery
+                .ok_or_else(|| StoreError::invalid("delivery reference missing"))?;
+            // One entry of `ack_many`, which answers each entry it is given.
+            for r in self.pop.ack_many(vec![d]).await {
+                r?;
+            }
             Ok(AckResponse {})
         })
         .await

@@ -23,25 +23,6 @@ fn ack_one(st: &mut SubState, d: &DeliveryRef) -> Result<bool> {
 }
 
 impl Consumption {
-    /// Acks one delivery; returns once the ack is durable.
-    pub(crate) async fn ack(&self, delivery: &Option<DeliveryRef>) -> Result<()> {
-        let Located { d, sub, topic, .. } = self.locate(delivery)?;
-        let (unlocks, written) = self.change(&sub, |st| ack_one(st, d));
-        let unlocks = unlocks?;
-        let written = written?;
-        if unlocks {
-            // The next message of that FIFO group may be waiting: wake its
-            // long polls now rather than after this ack's sync, so that
-            // their delivery is written in the same sync or the next.
-            // Nobody sees that message before this ack is durable: the
-            // writer writes changes in the order they were queued, and a
-            // pop answers only once its own change is written.
-            topic.notify.notify_waiters();
-        }
-        written.durable().await?;
-        Ok(())
-    }
-
     /// Acks several deliveries; returns each one's result, in order, once
     /// the acks are durable.
     pub(crate) async fn ack_many(&self, deliveries: Vec<DeliveryRef>) -> Vec<Result<()>> {
@@ -83,12 +64,16 @@ impl Consumption {
                 }
                 (unlocks, acked)
             });
-            // As for a single ack: waiting pops are woken before the sync,
-            // memory has changed, and a failed write fails every entry it
-            // carried.
             if unlocks {
+                // The next message of that FIFO group may be waiting: wake
+                // its long polls now rather than after this sync, so that
+                // their delivery is written in the same sync or the next.
+                // Nobody sees that message before these acks are durable:
+                // the writer writes changes in the order they were queued,
+                // and a pop answers only once its own change is written.
                 topic.notify.notify_waiters();
             }
+            // A failed write fails every entry it carried.
             let written = match written {
                 Ok(q) => q.durable().await,
                 Err(e) => Err(e),
