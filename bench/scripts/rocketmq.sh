@@ -260,9 +260,10 @@ CONF
     local br_pid=$!
     echo "$ns_pid $br_pid" >"$dir/pids"
 
-    # Ready: the name server and the gRPC port accept connections and the
-    # broker has registered with the name server (its remoting port
-    # listens and mqadmin sees it in the cluster list).
+    # Ready: the name server, the broker's remoting port and the gRPC port
+    # accept connections and the proxy says it started. The broker may
+    # register with the name server a moment later, so topics and groups
+    # are created at the broker's address (see mqadmin_change).
     local deadline=$((SECONDS + START_BOUND))
     while :; do
         alive "$ns_pid" || { tail -n 20 "$dir/namesrv.out" >&2; stop_pids "$dir"; die "the name server exited (see $dir/namesrv.out)"; }
@@ -324,6 +325,25 @@ namesrv_of() {
     sed -n 's/^NAMESRV=//p' "$1/env"
 }
 
+broker_of() {
+    [ -f "$1/env" ] || die "no instance started in $1 (no $1/env)"
+    sed -n 's/^BROKER=//p' "$1/env"
+}
+
+# mqadmin for a change that must happen: addressed to the broker itself
+# (`-b`), not to a cluster name, which mqadmin resolves through the name
+# server: a broker that has not registered there yet (it does so a moment
+# after its ports listen) makes `-c CLUSTER` update no broker at all, and
+# mqadmin still exits 0, printing "[error] Make sure the specified
+# clusterName exists". That error is fatal here too.
+mqadmin_change() {
+    local dir="$1" what="$2" out
+    shift 2
+    out="$(mqadmin "$dir" "$@" -b "$(broker_of "$dir")" 2>&1)" || { echo "$out" >&2; die "$what failed"; }
+    echo "$out" >&2
+    case "$out" in *"[error]"*) die "$what failed (mqadmin: [error])" ;; esac
+}
+
 mqadmin() {
     local dir="$1"
     shift
@@ -342,9 +362,8 @@ create_topic() {
     # FIFO topics keep a message group's order within one queue; mqadmin's
     # -o marks the topic as ordered too.
     [ "$type" = FIFO ] && extra=(-o true)
-    mqadmin "$dir" updateTopic -c "$CLUSTER" -t "$topic" -r "$queues" -w "$queues" \
-        -a "+message.type=$type" "${extra[@]}" >&2 \
-        || die "updateTopic $topic failed"
+    mqadmin_change "$dir" "updateTopic $topic" updateTopic -t "$topic" -r "$queues" -w "$queues" \
+        -a "+message.type=$type" "${extra[@]}"
 }
 
 create_group() {
@@ -352,8 +371,7 @@ create_group() {
     [ -n "$group" ] || die "usage: $0 create-group DIR GROUP [fifo|normal] [MAX_RETRIES]"
     local orderly=false
     [ "$kind" = fifo ] && orderly=true
-    mqadmin "$dir" updateSubGroup -c "$CLUSTER" -g "$group" -o "$orderly" -r "$retries" >&2 \
-        || die "updateSubGroup $group failed"
+    mqadmin_change "$dir" "updateSubGroup $group" updateSubGroup -g "$group" -o "$orderly" -r "$retries"
 }
 
 cmd="${1:-}"
