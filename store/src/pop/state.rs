@@ -44,14 +44,15 @@ impl Pending {
             .put(k, keys::encode_inflight(attempt, visible_at_ms));
     }
 
-    /// Removes an in-flight entry and the FIFO lock it may hold.
-    fn delete_inflight(&mut self, queue: u32, offset: u64) {
-        let (i, l) = (
-            self.entry(b'i', queue, offset),
-            self.entry(b'l', queue, offset),
-        );
-        self.batch.delete(i);
-        self.batch.delete(l);
+    /// Removes an in-flight entry, and its FIFO lock entry when it held a
+    /// lock. Only then: a delete of a key that was never written still
+    /// costs a tombstone in the memtable, the log and later compactions,
+    /// for every ack of a normal message.
+    fn delete_inflight(&mut self, queue: u32, offset: u64, held_lock: bool) {
+        self.batch.delete(self.entry(b'i', queue, offset));
+        if held_lock {
+            self.batch.delete(self.entry(b'l', queue, offset));
+        }
     }
 
     /// Records a FIFO entry: b'l' (lock held) or b'p' (parked).
@@ -233,8 +234,11 @@ impl SubState {
         if let Some(old) = self.inflight.remove(&(queue, offset)) {
             self.by_deadline.remove(&(old.visible_at_ms, queue, offset));
         }
-        self.pending.delete_inflight(queue, offset);
-        self.lanes.release(queue, offset)
+        // Memory knows every lock held: each lock entry is written with
+        // its hold (`Lanes::hold`) and restored with it on load.
+        let held = self.lanes.release(queue, offset);
+        self.pending.delete_inflight(queue, offset, held);
+        held
     }
 
     /// Returns the delivery of a message if `attempt` is its current one and
@@ -388,4 +392,33 @@ pub(crate) fn topics_of_group(db: &Db, group_id: u32) -> Result<Vec<u32>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_of_delivery_deletes_a_lock_entry_only_where_a_lock_was_held() {
+        let key = SubKey {
+            group_id: 1,
+            topic_id: 2,
+        };
+        let entry = |tag, offset| keys::pop_entry_key(tag, 1, 2, 0, offset).to_vec();
+        let mut st = SubState::empty(key, 1);
+        st.deliver(0, 7, 1, 1_000, None);
+        st.deliver(0, 8, 1, 1_000, Some("g".into()));
+        st.take_changes();
+
+        // A normal message: its in-flight entry only, no tombstone for a
+        // lock entry that was never written.
+        assert!(!st.forget(0, 7));
+        assert_eq!(st.take_changes().deleted_keys(), vec![entry(b'i', 7)]);
+        // A FIFO message: its lock entry goes with it.
+        assert!(st.forget(0, 8));
+        assert_eq!(
+            st.take_changes().deleted_keys(),
+            vec![entry(b'i', 8), entry(b'l', 8)]
+        );
+    }
 }

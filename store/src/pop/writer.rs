@@ -78,6 +78,18 @@ impl StateBatch {
         self.ops.is_empty()
     }
 
+    /// The keys this batch deletes one by one, in order.
+    #[cfg(test)]
+    pub(crate) fn deleted_keys(&self) -> Vec<&[u8]> {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                StateOp::Delete(k) => Some(k.as_slice()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn len(&self) -> usize {
         self.ops.len()
     }

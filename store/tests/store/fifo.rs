@@ -89,7 +89,7 @@ async fn fifo_one_in_flight_per_message_group_and_no_head_of_line_blocking() {
 #[tokio::test]
 async fn fifo_locks_and_parked_messages_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
-    {
+    let first = {
         let store = open(dir.path());
         fifo_setup(&*store, 2).await;
         append(
@@ -101,10 +101,26 @@ async fn fifo_locks_and_parked_messages_survive_restart() {
         let got = pop(&*store, "f", "ordered", 32, 60_000, 0).await;
         assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["k1"]);
         store.shutdown();
-    }
+        got
+    };
+    let k1 = &first[0];
     let store = open(dir.path());
     // k1 still holds the group after the restart: nothing else is delivered.
     assert!(pop(&*store, "f", "ordered", 32, 60_000, 0).await.is_empty());
     let d = describe(&*store, "ordered").await;
     assert_eq!((d.backlog[0].ready, d.backlog[0].inflight), (2, 1), "{d:?}");
+
+    // Acked after the restart, k1 lets k2 go; k2's lock is on disk too:
+    // after one more restart k2 still holds the group, and its ack lets k3
+    // go.
+    ack(&*store, "ordered", k1).await;
+    let got = pop(&*store, "f", "ordered", 32, 60_000, 0).await;
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec!["k2"]);
+    store.shutdown();
+    drop(store);
+    let store = open(dir.path());
+    assert!(pop(&*store, "f", "ordered", 32, 60_000, 0).await.is_empty());
+    ack(&*store, "ordered", &got[0]).await;
+    let last = pop(&*store, "f", "ordered", 32, 60_000, 0).await;
+    assert_eq!(last.iter().map(body).collect::<Vec<_>>(), vec!["k3"]);
 }
