@@ -288,7 +288,7 @@ fn goals(r: &[Record]) -> Vec<Goal> {
     }
     let raw_each = pier_pop("ack per message");
     g.push(ratio_goal(
-        "sdk PushConsumer vs raw pop, ack per message",
+        "sdk PushConsumer (acks queued behind calls in flight share a call) vs raw pop, ack per message",
         best(r, "sdk", |x| x.system == "pier"),
         raw_each,
         0.8,

@@ -14,6 +14,7 @@ use pier_proto::rocketmq::{Code, MessageQueue};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::acks::Acks;
 use super::cache::Cache;
 use super::listener::{ConsumeResult, MessageListener};
 use crate::consumer::{self, FilterExpression, ReceiveSpec};
@@ -30,6 +31,8 @@ pub(super) struct Shared {
     pub(super) group: String,
     pub(super) listener: Arc<dyn MessageListener>,
     pub(super) cache: Cache,
+    /// Acks, coalesced into calls of several entries.
+    pub(super) acks: Arc<Acks>,
     pub(super) concurrency: Semaphore,
     /// FIFO: messages waiting per message group; a group present here has a
     /// task consuming it.
@@ -267,7 +270,7 @@ async fn settle(shared: &Shared, m: &MessageView, verdict: Verdict) {
     let core = &shared.core;
     let group = &shared.group;
     match verdict {
-        Verdict::Ack => retrying(shared, m, "ack", || consumer::ack(core, group, m)).await,
+        Verdict::Ack => retrying(shared, m, "ack", || shared.acks.ack(m)).await,
         Verdict::Nack(delay) => {
             retrying(shared, m, "nack", || async move {
                 consumer::change_invisible(core, group, m, delay)

@@ -16,10 +16,17 @@
 //!   loops of the other addresses go on; receipt handles are acked on the
 //!   address they came from first, then on any other.
 //!
+//! - each consumed message is acked with an entry of its own; the acks
+//!   that queue while earlier ones to the same address and topic are on
+//!   the wire leave together, as the entries of one `AckMessage` call
+//!   (each message still gets its own entry's status).
+//!
 //! The parts: `listener` (what the application gives), `cache` (the
-//! in-memory budget), `consume` (receive loops and consumption). Every loop
+//! in-memory budget), `consume` (receive loops and consumption), `acks`
+//! (the coalesced acks). Every loop
 //! and consumption task is owned by the client core and ends at shutdown.
 
+mod acks;
 mod cache;
 mod consume;
 mod listener;
@@ -32,6 +39,7 @@ use std::time::Duration;
 use pier_proto::rocketmq::{ClientType, MessageQueue, QueryAssignmentRequest, Subscription};
 use tokio::sync::Semaphore;
 
+use self::acks::Acks;
 use self::cache::Cache;
 use self::consume::{receive_loop, Shared};
 pub use self::listener::{ConsumeResult, MessageListener};
@@ -122,9 +130,10 @@ impl PushConsumerBuilder {
         session::start(&core).await?;
         let shared = Arc::new(Shared {
             core: core.clone(),
-            group: self.group,
+            group: self.group.clone(),
             listener,
             cache: Cache::new(self.max_cache_messages, self.max_cache_bytes),
+            acks: Acks::new(core.clone(), self.group),
             concurrency: Semaphore::new(self.concurrency),
             lanes: Mutex::new(HashMap::new()),
             receiving: core.cancellation().child_token(),

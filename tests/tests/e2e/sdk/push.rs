@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pier::{ConsumeResult, FilterExpression, Message, MessageView, PushConsumer};
 use pier_proto::admin::TopicType;
+use pier_tests::prometheus::{sample, scrape};
 use pier_tests::*;
 
 use super::*;
@@ -231,5 +232,62 @@ async fn push_consumer_shutdown_finishes_in_flight_messages() {
     assert_eq!(left.len(), 100 - done.len());
     assert!(left.is_disjoint(&done));
     rest.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// Acks that queue behind calls in flight share an `AckMessage` call, and
+/// each message is still acked for good: none comes back, and the proxy
+/// served fewer ack calls than there were messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_consumer_acks_share_calls_and_hold() {
+    let (pier, cfg) = start(Mode::Standalone, "bulk", TopicType::Normal, "bulkers").await;
+    let producer = sdk::producer(&cfg, "bulk").await;
+    let n = 300;
+    producer
+        .send_batch(&sdk::numbered("bulk", "m", 0..n))
+        .await
+        .unwrap();
+
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let s = seen.clone();
+    let consumer = PushConsumer::builder(cfg.clone(), "bulkers")
+        .subscribe("bulk", FilterExpression::all())
+        .consumption_concurrency(32)
+        .invisible_duration(Duration::from_secs(3))
+        .listener(move |m: MessageView| {
+            *s.lock().unwrap().entry(m.body_text()).or_default() += 1;
+            async { ConsumeResult::Success }
+        })
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(20), "every message consumed", || {
+        seen.lock().unwrap().len() == n
+    })
+    .await;
+    // Past the invisible duration: an ack that did not hold would show as
+    // a second delivery.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    consumer.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), n);
+    assert!(seen.values().all(|&k| k == 1), "redelivered: {seen:?}");
+
+    let page = scrape(
+        pier.proxies()[0]
+            .metrics_addr
+            .as_deref()
+            .expect("the launcher turns the metrics endpoint on"),
+    );
+    let calls = sample(
+        &page,
+        "rocketmq_rpc_latency_count",
+        &[("request_code", "AckMessage"), ("response_code", "OK")],
+    )
+    .unwrap_or(0.0);
+    assert!(
+        calls >= (n / 64) as f64 && calls < n as f64,
+        "{calls} AckMessage calls for {n} messages"
+    );
     producer.shutdown().await;
 }
