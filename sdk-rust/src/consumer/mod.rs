@@ -15,8 +15,8 @@ use std::time::Duration;
 use pier_proto::rocketmq::receive_message_response::Content;
 use pier_proto::rocketmq::settings::PubSub;
 use pier_proto::rocketmq::{
-    AckMessageEntry, AckMessageRequest, Broker, ChangeInvisibleDurationRequest, ClientType, Code,
-    FilterType, ForwardMessageToDeadLetterQueueRequest, MessageQueue, Permission,
+    AckMessageEntry, AckMessageRequest, AckMessageResponse, Broker, ChangeInvisibleDurationRequest,
+    ClientType, Code, FilterType, ForwardMessageToDeadLetterQueueRequest, MessageQueue, Permission,
     ReceiveMessageRequest, Subscription, SubscriptionEntry,
 };
 
@@ -193,13 +193,25 @@ pub(crate) async fn ack(core: &ClientCore, group: &str, m: &MessageView) -> Resu
             lite_topic: None,
         }],
     };
+    let req_handle = m.receipt_handle();
     let resp = core
         .call(Some(m.origin), req, |mut rpc, r| async move {
             rpc.ack_message(r).await
         })
         .await?;
-    let entry = resp.entries.first().and_then(|e| e.status.as_ref());
-    check(entry.or(resp.status.as_ref()))
+    entry_answer(&resp, req_handle)
+}
+
+/// The answer of an `AckMessage` response for the entry of
+/// `receipt_handle`: its own status (matched by handle, as a server may
+/// answer entries in any order), else the response's.
+pub(crate) fn entry_answer(resp: &AckMessageResponse, receipt_handle: &str) -> Result<()> {
+    let own = resp
+        .entries
+        .iter()
+        .find(|e| e.receipt_handle == receipt_handle)
+        .and_then(|e| e.status.as_ref());
+    check(own.or(resp.status.as_ref()))
 }
 
 /// Changes how long a delivery stays invisible; returns the delivery with

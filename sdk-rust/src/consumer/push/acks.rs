@@ -18,10 +18,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use pier_proto::rocketmq::{AckMessageEntry, AckMessageRequest, AckMessageResponse};
+use pier_proto::rocketmq::{AckMessageEntry, AckMessageRequest};
 use tokio::sync::oneshot;
 
-use crate::error::{check, Error, Result};
+use crate::consumer::entry_answer;
+use crate::error::{Error, Result};
 use crate::message::MessageView;
 use crate::session::ClientCore;
 
@@ -129,7 +130,7 @@ impl Acks {
             .await;
         for w in batch {
             let answer = match &resp {
-                Ok(resp) => entry_answer(resp, &w.entry),
+                Ok(resp) => entry_answer(resp, &w.entry.receipt_handle),
                 Err(e) => Err(shared_error(e)),
             };
             // The waiter may have gone (shutdown): nothing to tell.
@@ -141,18 +142,6 @@ impl Acks {
 fn take_batch(queued: &mut Vec<Waiting>) -> Vec<Waiting> {
     let n = queued.len().min(MAX_ENTRIES);
     queued.drain(..n).collect()
-}
-
-/// The answer for `entry`: its own status in the response (matched by
-/// receipt handle, as a server may answer entries in any order), else the
-/// response's.
-fn entry_answer(resp: &AckMessageResponse, entry: &AckMessageEntry) -> Result<()> {
-    let own = resp
-        .entries
-        .iter()
-        .find(|e| e.receipt_handle == entry.receipt_handle)
-        .and_then(|e| e.status.as_ref());
-    check(own.or(resp.status.as_ref()))
 }
 
 /// A copy of a call's failure for each entry it carried, keeping what
@@ -181,7 +170,7 @@ fn shared_error(e: &Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pier_proto::rocketmq::{AckMessageResultEntry, Code, Status};
+    use pier_proto::rocketmq::{AckMessageResponse, AckMessageResultEntry, Code, Status};
 
     fn status(code: Code) -> Option<Status> {
         Some(Status {
@@ -215,11 +204,11 @@ mod tests {
                 },
             ],
         };
-        assert!(entry_answer(&resp, &entry("a")).is_ok());
-        let b = entry_answer(&resp, &entry("b")).unwrap_err();
+        assert!(entry_answer(&resp, "a").is_ok());
+        let b = entry_answer(&resp, "b").unwrap_err();
         assert_eq!(b.code(), Some(Code::InvalidReceiptHandle));
         // An entry the server left out gets the response's status.
-        let c = entry_answer(&resp, &entry("c")).unwrap_err();
+        let c = entry_answer(&resp, "c").unwrap_err();
         assert_eq!(c.code(), Some(Code::MultipleResults));
     }
 
