@@ -2,14 +2,20 @@
 //! hands back to ack it, change its invisibility or dead-letter it.
 //!
 //! A handle is self-describing (group, topic, queue, offset, delivery
-//! attempt), so a proxy needs no table to resolve it, and authenticated with
-//! an HMAC under a fleet-wide key, so any proxy accepts what another issued
-//! and nobody can forge one. Whether the delivery it names is still current
-//! is decided by the store: the attempt number is the delivery generation.
+//! attempt, which handle of that attempt), so a proxy needs no table to
+//! resolve it, and authenticated with an HMAC under a fleet-wide key, so any
+//! proxy accepts what another issued and nobody can forge one. Whether the
+//! delivery it names is still current is decided by the store: the attempt
+//! number is the delivery generation, and the handle sequence says which of
+//! the attempt's handles is the newest (each ChangeInvisibleDuration issues
+//! a new one and retires the old).
 //!
 //! Layout before base64url: version 1 | queue u32 | offset u64 | attempt u32
 //! | issued_ms i64 | topic len u16 | topic | group len u16 | group | 16-byte
-//! HMAC-SHA256 tag over everything before it.
+//! HMAC-SHA256 tag over everything before it. Version 2, for a handle
+//! sequence other than 0, has `handle_seq u32` after `attempt`; a receive's
+//! handles (sequence 0) keep version 1, which proxies from before version 2
+//! open too.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,6 +23,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 const VERSION: u8 = 1;
+/// The layout with a handle sequence (see the module comment).
+const VERSION_SEQ: u8 = 2;
 /// First byte of a recall handle (same key, different layout).
 const RECALL_VERSION: u8 = 0x52;
 const TAG_LEN: usize = 16;
@@ -34,6 +42,9 @@ pub struct Receipt {
     pub offset: u64,
     /// Delivery attempt (the store's delivery generation).
     pub attempt: u32,
+    /// Which handle of that attempt: 0 for the receive's, n after the n-th
+    /// ChangeInvisibleDuration.
+    pub handle_seq: u32,
     /// When the handle was issued, ms since the epoch.
     pub issued_ms: i64,
 }
@@ -80,13 +91,13 @@ impl ReceiptKey {
     }
 
     /// Decodes a handle sealed by [`ReceiptKey::seal`] and checks its tag;
-    /// returns what was sealed, whose first byte must be `version` (else
-    /// `wrong_version`) and which is at least `min_len` bytes long.
+    /// returns what was sealed, whose first byte must be one of `versions`
+    /// (else `wrong_version`) and which is at least `min_len` bytes long.
     fn unseal(
         &self,
         handle: &str,
         min_len: usize,
-        version: u8,
+        versions: &[u8],
         wrong_version: &'static str,
     ) -> Result<Vec<u8>, ReceiptError> {
         let mut b = URL_SAFE_NO_PAD
@@ -101,7 +112,7 @@ impl ReceiptKey {
         mac.verify_truncated_left(tag)
             .map_err(|_| ReceiptError::Forged)?;
         b.truncate(b.len() - TAG_LEN);
-        if b.first() != Some(&version) {
+        if !b.first().is_some_and(|v| versions.contains(v)) {
             return Err(ReceiptError::Malformed(wrong_version));
         }
         Ok(b)
@@ -110,10 +121,17 @@ impl ReceiptKey {
     /// A handle for the delivery `r`.
     pub fn issue(&self, r: &Receipt) -> String {
         let mut b = Vec::with_capacity(32 + r.topic.len() + r.group.len() + TAG_LEN);
-        b.push(VERSION);
+        if r.handle_seq == 0 {
+            b.push(VERSION);
+        } else {
+            b.push(VERSION_SEQ);
+        }
         b.extend_from_slice(&r.queue.to_be_bytes());
         b.extend_from_slice(&r.offset.to_be_bytes());
         b.extend_from_slice(&r.attempt.to_be_bytes());
+        if r.handle_seq != 0 {
+            b.extend_from_slice(&r.handle_seq.to_be_bytes());
+        }
         b.extend_from_slice(&r.issued_ms.to_be_bytes());
         for s in [&r.topic, &r.group] {
             // Names are at most 127 (topic) or 255 bytes long in practice;
@@ -131,15 +149,25 @@ impl ReceiptKey {
         let body = self.unseal(
             handle,
             1 + 4 + 8 + 4 + 8 + 2 + 2,
-            VERSION,
+            &[VERSION, VERSION_SEQ],
             "unknown version",
         )?;
+        let with_seq = body.first() == Some(&VERSION_SEQ);
         let mut r = Reader { b: &body[1..] };
         // Fields are read in the order they are laid out.
+        let queue = u32::from_be_bytes(r.array()?);
+        let offset = u64::from_be_bytes(r.array()?);
+        let attempt = u32::from_be_bytes(r.array()?);
+        let handle_seq = if with_seq {
+            u32::from_be_bytes(r.array()?)
+        } else {
+            0
+        };
         let receipt = Receipt {
-            queue: u32::from_be_bytes(r.array()?),
-            offset: u64::from_be_bytes(r.array()?),
-            attempt: u32::from_be_bytes(r.array()?),
+            queue,
+            offset,
+            attempt,
+            handle_seq,
             issued_ms: i64::from_be_bytes(r.array()?),
             topic: r.string()?,
             group: r.string()?,
@@ -166,7 +194,7 @@ impl ReceiptKey {
 
     /// (topic, timer key) of a recall handle.
     pub fn open_recall(&self, handle: &str) -> Result<(String, Vec<u8>), ReceiptError> {
-        let body = self.unseal(handle, 1 + 2, RECALL_VERSION, "not a recall handle")?;
+        let body = self.unseal(handle, 1 + 2, &[RECALL_VERSION], "not a recall handle")?;
         let mut r = Reader { b: &body[1..] };
         let topic = r.string()?;
         Ok((topic, r.b.to_vec()))
@@ -211,6 +239,7 @@ mod tests {
             queue: 3,
             offset: 12345,
             attempt: 2,
+            handle_seq: 0,
             issued_ms: 1_700_000_000_000,
         }
     }
@@ -220,6 +249,25 @@ mod tests {
         let k = ReceiptKey::new(b"secret");
         let h = k.issue(&sample());
         assert_eq!(k.open(&h).unwrap(), sample());
+        let changed = Receipt {
+            handle_seq: 7,
+            ..sample()
+        };
+        assert_eq!(k.open(&k.issue(&changed)).unwrap(), changed);
+    }
+
+    #[test]
+    fn a_receive_handle_keeps_the_first_layout() {
+        let k = ReceiptKey::new(b"secret");
+        let first = URL_SAFE_NO_PAD.decode(k.issue(&sample())).unwrap();
+        assert_eq!(first[0], VERSION, "proxies before handle_seq open it");
+        let changed = Receipt {
+            handle_seq: 1,
+            ..sample()
+        };
+        let second = URL_SAFE_NO_PAD.decode(k.issue(&changed)).unwrap();
+        assert_eq!(second[0], VERSION_SEQ);
+        assert_eq!(second.len(), first.len() + 4);
     }
 
     #[test]

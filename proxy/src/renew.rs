@@ -129,6 +129,9 @@ impl Renewer {
                     delivery: Some(e.delivery.clone()),
                     invisible_ms: self.invisible_ms,
                     expected_visible_at_ms: e.visible_at_ms,
+                    // The consumer knows nothing of it: its handle must
+                    // still ack.
+                    keep_handle: true,
                 })
                 .await;
             match res {

@@ -303,7 +303,7 @@ mod tests {
                     attempt: 2,
                 },
                 Code::InvalidReceiptHandle,
-                "delivery 2 of t/0@1 is not in flight for group g: it was acked, moved to the DLQ, or delivered again since",
+                "delivery 2 of t/0@1 is not in flight for group g under this receipt handle: it was acked, moved to the DLQ or delivered again, or a ChangeInvisibleDuration replaced the handle",
                 None,
             ),
             (

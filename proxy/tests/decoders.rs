@@ -69,15 +69,17 @@ fn receipt() -> impl Strategy<Value = Receipt> {
         any::<u32>(),
         any::<u64>(),
         any::<u32>(),
+        prop_oneof![Just(0u32), any::<u32>()],
         any::<i64>(),
     )
         .prop_map(
-            |(group, topic, queue, offset, attempt, issued_ms)| Receipt {
+            |(group, topic, queue, offset, attempt, handle_seq, issued_ms)| Receipt {
                 group,
                 topic,
                 queue,
                 offset,
                 attempt,
+                handle_seq,
                 issued_ms,
             },
         )

@@ -137,6 +137,30 @@ impl Error {
         Error::InvalidArgument(message.into())
     }
 
+    /// A copy of one call's failure for each of the requests it carried
+    /// (the entries of a coalesced ack), keeping what callers look at: the
+    /// RocketMQ or gRPC code (so retryable or not) and the message. The
+    /// source chain stays with the original, which is not `Clone`.
+    pub(crate) fn copy_for_each(&self) -> Error {
+        match self {
+            Error::Status {
+                code,
+                name,
+                message,
+            } => Error::Status {
+                code: *code,
+                name: name.clone(),
+                message: message.clone(),
+            },
+            Error::Rpc { code, message, .. } => Error::rpc(*code, message.clone()),
+            Error::Transport { .. } => Error::rpc(tonic::Code::Unavailable, self.to_string()),
+            Error::Shutdown => Error::Shutdown,
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+        }
+    }
+
     /// An [`Error::Rpc`] made on this side (a deadline, a missing answer),
     /// with no status from the server to keep.
     pub(crate) fn rpc(code: tonic::Code, message: impl Into<String>) -> Error {

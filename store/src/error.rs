@@ -66,9 +66,10 @@ pub enum StoreError {
         reason: String,
     },
     /// The delivery a handle names is no longer current: acked, redelivered
-    /// since, moved to the dead-letter queue, or never existed.
+    /// since, moved to the dead-letter queue, its handle replaced by a
+    /// ChangeInvisibleDuration, or never existed.
     #[error(
-        "delivery {attempt} of {topic}/{queue}@{offset} is not in flight for group {group}: it was acked, moved to the DLQ, or delivered again since"
+        "delivery {attempt} of {topic}/{queue}@{offset} is not in flight for group {group} under this receipt handle: it was acked, moved to the DLQ or delivered again, or a ChangeInvisibleDuration replaced the handle"
     )]
     StaleDelivery {
         /// The consumer group.

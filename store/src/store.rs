@@ -278,8 +278,10 @@ impl StoreApi for Store {
         req: ChangeInvisibleRequest,
     ) -> Result<ChangeInvisibleResponse> {
         self.check_running()?;
+        let (visible_at_ms, handle_seq) = self.pop.change_invisible(&req).await?;
         Ok(ChangeInvisibleResponse {
-            visible_at_ms: self.pop.change_invisible(&req).await?,
+            visible_at_ms,
+            handle_seq,
         })
     }
 

@@ -87,6 +87,7 @@ impl Inner {
             queue: r.queue,
             offset: r.offset,
             attempt: r.attempt,
+            handle_seq: r.handle_seq,
         };
         Ok((r, d))
     }
@@ -204,14 +205,20 @@ impl Inner {
             ));
         }
         self.renewer.forget(&req.receipt_handle);
-        self.store
+        // The store retires the handle the consumer used: only the new one
+        // acks from now on (an old copy of the message a consumer still
+        // holds cannot ack it from under the newer one).
+        let changed = self
+            .store
             .change_invisible(st::ChangeInvisibleRequest {
                 delivery: Some(d),
                 invisible_ms: ms,
                 expected_visible_at_ms: 0,
+                keep_handle: false,
             })
             .await?;
         Ok(self.receipts.issue(&Receipt {
+            handle_seq: changed.handle_seq,
             issued_ms: pier_store::now_ms(),
             ..receipt
         }))

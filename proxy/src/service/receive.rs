@@ -227,6 +227,7 @@ impl Inner {
                 queue: m.queue,
                 offset: m.offset,
                 attempt: p.attempt,
+                handle_seq: 0,
                 issued_ms: pier_store::now_ms(),
             };
             let handle = self.receipts.issue(&receipt);
@@ -236,6 +237,7 @@ impl Inner {
                 queue: m.queue,
                 offset: m.offset,
                 attempt: p.attempt,
+                handle_seq: 0,
             };
             if req.auto_renew {
                 self.renewer.track(

@@ -1,11 +1,13 @@
 //! What both consumer kinds share: subscriptions, the receive call (a long
-//! poll), ack, invisibility changes and dead-lettering.
+//! poll), acks (`acks`: coalesced when several are on the wire at once),
+//! invisibility changes and dead-lettering.
 //!
 //! - `simple`: [`SimpleConsumer`](crate::SimpleConsumer), the application
 //!   pulls;
 //! - `push`: [`PushConsumer`](crate::PushConsumer), a listener is called
 //!   for each message.
 
+mod acks;
 pub(crate) mod push;
 pub(crate) mod simple;
 
@@ -15,9 +17,9 @@ use std::time::Duration;
 use pier_proto::rocketmq::receive_message_response::Content;
 use pier_proto::rocketmq::settings::PubSub;
 use pier_proto::rocketmq::{
-    AckMessageEntry, AckMessageRequest, AckMessageResponse, Broker, ChangeInvisibleDurationRequest,
-    ClientType, Code, FilterType, ForwardMessageToDeadLetterQueueRequest, MessageQueue, Permission,
-    ReceiveMessageRequest, Subscription, SubscriptionEntry,
+    Broker, ChangeInvisibleDurationRequest, ClientType, Code, FilterType,
+    ForwardMessageToDeadLetterQueueRequest, MessageQueue, Permission, ReceiveMessageRequest,
+    Subscription, SubscriptionEntry,
 };
 
 use crate::config::ClientConfig;
@@ -179,39 +181,6 @@ pub(crate) async fn receive(
         Err(e) if e.code() == Some(Code::MessageNotFound) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
-}
-
-/// Acknowledges a delivery (address it came from first, then the others:
-/// Pier accepts a receipt handle on every proxy).
-pub(crate) async fn ack(core: &ClientCore, group: &str, m: &MessageView) -> Result<()> {
-    let req = AckMessageRequest {
-        group: Some(core.resource(group)),
-        topic: Some(core.resource(m.topic())),
-        entries: vec![AckMessageEntry {
-            message_id: m.message_id().to_owned(),
-            receipt_handle: m.receipt_handle().to_owned(),
-            lite_topic: None,
-        }],
-    };
-    let req_handle = m.receipt_handle();
-    let resp = core
-        .call(Some(m.origin), req, |mut rpc, r| async move {
-            rpc.ack_message(r).await
-        })
-        .await?;
-    entry_answer(&resp, req_handle)
-}
-
-/// The answer of an `AckMessage` response for the entry of
-/// `receipt_handle`: its own status (matched by handle, as a server may
-/// answer entries in any order), else the response's.
-pub(crate) fn entry_answer(resp: &AckMessageResponse, receipt_handle: &str) -> Result<()> {
-    let own = resp
-        .entries
-        .iter()
-        .find(|e| e.receipt_handle == receipt_handle)
-        .and_then(|e| e.status.as_ref());
-    check(own.or(resp.status.as_ref()))
 }
 
 /// Changes how long a delivery stays invisible; returns the delivery with

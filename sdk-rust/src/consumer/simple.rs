@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use pier_proto::rocketmq::{ClientType, MessageQueue, Permission, Subscription};
 
+use super::acks::Acks;
 use super::{FilterExpression, ReceiveSpec};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
@@ -60,6 +61,7 @@ impl SimpleConsumerBuilder {
         }
         session::start(&core).await?;
         Ok(SimpleConsumer {
+            acks: Acks::new(core.clone(), self.group.clone()),
             core,
             group: self.group,
             subscriptions,
@@ -114,6 +116,8 @@ fn readable(route: Vec<MessageQueue>) -> Vec<MessageQueue> {
 #[derive(Debug)]
 pub struct SimpleConsumer {
     core: Arc<ClientCore>,
+    /// Acks made while others are on the wire share a call.
+    acks: Arc<Acks>,
     group: String,
     subscriptions: Vec<Subscribed>,
     await_duration: Duration,
@@ -192,9 +196,12 @@ impl SimpleConsumer {
         Err(last.unwrap_or(Error::Shutdown))
     }
 
-    /// Acknowledges a message: the group is done with it.
+    /// Acknowledges a message: the group is done with it. Acks made
+    /// while earlier ones are still on the wire (from tasks of the
+    /// application that ack at once) go out together, each answered by its
+    /// own entry's status.
     pub async fn ack(&self, message: &MessageView) -> Result<()> {
-        super::ack(&self.core, &self.group, message).await
+        self.acks.ack(message).await
     }
 
     /// Makes a received message invisible for `invisible_duration` from now

@@ -4,7 +4,8 @@
 //! - `log`:   topic_id u32 | queue u32 | offset u64          -> StoredMessage
 //! - `pop`:   b'c' | group_id u32 | topic_id u32 | queue u32   -> cursor u64
 //!   `pop`:   b'i' | group_id u32 | topic_id u32 | queue u32 | offset u64
-//!   -> attempt u32 | visible_at_ms i64 (an in-flight delivery)
+//!   -> attempt u32 | visible_at_ms i64 [| handle_seq u32, when not 0]
+//!   (an in-flight delivery)
 //!   `pop`: b'l' / b'p' | same tail -> message group (FIFO: the group an
 //!   in-flight message locks / a message parked until its group unlocks)
 //! - `meta`:  b't' | name -> Topic,  b'g' | name -> ConsumerGroup;
@@ -187,17 +188,28 @@ pub(crate) fn pop_prefix(tag: u8, group_id: u32, topic_id: u32) -> [u8; 9] {
     k
 }
 
-pub(crate) fn encode_inflight(attempt: u32, visible_at_ms: i64) -> [u8; 12] {
-    let mut v = [0u8; 12];
-    v[..4].copy_from_slice(&attempt.to_be_bytes());
-    v[4..].copy_from_slice(&visible_at_ms.to_be_bytes());
+/// The value of an in-flight entry. A handle_seq of 0 (no
+/// ChangeInvisibleDuration yet, nearly every delivery) is left out: the
+/// value stays 12 bytes, as stores before handle_seq wrote it.
+pub(crate) fn encode_inflight(attempt: u32, visible_at_ms: i64, handle_seq: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&attempt.to_be_bytes());
+    v.extend_from_slice(&visible_at_ms.to_be_bytes());
+    if handle_seq != 0 {
+        v.extend_from_slice(&handle_seq.to_be_bytes());
+    }
     v
 }
 
-pub(crate) fn decode_inflight(v: &[u8]) -> Option<(u32, i64)> {
+/// (attempt, visible_at_ms, handle_seq) of an in-flight entry's value.
+pub(crate) fn decode_inflight(v: &[u8]) -> Option<(u32, i64, u32)> {
     let a: [u8; 4] = v.get(..4)?.try_into().ok()?;
     let d: [u8; 8] = v.get(4..12)?.try_into().ok()?;
-    Some((u32::from_be_bytes(a), i64::from_be_bytes(d)))
+    let seq = match v.get(12..) {
+        None | Some([]) => 0,
+        Some(rest) => u32::from_be_bytes(rest.try_into().ok()?),
+    };
+    Some((u32::from_be_bytes(a), i64::from_be_bytes(d), seq))
 }
 
 /// Parses `queue | offset` from the tail of an in-flight key.
@@ -268,8 +280,14 @@ mod tests {
         let k = pop_entry_key(b'i', 7, 9, 3, 42);
         assert_eq!(inflight_position(&k), Some((3, 42)));
         assert!(k.starts_with(&pop_prefix(b'i', 7, 9)));
-        let v = encode_inflight(5, -3);
-        assert_eq!(decode_inflight(&v), Some((5, -3)));
+        let v = encode_inflight(5, -3, 0);
+        assert_eq!(v.len(), 12, "the layout of stores before handle_seq");
+        assert_eq!(decode_inflight(&v), Some((5, -3, 0)));
+        let v = encode_inflight(5, -3, 2);
+        assert_eq!(decode_inflight(&v), Some((5, -3, 2)));
+        // What a store before handle_seq reads of it: the same delivery.
+        assert_eq!(&v[..12], &encode_inflight(5, -3, 0)[..]);
+        assert_eq!(decode_inflight(&v[..14]), None, "a torn value");
     }
 
     #[test]
@@ -343,7 +361,7 @@ mod props {
             due in any::<u64>(), topic in any::<u32>(), seq in any::<u64>(),
             group in any::<u32>(), queue in any::<u32>(), offset in any::<u64>(),
             attempt in any::<u32>(), visible in any::<i64>(), id in any::<[u8; 16]>(),
-            at in 0i64..i64::MAX,
+            at in 0i64..i64::MAX, handle_seq in any::<u32>(),
         ) {
             prop_assert_eq!(timer_parts(&timer_key(due, topic, seq)), Some((due, topic)));
             prop_assert_eq!(log_offset(&log_key(topic, queue, offset)), Some(offset));
@@ -355,7 +373,7 @@ mod props {
             let c = cursor_key(group, topic, queue);
             prop_assert_eq!(cursor_queue(&c), Some(queue));
             prop_assert!(c.starts_with(&pop_prefix(b'c', group, topic)));
-            prop_assert_eq!(decode_inflight(&encode_inflight(attempt, visible)), Some((attempt, visible)));
+            prop_assert_eq!(decode_inflight(&encode_inflight(attempt, visible, handle_seq)), Some((attempt, visible, handle_seq)));
             prop_assert_eq!(txn_due_parts(&txn_due_key(at, &id)), Some((at, id)));
             prop_assert_eq!(txn_due_parts(&txn_half_key(&id)), None);
         }

@@ -1,6 +1,7 @@
 //! Ending deliveries and changing their invisible time. A delivery
-//! reference is current only for the attempt it names: an ack or change of
-//! an older attempt (the message was redelivered since), of an acked
+//! reference is current only for the attempt and the handle it names: an
+//! ack or change of an older attempt (the message was redelivered since),
+//! through a handle a ChangeInvisibleDuration replaced, of an acked
 //! message, or of one being dead-lettered is refused as stale.
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::error::Result;
 /// true when it held a FIFO message group, whose next message may now be
 /// delivered.
 fn ack_one(st: &mut SubState, d: &DeliveryRef) -> Result<bool> {
-    match st.current(d.queue, d.offset, d.attempt) {
+    match st.current(d.queue, d.offset, d.attempt, d.handle_seq) {
         Some(_) => Ok(st.forget(d.queue, d.offset)),
         None => Err(stale(d)),
     }
@@ -87,12 +88,16 @@ impl Consumption {
         results
     }
 
-    /// Changes when a delivery becomes visible again; returns that time once
-    /// the change is durable.
-    pub(crate) async fn change_invisible(&self, req: &ChangeInvisibleRequest) -> Result<i64> {
+    /// Changes when a delivery becomes visible again; returns that time and
+    /// the delivery's handle_seq (moved on unless `keep_handle`) once the
+    /// change is durable.
+    pub(crate) async fn change_invisible(
+        &self,
+        req: &ChangeInvisibleRequest,
+    ) -> Result<(i64, u32)> {
         let Located { d, sub, topic, .. } = self.locate(&req.delivery)?;
-        let (visible_at, written) =
-            self.change(&sub, |st| match st.current(d.queue, d.offset, d.attempt) {
+        let (changed, written) = self.change(&sub, |st| {
+            match st.current(d.queue, d.offset, d.attempt, d.handle_seq) {
                 Some(e)
                     if req.expected_visible_at_ms == 0
                         || req.expected_visible_at_ms == e.visible_at_ms =>
@@ -102,12 +107,13 @@ impl Consumption {
                         .clock
                         .now_ms()
                         .saturating_add(req.invisible_ms.min(i64::MAX as u64) as i64);
-                    st.deliver(d.queue, d.offset, d.attempt, visible_at, None);
-                    Ok((visible_at, before))
+                    let e = st.set_invisible(d.queue, d.offset, e, visible_at, !req.keep_handle);
+                    Ok((visible_at, before, e.handle_seq))
                 }
                 _ => Err(stale(d)),
-            });
-        let (visible_at, before) = visible_at?;
+            }
+        });
+        let (visible_at, before, handle_seq) = changed?;
         written?.durable().await?;
         if req.invisible_ms == 0 || visible_at < before {
             // Visible sooner than before (at once, or a push consumer's nack
@@ -116,7 +122,7 @@ impl Consumption {
             // look again and time it by the new one.
             topic.notify.notify_waiters();
         }
-        Ok(visible_at)
+        Ok((visible_at, handle_seq))
     }
 
     /// Undoes deliveries that never reached a consumer (see

@@ -68,7 +68,10 @@ impl Consumption {
         } = self.locate(delivery)?;
         {
             let mut st = sub.state.lock();
-            if st.current(d.queue, d.offset, d.attempt).is_none() {
+            if st
+                .current(d.queue, d.offset, d.attempt, d.handle_seq)
+                .is_none()
+            {
                 return Err(stale(d));
             }
             st.mark_moving(d.queue, d.offset);

@@ -38,10 +38,12 @@ impl Pending {
         keys::pop_entry_key(tag, self.key.group_id, self.key.topic_id, queue, offset)
     }
 
-    fn put_inflight(&mut self, queue: u32, offset: u64, attempt: u32, visible_at_ms: i64) {
+    fn put_inflight(&mut self, queue: u32, offset: u64, e: &Inflight) {
         let k = self.entry(b'i', queue, offset);
-        self.batch
-            .put(k, keys::encode_inflight(attempt, visible_at_ms));
+        self.batch.put(
+            k,
+            keys::encode_inflight(e.attempt, e.visible_at_ms, e.handle_seq),
+        );
     }
 
     /// Removes an in-flight entry, and its FIFO lock entry when it held a
@@ -77,6 +79,11 @@ impl Pending {
 pub(crate) struct Inflight {
     pub(crate) attempt: u32,
     pub(crate) visible_at_ms: i64,
+    /// Which receipt handle of this attempt is current: 0 for the one the
+    /// receive issued, raised by each ChangeInvisibleDuration of the
+    /// consumer, which issues a new handle and retires the one it was given
+    /// (so an old handle can no longer ack a message another handle holds).
+    pub(crate) handle_seq: u32,
     /// Set while the message is being moved to the dead-letter queue, so no
     /// second pop picks it up meanwhile.
     pub(crate) moving: bool,
@@ -127,10 +134,10 @@ impl SubState {
         let prefix = keys::pop_prefix(b'i', key.group_id, key.topic_id);
         for item in db.scan_prefix(Cf::Pop, &prefix)? {
             let (k, v) = item?;
-            if let (Some((q, o)), Some((attempt, vis))) =
+            if let (Some((q, o)), Some((attempt, vis, handle_seq))) =
                 (keys::inflight_position(&k), keys::decode_inflight(&v))
             {
-                st.insert(q, o, attempt, vis);
+                st.insert(q, o, attempt, vis, handle_seq);
             }
         }
         for tag in [b'l', b'p'] {
@@ -184,16 +191,25 @@ impl SubState {
         start
     }
 
-    fn insert(&mut self, queue: u32, offset: u64, attempt: u32, visible_at_ms: i64) {
+    fn insert(
+        &mut self,
+        queue: u32,
+        offset: u64,
+        attempt: u32,
+        visible_at_ms: i64,
+        handle_seq: u32,
+    ) -> Inflight {
         let entry = Inflight {
             attempt,
             visible_at_ms,
+            handle_seq,
             moving: false,
         };
         if let Some(old) = self.inflight.insert((queue, offset), entry) {
             self.by_deadline.remove(&(old.visible_at_ms, queue, offset));
         }
         self.by_deadline.insert((visible_at_ms, queue, offset));
+        entry
     }
 
     /// Puts a message in flight (again), invisible until `visible_at_ms`;
@@ -206,12 +222,32 @@ impl SubState {
         visible_at_ms: i64,
         fifo_group: Option<String>,
     ) {
-        self.insert(queue, offset, attempt, visible_at_ms);
-        self.pending
-            .put_inflight(queue, offset, attempt, visible_at_ms);
+        let e = self.insert(queue, offset, attempt, visible_at_ms, 0);
+        self.pending.put_inflight(queue, offset, &e);
         if let Some(g) = fifo_group {
             self.lanes.hold(queue, offset, g, &mut self.pending);
         }
+    }
+
+    /// Changes when a current delivery becomes visible again; with
+    /// `new_handle`, its handle_seq moves on (the consumer gets a new receipt
+    /// handle and the one it used is retired). Returns the changed entry.
+    pub(crate) fn set_invisible(
+        &mut self,
+        queue: u32,
+        offset: u64,
+        current: Inflight,
+        visible_at_ms: i64,
+        new_handle: bool,
+    ) -> Inflight {
+        let seq = if new_handle {
+            current.handle_seq.wrapping_add(1)
+        } else {
+            current.handle_seq
+        };
+        let e = self.insert(queue, offset, current.attempt, visible_at_ms, seq);
+        self.pending.put_inflight(queue, offset, &e);
+        e
     }
 
     /// Undoes a delivery that never reached its consumer, if `attempt` is
@@ -220,7 +256,8 @@ impl SubState {
     /// message keeps its message group locked: it is still the next one.
     /// Returns whether it was undone.
     pub(crate) fn undeliver(&mut self, queue: u32, offset: u64, attempt: u32, now: i64) -> bool {
-        if self.current(queue, offset, attempt).is_none() {
+        // Handle 0: a consumer that never got the delivery never changed it.
+        if self.current(queue, offset, attempt, 0).is_none() {
             return false;
         }
         self.deliver(queue, offset, attempt.saturating_sub(1), now, None);
@@ -241,12 +278,19 @@ impl SubState {
         held
     }
 
-    /// Returns the delivery of a message if `attempt` is its current one and
-    /// it is not being moved to the dead-letter queue.
-    pub(crate) fn current(&self, queue: u32, offset: u64, attempt: u32) -> Option<Inflight> {
+    /// Returns the delivery of a message if `attempt` is its current one,
+    /// `handle_seq` that attempt's current handle, and it is not being moved
+    /// to the dead-letter queue.
+    pub(crate) fn current(
+        &self,
+        queue: u32,
+        offset: u64,
+        attempt: u32,
+        handle_seq: u32,
+    ) -> Option<Inflight> {
         self.inflight
             .get(&(queue, offset))
-            .filter(|e| e.attempt == attempt && !e.moving)
+            .filter(|e| e.attempt == attempt && e.handle_seq == handle_seq && !e.moving)
             .copied()
     }
 
@@ -286,7 +330,8 @@ impl SubState {
     /// later pop retries the move. Memory only: the stored delivery is
     /// already due.
     pub(crate) fn unmark_moving(&mut self, queue: u32, offset: u64, attempt: u32, now: i64) {
-        self.insert(queue, offset, attempt, now);
+        let seq = self.inflight(queue, offset).map_or(0, |e| e.handle_seq);
+        self.insert(queue, offset, attempt, now, seq);
     }
 
     /// Returns the earliest time an in-flight message becomes visible again.

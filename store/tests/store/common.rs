@@ -87,6 +87,7 @@ pub(crate) async fn change_invisible(
         delivery: delivery(group, p),
         invisible_ms,
         expected_visible_at_ms: 0,
+        keep_handle: false,
     };
     store.change_invisible(req).await.unwrap()
 }
@@ -159,6 +160,7 @@ pub(crate) fn delivery(group: &str, p: &PoppedMessage) -> Option<DeliveryRef> {
         queue: m.queue,
         offset: m.offset,
         attempt: p.attempt,
+        handle_seq: 0,
     })
 }
 

@@ -276,6 +276,7 @@ fn basics<'a>(s: &'a dyn StoreApi, t: &'a mut Transcript) -> Run<'a> {
             delivery: delivery("g", &got[1]),
             invisible_ms: 0,
             expected_visible_at_ms: 0,
+            keep_handle: false,
         };
         t.record(
             "change invisible to 0",

@@ -38,6 +38,7 @@ async fn every_message_is_delivered_once_and_ack_is_final() {
                 queue: 0,
                 offset: 0,
                 attempt: 1,
+                handle_seq: 0,
             }),
         })
         .await
@@ -320,4 +321,81 @@ async fn a_pop_dropped_before_answering_leaves_its_messages_visible() {
     let got = pop(&*store, "t", "g", 10, 60_000, 0).await;
     assert_eq!(got.len(), 1, "the message stayed invisible");
     assert_eq!(got[0].attempt, 1);
+}
+
+/// A consumer's ChangeInvisibleDuration retires the handle it was given:
+/// only the new one acks, changes or dead-letters from then on, also after
+/// a restart. A proxy's background renewal keeps the consumer's handle.
+#[tokio::test]
+async fn a_change_retires_the_handle_it_changed_unless_it_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    setup(&*store, "t", "g", 5).await;
+    send(&*store, "t", &["only"]).await;
+    let got = pop(&*store, "t", "g", 1, 60_000, 0).await;
+    let first = delivery("g", &got[0]).unwrap();
+    let change = |d: &DeliveryRef, keep_handle: bool| ChangeInvisibleRequest {
+        delivery: Some(d.clone()),
+        invisible_ms: 60_000,
+        expected_visible_at_ms: 0,
+        keep_handle,
+    };
+
+    let renewed = store.change_invisible(change(&first, true)).await.unwrap();
+    assert_eq!(renewed.handle_seq, 0, "a renewal keeps the handle");
+    let changed = store.change_invisible(change(&first, false)).await.unwrap();
+    assert_eq!(changed.handle_seq, 1);
+    let second = DeliveryRef {
+        handle_seq: changed.handle_seq,
+        ..first.clone()
+    };
+    let stale = |r: Result<(), StoreError>| {
+        assert!(matches!(r, Err(StoreError::StaleDelivery { .. })), "{r:?}");
+    };
+    stale(
+        store
+            .ack(AckRequest {
+                delivery: Some(first.clone()),
+            })
+            .await
+            .map(|_| ()),
+    );
+    stale(
+        store
+            .change_invisible(change(&first, false))
+            .await
+            .map(|_| ()),
+    );
+    stale(
+        store
+            .forward_to_dlq(ForwardToDlqRequest {
+                delivery: Some(first.clone()),
+            })
+            .await
+            .map(|_| ()),
+    );
+    let d = describe(&*store, "g").await;
+    assert_eq!(d.backlog[0].inflight, 1, "the refusals left it in flight");
+
+    // The new handle's sequence is on disk: after a restart the old handle
+    // still cannot ack, the new one can.
+    store.shutdown();
+    drop(store);
+    let store = open(dir.path());
+    stale(
+        store
+            .ack(AckRequest {
+                delivery: Some(first),
+            })
+            .await
+            .map(|_| ()),
+    );
+    store
+        .ack(AckRequest {
+            delivery: Some(second),
+        })
+        .await
+        .unwrap();
+    let d = describe(&*store, "g").await;
+    assert_eq!((d.backlog[0].ready, d.backlog[0].inflight), (0, 0), "{d:?}");
 }

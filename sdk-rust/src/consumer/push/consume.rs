@@ -14,9 +14,9 @@ use pier_proto::rocketmq::{Code, MessageQueue};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::acks::Acks;
 use super::cache::Cache;
 use super::listener::{ConsumeResult, MessageListener};
+use crate::consumer::acks::Acks;
 use crate::consumer::{self, FilterExpression, ReceiveSpec};
 use crate::error::{Error, Result};
 use crate::message::MessageView;

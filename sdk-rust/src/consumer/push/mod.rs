@@ -19,14 +19,13 @@
 //! - each consumed message is acked with an entry of its own; the acks
 //!   that queue while earlier ones to the same address and topic are on
 //!   the wire leave together, as the entries of one `AckMessage` call
-//!   (each message still gets its own entry's status).
+//!   (each message still gets its own entry's status; `consumer::acks`,
+//!   which the simple consumer uses too).
 //!
 //! The parts: `listener` (what the application gives), `cache` (the
-//! in-memory budget), `consume` (receive loops and consumption), `acks`
-//! (the coalesced acks). Every loop
+//! in-memory budget), `consume` (receive loops and consumption). Every loop
 //! and consumption task is owned by the client core and ends at shutdown.
 
-mod acks;
 mod cache;
 mod consume;
 mod listener;
@@ -39,10 +38,10 @@ use std::time::Duration;
 use pier_proto::rocketmq::{ClientType, MessageQueue, QueryAssignmentRequest, Subscription};
 use tokio::sync::Semaphore;
 
-use self::acks::Acks;
 use self::cache::Cache;
 use self::consume::{receive_loop, Shared};
 pub use self::listener::{ConsumeResult, MessageListener};
+use super::acks::Acks;
 use super::FilterExpression;
 use crate::config::ClientConfig;
 use crate::error::{check, Error, Result};

@@ -369,6 +369,13 @@ pub(crate) const VERDICTS: &[Verdict] = &[
         why: "As ack.expired: a late extension of a delivery nobody else has taken still works.",
     },
     Verdict {
+        id: "ack.old_handle_after_change",
+        rocketmq: "OK",
+        pier: "INVALID_RECEIPT_HANDLE",
+        better: true,
+        why: "A ChangeInvisibleDuration replaces the handle, and every official client that calls it keeps the new one (protocol.md 4.9.5). Pier refuses the replaced handle and the new one acks, so a consumer still holding an old copy of the message cannot end the delivery the newer handle holds, and is told so; RocketMQ answers OK to the old handle and again to the new one afterwards. (Pier before 2026-12-07 let the old handle ack and then refused the new one.)",
+    },
+    Verdict {
         id: "expired.redelivered",
         rocketmq: "*",
         pier: "expire-3 (attempt 2)",

@@ -311,3 +311,78 @@ async fn namespace_scopes_topics_and_groups() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// Acks the application makes at once (from tasks of its own) share
+/// `AckMessage` calls, and each is still answered for its own message: a
+/// stale handle among them fails alone, the others hold (nothing comes
+/// back past the invisible duration), with fewer calls than acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_consumer_acks_at_once_share_calls_each_answered_alone() {
+    let (pier, cfg) = start(Mode::Standalone, "picks", TopicType::Normal, "pickers").await;
+    let producer = sdk::producer(&cfg, "picks").await;
+    let n = 200;
+    producer
+        .send_batch(&sdk::numbered("picks", "m", 0..n))
+        .await
+        .unwrap();
+    let consumer = Arc::new(simple(cfg.clone(), "pickers", "picks", Duration::from_secs(1)).await);
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held.len() < n && Instant::now() < deadline {
+        held.extend(consumer.receive(32, Duration::from_secs(3)).await.unwrap());
+    }
+    assert_eq!(held.len(), n, "every message received once");
+    // One message's handle goes stale: its invisibility changed.
+    let stale = held.pop().unwrap();
+    let renewed = consumer
+        .change_invisible_duration(&stale, Duration::from_secs(3))
+        .await
+        .unwrap();
+
+    let mut acks = tokio::task::JoinSet::new();
+    for m in held.iter().cloned().chain([stale.clone()]) {
+        let c = consumer.clone();
+        acks.spawn(async move { (m.message_id().to_owned(), c.ack(&m).await) });
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = acks.join_next().await {
+        let (id, answer) = done.unwrap();
+        if let Err(e) = answer {
+            failed.push((id, e.code()));
+        }
+    }
+    assert_eq!(
+        failed,
+        vec![(
+            stale.message_id().to_owned(),
+            Some(Code::InvalidReceiptHandle)
+        )],
+        "only the stale handle fails"
+    );
+    consumer.ack(&renewed).await.unwrap();
+    // Past the invisible duration: an ack that did not hold would show as
+    // a redelivery.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_nothing_to_receive(&consumer, 32).await;
+
+    let page = pier_tests::prometheus::scrape(
+        pier.proxies()[0]
+            .metrics_addr
+            .as_deref()
+            .expect("the launcher turns the metrics endpoint on"),
+    );
+    // gRPC OK: a call's entries carry their RocketMQ codes in its body.
+    let calls = pier_tests::prometheus::sample(
+        &page,
+        "rocketmq_rpc_latency_count",
+        &[("request_code", "AckMessage"), ("response_code", "OK")],
+    )
+    .unwrap_or(0.0);
+    assert!(
+        calls >= 2.0 && calls < n as f64,
+        "{calls} AckMessage calls for {} acks",
+        n + 1
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

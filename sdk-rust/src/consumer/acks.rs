@@ -1,8 +1,10 @@
-//! The push consumer's acks, coalesced: the acks of messages consumed while
-//! earlier acks to the same address and topic are on the wire go out
-//! together, as the entries of one `AckMessage` call, when one of those
-//! calls returns. Nothing waits on purpose: an ack with a call slot free
-//! leaves at once, alone if nothing else is queued.
+//! A consumer's acks, coalesced (the push consumer's and the simple
+//! consumer's alike): the acks made while earlier acks to the same address
+//! and topic are on the wire go out together, as the entries of one
+//! `AckMessage` call, when one of those calls returns. Nothing waits on
+//! purpose: an ack with a call slot free leaves at once, alone if nothing
+//! else is queued, so an application acking one message at a time sees a
+//! call per ack as before.
 //!
 //! Why: every ack used to be a call of its own, and the SDK then spent
 //! about twice the CPU per message of a bare gRPC client (`perf stat`,
@@ -18,11 +20,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use pier_proto::rocketmq::{AckMessageEntry, AckMessageRequest};
+use pier_proto::rocketmq::{AckMessageEntry, AckMessageRequest, AckMessageResponse};
 use tokio::sync::oneshot;
 
-use crate::consumer::entry_answer;
-use crate::error::{Error, Result};
+use crate::error::{check, Error, Result};
 use crate::message::MessageView;
 use crate::session::ClientCore;
 
@@ -43,15 +44,21 @@ struct Lane {
     calls: usize,
 }
 
-/// The acks of one push consumer (see the module comment).
-pub(super) struct Acks {
+/// The acks of one consumer (see the module comment).
+pub(crate) struct Acks {
     core: Arc<ClientCore>,
     group: String,
     lanes: Mutex<HashMap<(usize, String), Lane>>,
 }
 
+impl std::fmt::Debug for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acks").field("group", &self.group).finish()
+    }
+}
+
 impl Acks {
-    pub(super) fn new(core: Arc<ClientCore>, group: String) -> Arc<Acks> {
+    pub(crate) fn new(core: Arc<ClientCore>, group: String) -> Arc<Acks> {
         Arc::new(Acks {
             core,
             group,
@@ -59,8 +66,9 @@ impl Acks {
         })
     }
 
-    /// Acks `m`; returns its entry's answer.
-    pub(super) async fn ack(self: &Arc<Self>, m: &MessageView) -> Result<()> {
+    /// Acks `m` (at the address it came from first, then the others: Pier
+    /// accepts a receipt handle on every proxy); returns its entry's answer.
+    pub(crate) async fn ack(self: &Arc<Self>, m: &MessageView) -> Result<()> {
         let (answer, answered) = oneshot::channel();
         let key = (m.origin, m.topic().to_owned());
         let waiting = Waiting {
@@ -131,7 +139,7 @@ impl Acks {
         for w in batch {
             let answer = match &resp {
                 Ok(resp) => entry_answer(resp, &w.entry.receipt_handle),
-                Err(e) => Err(shared_error(e)),
+                Err(e) => Err(e.copy_for_each()),
             };
             // The waiter may have gone (shutdown): nothing to tell.
             let _ = w.answer.send(answer);
@@ -144,27 +152,16 @@ fn take_batch(queued: &mut Vec<Waiting>) -> Vec<Waiting> {
     queued.drain(..n).collect()
 }
 
-/// A copy of a call's failure for each entry it carried, keeping what
-/// callers look at: the RocketMQ or gRPC code (retryable or not) and the
-/// message.
-fn shared_error(e: &Error) -> Error {
-    match e {
-        Error::Status {
-            code,
-            name,
-            message,
-        } => Error::Status {
-            code: *code,
-            name: name.clone(),
-            message: message.clone(),
-        },
-        Error::Rpc { code, message, .. } => Error::rpc(*code, message.clone()),
-        Error::Transport { .. } => Error::rpc(tonic::Code::Unavailable, e.to_string()),
-        Error::Shutdown => Error::Shutdown,
-        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
-        Error::Unsupported(m) => Error::Unsupported(m.clone()),
-        Error::Protocol(m) => Error::Protocol(m.clone()),
-    }
+/// The answer of an `AckMessage` response for the entry of
+/// `receipt_handle`: its own status (matched by handle, as a server may
+/// answer entries in any order), else the response's.
+fn entry_answer(resp: &AckMessageResponse, receipt_handle: &str) -> Result<()> {
+    let own = resp
+        .entries
+        .iter()
+        .find(|e| e.receipt_handle == receipt_handle)
+        .and_then(|e| e.status.as_ref());
+    check(own.or(resp.status.as_ref()))
 }
 
 #[cfg(test)]
@@ -215,12 +212,12 @@ mod tests {
     #[test]
     fn a_failed_call_fails_each_entry_alike() {
         let e = Error::rpc(tonic::Code::Unavailable, "down");
-        let copy = shared_error(&e);
+        let copy = e.copy_for_each();
         assert_eq!(copy.grpc_code(), Some(tonic::Code::Unavailable));
         assert!(copy.is_retryable() && copy.is_transport());
         let s = Error::from_status(&status(Code::BadRequest).unwrap());
-        assert_eq!(shared_error(&s).code(), Some(Code::BadRequest));
-        assert!(!shared_error(&s).is_retryable());
+        assert_eq!(s.copy_for_each().code(), Some(Code::BadRequest));
+        assert!(!s.copy_for_each().is_retryable());
     }
 
     #[test]
