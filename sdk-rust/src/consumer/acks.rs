@@ -69,6 +69,9 @@ impl Acks {
     /// Acks `m` (at the address it came from first, then the others: Pier
     /// accepts a receipt handle on every proxy); returns its entry's answer.
     pub(crate) async fn ack(self: &Arc<Self>, m: &MessageView) -> Result<()> {
+        if self.core.is_shut_down() {
+            return Err(Error::Shutdown);
+        }
         let (answer, answered) = oneshot::channel();
         let key = (m.origin, m.topic().to_owned());
         let waiting = Waiting {
@@ -95,8 +98,14 @@ impl Acks {
             self.core
                 .spawn(async move { acks.send_while_queued(key, batch).await });
         }
-        // Dropped unanswered only when the client shuts down.
-        answered.await.unwrap_or(Err(Error::Shutdown))
+        // Dropped unanswered only when the client shuts down. A shutdown
+        // also cancels the tasks that held call slots, which then never
+        // give them back: an ack queued behind them must not wait for them.
+        tokio::select! {
+            biased;
+            answer = answered => answer.unwrap_or(Err(Error::Shutdown)),
+            () = self.core.cancellation().cancelled() => Err(Error::Shutdown),
+        }
     }
 
     /// Sends `batch`, then whatever queued meanwhile, until the lane's

@@ -386,3 +386,31 @@ async fn simple_consumer_acks_at_once_share_calls_each_answered_alone() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// Acks after the consumer shut down fail at once with `Shutdown`, more of
+/// them than there are call slots too: none waits for a call that the
+/// shutdown cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_consumer_acks_after_shutdown_fail_at_once() {
+    let (_pier, cfg) = start(Mode::Standalone, "late", TopicType::Normal, "laters").await;
+    let producer = sdk::producer(&cfg, "late").await;
+    producer
+        .send_batch(&sdk::numbered("late", "m", 0..8))
+        .await
+        .unwrap();
+    let consumer = simple(cfg.clone(), "laters", "late", Duration::from_secs(1)).await;
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held.len() < 8 && Instant::now() < deadline {
+        held.extend(consumer.receive(8, Duration::from_secs(30)).await.unwrap());
+    }
+    assert_eq!(held.len(), 8);
+    consumer.shutdown().await;
+    for m in &held {
+        let answer = tokio::time::timeout(Duration::from_secs(5), consumer.ack(m))
+            .await
+            .expect("an ack after shutdown answers at once");
+        assert!(matches!(answer, Err(Error::Shutdown)), "{answer:?}");
+    }
+    producer.shutdown().await;
+}
