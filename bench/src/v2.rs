@@ -3,7 +3,7 @@
 //! calls, same messages, same transport), so their figures differ only by
 //! the server.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -85,6 +85,11 @@ impl Conns {
         // Signed anew per call (below), as the official clients do.
         headers.remove("authorization");
         headers.remove("x-mq-date-time");
+        // Java, Go and Python send it on every call, empty without one.
+        headers.insert(
+            "x-mq-namespace",
+            tonic::metadata::MetadataValue::from_static(""),
+        );
         let mut queue = raw.queue(topic);
         if let Some(b) = queue.broker.as_mut() {
             b.name = broker.to_owned();
@@ -98,6 +103,8 @@ impl Conns {
             signer: self.signer.clone(),
             id_prefix: format!("{:08X}{i:08X}", std::process::id()),
             seq: 0,
+            calls: AtomicU64::new(0),
+            date: std::sync::Mutex::new(None),
         }
     }
 }
@@ -118,6 +125,10 @@ pub struct V2Client {
     /// or syscalls per message).
     id_prefix: String,
     seq: u64,
+    /// Calls made, for each call's `x-mq-request-id`.
+    calls: AtomicU64,
+    /// `x-mq-date-time` of the current second, made once a second.
+    date: std::sync::Mutex<Option<(u64, tonic::metadata::AsciiMetadataValue)>>,
 }
 
 fn ok(status: Option<&Status>, what: &str) -> anyhow::Result<()> {
@@ -134,12 +145,46 @@ impl V2Client {
     fn req<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         *r.metadata_mut() = self.headers.clone();
+        // What Java, Go, Python and Node.js send anew on every call: a
+        // request id of its own (a UUID's length; a counter here, no random
+        // numbers) and the date. A header that changes on every call costs
+        // the server a literal in HTTP/2 header compression each time.
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n:019}", self.id_prefix);
+        if let Ok(v) = tonic::metadata::AsciiMetadataValue::try_from(id) {
+            r.metadata_mut().insert("x-mq-request-id", v);
+        }
         r.set_timeout(Duration::from_secs(30));
         match &self.signer {
             // Dated to the second, as Java, Go, Python, Node.js and Pier's
             // SDK date their calls (the Rust client dates each call anew).
             Some(s) => s.sign(r),
-            None => r,
+            None => {
+                if let Some(d) = self.date_now() {
+                    r.metadata_mut().insert("x-mq-date-time", d);
+                }
+                r
+            }
+        }
+    }
+
+    /// `x-mq-date-time` for now, to the second (the signer dates signed
+    /// calls itself).
+    fn date_now(&self) -> Option<tonic::metadata::AsciiMetadataValue> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut date = self.date.lock().ok()?;
+        match &*date {
+            Some((s, v)) if *s == secs => Some(v.clone()),
+            _ => {
+                let v = tonic::metadata::AsciiMetadataValue::try_from(
+                    pier_tests::signing::compact_date(secs),
+                )
+                .ok()?;
+                *date = Some((secs, v.clone()));
+                Some(v)
+            }
         }
     }
 
