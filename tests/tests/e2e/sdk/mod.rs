@@ -96,6 +96,18 @@ pub(crate) async fn assert_nothing_to_receive(c: &SimpleConsumer, batch: usize) 
     assert!(got.is_empty(), "{got:?}");
 }
 
+/// Receives `n` messages without acking them (each invisible for
+/// `invisible`), within 20 s.
+pub(crate) async fn hold(c: &SimpleConsumer, n: usize, invisible: Duration) -> Vec<MessageView> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut held = Vec::new();
+    while held.len() < n && Instant::now() < deadline {
+        held.extend(c.receive(32, invisible).await.unwrap());
+    }
+    assert_eq!(held.len(), n, "every message received once");
+    held
+}
+
 /// Receives until `n` messages arrived (acking them) or `limit` passes.
 pub(crate) async fn drain(c: &SimpleConsumer, n: usize, limit: Duration) -> Vec<MessageView> {
     let deadline = Instant::now() + limit;

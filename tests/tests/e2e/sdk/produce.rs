@@ -326,12 +326,7 @@ async fn simple_consumer_acks_at_once_share_calls_each_answered_alone() {
         .await
         .unwrap();
     let consumer = Arc::new(simple(cfg.clone(), "pickers", "picks", Duration::from_secs(1)).await);
-    let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while held.len() < n && Instant::now() < deadline {
-        held.extend(consumer.receive(32, Duration::from_secs(3)).await.unwrap());
-    }
-    assert_eq!(held.len(), n, "every message received once");
+    let mut held = hold(&consumer, n, Duration::from_secs(3)).await;
     // One message's handle goes stale: its invisibility changed.
     let stale = held.pop().unwrap();
     let renewed = consumer
@@ -399,12 +394,7 @@ async fn simple_consumer_acks_after_shutdown_fail_at_once() {
         .await
         .unwrap();
     let consumer = simple(cfg.clone(), "laters", "late", Duration::from_secs(1)).await;
-    let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while held.len() < 8 && Instant::now() < deadline {
-        held.extend(consumer.receive(8, Duration::from_secs(30)).await.unwrap());
-    }
-    assert_eq!(held.len(), 8);
+    let held = hold(&consumer, 8, Duration::from_secs(30)).await;
     consumer.shutdown().await;
     for m in &held {
         let answer = tokio::time::timeout(Duration::from_secs(5), consumer.ack(m))
