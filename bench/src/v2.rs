@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pier_proto::rocketmq::receive_message_response::Content;
 use pier_proto::rocketmq::*;
-use pier_tests::signing::Signer;
+use pier_tests::signing::{date_header, PerSecond, Signer};
 use pier_tests::Raw;
 
 use crate::system::{Ack, Client};
@@ -104,7 +104,7 @@ impl Conns {
             id_prefix: format!("{:08X}{i:08X}", std::process::id()),
             seq: 0,
             calls: AtomicU64::new(0),
-            date: std::sync::Mutex::new(None),
+            date: PerSecond::default(),
         }
     }
 }
@@ -128,7 +128,7 @@ pub struct V2Client {
     /// Calls made, for each call's `x-mq-request-id`.
     calls: AtomicU64,
     /// `x-mq-date-time` of the current second, made once a second.
-    date: std::sync::Mutex<Option<(u64, tonic::metadata::AsciiMetadataValue)>>,
+    date: PerSecond<tonic::metadata::AsciiMetadataValue>,
 }
 
 fn ok(status: Option<&Status>, what: &str) -> anyhow::Result<()> {
@@ -160,30 +160,9 @@ impl V2Client {
             // SDK date their calls (the Rust client dates each call anew).
             Some(s) => s.sign(r),
             None => {
-                if let Some(d) = self.date_now() {
-                    r.metadata_mut().insert("x-mq-date-time", d);
-                }
+                let date = self.date.now(date_header);
+                r.metadata_mut().insert("x-mq-date-time", date);
                 r
-            }
-        }
-    }
-
-    /// `x-mq-date-time` for now, to the second (the signer dates signed
-    /// calls itself).
-    fn date_now(&self) -> Option<tonic::metadata::AsciiMetadataValue> {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut date = self.date.lock().ok()?;
-        match &*date {
-            Some((s, v)) if *s == secs => Some(v.clone()),
-            _ => {
-                let v = tonic::metadata::AsciiMetadataValue::try_from(
-                    pier_tests::signing::compact_date(secs),
-                )
-                .ok()?;
-                *date = Some((secs, v.clone()));
-                Some(v)
             }
         }
     }

@@ -80,6 +80,40 @@ pub fn compact_date(secs: u64) -> String {
     d
 }
 
+/// A value made at most once a second and shared within it: a date header
+/// to the second (and the signature of it), as the official clients send.
+pub struct PerSecond<T>(Mutex<Option<(u64, T)>>);
+
+impl<T> Default for PerSecond<T> {
+    fn default() -> Self {
+        PerSecond(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> PerSecond<T> {
+    /// The value for the current second, made by `make` (given the seconds
+    /// since the epoch) when the second is new.
+    pub fn now(&self, make: impl FnOnce(u64) -> T) -> T {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*current {
+            Some((s, v)) if *s == secs => v.clone(),
+            _ => {
+                let v = make(secs);
+                *current = Some((secs, v.clone()));
+                v
+            }
+        }
+    }
+}
+
+/// The `x-mq-date-time` value for `secs` ([`compact_date`]).
+pub fn date_header(secs: u64) -> AsciiMetadataValue {
+    AsciiMetadataValue::try_from(compact_date(secs)).expect("digits and letters")
+}
+
 /// Signs calls as one user the way the clients that date to the second
 /// sign ([`compact_date`]): the signature covers only the date, so every
 /// call within one second carries the same two header values; they are
@@ -90,8 +124,8 @@ pub fn compact_date(secs: u64) -> String {
 pub struct Signer {
     user: String,
     secret: String,
-    /// The second signed last, with its date and `authorization` values.
-    current: Mutex<Option<(u64, AsciiMetadataValue, AsciiMetadataValue)>>,
+    /// The date and `authorization` values of the current second.
+    current: PerSecond<(AsciiMetadataValue, AsciiMetadataValue)>,
 }
 
 impl Signer {
@@ -100,31 +134,20 @@ impl Signer {
         Signer {
             user: user.to_owned(),
             secret: secret.to_owned(),
-            current: Mutex::new(None),
+            current: PerSecond::default(),
         }
     }
 
     /// `r`, signed now.
     pub fn sign<T>(&self, mut r: tonic::Request<T>) -> tonic::Request<T> {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let (date, authorization) = {
-            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-            match &*current {
-                Some((s, d, a)) if *s == secs => (d.clone(), a.clone()),
-                _ => {
-                    let date = compact_date(secs);
-                    let auth = authorization(&self.user, &self.secret, &date);
-                    let pair = (
-                        AsciiMetadataValue::try_from(date).expect("ascii"),
-                        AsciiMetadataValue::try_from(auth).expect("ascii user"),
-                    );
-                    *current = Some((secs, pair.0.clone(), pair.1.clone()));
-                    pair
-                }
-            }
-        };
+        let (date, authorization) = self.current.now(|secs| {
+            let date = compact_date(secs);
+            let auth = authorization(&self.user, &self.secret, &date);
+            (
+                AsciiMetadataValue::try_from(date).expect("ascii"),
+                AsciiMetadataValue::try_from(auth).expect("ascii user"),
+            )
+        });
         let md = r.metadata_mut();
         md.insert("x-mq-date-time", date);
         md.insert("authorization", authorization);

@@ -176,7 +176,7 @@ fn entry_answer(resp: &AckMessageResponse, receipt_handle: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pier_proto::rocketmq::{AckMessageResponse, AckMessageResultEntry, Code, Status};
+    use pier_proto::rocketmq::{AckMessageResultEntry, Code, Status};
 
     fn status(code: Code) -> Option<Status> {
         Some(Status {
