@@ -63,22 +63,25 @@ pub enum ReceiptError {
 /// The fleet-wide key that issues and opens receipt and recall handles.
 #[derive(Clone)]
 pub struct ReceiptKey {
-    key: Vec<u8>,
+    /// The HMAC with the key already absorbed: keying hashes two blocks
+    /// (the padded key, inner and outer), as much as a handle's own tag
+    /// costs, so each handle starts from a copy of this state instead.
+    keyed: Hmac<Sha256>,
 }
 
 impl ReceiptKey {
     /// A key from the fleet's receipt secret.
-    pub fn new(secret: &[u8]) -> ReceiptKey {
-        ReceiptKey {
-            key: secret.to_vec(),
-        }
-    }
-
     // HMAC accepts a key of any length (a long one is hashed first):
     // `new_from_slice` cannot fail for it, whatever the secret.
     #[allow(clippy::expect_used)]
+    pub fn new(secret: &[u8]) -> ReceiptKey {
+        ReceiptKey {
+            keyed: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length"),
+        }
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+        self.keyed.clone()
     }
 
     /// Appends the HMAC tag to `b` and encodes the whole as base64url.
