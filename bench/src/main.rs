@@ -209,7 +209,9 @@ fn kill_children() {
 /// brought up to date otherwise, so a run never measures a stale server.
 /// Started directly (CI, or a copy of the binaries for `scripts/ab.sh`),
 /// the bench uses the binaries beside it as they are and only builds them
-/// when missing.
+/// when missing, and only where cargo would have put them: a copy of the
+/// bench alone in another directory (`/tmp/x/pier-bench`) says what is
+/// missing instead of building a workspace into that directory's parent.
 fn ensure_pier_binaries() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let dir = exe
@@ -225,6 +227,13 @@ fn ensure_pier_binaries() -> anyhow::Result<()> {
     anyhow::ensure!(
         manifest.exists(),
         "pier-proxy/pier-store not found next to {} and no workspace to build them from",
+        exe.display()
+    );
+    let profile = dir.file_name().and_then(|n| n.to_str());
+    anyhow::ensure!(
+        matches!(profile, Some("debug" | "release")),
+        "pier-proxy/pier-store not found next to {}: copy them beside it (the bench \
+         builds them only in a cargo target directory's debug/ or release/)",
         exe.display()
     );
     let target = dir
@@ -243,7 +252,7 @@ fn ensure_pier_binaries() -> anyhow::Result<()> {
     .arg(&manifest)
     .arg("--target-dir")
     .arg(target);
-    if dir.file_name().is_some_and(|n| n == "release") {
+    if profile == Some("release") {
         cmd.arg("--release");
     }
     eprintln!("building pier-proxy and pier-store in {}", dir.display());
