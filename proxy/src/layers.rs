@@ -28,6 +28,7 @@ use crate::admin::ProxyAdmin;
 use crate::audit::Audited;
 use crate::auth::{AuthLayer, Gate};
 use crate::service::Messaging;
+use crate::shape::{Checked, Shapes};
 
 /// The layers of [`stack`]: latency outside tracing outside authentication.
 pub type Layers = Stack<AuthLayer, Stack<TraceLayer, Stack<RpcLatencyLayer, Identity>>>;
@@ -42,11 +43,17 @@ pub fn stack(gate: Arc<Gate>) -> ServiceBuilder<Layers> {
         .layer(AuthLayer::new(gate))
 }
 
-/// `apache.rocketmq.v2.MessagingService`, with its message size limits.
-pub fn messaging(messaging: Messaging) -> MessagingServiceServer<Messaging> {
-    MessagingServiceServer::new(messaging)
+/// `apache.rocketmq.v2.MessagingService`, with its message size limits and
+/// each request's fields per message checked before it is decoded
+/// (`shape`).
+pub fn messaging(
+    messaging: Messaging,
+    shapes: Arc<Shapes>,
+) -> Checked<MessagingServiceServer<Messaging>> {
+    let server = MessagingServiceServer::new(messaging)
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
-        .max_encoding_message_size(MAX_GRPC_MESSAGE)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    Checked::new(server, shapes)
 }
 
 /// `pier.admin.v1.AdminService`, answered by the store behind this proxy;

@@ -40,6 +40,7 @@ pub mod renew;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod shape;
 pub mod status;
 pub mod trace;
 pub mod validate;

@@ -31,6 +31,12 @@ use crate::renew::Renewer;
 use crate::service::Messaging;
 use crate::session::Sessions;
 
+/// Calls and streams one client connection may have open at once (HTTP/2
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`). gRPC clients queue calls past it
+/// rather than fail them; it bounds the tasks and long polls one connection
+/// holds. Above hyper's own default (200), which tonic does not keep.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
 /// Resolves when `shutdown` does, or when `poisoned` turns true, which it
 /// then records in `stopped_by_poison`.
 async fn stop_signal(
@@ -168,6 +174,8 @@ pub async fn serve(
 
     let relay_task = tokio::spawn(messaging.clone().relay_transaction_checks());
     let expiry_task = tokio::spawn(messaging.clone().expire_clients());
+    // What a client request may take once decoded, checked before it is.
+    let shapes = Arc::new(crate::shape::Shapes::of_protocol()?);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<MessagingServiceServer<Messaging>>()
@@ -216,11 +224,14 @@ pub async fn serve(
     };
     let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        // tonic leaves this unset, which lifts hyper's own limit: calls and
+        // streams at once on one connection would be unbounded.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .layer(layers::stack(gate))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(layers::messaging(messaging.clone()))
+        .add_service(layers::messaging(messaging.clone(), shapes))
         .add_service(layers::admin(store.clone()))
         .add_service(layers::proxy_admin(proxy_admin))
         .add_optional_service(collector)

@@ -20,8 +20,12 @@ pub struct Limits {
 
 /// Most user properties on one message.
 pub const MAX_USER_PROPERTIES: usize = 128;
-/// Most bytes of user property keys and values on one message.
+/// Most bytes of user property keys and values on one message, with its
+/// tag, keys, born host and trace context.
 pub const MAX_PROPERTIES_BYTES: usize = 16 * 1024;
+/// Longest message id a producer may give (RocketMQ's are 32-34
+/// characters).
+pub const MAX_MESSAGE_ID_LEN: usize = 128;
 /// Longest message group, in bytes.
 pub const MAX_MESSAGE_GROUP_BYTES: usize = 64;
 /// Longest topic name (as RocketMQ).
@@ -224,6 +228,15 @@ pub fn message(m: &Message, limits: &Limits, now_ms: i64) -> Result<(), Rejectio
             "message_id is empty",
         ));
     }
+    if sp.message_id.len() > MAX_MESSAGE_ID_LEN {
+        return Err(Rejection::new(
+            Code::IllegalMessageId,
+            format!(
+                "message_id is {} bytes long; the limit is {MAX_MESSAGE_ID_LEN}",
+                sp.message_id.len()
+            ),
+        ));
+    }
     if m.body.is_empty() {
         return Err(Rejection::new(
             Code::MessageBodyEmpty,
@@ -240,7 +253,9 @@ pub fn message(m: &Message, limits: &Limits, now_ms: i64) -> Result<(), Rejectio
             ),
         ));
     }
-    let mut props_bytes = 0usize;
+    // Stored with the message and handed to every consumer: they count
+    // with the properties.
+    let mut props_bytes = sp.born_host.len() + sp.trace_context.as_ref().map_or(0, String::len);
     if let Some(tag) = &sp.tag {
         if tag.trim().is_empty() {
             return Err(Rejection::new(Code::IllegalMessageTag, "tag is blank"));
@@ -330,7 +345,7 @@ pub fn message(m: &Message, limits: &Limits, now_ms: i64) -> Result<(), Rejectio
     if props_bytes > MAX_PROPERTIES_BYTES {
         return Err(Rejection::new(
             Code::MessagePropertiesTooLarge,
-            format!("properties, tag and keys take {props_bytes} bytes; the limit is {MAX_PROPERTIES_BYTES}"),
+            format!("properties, tag, keys, born host and trace context take {props_bytes} bytes; the limit is {MAX_PROPERTIES_BYTES}"),
         ));
     }
     if let Some(t) = &sp.delivery_timestamp {
@@ -413,6 +428,19 @@ mod tests {
         let mut m = good();
         m.user_properties
             .insert("k".into(), "x".repeat(MAX_PROPERTIES_BYTES));
+        assert_eq!(code(&m), Code::MessagePropertiesTooLarge);
+        // Stored and echoed to consumers: bounded as the properties are.
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().message_id = "i".repeat(MAX_MESSAGE_ID_LEN);
+        assert_eq!(code(&m), Code::Ok);
+        m.system_properties.as_mut().unwrap().message_id.push('i');
+        assert_eq!(code(&m), Code::IllegalMessageId);
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().born_host = "h".repeat(MAX_PROPERTIES_BYTES + 1);
+        assert_eq!(code(&m), Code::MessagePropertiesTooLarge);
+        let mut m = good();
+        m.system_properties.as_mut().unwrap().trace_context =
+            Some("0".repeat(MAX_PROPERTIES_BYTES + 1));
         assert_eq!(code(&m), Code::MessagePropertiesTooLarge);
         let mut m = good();
         m.system_properties.as_mut().unwrap().delivery_timestamp = Some(prost_types::Timestamp {

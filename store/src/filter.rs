@@ -4,6 +4,12 @@
 use crate::error::{Result, StoreError};
 use pier_proto::store::{filter::Kind, Filter};
 
+/// Longest tag expression a subscription may have. A filter is parsed for
+/// every pop and matched against every message a pop scans, so its size is
+/// bounded like anything else a client hands the server; a few hundred
+/// alternatives of ordinary tags fit.
+pub(crate) const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
+
 /// A parsed filter. Tag rules follow RocketMQ's `FilterAPI`: `""` or `"*"`
 /// match everything; otherwise the expression is split on `||`, parts are
 /// trimmed, empty parts ignored, and a message matches when its tag equals
@@ -12,7 +18,7 @@ use pier_proto::store::{filter::Kind, Filter};
 pub(crate) enum TagFilter {
     /// Every message.
     All,
-    /// Messages with one of these tags.
+    /// Messages with one of these tags (sorted, without repeats).
     AnyOf(Vec<String>),
 }
 
@@ -37,11 +43,19 @@ impl TagFilter {
                 })
             }
         }
+        if filter.expression.len() > MAX_EXPRESSION_BYTES {
+            return Err(StoreError::IllegalFilter {
+                reason: format!(
+                    "the tag expression is {} bytes long; the limit is {MAX_EXPRESSION_BYTES}",
+                    filter.expression.len()
+                ),
+            });
+        }
         let expr = filter.expression.trim();
         if expr.is_empty() || expr == "*" {
             return Ok(TagFilter::All);
         }
-        let tags: Vec<String> = expr
+        let mut tags: Vec<String> = expr
             .split("||")
             .map(str::trim)
             .filter(|t| !t.is_empty())
@@ -55,6 +69,8 @@ impl TagFilter {
         if tags.iter().any(|t| t == "*") {
             return Ok(TagFilter::All);
         }
+        tags.sort_unstable();
+        tags.dedup();
         Ok(TagFilter::AnyOf(tags))
     }
 
@@ -62,7 +78,9 @@ impl TagFilter {
     pub(crate) fn matches(&self, tag: Option<&str>) -> bool {
         match self {
             TagFilter::All => true,
-            TagFilter::AnyOf(tags) => tag.is_some_and(|t| tags.iter().any(|x| x == t)),
+            TagFilter::AnyOf(tags) => {
+                tag.is_some_and(|t| tags.binary_search_by(|x| x.as_str().cmp(t)).is_ok())
+            }
         }
     }
 }
@@ -107,5 +125,26 @@ mod tests {
             Err(StoreError::IllegalFilter { .. })
         ));
         assert!(TagFilter::parse(Some(&tag("||"))).is_err());
+    }
+
+    #[test]
+    fn many_alternatives_match_and_an_oversized_expression_is_refused() {
+        let tags: Vec<String> = (0..2_000).rev().map(|i| format!("t{i}")).collect();
+        let expr = tags.join("||");
+        assert!(expr.len() <= MAX_EXPRESSION_BYTES);
+        let f = TagFilter::parse(Some(&tag(&expr))).unwrap();
+        for t in &tags {
+            assert!(f.matches(Some(t)), "{t}");
+        }
+        assert!(!f.matches(Some("t2000")));
+        assert!(!f.matches(Some("t")));
+        let twice = TagFilter::parse(Some(&tag("b||a||b"))).unwrap();
+        assert_eq!(twice, TagFilter::AnyOf(vec!["a".into(), "b".into()]));
+
+        let long = "a||".repeat(MAX_EXPRESSION_BYTES / 3 + 1);
+        assert!(matches!(
+            TagFilter::parse(Some(&tag(&long))),
+            Err(StoreError::IllegalFilter { .. })
+        ));
     }
 }

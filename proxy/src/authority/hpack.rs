@@ -59,6 +59,15 @@ impl From<huffman::Invalid> for Broken {
 /// What an entry costs in the table beyond its name and value (§4.1).
 const ENTRY_OVERHEAD: usize = 32;
 
+/// The largest header list one block may decode to, counted as HTTP/2's
+/// `SETTINGS_MAX_HEADER_LIST_SIZE` counts it (name, value and 32 per
+/// field). A one-byte indexed field may name a table entry of almost 4 KiB,
+/// so without a bound a 256 KiB block would decode to a gigabyte. `h2`
+/// refuses lists above hyper's 16 KiB anyway, so a block past four times
+/// that is one no server would take: the decoder gives up on it as broken
+/// and the filter steps aside (`h2` then answers it).
+pub(super) const MAX_LIST: usize = 64 * 1024;
+
 /// RFC 7541 Appendix A: index 1 is the first entry.
 const STATIC: [(&[u8], &[u8]); 61] = [
     (b":authority", b""),
@@ -191,7 +200,8 @@ impl Decoder {
     }
 
     /// Decodes a whole header block, handing each field to `field` in
-    /// order, and updates the table as the block says. With `spare`, a
+    /// order, and updates the table as the block says. A block whose fields
+    /// add up to more than [`MAX_LIST`] is an error. With `spare`, a
     /// Huffman-coded value the table does not keep, of a field other than
     /// `:authority`, comes as [`Value::Coded`] (and a coding error in it is
     /// not found here).
@@ -202,12 +212,26 @@ impl Decoder {
         mut field: impl FnMut(&[u8], Value<'_>),
     ) -> Result<(), Broken> {
         let mut at_start = true;
+        // What the fields handed over so far add up to (a coded value
+        // counted at its coded length, which is less than decoded).
+        let mut listed = 0usize;
+        let mut field = |name: &[u8], value: Value<'_>| {
+            let len = match value {
+                Value::Plain(v) | Value::Coded(v) => v.len(),
+            };
+            listed += name.len() + len + ENTRY_OVERHEAD;
+            if listed > MAX_LIST {
+                return Err(Broken);
+            }
+            field(name, value);
+            Ok(())
+        };
         while let Some(&first) = block.first() {
             if first & 0x80 != 0 {
                 // Indexed field (§6.1).
                 let index = integer(&mut block, 7)?;
                 let (name, value) = lookup(&self.table, index)?;
-                field(name, Value::Plain(value));
+                field(name, Value::Plain(value))?;
             } else if first & 0x40 != 0 {
                 // Literal, added to the table (§6.2.1).
                 self.literal(&mut block, 6, false, &mut field)?;
@@ -243,7 +267,7 @@ impl Decoder {
         block: &mut &[u8],
         prefix: u32,
         spare: bool,
-        field: &mut impl FnMut(&[u8], Value<'_>),
+        field: &mut impl FnMut(&[u8], Value<'_>) -> Result<(), Broken>,
     ) -> Result<(), Broken> {
         let index = integer(block, prefix)?;
         self.name.clear();
@@ -254,13 +278,11 @@ impl Decoder {
         }
         if spare && self.name != b":authority" && block.first().is_some_and(|b| b & 0x80 != 0) {
             let coded = raw_string(block)?;
-            field(&self.name, Value::Coded(coded));
-            return Ok(());
+            return field(&self.name, Value::Coded(coded));
         }
         self.value.clear();
         string(block, &mut self.value)?;
-        field(&self.name, Value::Plain(&self.value));
-        Ok(())
+        field(&self.name, Value::Plain(&self.value))
     }
 
     /// Adds the last literal read to the table.
@@ -611,5 +633,30 @@ mod tests {
         ] {
             assert_eq!(decode(&mut Decoder::new(4096), bad), Err(Broken), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn references_to_a_large_entry_stop_at_the_list_limit() {
+        // A 4,000-byte entry, then one-byte references to it: each would
+        // copy the whole entry.
+        let mut d = Decoder::new(4096);
+        let mut add = Vec::new();
+        literal(&mut add, 0x40, b"x-big", &[b'v'; 3_950], false);
+        assert_eq!(decode(&mut d, &add).unwrap().len(), 1);
+
+        let fit = MAX_LIST / (5 + 3_950 + ENTRY_OVERHEAD);
+        let under = vec![0x80 | 62; fit];
+        assert_eq!(decode(&mut d, &under).unwrap().len(), fit);
+
+        let mut handed = 0usize;
+        let over = vec![0x80 | 62; 250_000];
+        let got = d.decode(&over, false, |n, v| {
+            let Value::Plain(v) = v else {
+                panic!("nothing coded")
+            };
+            handed += n.len() + v.len();
+        });
+        assert_eq!(got, Err(Broken));
+        assert!(handed <= MAX_LIST, "{handed} bytes handed over");
     }
 }

@@ -585,6 +585,30 @@ fn an_oversized_block_passes_unchanged() {
 }
 
 #[test]
+fn a_block_that_decodes_to_a_huge_list_passes_unchanged() {
+    // A large table entry, then a block of one-byte references to it: small
+    // on the wire, a gigabyte decoded. The filter gives up on it (h2 refuses
+    // the list) instead of copying it.
+    let mut add = vec![0x40, 0x05];
+    add.extend_from_slice(b"x-big");
+    // 3,950 as a 7-bit-prefix integer: 127, then 3,823 in 7-bit groups.
+    let rest: u32 = 3_823;
+    add.extend_from_slice(&[0x7f, 0x80 | (rest & 0x7f) as u8, (rest >> 7) as u8]);
+    add.extend_from_slice(&[b'v'; 3_950]);
+    let mut input = cat(&[
+        PREFACE,
+        &frame(HEADERS, END_HEADERS, 1, &cat(&[&[0x83, 0x86, 0x84], &add])),
+    ]);
+    let refs = vec![0x80 | 62; MAX_FRAME];
+    input.extend_from_slice(&frame(HEADERS, 0, 3, &refs));
+    for _ in 0..12 {
+        input.extend_from_slice(&frame(CONTINUATION, 0, 3, &refs));
+    }
+    input.extend_from_slice(&frame(CONTINUATION, END_HEADERS, 3, &refs));
+    assert_eq!(filtered_to(&input, &[], 65_536), (input, Phase::Bypass));
+}
+
+#[test]
 fn broken_hpack_after_re_encoding_makes_h2_fail_the_connection() {
     let bad = cat(&[&[0x83, 0x86, 0x84, 0x01], &lit(b"a:1,b:2")]);
     let input = cat(&[

@@ -28,6 +28,12 @@ fn accept_types(t: i32) -> Vec<i32> {
     vec![mt as i32]
 }
 
+/// Most addresses an access point may list: a client names the proxies it
+/// was configured with, and each route repeats them once per queue.
+const MAX_ACCESS_POINT_ADDRESSES: usize = 64;
+/// Longest host name of an access point (a DNS name is at most 253).
+const MAX_HOST_LEN: usize = 255;
+
 /// The access point as the client gave it, with a scheme filled in when the
 /// client left it unset (Python needs one to dial, protocol.md §4.4).
 fn access_point(e: Option<Endpoints>) -> Result<Endpoints, Rejection> {
@@ -37,6 +43,24 @@ fn access_point(e: Option<Endpoints>) -> Result<Endpoints, Rejection> {
             "endpoints (the access point the client was configured with) are required",
         )
     })?;
+    if e.addresses.len() > MAX_ACCESS_POINT_ADDRESSES {
+        return Err(Rejection::new(
+            Code::IllegalAccessPoint,
+            format!(
+                "the access point lists {} addresses; the limit is {MAX_ACCESS_POINT_ADDRESSES}",
+                e.addresses.len()
+            ),
+        ));
+    }
+    if let Some(a) = e.addresses.iter().find(|a| a.host.len() > MAX_HOST_LEN) {
+        return Err(Rejection::new(
+            Code::IllegalAccessPoint,
+            format!(
+                "an access point host is {} bytes long; the limit is {MAX_HOST_LEN}",
+                a.host.len()
+            ),
+        ));
+    }
     if e.scheme == AddressScheme::Unspecified as i32 {
         let host = &e.addresses[0].host;
         e.scheme = if host.parse::<std::net::Ipv4Addr>().is_ok() {
@@ -280,5 +304,43 @@ fn consumer_backoff(group: &pier_proto::admin::ConsumerGroup) -> RetryPolicy {
     RetryPolicy {
         max_attempts: group.max_attempts as i32,
         strategy: Some(strategy),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(n: usize, host: &str) -> Option<Endpoints> {
+        Some(Endpoints {
+            scheme: AddressScheme::Unspecified as i32,
+            addresses: (0..n)
+                .map(|i| Address {
+                    host: host.into(),
+                    port: 8081 + i as i32,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn an_access_point_is_bounded_before_routes_repeat_it() {
+        let ok = access_point(point(MAX_ACCESS_POINT_ADDRESSES, "127.0.0.1")).unwrap();
+        assert_eq!(ok.scheme, AddressScheme::IPv4 as i32);
+        assert_eq!(
+            access_point(point(MAX_ACCESS_POINT_ADDRESSES, &"h".repeat(MAX_HOST_LEN)))
+                .unwrap()
+                .scheme,
+            AddressScheme::DomainName as i32
+        );
+        for bad in [
+            None,
+            point(0, "127.0.0.1"),
+            point(MAX_ACCESS_POINT_ADDRESSES + 1, "127.0.0.1"),
+            point(1, &"h".repeat(MAX_HOST_LEN + 1)),
+        ] {
+            let rej = access_point(bad).unwrap_err();
+            assert_eq!(rej.code, Code::IllegalAccessPoint, "{}", rej.message);
+        }
     }
 }

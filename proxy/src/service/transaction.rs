@@ -5,6 +5,7 @@
 use futures::StreamExt;
 use pier_proto::rocketmq::*;
 use pier_proto::store as st;
+use tokio::sync::mpsc;
 
 use super::{Inner, Messaging};
 use crate::context::ClientContext;
@@ -68,8 +69,17 @@ impl Inner {
                 ),
             ),
         };
-        if session.sender.send(Ok(cmd)).await.is_err() {
-            tracing::debug!("producer stream closed before a transaction check");
+        // Never waits: one relay task serves every check of this proxy, and a
+        // producer that stops reading its stream must not hold up the
+        // others'. A check it misses comes again after the store's back-off.
+        match session.sender.try_send(Ok(cmd)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(topic = %check.topic, "producer's stream is full; this transaction check is skipped")
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("producer stream closed before a transaction check")
+            }
         }
     }
 }

@@ -81,10 +81,14 @@ pub(crate) fn load_or_create_key(dir: &Path, name: &str) -> Result<Secret> {
     f.write_all(&key)
         .and_then(|()| f.sync_all())
         .map_err(|e| StoreError::storage(what.clone(), e))?;
-    // The new file's directory entry must survive a crash too.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // The new file's directory entry must survive a crash too: a key lost
+    // after secrets were sealed or handles signed with it would make them
+    // all unreadable, so a failed sync stops the start.
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| {
+            StoreError::storage(format!("syncing the directory of {}", path.display()), e)
+        })?;
     tracing::info!(file = %path.display(), "created a key file (mode 0600)");
     Ok(Secret(key))
 }

@@ -45,6 +45,8 @@ struct RawH2 {
     decoder: Decoder<'static>,
     next_stream: u32,
     input: Vec<u8>,
+    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, once announced.
+    max_streams: Option<u32>,
 }
 
 /// What came back for one call.
@@ -119,6 +121,7 @@ impl RawH2 {
             decoder: Decoder::new(),
             next_stream: 1,
             input: Vec::new(),
+            max_streams: None,
         }
     }
 
@@ -161,9 +164,11 @@ impl RawH2 {
                     // (pier_proxy::authority::TABLE_SIZE): the server must
                     // not announce another.
                     for param in payload.chunks(6) {
-                        if param[..2] == [0, 1] {
-                            let size = u32::from_be_bytes([param[2], param[3], param[4], param[5]]);
-                            assert_eq!(size, 4096, "SETTINGS_HEADER_TABLE_SIZE");
+                        let value = u32::from_be_bytes([param[2], param[3], param[4], param[5]]);
+                        match param[..2] {
+                            [0, 1] => assert_eq!(value, 4096, "SETTINGS_HEADER_TABLE_SIZE"),
+                            [0, 3] => self.max_streams = Some(value),
+                            _ => {}
                         }
                     }
                     self.tcp
@@ -307,6 +312,10 @@ async fn raw_requests_with_odd_authorities_get_answers() {
         assert_eq!(status.code, Code::Ok as i32, "{status:?}");
         assert_eq!(route.message_queues.len(), 3, "{route:?}");
     }
+    // Calls and streams at once on one connection are bounded
+    // (`pier_proxy::server::MAX_STREAMS_PER_CONNECTION`; tonic alone would
+    // leave them unbounded).
+    assert_eq!(h2.max_streams, Some(1024));
 }
 
 /// What `h2` checks `:authority` with.
