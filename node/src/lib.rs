@@ -9,6 +9,7 @@
 
 pub mod gate;
 pub mod listener;
+pub mod throttle;
 pub mod tls;
 
 pub mod metrics;

@@ -6,15 +6,13 @@
 //! stopping). The second kind is an operator's business, so each such
 //! failure is logged with the RPC, the resource it named and the whole cause
 //! chain. An outage fails thousands of calls a second with the same cause:
-//! [`RateLimiter`] lets one line per RPC and kind of cause through every
+//! a [`RateLimiter`] lets one line per RPC and kind of cause through every
 //! [`FaultLog::EVERY`], and the next line says how many were left out.
 
-use std::collections::HashMap;
 use std::fmt::Display;
-use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use pier_node::throttle::RateLimiter;
 
 use crate::status::Rejection;
 
@@ -56,57 +54,6 @@ pub struct Fault {
     pub kind: FaultKind,
     /// The error and its chain of causes, for the log only.
     pub cause: String,
-}
-
-/// Lets one event per key through every `every`, counting the others.
-pub struct RateLimiter<K> {
-    every: Duration,
-    windows: Mutex<HashMap<K, Window>>,
-}
-
-struct Window {
-    /// When an event of this key was last let through.
-    last: Instant,
-    /// Events left out since then.
-    suppressed: u64,
-}
-
-impl<K: Hash + Eq> RateLimiter<K> {
-    /// A limiter letting one event per key through every `every`.
-    pub fn new(every: Duration) -> RateLimiter<K> {
-        RateLimiter {
-            every,
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Returns `Some(n)` when an event of `key` at `now` is to be reported,
-    /// `n` being how many were left out since the last one reported; `None`
-    /// when it is to be left out (and counted).
-    pub fn admit(&self, key: K, now: Instant) -> Option<u64> {
-        let mut windows = self.windows.lock();
-        match windows.get_mut(&key) {
-            Some(w) if now.saturating_duration_since(w.last) < self.every => {
-                w.suppressed += 1;
-                None
-            }
-            Some(w) => {
-                w.last = now;
-                Some(std::mem::take(&mut w.suppressed))
-            }
-            None => {
-                // Keys are RPC names times fault kinds: a few dozen at most.
-                windows.insert(
-                    key,
-                    Window {
-                        last: now,
-                        suppressed: 0,
-                    },
-                );
-                Some(0)
-            }
-        }
-    }
 }
 
 /// Where failures the server caused are logged.
@@ -157,44 +104,6 @@ impl FaultLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_event_per_key_and_window_with_a_count_of_the_rest() {
-        let limiter = RateLimiter::new(Duration::from_secs(10));
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let send = ("SendMessage", FaultKind::StoreUnavailable);
-        let recv = ("ReceiveMessage", FaultKind::StoreUnavailable);
-
-        assert_eq!(
-            limiter.admit(send, at(0)),
-            Some(0),
-            "the first one is logged"
-        );
-        for s in 1..10 {
-            assert_eq!(limiter.admit(send, at(s)), None, "second {s} is left out");
-        }
-        // Another RPC, or another cause, has its own window.
-        assert_eq!(limiter.admit(recv, at(5)), Some(0));
-        assert_eq!(
-            limiter.admit(("SendMessage", FaultKind::StoreFailed), at(5)),
-            Some(0)
-        );
-        assert_eq!(limiter.admit(send, at(9)), None);
-        // Once the window has passed: logged, saying how many were left out.
-        assert_eq!(limiter.admit(send, at(10)), Some(10));
-        assert_eq!(limiter.admit(send, at(11)), None);
-        assert_eq!(limiter.admit(send, at(25)), Some(1));
-        assert_eq!(limiter.admit(recv, at(30)), Some(0));
-    }
-
-    #[test]
-    fn a_clock_going_backwards_does_not_open_the_window() {
-        let limiter = RateLimiter::new(Duration::from_secs(10));
-        let t0 = Instant::now() + Duration::from_secs(60);
-        assert_eq!(limiter.admit(1, t0), Some(0));
-        assert_eq!(limiter.admit(1, t0 - Duration::from_secs(30)), None);
-    }
 
     #[test]
     fn only_server_faults_are_reported() {

@@ -12,7 +12,7 @@ use pier_node::tls::{self, CertResolver, TlsFiles};
 use tokio::task::JoinHandle;
 
 use crate::config::ProxyConfig;
-use crate::faults::RateLimiter;
+use pier_node::throttle::RateLimiter;
 
 /// At most one WARN line per kind of refused connection this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);

@@ -60,7 +60,10 @@ impl Sessions {
     }
 
     /// Opens the session of a new Telemetry stream; returns its stream id
-    /// and the token cancelled should the session expire.
+    /// and the token cancelled should the session expire or be replaced. A
+    /// client has one stream per proxy: a new one (a client reconnecting)
+    /// ends the one it replaces, which would otherwise stay open with no
+    /// session to expire it.
     pub fn open(
         &self,
         client_id: &str,
@@ -69,7 +72,7 @@ impl Sessions {
     ) -> (u64, CancellationToken) {
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
         let ended = CancellationToken::new();
-        self.by_client.insert(
+        let replaced = self.by_client.insert(
             client_id.to_owned(),
             Session {
                 stream_id,
@@ -83,6 +86,9 @@ impl Sessions {
                 ended: ended.clone(),
             },
         );
+        if let Some(old) = replaced {
+            old.ended.cancel();
+        }
         (stream_id, ended)
     }
 
@@ -209,5 +215,27 @@ impl Sessions {
     /// The session of a client.
     pub fn get(&self, client_id: &str) -> Option<Session> {
         self.by_client.get(client_id).map(|s| s.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_stream_of_a_client_ends_the_one_it_replaces() {
+        let sessions = Sessions::new();
+        let ctx = ClientContext::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let (first, first_ended) = sessions.open("c1", &ctx, tx.clone());
+        let (_, other_ended) = sessions.open("c2", &ctx, tx.clone());
+        let (second, second_ended) = sessions.open("c1", &ctx, tx);
+        assert!(first_ended.is_cancelled(), "the replaced stream ends");
+        assert!(!second_ended.is_cancelled());
+        assert!(!other_ended.is_cancelled(), "other clients keep theirs");
+        assert_eq!(sessions.len(), 2);
+        // The old stream closing afterwards leaves its replacement alone.
+        assert!(!sessions.close("c1", Some(first)));
+        assert_eq!(sessions.get("c1").map(|s| s.stream_id), Some(second));
     }
 }

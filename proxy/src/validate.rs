@@ -30,6 +30,8 @@ pub const MAX_MESSAGE_ID_LEN: usize = 128;
 pub const MAX_MESSAGE_GROUP_BYTES: usize = 64;
 /// Longest topic name (as RocketMQ).
 pub const MAX_TOPIC_LEN: usize = 127;
+/// Longest namespace (of a Resource, or the `x-mq-namespace` header).
+pub const MAX_NAMESPACE_LEN: usize = 127;
 /// Longest consumer group name (as RocketMQ).
 pub const MAX_GROUP_LEN: usize = 120;
 
@@ -171,9 +173,21 @@ fn checked_name(
             rules.max_len
         ));
     }
-    if !name_ok(name) || !name_ok(&r.resource_namespace) {
+    if !name_ok(name) {
         return refuse(format!(
             "{what} name {name:?} may only contain letters, digits, '%', '|', '_' and '-'"
+        ));
+    }
+    // The Resource's namespace, else the `x-mq-namespace` header: part of
+    // the full name either way, so held to the same rules.
+    let ns = if r.resource_namespace.is_empty() {
+        header_ns
+    } else {
+        &r.resource_namespace
+    };
+    if ns.len() > MAX_NAMESPACE_LEN || !name_ok(ns) {
+        return refuse(format!(
+            "namespace of {what} {name:?} must be at most {MAX_NAMESPACE_LEN} letters, digits, '%', '|', '_' and '-'"
         ));
     }
     if (rules.reserved)(name) {
@@ -503,6 +517,24 @@ mod tests {
             group(Some(&r("CID_RMQ_SYS_TRANS")), "").unwrap_err().code,
             Code::IllegalConsumerGroup
         );
+        // The namespace, from the Resource or the header, as a name.
+        let ns = |ns: &str| Resource {
+            name: "t".into(),
+            resource_namespace: ns.into(),
+        };
+        assert_eq!(topic(Some(&ns("a-b")), "header").unwrap(), "a-b%t");
+        for bad in ["a b", "a/b", &"n".repeat(MAX_NAMESPACE_LEN + 1)] {
+            assert_eq!(
+                topic(Some(&ns(bad)), "").unwrap_err().code,
+                Code::IllegalTopic
+            );
+            assert_eq!(
+                group(Some(&r("g")), bad).unwrap_err().code,
+                Code::IllegalConsumerGroup,
+                "header {bad:?}"
+            );
+        }
+        assert!(topic(Some(&r("t")), &"n".repeat(MAX_NAMESPACE_LEN)).is_ok());
         // Look-alikes are fine.
         assert!(topic(Some(&r("RMQ_SYS_TRANS_HALF_TOPIC2")), "").is_ok());
         assert!(group(Some(&r("CID_RMQ_SYSX")), "").is_ok());

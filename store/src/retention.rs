@@ -14,7 +14,7 @@ use std::time::Duration;
 use pier_proto::store::StoredMessage;
 use rocksdb::Direction;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, QueueLog, TopicEntry};
 use crate::clock::SharedClock;
 use crate::db::{self, keys, Cf, Db, Durability};
 use crate::error::Result;
@@ -28,49 +28,66 @@ const MAX_DELETE_PER_SWEEP: u64 = 100_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Deletes expired messages from the head of every queue; returns how many.
+/// A queue that fails (a record it cannot read) does not stop the others:
+/// the first failure is returned once every queue was swept.
 pub(crate) fn sweep(db: &Db, catalog: &Catalog, retention_ms: u64, now_ms: i64) -> Result<u64> {
     let cutoff = now_ms.saturating_sub(retention_ms.min(i64::MAX as u64) as i64);
     let mut deleted = 0u64;
+    let mut failed = None;
     for topic in catalog.topics() {
         for (q, ql) in (0u32..).zip(&topic.queues) {
-            let lo = ql.min_offset();
-            let hi = ql.committed();
-            if lo >= hi {
-                continue;
-            }
-            let from = keys::log_key(topic.id, q, lo);
-            let upper = keys::log_key(topic.id, q, hi).to_vec();
-            let mut new_lo = lo;
-            let mut expired = Vec::new();
-            for item in db.scan(Cf::Log, &from, Direction::Forward, Some(upper))? {
-                let (k, v) = item?;
-                let Some(off) = keys::log_offset(&k) else {
-                    break;
-                };
-                let m: StoredMessage = db::decode(&v, "a stored message")?;
-                // From when consumers could first see it, not from the send:
-                // a delay message due in a week is not "old" when it fires.
-                let since = m.stored_at_ms.max(m.visible_since_ms);
-                if since >= cutoff || off - lo >= MAX_DELETE_PER_SWEEP {
-                    break;
+            match sweep_queue(db, &topic, q, ql, cutoff) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    failed.get_or_insert(e);
                 }
-                expired.push((off, index::Entries::of(topic.id, &m)));
-                new_lo = off + 1;
-            }
-            if new_lo > lo {
-                let mut batch = db.batch()?;
-                batch.delete_range(Cf::Log, from, keys::log_key(topic.id, q, new_lo));
-                // Their index entries leave with them.
-                for (off, entries) in &expired {
-                    entries.delete(&mut batch, q, *off);
-                }
-                db.write(batch, Durability::Buffered, "deleting expired messages")?;
-                ql.min_offset.store(new_lo, Ordering::Release);
-                deleted += new_lo - lo;
             }
         }
     }
-    Ok(deleted)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(deleted),
+    }
+}
+
+/// Deletes the expired messages at the head of one queue.
+fn sweep_queue(db: &Db, topic: &TopicEntry, q: u32, ql: &QueueLog, cutoff: i64) -> Result<u64> {
+    let lo = ql.min_offset();
+    let hi = ql.committed();
+    if lo >= hi {
+        return Ok(0);
+    }
+    let from = keys::log_key(topic.id, q, lo);
+    let upper = keys::log_key(topic.id, q, hi).to_vec();
+    let mut new_lo = lo;
+    let mut expired = Vec::new();
+    for item in db.scan(Cf::Log, &from, Direction::Forward, Some(upper))? {
+        let (k, v) = item?;
+        let Some(off) = keys::log_offset(&k) else {
+            break;
+        };
+        let m: StoredMessage = db::decode(&v, "a stored message")?;
+        // From when consumers could first see it, not from the send:
+        // a delay message due in a week is not "old" when it fires.
+        let since = m.stored_at_ms.max(m.visible_since_ms);
+        if since >= cutoff || off - lo >= MAX_DELETE_PER_SWEEP {
+            break;
+        }
+        expired.push((off, index::Entries::of(topic.id, &m)));
+        new_lo = off + 1;
+    }
+    if new_lo == lo {
+        return Ok(0);
+    }
+    let mut batch = db.batch()?;
+    batch.delete_range(Cf::Log, from, keys::log_key(topic.id, q, new_lo));
+    // Their index entries leave with them.
+    for (off, entries) in &expired {
+        entries.delete(&mut batch, q, *off);
+    }
+    db.write(batch, Durability::Buffered, "deleting expired messages")?;
+    ql.min_offset.store(new_lo, Ordering::Release);
+    Ok(new_lo - lo)
 }
 
 /// The background thread running [`sweep`] periodically.

@@ -2,8 +2,10 @@
 //! store nodes to proxies) and `pier.admin.v1.AdminService` (served by store
 //! nodes and, over their own store handle, by every proxy).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
+use pier_node::throttle::RateLimiter;
 use pier_proto::admin::admin_service_server::{AdminService, AdminServiceServer};
 use pier_proto::store::store_server;
 use tonic::service::interceptor::InterceptedService;
@@ -42,7 +44,17 @@ fn to_status(e: StoreError) -> Status {
         }
     };
     if matches!(e, StoreError::Storage { .. } | StoreError::Poisoned) {
-        tracing::error!(error = %e.report(), "store call failed");
+        // A failing disk or a poisoned store fails every call alike: one
+        // line per kind every few seconds, with how many it stands for.
+        static FAILED: LazyLock<RateLimiter<&'static str>> =
+            LazyLock::new(|| RateLimiter::new(Duration::from_secs(10)));
+        if let Some(suppressed) = FAILED.admit(e.kind(), Instant::now()) {
+            tracing::error!(
+                error = %e.report(),
+                suppressed,
+                "store call failed (suppressed: like failures left out since the last line)"
+            );
+        }
     }
     let mut status = Status::new(code, status_text(e.to_string()));
     if let Ok(v) = e.kind().parse() {

@@ -160,6 +160,8 @@ impl Firing {
         let _guard = self.lock.lock();
         let mut jobs: HashMap<u32, Writes> = HashMap::new();
         let mut orphans = Vec::new();
+        // Keys no timer has: damage, dropped with a line saying so.
+        let mut unreadable = 0usize;
         let mut count = 0;
         let mut next = Fired::Idle;
         let mut fired_up_to = now;
@@ -170,6 +172,7 @@ impl Firing {
         for item in self.db.scan(Cf::Timer, &from, Direction::Forward, None)? {
             let (k, v) = item?;
             let Some((due, topic_id)) = keys::timer_parts(&k) else {
+                unreadable += 1;
                 orphans.push(k.to_vec());
                 continue;
             };
@@ -221,6 +224,12 @@ impl Firing {
                 // The topic was deleted: its timers go with it.
                 None => orphans.extend(w.deletes.into_iter().map(|(_, k)| k)),
             }
+        }
+        if unreadable > 0 {
+            tracing::error!(
+                unreadable,
+                "delay timer records with keys that could not be read were dropped"
+            );
         }
         if !orphans.is_empty() {
             let mut b = self.db.batch()?;

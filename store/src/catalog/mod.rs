@@ -28,7 +28,7 @@ use crate::error::{Result, StorageCause, StoreError};
 pub(crate) use groups::GroupEntry;
 pub(crate) use rules::type_name;
 pub use rules::{reserved_group, reserved_topic, DEFAULT_MAX_ATTEMPTS};
-pub(crate) use topics::TopicEntry;
+pub(crate) use topics::{QueueLog, TopicEntry};
 
 /// Entries by name.
 type Entries<E> = HashMap<String, Arc<E>>;
@@ -116,7 +116,19 @@ impl Catalog {
             let (k, v) = item?;
             match k.first() {
                 Some(b't') => {
-                    let (id, topic) = decode_with_id(&v)?;
+                    let (id, topic): (u32, pier_proto::admin::Topic) = decode_with_id(&v)?;
+                    // Every stored topic was created with 1..=MAX_QUEUES
+                    // queues: another count is damage, said here rather
+                    // than found by a division by zero on the next send.
+                    if topic.queues == 0 || topic.queues > rules::MAX_QUEUES {
+                        return Err(StoreError::storage(
+                            "loading the catalog",
+                            StorageCause::Corrupt(format!(
+                                "topic {:?} is recorded with {} queues",
+                                topic.name, topic.queues
+                            )),
+                        ));
+                    }
                     max_id = max_id.max(id);
                     let entry = TopicEntry::load(&db, id, topic)?;
                     topics.insert(entry.topic.name.clone(), Arc::new(entry));

@@ -3,9 +3,10 @@
 //! then new messages queue by queue. A long poll repeats rounds until a
 //! message comes, one becomes visible again, or the poll time is up.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use pier_node::throttle::RateLimiter;
 use pier_proto::store::{PopRequest, PopResponse, PoppedMessage, StoredMessage};
 use prost::Message;
 
@@ -51,6 +52,9 @@ struct Round<'a> {
     /// Encoded size of what `out` holds.
     bytes: usize,
     dlq: Vec<DlqMove>,
+    /// The first message this round could not read: what was taken before
+    /// it is still handed out, and the pop fails only if nothing was.
+    failed: Option<StoreError>,
 }
 
 impl Round<'_> {
@@ -86,7 +90,19 @@ impl Round<'_> {
             let Some((q, o, e)) = st.next_due(self.now) else {
                 break;
             };
-            match self.log.read(self.topic, q, o)? {
+            let read = match self.log.read(self.topic, q, o) {
+                Ok(read) => read,
+                Err(err) => {
+                    // Unreadable now: due again after this pop's invisible
+                    // time (no attempt counted), instead of failing every
+                    // pop of the group at the head of its redeliveries.
+                    let later = self.visible_at.max(self.now.saturating_add(1));
+                    st.set_invisible(q, o, e, later, false);
+                    self.failed.get_or_insert(err);
+                    continue;
+                }
+            };
+            match read {
                 // Removed by retention or topic deletion: nothing to redeliver.
                 None => {
                     st.forget(q, o);
@@ -115,9 +131,17 @@ impl Round<'_> {
             let Some(((q, o), g)) = st.take_ready() else {
                 break;
             };
-            if let Some(message) = self.log.read(self.topic, q, o)? {
-                self.deliver(st, message, 1, Some(g));
-                self.new_left -= 1;
+            match self.log.read(self.topic, q, o) {
+                Ok(Some(message)) => {
+                    self.deliver(st, message, 1, Some(g));
+                    self.new_left -= 1;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Parked again, still the head of its message group.
+                    st.park(q, o, g);
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -148,8 +172,17 @@ impl Round<'_> {
                 continue;
             }
             let mut exhausted = true;
+            let mut failed = None;
             for item in self.log.read_range(self.topic, queue, cursor, committed)? {
-                let (offset, message) = item?;
+                let (offset, message) = match item {
+                    Ok(read) => read,
+                    Err(e) => {
+                        // The cursor still moves past what was taken.
+                        failed = Some(e);
+                        exhausted = false;
+                        break;
+                    }
+                };
                 let wanted = self.filter.matches(message.tag.as_deref())
                     && (message.redrive_group.is_empty() || message.redrive_group == self.group);
                 if wanted && !self.has_room(&message) {
@@ -175,6 +208,9 @@ impl Round<'_> {
                 cursor = committed;
             }
             st.set_cursor(queue, cursor);
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -308,16 +344,39 @@ impl Consumption {
             out: Vec::new(),
             bytes: 0,
             dlq: Vec::new(),
+            failed: None,
         };
-        let (next_visible, written) = self.change(sub, |st| -> Result<Option<i64>> {
+        let next_visible = self.change(sub, |st| {
             st.ensure_queues(topic.queues.len());
-            round.redeliver(st)?;
-            round.release_parked(st)?;
-            round.scan_new(st)?;
-            Ok(st.next_visible_at())
+            let taken = round
+                .redeliver(st)
+                .and_then(|()| round.release_parked(st))
+                .and_then(|()| round.scan_new(st));
+            if let Err(e) = taken {
+                round.failed.get_or_insert(e);
+            }
+            st.next_visible_at()
         });
-        let next_visible = next_visible?;
+        let (next_visible, written) = next_visible;
         let written = written?;
+        if let Some(e) = round.failed {
+            if round.out.is_empty() && round.dlq.is_empty() {
+                return Err(e);
+            }
+            // The deliveries already recorded go out; the failure is the
+            // store's, logged here since the caller sees a success.
+            static UNREADABLE: LazyLock<RateLimiter<&'static str>> =
+                LazyLock::new(|| RateLimiter::new(Duration::from_secs(10)));
+            if let Some(suppressed) = UNREADABLE.admit(e.kind(), Instant::now()) {
+                tracing::error!(
+                    group = %group.group.name,
+                    topic = %topic.topic.name,
+                    error = %e.report(),
+                    suppressed,
+                    "a pop stopped at a message it could not read; it answers with what it took before (suppressed: like failures left out since the last line)"
+                );
+            }
+        }
         Ok((round.out, round.dlq, next_visible, written, new_left == 0))
     }
 }

@@ -119,25 +119,37 @@ impl SubState {
         }
     }
 
-    /// Loads the stored state of a subscription.
+    /// Loads the stored state of a subscription. A record that cannot be
+    /// read is skipped and counted in one ERROR line; an in-flight entry
+    /// whose position is still known comes due at once, so its message is
+    /// delivered again rather than lost behind the cursor.
     pub(crate) fn load(db: &Db, key: SubKey, queues: usize) -> Result<SubState> {
         let mut st = SubState::empty(key, queues);
+        let mut unreadable = 0usize;
         let prefix = keys::pop_prefix(b'c', key.group_id, key.topic_id);
         for item in db.scan_prefix(Cf::Pop, &prefix)? {
             let (k, v) = item?;
-            if let (Some(q), Ok(b)) = (keys::cursor_queue(&k), <[u8; 8]>::try_from(&v[..])) {
-                if let Some(c) = st.cursors.get_mut(q as usize) {
-                    *c = u64::from_be_bytes(b);
+            match (keys::cursor_queue(&k), <[u8; 8]>::try_from(&v[..])) {
+                (Some(q), Ok(b)) => {
+                    if let Some(c) = st.cursors.get_mut(q as usize) {
+                        *c = u64::from_be_bytes(b);
+                    }
                 }
+                _ => unreadable += 1,
             }
         }
         let prefix = keys::pop_prefix(b'i', key.group_id, key.topic_id);
         for item in db.scan_prefix(Cf::Pop, &prefix)? {
             let (k, v) = item?;
-            if let (Some((q, o)), Some((attempt, vis, handle_seq))) =
-                (keys::inflight_position(&k), keys::decode_inflight(&v))
-            {
-                st.insert(q, o, attempt, vis, handle_seq);
+            match (keys::inflight_position(&k), keys::decode_inflight(&v)) {
+                (Some((q, o)), Some((attempt, vis, handle_seq))) => {
+                    st.insert(q, o, attempt, vis, handle_seq);
+                }
+                (Some((q, o)), None) => {
+                    st.insert(q, o, 0, 0, 0);
+                    unreadable += 1;
+                }
+                (None, _) => unreadable += 1,
             }
         }
         for tag in [b'l', b'p'] {
@@ -147,6 +159,7 @@ impl SubState {
                 let (Some((q, o)), Ok(g)) =
                     (keys::inflight_position(&k), String::from_utf8(v.to_vec()))
                 else {
+                    unreadable += 1;
                     continue;
                 };
                 if tag == b'p' {
@@ -155,6 +168,14 @@ impl SubState {
                     st.lanes.restore_hold(q, o, g);
                 }
             }
+        }
+        if unreadable > 0 {
+            tracing::error!(
+                group_id = key.group_id,
+                topic_id = key.topic_id,
+                unreadable,
+                "consumption state records could not be read and were skipped (in-flight messages among them are delivered again)"
+            );
         }
         Ok(st)
     }
