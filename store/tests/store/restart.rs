@@ -180,12 +180,17 @@ async fn retention_deletes_expired_messages_and_cursors_follow() {
     assert_eq!(d.backlog[0].ready, 0, "{d:?}");
 }
 
+/// The RocksDB database of a stopped store, opened directly (to damage it).
+fn raw_db(dir: &std::path::Path) -> rocksdb::DB {
+    let opts = rocksdb::Options::default();
+    let cfs = rocksdb::DB::list_cf(&opts, dir).expect("column families");
+    rocksdb::DB::open_cf(&opts, dir, &cfs).expect("open")
+}
+
 /// Overwrites the `n`th record of the message log (in key order) with
 /// bytes no decoder accepts, as a damaged disk might.
 fn corrupt_log_record(dir: &std::path::Path, n: usize) {
-    let opts = rocksdb::Options::default();
-    let cfs = rocksdb::DB::list_cf(&opts, dir).expect("column families");
-    let db = rocksdb::DB::open_cf(&opts, dir, &cfs).expect("open");
+    let db = raw_db(dir);
     let log = db.cf_handle("log").expect("the log");
     let (key, _) = db
         .iterator_cf(log, rocksdb::IteratorMode::Start)
@@ -247,9 +252,7 @@ async fn an_unreadable_inflight_entry_is_delivered_again() {
         store.shutdown();
     }
     {
-        let opts = rocksdb::Options::default();
-        let cfs = rocksdb::DB::list_cf(&opts, dir.path()).expect("column families");
-        let db = rocksdb::DB::open_cf(&opts, dir.path(), &cfs).expect("open");
+        let db = raw_db(dir.path());
         let pop_cf = db.cf_handle("pop").expect("the consumption state");
         let inflight: Vec<Box<[u8]>> = db
             .iterator_cf(pop_cf, rocksdb::IteratorMode::Start)
@@ -311,9 +314,7 @@ async fn a_topic_recorded_without_queues_stops_the_start() {
         store.shutdown();
     }
     {
-        let opts = rocksdb::Options::default();
-        let cfs = rocksdb::DB::list_cf(&opts, dir.path()).expect("column families");
-        let db = rocksdb::DB::open_cf(&opts, dir.path(), &cfs).expect("open");
+        let db = raw_db(dir.path());
         let meta = db.cf_handle("meta").expect("the catalog");
         let (key, value) = db
             .iterator_cf(meta, rocksdb::IteratorMode::Start)
